@@ -1,0 +1,351 @@
+//! The columnar input of an assignment: participant ids and the candidate strata columns.
+//!
+//! Text columns are dictionary-encoded (one `u32` code per row into a level list) so that
+//! millions of rows cost no per-row allocation; numbers and booleans are kept typed.
+
+use std::cmp::Ordering;
+
+/// The code of a NULL in a [`ColumnData::Text`] column.
+pub const NULL_CODE: u32 = u32::MAX;
+
+/// Participant ids, non-null and unique (checked by [`Ids::sorted_order`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Ids {
+    /// Integer ids (sorted numerically, kept exact).
+    Int(Vec<i64>),
+    /// Text ids. `numeric` is true when every id is a canonical decimal integer (some beyond
+    /// the i64 range): they then sort numerically, exactly, without going through floats.
+    Text { values: Vec<String>, numeric: bool },
+}
+
+impl Ids {
+    /// Build ids from text, choosing integer ids when every value is a canonical integer
+    /// (`0`, `-12`, `17`; not `007` or `+5`, whose text would change).
+    pub fn from_strings(values: Vec<String>) -> Ids {
+        if values.iter().all(|s| is_canonical_int(s)) {
+            let parsed: Option<Vec<i64>> = values.iter().map(|s| s.parse::<i64>().ok()).collect();
+            match parsed {
+                Some(v) => Ids::Int(v),
+                None => Ids::Text { values, numeric: true },
+            }
+        } else {
+            Ids::Text { values, numeric: false }
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        match self {
+            Ids::Int(v) => v.len(),
+            Ids::Text { values, .. } => values.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn is_integer(&self) -> bool {
+        matches!(self, Ids::Int(_) | Ids::Text { numeric: true, .. })
+    }
+
+    /// The id of row `i` as text (as written to outputs).
+    pub fn text(&self, i: usize) -> String {
+        match self {
+            Ids::Int(v) => v[i].to_string(),
+            Ids::Text { values, .. } => values[i].clone(),
+        }
+    }
+
+    /// Write the id of row `i` into `out`.
+    pub fn write_text(&self, i: usize, out: &mut Vec<u8>) {
+        match self {
+            Ids::Int(v) => {
+                let mut b = itoa_buf();
+                out.extend_from_slice(format_i64(v[i], &mut b));
+            }
+            Ids::Text { values, .. } => out.extend_from_slice(values[i].as_bytes()),
+        }
+    }
+
+    /// Compare the ids of rows `a` and `b` in output order.
+    pub fn cmp_rows(&self, a: usize, b: usize) -> Ordering {
+        match self {
+            Ids::Int(v) => v[a].cmp(&v[b]),
+            Ids::Text { values, numeric: true } => cmp_int_text(&values[a], &values[b]),
+            Ids::Text { values, numeric: false } => values[a].as_bytes().cmp(values[b].as_bytes()),
+        }
+    }
+
+    /// Row indices sorted by id (numeric order for integer ids, byte order for text ids).
+    /// Duplicates are an error listing up to five of them.
+    pub fn sorted_order(&self, id_column: &str) -> crate::Result<Vec<u32>> {
+        let n = self.len();
+        let mut order: Vec<u32> = match self {
+            Ids::Int(v) => {
+                if v.is_sorted() {
+                    (0..n as u32).collect()
+                } else {
+                    let mut pairs: Vec<(i64, u32)> = v.iter().enumerate().map(|(i, x)| (*x, i as u32)).collect();
+                    pairs.sort_unstable();
+                    pairs.into_iter().map(|p| p.1).collect()
+                }
+            }
+            _ => {
+                let mut o: Vec<u32> = (0..n as u32).collect();
+                o.sort_unstable_by(|a, b| self.cmp_rows(*a as usize, *b as usize).then(a.cmp(b)));
+                o
+            }
+        };
+        let mut dups: Vec<String> = Vec::new();
+        let mut n_dups = 0usize;
+        for w in order.windows(2) {
+            if self.cmp_rows(w[0] as usize, w[1] as usize) == Ordering::Equal {
+                n_dups += 1;
+                let t = self.text(w[0] as usize);
+                if dups.len() < 5 && dups.last() != Some(&t) {
+                    dups.push(t);
+                }
+            }
+        }
+        if n_dups > 0 {
+            return Err(crate::Error::invalid(format!(
+                "the id column {id_column} has {n_dups} duplicate value(s) (e.g. {}); participant ids must be unique",
+                dups.join(", ")
+            )));
+        }
+        order.shrink_to_fit();
+        Ok(order)
+    }
+}
+
+/// `-?(0|[1-9][0-9]*)`.
+pub fn is_canonical_int(s: &str) -> bool {
+    let d = s.strip_prefix('-').unwrap_or(s);
+    !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()) && (d == "0" || !d.starts_with('0')) && s != "-0"
+}
+
+/// Numeric comparison of two canonical integer strings of any length.
+pub fn cmp_int_text(a: &str, b: &str) -> Ordering {
+    let (na, da) = match a.strip_prefix('-') {
+        Some(d) => (true, d),
+        None => (false, a),
+    };
+    let (nb, db) = match b.strip_prefix('-') {
+        Some(d) => (true, d),
+        None => (false, b),
+    };
+    match (na, nb) {
+        (true, false) => Ordering::Less,
+        (false, true) => Ordering::Greater,
+        (false, false) => da.len().cmp(&db.len()).then_with(|| da.cmp(db)),
+        (true, true) => db.len().cmp(&da.len()).then_with(|| db.cmp(da)),
+    }
+}
+
+pub(crate) fn itoa_buf() -> [u8; 20] {
+    [0u8; 20]
+}
+
+/// Format an i64 into `buf` without allocating; returns the digits.
+pub(crate) fn format_i64(v: i64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut n = v.unsigned_abs();
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    if v < 0 {
+        i -= 1;
+        buf[i] = b'-';
+    }
+    &buf[i..]
+}
+
+/// One candidate stratum column.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ColumnData {
+    /// Dictionary-encoded text: `codes[row]` indexes `levels`; [`NULL_CODE`] is NULL.
+    Text { codes: Vec<u32>, levels: Vec<String> },
+    Bool(Vec<Option<bool>>),
+    Int(Vec<Option<i64>>),
+    Float(Vec<Option<f64>>),
+}
+
+impl ColumnData {
+    pub fn len(&self) -> usize {
+        match self {
+            ColumnData::Text { codes, .. } => codes.len(),
+            ColumnData::Bool(v) => v.len(),
+            ColumnData::Int(v) => v.len(),
+            ColumnData::Float(v) => v.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Real-numeric (integers and floats; booleans are not numeric here).
+    pub fn is_numeric(&self) -> bool {
+        matches!(self, ColumnData::Int(_) | ColumnData::Float(_))
+    }
+
+    pub fn is_null(&self, i: usize) -> bool {
+        match self {
+            ColumnData::Text { codes, .. } => codes[i] == NULL_CODE,
+            ColumnData::Bool(v) => v[i].is_none(),
+            ColumnData::Int(v) => v[i].is_none(),
+            ColumnData::Float(v) => v[i].is_none_or(f64::is_nan),
+        }
+    }
+
+    /// Append the original value of row `i` as text (nothing for NULL).
+    pub fn write_text(&self, i: usize, out: &mut Vec<u8>) {
+        match self {
+            ColumnData::Text { codes, levels } => {
+                if codes[i] != NULL_CODE {
+                    out.extend_from_slice(levels[codes[i] as usize].as_bytes())
+                }
+            }
+            ColumnData::Bool(v) => {
+                if let Some(b) = v[i] {
+                    out.extend_from_slice(if b { b"true" } else { b"false" })
+                }
+            }
+            ColumnData::Int(v) => {
+                if let Some(x) = v[i] {
+                    let mut b = itoa_buf();
+                    out.extend_from_slice(format_i64(x, &mut b));
+                }
+            }
+            ColumnData::Float(v) => {
+                if let Some(x) = v[i].filter(|x| !x.is_nan()) {
+                    out.extend_from_slice(x.to_string().as_bytes())
+                }
+            }
+        }
+    }
+
+    /// The original value of row `i` as text (`None` for NULL).
+    pub fn text(&self, i: usize) -> Option<String> {
+        if self.is_null(i) {
+            return None;
+        }
+        let mut v = Vec::new();
+        self.write_text(i, &mut v);
+        Some(String::from_utf8_lossy(&v).into_owned())
+    }
+
+    /// Keep only the rows in `rows` (in that order).
+    pub fn take(&self, rows: &[u32]) -> ColumnData {
+        match self {
+            ColumnData::Text { codes, levels } => ColumnData::Text {
+                codes: rows.iter().map(|r| codes[*r as usize]).collect(),
+                levels: levels.clone(),
+            },
+            ColumnData::Bool(v) => ColumnData::Bool(rows.iter().map(|r| v[*r as usize]).collect()),
+            ColumnData::Int(v) => ColumnData::Int(rows.iter().map(|r| v[*r as usize]).collect()),
+            ColumnData::Float(v) => ColumnData::Float(rows.iter().map(|r| v[*r as usize]).collect()),
+        }
+    }
+
+    /// Dictionary-encode text values (`None` = NULL).
+    pub fn text_from<'a>(values: impl IntoIterator<Item = Option<&'a str>>) -> ColumnData {
+        let mut map: std::collections::HashMap<&'a str, u32> = std::collections::HashMap::new();
+        let mut levels: Vec<String> = Vec::new();
+        let codes = values
+            .into_iter()
+            .map(|v| match v {
+                None => NULL_CODE,
+                Some(s) => *map.entry(s).or_insert_with(|| {
+                    levels.push(s.to_string());
+                    (levels.len() - 1) as u32
+                }),
+            })
+            .collect();
+        ColumnData::Text { codes, levels }
+    }
+}
+
+/// A named column.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Column {
+    pub name: String,
+    pub data: ColumnData,
+}
+
+/// The audience: ids plus the columns that may be used as strata.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Table {
+    pub id_column: String,
+    pub ids: Ids,
+    pub columns: Vec<Column>,
+}
+
+impl Table {
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    pub fn column(&self, name: &str) -> Option<&Column> {
+        self.columns.iter().find(|c| c.name == name)
+    }
+
+    /// Keep only the rows in `rows` (in that order).
+    pub fn take(&self, rows: &[u32]) -> Table {
+        let ids = match &self.ids {
+            Ids::Int(v) => Ids::Int(rows.iter().map(|r| v[*r as usize]).collect()),
+            Ids::Text { values, numeric } => Ids::Text {
+                values: rows.iter().map(|r| values[*r as usize].clone()).collect(),
+                numeric: *numeric,
+            },
+        };
+        Table {
+            id_column: self.id_column.clone(),
+            ids,
+            columns: self.columns.iter().map(|c| Column { name: c.name.clone(), data: c.data.take(rows) }).collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn integer_ids_sort_numerically_and_exactly() {
+        let ids = Ids::from_strings(vec!["10".into(), "2".into(), "9007199254740993".into(), "9007199254740992".into()]);
+        assert!(matches!(ids, Ids::Int(_)));
+        let o = ids.sorted_order("id").unwrap();
+        assert_eq!(o, vec![1, 0, 3, 2]);
+        let big = Ids::from_strings(vec!["99999999999999999999".into(), "-3".into(), "99999999999999999998".into()]);
+        assert!(matches!(big, Ids::Text { numeric: true, .. }));
+        assert_eq!(big.sorted_order("id").unwrap(), vec![1, 2, 0]);
+        let text = Ids::from_strings(vec!["b".into(), "007".into(), "a".into()]);
+        assert!(matches!(text, Ids::Text { numeric: false, .. }));
+        assert_eq!(text.sorted_order("id").unwrap(), vec![1, 2, 0]);
+    }
+
+    #[test]
+    fn duplicates_are_listed() {
+        let ids = Ids::Int(vec![3, 1, 3, 2, 1]);
+        let e = ids.sorted_order("pid").unwrap_err().to_string();
+        assert_eq!(e, "the id column pid has 2 duplicate value(s) (e.g. 1, 3); participant ids must be unique");
+    }
+
+    #[test]
+    fn formats_integers() {
+        let mut b = itoa_buf();
+        assert_eq!(format_i64(i64::MIN, &mut b), i64::MIN.to_string().as_bytes());
+        assert_eq!(format_i64(0, &mut b), b"0");
+        assert_eq!(format_i64(-42, &mut b), b"-42");
+    }
+}

@@ -1,0 +1,112 @@
+//! Quantile binning with pandas `qcut(x, q, labels=False, duplicates="drop")` semantics.
+//!
+//! * Edges are the sample quantiles of the non-null values at the probabilities of
+//!   `numpy.linspace(0, 1, q + 1)`, computed as pandas does (`Series.quantile` → numpy
+//!   `nanpercentile(values, 100·p)` with method `linear`): virtual index (n−1)·p, linear
+//!   interpolation with numpy's two-sided `_lerp` (a + (b−a)·t for t < 0.5, b − (b−a)·(1−t)
+//!   otherwise).
+//! * Duplicate edges are dropped.
+//! * Bins are right-closed, `(e[k-1], e[k]]`, and the lowest edge is included in the first bin;
+//!   labels are 0 … #bins−1. NULL (and NaN) values get no label.
+
+/// The bin edges of the non-null values `sorted` (ascending, no NaN) for `q` quantiles.
+pub fn edges(sorted: &[f64], q: u32) -> Vec<f64> {
+    let n = sorted.len();
+    if n == 0 || q == 0 {
+        return Vec::new();
+    }
+    let step = 1.0 / q as f64;
+    let mut out: Vec<f64> = Vec::with_capacity(q as usize + 1);
+    for j in 0..=q {
+        // numpy.linspace: j * step, the last point set to stop exactly.
+        let p = if j == q { 1.0 } else { j as f64 * step };
+        // nanpercentile(values, p * 100) divides by 100 again.
+        let p = (p * 100.0) / 100.0;
+        let virt = (n - 1) as f64 * p;
+        let lo = virt.floor();
+        let t = virt - lo;
+        let lo = (lo as usize).min(n - 1);
+        let hi = (lo + 1).min(n - 1);
+        let (a, b) = (sorted[lo], sorted[hi]);
+        let d = b - a;
+        let e = if t >= 0.5 { b - d * (1.0 - t) } else { a + d * t };
+        if out.last() != Some(&e) {
+            out.push(e);
+        }
+    }
+    out
+}
+
+/// The bin label of `x` for `edges` (as returned by [`edges`], at least two of them).
+pub fn label(edges: &[f64], x: f64) -> u32 {
+    // searchsorted(side="left"): the first index k with edges[k] >= x.
+    let k = edges.partition_point(|e| *e < x);
+    if k == 0 {
+        0 // x == edges[0] (include_lowest)
+    } else {
+        (k.min(edges.len() - 1) - 1) as u32
+    }
+}
+
+/// Bin labels for a column (`None` = NULL or NaN stays unlabeled). Returns the labels and the
+/// number of bins.
+pub fn qcut(values: &[Option<f64>], q: u32) -> (Vec<Option<u32>>, u32) {
+    let mut sorted: Vec<f64> = values.iter().flatten().copied().filter(|v| !v.is_nan()).collect();
+    sorted.sort_unstable_by(|a, b| a.total_cmp(b));
+    let e = edges(&sorted, q);
+    if e.len() < 2 {
+        let labels = values.iter().map(|v| v.filter(|x| !x.is_nan()).map(|_| 0)).collect();
+        return (labels, 1);
+    }
+    let labels = values.iter().map(|v| v.filter(|x| !x.is_nan()).map(|x| label(&e, x))).collect();
+    (labels, (e.len() - 1) as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quartiles_like_pandas() {
+        // pd.qcut([1,2,3,4,5,6,7,8], 4, labels=False) -> [0,0,1,1,2,2,3,3]
+        // edges: 1, 2.75, 4.5, 6.25, 8
+        let v: Vec<Option<f64>> = (1..=8).map(|i| Some(i as f64)).collect();
+        let (l, b) = qcut(&v, 4);
+        assert_eq!(b, 4);
+        let l: Vec<u32> = l.into_iter().map(Option::unwrap).collect();
+        assert_eq!(l, vec![0, 0, 1, 1, 2, 2, 3, 3]);
+        let mut s: Vec<f64> = (1..=8).map(f64::from).collect();
+        s.sort_by(f64::total_cmp);
+        assert_eq!(edges(&s, 4), vec![1.0, 2.75, 4.5, 6.25, 8.0]);
+    }
+
+    #[test]
+    fn duplicate_edges_dropped_right_closed() {
+        // pd.qcut([1,1,1,1,2,3], 4, labels=False, duplicates="drop"):
+        // quantiles 1, 1, 1, 1.75, 3 -> edges [1, 1.75, 3] -> labels [0,0,0,0,1,1]
+        let v: Vec<Option<f64>> = [1., 1., 1., 1., 2., 3.].iter().map(|x| Some(*x)).collect();
+        let (l, b) = qcut(&v, 4);
+        assert_eq!(b, 2);
+        assert_eq!(l, vec![Some(0), Some(0), Some(0), Some(0), Some(1), Some(1)]);
+    }
+
+    #[test]
+    fn nulls_stay_unlabeled_and_boundaries_right_closed() {
+        // pd.qcut([0, 10, None, 5, 2.5, 7.5], 2, labels=False) -> edges [0, 5, 10]
+        // -> [0, 1, NaN, 0, 0, 1]  (5 is in (0, 5])
+        let v = vec![Some(0.0), Some(10.0), None, Some(5.0), Some(2.5), Some(7.5)];
+        let (l, b) = qcut(&v, 2);
+        assert_eq!(b, 2);
+        assert_eq!(l, vec![Some(0), Some(1), None, Some(0), Some(0), Some(1)]);
+    }
+
+    #[test]
+    fn tertiles_interpolate_like_numpy() {
+        // numpy.quantile([3, 1, 4, 1, 5, 9, 2, 6], [0, 1/3, 2/3, 1]) = [1, 2.3333.., 4.6666.., 9]
+        let mut s = vec![3., 1., 4., 1., 5., 9., 2., 6.];
+        s.sort_by(f64::total_cmp);
+        let e = edges(&s, 3);
+        assert_eq!(e.len(), 4);
+        assert!((e[1] - 7.0 / 3.0).abs() < 1e-12 && (e[2] - 14.0 / 3.0).abs() < 1e-12, "{e:?}");
+    }
+}

@@ -1,0 +1,456 @@
+//! Warehouse DSNs: every spelling of DECISIONS.md §3 parsed into one typed value.
+//!
+//! Accepted: `sqlite:///rel/path`, `sqlite:////abs/path`, `sqlite::memory:`, `sqlite:path`;
+//! `postgres://`, `postgresql://`, `postgresql+psycopg://`, `postgresql+psycopg2://` (Redshift
+//! recognised by a host ending in `redshift.amazonaws.com`); `mysql://`, `mariadb://`,
+//! `mysql+pymysql://` (any `mysql+DRIVER`). `bigquery://` is recognised and refused plainly.
+//!
+//! The password never leaves this module in text form: `Display` and `Debug` print
+//! `postgres://user:***@host:5432/db`, and [`scrub_secrets`] masks any URL credentials that
+//! a driver might echo back in an error.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+    Mysql,
+}
+
+impl Dialect {
+    pub fn name(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "sqlite",
+            Dialect::Postgres => "postgres",
+            Dialect::Mysql => "mysql",
+        }
+    }
+
+    /// Quote an identifier for this dialect: `"` doubled for PostgreSQL/SQLite, backticks
+    /// doubled for MySQL. Any string becomes one identifier, so `x; DROP TABLE y` is a (strange)
+    /// table name, never SQL. NUL bytes cannot be represented and are refused by [`check_ident`].
+    pub fn quote_ident(self, ident: &str) -> String {
+        match self {
+            Dialect::Mysql => format!("`{}`", ident.replace('`', "``")),
+            _ => format!("\"{}\"", ident.replace('"', "\"\"")),
+        }
+    }
+
+    /// `schema.table`, each part quoted.
+    pub fn qualified(self, schema: Option<&str>, table: &str) -> String {
+        match schema {
+            Some(s) => format!("{}.{}", self.quote_ident(s), self.quote_ident(table)),
+            None => self.quote_ident(table),
+        }
+    }
+}
+
+/// Refuse identifiers that no dialect can hold (empty, NUL, over 63 bytes for PostgreSQL /
+/// 64 characters for MySQL), naming `what` (e.g. `--table-name`).
+pub fn check_ident(what: &str, ident: &str) -> Result<()> {
+    if ident.is_empty() {
+        return Err(Error::usage(format!("{what}: a name cannot be empty")));
+    }
+    if ident.contains('\0') {
+        return Err(Error::usage(format!("{what}: a name cannot contain a NUL byte")));
+    }
+    if ident.len() > 63 {
+        return Err(Error::usage(format!(
+            "{what}: '{ident}' is longer than 63 bytes, the longest name PostgreSQL keeps"
+        )));
+    }
+    Ok(())
+}
+
+/// Where an SQLite database lives.
+#[derive(Clone, PartialEq, Eq)]
+pub enum SqliteTarget {
+    Memory,
+    File(PathBuf),
+}
+
+/// A parsed warehouse DSN.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Dsn {
+    pub dialect: Dialect,
+    /// The scheme as written (`postgresql+psycopg2`), kept for messages.
+    pub scheme: String,
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    pub database: Option<String>,
+    pub user: Option<String>,
+    password: Option<String>,
+    pub sslmode: Option<String>,
+    pub search_path: Option<String>,
+    /// PostgreSQL host ending in `redshift.amazonaws.com`.
+    pub redshift: bool,
+    pub sqlite: Option<SqliteTarget>,
+}
+
+const SSLMODES: [&str; 6] = ["disable", "allow", "prefer", "require", "verify-ca", "verify-full"];
+
+impl Dsn {
+    /// Parse any accepted spelling. Errors are usage errors (exit 2) that show the DSN redacted.
+    pub fn parse(input: &str) -> Result<Dsn> {
+        let input = input.trim();
+        let bad = |why: &str| Error::usage(format!("invalid DSN '{}': {why}", scrub_secrets(input)));
+        let (scheme, _) = input
+            .split_once(':')
+            .ok_or_else(|| bad("expected SCHEME://..., e.g. postgres://user@host/db or sqlite:///file.db"))?;
+        let scheme_l = scheme.to_ascii_lowercase();
+        let base = scheme_l.split('+').next().unwrap_or("");
+        match base {
+            "sqlite" | "sqlite3" => Self::parse_sqlite(input, scheme),
+            "postgres" | "postgresql" | "redshift" => Self::parse_url(input, Dialect::Postgres, &scheme_l),
+            "mysql" | "mariadb" => Self::parse_url(input, Dialect::Mysql, &scheme_l),
+            "bigquery" => Err(Error::usage(format!(
+                "bigquery:// warehouses are not supported by this build of xngin (DSN '{}'); \
+                 use PostgreSQL, Redshift, MySQL/MariaDB or SQLite",
+                scrub_secrets(input)
+            ))),
+            _ => Err(bad(&format!(
+                "unknown scheme '{scheme}'; use sqlite:///PATH, postgres://, postgresql+psycopg://, mysql:// or mariadb://"
+            ))),
+        }
+    }
+
+    fn parse_sqlite(input: &str, scheme: &str) -> Result<Dsn> {
+        let rest = &input[scheme.len() + 1..];
+        let rest = rest.split('?').next().unwrap_or("");
+        let target = if rest == ":memory:" || rest == "//:memory:" || rest == "///:memory:" || rest == "//" {
+            SqliteTarget::Memory
+        } else if let Some(p) = rest.strip_prefix("////") {
+            SqliteTarget::File(PathBuf::from(format!("/{p}")))
+        } else if let Some(p) = rest.strip_prefix("///") {
+            SqliteTarget::File(sqlite_three_slash_path(p))
+        } else if let Some(p) = rest.strip_prefix("//") {
+            SqliteTarget::File(PathBuf::from(p))
+        } else {
+            SqliteTarget::File(PathBuf::from(rest))
+        };
+        if let SqliteTarget::File(p) = &target
+            && p.as_os_str().is_empty()
+        {
+            return Err(Error::usage(format!(
+                "invalid DSN '{input}': no database file; use sqlite:///path/to/file.db or sqlite::memory:"
+            )));
+        }
+        Ok(Dsn {
+            dialect: Dialect::Sqlite,
+            scheme: scheme.to_string(),
+            host: None,
+            port: None,
+            database: None,
+            user: None,
+            password: None,
+            sslmode: None,
+            search_path: None,
+            redshift: false,
+            sqlite: Some(target),
+        })
+    }
+
+    fn parse_url(input: &str, dialect: Dialect, scheme: &str) -> Result<Dsn> {
+        let bad = |why: String| Error::usage(format!("invalid DSN '{}': {why}", scrub_secrets(input)));
+        let url = url::Url::parse(input).map_err(|e| bad(e.to_string()))?;
+        let decode = |s: &str| -> Result<String> {
+            percent_decode(s).ok_or_else(|| bad("a percent-escape in the user or password is not valid UTF-8".into()))
+        };
+        let user = if url.username().is_empty() { None } else { Some(decode(url.username())?) };
+        let password = match url.password() {
+            Some(p) => Some(decode(p)?),
+            None => None,
+        };
+        let host = url.host_str().filter(|h| !h.is_empty()).map(|h| h.trim_matches(['[', ']']).to_string());
+        let database = {
+            let p = url.path().trim_start_matches('/');
+            if p.is_empty() { None } else { Some(decode(p)?) }
+        };
+        let mut sslmode = None;
+        let mut search_path = None;
+        for (k, v) in url.query_pairs() {
+            match k.as_ref() {
+                "sslmode" | "ssl-mode" | "ssl_mode" => {
+                    let v = v.to_ascii_lowercase().replace('_', "-");
+                    if !SSLMODES.contains(&v.as_str()) && dialect == Dialect::Postgres {
+                        return Err(bad(format!("sslmode '{v}' is not one of {}", SSLMODES.join(", "))));
+                    }
+                    sslmode = Some(v);
+                }
+                "search_path" | "currentSchema" => search_path = Some(v.to_string()),
+                "options" => {
+                    // libpq style: options=-csearch_path=foo
+                    for opt in v.split_whitespace() {
+                        if let Some(sp) = opt.strip_prefix("-csearch_path=") {
+                            search_path = Some(sp.to_string());
+                        }
+                    }
+                }
+                _ => {} // client_encoding, connect_timeout, charset...: harmless, ignored
+            }
+        }
+        let redshift = dialect == Dialect::Postgres
+            && (scheme == "redshift" || host.as_deref().is_some_and(|h| h.ends_with("redshift.amazonaws.com")));
+        Ok(Dsn {
+            dialect,
+            scheme: scheme.to_string(),
+            host,
+            port: url.port(),
+            database,
+            user,
+            password,
+            sslmode,
+            search_path,
+            redshift,
+            sqlite: None,
+        })
+    }
+
+    pub fn password(&self) -> Option<&str> {
+        self.password.as_deref()
+    }
+
+    /// Fill the password from `--password` / `PGPASSWORD` when the DSN names a user but no
+    /// password (DECISIONS.md §3). A password written in the DSN wins.
+    pub fn fill_password(&mut self, password: Option<&str>) {
+        if self.user.is_some()
+            && self.password.is_none()
+            && let Some(p) = password
+        {
+            self.password = Some(p.to_string());
+        }
+    }
+
+    pub fn set_password(&mut self, password: Option<String>) {
+        self.password = password;
+    }
+
+    /// The SQLite file, if this is a file-backed SQLite DSN.
+    pub fn sqlite_path(&self) -> Option<&Path> {
+        match &self.sqlite {
+            Some(SqliteTarget::File(p)) => Some(p),
+            _ => None,
+        }
+    }
+
+    /// A DSN for an SQLite file.
+    pub fn sqlite_file(path: &Path) -> Dsn {
+        Dsn {
+            dialect: Dialect::Sqlite,
+            scheme: "sqlite".into(),
+            host: None,
+            port: None,
+            database: None,
+            user: None,
+            password: None,
+            sslmode: None,
+            search_path: None,
+            redshift: false,
+            sqlite: Some(SqliteTarget::File(path.to_path_buf())),
+        }
+    }
+
+    fn fmt_redacted(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(t) = &self.sqlite {
+            return match t {
+                SqliteTarget::Memory => write!(f, "sqlite::memory:"),
+                SqliteTarget::File(p) if p.is_absolute() => write!(f, "sqlite:///{}", p.display()),
+                SqliteTarget::File(p) => write!(f, "sqlite:///{}", p.display()),
+            };
+        }
+        let scheme = match self.dialect {
+            Dialect::Postgres => "postgres",
+            Dialect::Mysql => "mysql",
+            Dialect::Sqlite => "sqlite",
+        };
+        write!(f, "{scheme}://")?;
+        if let Some(u) = &self.user {
+            write!(f, "{u}")?;
+            if self.password.is_some() {
+                write!(f, ":***")?;
+            }
+            write!(f, "@")?;
+        }
+        if let Some(h) = &self.host {
+            if h.contains(':') { write!(f, "[{h}]")? } else { write!(f, "{h}")? }
+        }
+        if let Some(p) = self.port {
+            write!(f, ":{p}")?;
+        }
+        write!(f, "/")?;
+        if let Some(d) = &self.database {
+            write!(f, "{d}")?;
+        }
+        let mut sep = '?';
+        if let Some(s) = &self.sslmode {
+            write!(f, "{sep}sslmode={s}")?;
+            sep = '&';
+        }
+        if let Some(s) = &self.search_path {
+            write!(f, "{sep}search_path={s}")?;
+        }
+        Ok(())
+    }
+}
+
+/// SQLAlchemy reads `sqlite:///x.db` as the relative path `x.db` and `sqlite:////x.db` as
+/// absolute; sqlx reads `sqlite:///tmp/x.db` as absolute. We follow SQLAlchemy, except when the
+/// relative reading names a directory that does not exist while the absolute one does
+/// (`sqlite:///tmp/run-1/x.db` from a working directory without `tmp/`), which can only mean
+/// the absolute path.
+fn sqlite_three_slash_path(p: &str) -> PathBuf {
+    let rel = PathBuf::from(p);
+    let abs = PathBuf::from(format!("/{p}"));
+    let dir_exists = |path: &Path| match path.parent() {
+        None => true,
+        Some(d) if d.as_os_str().is_empty() => true,
+        Some(d) => d.is_dir(),
+    };
+    if !dir_exists(&rel) && dir_exists(&abs) && abs.parent().is_some_and(|d| d != Path::new("/")) {
+        abs
+    } else {
+        rel
+    }
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok()?;
+            if let Ok(b) = u8::from_str_radix(hex, 16) {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8(out).ok()
+}
+
+impl fmt::Display for Dsn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.fmt_redacted(f)
+    }
+}
+
+impl fmt::Debug for Dsn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Dsn(")?;
+        self.fmt_redacted(f)?;
+        write!(f, ")")
+    }
+}
+
+/// Mask credentials in any `scheme://user:password@` that appears in `text`.
+pub fn scrub_secrets(text: &str) -> String {
+    static RE: std::sync::LazyLock<regex::Regex> =
+        std::sync::LazyLock::new(|| regex::Regex::new(r"(?P<pre>[A-Za-z][A-Za-z0-9+.\-]*://[^:/@\s]*):[^@\s]*@").unwrap());
+    RE.replace_all(text, "$pre:***@").into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn postgres_spellings() {
+        for s in [
+            "postgres://u:secret@h:5433/db",
+            "postgresql://u:secret@h:5433/db",
+            "postgresql+psycopg://u:secret@h:5433/db",
+            "postgresql+psycopg2://u:secret@h:5433/db",
+        ] {
+            let d = Dsn::parse(s).unwrap();
+            assert_eq!(d.dialect, Dialect::Postgres);
+            assert_eq!(d.host.as_deref(), Some("h"));
+            assert_eq!(d.port, Some(5433));
+            assert_eq!(d.database.as_deref(), Some("db"));
+            assert_eq!(d.user.as_deref(), Some("u"));
+            assert_eq!(d.password(), Some("secret"));
+            assert_eq!(d.to_string(), "postgres://u:***@h:5433/db");
+            assert!(!format!("{d:?}").contains("secret"));
+        }
+    }
+
+    #[test]
+    fn query_parameters_and_redshift() {
+        let d = Dsn::parse("postgresql+psycopg2://u:p%40ss@x.redshift.amazonaws.com:5439/dev?sslmode=verify-full&search_path=transforms").unwrap();
+        assert!(d.redshift);
+        assert_eq!(d.password(), Some("p@ss"));
+        assert_eq!(d.sslmode.as_deref(), Some("verify-full"));
+        assert_eq!(d.search_path.as_deref(), Some("transforms"));
+        let d = Dsn::parse("postgres://u@h/db?options=-csearch_path%3Dabc").unwrap();
+        assert_eq!(d.search_path.as_deref(), Some("abc"));
+        assert!(Dsn::parse("postgres://u@h/db?sslmode=sometimes").is_err());
+    }
+
+    #[test]
+    fn mysql_spellings() {
+        for s in ["mysql://root@127.0.0.1:3306/test", "mariadb://root@127.0.0.1:3306/test", "mysql+pymysql://root@127.0.0.1:3306/test"] {
+            let d = Dsn::parse(s).unwrap();
+            assert_eq!(d.dialect, Dialect::Mysql);
+            assert_eq!(d.database.as_deref(), Some("test"));
+            assert_eq!(d.password(), None);
+        }
+    }
+
+    #[test]
+    fn sqlite_spellings() {
+        assert!(matches!(Dsn::parse("sqlite::memory:").unwrap().sqlite, Some(SqliteTarget::Memory)));
+        assert_eq!(Dsn::parse("sqlite:///x.db").unwrap().sqlite_path(), Some(Path::new("x.db")));
+        assert_eq!(Dsn::parse("sqlite:////abs/x.db").unwrap().sqlite_path(), Some(Path::new("/abs/x.db")));
+        // /tmp exists, ./tmp/<random> does not: the absolute reading wins.
+        assert_eq!(
+            Dsn::parse("sqlite:///tmp/x.db").unwrap().sqlite_path(),
+            Some(if Path::new("tmp").is_dir() { Path::new("tmp/x.db") } else { Path::new("/tmp/x.db") })
+        );
+        assert_eq!(Dsn::parse("sqlite:data/x.db").unwrap().sqlite_path(), Some(Path::new("data/x.db")));
+        assert!(Dsn::parse("sqlite:///").is_err());
+    }
+
+    #[test]
+    fn errors_are_usage_and_redacted() {
+        let e = Dsn::parse("oracle://u:topsecret@h/db").unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        assert!(!e.to_string().contains("topsecret"), "{e}");
+        let e = Dsn::parse("bigquery://project/dataset").unwrap_err();
+        assert!(e.to_string().contains("not supported by this build"));
+        let e = Dsn::parse("no-scheme-here").unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+    }
+
+    #[test]
+    fn fill_password_only_when_missing() {
+        let mut d = Dsn::parse("postgres://u@h/db").unwrap();
+        d.fill_password(Some("pw"));
+        assert_eq!(d.password(), Some("pw"));
+        d.fill_password(Some("other"));
+        assert_eq!(d.password(), Some("pw"));
+        let mut d = Dsn::parse("postgres://h/db").unwrap();
+        d.fill_password(Some("pw"));
+        assert_eq!(d.password(), None);
+    }
+
+    #[test]
+    fn scrub() {
+        assert_eq!(scrub_secrets("failed: postgres://a:b@c/d x"), "failed: postgres://a:***@c/d x");
+        assert_eq!(scrub_secrets("no url"), "no url");
+    }
+
+    #[test]
+    fn quoting() {
+        assert_eq!(Dialect::Postgres.quote_ident("x\"; DROP TABLE y"), "\"x\"\"; DROP TABLE y\"");
+        assert_eq!(Dialect::Mysql.quote_ident("a`b"), "`a``b`");
+        assert_eq!(Dialect::Sqlite.qualified(Some("s"), "t"), "\"s\".\"t\"");
+    }
+}

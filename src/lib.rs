@@ -1,0 +1,30 @@
+//! xngin: the library behind the `xngin` command-line toolkit for operators of randomized
+//! experiments. Everything the CLI does lives here so that tests can reach it; the binary in
+//! `commands/` only parses arguments and prints.
+//!
+//! Modules are named for the domain:
+//! * [`dsn`], [`warehouse`]: DSNs, connections, quoting, introspection, bulk loads.
+//! * [`testing_dwh`]: the deterministic testing warehouse and the embedded default.
+//! * [`sheet`]: the column-metadata sheet (CSV and Google Sheets).
+//! * [`settings`]: tenant settings files, secrets, participant-type resolution.
+//! * [`filters`]: audience filters and their SQL.
+//! * [`power`]: sample size and minimum detectable effect.
+//! * [`assign`]: stratified random assignment, balance check, outputs.
+
+pub mod assign;
+pub mod datatype;
+pub mod dsn;
+pub mod error;
+pub mod fields;
+pub mod filters;
+pub mod output;
+pub mod power;
+pub mod settings;
+pub mod sheet;
+pub mod testing_dwh;
+pub mod warehouse;
+
+pub use error::{Error, Result};
+
+/// The version recorded in design records and printed by `--version`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

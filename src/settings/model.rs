@@ -1,0 +1,377 @@
+//! The typed settings model (xngin-reference.md §3.2; DECISIONS.md §3).
+//!
+//! Every struct rejects unknown keys. Files are first checked by [`super::validate`], which
+//! reports every problem with its position; these types are then filled from the validated tree
+//! and also generate `XnginSettings.schema.json` (see [`super::schema`]).
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::sheet::ColumnDescriptor;
+
+/// Valid `sslmode` values.
+pub const SSLMODES: [&str; 6] = ["disable", "allow", "prefer", "require", "verify-ca", "verify-full"];
+/// Valid webhook methods (exact, upper-case).
+pub const METHODS: [&str; 5] = ["GET", "POST", "PUT", "PATCH", "DELETE"];
+/// Ports accepted in a `dwh` object.
+pub const PORT_MIN: i64 = 1024;
+pub const PORT_MAX: i64 = 65535;
+
+/// A tenant settings file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "XnginSettings")]
+pub struct XnginSettings {
+    /// Editors' JSON Schema reference; ignored.
+    #[serde(rename = "$schema", default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<String>,
+    /// The tenant's datasources (`client_configs` is accepted as the older name).
+    #[serde(alias = "client_configs")]
+    pub datasources: Vec<Datasource>,
+    /// Older server setting, accepted and ignored.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trusted_ips: Vec<String>,
+    /// Older server setting, accepted and ignored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub db_connect_timeout_secs: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Datasource {
+    #[schemars(length(min = 1))]
+    pub id: String,
+    /// When true, API clients must send `x-api-key`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub require_api_key: Option<bool>,
+    pub config: DatasourceConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "type", deny_unknown_fields)]
+pub enum DatasourceConfig {
+    #[serde(rename = "remote")]
+    Remote(RemoteConfig),
+    #[serde(rename = "sqlite_local")]
+    SqliteLocal(SqliteLocalConfig),
+}
+
+impl DatasourceConfig {
+    pub fn participants(&self) -> &[Participant] {
+        match self {
+            DatasourceConfig::Remote(r) => &r.participants,
+            DatasourceConfig::SqliteLocal(s) => &s.participants,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RemoteConfig {
+    pub participants: Vec<Participant>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_config: Option<WebhookConfig>,
+    pub dwh: Dwh,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dbapi_args: Option<Vec<DbapiArg>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SqliteLocalConfig {
+    /// Path of the SQLite file (relative to the working directory); not a `sqlite://` URL.
+    #[schemars(length(min = 1), regex(pattern = r"^(?!sqlite://)"))]
+    pub sqlite_filename: String,
+    pub participants: Vec<Participant>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DbapiArg {
+    pub arg: String,
+    pub value: String,
+}
+
+/// The warehouse: a DSN object, a BigQuery DSN object, a DSN URL string, or `{url = "..."}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum Dwh {
+    Url(String),
+    UrlObject(DwhUrl),
+    BigQuery(BqDsn),
+    Dsn(DsnConfig),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DwhUrl {
+    /// e.g. `postgresql+psycopg://user:${secret:PW}@host:5432/db?sslmode=require`
+    #[schemars(length(min = 1))]
+    pub url: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum Driver {
+    #[serde(rename = "postgresql+psycopg")]
+    Psycopg,
+    #[serde(rename = "postgresql+psycopg2")]
+    Psycopg2,
+    #[serde(rename = "postgresql")]
+    Postgresql,
+    #[serde(rename = "mysql")]
+    Mysql,
+    #[serde(rename = "mysql+pymysql")]
+    MysqlPymysql,
+    #[serde(rename = "mariadb")]
+    Mariadb,
+}
+
+/// Drivers accepted in a `dwh` object, as written.
+pub const DRIVERS: [&str; 7] =
+    ["postgresql+psycopg", "postgresql+psycopg2", "postgresql", "mysql", "mysql+pymysql", "mariadb", "bigquery"];
+
+impl Driver {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Driver::Psycopg => "postgresql+psycopg",
+            Driver::Psycopg2 => "postgresql+psycopg2",
+            Driver::Postgresql => "postgresql",
+            Driver::Mysql => "mysql",
+            Driver::MysqlPymysql => "mysql+pymysql",
+            Driver::Mariadb => "mariadb",
+        }
+    }
+    pub fn is_mysql(self) -> bool {
+        matches!(self, Driver::Mysql | Driver::MysqlPymysql | Driver::Mariadb)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum SslMode {
+    #[serde(rename = "disable")]
+    Disable,
+    #[serde(rename = "allow")]
+    Allow,
+    #[serde(rename = "prefer")]
+    Prefer,
+    #[serde(rename = "require")]
+    Require,
+    #[serde(rename = "verify-ca")]
+    VerifyCa,
+    #[serde(rename = "verify-full")]
+    VerifyFull,
+}
+
+impl SslMode {
+    pub fn as_str(self) -> &'static str {
+        SSLMODES[self as usize]
+    }
+}
+
+/// A PostgreSQL / Redshift (or MySQL) connection. Redshift (host ending in
+/// `redshift.amazonaws.com`) must use `postgresql+psycopg2` and `sslmode = "verify-full"`.
+#[derive(Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DsnConfig {
+    pub driver: Driver,
+    #[schemars(length(min = 1))]
+    pub host: String,
+    /// Default 5432 (3306 for MySQL drivers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1024, max = 65535))]
+    pub port: Option<u16>,
+    pub user: String,
+    /// Use `${secret:NAME}`; never printed.
+    pub password: String,
+    pub dbname: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sslmode: Option<SslMode>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub search_path: Option<String>,
+}
+
+impl std::fmt::Debug for DsnConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DsnConfig")
+            .field("driver", &self.driver)
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("user", &self.user)
+            .field("password", &"***")
+            .field("dbname", &self.dbname)
+            .field("sslmode", &self.sslmode)
+            .field("search_path", &self.search_path)
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum BigQueryDriver {
+    #[serde(rename = "bigquery")]
+    Bigquery,
+}
+
+/// A BigQuery warehouse (validated; connecting to BigQuery is not supported by this build).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BqDsn {
+    pub driver: BigQueryDriver,
+    #[schemars(length(min = 6, max = 30), regex(pattern = r"^[a-z0-9-]+$"))]
+    pub project_id: String,
+    #[schemars(length(min = 1, max = 1024), regex(pattern = r"^[a-zA-Z0-9_]+$"))]
+    pub dataset_id: String,
+    pub credentials: BqCredentials,
+}
+
+#[derive(Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "type", deny_unknown_fields)]
+pub enum BqCredentials {
+    #[serde(rename = "serviceaccountinfo")]
+    Info {
+        /// Base64 of the service-account JSON key.
+        #[schemars(length(min = 4, max = 8000))]
+        content_base64: String,
+    },
+    #[serde(rename = "serviceaccountfile")]
+    File { path: String },
+}
+
+impl std::fmt::Debug for BqCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BqCredentials::Info { .. } => write!(f, "Info(***)"),
+            BqCredentials::File { path } => write!(f, "File({path})"),
+        }
+    }
+}
+
+/// A participant type: the older form (no `type`) and `type = "sheet"` reference a sheet;
+/// `type = "schema"` carries the fields inline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum Participant {
+    Sheet(SheetParticipants),
+    Schema(SchemaParticipants),
+}
+
+impl Participant {
+    pub fn participant_type(&self) -> &str {
+        match self {
+            Participant::Sheet(s) => &s.participant_type,
+            Participant::Schema(s) => &s.participant_type,
+        }
+    }
+    pub fn table_name(&self) -> &str {
+        match self {
+            Participant::Sheet(s) => &s.table_name,
+            Participant::Schema(s) => &s.table_name,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum SheetTag {
+    #[serde(rename = "sheet")]
+    Sheet,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum SchemaTag {
+    #[serde(rename = "schema")]
+    Schema,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SheetParticipants {
+    /// `"sheet"`, or absent in the older form.
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<SheetTag>,
+    #[schemars(length(min = 1))]
+    pub participant_type: String,
+    #[schemars(length(min = 1))]
+    pub table_name: String,
+    pub sheet: SheetRef,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SchemaParticipants {
+    #[serde(rename = "type")]
+    pub kind: SchemaTag,
+    #[schemars(length(min = 1))]
+    pub participant_type: String,
+    #[schemars(length(min = 1))]
+    pub table_name: String,
+    /// The sheet rows inline (`field_name` or `column_name`); exactly one `is_unique_id`.
+    #[schemars(length(min = 1))]
+    pub fields: Vec<ColumnDescriptor>,
+}
+
+/// Where a participant type's column-metadata sheet lives.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SheetRef {
+    /// Google Sheets URL, `file://PATH` or a plain CSV path.
+    #[schemars(length(min = 1))]
+    pub url: String,
+    #[schemars(length(min = 1))]
+    pub worksheet: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    pub actions: WebhookActions,
+    pub common_headers: WebhookCommonHeaders,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookActions {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit: Option<WebhookUrl>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assignment_file: Option<WebhookUrl>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update_timestamps: Option<WebhookUrl>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update_description: Option<WebhookUrl>,
+}
+
+#[derive(Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookCommonHeaders {
+    /// Required key (may be null in JSON); use `${secret:NAME}`.
+    #[schemars(required)]
+    pub authorization: Option<String>,
+}
+
+impl std::fmt::Debug for WebhookCommonHeaders {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "WebhookCommonHeaders {{ authorization: {} }}", if self.authorization.is_some() { "***" } else { "None" })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookUrl {
+    pub method: Method,
+    #[schemars(length(min = 1))]
+    pub url: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum Method {
+    #[serde(rename = "GET")]
+    Get,
+    #[serde(rename = "POST")]
+    Post,
+    #[serde(rename = "PUT")]
+    Put,
+    #[serde(rename = "PATCH")]
+    Patch,
+    #[serde(rename = "DELETE")]
+    Delete,
+}

@@ -1,0 +1,1 @@
+//! Introspection (the sheet helper owns this file).

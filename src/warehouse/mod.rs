@@ -1,0 +1,362 @@
+//! One warehouse abstraction over sqlx for SQLite, PostgreSQL (and Redshift) and MySQL/MariaDB.
+//!
+//! Typed pools, not sqlx's `Any` driver: `Any` decodes only basic scalars, and introspection and
+//! bulk loads need each driver's own types. Every statement built here quotes identifiers for its
+//! dialect and binds values as parameters; `AssertSqlSafe` is used only on strings assembled from
+//! quoted identifiers and placeholders.
+
+pub mod introspect;
+pub mod load;
+mod rows;
+pub mod value;
+
+use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions, MySqlSslMode};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgSslMode};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+use sqlx::{AssertSqlSafe, MySql, Postgres, Sqlite};
+
+pub use value::Value;
+
+use crate::dsn::{Dialect, Dsn, SqliteTarget};
+use crate::error::{Error, Result};
+
+static ECHO_SQL: AtomicBool = AtomicBool::new(false);
+
+/// Print every statement to stderr before running it (`--echo-sql`).
+pub fn set_echo_sql(on: bool) {
+    ECHO_SQL.store(on, Ordering::Relaxed);
+}
+
+fn echo(sql: &str, params: &[Value]) {
+    if ECHO_SQL.load(Ordering::Relaxed) {
+        if params.is_empty() {
+            eprintln!("-- sql: {sql}");
+        } else {
+            eprintln!("-- sql: {sql} -- {} bound parameter(s)", params.len());
+        }
+    }
+}
+
+/// How long to wait for a connection before giving up: `XNGIN_CONNECT_TIMEOUT` seconds, default 10.
+pub fn connect_timeout() -> Duration {
+    let secs = std::env::var("XNGIN_CONNECT_TIMEOUT")
+        .ok()
+        .and_then(|s| s.parse::<f64>().ok())
+        .filter(|s| *s > 0.0)
+        .unwrap_or(10.0);
+    Duration::from_secs_f64(secs)
+}
+
+/// Rows read back: column names and values in order.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Rows {
+    pub columns: Vec<String>,
+    pub rows: Vec<Vec<Value>>,
+}
+
+#[derive(Clone)]
+enum Pool {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+    Mysql(MySqlPool),
+}
+
+/// A connected warehouse.
+#[derive(Clone)]
+pub struct Warehouse {
+    dsn: Dsn,
+    pool: Pool,
+}
+
+impl std::fmt::Debug for Warehouse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Warehouse({})", self.dsn)
+    }
+}
+
+/// Options for [`Warehouse::connect_with`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ConnectOptions {
+    /// SQLite: create the database file if it does not exist (loads); otherwise a missing file is
+    /// an error rather than a silently created empty warehouse.
+    pub create_sqlite: bool,
+}
+
+impl Warehouse {
+    /// Connect to an existing warehouse.
+    pub async fn connect(dsn: &Dsn) -> Result<Warehouse> {
+        Self::connect_with(dsn, ConnectOptions::default()).await
+    }
+
+    pub async fn connect_with(dsn: &Dsn, opts: ConnectOptions) -> Result<Warehouse> {
+        let timeout = connect_timeout();
+        let fail = |e: sqlx::Error| {
+            let reason = Error::from(e).to_string();
+            let reason = reason.strip_prefix("database error: ").unwrap_or(&reason).to_string();
+            Error::runtime(format!("cannot connect to {dsn}: {reason}"))
+        };
+        let pool = match dsn.dialect {
+            Dialect::Sqlite => {
+                let mut o = match dsn.sqlite.as_ref() {
+                    Some(SqliteTarget::File(p)) => {
+                        if !opts.create_sqlite && !p.exists() {
+                            return Err(Error::runtime(format!(
+                                "cannot connect to {dsn}: the SQLite file {} does not exist",
+                                p.display()
+                            )));
+                        }
+                        SqliteConnectOptions::new().filename(p).create_if_missing(opts.create_sqlite)
+                    }
+                    _ => SqliteConnectOptions::from_str("sqlite::memory:").map_err(fail)?,
+                };
+                o = o.journal_mode(SqliteJournalMode::Wal).busy_timeout(Duration::from_secs(30));
+                // One connection for :memory: (each connection would be its own database).
+                let max = if matches!(dsn.sqlite, Some(SqliteTarget::Memory)) { 1 } else { 4 };
+                let pool = SqlitePoolOptions::new()
+                    .max_connections(max)
+                    .acquire_timeout(timeout)
+                    .connect_with(o)
+                    .await
+                    .map_err(fail)?;
+                Pool::Sqlite(pool)
+            }
+            Dialect::Postgres => {
+                let mut o = PgConnectOptions::new_without_pgpass()
+                    .host(dsn.host.as_deref().unwrap_or("localhost"))
+                    .port(dsn.port.unwrap_or(5432));
+                if let Some(u) = &dsn.user {
+                    o = o.username(u);
+                }
+                if let Some(p) = dsn.password() {
+                    o = o.password(p);
+                }
+                if let Some(d) = &dsn.database {
+                    o = o.database(d);
+                }
+                let ssl = match dsn.sslmode.as_deref() {
+                    Some("disable") => PgSslMode::Disable,
+                    Some("allow") => PgSslMode::Allow,
+                    Some("require") => PgSslMode::Require,
+                    Some("verify-ca") => PgSslMode::VerifyCa,
+                    Some("verify-full") => PgSslMode::VerifyFull,
+                    _ => PgSslMode::Prefer,
+                };
+                o = o.ssl_mode(ssl);
+                if let Some(sp) = &dsn.search_path {
+                    o = o.options([("search_path", sp.as_str())]);
+                }
+                let pool = PgPoolOptions::new()
+                    .max_connections(4)
+                    .acquire_timeout(timeout)
+                    .connect_with(o)
+                    .await
+                    .map_err(fail)?;
+                Pool::Postgres(pool)
+            }
+            Dialect::Mysql => {
+                let mut o = MySqlConnectOptions::new()
+                    .host(dsn.host.as_deref().unwrap_or("localhost"))
+                    .port(dsn.port.unwrap_or(3306))
+                    .charset("utf8mb4");
+                if let Some(u) = &dsn.user {
+                    o = o.username(u);
+                }
+                if let Some(p) = dsn.password() {
+                    o = o.password(p);
+                }
+                if let Some(d) = &dsn.database {
+                    o = o.database(d);
+                }
+                let ssl = match dsn.sslmode.as_deref() {
+                    Some("disable") => MySqlSslMode::Disabled,
+                    Some("require") => MySqlSslMode::Required,
+                    Some("verify-ca") => MySqlSslMode::VerifyCa,
+                    Some("verify-full") => MySqlSslMode::VerifyIdentity,
+                    _ => MySqlSslMode::Preferred,
+                };
+                o = o.ssl_mode(ssl);
+                let pool = MySqlPoolOptions::new()
+                    .max_connections(4)
+                    .acquire_timeout(timeout)
+                    .connect_with(o)
+                    .await
+                    .map_err(fail)?;
+                Pool::Mysql(pool)
+            }
+        };
+        Ok(Warehouse { dsn: dsn.clone(), pool })
+    }
+
+    pub fn dsn(&self) -> &Dsn {
+        &self.dsn
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        self.dsn.dialect
+    }
+
+    /// Quote one identifier for this warehouse's dialect.
+    pub fn quote(&self, ident: &str) -> String {
+        self.dialect().quote_ident(ident)
+    }
+
+    /// `schema.table` (or `table`), quoted.
+    pub fn qualified(&self, schema: Option<&str>, table: &str) -> String {
+        self.dialect().qualified(schema, table)
+    }
+
+    /// The placeholder for the `n`-th (1-based) bound parameter.
+    pub fn placeholder(&self, n: usize) -> String {
+        placeholder(self.dialect(), n)
+    }
+
+    /// Run a statement; returns the number of rows affected.
+    pub async fn execute(&self, sql: &str, params: &[Value]) -> Result<u64> {
+        echo(sql, params);
+        Ok(match &self.pool {
+            Pool::Sqlite(p) => rows::bind_sqlite(sqlx::query(AssertSqlSafe(sql)), params).execute(p).await?.rows_affected(),
+            Pool::Postgres(p) => rows::bind_pg(sqlx::query(AssertSqlSafe(sql)), params).execute(p).await?.rows_affected(),
+            Pool::Mysql(p) => rows::bind_mysql(sqlx::query(AssertSqlSafe(sql)), params).execute(p).await?.rows_affected(),
+        })
+    }
+
+    /// Run a query and read every row.
+    pub async fn fetch_all(&self, sql: &str, params: &[Value]) -> Result<Rows> {
+        echo(sql, params);
+        match &self.pool {
+            Pool::Sqlite(p) => rows::decode_sqlite(rows::bind_sqlite(sqlx::query(AssertSqlSafe(sql)), params).fetch_all(p).await?),
+            Pool::Postgres(p) => rows::decode_pg(rows::bind_pg(sqlx::query(AssertSqlSafe(sql)), params).fetch_all(p).await?),
+            Pool::Mysql(p) => rows::decode_mysql(rows::bind_mysql(sqlx::query(AssertSqlSafe(sql)), params).fetch_all(p).await?),
+        }
+    }
+
+    /// Start a transaction.
+    pub async fn begin(&self) -> Result<Tx> {
+        echo("BEGIN", &[]);
+        Ok(match &self.pool {
+            Pool::Sqlite(p) => Tx::Sqlite(p.begin().await?),
+            Pool::Postgres(p) => Tx::Postgres(p.begin().await?),
+            Pool::Mysql(p) => Tx::Mysql(p.begin().await?),
+        })
+    }
+
+    /// Does `schema.table` exist (a table or a view)? Without a schema: the current
+    /// database / search path.
+    pub async fn table_exists(&self, schema: Option<&str>, table: &str) -> Result<bool> {
+        let n = match self.dialect() {
+            Dialect::Sqlite => {
+                let sql = match schema {
+                    Some(s) => format!(
+                        "SELECT count(*) FROM {}.sqlite_master WHERE type IN ('table','view') AND name = ?1",
+                        self.quote(s)
+                    ),
+                    None => "SELECT count(*) FROM sqlite_master WHERE type IN ('table','view') AND name = ?1".into(),
+                };
+                self.fetch_all(&sql, &[Value::Text(table.into())]).await?
+            }
+            Dialect::Postgres => {
+                // to_regclass resolves through the search path when no schema is given.
+                let name = self.qualified(schema, table);
+                self.fetch_all("SELECT count(*) FROM (SELECT to_regclass($1) AS r) t WHERE r IS NOT NULL", &[Value::Text(name)])
+                    .await?
+            }
+            Dialect::Mysql => {
+                let (sql, params) = match schema {
+                    Some(s) => (
+                        "SELECT count(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
+                        vec![Value::Text(s.into()), Value::Text(table.into())],
+                    ),
+                    None => (
+                        "SELECT count(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = database() AND TABLE_NAME = ?",
+                        vec![Value::Text(table.into())],
+                    ),
+                };
+                self.fetch_all(sql, &params).await?
+            }
+        };
+        Ok(n.rows.first().and_then(|r| r.first()).and_then(Value::as_i64).unwrap_or(0) > 0)
+    }
+
+    /// Close the pool, waiting for connections to finish.
+    pub async fn close(&self) {
+        match &self.pool {
+            Pool::Sqlite(p) => p.close().await,
+            Pool::Postgres(p) => p.close().await,
+            Pool::Mysql(p) => p.close().await,
+        }
+    }
+}
+
+pub fn placeholder(dialect: Dialect, n: usize) -> String {
+    match dialect {
+        Dialect::Postgres => format!("${n}"),
+        _ => "?".to_string(),
+    }
+}
+
+/// An open transaction. Dropped without [`Tx::commit`], it rolls back.
+pub enum Tx {
+    Sqlite(sqlx::Transaction<'static, Sqlite>),
+    Postgres(sqlx::Transaction<'static, Postgres>),
+    Mysql(sqlx::Transaction<'static, MySql>),
+}
+
+impl Tx {
+    pub fn dialect(&self) -> Dialect {
+        match self {
+            Tx::Sqlite(_) => Dialect::Sqlite,
+            Tx::Postgres(_) => Dialect::Postgres,
+            Tx::Mysql(_) => Dialect::Mysql,
+        }
+    }
+
+    pub async fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64> {
+        echo(sql, params);
+        Ok(match self {
+            Tx::Sqlite(t) => rows::bind_sqlite(sqlx::query(AssertSqlSafe(sql)), params).execute(&mut **t).await?.rows_affected(),
+            Tx::Postgres(t) => rows::bind_pg(sqlx::query(AssertSqlSafe(sql)), params).execute(&mut **t).await?.rows_affected(),
+            Tx::Mysql(t) => rows::bind_mysql(sqlx::query(AssertSqlSafe(sql)), params).execute(&mut **t).await?.rows_affected(),
+        })
+    }
+
+    pub async fn fetch_all(&mut self, sql: &str, params: &[Value]) -> Result<Rows> {
+        echo(sql, params);
+        match self {
+            Tx::Sqlite(t) => rows::decode_sqlite(rows::bind_sqlite(sqlx::query(AssertSqlSafe(sql)), params).fetch_all(&mut **t).await?),
+            Tx::Postgres(t) => rows::decode_pg(rows::bind_pg(sqlx::query(AssertSqlSafe(sql)), params).fetch_all(&mut **t).await?),
+            Tx::Mysql(t) => rows::decode_mysql(rows::bind_mysql(sqlx::query(AssertSqlSafe(sql)), params).fetch_all(&mut **t).await?),
+        }
+    }
+
+    pub async fn commit(self) -> Result<()> {
+        echo("COMMIT", &[]);
+        match self {
+            Tx::Sqlite(t) => t.commit().await?,
+            Tx::Postgres(t) => t.commit().await?,
+            Tx::Mysql(t) => t.commit().await?,
+        }
+        Ok(())
+    }
+
+    pub async fn rollback(self) -> Result<()> {
+        echo("ROLLBACK", &[]);
+        match self {
+            Tx::Sqlite(t) => t.rollback().await?,
+            Tx::Postgres(t) => t.rollback().await?,
+            Tx::Mysql(t) => t.rollback().await?,
+        }
+        Ok(())
+    }
+
+    /// PostgreSQL only: the transaction's connection, for `COPY ... FROM STDIN`.
+    pub(crate) fn pg_conn(&mut self) -> Option<&mut sqlx::PgConnection> {
+        match self {
+            Tx::Postgres(t) => Some(&mut **t),
+            _ => None,
+        }
+    }
+}
