@@ -281,6 +281,8 @@ pub struct Column {
 /// The audience: ids plus the columns that may be used as strata.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Table {
+    /// Where the rows came from, for messages (`participants.csv`, `table people`).
+    pub source: String,
     pub id_column: String,
     pub ids: Ids,
     pub columns: Vec<Column>,
@@ -309,6 +311,7 @@ impl Table {
             },
         };
         Table {
+            source: self.source.clone(),
             id_column: self.id_column.clone(),
             ids,
             columns: self.columns.iter().map(|c| Column { name: c.name.clone(), data: c.data.take(rows) }).collect(),

@@ -1,1 +1,264 @@
-//! (in progress)
+//! Stratified random assignment (DECISIONS.md §4; xngin-reference.md §6).
+//!
+//! The pure core: [`assign`] takes an audience [`Table`] and a [`Design`] and returns an
+//! [`Outcome`] (arm and stratum per row, strata used and dropped, balance tests). Reading the
+//! audience ([`audience`]), writing CSV/Parquet and the design record ([`output`]) and writing
+//! to a warehouse table ([`warehouse`]) are separate.
+//!
+//! Steps:
+//! 1. Rows are ordered by participant id (numeric for integer ids, exact beyond 2^53); ids
+//!    must be non-null and unique.
+//! 2. Strata = the requested strata and metric fields, sorted and deduplicated; preprocessing
+//!    ([`preprocess`]) drops single-valued and unique non-numeric columns and quantile-bins
+//!    numeric ones ([`qcut`]).
+//! 3. With strata left: the stochatreat block algorithm ([`stochatreat`]); without: complete
+//!    random assignment with exact largest-remainder counts.
+//! 4. Balance ([`balance`]): one HC1 F test per treatment arm against the first arm (control).
+//!
+//! Randomness: [`rng`] (ChaCha20, documented derivation). The result depends only on the set
+//! of rows (not their order), the design and the seed.
+
+pub mod audience;
+pub mod balance;
+pub mod data;
+pub mod design;
+pub mod output;
+pub mod preprocess;
+pub mod qcut;
+pub mod rng;
+pub mod stochatreat;
+pub mod warehouse;
+
+pub use data::{Column, ColumnData, Ids, NULL_CODE, Table};
+pub use design::{Arm, Arms, MisfitStrategy};
+pub use preprocess::Dropped;
+pub use stochatreat::UNASSIGNED;
+
+use crate::error::{Error, Result};
+use balance::Covariate;
+use rng::{STREAM_ASSIGN, STREAM_SAMPLE, SeededRng};
+
+/// Default number of quantile bins for numeric strata.
+pub const DEFAULT_QUANTILES: u32 = 4;
+/// Default balance threshold: balanced when p > 0.6.
+pub const DEFAULT_FSTAT_THRESH: f64 = 0.6;
+
+/// What to draw.
+#[derive(Debug, Clone)]
+pub struct Design {
+    pub arms: Arms,
+    /// Strata and metric fields as requested (sorted and deduplicated by [`assign`]).
+    pub strata: Vec<String>,
+    pub quantiles: u32,
+    pub misfit: MisfitStrategy,
+    pub seed: u64,
+    pub fstat_thresh: f64,
+}
+
+/// One balance test: a treatment arm against the control arm (the first arm).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct BalanceTest {
+    pub treatment_arm: String,
+    pub control_arm: String,
+    /// Participants in the two arms.
+    pub n: u64,
+    pub f_statistic: Option<f64>,
+    pub numerator_df: Option<u64>,
+    pub denominator_df: Option<u64>,
+    pub p_value: Option<f64>,
+    /// p > fstat_thresh; None when no test could be computed.
+    pub balance_ok: Option<bool>,
+    /// Why there is no test, when there is none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// The result of [`assign`].
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// Row indices in participant-id order (the output order).
+    pub order: Vec<u32>,
+    /// Arm index per row, or [`UNASSIGNED`].
+    pub arm: Vec<u32>,
+    /// Stratum id per row (None: complete random assignment).
+    pub stratum_id: Option<Vec<u32>>,
+    pub n_strata: u32,
+    /// Strata fields requested (sorted, deduplicated): the output's strata columns.
+    pub strata: Vec<String>,
+    pub used: Vec<String>,
+    pub dropped: Vec<Dropped>,
+    /// Rows per arm.
+    pub counts: Vec<u64>,
+    pub unassigned: u64,
+    pub balance: Vec<BalanceTest>,
+    /// Messages for the operator (dropped strata, fallbacks).
+    pub notes: Vec<String>,
+}
+
+impl Outcome {
+    /// All balance tests passed (None when there was none).
+    pub fn balance_ok(&self) -> Option<bool> {
+        let v: Vec<bool> = self.balance.iter().filter_map(|b| b.balance_ok).collect();
+        if v.is_empty() { None } else { Some(v.iter().all(|b| *b)) }
+    }
+}
+
+/// Sorted, deduplicated strata from `--strata` and `--metrics`.
+pub fn strata_fields(strata: &[String], metrics: &[String]) -> Vec<String> {
+    let mut v: Vec<String> = strata.iter().chain(metrics).cloned().collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
+/// Check that every stratum names a column of the table other than the id.
+pub fn check_strata(table: &Table, strata: &[String]) -> Result<()> {
+    let mut errs = Vec::new();
+    for s in strata {
+        if *s == table.id_column {
+            errs.push(format!(
+                "{}: {s} is the unique id column; its values are all distinct, so it cannot be a stratum (remove it from --strata/--metrics)",
+                table.source
+            ));
+        } else if table.column(s).is_none() {
+            let names: Vec<&str> = table.columns.iter().map(|c| c.name.as_str()).collect();
+            errs.push(format!("{}: no column named {s} (available: {})", table.source, names.join(", ")));
+        }
+    }
+    if errs.is_empty() { Ok(()) } else { Err(Error::Invalid(errs)) }
+}
+
+/// A uniformly random subset of `k` rows, drawn with `seed` on the sampling stream from the rows
+/// in id order (so the subset does not depend on the rows' order).
+pub fn sample(table: &Table, k: usize, seed: u64) -> Result<Table> {
+    if k > table.len() {
+        return Err(Error::invalid(format!(
+            "--sample-size {k} is larger than the audience ({} participants in {}); lower it or widen the filters",
+            table.len(),
+            table.source
+        )));
+    }
+    let mut order = table.ids.sorted_order(&table.id_column)?;
+    let mut rng = SeededRng::new(seed, STREAM_SAMPLE);
+    rng.choose(&mut order, k);
+    order.truncate(k);
+    order.sort_unstable();
+    Ok(table.take(&order))
+}
+
+/// Draw the assignment.
+pub fn assign(table: &Table, design: &Design) -> Result<Outcome> {
+    let n = table.len();
+    if n == 0 {
+        return Err(Error::invalid(format!("{}: the audience is empty; there is nobody to assign", table.source)));
+    }
+    if n < 2 {
+        return Err(Error::invalid(format!("{}: the audience has only 1 participant; an assignment needs at least 2", table.source)));
+    }
+    let strata = strata_fields(&design.strata, &[]);
+    check_strata(table, &strata)?;
+    let order = table.ids.sorted_order(&table.id_column)?;
+    let prepared = preprocess::preprocess(table, &strata, design.quantiles);
+    let mut notes = Vec::new();
+    for d in &prepared.dropped {
+        notes.push(format!("stratum {} not used: {}", d.field, d.reason));
+    }
+    let mut rng = SeededRng::new(design.seed, STREAM_ASSIGN);
+    let k = design.arms.len();
+    let (arm, stratum_id, n_strata) = if prepared.kept.is_empty() {
+        if !strata.is_empty() {
+            notes.push("no usable strata left: falling back to complete random assignment".into());
+        }
+        let counts = design.arms.largest_remainder_counts(n as u64);
+        (stochatreat::complete_random(&order, &counts, &mut rng), None, 0)
+    } else {
+        let (sid, count) = preprocess::stratum_ids(&prepared.kept, n);
+        let arm = stochatreat::stochatreat(&order, &sid, count, &design.arms.mask(), design.misfit, &mut rng);
+        (arm, Some(sid), count)
+    };
+    let mut counts = vec![0u64; k];
+    let mut unassigned = 0u64;
+    for &a in &arm {
+        if a == UNASSIGNED {
+            unassigned += 1;
+        } else {
+            counts[a as usize] += 1;
+        }
+    }
+    if unassigned > 0 {
+        notes.push(format!("{unassigned} participant(s) left unassigned (misfit strategy none)"));
+    }
+    // Balance tests.
+    let mut balance = Vec::new();
+    if !prepared.kept.is_empty() {
+        let numeric: Vec<Option<Vec<f64>>> = prepared
+            .kept
+            .iter()
+            .map(|c| {
+                if !c.numeric_without_nulls {
+                    return None;
+                }
+                Some(match &table.columns[c.column].data {
+                    ColumnData::Int(v) => v.iter().map(|x| x.unwrap_or(0) as f64).collect(),
+                    ColumnData::Float(v) => v.iter().map(|x| x.unwrap_or(0.0)).collect(),
+                    _ => unreachable!("numeric_without_nulls only on numeric columns"),
+                })
+            })
+            .collect();
+        let covs: Vec<Covariate> = prepared
+            .kept
+            .iter()
+            .zip(&numeric)
+            .map(|(c, num)| match num {
+                Some(v) => Covariate::Numeric(v),
+                None => Covariate::Categorical { codes: &c.codes, levels: c.levels.len() as u32 },
+            })
+            .collect();
+        for t in 1..k {
+            let rows: Vec<u32> = order.iter().copied().filter(|&r| arm[r as usize] == 0 || arm[r as usize] == t as u32).collect();
+            let y: Vec<f64> = arm.iter().map(|&a| if a == t as u32 { 1.0 } else { 0.0 }).collect();
+            let mut test = BalanceTest {
+                treatment_arm: design.arms.arms[t].name.clone(),
+                control_arm: design.arms.arms[0].name.clone(),
+                n: rows.len() as u64,
+                f_statistic: None,
+                numerator_df: None,
+                denominator_df: None,
+                p_value: None,
+                balance_ok: None,
+                note: None,
+            };
+            if counts[0] == 0 || counts[t] == 0 {
+                test.note = Some("one of the two arms is empty".into());
+            } else {
+                match balance::f_test(&rows, &y, &covs) {
+                    Ok(f) => {
+                        test.f_statistic = Some(f.f_statistic);
+                        test.numerator_df = Some(f.numerator_df);
+                        test.denominator_df = Some(f.denominator_df);
+                        test.p_value = Some(f.p_value);
+                        test.balance_ok = Some(f.p_value > design.fstat_thresh);
+                    }
+                    Err(why) => test.note = Some(why),
+                }
+            }
+            if let Some(why) = &test.note {
+                notes.push(format!("no balance test for {} vs {}: {why}", test.treatment_arm, test.control_arm));
+            }
+            balance.push(test);
+        }
+    }
+    Ok(Outcome {
+        order,
+        arm,
+        stratum_id,
+        n_strata,
+        strata,
+        used: prepared.kept.iter().map(|c| c.name.clone()).collect(),
+        dropped: prepared.dropped,
+        counts,
+        unassigned,
+        balance,
+        notes,
+    })
+}
