@@ -29,6 +29,9 @@ pub mod rng;
 pub mod stochatreat;
 pub mod warehouse;
 
+#[cfg(test)]
+mod proptests;
+
 pub use data::{Column, ColumnData, Ids, NULL_CODE, Table};
 pub use design::{Arm, Arms, MisfitStrategy};
 pub use preprocess::Dropped;

@@ -1,0 +1,184 @@
+//! Property tests of the assignment invariants on random tables (sizes 1 to 10^4, 1–4 strata
+//! with NULLs, 2–5 arms, integer weights, every misfit strategy).
+
+use std::collections::HashMap;
+
+use proptest::prelude::*;
+
+use super::rng::SeededRng;
+use super::*;
+
+struct Case {
+    table: Table,
+    design: Design,
+}
+
+fn build(n: usize, n_strata: usize, n_arms: usize, weights: Option<Vec<u32>>, misfit: MisfitStrategy, data_seed: u64, seed: u64) -> Case {
+    let mut r = SeededRng::new(data_seed, 99);
+    // Unique ids: a random permutation of spread-out integers (some beyond 2^53).
+    let mut ids: Vec<i64> = (0..n as i64).map(|i| i * 1_000_003 + (1 << 53) - 5_000_000).collect();
+    r.shuffle(&mut ids);
+    let mut columns = Vec::new();
+    for s in 0..n_strata {
+        let levels = 1 + r.below(5) as usize;
+        let null_pct = r.below(30);
+        let vals: Vec<Option<String>> = (0..n)
+            .map(|_| if r.below(100) < null_pct { None } else { Some(format!("v{}", r.below(levels as u64))) })
+            .collect();
+        columns.push(Column { name: format!("s{s}"), data: ColumnData::text_from(vals.iter().map(|v| v.as_deref())) });
+    }
+    let names: Vec<String> = (0..n_arms).map(|i| format!("arm{i}")).collect();
+    let weights: Option<Vec<String>> = weights.map(|w| w[..n_arms].iter().map(|x| x.to_string()).collect());
+    let arms = Arms::new(&names, weights.as_deref()).unwrap();
+    Case {
+        table: Table { source: "test".into(), id_column: "id".into(), ids: Ids::Int(ids), columns },
+        design: Design {
+            arms,
+            strata: (0..n_strata).map(|s| format!("s{s}")).collect(),
+            quantiles: 4,
+            misfit,
+            seed,
+            fstat_thresh: 0.6,
+        },
+    }
+}
+
+/// id -> (arm, stratum id)
+fn by_id(t: &Table, o: &Outcome) -> HashMap<i64, (u32, Option<u32>)> {
+    let Ids::Int(ids) = &t.ids else { unreachable!() };
+    (0..t.len()).map(|i| (ids[i], (o.arm[i], o.stratum_id.as_ref().map(|s| s[i])))).collect()
+}
+
+fn misfit_strategy() -> impl Strategy<Value = MisfitStrategy> {
+    prop_oneof![Just(MisfitStrategy::Stratum), Just(MisfitStrategy::Global), Just(MisfitStrategy::None)]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    #[test]
+    fn invariants(
+        n in prop_oneof![2usize..40, 40usize..2_000, 2_000usize..=10_000],
+        n_strata in 1usize..=4,
+        n_arms in 2usize..=5,
+        weights in proptest::option::of(proptest::collection::vec(1u32..=5, 5)),
+        misfit in misfit_strategy(),
+        data_seed in any::<u64>(),
+        seed in any::<u64>(),
+    ) {
+        let c = build(n, n_strata, n_arms, weights, misfit, data_seed, seed);
+        let o = assign(&c.table, &c.design).unwrap();
+        let arms = &c.design.arms;
+        let l = arms.block as usize;
+        prop_assert_eq!(o.arm.len(), n);
+        prop_assert_eq!(o.counts.iter().sum::<u64>() + o.unassigned, n as u64);
+
+        match &o.stratum_id {
+            None => {
+                // Complete random assignment: exact largest-remainder counts.
+                prop_assert_eq!(o.unassigned, 0);
+                prop_assert_eq!(&o.counts, &arms.largest_remainder_counts(n as u64));
+            }
+            Some(sid) => {
+                // Same stratum id <=> same tuple of values of the used strata (NULL included).
+                let used: Vec<&Column> = o.used.iter().map(|u| c.table.column(u).unwrap()).collect();
+                let tuple = |i: usize| -> Vec<Option<String>> { used.iter().map(|col| col.data.text(i)).collect() };
+                let mut seen: HashMap<u32, Vec<Option<String>>> = HashMap::new();
+                let mut seen_t: HashMap<Vec<Option<String>>, u32> = HashMap::new();
+                for i in 0..n {
+                    let t = tuple(i);
+                    prop_assert_eq!(seen.entry(sid[i]).or_insert_with(|| t.clone()), &t);
+                    prop_assert_eq!(*seen_t.entry(t).or_insert(sid[i]), sid[i]);
+                }
+                prop_assert_eq!(seen.len() as u32, o.n_strata);
+                // Per stratum, rows in id order.
+                let mut strata: Vec<Vec<usize>> = vec![Vec::new(); o.n_strata as usize];
+                for &r in &o.order {
+                    strata[sid[r as usize] as usize].push(r as usize);
+                }
+                for rows in &strata {
+                    let s = rows.len();
+                    let full = s / l;
+                    let mut cnt = vec![0u64; arms.len()];
+                    let mut un = 0usize;
+                    for &r in rows {
+                        if o.arm[r] == UNASSIGNED { un += 1 } else { cnt[o.arm[r] as usize] += 1 }
+                    }
+                    match misfit {
+                        MisfitStrategy::Stratum => {
+                            prop_assert_eq!(un, 0);
+                            // Every full block of L rows (in id order) is split exactly.
+                            for block in rows.chunks(l) {
+                                let mut b = vec![0u64; arms.len()];
+                                for &r in block { b[o.arm[r] as usize] += 1; }
+                                for i in 0..arms.len() {
+                                    if block.len() == l {
+                                        prop_assert_eq!(b[i], arms.mask_counts[i]);
+                                    } else {
+                                        prop_assert!(b[i] <= arms.mask_counts[i]);
+                                    }
+                                }
+                            }
+                        }
+                        MisfitStrategy::None => {
+                            // Exactly the misfits unassigned, the rest split exactly.
+                            prop_assert_eq!(un, s % l);
+                            for i in 0..arms.len() {
+                                prop_assert_eq!(cnt[i], full as u64 * arms.mask_counts[i]);
+                            }
+                        }
+                        MisfitStrategy::Global => {
+                            prop_assert_eq!(un, 0);
+                            for i in 0..arms.len() {
+                                prop_assert!(cnt[i] >= full as u64 * arms.mask_counts[i]);
+                            }
+                        }
+                    }
+                    // Leftovers differ from the exact shares by less than one block.
+                    for i in 0..arms.len() {
+                        let exact = arms.probs[i] * num_rational::Ratio::from_integer(s as i128);
+                        let diff = num_rational::Ratio::from_integer(cnt[i] as i128) - exact;
+                        let lr = num_rational::Ratio::from_integer(l as i128);
+                        prop_assert!(diff < lr && -diff < lr);
+                    }
+                }
+                if misfit == MisfitStrategy::Global {
+                    // The pooled misfits are split like one more stratum.
+                    let pooled: usize = strata.iter().map(|r| r.len() % l).sum();
+                    let total_full: Vec<u64> = (0..arms.len())
+                        .map(|i| strata.iter().map(|r| (r.len() / l) as u64).sum::<u64>() * arms.mask_counts[i])
+                        .collect();
+                    for i in 0..arms.len() {
+                        let extra = o.counts[i] - total_full[i];
+                        let lo = (pooled / l) as u64 * arms.mask_counts[i];
+                        prop_assert!(extra >= lo && extra <= lo + arms.mask_counts[i]);
+                    }
+                }
+            }
+        }
+
+        // Reproducible, and independent of the rows' order.
+        let again = assign(&c.table, &c.design).unwrap();
+        prop_assert_eq!(&again.arm, &o.arm);
+        let mut perm: Vec<u32> = (0..n as u32).collect();
+        SeededRng::new(data_seed ^ 0x5555, 7).shuffle(&mut perm);
+        let shuffled = c.table.take(&perm);
+        let o2 = assign(&shuffled, &c.design).unwrap();
+        prop_assert_eq!(by_id(&c.table, &o), by_id(&shuffled, &o2));
+        prop_assert_eq!(&o.counts, &o2.counts);
+        prop_assert_eq!(&o.balance, &o2.balance);
+    }
+}
+
+#[test]
+fn different_seeds_give_different_draws() {
+    let a = build(1000, 2, 2, None, MisfitStrategy::Stratum, 1, 1);
+    let b = build(1000, 2, 2, None, MisfitStrategy::Stratum, 1, 2);
+    assert_ne!(assign(&a.table, &a.design).unwrap().arm, assign(&b.table, &b.design).unwrap().arm);
+}
+
+#[test]
+fn single_row_and_empty_audiences_are_refused() {
+    let c = build(1, 1, 2, None, MisfitStrategy::Stratum, 1, 1);
+    assert!(assign(&c.table, &c.design).unwrap_err().to_string().contains("only 1 participant"));
+}
