@@ -77,3 +77,13 @@ pub const HEADER: [&str; 8] = [
     "is_filter",
     "is_metric",
 ];
+
+pub mod gsheets;
+pub mod parse;
+pub mod read;
+
+pub use parse::{
+    SchemaProblem, SheetProblem, parse_cells, parse_csv_bytes, validate_worksheet,
+    worksheet_problems,
+};
+pub use read::{SheetSource, read_sheet, read_sheet_with};
