@@ -78,6 +78,7 @@ pub const HEADER: [&str; 8] = [
     "is_metric",
 ];
 
+pub mod bootstrap;
 pub mod gsheets;
 pub mod parse;
 pub mod read;
