@@ -1,14 +1,131 @@
-//! `xngin assign`: Stratified random assignment of a filtered audience to arms, with a balance check.
-//!
-//! Usage: xngin assign --participant-type test_participant_type --arms control,treatment --strata gender,ethnicity
+//! `xngin assign`: stratified random assignment of an audience to arms, with a balance check.
+
+use std::path::PathBuf;
+
+use xngin::assign::run::{Request, Source};
+use xngin::assign::{DEFAULT_FSTAT_THRESH, DEFAULT_QUANTILES, MisfitStrategy};
+use xngin::output::Format;
 
 use crate::Globals;
 
-/// Stratified random assignment of a filtered audience to arms, with a balance check.
+/// Stratified random assignment of an audience (a participant type's warehouse table, or a
+/// CSV/Parquet file) to arms, with a balance check and a design record.
+///
+/// Rows are stratified by --strata and --metrics (numeric fields in quantile bins) and assigned
+/// in blocks so that every full block in a stratum is split exactly by the arm weights. Same
+/// rows (in any order) + same design + same --seed give a byte-identical assignment.
 #[derive(clap::Args, Debug)]
-#[command(after_help = "Example:\n  xngin assign --participant-type test_participant_type --arms control,treatment --strata gender,ethnicity")]
-pub struct Args {}
+#[command(after_help = "Examples:\n  \
+xngin assign --participant-type test_participant_type --arms control,treatment --strata gender,ethnicity\n  \
+xngin assign --input people.csv --id-column id --arms a,b --arm-weights 20,80 --strata region --seed 7 --output out.csv\n  \
+xngin assign --participant-type people --filter 'age between 18 65' --arms a,b --write-table assignments")]
+#[command(group(clap::ArgGroup::new("audience").required(true).args(["participant_type", "input"])))]
+pub struct Args {
+    /// Participant type whose warehouse table is the audience (resolved through the settings).
+    #[arg(long, value_name = "TYPE")]
+    participant_type: Option<String>,
+    /// A CSV or Parquet file holding the audience (instead of --participant-type).
+    #[arg(long, value_name = "FILE", requires = "id_column")]
+    input: Option<PathBuf>,
+    /// The unique id column of --input (default with --participant-type: the sheet's unique id).
+    #[arg(long, value_name = "COLUMN")]
+    id_column: Option<String>,
+    /// Arm names, the first is the control (e.g. control,treatment).
+    #[arg(long, value_delimiter = ',', required = true, num_args = 1.., value_name = "NAMES")]
+    arms: Vec<String>,
+    /// Relative arm weights, one per arm (e.g. 20,80 or 1,1,2); default equal.
+    #[arg(long, value_delimiter = ',', num_args = 1.., value_name = "WEIGHTS")]
+    arm_weights: Option<Vec<String>>,
+    /// Strata fields.
+    #[arg(long, value_delimiter = ',', num_args = 1.., value_name = "FIELDS")]
+    strata: Vec<String>,
+    /// Metric fields (also used as strata, as the reference does).
+    #[arg(long, value_delimiter = ',', num_args = 1.., value_name = "FIELDS")]
+    metrics: Vec<String>,
+    /// Quantile bins for numeric strata.
+    #[arg(long, default_value_t = DEFAULT_QUANTILES, value_name = "N")]
+    quantiles: u32,
+    /// What to do with the rows of a stratum that do not fill a whole block.
+    #[arg(long, value_enum, default_value_t = MisfitStrategy::Stratum)]
+    misfit_strategy: MisfitStrategy,
+    /// Random seed (u64); without it a fresh seed is drawn, printed and recorded.
+    #[arg(long, value_name = "N")]
+    seed: Option<u64>,
+    /// Assign a uniformly random subset of N participants (drawn with the seed).
+    #[arg(long, value_name = "N")]
+    sample_size: Option<u64>,
+    /// Audience filter on a participant type (repeatable, AND-ed), e.g. 'gender includes F'.
+    #[arg(long = "filter", value_name = "FILTER", requires = "participant_type")]
+    filters: Vec<String>,
+    /// JSON file with a list of filters ({field_name, relation, value}).
+    #[arg(long, value_name = "FILE", requires = "participant_type")]
+    filters_file: Option<PathBuf>,
+    /// Experiment id (default: a new UUID).
+    #[arg(long, value_name = "ID")]
+    experiment_id: Option<String>,
+    /// Write the assignment to FILE (.csv or .parquet) and its design record to FILE.design.json.
+    #[arg(long, short, value_name = "FILE")]
+    output: Option<PathBuf>,
+    /// Write the assignment to a warehouse table (created if missing) and the design record to
+    /// xngin_experiments.
+    #[arg(long, value_name = "[SCHEMA.]TABLE")]
+    write_table: Option<String>,
+    /// Warehouse for --write-table (default: the participant type's warehouse).
+    #[arg(long, value_name = "DSN")]
+    dsn: Option<String>,
+    /// Overwrite an existing --output file; replace this experiment's rows in --write-table.
+    #[arg(long)]
+    replace: bool,
+    /// Balanced when the balance test's p-value is above this.
+    #[arg(long, default_value_t = DEFAULT_FSTAT_THRESH, value_name = "P")]
+    fstat_thresh: f64,
+    /// table: summary; json: the design record; csv: the assignment on stdout.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    format: Format,
+}
 
-pub async fn run(_args: Args, _g: &Globals) -> anyhow::Result<()> {
-    crate::not_built("assign")
+pub async fn run(args: Args, g: &Globals) -> anyhow::Result<()> {
+    let source = match (args.input, args.participant_type) {
+        (Some(path), _) => Source::File {
+            path,
+            id_column: args.id_column.clone().expect("clap requires --id-column with --input"),
+        },
+        (None, Some(name)) => Source::ParticipantType {
+            name,
+            settings: g.settings.clone(),
+            datasource: g.datasource.clone(),
+            id_column: args.id_column.clone(),
+            filters: args.filters,
+            filters_file: args.filters_file,
+        },
+        (None, None) => unreachable!("clap requires an audience"),
+    };
+    let req = Request {
+        source,
+        arms: args.arms,
+        arm_weights: args.arm_weights,
+        strata: args.strata,
+        metrics: args.metrics,
+        quantiles: args.quantiles,
+        misfit: args.misfit_strategy,
+        seed: args.seed,
+        sample_size: args.sample_size,
+        experiment_id: args.experiment_id,
+        output: args.output,
+        replace: args.replace,
+        write_table: args.write_table,
+        dsn: args.dsn,
+        fstat_thresh: args.fstat_thresh,
+    };
+    let report = xngin::assign::run::run(&req).await?;
+    match args.format {
+        Format::Table => xngin::output::print(&xngin::assign::output::summary(&report.record))?,
+        Format::Json => xngin::output::print(&report.record.to_json())?,
+        Format::Csv => {
+            let mut buf = Vec::new();
+            xngin::assign::output::write_csv(&mut buf, &report.table, &report.outcome, &report.design)?;
+            xngin::output::print(&String::from_utf8_lossy(&buf))?;
+        }
+    }
+    Ok(())
 }

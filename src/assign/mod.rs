@@ -26,6 +26,7 @@ pub mod output;
 pub mod preprocess;
 pub mod qcut;
 pub mod rng;
+pub mod run;
 pub mod stochatreat;
 pub mod warehouse;
 

@@ -1,1 +1,386 @@
-//! (in progress)
+//! Outputs of an assignment: the assignment file (CSV or Parquet), the design record, and the
+//! terminal summary.
+//!
+//! Assignment columns: `participant_id, arm_id, arm_name, stratum_id`, then one column per
+//! stratum field (requested strata and metrics, sorted) with the participant's original value;
+//! rows in participant-id order. `arm_id` is the arm's 0-based position in `--arms`;
+//! `stratum_id` is empty without strata; `arm_id`/`arm_name` are empty for participants left
+//! unassigned (misfit strategy `none`). NULL is an empty CSV field.
+
+use std::io::Write;
+use std::path::Path;
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use super::data::{ColumnData, Ids, Table};
+use super::{BalanceTest, Design, Dropped, Outcome, UNASSIGNED};
+use crate::error::{Error, Result};
+
+/// Fixed output columns before the strata.
+pub const FIXED_COLUMNS: [&str; 4] = ["participant_id", "arm_id", "arm_name", "stratum_id"];
+
+/// Rows formatted per batch (two halves formatted in parallel).
+const BATCH: usize = 1 << 16;
+
+fn push_csv_field(out: &mut Vec<u8>, field: &[u8]) {
+    if field.iter().any(|b| matches!(b, b',' | b'"' | b'\n' | b'\r')) {
+        out.push(b'"');
+        for &b in field {
+            if b == b'"' {
+                out.push(b'"');
+            }
+            out.push(b);
+        }
+        out.push(b'"');
+    } else {
+        out.extend_from_slice(field);
+    }
+}
+
+/// Write the assignment as CSV.
+pub fn write_csv(w: &mut dyn Write, table: &Table, outcome: &Outcome, design: &Design) -> Result<()> {
+    let werr = |e: std::io::Error| Error::runtime(format!("writing the assignment: {}", crate::error::io_reason(&e)));
+    let mut head = Vec::new();
+    for (i, name) in FIXED_COLUMNS.iter().map(|s| s.to_string()).chain(outcome.strata.iter().cloned()).enumerate() {
+        if i > 0 {
+            head.push(b',');
+        }
+        push_csv_field(&mut head, name.as_bytes());
+    }
+    head.push(b'\n');
+    w.write_all(&head).map_err(werr)?;
+    let cols: Vec<&ColumnData> = outcome.strata.iter().map(|s| &table.column(s).expect("strata checked").data).collect();
+    let arm_names: Vec<Vec<u8>> = design
+        .arms
+        .arms
+        .iter()
+        .map(|a| {
+            let mut v = Vec::new();
+            push_csv_field(&mut v, a.name.as_bytes());
+            v
+        })
+        .collect();
+    let text_ids = matches!(table.ids, Ids::Text { .. });
+    let format = |rows: &[u32]| -> Vec<u8> {
+        let mut out = Vec::with_capacity(rows.len() * 48);
+        let mut field = Vec::with_capacity(64);
+        let mut b = super::data::itoa_buf();
+        for &r in rows {
+            let r = r as usize;
+            if text_ids {
+                field.clear();
+                table.ids.write_text(r, &mut field);
+                push_csv_field(&mut out, &field);
+            } else {
+                table.ids.write_text(r, &mut out);
+            }
+            out.push(b',');
+            let a = outcome.arm[r];
+            if a != UNASSIGNED {
+                out.extend_from_slice(super::data::format_i64(a as i64, &mut b));
+                out.push(b',');
+                out.extend_from_slice(&arm_names[a as usize]);
+            } else {
+                out.push(b',');
+            }
+            out.push(b',');
+            if let Some(sid) = &outcome.stratum_id {
+                out.extend_from_slice(super::data::format_i64(sid[r] as i64, &mut b));
+            }
+            for c in &cols {
+                out.push(b',');
+                match c {
+                    ColumnData::Text { .. } => {
+                        field.clear();
+                        c.write_text(r, &mut field);
+                        push_csv_field(&mut out, &field);
+                    }
+                    _ => c.write_text(r, &mut out),
+                }
+            }
+            out.push(b'\n');
+        }
+        out
+    };
+    for batch in outcome.order.chunks(2 * BATCH) {
+        let mid = batch.len().div_ceil(2);
+        let (a, b) = batch.split_at(mid);
+        let (fa, fb) = std::thread::scope(|s| {
+            let h = s.spawn(|| format(b));
+            let fa = format(a);
+            (fa, h.join().expect("formatting thread panicked"))
+        });
+        w.write_all(&fa).map_err(werr)?;
+        w.write_all(&fb).map_err(werr)?;
+    }
+    Ok(())
+}
+
+/// Write the assignment as Parquet (ids: Int64 for integer ids within i64, else String).
+pub fn write_parquet(w: &mut dyn Write, table: &Table, outcome: &Outcome, design: &Design) -> Result<()> {
+    use polars::prelude as pl;
+    let perr = |e: pl::PolarsError| Error::runtime(format!("writing Parquet: {e}"));
+    let order = &outcome.order;
+    let mut columns: Vec<pl::Column> = Vec::new();
+    columns.push(match &table.ids {
+        Ids::Int(v) => pl::Column::new("participant_id".into(), order.iter().map(|&r| v[r as usize]).collect::<Vec<i64>>()),
+        Ids::Text { values, .. } => {
+            pl::Column::new("participant_id".into(), order.iter().map(|&r| values[r as usize].as_str()).collect::<Vec<&str>>())
+        }
+    });
+    let arm = |r: u32| Some(outcome.arm[r as usize]).filter(|a| *a != UNASSIGNED);
+    columns.push(pl::Column::new("arm_id".into(), order.iter().map(|&r| arm(r).map(|a| a as i64)).collect::<Vec<Option<i64>>>()));
+    columns.push(pl::Column::new(
+        "arm_name".into(),
+        order.iter().map(|&r| arm(r).map(|a| design.arms.arms[a as usize].name.as_str())).collect::<Vec<Option<&str>>>(),
+    ));
+    columns.push(pl::Column::new(
+        "stratum_id".into(),
+        order
+            .iter()
+            .map(|&r| outcome.stratum_id.as_ref().map(|s| s[r as usize] as i64))
+            .collect::<Vec<Option<i64>>>(),
+    ));
+    for name in &outcome.strata {
+        let data = &table.column(name).expect("strata checked").data;
+        let n: pl::PlSmallStr = name.as_str().into();
+        columns.push(match data {
+            ColumnData::Text { codes, levels } => pl::Column::new(
+                n,
+                order
+                    .iter()
+                    .map(|&r| {
+                        let c = codes[r as usize];
+                        (c != super::NULL_CODE).then(|| levels[c as usize].as_str())
+                    })
+                    .collect::<Vec<Option<&str>>>(),
+            ),
+            ColumnData::Bool(v) => pl::Column::new(n, order.iter().map(|&r| v[r as usize]).collect::<Vec<Option<bool>>>()),
+            ColumnData::Int(v) => pl::Column::new(n, order.iter().map(|&r| v[r as usize]).collect::<Vec<Option<i64>>>()),
+            ColumnData::Float(v) => pl::Column::new(n, order.iter().map(|&r| v[r as usize]).collect::<Vec<Option<f64>>>()),
+        });
+    }
+    let mut df = pl::DataFrame::new_infer_height(columns).map_err(perr)?;
+    pl::ParquetWriter::new(w).finish(&mut df).map_err(perr)?;
+    Ok(())
+}
+
+/// Write the assignment to `path` (CSV or Parquet by extension), atomically.
+pub fn write_file(path: &Path, replace: bool, table: &Table, outcome: &Outcome, design: &Design) -> Result<()> {
+    let kind = super::audience::file_kind(path)?;
+    crate::output::write_atomic(path, replace, |w| match kind {
+        super::audience::FileKind::Csv => write_csv(w, table, outcome, design),
+        super::audience::FileKind::Parquet => write_parquet(w, table, outcome, design),
+    })
+}
+
+/// The design record path next to an output file: `FILE.design.json`.
+pub fn design_path(output: &Path) -> std::path::PathBuf {
+    let mut s = output.as_os_str().to_owned();
+    s.push(".design.json");
+    s.into()
+}
+
+/// Row count and SHA-256 of the sorted ids: each id's text followed by `\n`, in output order.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Fingerprint {
+    pub rows: u64,
+    pub sha256_sorted_ids: String,
+}
+
+pub fn fingerprint(table: &Table, order: &[u32]) -> Fingerprint {
+    let mut h = Sha256::new();
+    let mut buf = Vec::with_capacity(1 << 16);
+    for &r in order {
+        table.ids.write_text(r as usize, &mut buf);
+        buf.push(b'\n');
+        if buf.len() > (1 << 16) - 64 {
+            h.update(&buf);
+            buf.clear();
+        }
+    }
+    h.update(&buf);
+    Fingerprint { rows: order.len() as u64, sha256_sorted_ids: hex::encode(h.finalize()) }
+}
+
+/// Where the audience came from.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AudienceRecord {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub participant_type: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub datasource: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub table: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub input_file: Option<String>,
+    pub id_column: String,
+    /// The audience filters (as given), if any.
+    pub filters: serde_json::Value,
+    /// Rows in the audience before `--sample-size`.
+    pub audience_rows: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ArmRecord {
+    pub arm_id: u32,
+    pub arm_name: String,
+    pub weight: String,
+    /// Exact share, as a fraction `p/q`.
+    pub share: String,
+    pub assigned: u64,
+}
+
+/// The design record: everything needed to audit and reproduce a draw.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DesignRecord {
+    pub experiment_id: String,
+    pub tool: String,
+    pub tool_version: String,
+    pub created_at: String,
+    pub audience: AudienceRecord,
+    pub arms: Vec<ArmRecord>,
+    pub strata_requested: Vec<String>,
+    pub strata_used: Vec<String>,
+    pub strata_dropped: Vec<Dropped>,
+    pub number_of_strata: u32,
+    pub quantiles: u32,
+    pub misfit_strategy: String,
+    pub block_size: u64,
+    pub seed: u64,
+    /// "given" (--seed) or "drawn" (fresh from the OS).
+    pub seed_source: String,
+    pub rng: String,
+    pub sample_size: Option<u64>,
+    pub assigned: u64,
+    pub unassigned: u64,
+    pub fstat_thresh: f64,
+    pub balance_ok: Option<bool>,
+    pub balance: Vec<BalanceTest>,
+    pub input_fingerprint: Fingerprint,
+    pub outputs: Outputs,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Outputs {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub design_file: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub table: Option<String>,
+}
+
+/// How the rng is seeded, for the record.
+pub const RNG_DESCRIPTION: &str = "ChaCha20 (rand_chacha), key = seed as 8 little-endian bytes + 24 zero bytes, stream 2 \
+for the assignment and 1 for --sample-size; see src/assign/rng.rs";
+
+impl DesignRecord {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        experiment_id: String,
+        created_at: chrono::DateTime<chrono::Utc>,
+        audience: AudienceRecord,
+        design: &Design,
+        outcome: &Outcome,
+        seed_given: bool,
+        sample_size: Option<u64>,
+        fingerprint: Fingerprint,
+    ) -> DesignRecord {
+        let arms = design
+            .arms
+            .arms
+            .iter()
+            .enumerate()
+            .map(|(i, a)| ArmRecord {
+                arm_id: i as u32,
+                arm_name: a.name.clone(),
+                weight: a.weight_text.clone(),
+                share: format!("{}/{}", design.arms.probs[i].numer(), design.arms.probs[i].denom()),
+                assigned: outcome.counts[i],
+            })
+            .collect();
+        DesignRecord {
+            experiment_id,
+            tool: "xngin".into(),
+            tool_version: crate::VERSION.into(),
+            created_at: created_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+            audience,
+            arms,
+            strata_requested: outcome.strata.clone(),
+            strata_used: outcome.used.clone(),
+            strata_dropped: outcome.dropped.clone(),
+            number_of_strata: outcome.n_strata,
+            quantiles: design.quantiles,
+            misfit_strategy: design.misfit.as_str().into(),
+            block_size: design.arms.block,
+            seed: design.seed,
+            seed_source: if seed_given { "given" } else { "drawn" }.into(),
+            rng: RNG_DESCRIPTION.into(),
+            sample_size,
+            assigned: outcome.counts.iter().sum(),
+            unassigned: outcome.unassigned,
+            fstat_thresh: design.fstat_thresh,
+            balance_ok: outcome.balance_ok(),
+            balance: outcome.balance.clone(),
+            input_fingerprint: fingerprint,
+            outputs: Outputs::default(),
+        }
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("design record serializes") + "\n"
+    }
+}
+
+/// The terminal summary (comfy-table).
+pub fn summary(record: &DesignRecord) -> String {
+    let mut t = crate::output::table();
+    t.set_header(vec!["arm_id", "arm", "weight", "share", "assigned"]);
+    for a in &record.arms {
+        t.add_row(vec![a.arm_id.to_string(), a.arm_name.clone(), a.weight.clone(), a.share.clone(), a.assigned.to_string()]);
+    }
+    if record.unassigned > 0 {
+        t.add_row(vec![String::new(), "(unassigned)".into(), String::new(), String::new(), record.unassigned.to_string()]);
+    }
+    let mut s = t.to_string();
+    s.push('\n');
+    let mut b = crate::output::table();
+    b.set_header(vec!["treatment vs control", "n", "F", "df", "p", "balanced"]);
+    for x in &record.balance {
+        b.add_row(vec![
+            format!("{} vs {}", x.treatment_arm, x.control_arm),
+            x.n.to_string(),
+            x.f_statistic.map(|f| format!("{f:.6}")).unwrap_or_else(|| "-".into()),
+            match (x.numerator_df, x.denominator_df) {
+                (Some(a), Some(b)) => format!("({a}, {b})"),
+                _ => "-".into(),
+            },
+            x.p_value.map(|p| format!("{p:.6}")).unwrap_or_else(|| "-".into()),
+            match x.balance_ok {
+                Some(true) => format!("yes (p > {})", record.fstat_thresh),
+                Some(false) => format!("NO (p <= {})", record.fstat_thresh),
+                None => x.note.clone().unwrap_or_else(|| "-".into()),
+            },
+        ]);
+    }
+    if !record.balance.is_empty() {
+        s.push_str(&b.to_string());
+        s.push('\n');
+    }
+    let dropped: Vec<String> = record.strata_dropped.iter().map(|d| format!("{} ({})", d.field, d.reason)).collect();
+    s.push_str(&format!(
+        "experiment {}\nstrata used: {} ({} strata, blocks of {}, misfits: {}){}\nseed: {} ({})\nparticipants: {}\n",
+        record.experiment_id,
+        if record.strata_used.is_empty() { "none (complete random assignment)".to_string() } else { record.strata_used.join(", ") },
+        record.number_of_strata,
+        record.block_size,
+        record.misfit_strategy,
+        if dropped.is_empty() { String::new() } else { format!("\nstrata dropped: {}", dropped.join(", ")) },
+        record.seed,
+        record.seed_source,
+        record.input_fingerprint.rows,
+    ));
+    s
+}

@@ -1,0 +1,168 @@
+//! `xngin assign` end to end: read the audience, draw, write the outputs, build the record.
+
+use std::path::PathBuf;
+
+use super::output::{AudienceRecord, DesignRecord};
+use super::*;
+use crate::output::notice;
+
+/// Where the audience comes from.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// A CSV or Parquet file.
+    File { path: PathBuf, id_column: String },
+    /// A participant type resolved through the settings (or the built-in default).
+    ParticipantType {
+        name: String,
+        settings: Option<PathBuf>,
+        datasource: Option<String>,
+        /// The unique id column (default: the sheet's unique id).
+        id_column: Option<String>,
+        /// Audience filters, as `--filter` expressions.
+        filters: Vec<String>,
+        /// A JSON file with a list of filters.
+        filters_file: Option<PathBuf>,
+    },
+}
+
+/// Everything `xngin assign` was asked to do.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub source: Source,
+    pub arms: Vec<String>,
+    pub arm_weights: Option<Vec<String>>,
+    pub strata: Vec<String>,
+    pub metrics: Vec<String>,
+    pub quantiles: u32,
+    pub misfit: MisfitStrategy,
+    pub seed: Option<u64>,
+    pub sample_size: Option<u64>,
+    pub experiment_id: Option<String>,
+    pub output: Option<PathBuf>,
+    pub replace: bool,
+    /// `[SCHEMA.]TABLE` in the participant type's warehouse (or `dsn`).
+    pub write_table: Option<String>,
+    pub dsn: Option<String>,
+    pub fstat_thresh: f64,
+}
+
+/// The result: the design record (also written next to the outputs) and, for `--format csv`,
+/// nothing else — the caller prints.
+pub struct Report {
+    pub record: DesignRecord,
+    pub table: Table,
+    pub outcome: Outcome,
+    pub design: Design,
+}
+
+/// Check the flags that need no data.
+pub fn check_request(req: &Request) -> Result<(Arms, Vec<String>)> {
+    let arms = Arms::new(&req.arms, req.arm_weights.as_deref())?;
+    if req.quantiles == 0 {
+        return Err(Error::usage("--quantiles must be at least 1"));
+    }
+    if !(0.0..=1.0).contains(&req.fstat_thresh) {
+        return Err(Error::usage(format!("--fstat-thresh {} is not a p-value threshold between 0 and 1", req.fstat_thresh)));
+    }
+    if let Some(id) = &req.experiment_id
+        && (id.trim().is_empty() || id.len() > 200 || id.chars().any(char::is_control))
+    {
+        return Err(Error::usage("--experiment-id must be 1 to 200 printable characters"));
+    }
+    if req.sample_size == Some(0) {
+        return Err(Error::usage("--sample-size must be at least 2"));
+    }
+    let strata = strata_fields(&req.strata, &req.metrics);
+    if let Some(out) = &req.output {
+        super::audience::file_kind(out)?;
+        for p in [out.clone(), super::output::design_path(out)] {
+            if p.exists() && !req.replace {
+                return Err(Error::runtime(format!("{}: already exists; pass --replace to overwrite it", p.display())));
+            }
+        }
+        let dir = match out.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        if !dir.is_dir() {
+            return Err(Error::runtime(format!("{}: the directory {} does not exist", out.display(), dir.display())));
+        }
+    }
+    Ok((arms, strata))
+}
+
+/// Run an assignment request.
+pub async fn run(req: &Request) -> Result<Report> {
+    let (arms, strata) = check_request(req)?;
+    let seed_given = req.seed.is_some();
+    let seed = req.seed.unwrap_or_else(rng::fresh_seed);
+    if !seed_given {
+        notice(format!("no --seed given: using seed {seed} (recorded in the design record; pass --seed {seed} to redraw the same assignment)"));
+    }
+    let experiment_id = req.experiment_id.clone().unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let created_at = chrono::Utc::now();
+
+    // Audience.
+    let (table, mut audience, wh_target) = match &req.source {
+        Source::File { path, id_column } => {
+            if req.write_table.is_some() && req.dsn.is_none() {
+                return Err(Error::usage("--write-table with --input needs --dsn (the warehouse to write to)"));
+            }
+            let pb = crate::output::progress(None, "reading");
+            let t = super::audience::read_file(path, id_column, &strata)?;
+            pb.finish_and_clear();
+            let rec = AudienceRecord {
+                participant_type: None,
+                datasource: None,
+                table: None,
+                input_file: Some(path.display().to_string()),
+                id_column: id_column.clone(),
+                filters: serde_json::Value::Array(vec![]),
+                audience_rows: t.len() as u64,
+            };
+            (t, rec, None)
+        }
+        Source::ParticipantType { .. } => {
+            let (t, rec, target) = super::warehouse::read_participants(req, &strata).await?;
+            (t, rec, Some(target))
+        }
+    };
+    audience.audience_rows = table.len() as u64;
+    let table = match req.sample_size {
+        Some(k) => sample(&table, k as usize, seed)?,
+        None => table,
+    };
+    let design = Design { arms, strata, quantiles: req.quantiles, misfit: req.misfit, seed, fstat_thresh: req.fstat_thresh };
+    let outcome = assign(&table, &design)?;
+    for n in &outcome.notes {
+        notice(n);
+    }
+    let fp = super::output::fingerprint(&table, &outcome.order);
+    let mut record = DesignRecord::new(experiment_id, created_at, audience, &design, &outcome, seed_given, req.sample_size, fp);
+
+    if let Some(out) = &req.output {
+        let dp = super::output::design_path(out);
+        record.outputs.file = Some(out.display().to_string());
+        record.outputs.design_file = Some(dp.display().to_string());
+    }
+    if let Some(t) = &req.write_table {
+        record.outputs.table = Some(t.clone());
+    }
+    if let Some(t) = &req.write_table {
+        let pb = crate::output::progress(Some(table.len() as u64), "writing");
+        super::warehouse::write_table(req, wh_target.as_ref(), t, &table, &outcome, &design, &record, &pb).await?;
+        pb.finish_and_clear();
+    }
+    if let Some(out) = &req.output {
+        super::output::write_file(out, req.replace, &table, &outcome, &design)?;
+        let dp = super::output::design_path(out);
+        let json = record.to_json();
+        crate::output::write_atomic(&dp, req.replace, |w| {
+            w.write_all(json.as_bytes()).map_err(|e| Error::io(&dp, e))
+        })?;
+    }
+    if req.output.is_none() && req.write_table.is_none() {
+        notice("no --output or --write-table given: the assignment is not saved");
+    }
+    Ok(Report { record, table, outcome, design })
+}
