@@ -18,11 +18,18 @@ mod validate_settings;
 /// Toolkit for operators of randomized experiments: onboard a tenant's warehouse, validate
 /// settings, check statistical power and draw stratified random assignments.
 #[derive(Parser)]
-#[command(name = "xngin", version, propagate_version = true, max_term_width = 100)]
-#[command(after_help = "Exit codes: 0 ok; 1 runtime failure; 2 usage error; 3 invalid input \
+#[command(
+    name = "xngin",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+#[command(
+    after_help = "Exit codes: 0 ok; 1 runtime failure; 2 usage error; 3 invalid input \
 (settings, sheet, filters, design); 4 power --fail-on-insufficient found too few units.\n\n\
 Quick start (no settings needed; uses the embedded testing warehouse):\n  \
-xngin assign --participant-type test_participant_type --arms control,treatment --strata gender,ethnicity")]
+xngin assign --participant-type test_participant_type --arms control,treatment --strata gender,ethnicity"
+)]
 struct Cli {
     #[command(flatten)]
     globals: Globals,
@@ -65,7 +72,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     xngin::output::set_quiet(cli.globals.quiet);
     xngin::warehouse::set_echo_sql(cli.globals.echo_sql);
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("xngin: cannot start the async runtime: {e}");

@@ -5,7 +5,9 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 pub enum DataType {
     #[serde(rename = "boolean")]
     Boolean,
@@ -92,7 +94,10 @@ impl DataType {
 
     /// Integers, floats and decimals: the types a power check can average.
     pub fn is_numeric(self) -> bool {
-        matches!(self, DataType::Integer | DataType::Bigint | DataType::DoublePrecision | DataType::Numeric)
+        matches!(
+            self,
+            DataType::Integer | DataType::Bigint | DataType::DoublePrecision | DataType::Numeric
+        )
     }
 
     /// The filter class of a field of this type named `field_name`: any `*_id` field is discrete.
@@ -101,7 +106,9 @@ impl DataType {
             return FilterClass::Discrete;
         }
         match self {
-            DataType::Boolean | DataType::CharacterVarying | DataType::Uuid => FilterClass::Discrete,
+            DataType::Boolean | DataType::CharacterVarying | DataType::Uuid => {
+                FilterClass::Discrete
+            }
             DataType::Date
             | DataType::TimestampWithoutTimeZone
             | DataType::TimestampWithTimeZone
@@ -126,19 +133,31 @@ mod tests {
 
     #[test]
     fn parse_is_case_insensitive_on_values_only() {
-        assert_eq!(DataType::parse("Character Varying"), Some(DataType::CharacterVarying));
+        assert_eq!(
+            DataType::parse("Character Varying"),
+            Some(DataType::CharacterVarying)
+        );
         assert_eq!(DataType::parse(" BIGINT "), Some(DataType::Bigint));
         assert_eq!(DataType::parse("varchar"), None);
         for t in DataType::ALL {
             assert_eq!(DataType::parse(t.as_str()), Some(t));
-            assert_eq!(serde_json::to_string(&t).unwrap(), format!("\"{}\"", t.as_str()));
+            assert_eq!(
+                serde_json::to_string(&t).unwrap(),
+                format!("\"{}\"", t.as_str())
+            );
         }
     }
 
     #[test]
     fn id_fields_are_discrete() {
-        assert_eq!(DataType::Integer.filter_class("school_ID"), FilterClass::Discrete);
+        assert_eq!(
+            DataType::Integer.filter_class("school_ID"),
+            FilterClass::Discrete
+        );
         assert_eq!(DataType::Integer.filter_class("age"), FilterClass::Numeric);
-        assert_eq!(DataType::Unsupported.filter_class("x"), FilterClass::Unknown);
+        assert_eq!(
+            DataType::Unsupported.filter_class("x"),
+            FilterClass::Unknown
+        );
     }
 }

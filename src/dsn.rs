@@ -57,7 +57,9 @@ pub fn check_ident(what: &str, ident: &str) -> Result<()> {
         return Err(Error::usage(format!("{what}: a name cannot be empty")));
     }
     if ident.contains('\0') {
-        return Err(Error::usage(format!("{what}: a name cannot contain a NUL byte")));
+        return Err(Error::usage(format!(
+            "{what}: a name cannot contain a NUL byte"
+        )));
     }
     if ident.len() > 63 {
         return Err(Error::usage(format!(
@@ -92,21 +94,31 @@ pub struct Dsn {
     pub sqlite: Option<SqliteTarget>,
 }
 
-const SSLMODES: [&str; 6] = ["disable", "allow", "prefer", "require", "verify-ca", "verify-full"];
+const SSLMODES: [&str; 6] = [
+    "disable",
+    "allow",
+    "prefer",
+    "require",
+    "verify-ca",
+    "verify-full",
+];
 
 impl Dsn {
     /// Parse any accepted spelling. Errors are usage errors (exit 2) that show the DSN redacted.
     pub fn parse(input: &str) -> Result<Dsn> {
         let input = input.trim();
-        let bad = |why: &str| Error::usage(format!("invalid DSN '{}': {why}", scrub_secrets(input)));
-        let (scheme, _) = input
-            .split_once(':')
-            .ok_or_else(|| bad("expected SCHEME://..., e.g. postgres://user@host/db or sqlite:///file.db"))?;
+        let bad =
+            |why: &str| Error::usage(format!("invalid DSN '{}': {why}", scrub_secrets(input)));
+        let (scheme, _) = input.split_once(':').ok_or_else(|| {
+            bad("expected SCHEME://..., e.g. postgres://user@host/db or sqlite:///file.db")
+        })?;
         let scheme_l = scheme.to_ascii_lowercase();
         let base = scheme_l.split('+').next().unwrap_or("");
         match base {
             "sqlite" | "sqlite3" => Self::parse_sqlite(input, scheme),
-            "postgres" | "postgresql" | "redshift" => Self::parse_url(input, Dialect::Postgres, &scheme_l),
+            "postgres" | "postgresql" | "redshift" => {
+                Self::parse_url(input, Dialect::Postgres, &scheme_l)
+            }
             "mysql" | "mariadb" => Self::parse_url(input, Dialect::Mysql, &scheme_l),
             "bigquery" => Err(Error::usage(format!(
                 "bigquery:// warehouses are not supported by this build of xngin (DSN '{}'); \
@@ -122,7 +134,11 @@ impl Dsn {
     fn parse_sqlite(input: &str, scheme: &str) -> Result<Dsn> {
         let rest = &input[scheme.len() + 1..];
         let rest = rest.split('?').next().unwrap_or("");
-        let target = if rest == ":memory:" || rest == "//:memory:" || rest == "///:memory:" || rest == "//" {
+        let target = if rest == ":memory:"
+            || rest == "//:memory:"
+            || rest == "///:memory:"
+            || rest == "//"
+        {
             SqliteTarget::Memory
         } else if let Some(p) = rest.strip_prefix("////") {
             SqliteTarget::File(PathBuf::from(format!("/{p}")))
@@ -156,17 +172,27 @@ impl Dsn {
     }
 
     fn parse_url(input: &str, dialect: Dialect, scheme: &str) -> Result<Dsn> {
-        let bad = |why: String| Error::usage(format!("invalid DSN '{}': {why}", scrub_secrets(input)));
+        let bad =
+            |why: String| Error::usage(format!("invalid DSN '{}': {why}", scrub_secrets(input)));
         let url = url::Url::parse(input).map_err(|e| bad(e.to_string()))?;
         let decode = |s: &str| -> Result<String> {
-            percent_decode(s).ok_or_else(|| bad("a percent-escape in the user or password is not valid UTF-8".into()))
+            percent_decode(s).ok_or_else(|| {
+                bad("a percent-escape in the user or password is not valid UTF-8".into())
+            })
         };
-        let user = if url.username().is_empty() { None } else { Some(decode(url.username())?) };
+        let user = if url.username().is_empty() {
+            None
+        } else {
+            Some(decode(url.username())?)
+        };
         let password = match url.password() {
             Some(p) => Some(decode(p)?),
             None => None,
         };
-        let host = url.host_str().filter(|h| !h.is_empty()).map(|h| h.trim_matches(['[', ']']).to_string());
+        let host = url
+            .host_str()
+            .filter(|h| !h.is_empty())
+            .map(|h| h.trim_matches(['[', ']']).to_string());
         let database = {
             let p = url.path().trim_start_matches('/');
             if p.is_empty() { None } else { Some(decode(p)?) }
@@ -178,7 +204,10 @@ impl Dsn {
                 "sslmode" | "ssl-mode" | "ssl_mode" => {
                     let v = v.to_ascii_lowercase().replace('_', "-");
                     if !SSLMODES.contains(&v.as_str()) && dialect == Dialect::Postgres {
-                        return Err(bad(format!("sslmode '{v}' is not one of {}", SSLMODES.join(", "))));
+                        return Err(bad(format!(
+                            "sslmode '{v}' is not one of {}",
+                            SSLMODES.join(", ")
+                        )));
                     }
                     sslmode = Some(v);
                 }
@@ -195,7 +224,10 @@ impl Dsn {
             }
         }
         let redshift = dialect == Dialect::Postgres
-            && (scheme == "redshift" || host.as_deref().is_some_and(|h| h.ends_with("redshift.amazonaws.com")));
+            && (scheme == "redshift"
+                || host
+                    .as_deref()
+                    .is_some_and(|h| h.ends_with("redshift.amazonaws.com")));
         Ok(Dsn {
             dialect,
             scheme: scheme.to_string(),
@@ -277,7 +309,11 @@ impl Dsn {
             write!(f, "@")?;
         }
         if let Some(h) = &self.host {
-            if h.contains(':') { write!(f, "[{h}]")? } else { write!(f, "{h}")? }
+            if h.contains(':') {
+                write!(f, "[{h}]")?
+            } else {
+                write!(f, "{h}")?
+            }
         }
         if let Some(p) = self.port {
             write!(f, ":{p}")?;
@@ -353,8 +389,9 @@ impl fmt::Debug for Dsn {
 
 /// Mask credentials in any `scheme://user:password@` that appears in `text`.
 pub fn scrub_secrets(text: &str) -> String {
-    static RE: std::sync::LazyLock<regex::Regex> =
-        std::sync::LazyLock::new(|| regex::Regex::new(r"(?P<pre>[A-Za-z][A-Za-z0-9+.\-]*://[^:/@\s]*):[^@\s]*@").unwrap());
+    static RE: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r"(?P<pre>[A-Za-z][A-Za-z0-9+.\-]*://[^:/@\s]*):[^@\s]*@").unwrap()
+    });
     RE.replace_all(text, "$pre:***@").into_owned()
 }
 
@@ -396,7 +433,11 @@ mod tests {
 
     #[test]
     fn mysql_spellings() {
-        for s in ["mysql://root@127.0.0.1:3306/test", "mariadb://root@127.0.0.1:3306/test", "mysql+pymysql://root@127.0.0.1:3306/test"] {
+        for s in [
+            "mysql://root@127.0.0.1:3306/test",
+            "mariadb://root@127.0.0.1:3306/test",
+            "mysql+pymysql://root@127.0.0.1:3306/test",
+        ] {
             let d = Dsn::parse(s).unwrap();
             assert_eq!(d.dialect, Dialect::Mysql);
             assert_eq!(d.database.as_deref(), Some("test"));
@@ -406,15 +447,31 @@ mod tests {
 
     #[test]
     fn sqlite_spellings() {
-        assert!(matches!(Dsn::parse("sqlite::memory:").unwrap().sqlite, Some(SqliteTarget::Memory)));
-        assert_eq!(Dsn::parse("sqlite:///x.db").unwrap().sqlite_path(), Some(Path::new("x.db")));
-        assert_eq!(Dsn::parse("sqlite:////abs/x.db").unwrap().sqlite_path(), Some(Path::new("/abs/x.db")));
+        assert!(matches!(
+            Dsn::parse("sqlite::memory:").unwrap().sqlite,
+            Some(SqliteTarget::Memory)
+        ));
+        assert_eq!(
+            Dsn::parse("sqlite:///x.db").unwrap().sqlite_path(),
+            Some(Path::new("x.db"))
+        );
+        assert_eq!(
+            Dsn::parse("sqlite:////abs/x.db").unwrap().sqlite_path(),
+            Some(Path::new("/abs/x.db"))
+        );
         // /tmp exists, ./tmp/<random> does not: the absolute reading wins.
         assert_eq!(
             Dsn::parse("sqlite:///tmp/x.db").unwrap().sqlite_path(),
-            Some(if Path::new("tmp").is_dir() { Path::new("tmp/x.db") } else { Path::new("/tmp/x.db") })
+            Some(if Path::new("tmp").is_dir() {
+                Path::new("tmp/x.db")
+            } else {
+                Path::new("/tmp/x.db")
+            })
         );
-        assert_eq!(Dsn::parse("sqlite:data/x.db").unwrap().sqlite_path(), Some(Path::new("data/x.db")));
+        assert_eq!(
+            Dsn::parse("sqlite:data/x.db").unwrap().sqlite_path(),
+            Some(Path::new("data/x.db"))
+        );
         assert!(Dsn::parse("sqlite:///").is_err());
     }
 
@@ -443,13 +500,19 @@ mod tests {
 
     #[test]
     fn scrub() {
-        assert_eq!(scrub_secrets("failed: postgres://a:b@c/d x"), "failed: postgres://a:***@c/d x");
+        assert_eq!(
+            scrub_secrets("failed: postgres://a:b@c/d x"),
+            "failed: postgres://a:***@c/d x"
+        );
         assert_eq!(scrub_secrets("no url"), "no url");
     }
 
     #[test]
     fn quoting() {
-        assert_eq!(Dialect::Postgres.quote_ident("x\"; DROP TABLE y"), "\"x\"\"; DROP TABLE y\"");
+        assert_eq!(
+            Dialect::Postgres.quote_ident("x\"; DROP TABLE y"),
+            "\"x\"\"; DROP TABLE y\""
+        );
         assert_eq!(Dialect::Mysql.quote_ident("a`b"), "`a``b`");
         assert_eq!(Dialect::Sqlite.qualified(Some("s"), "t"), "\"s\".\"t\"");
     }

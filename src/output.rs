@@ -51,7 +51,10 @@ pub fn print(text: &str) -> Result<()> {
     match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
         Ok(()) => Ok(()),
         Err(e) if is_broken_pipe(&e) => Ok(()),
-        Err(e) => Err(Error::runtime(format!("writing to stdout: {}", crate::error::io_reason(&e)))),
+        Err(e) => Err(Error::runtime(format!(
+            "writing to stdout: {}",
+            crate::error::io_reason(&e)
+        ))),
     }
 }
 
@@ -123,9 +126,19 @@ where
     let (file, tmp_path) = tmp.into_parts();
     let mut w = io::BufWriter::new(file);
     fill(&mut w)?;
-    let file = w.into_inner().map_err(|e| Error::io(path, e.into_error()))?;
+    let file = w
+        .into_inner()
+        .map_err(|e| Error::io(path, e.into_error()))?;
     file.sync_all().map_err(|e| Error::io(path, e))?;
-    tmp_path.persist(path).map_err(|e| Error::io(path, e.error))?;
+    // tempfile creates 0600; a written output is an ordinary file (0644 before the umask).
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = file.set_permissions(std::fs::Permissions::from_mode(0o644));
+    }
+    tmp_path
+        .persist(path)
+        .map_err(|e| Error::io(path, e.error))?;
     Ok(())
 }
 
@@ -146,7 +159,12 @@ mod tests {
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
         write_atomic(&p, false, |w| Ok(w.write_all(b"ok").unwrap())).unwrap();
         assert_eq!(std::fs::read_to_string(&p).unwrap(), "ok");
-        assert!(write_atomic(&p, false, |_| Ok(())).unwrap_err().to_string().contains("--replace"));
+        assert!(
+            write_atomic(&p, false, |_| Ok(()))
+                .unwrap_err()
+                .to_string()
+                .contains("--replace")
+        );
         write_atomic(&p, true, |w| Ok(w.write_all(b"new").unwrap())).unwrap();
         assert_eq!(std::fs::read_to_string(&p).unwrap(), "new");
     }

@@ -20,7 +20,12 @@ pub struct ColumnDef {
 
 impl ColumnDef {
     pub fn new(name: &str, data_type: DataType) -> Self {
-        ColumnDef { name: name.into(), data_type, not_null: false, primary_key: false }
+        ColumnDef {
+            name: name.into(),
+            data_type,
+            not_null: false,
+            primary_key: false,
+        }
     }
     pub fn not_null(mut self) -> Self {
         self.not_null = true;
@@ -71,24 +76,41 @@ pub fn create_table_sql(dialect: Dialect, qualified: &str, columns: &[ColumnDef]
     let mut parts: Vec<String> = columns
         .iter()
         .map(|c| {
-            let mut s = format!("{} {}", dialect.quote_ident(&c.name), sql_type(dialect, c.data_type));
+            let mut s = format!(
+                "{} {}",
+                dialect.quote_ident(&c.name),
+                sql_type(dialect, c.data_type)
+            );
             if c.not_null {
                 s.push_str(" NOT NULL");
             }
             s
         })
         .collect();
-    let pk: Vec<String> = columns.iter().filter(|c| c.primary_key).map(|c| dialect.quote_ident(&c.name)).collect();
+    let pk: Vec<String> = columns
+        .iter()
+        .filter(|c| c.primary_key)
+        .map(|c| dialect.quote_ident(&c.name))
+        .collect();
     if !pk.is_empty() {
         parts.push(format!("PRIMARY KEY ({})", pk.join(", ")));
     }
-    format!("CREATE TABLE {qualified} (\n    {}\n)", parts.join(",\n    "))
+    format!(
+        "CREATE TABLE {qualified} (\n    {}\n)",
+        parts.join(",\n    ")
+    )
 }
 
 /// Insert every row of `rows` into `qualified` (whose columns are `columns`, in order) inside
 /// `tx`. Returns the number of rows loaded. The first failing row aborts the load; the caller's
 /// transaction then rolls back, so nothing of this load remains.
-pub async fn insert_rows<I>(tx: &mut Tx, qualified: &str, columns: &[ColumnDef], rows: I, pb: &ProgressBar) -> Result<u64>
+pub async fn insert_rows<I>(
+    tx: &mut Tx,
+    qualified: &str,
+    columns: &[ColumnDef],
+    rows: I,
+    pb: &ProgressBar,
+) -> Result<u64>
 where
     I: Iterator<Item = Result<Vec<Value>>>,
 {
@@ -96,9 +118,16 @@ where
         Dialect::Postgres => copy_rows(tx, qualified, columns, rows, pb).await,
         dialect => {
             // Stay well under the parameter limits (SQLite 32766, MySQL 65535).
-            let max_params = if dialect == Dialect::Sqlite { 32_000 } else { 60_000 };
+            let max_params = if dialect == Dialect::Sqlite {
+                32_000
+            } else {
+                60_000
+            };
             let per_batch = (max_params / columns.len().max(1)).clamp(1, 1000);
-            let cols: Vec<String> = columns.iter().map(|c| dialect.quote_ident(&c.name)).collect();
+            let cols: Vec<String> = columns
+                .iter()
+                .map(|c| dialect.quote_ident(&c.name))
+                .collect();
             let row_ph = format!("({})", vec!["?"; columns.len()].join(","));
             let head = format!("INSERT INTO {qualified} ({}) VALUES ", cols.join(", "));
             let full_sql = format!("{head}{}", vec![row_ph.as_str(); per_batch].join(","));
@@ -143,11 +172,20 @@ fn check_width(row: &[Value], columns: &[ColumnDef], done: u64) -> Result<()> {
 
 /// PostgreSQL: stream the rows through `COPY ... FROM STDIN` in the text format (tab-separated,
 /// `\N` for NULL, backslash escapes), in chunks of about 1 MiB.
-async fn copy_rows<I>(tx: &mut Tx, qualified: &str, columns: &[ColumnDef], rows: I, pb: &ProgressBar) -> Result<u64>
+async fn copy_rows<I>(
+    tx: &mut Tx,
+    qualified: &str,
+    columns: &[ColumnDef],
+    rows: I,
+    pb: &ProgressBar,
+) -> Result<u64>
 where
     I: Iterator<Item = Result<Vec<Value>>>,
 {
-    let cols: Vec<String> = columns.iter().map(|c| Dialect::Postgres.quote_ident(&c.name)).collect();
+    let cols: Vec<String> = columns
+        .iter()
+        .map(|c| Dialect::Postgres.quote_ident(&c.name))
+        .collect();
     let sql = format!("COPY {qualified} ({}) FROM STDIN", cols.join(", "));
     super::echo(&sql, &[]);
     let conn = tx.pg_conn().expect("PostgreSQL transaction");
@@ -205,7 +243,11 @@ fn encode_copy_text(v: &Value, out: &mut Vec<u8>) {
             let s = if f.is_nan() {
                 "NaN".to_string()
             } else if f.is_infinite() {
-                if *f > 0.0 { "Infinity".into() } else { "-Infinity".into() }
+                if *f > 0.0 {
+                    "Infinity".into()
+                } else {
+                    "-Infinity".into()
+                }
             } else {
                 f.to_string()
             };
@@ -245,9 +287,147 @@ mod tests {
 
     #[test]
     fn ddl_is_quoted_and_typed() {
-        let cols = [ColumnDef::new("id", DataType::Bigint).primary_key(), ColumnDef::new("we\"ird", DataType::Uuid)];
+        let cols = [
+            ColumnDef::new("id", DataType::Bigint).primary_key(),
+            ColumnDef::new("we\"ird", DataType::Uuid),
+        ];
         let sql = create_table_sql(Dialect::Postgres, "\"s\".\"t\"", &cols);
-        assert_eq!(sql, "CREATE TABLE \"s\".\"t\" (\n    \"id\" BIGINT NOT NULL,\n    \"we\"\"ird\" UUID,\n    PRIMARY KEY (\"id\")\n)");
+        assert_eq!(
+            sql,
+            "CREATE TABLE \"s\".\"t\" (\n    \"id\" BIGINT NOT NULL,\n    \"we\"\"ird\" UUID,\n    PRIMARY KEY (\"id\")\n)"
+        );
         assert!(create_table_sql(Dialect::Mysql, "`t`", &cols).contains("`we\"ird` CHAR(36)"));
+    }
+}
+
+/// What to do when the target table already exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IfExists {
+    /// Refuse (exit 1, naming the flags that would proceed).
+    Fail,
+    /// Leave it as it is and load nothing (`--allow-existing`).
+    Keep,
+    /// Replace it atomically (`--replace`).
+    Replace,
+}
+
+/// The result of [`load_table`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoadOutcome {
+    AlreadyExists,
+    Loaded(u64),
+}
+
+/// Create `schema.table` with `columns` and load `rows` into it, all or nothing.
+///
+/// The rows go into a staging table that is swapped in at the end: in one transaction on
+/// PostgreSQL and SQLite (whose DDL is transactional), and with one atomic `RENAME TABLE` on
+/// MySQL/MariaDB (whose DDL commits implicitly; the staging table is dropped on failure). A bad
+/// row or a lost connection in the middle leaves an existing table exactly as it was.
+pub async fn load_table<I>(
+    wh: &super::Warehouse,
+    schema: Option<&str>,
+    table: &str,
+    columns: &[ColumnDef],
+    rows: I,
+    if_exists: IfExists,
+    pb: &ProgressBar,
+) -> Result<LoadOutcome>
+where
+    I: Iterator<Item = Result<Vec<Value>>>,
+{
+    let dialect = wh.dialect();
+    crate::dsn::check_ident("table name", table)?;
+    if let Some(s) = schema {
+        crate::dsn::check_ident("schema name", s)?;
+        if dialect == Dialect::Sqlite {
+            return Err(Error::usage(
+                "--schema-name: SQLite has no schemas; leave it out",
+            ));
+        }
+    }
+    let target = wh.qualified(schema, table);
+    let exists = wh.table_exists(schema, table).await?;
+    if exists {
+        match if_exists {
+            IfExists::Keep => return Ok(LoadOutcome::AlreadyExists),
+            IfExists::Fail => {
+                return Err(Error::runtime(format!(
+                    "table {target} already exists; pass --replace to replace it atomically, or --allow-existing to keep it"
+                )));
+            }
+            IfExists::Replace => {}
+        }
+    }
+    if let Some(s) = schema {
+        let sql = match dialect {
+            Dialect::Mysql => format!("CREATE DATABASE IF NOT EXISTS {}", dialect.quote_ident(s)),
+            _ => format!("CREATE SCHEMA IF NOT EXISTS {}", dialect.quote_ident(s)),
+        };
+        wh.execute(&sql, &[]).await?;
+    }
+    // A staging name unique to this run, short enough for PostgreSQL's 63-byte limit.
+    let suffix = format!("{:08x}", rand::random::<u32>());
+    let base: String = table.chars().take(40).collect();
+    let staging_name = format!("{base}__xngin_{suffix}");
+    let staging = wh.qualified(schema, &staging_name);
+    let ddl = create_table_sql(dialect, &staging, columns);
+    match dialect {
+        Dialect::Postgres | Dialect::Sqlite => {
+            let mut tx = wh.begin().await?;
+            tx.execute(&ddl, &[]).await?;
+            let n = insert_rows(&mut tx, &staging, columns, rows, pb).await?;
+            if exists {
+                tx.execute(&format!("DROP TABLE {target}"), &[]).await?;
+            }
+            tx.execute(
+                &format!(
+                    "ALTER TABLE {staging} RENAME TO {}",
+                    dialect.quote_ident(table)
+                ),
+                &[],
+            )
+            .await?;
+            if dialect == Dialect::Postgres && columns.iter().any(|c| c.primary_key) {
+                // Keep the conventional index name instead of the staging one.
+                let old = wh.qualified(schema, &format!("{staging_name}_pkey"));
+                let new = dialect.quote_ident(&format!(
+                    "{}_pkey",
+                    table.chars().take(58).collect::<String>()
+                ));
+                tx.execute(&format!("ALTER INDEX IF EXISTS {old} RENAME TO {new}"), &[])
+                    .await?;
+            }
+            tx.commit().await?;
+            Ok(LoadOutcome::Loaded(n))
+        }
+        Dialect::Mysql => {
+            wh.execute(&ddl, &[]).await?;
+            let result: Result<u64> = async {
+                let mut tx = wh.begin().await?;
+                let n = insert_rows(&mut tx, &staging, columns, rows, pb).await?;
+                tx.commit().await?;
+                if exists {
+                    let old = wh.qualified(schema, &format!("{base}__xngin_old_{suffix}"));
+                    wh.execute(
+                        &format!("RENAME TABLE {target} TO {old}, {staging} TO {target}"),
+                        &[],
+                    )
+                    .await?;
+                    wh.execute(&format!("DROP TABLE {old}"), &[]).await?;
+                } else {
+                    wh.execute(&format!("RENAME TABLE {staging} TO {target}"), &[])
+                        .await?;
+                }
+                Ok(n)
+            }
+            .await;
+            if result.is_err() {
+                let _ = wh
+                    .execute(&format!("DROP TABLE IF EXISTS {staging}"), &[])
+                    .await;
+            }
+            result.map(LoadOutcome::Loaded)
+        }
     }
 }

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions, MySqlSslMode};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgSslMode};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
 use sqlx::{AssertSqlSafe, MySql, Postgres, Sqlite};
 
 pub use value::Value;
@@ -96,7 +96,10 @@ impl Warehouse {
         let timeout = connect_timeout();
         let fail = |e: sqlx::Error| {
             let reason = Error::from(e).to_string();
-            let reason = reason.strip_prefix("database error: ").unwrap_or(&reason).to_string();
+            let reason = reason
+                .strip_prefix("database error: ")
+                .unwrap_or(&reason)
+                .to_string();
             Error::runtime(format!("cannot connect to {dsn}: {reason}"))
         };
         let pool = match dsn.dialect {
@@ -109,13 +112,19 @@ impl Warehouse {
                                 p.display()
                             )));
                         }
-                        SqliteConnectOptions::new().filename(p).create_if_missing(opts.create_sqlite)
+                        SqliteConnectOptions::new()
+                            .filename(p)
+                            .create_if_missing(opts.create_sqlite)
                     }
                     _ => SqliteConnectOptions::from_str("sqlite::memory:").map_err(fail)?,
                 };
-                o = o.journal_mode(SqliteJournalMode::Wal).busy_timeout(Duration::from_secs(30));
+                o = o.busy_timeout(Duration::from_secs(30));
                 // One connection for :memory: (each connection would be its own database).
-                let max = if matches!(dsn.sqlite, Some(SqliteTarget::Memory)) { 1 } else { 4 };
+                let max = if matches!(dsn.sqlite, Some(SqliteTarget::Memory)) {
+                    1
+                } else {
+                    4
+                };
                 let pool = SqlitePoolOptions::new()
                     .max_connections(max)
                     .acquire_timeout(timeout)
@@ -188,7 +197,10 @@ impl Warehouse {
                 Pool::Mysql(pool)
             }
         };
-        Ok(Warehouse { dsn: dsn.clone(), pool })
+        Ok(Warehouse {
+            dsn: dsn.clone(),
+            pool,
+        })
     }
 
     pub fn dsn(&self) -> &Dsn {
@@ -218,9 +230,18 @@ impl Warehouse {
     pub async fn execute(&self, sql: &str, params: &[Value]) -> Result<u64> {
         echo(sql, params);
         Ok(match &self.pool {
-            Pool::Sqlite(p) => rows::bind_sqlite(sqlx::query(AssertSqlSafe(sql)), params).execute(p).await?.rows_affected(),
-            Pool::Postgres(p) => rows::bind_pg(sqlx::query(AssertSqlSafe(sql)), params).execute(p).await?.rows_affected(),
-            Pool::Mysql(p) => rows::bind_mysql(sqlx::query(AssertSqlSafe(sql)), params).execute(p).await?.rows_affected(),
+            Pool::Sqlite(p) => rows::bind_sqlite(sqlx::query(AssertSqlSafe(sql)), params)
+                .execute(p)
+                .await?
+                .rows_affected(),
+            Pool::Postgres(p) => rows::bind_pg(sqlx::query(AssertSqlSafe(sql)), params)
+                .execute(p)
+                .await?
+                .rows_affected(),
+            Pool::Mysql(p) => rows::bind_mysql(sqlx::query(AssertSqlSafe(sql)), params)
+                .execute(p)
+                .await?
+                .rows_affected(),
         })
     }
 
@@ -228,9 +249,21 @@ impl Warehouse {
     pub async fn fetch_all(&self, sql: &str, params: &[Value]) -> Result<Rows> {
         echo(sql, params);
         match &self.pool {
-            Pool::Sqlite(p) => rows::decode_sqlite(rows::bind_sqlite(sqlx::query(AssertSqlSafe(sql)), params).fetch_all(p).await?),
-            Pool::Postgres(p) => rows::decode_pg(rows::bind_pg(sqlx::query(AssertSqlSafe(sql)), params).fetch_all(p).await?),
-            Pool::Mysql(p) => rows::decode_mysql(rows::bind_mysql(sqlx::query(AssertSqlSafe(sql)), params).fetch_all(p).await?),
+            Pool::Sqlite(p) => rows::decode_sqlite(
+                rows::bind_sqlite(sqlx::query(AssertSqlSafe(sql)), params)
+                    .fetch_all(p)
+                    .await?,
+            ),
+            Pool::Postgres(p) => rows::decode_pg(
+                rows::bind_pg(sqlx::query(AssertSqlSafe(sql)), params)
+                    .fetch_all(p)
+                    .await?,
+            ),
+            Pool::Mysql(p) => rows::decode_mysql(
+                rows::bind_mysql(sqlx::query(AssertSqlSafe(sql)), params)
+                    .fetch_all(p)
+                    .await?,
+            ),
         }
     }
 
@@ -261,8 +294,11 @@ impl Warehouse {
             Dialect::Postgres => {
                 // to_regclass resolves through the search path when no schema is given.
                 let name = self.qualified(schema, table);
-                self.fetch_all("SELECT count(*) FROM (SELECT to_regclass($1) AS r) t WHERE r IS NOT NULL", &[Value::Text(name)])
-                    .await?
+                self.fetch_all(
+                    "SELECT count(*) FROM (SELECT to_regclass($1) AS r) t WHERE r IS NOT NULL",
+                    &[Value::Text(name)],
+                )
+                .await?
             }
             Dialect::Mysql => {
                 let (sql, params) = match schema {
@@ -278,7 +314,12 @@ impl Warehouse {
                 self.fetch_all(sql, &params).await?
             }
         };
-        Ok(n.rows.first().and_then(|r| r.first()).and_then(Value::as_i64).unwrap_or(0) > 0)
+        Ok(n.rows
+            .first()
+            .and_then(|r| r.first())
+            .and_then(Value::as_i64)
+            .unwrap_or(0)
+            > 0)
     }
 
     /// Close the pool, waiting for connections to finish.
@@ -317,18 +358,39 @@ impl Tx {
     pub async fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64> {
         echo(sql, params);
         Ok(match self {
-            Tx::Sqlite(t) => rows::bind_sqlite(sqlx::query(AssertSqlSafe(sql)), params).execute(&mut **t).await?.rows_affected(),
-            Tx::Postgres(t) => rows::bind_pg(sqlx::query(AssertSqlSafe(sql)), params).execute(&mut **t).await?.rows_affected(),
-            Tx::Mysql(t) => rows::bind_mysql(sqlx::query(AssertSqlSafe(sql)), params).execute(&mut **t).await?.rows_affected(),
+            Tx::Sqlite(t) => rows::bind_sqlite(sqlx::query(AssertSqlSafe(sql)), params)
+                .execute(&mut **t)
+                .await?
+                .rows_affected(),
+            Tx::Postgres(t) => rows::bind_pg(sqlx::query(AssertSqlSafe(sql)), params)
+                .execute(&mut **t)
+                .await?
+                .rows_affected(),
+            Tx::Mysql(t) => rows::bind_mysql(sqlx::query(AssertSqlSafe(sql)), params)
+                .execute(&mut **t)
+                .await?
+                .rows_affected(),
         })
     }
 
     pub async fn fetch_all(&mut self, sql: &str, params: &[Value]) -> Result<Rows> {
         echo(sql, params);
         match self {
-            Tx::Sqlite(t) => rows::decode_sqlite(rows::bind_sqlite(sqlx::query(AssertSqlSafe(sql)), params).fetch_all(&mut **t).await?),
-            Tx::Postgres(t) => rows::decode_pg(rows::bind_pg(sqlx::query(AssertSqlSafe(sql)), params).fetch_all(&mut **t).await?),
-            Tx::Mysql(t) => rows::decode_mysql(rows::bind_mysql(sqlx::query(AssertSqlSafe(sql)), params).fetch_all(&mut **t).await?),
+            Tx::Sqlite(t) => rows::decode_sqlite(
+                rows::bind_sqlite(sqlx::query(AssertSqlSafe(sql)), params)
+                    .fetch_all(&mut **t)
+                    .await?,
+            ),
+            Tx::Postgres(t) => rows::decode_pg(
+                rows::bind_pg(sqlx::query(AssertSqlSafe(sql)), params)
+                    .fetch_all(&mut **t)
+                    .await?,
+            ),
+            Tx::Mysql(t) => rows::decode_mysql(
+                rows::bind_mysql(sqlx::query(AssertSqlSafe(sql)), params)
+                    .fetch_all(&mut **t)
+                    .await?,
+            ),
         }
     }
 

@@ -9,7 +9,10 @@ use sqlx::{Column, MySql, Postgres, Row, Sqlite, TypeInfo, ValueRef};
 use super::{Rows, Value};
 use crate::error::{Error, Result};
 
-pub(crate) fn bind_pg<'q>(mut q: Query<'q, Postgres, PgArguments>, params: &[Value]) -> Query<'q, Postgres, PgArguments> {
+pub(crate) fn bind_pg<'q>(
+    mut q: Query<'q, Postgres, PgArguments>,
+    params: &[Value],
+) -> Query<'q, Postgres, PgArguments> {
     for p in params {
         q = match p.clone() {
             // An untyped NULL: PostgreSQL infers the type from the context.
@@ -27,7 +30,10 @@ pub(crate) fn bind_pg<'q>(mut q: Query<'q, Postgres, PgArguments>, params: &[Val
     q
 }
 
-pub(crate) fn bind_mysql<'q>(mut q: Query<'q, MySql, MySqlArguments>, params: &[Value]) -> Query<'q, MySql, MySqlArguments> {
+pub(crate) fn bind_mysql<'q>(
+    mut q: Query<'q, MySql, MySqlArguments>,
+    params: &[Value],
+) -> Query<'q, MySql, MySqlArguments> {
     for p in params {
         q = match p.clone() {
             Value::Null => q.bind(None::<String>),
@@ -44,7 +50,10 @@ pub(crate) fn bind_mysql<'q>(mut q: Query<'q, MySql, MySqlArguments>, params: &[
     q
 }
 
-pub(crate) fn bind_sqlite<'q>(mut q: Query<'q, Sqlite, SqliteArguments>, params: &[Value]) -> Query<'q, Sqlite, SqliteArguments> {
+pub(crate) fn bind_sqlite<'q>(
+    mut q: Query<'q, Sqlite, SqliteArguments>,
+    params: &[Value],
+) -> Query<'q, Sqlite, SqliteArguments> {
     for p in params {
         q = match p {
             Value::Null => q.bind(None::<String>),
@@ -132,10 +141,15 @@ pub(crate) fn decode_mysql(rows: Vec<MySqlRow>) -> Result<Rows> {
             let e = |e| decode_err(col.name(), &ty, e);
             vals.push(match ty.as_str() {
                 "BOOLEAN" => Value::Bool(row.try_get(i).map_err(e)?),
-                "TINYINT" | "SMALLINT" | "MEDIUMINT" | "INT" | "BIGINT" => Value::Int(row.try_get(i).map_err(e)?),
-                "TINYINT UNSIGNED" | "SMALLINT UNSIGNED" | "MEDIUMINT UNSIGNED" | "INT UNSIGNED" | "BIGINT UNSIGNED" => {
+                "TINYINT" | "SMALLINT" | "MEDIUMINT" | "INT" | "BIGINT" => {
+                    Value::Int(row.try_get(i).map_err(e)?)
+                }
+                "TINYINT UNSIGNED" | "SMALLINT UNSIGNED" | "MEDIUMINT UNSIGNED"
+                | "INT UNSIGNED" | "BIGINT UNSIGNED" => {
                     let u: u64 = row.try_get(i).map_err(e)?;
-                    i64::try_from(u).map(Value::Int).unwrap_or(Value::Text(u.to_string()))
+                    i64::try_from(u)
+                        .map(Value::Int)
+                        .unwrap_or(Value::Text(u.to_string()))
                 }
                 "FLOAT" => Value::Float(row.try_get::<f32, _>(i).map_err(e)? as f64),
                 "DOUBLE" => Value::Float(row.try_get(i).map_err(e)?),

@@ -1,0 +1,61 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// The PostgreSQL test server's URL, or None (and a printed reason) when the test must skip.
+pub fn pg_url(test: &str) -> Option<String> {
+    env_url("XNGIN_TEST_POSTGRES_URL", test)
+}
+
+/// The MySQL/MariaDB test server's URL, or None (and a printed reason) when the test must skip.
+pub fn mysql_url(test: &str) -> Option<String> {
+    env_url("XNGIN_TEST_MYSQL_URL", test)
+}
+
+fn env_url(var: &str, test: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(v) if !v.is_empty() => Some(v),
+        _ => {
+            eprintln!("skipped {test}: {var} not set (.ci/run sets it)");
+            None
+        }
+    }
+}
+
+/// A name unique to this test process and call, for tables and schemas.
+pub fn unique(prefix: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{prefix}_{}_{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// The binary, with its own XNGIN_HOME so the embedded warehouse of one test run is not the
+/// user's, and no settings file picked up from the environment.
+pub fn xngin(home: &std::path::Path) -> assert_cmd::Command {
+    let mut c = assert_cmd::Command::cargo_bin("xngin").expect("binary built");
+    c.env("XNGIN_HOME", home)
+        .env_remove("XNGIN_SETTINGS")
+        .env_remove("XNGIN_DATASOURCE")
+        .env_remove("PGPASSWORD");
+    c
+}
+
+/// A directory shared by all tests of this process for the embedded default warehouse, so it is
+/// built once per test binary rather than once per test.
+pub fn shared_home() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("xngin-test-home-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+pub fn stdout(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn stderr(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
