@@ -88,7 +88,10 @@ pub async fn run(args: Args, g: &Globals) -> anyhow::Result<()> {
     let source = match (args.input, args.participant_type) {
         (Some(path), _) => Source::File {
             path,
-            id_column: args.id_column.clone().expect("clap requires --id-column with --input"),
+            id_column: args
+                .id_column
+                .clone()
+                .expect("clap requires --id-column with --input"),
         },
         (None, Some(name)) => Source::ParticipantType {
             name,
@@ -123,7 +126,12 @@ pub async fn run(args: Args, g: &Globals) -> anyhow::Result<()> {
         Format::Json => xngin::output::print(&report.record.to_json())?,
         Format::Csv => {
             let mut buf = Vec::new();
-            xngin::assign::output::write_csv(&mut buf, &report.table, &report.outcome, &report.design)?;
+            xngin::assign::output::write_csv(
+                &mut buf,
+                &report.table,
+                &report.outcome,
+                &report.design,
+            )?;
             xngin::output::print(&String::from_utf8_lossy(&buf))?;
         }
     }

@@ -21,7 +21,10 @@ pub enum FileKind {
 }
 
 pub fn file_kind(path: &Path) -> Result<FileKind> {
-    let name = path.file_name().map(|n| n.to_string_lossy().to_lowercase()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_lowercase())
+        .unwrap_or_default();
     if name.ends_with(".parquet") || name.ends_with(".pq") {
         Ok(FileKind::Parquet)
     } else if name.ends_with(".csv") || name.ends_with(".csv.gz") || name.ends_with(".csv.zst") {
@@ -38,13 +41,23 @@ pub fn file_kind(path: &Path) -> Result<FileKind> {
 pub fn read_file(path: &Path, id_column: &str, strata: &[String]) -> Result<Table> {
     let kind = file_kind(path)?;
     if !path.exists() {
-        return Err(Error::runtime(format!("{}: no such file or directory", path.display())));
+        return Err(Error::runtime(format!(
+            "{}: no such file or directory",
+            path.display()
+        )));
     }
     let src = path.display().to_string();
     let bad = |e: pl::PolarsError| {
         let msg = e.to_string();
         let first = msg.lines().next().unwrap_or("").trim().to_string();
-        Error::invalid(format!("{src}: cannot read as {}: {first}", if kind == FileKind::Csv { "CSV" } else { "Parquet" }))
+        Error::invalid(format!(
+            "{src}: cannot read as {}: {first}",
+            if kind == FileKind::Csv {
+                "CSV"
+            } else {
+                "Parquet"
+            }
+        ))
     };
     let header: Vec<String> = match kind {
         FileKind::Csv => {
@@ -55,7 +68,10 @@ pub fn read_file(path: &Path, id_column: &str, strata: &[String]) -> Result<Tabl
                 .map_err(bad)?
                 .finish()
                 .map_err(bad)?;
-            df.get_column_names().iter().map(|s| s.to_string()).collect()
+            df.get_column_names()
+                .iter()
+                .map(|s| s.to_string())
+                .collect()
         }
         FileKind::Parquet => {
             let f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
@@ -77,7 +93,10 @@ pub fn read_file(path: &Path, id_column: &str, strata: &[String]) -> Result<Tabl
                 "{src}: {s} is the id column; its values are all distinct, so it cannot be a stratum (remove it from --strata/--metrics)"
             ));
         } else if !header.iter().any(|h| h == s) {
-            missing.push(format!("{src}: no column named {s} in --strata/--metrics (columns: {})", header.join(", ")));
+            missing.push(format!(
+                "{src}: no column named {s} in --strata/--metrics (columns: {})",
+                header.join(", ")
+            ));
         }
     }
     if !missing.is_empty() {
@@ -101,34 +120,60 @@ pub fn read_file(path: &Path, id_column: &str, strata: &[String]) -> Result<Tabl
         }
         FileKind::Parquet => {
             let f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-            pl::ParquetReader::new(f).with_columns(Some(wanted.clone())).finish().map_err(bad)?
+            pl::ParquetReader::new(f)
+                .with_columns(Some(wanted.clone()))
+                .finish()
+                .map_err(bad)?
         }
     };
     from_dataframe(&df, &src, id_column, strata)
 }
 
 /// Convert a polars frame holding the id and strata columns.
-pub fn from_dataframe(df: &pl::DataFrame, source: &str, id_column: &str, strata: &[String]) -> Result<Table> {
+pub fn from_dataframe(
+    df: &pl::DataFrame,
+    source: &str,
+    id_column: &str,
+    strata: &[String],
+) -> Result<Table> {
     let get = |name: &str| -> Result<pl::Series> {
         df.column(name)
             .map(|c| c.as_materialized_series().clone())
             .map_err(|_| Error::invalid(format!("{source}: no column named {name}")))
     };
     let id = get(id_column)?;
-    let strata_series: Vec<(String, pl::Series)> =
-        strata.iter().filter(|s| *s != id_column).map(|s| Ok((s.clone(), get(s)?))).collect::<Result<_>>()?;
+    let strata_series: Vec<(String, pl::Series)> = strata
+        .iter()
+        .filter(|s| *s != id_column)
+        .map(|s| Ok((s.clone(), get(s)?)))
+        .collect::<Result<_>>()?;
     // Convert columns in parallel (the machine has few cores; columns are independent).
     let (ids, columns) = std::thread::scope(|sc| {
         let handles: Vec<_> = strata_series
             .iter()
-            .map(|(name, s)| sc.spawn(move || series_to_column(s).map(|data| Column { name: name.clone(), data })))
+            .map(|(name, s)| {
+                sc.spawn(move || {
+                    series_to_column(s).map(|data| Column {
+                        name: name.clone(),
+                        data,
+                    })
+                })
+            })
             .collect();
         let ids = series_to_ids(&id, source, id_column);
-        let cols: Vec<Result<Column>> = handles.into_iter().map(|h| h.join().expect("column conversion panicked")).collect();
+        let cols: Vec<Result<Column>> = handles
+            .into_iter()
+            .map(|h| h.join().expect("column conversion panicked"))
+            .collect();
         (ids, cols)
     });
     let columns = columns.into_iter().collect::<Result<Vec<_>>>()?;
-    Ok(Table { source: source.to_string(), id_column: id_column.to_string(), ids: ids?, columns })
+    Ok(Table {
+        source: source.to_string(),
+        id_column: id_column.to_string(),
+        ids: ids?,
+        columns,
+    })
 }
 
 fn null_rows_error(source: &str, id_column: &str, nulls: &[usize], total_nulls: usize) -> Error {
@@ -136,7 +181,11 @@ fn null_rows_error(source: &str, id_column: &str, nulls: &[usize], total_nulls: 
     Error::invalid(format!(
         "{source}: the id column {id_column} is empty (NULL) in {total_nulls} row(s) (data rows {}{}); every participant needs an id",
         rows.join(", "),
-        if total_nulls > nulls.len() { ", ..." } else { "" }
+        if total_nulls > nulls.len() {
+            ", ..."
+        } else {
+            ""
+        }
     ))
 }
 
@@ -145,14 +194,26 @@ fn series_to_ids(s: &pl::Series, source: &str, id_column: &str) -> Result<Ids> {
     let nulls = s.null_count();
     if nulls > 0 {
         let mask = s.is_null();
-        let rows: Vec<usize> = mask.iter().enumerate().filter(|(_, v)| *v == Some(true)).map(|(i, _)| i).take(5).collect();
+        let rows: Vec<usize> = mask
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| *v == Some(true))
+            .map(|(i, _)| i)
+            .take(5)
+            .collect();
         return Err(null_rows_error(source, id_column, &rows, nulls));
     }
-    let conv = |e: pl::PolarsError| Error::invalid(format!("{source}: cannot read the id column {id_column}: {e}"));
+    let conv = |e: pl::PolarsError| {
+        Error::invalid(format!(
+            "{source}: cannot read the id column {id_column}: {e}"
+        ))
+    };
     match s.dtype() {
         D::Int8 | D::Int16 | D::Int32 | D::Int64 | D::UInt8 | D::UInt16 | D::UInt32 => {
             let c = s.cast(&D::Int64).map_err(conv)?;
-            Ok(Ids::Int(c.i64().map_err(conv)?.into_no_null_iter().collect()))
+            Ok(Ids::Int(
+                c.i64().map_err(conv)?.into_no_null_iter().collect(),
+            ))
         }
         D::String => {
             let ca = s.str().map_err(conv)?;
@@ -172,7 +233,12 @@ fn series_to_ids(s: &pl::Series, source: &str, id_column: &str) -> Result<Ids> {
                 return Ok(Ids::Int(ints));
             }
             drop(ints);
-            Ok(Ids::from_strings(ca.iter().map(Option::unwrap_or_default).map(str::to_string).collect()))
+            Ok(Ids::from_strings(
+                ca.iter()
+                    .map(Option::unwrap_or_default)
+                    .map(str::to_string)
+                    .collect(),
+            ))
         }
         D::Float32 | D::Float64 => {
             let c = s.cast(&D::Float64).map_err(conv)?;
@@ -190,14 +256,22 @@ fn series_to_ids(s: &pl::Series, source: &str, id_column: &str) -> Result<Ids> {
         }
         _ => {
             let c = s.cast(&D::String).map_err(conv)?;
-            Ok(Ids::from_strings(c.str().map_err(conv)?.iter().map(Option::unwrap_or_default).map(str::to_string).collect()))
+            Ok(Ids::from_strings(
+                c.str()
+                    .map_err(conv)?
+                    .iter()
+                    .map(Option::unwrap_or_default)
+                    .map(str::to_string)
+                    .collect(),
+            ))
         }
     }
 }
 
 fn series_to_column(s: &pl::Series) -> Result<ColumnData> {
     use pl::DataType as D;
-    let conv = |e: pl::PolarsError| Error::invalid(format!("cannot read the column {}: {e}", s.name()));
+    let conv =
+        |e: pl::PolarsError| Error::invalid(format!("cannot read the column {}: {e}", s.name()));
     Ok(match s.dtype() {
         D::Boolean => ColumnData::Bool(s.bool().map_err(conv)?.iter().collect()),
         D::Int8 | D::Int16 | D::Int32 | D::Int64 | D::UInt8 | D::UInt16 | D::UInt32 => {
@@ -218,7 +292,8 @@ fn series_to_column(s: &pl::Series) -> Result<ColumnData> {
 
 /// Dictionary-encode text with a fast hasher.
 pub fn text_column<'a>(values: impl Iterator<Item = Option<&'a str>>) -> ColumnData {
-    let mut map: std::collections::HashMap<&'a str, u32, FxBuild> = std::collections::HashMap::default();
+    let mut map: std::collections::HashMap<&'a str, u32, FxBuild> =
+        std::collections::HashMap::default();
     let mut levels: Vec<String> = Vec::new();
     let (lo, _) = values.size_hint();
     let mut codes = Vec::with_capacity(lo);
@@ -255,7 +330,8 @@ impl std::hash::Hasher for FxHasher {
         let mut h = self.0;
         let mut chunks = bytes.chunks_exact(8);
         for c in &mut chunks {
-            h = (h.rotate_left(5) ^ u64::from_le_bytes(c.try_into().expect("8 bytes"))).wrapping_mul(K);
+            h = (h.rotate_left(5) ^ u64::from_le_bytes(c.try_into().expect("8 bytes")))
+                .wrapping_mul(K);
         }
         for &b in chunks.remainder() {
             h = (h.rotate_left(5) ^ b as u64).wrapping_mul(K);
@@ -287,14 +363,25 @@ mod tests {
         assert_eq!(t.ids, Ids::Int(vec![9007199254740993, 2, 10]));
         assert_eq!(t.column("g").unwrap().data.text(1), None);
         assert_eq!(t.column("g").unwrap().data.text(2).as_deref(), Some("f"));
-        assert!(matches!(t.column("income").unwrap().data, ColumnData::Float(_)));
-        assert!(matches!(t.column("flag").unwrap().data, ColumnData::Bool(_)));
+        assert!(matches!(
+            t.column("income").unwrap().data,
+            ColumnData::Float(_)
+        ));
+        assert!(matches!(
+            t.column("flag").unwrap().data,
+            ColumnData::Bool(_)
+        ));
         assert!(t.column("other").is_none());
 
         let e = read_file(&p, "pid", &["nope".into()]).unwrap_err();
         let lines = e.lines();
         assert_eq!(lines.len(), 2);
-        assert!(lines[0].ends_with("no column named pid for --id-column (columns: id, g, income, flag, other)"), "{lines:?}");
+        assert!(
+            lines[0].ends_with(
+                "no column named pid for --id-column (columns: id, g, income, flag, other)"
+            ),
+            "{lines:?}"
+        );
         assert!(lines[1].contains("no column named nope in --strata/--metrics"));
         assert_eq!(e.exit_code(), 3);
     }
@@ -308,6 +395,12 @@ mod tests {
         assert!(e.ends_with("the id column id is empty (NULL) in 2 row(s) (data rows 2, 4); every participant needs an id"), "{e}");
         std::fs::write(&p, "id,g\n007,1\n7,2\n").unwrap();
         let t = read_file(&p, "id", &[]).unwrap();
-        assert_eq!(t.ids, Ids::Text { values: vec!["007".into(), "7".into()], numeric: false });
+        assert_eq!(
+            t.ids,
+            Ids::Text {
+                values: vec!["007".into(), "7".into()],
+                numeric: false
+            }
+        );
     }
 }

@@ -23,7 +23,10 @@ use statrs::distribution::{ContinuousCDF, FisherSnedecor};
 pub enum Covariate<'a> {
     Numeric(&'a [f64]),
     /// Level codes 0 … levels−1 per row.
-    Categorical { codes: &'a [u32], levels: u32 },
+    Categorical {
+        codes: &'a [u32],
+        levels: u32,
+    },
 }
 
 /// A fitted regression and its joint test.
@@ -122,7 +125,9 @@ pub fn f_test(rows: &[u32], y: &[f64], covs: &[Covariate]) -> Result<FTest, NoTe
         return Err("no covariate varies among the compared participants".into());
     }
     if n <= rk {
-        return Err(format!("too few participants ({n}) for {rk} regression terms"));
+        return Err(format!(
+            "too few participants ({n}) for {rk} regression terms"
+        ));
     }
     let sub = |m: &[f64]| -> Vec<f64> {
         let mut s = vec![0.0; rk * rk];
@@ -136,7 +141,9 @@ pub fn f_test(rows: &[u32], y: &[f64], covs: &[Covariate]) -> Result<FTest, NoTe
     let a = sub(&xtx);
     let ainv = spd_inverse(&a, rk).ok_or("the covariates are collinear")?;
     let xty_k: Vec<f64> = keep.iter().map(|&c| xty[c]).collect();
-    let beta: Vec<f64> = (0..rk).map(|i| (0..rk).map(|j| ainv[i * rk + j] * xty_k[j]).sum()).collect();
+    let beta: Vec<f64> = (0..rk)
+        .map(|i| (0..rk).map(|j| ainv[i * rk + j] * xty_k[j]).sum())
+        .collect();
     // Position of each full column in the kept list (usize::MAX: dropped).
     let mut pos = vec![usize::MAX; k];
     for (i, &c) in keep.iter().enumerate() {
@@ -149,7 +156,11 @@ pub fn f_test(rows: &[u32], y: &[f64], covs: &[Covariate]) -> Result<FTest, NoTe
         let r = r as usize;
         row_entries(r, &mut buf);
         kb.clear();
-        kb.extend(buf.iter().filter(|(c, _)| pos[*c] != usize::MAX).map(|(c, v)| (pos[*c], *v)));
+        kb.extend(
+            buf.iter()
+                .filter(|(c, _)| pos[*c] != usize::MAX)
+                .map(|(c, v)| (pos[*c], *v)),
+        );
         let fitted: f64 = kb.iter().map(|(i, v)| beta[*i] * v).sum();
         let e2 = (y[r] - fitted).powi(2);
         for &(i, vi) in &kb {
@@ -185,11 +196,20 @@ pub fn f_test(rows: &[u32], y: &[f64], covs: &[Covariate]) -> Result<FTest, NoTe
     let f = quad / q as f64;
     let df2 = (n - rk) as f64;
     let p = if f.is_finite() {
-        FisherSnedecor::new(q as f64, df2).map_err(|e| format!("F distribution: {e}"))?.sf(f)
+        FisherSnedecor::new(q as f64, df2)
+            .map_err(|e| format!("F distribution: {e}"))?
+            .sf(f)
     } else {
         0.0
     };
-    Ok(FTest { beta, f_statistic: f, numerator_df: q as u64, denominator_df: n as u64 - rk as u64, p_value: p, n: n as u64 })
+    Ok(FTest {
+        beta,
+        f_statistic: f,
+        numerator_df: q as u64,
+        denominator_df: n as u64 - rk as u64,
+        p_value: p,
+        n: n as u64,
+    })
 }
 
 /// Indices of a maximal set of linearly independent columns, taken in order.
@@ -277,7 +297,10 @@ pub fn pinv_sym(a: &[f64], k: usize) -> Vec<f64> {
         v[i * k + i] = 1.0;
     }
     for _sweep in 0..100 {
-        let off: f64 = (0..k).flat_map(|i| (0..k).filter(move |&j| j != i).map(move |j| (i, j))).map(|(i, j)| m[i * k + j].powi(2)).sum();
+        let off: f64 = (0..k)
+            .flat_map(|i| (0..k).filter(move |&j| j != i).map(move |j| (i, j)))
+            .map(|(i, j)| m[i * k + j].powi(2))
+            .sum();
         let diag: f64 = (0..k).map(|i| m[i * k + i].powi(2)).sum();
         if off <= 1e-30 * diag.max(f64::MIN_POSITIVE) {
             break;
@@ -339,16 +362,36 @@ mod tests {
     fn reference_vector_6_8() {
         // xngin-reference.md §6.8 (statsmodels OLS, cov_type HC1).
         let gender = ["M", "F", "M", "F", "M", "F", "M", "F", "M", "M", "F", "F"];
-        let income = [10.0, 12.0, 9.0, 15.0, 11.0, 13.0, 8.0, 14.0, 10.5, 9.5, 12.5, 16.0];
+        let income = [
+            10.0, 12.0, 9.0, 15.0, 11.0, 13.0, 8.0, 14.0, 10.5, 9.5, 12.5, 16.0,
+        ];
         let treat = [0., 1., 0., 1., 1., 0., 0., 1., 1., 0., 1., 0.];
-        let codes: Vec<u32> = gender.iter().map(|g| if *g == "F" { 0 } else { 1 }).collect();
+        let codes: Vec<u32> = gender
+            .iter()
+            .map(|g| if *g == "F" { 0 } else { 1 })
+            .collect();
         let rows: Vec<u32> = (0..12).collect();
-        let t = f_test(&rows, &treat, &[Covariate::Numeric(&income), Covariate::Categorical { codes: &codes, levels: 2 }]).unwrap();
+        let t = f_test(
+            &rows,
+            &treat,
+            &[
+                Covariate::Numeric(&income),
+                Covariate::Categorical {
+                    codes: &codes,
+                    levels: 2,
+                },
+            ],
+        )
+        .unwrap();
         let want_beta = [0.14901961, 0.03764706, -0.17960784];
         for (b, w) in t.beta.iter().zip(want_beta) {
             assert!((b - w).abs() < 1e-8, "beta {:?}", t.beta);
         }
-        assert!((t.f_statistic - 0.6036754869).abs() < 1e-8, "F {}", t.f_statistic);
+        assert!(
+            (t.f_statistic - 0.6036754869).abs() < 1e-8,
+            "F {}",
+            t.f_statistic
+        );
         assert!((t.p_value - 0.5675218365).abs() < 1e-8, "p {}", t.p_value);
         assert_eq!((t.numerator_df, t.denominator_df), (2, 9));
     }
@@ -361,9 +404,30 @@ mod tests {
         let b: Vec<u32> = a.iter().map(|x| 2 - x).collect();
         let y: Vec<f64> = (0..30).map(|i| ((i * 7 + i / 4) % 2) as f64).collect();
         let rows: Vec<u32> = (0..30).collect();
-        let one = f_test(&rows, &y, &[Covariate::Categorical { codes: &a, levels: 3 }]).unwrap();
-        let two = f_test(&rows, &y, &[Covariate::Categorical { codes: &a, levels: 3 }, Covariate::Categorical { codes: &b, levels: 3 }])
-            .unwrap();
+        let one = f_test(
+            &rows,
+            &y,
+            &[Covariate::Categorical {
+                codes: &a,
+                levels: 3,
+            }],
+        )
+        .unwrap();
+        let two = f_test(
+            &rows,
+            &y,
+            &[
+                Covariate::Categorical {
+                    codes: &a,
+                    levels: 3,
+                },
+                Covariate::Categorical {
+                    codes: &b,
+                    levels: 3,
+                },
+            ],
+        )
+        .unwrap();
         assert_eq!((two.numerator_df, two.denominator_df), (2, 27));
         assert!((one.f_statistic - two.f_statistic).abs() < 1e-9);
         assert!((one.p_value - two.p_value).abs() < 1e-9);

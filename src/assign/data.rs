@@ -26,10 +26,16 @@ impl Ids {
             let parsed: Option<Vec<i64>> = values.iter().map(|s| s.parse::<i64>().ok()).collect();
             match parsed {
                 Some(v) => Ids::Int(v),
-                None => Ids::Text { values, numeric: true },
+                None => Ids::Text {
+                    values,
+                    numeric: true,
+                },
             }
         } else {
-            Ids::Text { values, numeric: false }
+            Ids::Text {
+                values,
+                numeric: false,
+            }
         }
     }
 
@@ -71,8 +77,14 @@ impl Ids {
     pub fn cmp_rows(&self, a: usize, b: usize) -> Ordering {
         match self {
             Ids::Int(v) => v[a].cmp(&v[b]),
-            Ids::Text { values, numeric: true } => cmp_int_text(&values[a], &values[b]),
-            Ids::Text { values, numeric: false } => values[a].as_bytes().cmp(values[b].as_bytes()),
+            Ids::Text {
+                values,
+                numeric: true,
+            } => cmp_int_text(&values[a], &values[b]),
+            Ids::Text {
+                values,
+                numeric: false,
+            } => values[a].as_bytes().cmp(values[b].as_bytes()),
         }
     }
 
@@ -85,7 +97,8 @@ impl Ids {
                 if v.is_sorted() {
                     (0..n as u32).collect()
                 } else {
-                    let mut pairs: Vec<(i64, u32)> = v.iter().enumerate().map(|(i, x)| (*x, i as u32)).collect();
+                    let mut pairs: Vec<(i64, u32)> =
+                        v.iter().enumerate().map(|(i, x)| (*x, i as u32)).collect();
                     pairs.sort_unstable();
                     pairs.into_iter().map(|p| p.1).collect()
                 }
@@ -121,7 +134,10 @@ impl Ids {
 /// `-?(0|[1-9][0-9]*)`.
 pub fn is_canonical_int(s: &str) -> bool {
     let d = s.strip_prefix('-').unwrap_or(s);
-    !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()) && (d == "0" || !d.starts_with('0')) && s != "-0"
+    !d.is_empty()
+        && d.bytes().all(|b| b.is_ascii_digit())
+        && (d == "0" || !d.starts_with('0'))
+        && s != "-0"
 }
 
 /// Numeric comparison of two canonical integer strings of any length.
@@ -169,7 +185,10 @@ pub(crate) fn format_i64(v: i64, buf: &mut [u8; 20]) -> &[u8] {
 #[derive(Debug, Clone, PartialEq)]
 pub enum ColumnData {
     /// Dictionary-encoded text: `codes[row]` indexes `levels`; [`NULL_CODE`] is NULL.
-    Text { codes: Vec<u32>, levels: Vec<String> },
+    Text {
+        codes: Vec<u32>,
+        levels: Vec<String>,
+    },
     Bool(Vec<Option<bool>>),
     Int(Vec<Option<i64>>),
     Float(Vec<Option<f64>>),
@@ -249,7 +268,9 @@ impl ColumnData {
             },
             ColumnData::Bool(v) => ColumnData::Bool(rows.iter().map(|r| v[*r as usize]).collect()),
             ColumnData::Int(v) => ColumnData::Int(rows.iter().map(|r| v[*r as usize]).collect()),
-            ColumnData::Float(v) => ColumnData::Float(rows.iter().map(|r| v[*r as usize]).collect()),
+            ColumnData::Float(v) => {
+                ColumnData::Float(rows.iter().map(|r| v[*r as usize]).collect())
+            }
         }
     }
 
@@ -314,7 +335,14 @@ impl Table {
             source: self.source.clone(),
             id_column: self.id_column.clone(),
             ids,
-            columns: self.columns.iter().map(|c| Column { name: c.name.clone(), data: c.data.take(rows) }).collect(),
+            columns: self
+                .columns
+                .iter()
+                .map(|c| Column {
+                    name: c.name.clone(),
+                    data: c.data.take(rows),
+                })
+                .collect(),
         }
     }
 }
@@ -325,11 +353,20 @@ mod tests {
 
     #[test]
     fn integer_ids_sort_numerically_and_exactly() {
-        let ids = Ids::from_strings(vec!["10".into(), "2".into(), "9007199254740993".into(), "9007199254740992".into()]);
+        let ids = Ids::from_strings(vec![
+            "10".into(),
+            "2".into(),
+            "9007199254740993".into(),
+            "9007199254740992".into(),
+        ]);
         assert!(matches!(ids, Ids::Int(_)));
         let o = ids.sorted_order("id").unwrap();
         assert_eq!(o, vec![1, 0, 3, 2]);
-        let big = Ids::from_strings(vec!["99999999999999999999".into(), "-3".into(), "99999999999999999998".into()]);
+        let big = Ids::from_strings(vec![
+            "99999999999999999999".into(),
+            "-3".into(),
+            "99999999999999999998".into(),
+        ]);
         assert!(matches!(big, Ids::Text { numeric: true, .. }));
         assert_eq!(big.sorted_order("id").unwrap(), vec![1, 2, 0]);
         let text = Ids::from_strings(vec!["b".into(), "007".into(), "a".into()]);
@@ -341,13 +378,19 @@ mod tests {
     fn duplicates_are_listed() {
         let ids = Ids::Int(vec![3, 1, 3, 2, 1]);
         let e = ids.sorted_order("pid").unwrap_err().to_string();
-        assert_eq!(e, "the id column pid has 2 duplicate value(s) (e.g. 1, 3); participant ids must be unique");
+        assert_eq!(
+            e,
+            "the id column pid has 2 duplicate value(s) (e.g. 1, 3); participant ids must be unique"
+        );
     }
 
     #[test]
     fn formats_integers() {
         let mut b = itoa_buf();
-        assert_eq!(format_i64(i64::MIN, &mut b), i64::MIN.to_string().as_bytes());
+        assert_eq!(
+            format_i64(i64::MIN, &mut b),
+            i64::MIN.to_string().as_bytes()
+        );
         assert_eq!(format_i64(0, &mut b), b"0");
         assert_eq!(format_i64(-42, &mut b), b"-42");
     }

@@ -10,7 +10,17 @@ use crate::error::{Error, Result};
 pub const MAX_BLOCK: u64 = 100_000;
 
 /// What to do with the rows of a stratum that do not fill a whole block.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    clap::ValueEnum,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum MisfitStrategy {
     /// Each stratum's leftover rows form one partial block of that stratum (default).
@@ -64,14 +74,22 @@ impl Arms {
         }
         for (i, n) in names.iter().enumerate() {
             if n.trim().is_empty() {
-                return Err(Error::usage(format!("--arms: arm {} has an empty name", i + 1)));
+                return Err(Error::usage(format!(
+                    "--arms: arm {} has an empty name",
+                    i + 1
+                )));
             }
             if names[..i].contains(n) {
-                return Err(Error::usage(format!("--arms: the arm name {n:?} appears twice; arm names must be unique")));
+                return Err(Error::usage(format!(
+                    "--arms: the arm name {n:?} appears twice; arm names must be unique"
+                )));
             }
         }
         let (weights, texts): (Vec<Ratio<i128>>, Vec<String>) = match weights {
-            None => (vec![Ratio::from_integer(1); names.len()], vec!["1".to_string(); names.len()]),
+            None => (
+                vec![Ratio::from_integer(1); names.len()],
+                vec!["1".to_string(); names.len()],
+            ),
             Some(ws) => {
                 if ws.len() != names.len() {
                     return Err(Error::usage(format!(
@@ -82,7 +100,9 @@ impl Arms {
                 }
                 let mut v = Vec::new();
                 for (w, n) in ws.iter().zip(names) {
-                    v.push(parse_weight(w).map_err(|m| Error::usage(format!("--arm-weights: the weight {w:?} of arm {n}: {m}")))?);
+                    v.push(parse_weight(w).map_err(|m| {
+                        Error::usage(format!("--arm-weights: the weight {w:?} of arm {n}: {m}"))
+                    })?);
                 }
                 (v, ws.to_vec())
             }
@@ -100,15 +120,27 @@ impl Arms {
                 )));
             }
         }
-        let mask_counts: Vec<u64> = probs.iter().map(|p| (p * block).to_integer() as u64).collect();
+        let mask_counts: Vec<u64> = probs
+            .iter()
+            .map(|p| (p * block).to_integer() as u64)
+            .collect();
         debug_assert_eq!(mask_counts.iter().sum::<u64>(), block as u64);
         let arms = names
             .iter()
             .zip(weights)
             .zip(texts)
-            .map(|((n, w), t)| Arm { name: n.clone(), weight: w, weight_text: t })
+            .map(|((n, w), t)| Arm {
+                name: n.clone(),
+                weight: w,
+                weight_text: t,
+            })
             .collect();
-        Ok(Arms { arms, probs, block: block as u64, mask_counts })
+        Ok(Arms {
+            arms,
+            probs,
+            block: block as u64,
+            mask_counts,
+        })
     }
 
     pub fn len(&self) -> usize {
@@ -121,7 +153,11 @@ impl Arms {
 
     /// The block mask: arm i repeated m_i times, in arm order.
     pub fn mask(&self) -> Vec<u32> {
-        self.mask_counts.iter().enumerate().flat_map(|(i, &m)| std::iter::repeat_n(i as u32, m as usize)).collect()
+        self.mask_counts
+            .iter()
+            .enumerate()
+            .flat_map(|(i, &m)| std::iter::repeat_n(i as u32, m as usize))
+            .collect()
     }
 
     /// Exact largest-remainder counts for `n` units: floor(n·p_i), then one more to each of the
@@ -182,7 +218,11 @@ mod tests {
         // 29/71 broke stochatreat 0.0.20 through float truncation; exact here.
         let a = Arms::new(&names(&["a", "b"]), Some(&names(&["0.29", "0.71"]))).unwrap();
         assert_eq!((a.block, a.mask_counts.clone()), (100, vec![29, 71]));
-        let a = Arms::new(&names(&["a", "b", "c"]), Some(&names(&["0.2", "0.3", "0.5"]))).unwrap();
+        let a = Arms::new(
+            &names(&["a", "b", "c"]),
+            Some(&names(&["0.2", "0.3", "0.5"])),
+        )
+        .unwrap();
         assert_eq!((a.block, a.mask_counts.clone()), (10, vec![2, 3, 5]));
         let a = Arms::new(&names(&["a", "b"]), Some(&names(&["1", "2"]))).unwrap();
         assert_eq!((a.block, a.mask_counts.clone()), (3, vec![1, 2]));
@@ -201,7 +241,9 @@ mod tests {
     #[test]
     fn bad_arms() {
         let e = |n: &[&str], w: Option<&[&str]>| {
-            Arms::new(&names(n), w.map(names).as_deref()).unwrap_err().to_string()
+            Arms::new(&names(n), w.map(names).as_deref())
+                .unwrap_err()
+                .to_string()
         };
         assert!(e(&["a"], None).contains("at least 2 arms"));
         assert!(e(&["a", "a"], None).contains("appears twice"));

@@ -103,7 +103,11 @@ impl Outcome {
     /// All balance tests passed (None when there was none).
     pub fn balance_ok(&self) -> Option<bool> {
         let v: Vec<bool> = self.balance.iter().filter_map(|b| b.balance_ok).collect();
-        if v.is_empty() { None } else { Some(v.iter().all(|b| *b)) }
+        if v.is_empty() {
+            None
+        } else {
+            Some(v.iter().all(|b| *b))
+        }
     }
 }
 
@@ -126,10 +130,18 @@ pub fn check_strata(table: &Table, strata: &[String]) -> Result<()> {
             ));
         } else if table.column(s).is_none() {
             let names: Vec<&str> = table.columns.iter().map(|c| c.name.as_str()).collect();
-            errs.push(format!("{}: no column named {s} (available: {})", table.source, names.join(", ")));
+            errs.push(format!(
+                "{}: no column named {s} (available: {})",
+                table.source,
+                names.join(", ")
+            ));
         }
     }
-    if errs.is_empty() { Ok(()) } else { Err(Error::Invalid(errs)) }
+    if errs.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Invalid(errs))
+    }
 }
 
 /// A uniformly random subset of `k` rows, drawn with `seed` on the sampling stream from the rows
@@ -154,10 +166,16 @@ pub fn sample(table: &Table, k: usize, seed: u64) -> Result<Table> {
 pub fn assign(table: &Table, design: &Design) -> Result<Outcome> {
     let n = table.len();
     if n == 0 {
-        return Err(Error::invalid(format!("{}: the audience is empty; there is nobody to assign", table.source)));
+        return Err(Error::invalid(format!(
+            "{}: the audience is empty; there is nobody to assign",
+            table.source
+        )));
     }
     if n < 2 {
-        return Err(Error::invalid(format!("{}: the audience has only 1 participant; an assignment needs at least 2", table.source)));
+        return Err(Error::invalid(format!(
+            "{}: the audience has only 1 participant; an assignment needs at least 2",
+            table.source
+        )));
     }
     let strata = strata_fields(&design.strata, &[]);
     check_strata(table, &strata)?;
@@ -174,10 +192,21 @@ pub fn assign(table: &Table, design: &Design) -> Result<Outcome> {
             notes.push("no usable strata left: falling back to complete random assignment".into());
         }
         let counts = design.arms.largest_remainder_counts(n as u64);
-        (stochatreat::complete_random(&order, &counts, &mut rng), None, 0)
+        (
+            stochatreat::complete_random(&order, &counts, &mut rng),
+            None,
+            0,
+        )
     } else {
         let (sid, count) = preprocess::stratum_ids(&prepared.kept, n);
-        let arm = stochatreat::stochatreat(&order, &sid, count, &design.arms.mask(), design.misfit, &mut rng);
+        let arm = stochatreat::stochatreat(
+            &order,
+            &sid,
+            count,
+            &design.arms.mask(),
+            design.misfit,
+            &mut rng,
+        );
         (arm, Some(sid), count)
     };
     let mut counts = vec![0u64; k];
@@ -190,7 +219,9 @@ pub fn assign(table: &Table, design: &Design) -> Result<Outcome> {
         }
     }
     if unassigned > 0 {
-        notes.push(format!("{unassigned} participant(s) left unassigned (misfit strategy none)"));
+        notes.push(format!(
+            "{unassigned} participant(s) left unassigned (misfit strategy none)"
+        ));
     }
     // Balance tests.
     let mut balance = Vec::new();
@@ -215,12 +246,22 @@ pub fn assign(table: &Table, design: &Design) -> Result<Outcome> {
             .zip(&numeric)
             .map(|(c, num)| match num {
                 Some(v) => Covariate::Numeric(v),
-                None => Covariate::Categorical { codes: &c.codes, levels: c.levels.len() as u32 },
+                None => Covariate::Categorical {
+                    codes: &c.codes,
+                    levels: c.levels.len() as u32,
+                },
             })
             .collect();
         for t in 1..k {
-            let rows: Vec<u32> = order.iter().copied().filter(|&r| arm[r as usize] == 0 || arm[r as usize] == t as u32).collect();
-            let y: Vec<f64> = arm.iter().map(|&a| if a == t as u32 { 1.0 } else { 0.0 }).collect();
+            let rows: Vec<u32> = order
+                .iter()
+                .copied()
+                .filter(|&r| arm[r as usize] == 0 || arm[r as usize] == t as u32)
+                .collect();
+            let y: Vec<f64> = arm
+                .iter()
+                .map(|&a| if a == t as u32 { 1.0 } else { 0.0 })
+                .collect();
             let mut test = BalanceTest {
                 treatment_arm: design.arms.arms[t].name.clone(),
                 control_arm: design.arms.arms[0].name.clone(),
@@ -247,7 +288,10 @@ pub fn assign(table: &Table, design: &Design) -> Result<Outcome> {
                 }
             }
             if let Some(why) = &test.note {
-                notes.push(format!("no balance test for {} vs {}: {why}", test.treatment_arm, test.control_arm));
+                notes.push(format!(
+                    "no balance test for {} vs {}: {why}",
+                    test.treatment_arm, test.control_arm
+                ));
             }
             balance.push(test);
         }

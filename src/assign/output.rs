@@ -24,7 +24,10 @@ pub const FIXED_COLUMNS: [&str; 4] = ["participant_id", "arm_id", "arm_name", "s
 const BATCH: usize = 1 << 16;
 
 fn push_csv_field(out: &mut Vec<u8>, field: &[u8]) {
-    if field.iter().any(|b| matches!(b, b',' | b'"' | b'\n' | b'\r')) {
+    if field
+        .iter()
+        .any(|b| matches!(b, b',' | b'"' | b'\n' | b'\r'))
+    {
         out.push(b'"');
         for &b in field {
             if b == b'"' {
@@ -39,10 +42,25 @@ fn push_csv_field(out: &mut Vec<u8>, field: &[u8]) {
 }
 
 /// Write the assignment as CSV.
-pub fn write_csv(w: &mut dyn Write, table: &Table, outcome: &Outcome, design: &Design) -> Result<()> {
-    let werr = |e: std::io::Error| Error::runtime(format!("writing the assignment: {}", crate::error::io_reason(&e)));
+pub fn write_csv(
+    w: &mut dyn Write,
+    table: &Table,
+    outcome: &Outcome,
+    design: &Design,
+) -> Result<()> {
+    let werr = |e: std::io::Error| {
+        Error::runtime(format!(
+            "writing the assignment: {}",
+            crate::error::io_reason(&e)
+        ))
+    };
     let mut head = Vec::new();
-    for (i, name) in FIXED_COLUMNS.iter().map(|s| s.to_string()).chain(outcome.strata.iter().cloned()).enumerate() {
+    for (i, name) in FIXED_COLUMNS
+        .iter()
+        .map(|s| s.to_string())
+        .chain(outcome.strata.iter().cloned())
+        .enumerate()
+    {
         if i > 0 {
             head.push(b',');
         }
@@ -50,7 +68,11 @@ pub fn write_csv(w: &mut dyn Write, table: &Table, outcome: &Outcome, design: &D
     }
     head.push(b'\n');
     w.write_all(&head).map_err(werr)?;
-    let cols: Vec<&ColumnData> = outcome.strata.iter().map(|s| &table.column(s).expect("strata checked").data).collect();
+    let cols: Vec<&ColumnData> = outcome
+        .strata
+        .iter()
+        .map(|s| &table.column(s).expect("strata checked").data)
+        .collect();
     let arm_names: Vec<Vec<u8>> = design
         .arms
         .arms
@@ -118,22 +140,43 @@ pub fn write_csv(w: &mut dyn Write, table: &Table, outcome: &Outcome, design: &D
 }
 
 /// Write the assignment as Parquet (ids: Int64 for integer ids within i64, else String).
-pub fn write_parquet(w: &mut dyn Write, table: &Table, outcome: &Outcome, design: &Design) -> Result<()> {
+pub fn write_parquet(
+    w: &mut dyn Write,
+    table: &Table,
+    outcome: &Outcome,
+    design: &Design,
+) -> Result<()> {
     use polars::prelude as pl;
     let perr = |e: pl::PolarsError| Error::runtime(format!("writing Parquet: {e}"));
     let order = &outcome.order;
     let mut columns: Vec<pl::Column> = Vec::new();
     columns.push(match &table.ids {
-        Ids::Int(v) => pl::Column::new("participant_id".into(), order.iter().map(|&r| v[r as usize]).collect::<Vec<i64>>()),
-        Ids::Text { values, .. } => {
-            pl::Column::new("participant_id".into(), order.iter().map(|&r| values[r as usize].as_str()).collect::<Vec<&str>>())
-        }
+        Ids::Int(v) => pl::Column::new(
+            "participant_id".into(),
+            order.iter().map(|&r| v[r as usize]).collect::<Vec<i64>>(),
+        ),
+        Ids::Text { values, .. } => pl::Column::new(
+            "participant_id".into(),
+            order
+                .iter()
+                .map(|&r| values[r as usize].as_str())
+                .collect::<Vec<&str>>(),
+        ),
     });
     let arm = |r: u32| Some(outcome.arm[r as usize]).filter(|a| *a != UNASSIGNED);
-    columns.push(pl::Column::new("arm_id".into(), order.iter().map(|&r| arm(r).map(|a| a as i64)).collect::<Vec<Option<i64>>>()));
+    columns.push(pl::Column::new(
+        "arm_id".into(),
+        order
+            .iter()
+            .map(|&r| arm(r).map(|a| a as i64))
+            .collect::<Vec<Option<i64>>>(),
+    ));
     columns.push(pl::Column::new(
         "arm_name".into(),
-        order.iter().map(|&r| arm(r).map(|a| design.arms.arms[a as usize].name.as_str())).collect::<Vec<Option<&str>>>(),
+        order
+            .iter()
+            .map(|&r| arm(r).map(|a| design.arms.arms[a as usize].name.as_str()))
+            .collect::<Vec<Option<&str>>>(),
     ));
     columns.push(pl::Column::new(
         "stratum_id".into(),
@@ -156,9 +199,27 @@ pub fn write_parquet(w: &mut dyn Write, table: &Table, outcome: &Outcome, design
                     })
                     .collect::<Vec<Option<&str>>>(),
             ),
-            ColumnData::Bool(v) => pl::Column::new(n, order.iter().map(|&r| v[r as usize]).collect::<Vec<Option<bool>>>()),
-            ColumnData::Int(v) => pl::Column::new(n, order.iter().map(|&r| v[r as usize]).collect::<Vec<Option<i64>>>()),
-            ColumnData::Float(v) => pl::Column::new(n, order.iter().map(|&r| v[r as usize]).collect::<Vec<Option<f64>>>()),
+            ColumnData::Bool(v) => pl::Column::new(
+                n,
+                order
+                    .iter()
+                    .map(|&r| v[r as usize])
+                    .collect::<Vec<Option<bool>>>(),
+            ),
+            ColumnData::Int(v) => pl::Column::new(
+                n,
+                order
+                    .iter()
+                    .map(|&r| v[r as usize])
+                    .collect::<Vec<Option<i64>>>(),
+            ),
+            ColumnData::Float(v) => pl::Column::new(
+                n,
+                order
+                    .iter()
+                    .map(|&r| v[r as usize])
+                    .collect::<Vec<Option<f64>>>(),
+            ),
         });
     }
     let mut df = pl::DataFrame::new_infer_height(columns).map_err(perr)?;
@@ -167,7 +228,13 @@ pub fn write_parquet(w: &mut dyn Write, table: &Table, outcome: &Outcome, design
 }
 
 /// Write the assignment to `path` (CSV or Parquet by extension), atomically.
-pub fn write_file(path: &Path, replace: bool, table: &Table, outcome: &Outcome, design: &Design) -> Result<()> {
+pub fn write_file(
+    path: &Path,
+    replace: bool,
+    table: &Table,
+    outcome: &Outcome,
+    design: &Design,
+) -> Result<()> {
     let kind = super::audience::file_kind(path)?;
     crate::output::write_atomic(path, replace, |w| match kind {
         super::audience::FileKind::Csv => write_csv(w, table, outcome, design),
@@ -201,7 +268,10 @@ pub fn fingerprint(table: &Table, order: &[u32]) -> Fingerprint {
         }
     }
     h.update(&buf);
-    Fingerprint { rows: order.len() as u64, sha256_sorted_ids: hex::encode(h.finalize()) }
+    Fingerprint {
+        rows: order.len() as u64,
+        sha256_sorted_ids: hex::encode(h.finalize()),
+    }
 }
 
 /// Where the audience came from.
@@ -297,7 +367,11 @@ impl DesignRecord {
                 arm_id: i as u32,
                 arm_name: a.name.clone(),
                 weight: a.weight_text.clone(),
-                share: format!("{}/{}", design.arms.probs[i].numer(), design.arms.probs[i].denom()),
+                share: format!(
+                    "{}/{}",
+                    design.arms.probs[i].numer(),
+                    design.arms.probs[i].denom()
+                ),
                 assigned: outcome.counts[i],
             })
             .collect();
@@ -339,25 +413,48 @@ pub fn summary(record: &DesignRecord) -> String {
     let mut t = crate::output::table();
     t.set_header(vec!["arm_id", "arm", "weight", "share", "assigned"]);
     for a in &record.arms {
-        t.add_row(vec![a.arm_id.to_string(), a.arm_name.clone(), a.weight.clone(), a.share.clone(), a.assigned.to_string()]);
+        t.add_row(vec![
+            a.arm_id.to_string(),
+            a.arm_name.clone(),
+            a.weight.clone(),
+            a.share.clone(),
+            a.assigned.to_string(),
+        ]);
     }
     if record.unassigned > 0 {
-        t.add_row(vec![String::new(), "(unassigned)".into(), String::new(), String::new(), record.unassigned.to_string()]);
+        t.add_row(vec![
+            String::new(),
+            "(unassigned)".into(),
+            String::new(),
+            String::new(),
+            record.unassigned.to_string(),
+        ]);
     }
     let mut s = t.to_string();
     s.push('\n');
     let mut b = crate::output::table();
-    b.set_header(vec!["treatment vs control", "n", "F", "df", "p", "balanced"]);
+    b.set_header(vec![
+        "treatment vs control",
+        "n",
+        "F",
+        "df",
+        "p",
+        "balanced",
+    ]);
     for x in &record.balance {
         b.add_row(vec![
             format!("{} vs {}", x.treatment_arm, x.control_arm),
             x.n.to_string(),
-            x.f_statistic.map(|f| format!("{f:.6}")).unwrap_or_else(|| "-".into()),
+            x.f_statistic
+                .map(|f| format!("{f:.6}"))
+                .unwrap_or_else(|| "-".into()),
             match (x.numerator_df, x.denominator_df) {
                 (Some(a), Some(b)) => format!("({a}, {b})"),
                 _ => "-".into(),
             },
-            x.p_value.map(|p| format!("{p:.6}")).unwrap_or_else(|| "-".into()),
+            x.p_value
+                .map(|p| format!("{p:.6}"))
+                .unwrap_or_else(|| "-".into()),
             match x.balance_ok {
                 Some(true) => format!("yes (p > {})", record.fstat_thresh),
                 Some(false) => format!("NO (p <= {})", record.fstat_thresh),
@@ -369,7 +466,11 @@ pub fn summary(record: &DesignRecord) -> String {
         s.push_str(&b.to_string());
         s.push('\n');
     }
-    let dropped: Vec<String> = record.strata_dropped.iter().map(|d| format!("{} ({})", d.field, d.reason)).collect();
+    let dropped: Vec<String> = record
+        .strata_dropped
+        .iter()
+        .map(|d| format!("{} ({})", d.field, d.reason))
+        .collect();
     s.push_str(&format!(
         "experiment {}\nstrata used: {} ({} strata, blocks of {}, misfits: {}){}\nseed: {} ({})\nparticipants: {}\n",
         record.experiment_id,
@@ -383,4 +484,57 @@ pub fn summary(record: &DesignRecord) -> String {
         record.input_fingerprint.rows,
     ));
     s
+}
+
+/// Look participants up in an assignment CSV written by `assign`: `(participant_id, arm_id,
+/// arm_name, stratum_id)` per id found, in file order. When `experiment_id` is given and the
+/// file's design record (`FILE.design.json`) names another experiment, that is an error.
+pub fn lookup_csv(
+    path: &Path,
+    experiment_id: Option<&str>,
+    ids: &[String],
+) -> Result<Vec<[String; 4]>> {
+    if let Some(want) = experiment_id {
+        let dp = design_path(path);
+        if let Ok(text) = std::fs::read_to_string(&dp) {
+            let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+                Error::invalid(format!("{}: not a design record: {e}", dp.display()))
+            })?;
+            let have = v
+                .get("experiment_id")
+                .and_then(|x| x.as_str())
+                .unwrap_or("");
+            if have != want {
+                return Err(Error::invalid(format!(
+                    "{}: the assignment is of experiment {have}, not {want}",
+                    path.display()
+                )));
+            }
+        }
+    }
+    let f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut r = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .from_reader(std::io::BufReader::new(f));
+    let bad = |e: csv::Error| Error::invalid(format!("{}: {e}", path.display()));
+    let header = r.headers().map_err(bad)?.clone();
+    let mut idx = [0usize; 4];
+    for (k, name) in FIXED_COLUMNS.iter().enumerate() {
+        idx[k] = header.iter().position(|h| h == *name).ok_or_else(|| {
+            Error::invalid(format!(
+                "{}: no column {name}; is this an assignment written by xngin assign?",
+                path.display()
+            ))
+        })?;
+    }
+    let wanted: std::collections::HashSet<&str> = ids.iter().map(String::as_str).collect();
+    let mut out = Vec::new();
+    let mut rec = csv::StringRecord::new();
+    while r.read_record(&mut rec).map_err(bad)? {
+        let pid = rec.get(idx[0]).unwrap_or("");
+        if wanted.contains(pid) {
+            out.push(idx.map(|i| rec.get(i).unwrap_or("").to_string()));
+        }
+    }
+    Ok(out)
 }

@@ -49,7 +49,11 @@ pub struct Prepared {
 pub fn preprocess(table: &Table, strata: &[String], quantiles: u32) -> Prepared {
     let mut out = Prepared::default();
     for name in strata {
-        let idx = table.columns.iter().position(|c| &c.name == name).expect("strata columns checked by the caller");
+        let idx = table
+            .columns
+            .iter()
+            .position(|c| &c.name == name)
+            .expect("strata columns checked by the caller");
         let col = &table.columns[idx].data;
         match code_column(col, quantiles) {
             Ok((codes, levels)) => out.kept.push(Coded {
@@ -59,7 +63,10 @@ pub fn preprocess(table: &Table, strata: &[String], quantiles: u32) -> Prepared 
                 levels,
                 numeric_without_nulls: col.is_numeric() && !(0..col.len()).any(|i| col.is_null(i)),
             }),
-            Err(reason) => out.dropped.push(Dropped { field: name.clone(), reason }),
+            Err(reason) => out.dropped.push(Dropped {
+                field: name.clone(),
+                reason,
+            }),
         }
     }
     out
@@ -79,7 +86,11 @@ fn code_column(col: &ColumnData, quantiles: u32) -> Result<(Vec<u32>, Vec<String
                 }
             }
             let present: Vec<usize> = (0..levels.len()).filter(|&i| counts[i] > 0).collect();
-            check_distinct(present.len(), present.iter().all(|&i| counts[i] == 1), n as u64 - nulls)?;
+            check_distinct(
+                present.len(),
+                present.iter().all(|&i| counts[i] == 1),
+                n as u64 - nulls,
+            )?;
             // Sorted distinct labels, NULL spelled __NULL__.
             let mut labels: Vec<&str> = present.iter().map(|&i| levels[i].as_str()).collect();
             if nulls > 0 {
@@ -93,7 +104,16 @@ fn code_column(col: &ColumnData, quantiles: u32) -> Result<(Vec<u32>, Vec<String
                 map[i] = rank_of(&levels[i]);
             }
             let null_rank = if nulls > 0 { rank_of(NULL_LEVEL) } else { 0 };
-            let codes = codes.iter().map(|&c| if c == NULL_CODE { null_rank } else { map[c as usize] }).collect();
+            let codes = codes
+                .iter()
+                .map(|&c| {
+                    if c == NULL_CODE {
+                        null_rank
+                    } else {
+                        map[c as usize]
+                    }
+                })
+                .collect();
             Ok((codes, labels.into_iter().map(str::to_string).collect()))
         }
         ColumnData::Bool(v) => {
@@ -109,7 +129,10 @@ fn code_column(col: &ColumnData, quantiles: u32) -> Result<(Vec<u32>, Vec<String
             check_distinct(distinct, f <= 1 && t <= 1, f + t)?;
             let mut labels = Vec::new();
             let mut map = [0u32; 3];
-            for (k, (cnt, label)) in [(f, "false"), (t, "true"), (nulls, NULL_LEVEL)].into_iter().enumerate() {
+            for (k, (cnt, label)) in [(f, "false"), (t, "true"), (nulls, NULL_LEVEL)]
+                .into_iter()
+                .enumerate()
+            {
                 if cnt > 0 {
                     map[k] = labels.len() as u32;
                     labels.push(label.to_string());
@@ -232,28 +255,63 @@ mod tests {
             source: "test".into(),
             id_column: "id".into(),
             ids: Ids::Int((0..n as i64).collect()),
-            columns: cols.into_iter().map(|(n, d)| Column { name: n.into(), data: d }).collect(),
+            columns: cols
+                .into_iter()
+                .map(|(n, d)| Column {
+                    name: n.into(),
+                    data: d,
+                })
+                .collect(),
         }
     }
 
     #[test]
     fn drops_single_and_unique_and_bins_numbers() {
         let t = table(vec![
-            ("const", ColumnData::text_from([Some("x"), Some("x"), None, Some("x")])),
-            ("name", ColumnData::text_from([Some("ann"), Some("bob"), Some("cy"), Some("dee")])),
-            ("g", ColumnData::text_from([Some("m"), None, Some("f"), Some("m")])),
-            ("income", ColumnData::Float(vec![Some(1.0), Some(2.0), None, Some(4.0)])),
-            ("flag", ColumnData::Bool(vec![Some(true), Some(false), Some(true), None])),
-            ("age", ColumnData::Int(vec![Some(30), Some(30), Some(30), Some(30)])),
+            (
+                "const",
+                ColumnData::text_from([Some("x"), Some("x"), None, Some("x")]),
+            ),
+            (
+                "name",
+                ColumnData::text_from([Some("ann"), Some("bob"), Some("cy"), Some("dee")]),
+            ),
+            (
+                "g",
+                ColumnData::text_from([Some("m"), None, Some("f"), Some("m")]),
+            ),
+            (
+                "income",
+                ColumnData::Float(vec![Some(1.0), Some(2.0), None, Some(4.0)]),
+            ),
+            (
+                "flag",
+                ColumnData::Bool(vec![Some(true), Some(false), Some(true), None]),
+            ),
+            (
+                "age",
+                ColumnData::Int(vec![Some(30), Some(30), Some(30), Some(30)]),
+            ),
         ]);
-        let names: Vec<String> = ["age", "const", "flag", "g", "income", "name"].iter().map(|s| s.to_string()).collect();
+        let names: Vec<String> = ["age", "const", "flag", "g", "income", "name"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         let p = preprocess(&t, &names, 2);
         let kept: Vec<&str> = p.kept.iter().map(|c| c.name.as_str()).collect();
         assert_eq!(kept, vec!["flag", "g", "income"]);
-        let dropped: Vec<(&str, &str)> = p.dropped.iter().map(|d| (d.field.as_str(), d.reason.as_str())).collect();
+        let dropped: Vec<(&str, &str)> = p
+            .dropped
+            .iter()
+            .map(|d| (d.field.as_str(), d.reason.as_str()))
+            .collect();
         assert_eq!(
             dropped,
-            vec![("age", "single value"), ("const", "single value"), ("name", "unique values (every row differs)")]
+            vec![
+                ("age", "single value"),
+                ("const", "single value"),
+                ("name", "unique values (every row differs)")
+            ]
         );
         // g: "__NULL__" < "f" < "m" in byte order
         assert_eq!(p.kept[1].levels, vec!["__NULL__", "f", "m"]);
@@ -282,7 +340,9 @@ mod tests {
             })
             .collect();
         let (sid, count) = stratum_ids(&cols, n);
-        let mut tuples: Vec<Vec<u32>> = (0..n).map(|i| cols.iter().map(|c| c.codes[i]).collect()).collect();
+        let mut tuples: Vec<Vec<u32>> = (0..n)
+            .map(|i| cols.iter().map(|c| c.codes[i]).collect())
+            .collect();
         let orig = tuples.clone();
         tuples.sort();
         tuples.dedup();

@@ -13,25 +13,50 @@ struct Case {
     design: Design,
 }
 
-fn build(n: usize, n_strata: usize, n_arms: usize, weights: Option<Vec<u32>>, misfit: MisfitStrategy, data_seed: u64, seed: u64) -> Case {
+fn build(
+    n: usize,
+    n_strata: usize,
+    n_arms: usize,
+    weights: Option<Vec<u32>>,
+    misfit: MisfitStrategy,
+    data_seed: u64,
+    seed: u64,
+) -> Case {
     let mut r = SeededRng::new(data_seed, 99);
     // Unique ids: a random permutation of spread-out integers (some beyond 2^53).
-    let mut ids: Vec<i64> = (0..n as i64).map(|i| i * 1_000_003 + (1 << 53) - 5_000_000).collect();
+    let mut ids: Vec<i64> = (0..n as i64)
+        .map(|i| i * 1_000_003 + (1 << 53) - 5_000_000)
+        .collect();
     r.shuffle(&mut ids);
     let mut columns = Vec::new();
     for s in 0..n_strata {
         let levels = 1 + r.below(5) as usize;
         let null_pct = r.below(30);
         let vals: Vec<Option<String>> = (0..n)
-            .map(|_| if r.below(100) < null_pct { None } else { Some(format!("v{}", r.below(levels as u64))) })
+            .map(|_| {
+                if r.below(100) < null_pct {
+                    None
+                } else {
+                    Some(format!("v{}", r.below(levels as u64)))
+                }
+            })
             .collect();
-        columns.push(Column { name: format!("s{s}"), data: ColumnData::text_from(vals.iter().map(|v| v.as_deref())) });
+        columns.push(Column {
+            name: format!("s{s}"),
+            data: ColumnData::text_from(vals.iter().map(|v| v.as_deref())),
+        });
     }
     let names: Vec<String> = (0..n_arms).map(|i| format!("arm{i}")).collect();
-    let weights: Option<Vec<String>> = weights.map(|w| w[..n_arms].iter().map(|x| x.to_string()).collect());
+    let weights: Option<Vec<String>> =
+        weights.map(|w| w[..n_arms].iter().map(|x| x.to_string()).collect());
     let arms = Arms::new(&names, weights.as_deref()).unwrap();
     Case {
-        table: Table { source: "test".into(), id_column: "id".into(), ids: Ids::Int(ids), columns },
+        table: Table {
+            source: "test".into(),
+            id_column: "id".into(),
+            ids: Ids::Int(ids),
+            columns,
+        },
         design: Design {
             arms,
             strata: (0..n_strata).map(|s| format!("s{s}")).collect(),
@@ -45,12 +70,20 @@ fn build(n: usize, n_strata: usize, n_arms: usize, weights: Option<Vec<u32>>, mi
 
 /// id -> (arm, stratum id)
 fn by_id(t: &Table, o: &Outcome) -> HashMap<i64, (u32, Option<u32>)> {
-    let Ids::Int(ids) = &t.ids else { unreachable!() };
-    (0..t.len()).map(|i| (ids[i], (o.arm[i], o.stratum_id.as_ref().map(|s| s[i])))).collect()
+    let Ids::Int(ids) = &t.ids else {
+        unreachable!()
+    };
+    (0..t.len())
+        .map(|i| (ids[i], (o.arm[i], o.stratum_id.as_ref().map(|s| s[i]))))
+        .collect()
 }
 
 fn misfit_strategy() -> impl Strategy<Value = MisfitStrategy> {
-    prop_oneof![Just(MisfitStrategy::Stratum), Just(MisfitStrategy::Global), Just(MisfitStrategy::None)]
+    prop_oneof![
+        Just(MisfitStrategy::Stratum),
+        Just(MisfitStrategy::Global),
+        Just(MisfitStrategy::None)
+    ]
 }
 
 proptest! {
@@ -174,11 +207,19 @@ proptest! {
 fn different_seeds_give_different_draws() {
     let a = build(1000, 2, 2, None, MisfitStrategy::Stratum, 1, 1);
     let b = build(1000, 2, 2, None, MisfitStrategy::Stratum, 1, 2);
-    assert_ne!(assign(&a.table, &a.design).unwrap().arm, assign(&b.table, &b.design).unwrap().arm);
+    assert_ne!(
+        assign(&a.table, &a.design).unwrap().arm,
+        assign(&b.table, &b.design).unwrap().arm
+    );
 }
 
 #[test]
 fn single_row_and_empty_audiences_are_refused() {
     let c = build(1, 1, 2, None, MisfitStrategy::Stratum, 1, 1);
-    assert!(assign(&c.table, &c.design).unwrap_err().to_string().contains("only 1 participant"));
+    assert!(
+        assign(&c.table, &c.design)
+            .unwrap_err()
+            .to_string()
+            .contains("only 1 participant")
+    );
 }

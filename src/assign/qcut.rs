@@ -29,7 +29,11 @@ pub fn edges(sorted: &[f64], q: u32) -> Vec<f64> {
         let hi = (lo + 1).min(n - 1);
         let (a, b) = (sorted[lo], sorted[hi]);
         let d = b - a;
-        let e = if t >= 0.5 { b - d * (1.0 - t) } else { a + d * t };
+        let e = if t >= 0.5 {
+            b - d * (1.0 - t)
+        } else {
+            a + d * t
+        };
         if out.last() != Some(&e) {
             out.push(e);
         }
@@ -51,14 +55,25 @@ pub fn label(edges: &[f64], x: f64) -> u32 {
 /// Bin labels for a column (`None` = NULL or NaN stays unlabeled). Returns the labels and the
 /// number of bins.
 pub fn qcut(values: &[Option<f64>], q: u32) -> (Vec<Option<u32>>, u32) {
-    let mut sorted: Vec<f64> = values.iter().flatten().copied().filter(|v| !v.is_nan()).collect();
+    let mut sorted: Vec<f64> = values
+        .iter()
+        .flatten()
+        .copied()
+        .filter(|v| !v.is_nan())
+        .collect();
     sorted.sort_unstable_by(|a, b| a.total_cmp(b));
     let e = edges(&sorted, q);
     if e.len() < 2 {
-        let labels = values.iter().map(|v| v.filter(|x| !x.is_nan()).map(|_| 0)).collect();
+        let labels = values
+            .iter()
+            .map(|v| v.filter(|x| !x.is_nan()).map(|_| 0))
+            .collect();
         return (labels, 1);
     }
-    let labels = values.iter().map(|v| v.filter(|x| !x.is_nan()).map(|x| label(&e, x))).collect();
+    let labels = values
+        .iter()
+        .map(|v| v.filter(|x| !x.is_nan()).map(|x| label(&e, x)))
+        .collect();
     (labels, (e.len() - 1) as u32)
 }
 
@@ -87,7 +102,10 @@ mod tests {
         let v: Vec<Option<f64>> = [1., 1., 1., 1., 2., 3.].iter().map(|x| Some(*x)).collect();
         let (l, b) = qcut(&v, 4);
         assert_eq!(b, 2);
-        assert_eq!(l, vec![Some(0), Some(0), Some(0), Some(0), Some(1), Some(1)]);
+        assert_eq!(
+            l,
+            vec![Some(0), Some(0), Some(0), Some(0), Some(1), Some(1)]
+        );
     }
 
     #[test]
@@ -107,6 +125,9 @@ mod tests {
         s.sort_by(f64::total_cmp);
         let e = edges(&s, 3);
         assert_eq!(e.len(), 4);
-        assert!((e[1] - 7.0 / 3.0).abs() < 1e-12 && (e[2] - 14.0 / 3.0).abs() < 1e-12, "{e:?}");
+        assert!(
+            (e[1] - 7.0 / 3.0).abs() < 1e-12 && (e[2] - 14.0 / 3.0).abs() < 1e-12,
+            "{e:?}"
+        );
     }
 }

@@ -62,12 +62,17 @@ pub fn check_request(req: &Request) -> Result<(Arms, Vec<String>)> {
         return Err(Error::usage("--quantiles must be at least 1"));
     }
     if !(0.0..=1.0).contains(&req.fstat_thresh) {
-        return Err(Error::usage(format!("--fstat-thresh {} is not a p-value threshold between 0 and 1", req.fstat_thresh)));
+        return Err(Error::usage(format!(
+            "--fstat-thresh {} is not a p-value threshold between 0 and 1",
+            req.fstat_thresh
+        )));
     }
     if let Some(id) = &req.experiment_id
         && (id.trim().is_empty() || id.len() > 200 || id.chars().any(char::is_control))
     {
-        return Err(Error::usage("--experiment-id must be 1 to 200 printable characters"));
+        return Err(Error::usage(
+            "--experiment-id must be 1 to 200 printable characters",
+        ));
     }
     if req.sample_size == Some(0) {
         return Err(Error::usage("--sample-size must be at least 2"));
@@ -77,7 +82,10 @@ pub fn check_request(req: &Request) -> Result<(Arms, Vec<String>)> {
         super::audience::file_kind(out)?;
         for p in [out.clone(), super::output::design_path(out)] {
             if p.exists() && !req.replace {
-                return Err(Error::runtime(format!("{}: already exists; pass --replace to overwrite it", p.display())));
+                return Err(Error::runtime(format!(
+                    "{}: already exists; pass --replace to overwrite it",
+                    p.display()
+                )));
             }
         }
         let dir = match out.parent() {
@@ -85,7 +93,11 @@ pub fn check_request(req: &Request) -> Result<(Arms, Vec<String>)> {
             _ => PathBuf::from("."),
         };
         if !dir.is_dir() {
-            return Err(Error::runtime(format!("{}: the directory {} does not exist", out.display(), dir.display())));
+            return Err(Error::runtime(format!(
+                "{}: the directory {} does not exist",
+                out.display(),
+                dir.display()
+            )));
         }
     }
     Ok((arms, strata))
@@ -97,16 +109,23 @@ pub async fn run(req: &Request) -> Result<Report> {
     let seed_given = req.seed.is_some();
     let seed = req.seed.unwrap_or_else(rng::fresh_seed);
     if !seed_given {
-        notice(format!("no --seed given: using seed {seed} (recorded in the design record; pass --seed {seed} to redraw the same assignment)"));
+        notice(format!(
+            "no --seed given: using seed {seed} (recorded in the design record; pass --seed {seed} to redraw the same assignment)"
+        ));
     }
-    let experiment_id = req.experiment_id.clone().unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let experiment_id = req
+        .experiment_id
+        .clone()
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     let created_at = chrono::Utc::now();
 
     // Audience.
     let (table, mut audience, wh_target) = match &req.source {
         Source::File { path, id_column } => {
             if req.write_table.is_some() && req.dsn.is_none() {
-                return Err(Error::usage("--write-table with --input needs --dsn (the warehouse to write to)"));
+                return Err(Error::usage(
+                    "--write-table with --input needs --dsn (the warehouse to write to)",
+                ));
             }
             let pb = crate::output::progress(None, "reading");
             let t = super::audience::read_file(path, id_column, &strata)?;
@@ -132,13 +151,29 @@ pub async fn run(req: &Request) -> Result<Report> {
         Some(k) => sample(&table, k as usize, seed)?,
         None => table,
     };
-    let design = Design { arms, strata, quantiles: req.quantiles, misfit: req.misfit, seed, fstat_thresh: req.fstat_thresh };
+    let design = Design {
+        arms,
+        strata,
+        quantiles: req.quantiles,
+        misfit: req.misfit,
+        seed,
+        fstat_thresh: req.fstat_thresh,
+    };
     let outcome = assign(&table, &design)?;
     for n in &outcome.notes {
         notice(n);
     }
     let fp = super::output::fingerprint(&table, &outcome.order);
-    let mut record = DesignRecord::new(experiment_id, created_at, audience, &design, &outcome, seed_given, req.sample_size, fp);
+    let mut record = DesignRecord::new(
+        experiment_id,
+        created_at,
+        audience,
+        &design,
+        &outcome,
+        seed_given,
+        req.sample_size,
+        fp,
+    );
 
     if let Some(out) = &req.output {
         let dp = super::output::design_path(out);
@@ -150,7 +185,17 @@ pub async fn run(req: &Request) -> Result<Report> {
     }
     if let Some(t) = &req.write_table {
         let pb = crate::output::progress(Some(table.len() as u64), "writing");
-        super::warehouse::write_table(req, wh_target.as_ref(), t, &table, &outcome, &design, &record, &pb).await?;
+        super::warehouse::write_table(
+            req,
+            wh_target.as_ref(),
+            t,
+            &table,
+            &outcome,
+            &design,
+            &record,
+            &pb,
+        )
+        .await?;
         pb.finish_and_clear();
     }
     if let Some(out) = &req.output {
@@ -164,5 +209,10 @@ pub async fn run(req: &Request) -> Result<Report> {
     if req.output.is_none() && req.write_table.is_none() {
         notice("no --output or --write-table given: the assignment is not saved");
     }
-    Ok(Report { record, table, outcome, design })
+    Ok(Report {
+        record,
+        table,
+        outcome,
+        design,
+    })
 }

@@ -102,8 +102,11 @@ fn assign_block(rows: &[u32], perm: &mut [u32], rng: &mut SeededRng, arm: &mut [
 /// Complete random assignment: exactly `counts[i]` rows to arm i (Σcounts = rows), the
 /// id-ordered rows receiving a uniformly random permutation of the count mask.
 pub fn complete_random(order: &[u32], counts: &[u64], rng: &mut SeededRng) -> Vec<u32> {
-    let mut mask: Vec<u32> =
-        counts.iter().enumerate().flat_map(|(i, &c)| std::iter::repeat_n(i as u32, c as usize)).collect();
+    let mut mask: Vec<u32> = counts
+        .iter()
+        .enumerate()
+        .flat_map(|(i, &c)| std::iter::repeat_n(i as u32, c as usize))
+        .collect();
     debug_assert_eq!(mask.len(), order.len());
     rng.shuffle(&mut mask);
     let mut arm = vec![UNASSIGNED; order.len()];
@@ -131,7 +134,10 @@ mod tests {
                 let arm = stochatreat(&order, &stratum, 3, &[0, 1], strat, &mut rng);
                 for (s, size) in [(0u32, 5usize), (1, 3), (2, 2)] {
                     let a1 = (0..10).filter(|&i| stratum[i] == s && arm[i] == 1).count();
-                    assert!(a1 * 2 + 1 >= size && a1 * 2 <= size + 1, "{strat:?} seed {seed} stratum {s}");
+                    assert!(
+                        a1 * 2 + 1 >= size && a1 * 2 <= size + 1,
+                        "{strat:?} seed {seed} stratum {s}"
+                    );
                 }
                 assert!(arm.iter().all(|a| *a < 2));
             }

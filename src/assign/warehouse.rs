@@ -1,34 +1,565 @@
 //! The warehouse side of `assign`: reading a participant type's audience and writing the
 //! assignment (`--write-table`) and the design record (`xngin_experiments`).
+//!
+//! Writes are all-or-nothing: the experiment guard (refuse an experiment id already in the
+//! table unless `--replace`), the delete of a replaced experiment, the rows (COPY on
+//! PostgreSQL) and the design record row happen in one transaction. Tables are created when
+//! missing (inside the transaction on PostgreSQL and SQLite; before it on MySQL/MariaDB, where
+//! DDL commits implicitly — an empty table is all a failure can leave there).
 
 use indicatif::ProgressBar;
 
+use super::data::{Column, ColumnData, Ids, Table};
 use super::output::{AudienceRecord, DesignRecord};
-use super::run::Request;
-use super::{Design, Outcome, Table};
-use crate::dsn::Dsn;
+use super::run::{Request, Source};
+use super::{Design, Outcome, UNASSIGNED};
+use crate::datatype::DataType;
+use crate::dsn::{Dialect, Dsn, check_ident};
 use crate::error::{Error, Result};
+use crate::warehouse::load::{ColumnDef, create_table_sql, insert_rows};
+use crate::warehouse::{Value, Warehouse};
+
+/// The table holding one design record per experiment and assignment table.
+pub const EXPERIMENTS_TABLE: &str = "xngin_experiments";
 
 /// Where a participant type lives.
 #[derive(Debug, Clone)]
 pub struct Target {
     pub dsn: Dsn,
+    pub schema: Option<String>,
 }
 
-pub async fn read_participants(_req: &Request, _strata: &[String]) -> Result<(Table, AudienceRecord, Target)> {
-    Err(Error::runtime("--participant-type is not built yet"))
+/// Read the audience of a participant type: the unique id, strata and metric columns of the
+/// rows that pass the filters.
+pub async fn read_participants(
+    req: &Request,
+    strata: &[String],
+) -> Result<(Table, AudienceRecord, Target)> {
+    let Source::ParticipantType {
+        name,
+        settings,
+        datasource,
+        id_column,
+        filters,
+        filters_file,
+    } = &req.source
+    else {
+        unreachable!("called for participant types only")
+    };
+    let resolved =
+        crate::settings::resolve_participants(settings.as_deref(), datasource.as_deref(), name)
+            .await?;
+    let sheet = &resolved.sheet;
+    let label = format!("participant type {}", resolved.participant_type);
+    let id = match id_column {
+        Some(c) => c.clone(),
+        None => sheet
+            .unique_id()
+            .map(|c| c.column_name.clone())
+            .ok_or_else(|| Error::invalid(format!("{label}: the sheet marks no column as is_unique_id; mark one or pass --id-column")))?,
+    };
+    let mut errs = Vec::new();
+    let fields: Vec<&str> = sheet
+        .columns
+        .iter()
+        .map(|c| c.column_name.as_str())
+        .collect();
+    if sheet.column(&id).is_none() {
+        errs.push(format!(
+            "{label}: no field named {id} for the id (fields: {})",
+            fields.join(", ")
+        ));
+    }
+    for s in strata {
+        if *s == id {
+            errs.push(format!(
+                "{label}: {s} is the unique id; its values are all distinct, so it cannot be a stratum (remove it from --strata/--metrics)"
+            ));
+        } else if sheet.column(s).is_none() {
+            errs.push(format!(
+                "{label}: no field named {s} in --strata/--metrics (fields: {})",
+                fields.join(", ")
+            ));
+        }
+    }
+    if !errs.is_empty() {
+        return Err(Error::Invalid(errs));
+    }
+    let wh = Warehouse::connect(&resolved.dsn).await?;
+    let schema = resolved.schema_name.as_deref();
+    let live = wh.columns(schema, &resolved.table_name).await?;
+    let mut missing = Vec::new();
+    for c in std::iter::once(&id).chain(strata) {
+        if !live.iter().any(|l| &l.name == c) {
+            missing.push(format!(
+                "{label}: the sheet's field {c} is not a column of the table {} (columns: {})",
+                resolved.table_name,
+                live.iter()
+                    .map(|l| l.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+    }
+    if !missing.is_empty() {
+        return Err(Error::Invalid(missing));
+    }
+    let (where_sql, params, filters_json) =
+        filter_clause(&wh, sheet, filters, filters_file.as_deref())?;
+    let cols: Vec<String> = std::iter::once(&id)
+        .chain(strata)
+        .map(|c| wh.quote(c))
+        .collect();
+    let sql = format!(
+        "SELECT {} FROM {}{where_sql}",
+        cols.join(", "),
+        wh.qualified(schema, &resolved.table_name)
+    );
+    let pb = crate::output::progress(None, "reading");
+    let rows = wh.fetch_all(&sql, &params).await?;
+    pb.finish_and_clear();
+    wh.close().await;
+    let n = rows.rows.len();
+    if n < 2 {
+        let why = if filters_json.as_array().is_some_and(|a| !a.is_empty()) {
+            " after the filters"
+        } else {
+            ""
+        };
+        return Err(Error::invalid(format!(
+            "{label}: {n} participant(s){why} in table {}; an assignment needs at least 2{}",
+            resolved.table_name,
+            if why.is_empty() {
+                ""
+            } else {
+                " (widen the filters)"
+            }
+        )));
+    }
+    let source = format!("{label} (table {})", resolved.table_name);
+    // Ids.
+    let null_rows: Vec<usize> = rows
+        .rows
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r[0].is_null())
+        .map(|(i, _)| i)
+        .collect();
+    if !null_rows.is_empty() {
+        let shown: Vec<String> = null_rows
+            .iter()
+            .take(5)
+            .map(|r| (r + 1).to_string())
+            .collect();
+        return Err(Error::invalid(format!(
+            "{source}: the id column {id} is NULL in {} row(s) (rows {}{}); every participant needs an id",
+            null_rows.len(),
+            shown.join(", "),
+            if null_rows.len() > 5 { ", ..." } else { "" }
+        )));
+    }
+    let ids = if rows.rows.iter().all(|r| matches!(r[0], Value::Int(_))) {
+        Ids::Int(rows.rows.iter().filter_map(|r| r[0].as_i64()).collect())
+    } else {
+        Ids::from_strings(
+            rows.rows
+                .iter()
+                .map(|r| r[0].to_text().unwrap_or_default())
+                .collect(),
+        )
+    };
+    let mut columns = Vec::new();
+    for (j, s) in strata.iter().enumerate() {
+        let dt = sheet.column(s).map(|c| c.data_type);
+        columns.push(Column {
+            name: s.clone(),
+            data: values_to_column(rows.rows.iter().map(|r| &r[j + 1]), dt),
+        });
+    }
+    let table = Table {
+        source,
+        id_column: id.clone(),
+        ids,
+        columns,
+    };
+    let rec = AudienceRecord {
+        participant_type: Some(resolved.participant_type.clone()),
+        datasource: Some(resolved.datasource_id.clone()),
+        table: Some(match schema {
+            Some(s) => format!("{s}.{}", resolved.table_name),
+            None => resolved.table_name.clone(),
+        }),
+        input_file: None,
+        id_column: id,
+        filters: filters_json,
+        audience_rows: n as u64,
+    };
+    Ok((
+        table,
+        rec,
+        Target {
+            dsn: resolved.dsn.clone(),
+            schema: resolved.schema_name.clone(),
+        },
+    ))
 }
 
+/// The WHERE clause of the filters (empty without filters), its parameters and the filters as
+/// JSON for the design record.
+fn filter_clause(
+    _wh: &Warehouse,
+    _sheet: &crate::sheet::ConfigWorksheet,
+    filters: &[String],
+    filters_file: Option<&std::path::Path>,
+) -> Result<(String, Vec<Value>, serde_json::Value)> {
+    if filters.is_empty() && filters_file.is_none() {
+        return Ok((String::new(), Vec::new(), serde_json::Value::Array(vec![])));
+    }
+    Err(Error::runtime(
+        "--filter and --filters-file are not available in this build yet",
+    ))
+}
+
+/// Convert warehouse values to a column, guided by the sheet's data type.
+fn values_to_column<'a>(
+    vals: impl Iterator<Item = &'a Value> + Clone,
+    dt: Option<DataType>,
+) -> ColumnData {
+    let all = |f: fn(&Value) -> bool| vals.clone().all(|v| v.is_null() || f(v));
+    if dt == Some(DataType::Boolean) && all(|v| matches!(v, Value::Bool(_) | Value::Int(0 | 1))) {
+        return ColumnData::Bool(vals.map(|v| v.as_i64().map(|x| x != 0)).collect());
+    }
+    if all(|v| matches!(v, Value::Bool(_))) && vals.clone().any(|v| !v.is_null()) {
+        return ColumnData::Bool(
+            vals.map(|v| {
+                if let Value::Bool(b) = v {
+                    Some(*b)
+                } else {
+                    None
+                }
+            })
+            .collect(),
+        );
+    }
+    if all(|v| matches!(v, Value::Int(_))) && vals.clone().any(|v| !v.is_null()) {
+        return ColumnData::Int(vals.map(Value::as_i64).collect());
+    }
+    if all(|v| matches!(v, Value::Int(_) | Value::Float(_))) && vals.clone().any(|v| !v.is_null()) {
+        return ColumnData::Float(
+            vals.map(|v| if v.is_null() { None } else { v.as_f64() })
+                .collect(),
+        );
+    }
+    let texts: Vec<Option<String>> = vals.map(Value::to_text).collect();
+    super::audience::text_column(texts.iter().map(|t| t.as_deref()))
+}
+
+/// Split `[SCHEMA.]TABLE`.
+pub fn split_table(spec: &str) -> Result<(Option<String>, String)> {
+    let (schema, table) = match spec.split_once('.') {
+        Some((s, t)) => (Some(s.to_string()), t.to_string()),
+        None => (None, spec.to_string()),
+    };
+    if let Some(s) = &schema {
+        check_ident("--write-table (schema)", s)?;
+    }
+    check_ident("--write-table", &table)?;
+    if table.contains('.') {
+        return Err(Error::usage(format!(
+            "--write-table {spec}: use TABLE or SCHEMA.TABLE"
+        )));
+    }
+    Ok((schema, table))
+}
+
+/// The assignment table's columns for this outcome.
+pub fn assignment_columns(table: &Table, outcome: &Outcome) -> Vec<ColumnDef> {
+    let mut cols = vec![
+        ColumnDef::new("experiment_id", DataType::CharacterVarying).primary_key(),
+        ColumnDef::new(
+            "participant_id",
+            if matches!(table.ids, Ids::Int(_)) {
+                DataType::Bigint
+            } else {
+                DataType::CharacterVarying
+            },
+        )
+        .primary_key(),
+        ColumnDef::new("arm_id", DataType::Integer),
+        ColumnDef::new("arm_name", DataType::CharacterVarying),
+        ColumnDef::new("stratum_id", DataType::Integer),
+        ColumnDef::new("created_at", DataType::TimestampWithTimeZone).not_null(),
+    ];
+    for s in &outcome.strata {
+        let t = match &table.column(s).expect("strata checked").data {
+            ColumnData::Text { .. } => DataType::CharacterVarying,
+            ColumnData::Bool(_) => DataType::Boolean,
+            ColumnData::Int(_) => DataType::Bigint,
+            ColumnData::Float(_) => DataType::DoublePrecision,
+        };
+        cols.push(ColumnDef::new(s, t));
+    }
+    cols
+}
+
+fn column_value(c: &ColumnData, r: usize) -> Value {
+    match c {
+        ColumnData::Text { codes, levels } => {
+            if codes[r] == super::NULL_CODE {
+                Value::Null
+            } else {
+                Value::Text(levels[codes[r] as usize].clone())
+            }
+        }
+        ColumnData::Bool(v) => v[r].map_or(Value::Null, Value::Bool),
+        ColumnData::Int(v) => v[r].map_or(Value::Null, Value::Int),
+        ColumnData::Float(v) => v[r].map_or(Value::Null, Value::Float),
+    }
+}
+
+fn experiments_ddl(dialect: Dialect, qualified: &str) -> String {
+    let q = |s: &str| dialect.quote_ident(s);
+    let (varchar, ts, text) = match dialect {
+        Dialect::Postgres => ("VARCHAR", "TIMESTAMPTZ", "TEXT"),
+        Dialect::Mysql => ("VARCHAR(255)", "TIMESTAMP(6)", "LONGTEXT"),
+        Dialect::Sqlite => ("TEXT", "TIMESTAMP", "TEXT"),
+    };
+    format!(
+        "CREATE TABLE {qualified} (\n    {} {varchar} NOT NULL,\n    {} {varchar} NOT NULL,\n    {} {ts} NOT NULL,\n    {} {varchar} NOT NULL,\n    {} {varchar} NOT NULL,\n    {} {text} NOT NULL,\n    PRIMARY KEY ({}, {})\n)",
+        q("experiment_id"),
+        q("assignment_table"),
+        q("created_at"),
+        q("tool_version"),
+        q("seed"),
+        q("design"),
+        q("experiment_id"),
+        q("assignment_table"),
+    )
+}
+
+/// Write the assignment into `table_name` and the design record into `xngin_experiments`, in
+/// one transaction.
 #[allow(clippy::too_many_arguments)]
 pub async fn write_table(
-    _req: &Request,
-    _target: Option<&Target>,
-    _table_name: &str,
-    _table: &Table,
-    _outcome: &Outcome,
-    _design: &Design,
-    _record: &DesignRecord,
-    _pb: &ProgressBar,
+    req: &Request,
+    target: Option<&Target>,
+    table_name: &str,
+    table: &Table,
+    outcome: &Outcome,
+    design: &Design,
+    record: &DesignRecord,
+    pb: &ProgressBar,
 ) -> Result<()> {
-    Err(Error::runtime("--write-table is not built yet"))
+    let (schema, name) = split_table(table_name)?;
+    let dsn = match (&req.dsn, target) {
+        (Some(d), _) => Dsn::parse(d)?,
+        (None, Some(t)) => t.dsn.clone(),
+        (None, None) => {
+            return Err(Error::usage(
+                "--write-table needs --dsn (the warehouse to write to)",
+            ));
+        }
+    };
+    let schema = schema.or_else(|| {
+        if req.dsn.is_none() {
+            target.and_then(|t| t.schema.clone())
+        } else {
+            None
+        }
+    });
+    let wh = Warehouse::connect_with(
+        &dsn,
+        crate::warehouse::ConnectOptions {
+            create_sqlite: true,
+        },
+    )
+    .await?;
+    let dialect = wh.dialect();
+    let qualified = wh.qualified(schema.as_deref(), &name);
+    let xq = wh.qualified(schema.as_deref(), EXPERIMENTS_TABLE);
+    let cols = assignment_columns(table, outcome);
+    let shown = match &schema {
+        Some(s) => format!("{s}.{name}"),
+        None => name.clone(),
+    };
+
+    let existing = wh.columns_if_exists(schema.as_deref(), &name).await?;
+    if !existing.is_empty() {
+        let names: Vec<&str> = existing.iter().map(|c| c.name.as_str()).collect();
+        if !names.contains(&"experiment_id") {
+            return Err(Error::invalid(format!(
+                "{dsn}: the table {shown} exists but has no experiment_id column, so it is not an assignment table; \
+                 choose another --write-table name"
+            )));
+        }
+        let missing: Vec<&str> = cols
+            .iter()
+            .map(|c| c.name.as_str())
+            .filter(|c| !names.contains(c))
+            .collect();
+        if !missing.is_empty() {
+            return Err(Error::invalid(format!(
+                "{dsn}: the table {shown} has no column(s) {} that this assignment writes (its columns: {}); \
+                 write to another table or use the same strata",
+                missing.join(", "),
+                names.join(", ")
+            )));
+        }
+    }
+    let x_exists = wh
+        .table_exists(schema.as_deref(), EXPERIMENTS_TABLE)
+        .await?;
+    if dialect == Dialect::Mysql {
+        // DDL commits implicitly on MySQL/MariaDB: create before the transaction.
+        if existing.is_empty() {
+            wh.execute(&create_table_sql(dialect, &qualified, &cols), &[])
+                .await?;
+        }
+        if !x_exists {
+            wh.execute(&experiments_ddl(dialect, &xq), &[]).await?;
+        }
+    }
+    let mut tx = wh.begin().await?;
+    let result: Result<u64> = async {
+        if dialect != Dialect::Mysql {
+            if existing.is_empty() {
+                tx.execute(&create_table_sql(dialect, &qualified, &cols), &[]).await?;
+            }
+            if !x_exists {
+                tx.execute(&experiments_ddl(dialect, &xq), &[]).await?;
+            }
+        }
+        let exp = Value::Text(record.experiment_id.clone());
+        let ph = wh.placeholder(1);
+        let have = tx
+            .fetch_all(&format!("SELECT count(*) FROM {qualified} WHERE {} = {ph}", wh.quote("experiment_id")), std::slice::from_ref(&exp))
+            .await?;
+        let have = have.rows.first().and_then(|r| r.first()).and_then(Value::as_i64).unwrap_or(0);
+        if have > 0 {
+            if !req.replace {
+                return Err(Error::invalid(format!(
+                    "{dsn}: the table {shown} already holds {have} assignment(s) of experiment {}; pass --replace to replace \
+                     them or choose another --experiment-id",
+                    record.experiment_id
+                )));
+            }
+            tx.execute(&format!("DELETE FROM {qualified} WHERE {} = {ph}", wh.quote("experiment_id")), std::slice::from_ref(&exp))
+                .await?;
+        }
+        let created = Value::TimestampTz(
+            chrono::DateTime::parse_from_rfc3339(&record.created_at).map(|d| d.with_timezone(&chrono::Utc)).unwrap_or_else(|_| chrono::Utc::now()),
+        );
+        let strata_cols: Vec<&ColumnData> =
+            outcome.strata.iter().map(|s| &table.column(s).expect("strata checked").data).collect();
+        let rows = outcome.order.iter().map(|&r| {
+            let r = r as usize;
+            let a = outcome.arm[r];
+            let mut v = Vec::with_capacity(6 + strata_cols.len());
+            v.push(exp.clone());
+            v.push(match &table.ids {
+                Ids::Int(x) => Value::Int(x[r]),
+                Ids::Text { values, .. } => Value::Text(values[r].clone()),
+            });
+            if a == UNASSIGNED {
+                v.push(Value::Null);
+                v.push(Value::Null);
+            } else {
+                v.push(Value::Int(a as i64));
+                v.push(Value::Text(design.arms.arms[a as usize].name.clone()));
+            }
+            v.push(outcome.stratum_id.as_ref().map_or(Value::Null, |s| Value::Int(s[r] as i64)));
+            v.push(created.clone());
+            for c in &strata_cols {
+                v.push(column_value(c, r));
+            }
+            Ok(v)
+        });
+        let n = insert_rows(&mut tx, &qualified, &cols, rows, pb).await?;
+        let p: Vec<String> = (1..=6).map(|i| wh.placeholder(i)).collect();
+        let q = |s: &str| wh.quote(s);
+        tx.execute(
+            &format!("DELETE FROM {xq} WHERE {} = {} AND {} = {}", q("experiment_id"), p[0], q("assignment_table"), p[1]),
+            &[exp.clone(), Value::Text(shown.clone())],
+        )
+        .await?;
+        tx.execute(
+            &format!(
+                "INSERT INTO {xq} ({}, {}, {}, {}, {}, {}) VALUES ({})",
+                q("experiment_id"),
+                q("assignment_table"),
+                q("created_at"),
+                q("tool_version"),
+                q("seed"),
+                q("design"),
+                p.join(", ")
+            ),
+            &[
+                exp.clone(),
+                Value::Text(shown.clone()),
+                created.clone(),
+                Value::Text(crate::VERSION.into()),
+                Value::Text(design.seed.to_string()),
+                Value::Text(record.to_json()),
+            ],
+        )
+        .await?;
+        Ok(n)
+    }
+    .await;
+    match result {
+        Ok(n) => {
+            tx.commit().await?;
+            crate::output::notice(format!(
+                "wrote {n} assignment(s) of experiment {} to {shown}",
+                record.experiment_id
+            ));
+            wh.close().await;
+            Ok(())
+        }
+        Err(e) => {
+            let _ = tx.rollback().await;
+            wh.close().await;
+            Err(e)
+        }
+    }
+}
+
+/// Look up participants' assignments in a warehouse table: `(participant_id, arm_id,
+/// arm_name, stratum_id)` per id found.
+pub async fn lookup(
+    dsn: &Dsn,
+    table_spec: &str,
+    experiment_id: &str,
+    ids: &[String],
+) -> Result<Vec<Vec<Value>>> {
+    let (schema, name) = split_table(table_spec)?;
+    let wh = Warehouse::connect(dsn).await?;
+    if !wh.table_exists(schema.as_deref(), &name).await? {
+        return Err(Error::runtime(format!(
+            "{dsn}: there is no table {table_spec}"
+        )));
+    }
+    let q = |s: &str| wh.quote(s);
+    let cast = match wh.dialect() {
+        Dialect::Mysql => "CHAR",
+        Dialect::Postgres => "TEXT",
+        Dialect::Sqlite => "TEXT",
+    };
+    let phs: Vec<String> = (2..ids.len() + 2).map(|i| wh.placeholder(i)).collect();
+    let sql = format!(
+        "SELECT CAST({pid} AS {cast}), {}, {}, {} FROM {} WHERE {} = {} AND CAST({pid} AS {cast}) IN ({})",
+        q("arm_id"),
+        q("arm_name"),
+        q("stratum_id"),
+        wh.qualified(schema.as_deref(), &name),
+        q("experiment_id"),
+        wh.placeholder(1),
+        phs.join(", "),
+        pid = q("participant_id"),
+    );
+    let mut params = vec![Value::Text(experiment_id.into())];
+    params.extend(ids.iter().map(|i| Value::Text(i.clone())));
+    let rows = wh.fetch_all(&sql, &params).await?;
+    wh.close().await;
+    Ok(rows.rows)
 }
