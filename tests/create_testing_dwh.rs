@@ -707,3 +707,56 @@ fn export_csv_is_deterministic_and_loadable() {
         assert_eq!(diff.rows[0][0], Value::Int(0));
     });
 }
+
+#[tokio::test]
+async fn embedded_default_is_built_once_and_rebuilt_when_stale() {
+    use xngin::testing_dwh::{DEFAULT_TABLE, data_version, default_warehouse_at};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("testing_dwh.db");
+    let dsn = default_warehouse_at(&path).await.unwrap();
+    assert_eq!(dsn.sqlite_path(), Some(path.as_path()));
+    let version = |dsn: Dsn| async move {
+        let wh = Warehouse::connect(&dsn).await.unwrap();
+        let v = wh.fetch_all("PRAGMA user_version", &[]).await.unwrap().rows[0][0]
+            .as_i64()
+            .unwrap();
+        let n = wh
+            .fetch_all(&format!("SELECT count(*) FROM {DEFAULT_TABLE}"), &[])
+            .await
+            .unwrap()
+            .rows[0][0]
+            .as_i64()
+            .unwrap();
+        wh.close().await;
+        (v, n)
+    };
+    assert_eq!(version(dsn.clone()).await, (data_version(), 100_000));
+    assert_eq!(
+        db_aggregates(&dsn.to_string(), DEFAULT_TABLE).await,
+        fixture_aggregates()
+    );
+
+    // Up to date: not rebuilt (the file is not touched).
+    let before = std::fs::metadata(&path).unwrap().modified().unwrap();
+    default_warehouse_at(&path).await.unwrap();
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().modified().unwrap(),
+        before
+    );
+
+    // A stale data version (an older fixture) triggers a rebuild.
+    let wh = Warehouse::connect(&dsn).await.unwrap();
+    wh.execute("PRAGMA user_version = 7", &[]).await.unwrap();
+    wh.execute(&format!("DELETE FROM {DEFAULT_TABLE} WHERE id > 10"), &[])
+        .await
+        .unwrap();
+    wh.close().await;
+    default_warehouse_at(&path).await.unwrap();
+    assert_eq!(version(dsn).await, (data_version(), 100_000));
+    // No temporary files are left next to it.
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, vec![std::ffi::OsString::from("testing_dwh.db")]);
+}

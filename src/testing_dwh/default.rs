@@ -57,7 +57,12 @@ async fn current_version(dsn: &Dsn) -> Option<i64> {
 
 /// The DSN of the default warehouse, building it first if it is missing or out of date.
 pub async fn default_warehouse() -> Result<Dsn> {
-    let path = default_db_path()?;
+    default_warehouse_at(&default_db_path()?).await
+}
+
+/// [`default_warehouse`] at an explicit path.
+pub async fn default_warehouse_at(path: &std::path::Path) -> Result<Dsn> {
+    let path = path.to_path_buf();
     let dsn = Dsn::sqlite_file(&path);
     let version = data_version();
     if path.exists() && current_version(&dsn).await == Some(version) {

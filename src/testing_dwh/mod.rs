@@ -12,7 +12,9 @@ pub mod source;
 use std::io::Write;
 use std::path::Path;
 
-pub use default::{DEFAULT_TABLE, default_db_path, default_warehouse};
+pub use default::{
+    DEFAULT_TABLE, data_version, default_db_path, default_warehouse, default_warehouse_at,
+};
 pub use source::{Source, TableData, open_source};
 
 use crate::datatype::DataType;

@@ -44,10 +44,15 @@ pub fn xngin(home: &std::path::Path) -> assert_cmd::Command {
     c
 }
 
-/// A directory shared by all tests of this process for the embedded default warehouse, so it is
-/// built once per test binary rather than once per test.
+/// The XNGIN_HOME for tests that use the embedded default warehouse: `$XNGIN_HOME` when set
+/// (.ci/run sets one for the whole run), else one directory shared by all test binaries. The
+/// warehouse is built once (atomically, so concurrent first uses are safe) and rebuilt only when
+/// the fixture changes.
 pub fn shared_home() -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("xngin-test-home-{}", std::process::id()));
+    let dir = match std::env::var_os("XNGIN_HOME") {
+        Some(h) if !h.is_empty() => std::path::PathBuf::from(h),
+        _ => std::env::temp_dir().join("xngin-test-home"),
+    };
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
