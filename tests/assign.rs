@@ -1,0 +1,971 @@
+//! End-to-end tests of `xngin assign` and `xngin assignment`: files, errors and exit codes,
+//! reproducibility, and `--write-table` on SQLite, PostgreSQL and MariaDB (the latter two when
+//! XNGIN_TEST_POSTGRES_URL / XNGIN_TEST_MYSQL_URL are set).
+
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+
+fn xngin() -> Command {
+    let mut c = Command::cargo_bin("xngin").unwrap();
+    c.env_remove("XNGIN_SETTINGS")
+        .env_remove("XNGIN_DATASOURCE")
+        .env_remove("XNGIN_ECHO_SQL");
+    c
+}
+
+/// A deterministic participants CSV: id, gender (with NULLs), region, score, income (with
+/// NULLs), member (boolean). `poison_last` puts region "poison" on the highest id.
+fn participants(n: usize, poison_last: bool) -> Vec<(i64, String)> {
+    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    (1..=n as i64)
+        .map(|i| {
+            let g = ["F", "M", ""][(next() % 3) as usize];
+            let mut r = ["north", "south", "east", "west"][(next() % 4) as usize];
+            if poison_last && i == n as i64 {
+                r = "poison";
+            }
+            let score = next() % 101;
+            let income = if next() % 20 == 0 {
+                String::new()
+            } else {
+                format!("{}.{}", 20_000 + next() % 60_000, next() % 100)
+            };
+            let member = if next() % 2 == 0 { "true" } else { "false" };
+            (
+                i * 7919,
+                format!("{},{g},{r},{score},{income},{member}", i * 7919),
+            )
+        })
+        .collect()
+}
+
+fn write_csv(dir: &Path, name: &str, rows: &[(i64, String)]) -> PathBuf {
+    let p = dir.join(name);
+    let mut s = String::from("id,gender,region,score,income,member\n");
+    for (_, line) in rows {
+        s.push_str(line);
+        s.push('\n');
+    }
+    std::fs::write(&p, s).unwrap();
+    p
+}
+
+fn run_ok(args: &[&str]) -> (String, String) {
+    let out = xngin().args(args).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "xngin {args:?} failed: {stderr}");
+    (stdout, stderr)
+}
+
+fn run_err(args: &[&str]) -> (i32, String) {
+    let out = xngin().args(args).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).trim().to_string(),
+    )
+}
+
+#[test]
+fn csv_output_sorted_reproducible_and_order_invariant() {
+    let dir = tempfile::tempdir().unwrap();
+    let rows = participants(3000, false);
+    let a = write_csv(dir.path(), "a.csv", &rows);
+    let mut shuffled = rows.clone();
+    shuffled.reverse();
+    shuffled.swap(10, 2000);
+    let b = write_csv(dir.path(), "b.csv", &shuffled);
+    let oa = dir.path().join("oa.csv");
+    let ob = dir.path().join("ob.csv");
+    let common = [
+        "--id-column",
+        "id",
+        "--arms",
+        "control,t1,t2",
+        "--arm-weights",
+        "2,1,1",
+        "--strata",
+        "region,gender",
+        "--metrics",
+        "income",
+        "--seed",
+        "42",
+        "--experiment-id",
+        "exp-1",
+    ];
+    let mut args_a = vec![
+        "assign",
+        "--input",
+        a.to_str().unwrap(),
+        "--output",
+        oa.to_str().unwrap(),
+        "--format",
+        "json",
+    ];
+    args_a.extend(common);
+    let (json, _) = run_ok(&args_a);
+    let mut args_b = vec![
+        "assign",
+        "--input",
+        b.to_str().unwrap(),
+        "--output",
+        ob.to_str().unwrap(),
+    ];
+    args_b.extend(common);
+    run_ok(&args_b);
+    let ca = std::fs::read(&oa).unwrap();
+    assert_eq!(
+        ca,
+        std::fs::read(&ob).unwrap(),
+        "same rows in another order must give byte-identical output"
+    );
+
+    let text = String::from_utf8(ca).unwrap();
+    let mut lines = text.lines();
+    assert_eq!(
+        lines.next().unwrap(),
+        "participant_id,arm_id,arm_name,stratum_id,gender,income,region"
+    );
+    let recs: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    assert_eq!(recs.len(), 3000);
+    let ids: Vec<i64> = recs.iter().map(|r| r[0].parse().unwrap()).collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "numeric id order");
+    // Original strata values are carried through (NULL gender = empty field).
+    let by_id: std::collections::HashMap<i64, &String> =
+        rows.iter().map(|(i, l)| (*i, l)).collect();
+    for r in &recs {
+        let src: Vec<&str> = by_id[&r[0].parse::<i64>().unwrap()].split(',').collect();
+        assert_eq!((r[4], r[6]), (src[1], src[2]));
+        // Numbers are written in their shortest exact form (25684.50 -> 25684.5).
+        assert_eq!(r[5].parse::<f64>().ok(), src[4].parse::<f64>().ok());
+        assert_eq!(
+            r[2],
+            ["control", "t1", "t2"][r[1].parse::<usize>().unwrap()]
+        );
+    }
+    // Weights 2:1:1 with blocks of 4: each arm's total is within one block per stratum.
+    let record: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let design: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("oa.csv.design.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(record, design);
+    assert_eq!(record["experiment_id"], "exp-1");
+    assert_eq!(record["seed"], 42);
+    assert_eq!(record["seed_source"], "given");
+    assert_eq!(record["block_size"], 4);
+    assert_eq!(
+        record["strata_used"],
+        serde_json::json!(["gender", "income", "region"])
+    );
+    assert_eq!(record["input_fingerprint"]["rows"], 3000);
+    let counts: Vec<u64> = record["arms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["assigned"].as_u64().unwrap())
+        .collect();
+    assert_eq!(counts.iter().sum::<u64>(), 3000);
+    let strata = record["number_of_strata"].as_u64().unwrap();
+    assert!(
+        (counts[0] as i64 - 1500).unsigned_abs() <= 2 * strata,
+        "{counts:?}"
+    );
+    assert_eq!(
+        record["balance"].as_array().unwrap().len(),
+        2,
+        "one test per treatment arm"
+    );
+    for b in record["balance"].as_array().unwrap() {
+        let p = b["p_value"].as_f64().unwrap();
+        assert_eq!(b["balance_ok"].as_bool().unwrap(), p > 0.6);
+    }
+    // Fingerprint: sha256 of the sorted ids, one per line.
+    let mut sorted: Vec<i64> = rows.iter().map(|r| r.0).collect();
+    sorted.sort();
+    let mut h = sha2::Sha256::default();
+    use sha2::Digest;
+    for i in &sorted {
+        h.update(format!("{i}\n").as_bytes());
+    }
+    assert_eq!(
+        record["input_fingerprint"]["sha256_sorted_ids"],
+        hex::encode(h.finalize())
+    );
+    // Another seed draws differently.
+    let oc = dir.path().join("oc.csv");
+    let mut args_c = vec![
+        "assign",
+        "--input",
+        a.to_str().unwrap(),
+        "--output",
+        oc.to_str().unwrap(),
+    ];
+    args_c.extend(common);
+    let pos = args_c.iter().position(|a| *a == "42").unwrap();
+    args_c[pos] = "43";
+    run_ok(&args_c);
+    assert_ne!(std::fs::read(&oa).unwrap(), std::fs::read(&oc).unwrap());
+}
+
+#[test]
+fn drawn_seed_is_printed_recorded_and_reproducible() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = write_csv(dir.path(), "a.csv", &participants(500, false));
+    let o1 = dir.path().join("o1.csv");
+    let (_, err) = run_ok(&[
+        "assign",
+        "--input",
+        a.to_str().unwrap(),
+        "--id-column",
+        "id",
+        "--arms",
+        "a,b",
+        "--strata",
+        "region",
+        "--output",
+        o1.to_str().unwrap(),
+    ]);
+    let rec: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("o1.csv.design.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(rec["seed_source"], "drawn");
+    let seed = rec["seed"].as_u64().unwrap().to_string();
+    assert!(err.contains(&format!("using seed {seed}")), "{err}");
+    let o2 = dir.path().join("o2.csv");
+    run_ok(&[
+        "assign",
+        "--input",
+        a.to_str().unwrap(),
+        "--id-column",
+        "id",
+        "--arms",
+        "a,b",
+        "--strata",
+        "region",
+        "--seed",
+        &seed,
+        "--output",
+        o2.to_str().unwrap(),
+    ]);
+    assert_eq!(std::fs::read(&o1).unwrap(), std::fs::read(&o2).unwrap());
+}
+
+#[test]
+fn parquet_in_and_out_match_csv() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = write_csv(dir.path(), "a.csv", &participants(800, false));
+    let oc = dir.path().join("o.csv");
+    let op = dir.path().join("o.parquet");
+    let base = [
+        "--id-column",
+        "id",
+        "--arms",
+        "a,b",
+        "--strata",
+        "region,member",
+        "--seed",
+        "5",
+    ];
+    let mut args = vec![
+        "assign",
+        "--input",
+        a.to_str().unwrap(),
+        "--output",
+        oc.to_str().unwrap(),
+    ];
+    args.extend(base);
+    run_ok(&args);
+    let mut args = vec![
+        "assign",
+        "--input",
+        a.to_str().unwrap(),
+        "--output",
+        op.to_str().unwrap(),
+    ];
+    args.extend(base);
+    run_ok(&args);
+    // Parquet output as input again gives the same assignment CSV.
+    use polars::prelude::*;
+    let df = ParquetReader::new(std::fs::File::open(&op).unwrap())
+        .finish()
+        .unwrap();
+    assert_eq!(df.height(), 800);
+    let names: Vec<String> = df
+        .get_column_names()
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    assert_eq!(
+        names,
+        vec![
+            "participant_id",
+            "arm_id",
+            "arm_name",
+            "stratum_id",
+            "member",
+            "region"
+        ]
+    );
+    let csv_df = CsvReadOptions::default()
+        .with_has_header(true)
+        .try_into_reader_with_file_path(Some(oc.clone()))
+        .unwrap()
+        .finish()
+        .unwrap();
+    assert!(
+        df.column("arm_id")
+            .unwrap()
+            .as_materialized_series()
+            .equals(csv_df.column("arm_id").unwrap().as_materialized_series())
+    );
+    let o2 = dir.path().join("o2.csv");
+    let mut args = vec![
+        "assign",
+        "--input",
+        op.to_str().unwrap(),
+        "--id-column",
+        "participant_id",
+        "--output",
+        o2.to_str().unwrap(),
+    ];
+    args.extend(&base[2..]);
+    run_ok(&args);
+    let strip = |p: &Path| -> Vec<String> {
+        std::fs::read_to_string(p)
+            .unwrap()
+            .lines()
+            .skip(1)
+            .map(|l| l.split(',').take(4).collect::<Vec<_>>().join(","))
+            .collect()
+    };
+    assert_eq!(strip(&oc), strip(&o2));
+}
+
+#[test]
+fn misfit_none_and_complete_random() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = write_csv(dir.path(), "a.csv", &participants(1001, false));
+    let (json, _) = run_ok(&[
+        "assign",
+        "--input",
+        a.to_str().unwrap(),
+        "--id-column",
+        "id",
+        "--arms",
+        "a,b,c",
+        "--strata",
+        "region,gender",
+        "--misfit-strategy",
+        "none",
+        "--seed",
+        "1",
+        "--format",
+        "json",
+        "-q",
+    ]);
+    let rec: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let un = rec["unassigned"].as_u64().unwrap();
+    let assigned = rec["assigned"].as_u64().unwrap();
+    assert_eq!(un + assigned, 1001);
+    assert_eq!(assigned % 3, 0, "only whole blocks are assigned");
+    let counts: Vec<u64> = rec["arms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["assigned"].as_u64().unwrap())
+        .collect();
+    assert!(counts.iter().all(|c| *c == assigned / 3), "{counts:?}");
+    // No usable strata: complete random assignment with exact counts and a notice.
+    let (json, err) = run_ok(&[
+        "assign",
+        "--input",
+        a.to_str().unwrap(),
+        "--id-column",
+        "id",
+        "--arms",
+        "a,b",
+        "--arm-weights",
+        "29,71",
+        "--seed",
+        "1",
+        "--format",
+        "json",
+    ]);
+    let rec: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let counts: Vec<u64> = rec["arms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["assigned"].as_u64().unwrap())
+        .collect();
+    assert_eq!(counts, vec![290, 711]); // 290.29 / 710.71 -> largest remainder gives b the unit
+    assert!(rec["balance"].as_array().unwrap().is_empty());
+    assert!(err.contains("no --output or --write-table"), "{err}");
+    // A stratum that is constant is dropped with a notice; all dropped -> fallback notice.
+    let c = dir.path().join("c.csv");
+    std::fs::write(&c, "id,k,name\n1,x,ann\n2,x,bob\n3,x,cy\n4,x,dee\n").unwrap();
+    let (_, err) = run_ok(&[
+        "assign",
+        "--input",
+        c.to_str().unwrap(),
+        "--id-column",
+        "id",
+        "--arms",
+        "a,b",
+        "--strata",
+        "k,name",
+        "--seed",
+        "1",
+    ]);
+    assert!(err.contains("stratum k not used: single value"), "{err}");
+    assert!(
+        err.contains("stratum name not used: unique values"),
+        "{err}"
+    );
+    assert!(
+        err.contains("falling back to complete random assignment"),
+        "{err}"
+    );
+}
+
+#[test]
+fn bad_input_exit_codes_and_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = write_csv(dir.path(), "a.csv", &participants(50, false));
+    let f = a.to_str().unwrap();
+    let base = |extra: &[&str]| -> Vec<String> {
+        let mut v: Vec<String> = ["assign", "--input", f, "--id-column", "id", "--seed", "1"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        v.extend(extra.iter().map(|s| s.to_string()));
+        v
+    };
+    let check = |extra: &[&str], code: i32, msg: &str| {
+        let args = base(extra);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (c, err) = run_err(&args);
+        assert_eq!(c, code, "{extra:?}: {err}");
+        assert!(err.contains(msg), "{extra:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "one line: {err}");
+    };
+    check(&["--arms", "a"], 2, "--arms needs at least 2 arms, got 1");
+    check(&["--arms", "a,a"], 2, "the arm name \"a\" appears twice");
+    check(
+        &["--arms", "a,b", "--arm-weights", "1,2,3"],
+        2,
+        "--arm-weights has 3 value(s) but --arms names 2 arm(s)",
+    );
+    check(
+        &["--arms", "a,b", "--arm-weights", "1,0"],
+        2,
+        "weights must be positive",
+    );
+    check(
+        &["--arms", "a,b", "--strata", "nope"],
+        3,
+        "no column named nope in --strata/--metrics (columns: id, gender, region, score, income, member)",
+    );
+    check(
+        &["--arms", "a,b", "--strata", "id"],
+        3,
+        "id is the id column",
+    );
+    check(
+        &["--arms", "a,b", "--sample-size", "51"],
+        3,
+        "--sample-size 51 is larger than the audience (50 participants",
+    );
+    check(
+        &["--arms", "a,b", "--output", "/nonexistent-dir/x.csv"],
+        1,
+        "the directory /nonexistent-dir does not exist",
+    );
+    check(
+        &["--arms", "a,b", "--output", "/tmp/x.txt"],
+        2,
+        "unknown file type",
+    );
+    let out = dir.path().join("o.csv");
+    std::fs::write(&out, "keep").unwrap();
+    check(
+        &["--arms", "a,b", "--output", out.to_str().unwrap()],
+        1,
+        "already exists; pass --replace",
+    );
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "keep");
+    // Duplicate and NULL ids.
+    let d = dir.path().join("d.csv");
+    std::fs::write(&d, "id,g\n1,a\n2,b\n1,a\n3,b\n3,a\n").unwrap();
+    let (c, err) = run_err(&[
+        "assign",
+        "--input",
+        d.to_str().unwrap(),
+        "--id-column",
+        "id",
+        "--arms",
+        "a,b",
+    ]);
+    assert_eq!(c, 3);
+    assert!(
+        err.ends_with(
+            "the id column id has 2 duplicate value(s) (e.g. 1, 3); participant ids must be unique"
+        ),
+        "{err}"
+    );
+    std::fs::write(&d, "id,g\n1,a\n,b\n3,a\n").unwrap();
+    let (c, err) = run_err(&[
+        "assign",
+        "--input",
+        d.to_str().unwrap(),
+        "--id-column",
+        "id",
+        "--arms",
+        "a,b",
+    ]);
+    assert_eq!(c, 3);
+    assert!(
+        err.contains("the id column id is empty (NULL) in 1 row(s) (data rows 2)"),
+        "{err}"
+    );
+    let (c, err) = run_err(&[
+        "assign",
+        "--input",
+        "/nonexistent.csv",
+        "--id-column",
+        "id",
+        "--arms",
+        "a,b",
+    ]);
+    assert_eq!(c, 1);
+    assert!(err.contains("/nonexistent.csv: no such file"), "{err}");
+}
+
+#[test]
+fn sample_size_is_seeded_and_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = write_csv(dir.path(), "a.csv", &participants(400, false));
+    let run = |seed: &str| {
+        let (out, _) = run_ok(&[
+            "assign",
+            "--input",
+            a.to_str().unwrap(),
+            "--id-column",
+            "id",
+            "--arms",
+            "a,b",
+            "--strata",
+            "region",
+            "--sample-size",
+            "100",
+            "--seed",
+            seed,
+            "--format",
+            "csv",
+            "-q",
+        ]);
+        out
+    };
+    let x = run("3");
+    assert_eq!(x.lines().count(), 101);
+    assert_eq!(x, run("3"));
+    assert_ne!(x, run("4"));
+}
+
+#[test]
+fn assignment_lookup_in_csv() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = write_csv(dir.path(), "a.csv", &participants(100, false));
+    let o = dir.path().join("o.csv");
+    run_ok(&[
+        "assign",
+        "--input",
+        a.to_str().unwrap(),
+        "--id-column",
+        "id",
+        "--arms",
+        "a,b",
+        "--seed",
+        "1",
+        "--experiment-id",
+        "E",
+        "--output",
+        o.to_str().unwrap(),
+    ]);
+    let line = std::fs::read_to_string(&o)
+        .unwrap()
+        .lines()
+        .nth(3)
+        .unwrap()
+        .to_string();
+    let pid = line.split(',').next().unwrap().to_string();
+    let (out, _) = run_ok(&[
+        "assignment",
+        "--experiment-id",
+        "E",
+        "--input",
+        o.to_str().unwrap(),
+        "--format",
+        "csv",
+        &pid,
+    ]);
+    assert_eq!(
+        out,
+        format!(
+            "participant_id,arm_id,arm_name,stratum_id\n{}\n",
+            line.split(',').take(4).collect::<Vec<_>>().join(",")
+        )
+    );
+    let (c, err) = run_err(&[
+        "assignment",
+        "--experiment-id",
+        "other",
+        "--input",
+        o.to_str().unwrap(),
+        &pid,
+    ]);
+    assert_eq!(c, 3);
+    assert!(
+        err.contains("the assignment is of experiment E, not other"),
+        "{err}"
+    );
+    let (c, err) = run_err(&[
+        "assignment",
+        "--experiment-id",
+        "E",
+        "--input",
+        o.to_str().unwrap(),
+        &pid,
+        "12345",
+    ]);
+    assert_eq!(c, 1);
+    assert!(
+        err.contains("1 participant id(s) not found in experiment E: 12345"),
+        "{err}"
+    );
+}
+
+// ---------------------------------------------------------------- warehouses
+
+async fn count(dsn: &str, sql: &str) -> i64 {
+    let d = xngin::dsn::Dsn::parse(dsn).unwrap();
+    let wh = xngin::warehouse::Warehouse::connect(&d).await.unwrap();
+    let r = wh.fetch_all(sql, &[]).await.unwrap();
+    wh.close().await;
+    r.rows[0][0].as_i64().unwrap()
+}
+
+async fn exec(dsn: &str, sql: &str) {
+    let d = xngin::dsn::Dsn::parse(dsn).unwrap();
+    let wh = xngin::warehouse::Warehouse::connect(&d).await.unwrap();
+    wh.execute(sql, &[]).await.unwrap();
+    wh.close().await;
+}
+
+/// --write-table round trip, refusal, --replace, and a write that fails halfway.
+async fn warehouse_round_trip(dsn: &str, dialect: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let clean = write_csv(dir.path(), "clean.csv", &participants(1500, false));
+    let poisoned = write_csv(dir.path(), "poisoned.csv", &participants(1500, true));
+    let tag = format!("{dialect}_{}", std::process::id());
+    let table = format!("asg_{tag}");
+    let q = |s: &str| {
+        if dialect == "mysql" {
+            format!("`{s}`")
+        } else {
+            format!("\"{s}\"")
+        }
+    };
+    let assign = |input: &Path, exp: &str, seed: &str, extra: &[&str]| -> (i32, String) {
+        let mut args: Vec<String> = [
+            "assign",
+            "--input",
+            input.to_str().unwrap(),
+            "--id-column",
+            "id",
+            "--arms",
+            "control,treatment",
+            "--strata",
+            "gender,region",
+            "--seed",
+            seed,
+            "--experiment-id",
+            exp,
+            "--write-table",
+            &table,
+            "--dsn",
+            dsn,
+            "-q",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let out = xngin().args(&args).output().unwrap();
+        (
+            out.status.code().unwrap(),
+            String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        )
+    };
+    let n_exp = |exp: &str| {
+        format!(
+            "SELECT count(*) FROM {} WHERE {} = '{exp}'",
+            q(&table),
+            q("experiment_id")
+        )
+    };
+    let n_rec = |exp: &str| {
+        format!(
+            "SELECT count(*) FROM {} WHERE {} = '{exp}' AND {} = '{table}'",
+            q("xngin_experiments"),
+            q("experiment_id"),
+            q("assignment_table")
+        )
+    };
+
+    let (c, err) = assign(&clean, "e1", "1", &[]);
+    assert_eq!(c, 0, "{err}");
+    assert_eq!(count(dsn, &n_exp("e1")).await, 1500);
+    assert_eq!(count(dsn, &n_rec("e1")).await, 1);
+    let treat_e1 = count(
+        dsn,
+        &format!(
+            "SELECT count(*) FROM {} WHERE {} = 'e1' AND {} = 1 AND {} = 'treatment'",
+            q(&table),
+            q("experiment_id"),
+            q("arm_id"),
+            q("arm_name")
+        ),
+    )
+    .await;
+    assert!((treat_e1 - 750).abs() <= 12, "{treat_e1}"); // within one per stratum (12 strata)
+    // The same experiment again is refused and leaves the rows alone.
+    let (c, err) = assign(&clean, "e1", "2", &[]);
+    assert_eq!(c, 3, "{err}");
+    assert!(
+        err.contains(&format!(
+            "the table {table} already holds 1500 assignment(s) of experiment e1; pass --replace"
+        )),
+        "{err}"
+    );
+    // A second experiment goes into the same table.
+    let (c, err) = assign(&clean, "e2", "2", &[]);
+    assert_eq!(c, 0, "{err}");
+    assert_eq!(count(dsn, &n_exp("e2")).await, 1500);
+    // --replace replaces e1 (different seed -> different arms for some participants).
+    let before = count(dsn, &format!("SELECT count(*) FROM {} a JOIN {} b ON a.{pid} = b.{pid} WHERE a.{e} = 'e1' AND b.{e} = 'e2' AND a.{arm} <> b.{arm}", q(&table), q(&table), pid = q("participant_id"), e = q("experiment_id"), arm = q("arm_id"))).await;
+    let (c, err) = assign(&clean, "e1", "2", &["--replace"]);
+    assert_eq!(c, 0, "{err}");
+    assert_eq!(count(dsn, &n_exp("e1")).await, 1500);
+    assert_eq!(count(dsn, &n_rec("e1")).await, 1);
+    let after = count(dsn, &format!("SELECT count(*) FROM {} a JOIN {} b ON a.{pid} = b.{pid} WHERE a.{e} = 'e1' AND b.{e} = 'e2' AND a.{arm} <> b.{arm}", q(&table), q(&table), pid = q("participant_id"), e = q("experiment_id"), arm = q("arm_id"))).await;
+    assert!(
+        before > 0 && after == 0,
+        "e1 redrawn with e2's seed must equal e2: {before} -> {after}"
+    );
+
+    // Lookup through `xngin assignment`.
+    let out = xngin()
+        .args([
+            "assignment",
+            "--experiment-id",
+            "e2",
+            "--table",
+            &table,
+            "--dsn",
+            dsn,
+            "--format",
+            "json",
+            "7919",
+            "15838",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 2);
+
+    // A write that fails halfway (the last participant violates a CHECK constraint) leaves no
+    // rows of its experiment, and a failed --replace keeps the old rows.
+    let ftable = format!("asgf_{tag}");
+    let (c, err) = {
+        let out = xngin()
+            .args([
+                "assign",
+                "--input",
+                clean.to_str().unwrap(),
+                "--id-column",
+                "id",
+                "--arms",
+                "control,treatment",
+                "--strata",
+                "gender,region",
+                "--seed",
+                "1",
+                "--experiment-id",
+                "f1",
+                "--write-table",
+                &ftable,
+                "--dsn",
+                dsn,
+                "-q",
+            ])
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    assert_eq!(c, 0, "{err}");
+    if dialect == "sqlite" {
+        exec(dsn, &format!("CREATE TRIGGER {} BEFORE INSERT ON {} WHEN NEW.region = 'poison' BEGIN SELECT RAISE(ABORT, 'poison'); END", q(&format!("nopoison_{tag}")), q(&ftable))).await;
+    } else {
+        exec(
+            dsn,
+            &format!(
+                "ALTER TABLE {} ADD CONSTRAINT {} CHECK ({} <> 'poison')",
+                q(&ftable),
+                q(&format!("nopoison_{tag}")),
+                q("region")
+            ),
+        )
+        .await;
+    }
+    let fail = |exp: &str, extra: &[&str]| {
+        let mut args: Vec<String> = [
+            "assign",
+            "--input",
+            poisoned.to_str().unwrap(),
+            "--id-column",
+            "id",
+            "--arms",
+            "control,treatment",
+            "--strata",
+            "gender,region",
+            "--seed",
+            "9",
+            "--experiment-id",
+            exp,
+            "--write-table",
+            &ftable,
+            "--dsn",
+            dsn,
+            "-q",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let out = xngin().args(&args).output().unwrap();
+        (
+            out.status.code().unwrap(),
+            String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        )
+    };
+    let (c, err) = fail("f2", &[]);
+    assert_eq!(c, 1, "{err}");
+    let nf = |exp: &str| {
+        format!(
+            "SELECT count(*) FROM {} WHERE {} = '{exp}'",
+            q(&ftable),
+            q("experiment_id")
+        )
+    };
+    assert_eq!(count(dsn, &nf("f2")).await, 0);
+    assert_eq!(
+        count(
+            dsn,
+            &format!(
+                "SELECT count(*) FROM {} WHERE {} = 'f2'",
+                q("xngin_experiments"),
+                q("experiment_id")
+            )
+        )
+        .await,
+        0
+    );
+    let (c, err) = fail("f1", &["--replace"]);
+    assert_eq!(c, 1, "{err}");
+    assert_eq!(
+        count(dsn, &nf("f1")).await,
+        1500,
+        "a failed --replace keeps the old rows"
+    );
+
+    // A table that is not an assignment table is refused.
+    let other = format!("other_{tag}");
+    exec(dsn, &format!("CREATE TABLE {} (x INTEGER)", q(&other))).await;
+    let out = xngin()
+        .args([
+            "assign",
+            "--input",
+            clean.to_str().unwrap(),
+            "--id-column",
+            "id",
+            "--arms",
+            "a,b",
+            "--seed",
+            "1",
+            "--write-table",
+            &other,
+            "--dsn",
+            dsn,
+            "-q",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("has no experiment_id column"));
+
+    for t in [&table, &ftable, &other] {
+        exec(dsn, &format!("DROP TABLE {}", q(t))).await;
+    }
+    exec(
+        dsn,
+        &format!(
+            "DELETE FROM {} WHERE {} IN ('{table}', '{ftable}')",
+            q("xngin_experiments"),
+            q("assignment_table")
+        ),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn write_table_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let dsn = format!("sqlite://{}", dir.path().join("w.db").display());
+    warehouse_round_trip(&dsn, "sqlite").await;
+}
+
+#[tokio::test]
+async fn write_table_postgres() {
+    let Ok(url) = std::env::var("XNGIN_TEST_POSTGRES_URL") else {
+        eprintln!("skipped: XNGIN_TEST_POSTGRES_URL not set");
+        return;
+    };
+    warehouse_round_trip(&url, "postgres").await;
+}
+
+#[tokio::test]
+async fn write_table_mysql() {
+    let Ok(url) = std::env::var("XNGIN_TEST_MYSQL_URL") else {
+        eprintln!("skipped: XNGIN_TEST_MYSQL_URL not set");
+        return;
+    };
+    warehouse_round_trip(&url, "mysql").await;
+}
