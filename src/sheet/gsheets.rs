@@ -736,8 +736,8 @@ async fn open_with<C: Connect + Clone + Send + Sync + 'static>(
     .await
     .map_err(|e| {
         Error::runtime(format!(
-            "Google service-account key {path}: cannot use its private_key ({e}); download a new JSON key \
-             for {client_email}"
+            "Google service-account key {path}: its private_key is not a usable RSA private key ({e}); \
+             download a new JSON key for {client_email}"
         ))
     })?;
     let token = auth.token(&SCOPES).await.map_err(|e| {

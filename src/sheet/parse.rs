@@ -404,7 +404,7 @@ pub(crate) fn parse_grid(source: &str, worksheet: &str, grid: Grid) -> Result<Co
                         ));
                         ok = false;
                     }
-                } else if !seen.get(&col.header).is_some_and(|&first| first != j) {
+                } else if seen.get(&col.header).is_none_or(|&first| first == j) {
                     desc.extra.insert(col.header.clone(), cell.to_string());
                 }
                 continue;
@@ -509,6 +509,8 @@ pub(crate) fn parse_grid(source: &str, worksheet: &str, grid: Grid) -> Result<Co
     }
 
     if !problems.is_empty() {
+        // Row order (stable: within a row, reading problems first); sheet-wide problems last.
+        problems.sort_by_key(|p| p.row.unwrap_or(usize::MAX));
         return Err(fail(problems));
     }
     Ok(ConfigWorksheet {

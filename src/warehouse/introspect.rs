@@ -228,7 +228,7 @@ impl Warehouse {
                      (CASE WHEN t.typtype = 'd' THEN format_type(t.typbasetype, t.typtypmod) \
                            ELSE format_type(a.atttypid, a.atttypmod) END)::text, \
                      a.attnotnull, \
-                     COALESCE(array_position(i.indkey::int2[], a.attnum), 0)::int8, \
+                     COALESCE(array_position(i.indkey::int2[], a.attnum) - array_lower(i.indkey::int2[], 1) + 1, 0)::int8, \
                      (CASE WHEN t.typtype = 'd' THEN bt.typtype ELSE t.typtype END)::text = 'e' \
                    FROM pg_attribute a \
                    JOIN pg_type t ON t.oid = a.atttypid \
