@@ -721,6 +721,20 @@ async fn postgres_introspection_and_round_trip() {
     );
     wh.close().await;
 
+    // The Redshift path (information_schema, no keys), run against PostgreSQL.
+    let mut rs = Dsn::parse(&url).unwrap();
+    rs.redshift = true;
+    let wh = Warehouse::connect(&rs).await.unwrap();
+    let rs_cols = wh.columns(Some(&schema), "people").await.unwrap();
+    wh.close().await;
+    let want: Vec<(&str, DataType)> = by_name(&cols)
+        .into_iter()
+        .map(|(n, t)| (n, if n == "m" { Unsupported } else { t }))
+        .collect();
+    assert_eq!(by_name(&rs_cols), want);
+    assert!(rs_cols.iter().all(|c| !c.primary_key));
+    assert!(!rs_cols[0].nullable && rs_cols[2].nullable);
+
     // Through the search path of the DSN, no --schema-name.
     let sep = if url.contains('?') { '&' } else { '?' };
     let sp_dsn = format!("{url}{sep}options=-csearch_path%3D{schema}");

@@ -3,7 +3,8 @@
 //! (xngin-reference.md §2.7, §2.8).
 //!
 //! Sources: SQLite `pragma_table_info`; PostgreSQL `pg_attribute` for a relation resolved with
-//! `to_regclass` (so an unqualified name follows the connection's `search_path`); MySQL/MariaDB
+//! `to_regclass` (so an unqualified name follows the connection's `search_path`; Redshift, which
+//! lacks it, reads `information_schema.columns` without primary keys); MySQL/MariaDB
 //! `information_schema.COLUMNS` (the DSN's database unless a schema is given).
 //!
 //! Type mapping follows the reference's order of checks (uuid, strings, boolean, bigint, other
@@ -222,6 +223,24 @@ impl Warehouse {
                     ),
                 };
                 self.fetch_all(sql, &params).await?
+            }
+            Dialect::Postgres if self.dsn().redshift => {
+                // Redshift lacks to_regclass and array functions on pg_index: the plain
+                // information schema (no primary-key information; pass --unique-id-col or
+                // name the key `id`).
+                let base = "SELECT column_name::text, data_type::text, is_nullable::text = 'NO', 0::int8, false \
+                     FROM information_schema.columns WHERE table_name = $1 AND table_schema = ";
+                let (sql, params) = match schema {
+                    Some(s) => (
+                        format!("{base}$2 ORDER BY ordinal_position"),
+                        vec![Value::Text(table.into()), Value::Text(s.into())],
+                    ),
+                    None => (
+                        format!("{base}current_schema() ORDER BY ordinal_position"),
+                        vec![Value::Text(table.into())],
+                    ),
+                };
+                self.fetch_all(&sql, &params).await?
             }
             Dialect::Postgres => {
                 let sql = "SELECT a.attname::text, \
