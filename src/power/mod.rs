@@ -1,1 +1,84 @@
-//! (in progress)
+//! Power checks: sample size or minimum detectable effect (xngin-reference.md §5,
+//! DECISIONS.md §4).
+//!
+//! * [`nct`]: special functions, normal / t / noncentral t distributions.
+//! * [`solve`]: t-test and z-test power and their exact inverses (Brent).
+//! * [`exact`]: exact arm shares and cluster counts.
+//! * [`analysis`]: one metric's analysis with the reference's messages; [`check_power`].
+//! * [`messages`]: message types, texts and Python-compatible number formatting.
+//! * [`baseline`]: baselines from the warehouse (one aggregate query over the filtered audience).
+
+pub mod analysis;
+pub mod baseline;
+pub mod exact;
+pub mod messages;
+pub mod nct;
+pub mod solve;
+
+pub use analysis::{
+    Analysis, ClusterResult, ClusterSpec, Design, DesignSummary, Mde, MetricSpec, MetricType,
+    analyze, check_power, mde_core,
+};
+pub use messages::{Message, MessageType};
+
+/// The `--format json` document: `{"analyses": [...]}`.
+pub fn to_json(analyses: &[Analysis]) -> serde_json::Value {
+    serde_json::json!({ "analyses": analyses })
+}
+
+/// Rows for the human table: metric, type, baseline, target, n needed, available, verdict, message.
+pub fn table_rows(analyses: &[Analysis]) -> (Vec<&'static str>, Vec<Vec<String>>) {
+    let header = vec![
+        "metric",
+        "type",
+        "baseline",
+        "target",
+        "n needed",
+        "available",
+        "verdict",
+        "message",
+    ];
+    let num = |v: Option<f64>| v.map(fmt_num).unwrap_or_else(|| "-".into());
+    let int = |v: Option<i64>| v.map(|x| x.to_string()).unwrap_or_else(|| "-".into());
+    let rows = analyses
+        .iter()
+        .map(|a| {
+            let available = match (a.metric.available_n, a.metric.available_nonnull_n) {
+                (Some(n), Some(nn)) if nn != n => format!("{nn} of {n}"),
+                (n, _) => int(n),
+            };
+            let verdict = match (a.sufficient_n, a.msg.kind) {
+                (Some(true), _) => "sufficient".to_string(),
+                (Some(false), _) => "INSUFFICIENT".to_string(),
+                (None, Some(k)) if a.mde.is_some() => format!("{} (MDE)", k.as_str()),
+                (None, Some(k)) => k.as_str().to_string(),
+                (None, None) => "-".to_string(),
+            };
+            vec![
+                a.metric.name.clone(),
+                a.metric.metric_type.as_str().to_string(),
+                num(a.metric.baseline),
+                num(a.metric.target),
+                int(a.target_n),
+                available,
+                verdict,
+                a.msg.msg.trim_end().to_string(),
+            ]
+        })
+        .collect();
+    (header, rows)
+}
+
+/// A number for the table: up to 6 significant decimals, no trailing zeros.
+fn fmt_num(x: f64) -> String {
+    let s = format!("{x:.6}");
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    if s == "-0" { "0".into() } else { s.to_string() }
+}
+
+/// True when any analysis found too few units.
+pub fn any_insufficient(analyses: &[Analysis]) -> bool {
+    analyses
+        .iter()
+        .any(|a| a.sufficient_n == Some(false) || a.msg.kind == Some(MessageType::Insufficient))
+}

@@ -21,9 +21,20 @@ use std::f64::consts::{FRAC_1_SQRT_2, PI, SQRT_2};
 
 const LN_SQRT_2PI: f64 = 0.918_938_533_204_672_8;
 
-/// `ln Γ(x)` for `x > 0` (Lanczos, from statrs).
+/// `ln Γ(x)` for `x > 0`: Stirling's series from 10 upwards, shifted by the recurrence
+/// `Γ(x) = Γ(x + k) / (x (x + 1) … (x + k − 1))` below (about 1e-16 absolute; statrs' Lanczos
+/// is only good to a few 1e-15).
 pub fn ln_gamma(x: f64) -> f64 {
-    statrs::function::gamma::ln_gamma(x)
+    if x >= 10.0 {
+        return (x - 0.5) * x.ln() - x + LN_SQRT_2PI + lgammacor(x);
+    }
+    let mut prod = 1.0;
+    let mut y = x;
+    while y < 10.0 {
+        prod *= y;
+        y += 1.0;
+    }
+    (y - 0.5) * y.ln() - y + LN_SQRT_2PI + lgammacor(y) - prod.ln()
 }
 
 /// The remainder of Stirling's series: `ln Γ(x) − [(x − ½) ln x − x + ½ ln 2π]`, for `x ≥ 10`
@@ -44,7 +55,11 @@ pub fn ln_beta(a: f64, b: f64) -> f64 {
     let q = a.max(b);
     if p >= 10.0 {
         let corr = lgammacor(p) + lgammacor(q) - lgammacor(p + q);
-        -0.5 * q.ln() + LN_SQRT_2PI + corr + (p - 0.5) * (p / (p + q)).ln() + q * (-p / (p + q)).ln_1p()
+        -0.5 * q.ln()
+            + LN_SQRT_2PI
+            + corr
+            + (p - 0.5) * (p / (p + q)).ln()
+            + q * (-p / (p + q)).ln_1p()
     } else if q >= 10.0 {
         let corr = lgammacor(q) - lgammacor(p + q);
         ln_gamma(p) + corr + p - p * (p + q).ln() + (q - 0.5) * (-p / (p + q)).ln_1p()
@@ -62,16 +77,29 @@ pub fn beta_reg(a: f64, b: f64, x: f64, y: f64) -> f64 {
     if y <= 0.0 {
         return 1.0;
     }
-    if x > (a + 1.0) / (a + b + 2.0) {
-        1.0 - beta_cf_part(b, a, y, x)
+    // The continued fraction converges fast for x < (a + 1)/(a + b + 2) (Numerical Recipes),
+    // but its coefficients must use the *smaller* of x, 1 − x: the other one, near 1, has lost
+    // the digits that matter when a or b is huge (2e-12 at 1e6 degrees of freedom). So evaluate
+    // in the small variable unless it is well outside the fast region.
+    let direct = if x <= y {
+        x < 2.0 * (a + 1.0) / (a + b + 2.0)
     } else {
+        y >= 2.0 * (b + 1.0) / (a + b + 2.0)
+    };
+    if direct {
         beta_cf_part(a, b, x, y)
+    } else {
+        1.0 - beta_cf_part(b, a, y, x)
     }
 }
 
 /// `x^a y^b / (a B(a, b))` times the continued fraction: `I_x(a, b)` where the fraction converges.
 fn beta_cf_part(a: f64, b: f64, x: f64, y: f64) -> f64 {
-    let ln_front = a * x.ln() + b * y.ln() - ln_beta(a, b);
+    // ln x and ln(1 − x) from whichever of x, y is small (and so exact): with b in the
+    // hundreds of thousands, b·ln(y) for y = 1 − 4e-6 would otherwise lose 1e-11.
+    let ln_x = if x < 0.5 { x.ln() } else { (-y).ln_1p() };
+    let ln_y = if y < 0.5 { y.ln() } else { (-x).ln_1p() };
+    let ln_front = a * ln_x + b * ln_y - ln_beta(a, b);
     if ln_front < -745.0 {
         return 0.0;
     }
@@ -80,7 +108,7 @@ fn beta_cf_part(a: f64, b: f64, x: f64, y: f64) -> f64 {
 
 /// Numerical Recipes' `betacf` (modified Lentz), run to full precision.
 fn beta_cf(a: f64, b: f64, x: f64) -> f64 {
-    const EPS: f64 = 1e-16;
+    const EPS: f64 = f64::EPSILON;
     const FPMIN: f64 = 1e-300;
     let qab = a + b;
     let qap = a + 1.0;
@@ -127,14 +155,69 @@ fn beta_cf(a: f64, b: f64, x: f64) -> f64 {
     h
 }
 
+/// `erfc(x)` to about 1e-16 relative: for `|x| < 1.5` through the series
+/// `erf(x) = 2/√π · e^{−x²} Σ 2ⁿ x^{2n+1} / (1·3·…·(2n+1))` (all terms positive, no
+/// cancellation), above through Laplace's continued fraction
+/// `erfc(x) = e^{−x²}/√π · 1/(x + ½/(x + 1/(x + 3/2/(x + …))))` (modified Lentz).
+/// (statrs' erfc is off by up to ~1e-11, too coarse for exact roots.)
+pub fn erfc(x: f64) -> f64 {
+    if x.is_nan() {
+        return f64::NAN;
+    }
+    if x < 0.0 {
+        return 2.0 - erfc(-x);
+    }
+    if x > 27.3 {
+        return 0.0;
+    }
+    let two_over_sqrt_pi = std::f64::consts::FRAC_2_SQRT_PI;
+    if x < 1.5 {
+        let x2 = x * x;
+        let mut term = x;
+        let mut sum = x;
+        let mut n = 0.0;
+        loop {
+            n += 1.0;
+            term *= 2.0 * x2 / (2.0 * n + 1.0);
+            sum += term;
+            if term <= 1e-17 * sum {
+                break;
+            }
+        }
+        return 1.0 - two_over_sqrt_pi * (-x2).exp() * sum;
+    }
+    const TINY: f64 = 1e-300;
+    let mut f = x;
+    let mut c = f;
+    let mut d = 0.0;
+    for n in 1..5000 {
+        let a = n as f64 / 2.0;
+        d = x + a * d;
+        if d == 0.0 {
+            d = TINY;
+        }
+        c = x + a / c;
+        if c == 0.0 {
+            c = TINY;
+        }
+        d = 1.0 / d;
+        let delta = c * d;
+        f *= delta;
+        if (delta - 1.0).abs() <= f64::EPSILON {
+            break;
+        }
+    }
+    0.5 * two_over_sqrt_pi * (-x * x).exp() / f
+}
+
 /// Standard normal CDF `Φ(z)`.
 pub fn norm_cdf(z: f64) -> f64 {
-    0.5 * statrs::function::erf::erfc(-z * FRAC_1_SQRT_2)
+    0.5 * erfc(-z * FRAC_1_SQRT_2)
 }
 
 /// Standard normal survival function `1 − Φ(z)`, accurate in the upper tail.
 pub fn norm_sf(z: f64) -> f64 {
-    0.5 * statrs::function::erf::erfc(z * FRAC_1_SQRT_2)
+    0.5 * erfc(z * FRAC_1_SQRT_2)
 }
 
 /// Standard normal density.
@@ -168,7 +251,11 @@ fn t_sf_pos(t: f64, df: f64) -> f64 {
 
 /// Student's t CDF.
 pub fn t_cdf(t: f64, df: f64) -> f64 {
-    if t >= 0.0 { 1.0 - t_sf_pos(t, df) } else { t_sf_pos(-t, df) }
+    if t >= 0.0 {
+        1.0 - t_sf_pos(t, df)
+    } else {
+        t_sf_pos(-t, df)
+    }
 }
 
 /// Student's t density.
@@ -180,8 +267,14 @@ pub fn t_pdf(t: f64, df: f64) -> f64 {
 /// statrs' inverse as a start, then Newton steps on the survival function.
 pub fn t_isf(q: f64, df: f64) -> f64 {
     use statrs::distribution::{ContinuousCDF, StudentsT};
-    let start = StudentsT::new(0.0, 1.0, df).map(|d| d.inverse_cdf(1.0 - q)).unwrap_or(f64::NAN);
-    let mut t = if start.is_finite() && start > 0.0 { start } else { norm_isf(q) };
+    let start = StudentsT::new(0.0, 1.0, df)
+        .map(|d| d.inverse_cdf(1.0 - q))
+        .unwrap_or(f64::NAN);
+    let mut t = if start.is_finite() && start > 0.0 {
+        start
+    } else {
+        norm_isf(q)
+    };
     for _ in 0..8 {
         let step = (t_sf_pos(t, df) - q) / t_pdf(t, df);
         if !step.is_finite() {
@@ -198,12 +291,20 @@ pub fn t_isf(q: f64, df: f64) -> f64 {
 
 /// The noncentral t CDF `P(T ≤ t)` for ν > 0 degrees of freedom and noncentrality δ.
 pub fn nct_cdf(t: f64, df: f64, delta: f64) -> f64 {
-    if t >= 0.0 { nct_cdf_pos(t, df, delta) } else { 1.0 - nct_cdf_pos(-t, df, -delta) }
+    if t >= 0.0 {
+        nct_cdf_pos(t, df, delta)
+    } else {
+        1.0 - nct_cdf_pos(-t, df, -delta)
+    }
 }
 
 /// The noncentral t survival function `P(T > t)`.
 pub fn nct_sf(t: f64, df: f64, delta: f64) -> f64 {
-    if t >= 0.0 { 1.0 - nct_cdf_pos(t, df, delta) } else { nct_cdf_pos(-t, df, -delta) }
+    if t >= 0.0 {
+        1.0 - nct_cdf_pos(t, df, delta)
+    } else {
+        nct_cdf_pos(-t, df, -delta)
+    }
 }
 
 /// Lenth's series for `t ≥ 0`:

@@ -1,0 +1,736 @@
+//! One metric's power analysis: sample-size mode (§5.4), MDE mode and the MDE core (§5.5),
+//! cluster designs (§5.7), with the reference's messages.
+//!
+//! Decisions (DECISIONS.md §4): numeric metrics use the t-test, binary metrics the z-test for
+//! both the sample size and the MDE; ratio = smallest treatment share / control share; exact
+//! roots; the MDE is reported in both directions.
+
+use serde::Serialize;
+use serde_json::Map;
+
+use super::exact::{Allocation, Q};
+use super::messages::{self as m, Message, MessageType, jf, round4};
+use super::solve::{self, SolveError};
+use crate::error::{Error, Result};
+
+/// `numeric` (t-test on Cohen's d) or `binary` (z-test on Cohen's h).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MetricType {
+    Numeric,
+    Binary,
+}
+
+impl MetricType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MetricType::Numeric => "numeric",
+            MetricType::Binary => "binary",
+        }
+    }
+}
+
+/// The metric as analysed (`target` is filled in from `pct_change` and vice versa).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MetricSpec {
+    pub name: String,
+    pub metric_type: MetricType,
+    pub baseline: Option<f64>,
+    pub target: Option<f64>,
+    pub pct_change: Option<f64>,
+    pub stddev: Option<f64>,
+    pub available_n: Option<i64>,
+    pub available_nonnull_n: Option<i64>,
+}
+
+/// Significance, power and arms, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Design {
+    pub alpha: f64,
+    pub power: f64,
+    pub n_arms: usize,
+    pub arm_weights: Option<Vec<f64>>,
+    allocation: Allocation,
+}
+
+impl Design {
+    /// Validate the design; errors name the CLI flag (`--alpha`, `--power`, `--arms`,
+    /// `--arm-weights`). `n_arms` may be None when weights are given (one arm per weight).
+    pub fn new(
+        alpha: f64,
+        power: f64,
+        n_arms: Option<usize>,
+        arm_weights: Option<Vec<f64>>,
+    ) -> Result<Design> {
+        let mut errors = Vec::new();
+        if !(alpha > 0.0 && alpha < 1.0) {
+            errors.push(format!(
+                "--alpha must be between 0 and 1 (exclusive), got {}",
+                m::py_repr(alpha)
+            ));
+        }
+        if !(power > 0.0 && power < 1.0) {
+            errors.push(format!(
+                "--power must be between 0 and 1 (exclusive), got {}",
+                m::py_repr(power)
+            ));
+        } else if alpha > 0.0 && alpha < 1.0 && power <= alpha {
+            errors.push(format!(
+                "--power ({}) must be greater than --alpha ({}): no sample size can reach a power at or below the significance level",
+                m::py_repr(power),
+                m::py_repr(alpha)
+            ));
+        }
+        let k = n_arms.or(arm_weights.as_ref().map(Vec::len)).unwrap_or(2);
+        if k < 2 {
+            errors.push(format!(
+                "--arms must be at least 2 (a control and a treatment), got {k}"
+            ));
+        }
+        let allocation = match &arm_weights {
+            None => Some(Allocation::equal(k)),
+            Some(w) => {
+                if w.len() != k {
+                    errors.push(format!(
+                        "--arm-weights: Number of arm weights ({}) must match number of arms ({k})",
+                        w.len()
+                    ));
+                }
+                if let Some(bad) = w.iter().find(|x| !x.is_finite() || **x <= 0.0) {
+                    errors.push(format!(
+                        "--arm-weights: every weight must be a positive number, got {bad}"
+                    ));
+                }
+                Allocation::from_weights(w)
+            }
+        };
+        match allocation {
+            Some(allocation) if errors.is_empty() => Ok(Design {
+                alpha,
+                power,
+                n_arms: k,
+                arm_weights,
+                allocation,
+            }),
+            _ => Err(Error::Invalid(errors)),
+        }
+    }
+
+    pub fn allocation(&self) -> &Allocation {
+        &self.allocation
+    }
+
+    pub fn control_share(&self) -> f64 {
+        self.allocation.control_share()
+    }
+
+    pub fn arm_ratio(&self) -> f64 {
+        self.allocation.arm_ratio()
+    }
+
+    fn summary(&self) -> DesignSummary {
+        DesignSummary {
+            alpha: self.alpha,
+            power: self.power,
+            n_arms: self.n_arms,
+            arm_weights: self.arm_weights.clone(),
+            control_share: self.control_share(),
+            arm_ratio: self.arm_ratio(),
+        }
+    }
+}
+
+/// Cluster-randomized design parameters (§5.7), validated.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ClusterSpec {
+    pub icc: f64,
+    pub avg_cluster_size: f64,
+    pub cv: f64,
+}
+
+impl ClusterSpec {
+    /// Validate with the reference's texts, prefixed by the flag.
+    pub fn new(icc: f64, avg_cluster_size: f64, cv: f64) -> Result<ClusterSpec> {
+        let mut errors = Vec::new();
+        if !(0.0..=1.0).contains(&icc) {
+            errors.push(format!(
+                "--icc: ICC must be between 0 and 1, got {}",
+                m::py_repr(icc)
+            ));
+        }
+        if !(avg_cluster_size >= 1.0) || !avg_cluster_size.is_finite() {
+            errors.push(format!(
+                "--avg-cluster-size: Cluster size must be >= 1, got {}",
+                m::py_repr(avg_cluster_size)
+            ));
+        }
+        if !(cv >= 0.0) || !cv.is_finite() {
+            errors.push(format!("--cv: CV must be >= 0, got {}", m::py_repr(cv)));
+        }
+        if errors.is_empty() {
+            Ok(ClusterSpec {
+                icc,
+                avg_cluster_size,
+                cv,
+            })
+        } else {
+            Err(Error::Invalid(errors))
+        }
+    }
+
+    /// `1 + ICC·((m − 1) + m·CV²)` (Eldridge 2006).
+    pub fn design_effect(&self) -> f64 {
+        match self.design_effect_exact() {
+            Some(q) => q.to_f64(),
+            None => {
+                1.0 + self.icc
+                    * ((self.avg_cluster_size - 1.0) + self.avg_cluster_size * self.cv * self.cv)
+            }
+        }
+    }
+
+    fn design_effect_exact(&self) -> Option<Q> {
+        let icc = Q::from_f64(self.icc)?;
+        let m = Q::from_f64(self.avg_cluster_size)?;
+        let cv = Q::from_f64(self.cv)?;
+        let inner = m.sub(Q::int(1))?.add(m.mul(cv)?.mul(cv)?)?;
+        Q::int(1).add(icc.mul(inner)?)
+    }
+
+    /// `⌊n / DEFF⌋`.
+    pub fn effective_n(&self, n: i64) -> i64 {
+        if let Some(deff) = self.design_effect_exact()
+            && let Some(q) = Q::int(n as i128).div(deff)
+        {
+            return q.floor() as i64;
+        }
+        (n as f64 / self.design_effect()).floor() as i64
+    }
+
+    /// Clusters per arm `⌈(N·p_a / m)·DEFF⌉` and units per arm `⌈J_a·m⌉` for an individual
+    /// target of `n_individual` units.
+    pub fn per_arm(&self, n_individual: i64, allocation: &Allocation) -> (Vec<i64>, Vec<i64>) {
+        let exact = (|| {
+            let deff = self.design_effect_exact()?;
+            let m = Q::from_f64(self.avg_cluster_size)?;
+            let shares = allocation.exact_shares()?;
+            let mut clusters = Vec::new();
+            let mut units = Vec::new();
+            for p in shares {
+                let j = Q::int(n_individual as i128)
+                    .mul(*p)?
+                    .div(m)?
+                    .mul(deff)?
+                    .ceil();
+                clusters.push(j as i64);
+                units.push(Q::int(j).mul(m)?.ceil() as i64);
+            }
+            Some((clusters, units))
+        })();
+        exact.unwrap_or_else(|| {
+            let deff = self.design_effect();
+            let clusters: Vec<i64> = allocation
+                .arm_shares()
+                .iter()
+                .map(|p| ((n_individual as f64 * p / self.avg_cluster_size) * deff).ceil() as i64)
+                .collect();
+            let units = clusters
+                .iter()
+                .map(|j| (*j as f64 * self.avg_cluster_size).ceil() as i64)
+                .collect();
+            (clusters, units)
+        })
+    }
+}
+
+/// The design as reported in JSON.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DesignSummary {
+    pub alpha: f64,
+    pub power: f64,
+    pub n_arms: usize,
+    pub arm_weights: Option<Vec<f64>>,
+    pub control_share: f64,
+    pub arm_ratio: f64,
+}
+
+/// The minimum detectable effect at a sample size, both directions.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Mde {
+    /// `⌊desired_n · c⌋` control units the MDE was solved for.
+    pub control_n: i64,
+    /// The positive standardized effect (d for numeric, h for binary).
+    pub effect_size: f64,
+    pub target_possible_lower: f64,
+    pub target_possible_upper: f64,
+    pub pct_change_possible_lower: Option<f64>,
+    pub pct_change_possible_upper: Option<f64>,
+}
+
+/// Cluster-design results (§5.7).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ClusterResult {
+    pub design_effect: f64,
+    pub clusters_per_arm: Option<Vec<i64>>,
+    pub n_per_arm: Option<Vec<i64>>,
+    pub num_clusters_total: Option<i64>,
+    pub effective_sample_size: Option<i64>,
+}
+
+/// One metric's analysis; serializes to the JSON shape of issue 5.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Analysis {
+    pub metric: MetricSpec,
+    pub design: DesignSummary,
+    /// Signed: Cohen's d = (target − baseline)/σ, or Cohen's h = 2 asin √baseline − 2 asin √target.
+    pub effect_size: Option<f64>,
+    /// The unrounded control-arm size from the solver.
+    pub control_n_raw: Option<f64>,
+    /// The smallest integer control-arm size reaching the power.
+    pub control_n: Option<i64>,
+    pub target_n: Option<i64>,
+    pub sufficient_n: Option<bool>,
+    pub mde: Option<Mde>,
+    pub cluster: Option<ClusterResult>,
+    pub msg: Message,
+}
+
+impl Analysis {
+    /// The MDE bound in the direction of the requested target (the reference's default when no
+    /// direction is known: upper for numeric, lower for binary).
+    pub fn target_possible(&self) -> Option<f64> {
+        self.mde.as_ref().map(|mde| chosen_bound(&self.metric, mde))
+    }
+}
+
+fn chosen_bound(metric: &MetricSpec, mde: &Mde) -> f64 {
+    let upper = match (metric.baseline, metric.target) {
+        (Some(b), Some(t)) if t != b => t > b,
+        _ => metric.metric_type == MetricType::Numeric,
+    };
+    if upper {
+        mde.target_possible_upper
+    } else {
+        mde.target_possible_lower
+    }
+}
+
+fn metric_err(metric: &MetricSpec, e: impl std::fmt::Display) -> Error {
+    Error::invalid(format!("metric {}: {e}", metric.name))
+}
+
+/// Check the metric's inputs (errors name the CLI flag or the metric).
+pub fn validate_metric(metric: &MetricSpec) -> Result<()> {
+    let mut errors = Vec::new();
+    let name = &metric.name;
+    let finite = |v: Option<f64>| v.is_none_or(f64::is_finite);
+    if !finite(metric.baseline)
+        || !finite(metric.target)
+        || !finite(metric.pct_change)
+        || !finite(metric.stddev)
+    {
+        errors.push(format!(
+            "metric {name}: baseline, target, pct-change and stddev must be finite numbers"
+        ));
+    }
+    if metric.target.is_some() && metric.pct_change.is_some() {
+        errors.push(format!("metric {name}: Cannot set both metric_pct_change and metric_target (give --target or --pct-change)"));
+    }
+    if metric.metric_type == MetricType::Binary {
+        for (flag, v) in [("--baseline", metric.baseline), ("--target", metric.target)] {
+            if let Some(v) = v
+                && !(0.0..=1.0).contains(&v)
+            {
+                errors.push(format!(
+                    "metric {name}: {flag} {} is not a proportion: a binary metric needs a value between 0 and 1",
+                    m::py_repr(v)
+                ));
+            }
+        }
+        if let (Some(b), Some(p), None) = (metric.baseline, metric.pct_change, metric.target) {
+            let t = b * (1.0 + p);
+            if !(0.0..=1.0).contains(&t) {
+                errors.push(format!(
+                    "metric {name}: --pct-change {} gives a target of {} outside [0, 1] for a binary metric",
+                    m::py_repr(p),
+                    m::py_repr(t)
+                ));
+            }
+        }
+        if metric.stddev.is_some() {
+            errors.push(format!(
+                "metric {name}: --stddev: a binary metric should not have stddev"
+            ));
+        }
+    }
+    for (flag, v) in [
+        ("--available-n", metric.available_n),
+        ("--available-nonnull-n", metric.available_nonnull_n),
+    ] {
+        if let Some(v) = v
+            && v < 0
+        {
+            errors.push(format!(
+                "metric {name}: {flag} must not be negative, got {v}"
+            ));
+        }
+    }
+    if let (Some(a), Some(nn)) = (metric.available_n, metric.available_nonnull_n)
+        && nn > a
+    {
+        errors.push(format!(
+            "metric {name}: --available-nonnull-n ({nn}) cannot exceed --available-n ({a})"
+        ));
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Invalid(errors))
+    }
+}
+
+/// Analyse one metric. `desired_n` switches to MDE mode; `cluster` to a cluster design.
+/// Errors: invalid inputs, and the reference's StatsPowerError cases (a sample too small, no
+/// root), each naming the metric.
+pub fn analyze(
+    metric: &MetricSpec,
+    design: &Design,
+    desired_n: Option<i64>,
+    cluster: Option<&ClusterSpec>,
+) -> Result<Analysis> {
+    validate_metric(metric)?;
+    let mut metric = metric.clone();
+    // Fill target from pct_change (the reference writes it back), and pct_change from target.
+    if let (None, Some(b), Some(p)) = (metric.target, metric.baseline, metric.pct_change) {
+        metric.target = Some(b * (1.0 + p));
+    } else if let (Some(t), Some(b), None) = (metric.target, metric.baseline, metric.pct_change)
+        && b != 0.0
+    {
+        metric.pct_change = Some(t / b - 1.0);
+    }
+    let mut a = Analysis {
+        metric,
+        design: design.summary(),
+        effect_size: None,
+        control_n_raw: None,
+        control_n: None,
+        target_n: None,
+        sufficient_n: None,
+        mde: None,
+        cluster: None,
+        msg: Message::plain(MessageType::Sufficient, ""),
+    };
+    match desired_n {
+        Some(n) => mde_mode(&mut a, design, n, cluster)?,
+        None => sample_size_mode(&mut a, design, cluster)?,
+    }
+    Ok(a)
+}
+
+/// The standardized effect for the metric, or the message that stops the analysis.
+fn effect_size(metric: &MetricSpec) -> std::result::Result<Option<f64>, Message> {
+    let (Some(b), Some(t)) = (metric.baseline, metric.target) else {
+        return Ok(None);
+    };
+    Ok(Some(match metric.metric_type {
+        MetricType::Numeric => match metric.stddev {
+            Some(s) if s > 0.0 => solve::cohens_d(b, t, s),
+            _ => {
+                return Err(Message::plain(
+                    MessageType::ZeroVariation,
+                    m::ZERO_VARIATION,
+                ));
+            }
+        },
+        MetricType::Binary => solve::cohens_h(b, t),
+    }))
+}
+
+/// The MDE core (`calculate_mde_with_desired_n`), both directions.
+pub fn mde_core(metric: &MetricSpec, design: &Design, desired_n: i64) -> Result<Mde> {
+    if desired_n <= 0 {
+        return Err(metric_err(metric, "Chosen sample size must be positive."));
+    }
+    let Some(b) = metric.baseline else {
+        return Err(metric_err(
+            metric,
+            "metric_baseline is required for MDE calculation.",
+        ));
+    };
+    let alloc = design.allocation();
+    let n1 = alloc.control_from_total(desired_n);
+    let r = alloc.arm_ratio();
+    let solved = |e: SolveError| metric_err(metric, e);
+    let (effect, lower, upper) = match metric.metric_type {
+        MetricType::Numeric => {
+            let Some(sd) = metric.stddev else {
+                return Err(metric_err(
+                    metric,
+                    "metric_stddev is required for NUMERIC metrics.",
+                ));
+            };
+            let d = solve::solve_effect_ttest(n1 as f64, r, design.alpha, design.power)
+                .map_err(solved)?;
+            (d, b - d * sd, b + d * sd)
+        }
+        MetricType::Binary => {
+            let h = solve::solve_effect_ztest(n1 as f64, r, design.alpha, design.power)
+                .map_err(solved)?;
+            let phi = 2.0 * b.sqrt().asin();
+            let lower = ((phi - h).max(0.0) / 2.0).sin().powi(2);
+            let upper = ((phi + h).min(std::f64::consts::PI) / 2.0).sin().powi(2);
+            (h, lower, upper)
+        }
+    };
+    let pct = |t: f64| if b != 0.0 { Some(t / b - 1.0) } else { None };
+    Ok(Mde {
+        control_n: n1,
+        effect_size: effect,
+        target_possible_lower: lower,
+        target_possible_upper: upper,
+        pct_change_possible_lower: pct(lower),
+        pct_change_possible_upper: pct(upper),
+    })
+}
+
+fn mde_mode(
+    a: &mut Analysis,
+    design: &Design,
+    desired_n: i64,
+    cluster: Option<&ClusterSpec>,
+) -> Result<()> {
+    let Some(baseline) = a.metric.baseline else {
+        a.msg = Message::plain(MessageType::NoBaseline, m::NO_BASELINE);
+        return Ok(());
+    };
+    if a.metric.metric_type == MetricType::Numeric && !a.metric.stddev.is_some_and(|s| s > 0.0) {
+        a.msg = Message::plain(MessageType::ZeroVariation, m::ZERO_VARIATION);
+        return Ok(());
+    }
+    a.effect_size = effect_size(&a.metric).ok().flatten();
+    let n_for_mde = match cluster {
+        Some(c) => {
+            let eff = c.effective_n(desired_n);
+            a.cluster = Some(ClusterResult {
+                design_effect: c.design_effect(),
+                clusters_per_arm: None,
+                n_per_arm: None,
+                num_clusters_total: None,
+                effective_sample_size: Some(eff),
+            });
+            eff
+        }
+        None => desired_n,
+    };
+    let mde = mde_core(&a.metric, design, n_for_mde)?;
+    let tp = chosen_bound(&a.metric, &mde);
+    a.target_n = Some(desired_n);
+    a.mde = Some(mde);
+    let mut values = Map::new();
+    values.insert("desired_n".into(), desired_n.into());
+    values.insert("metric_baseline".into(), jf(round4(baseline)));
+    values.insert("target_possible".into(), jf(round4(tp)));
+    a.msg = Message::render(Some(MessageType::Sufficient), m::MDE_BODY, values);
+    Ok(())
+}
+
+/// The smallest integer control size reaching the power, from the real root: `⌈n⌉`, checked
+/// against the power function so rounding noise at an integer cannot cost or gain a unit.
+fn integer_control_n(raw: f64, power_at: impl Fn(f64) -> f64, target: f64) -> i64 {
+    let mut k = raw.ceil().max(1.0);
+    if k - 1.0 >= 1.0 && power_at(k - 1.0) >= target {
+        k -= 1.0;
+    } else if !(power_at(k) >= target) {
+        k += 1.0;
+    }
+    k as i64
+}
+
+fn sample_size_mode(
+    a: &mut Analysis,
+    design: &Design,
+    cluster: Option<&ClusterSpec>,
+) -> Result<()> {
+    let metric = &a.metric;
+    if let Some(avail) = metric.available_n
+        && avail <= 0
+    {
+        a.msg = Message::plain(MessageType::NoAvailableN, m::NO_AVAILABLE_N);
+        return Ok(());
+    }
+    let n_e = metric.available_nonnull_n.or(metric.available_n);
+    if let Some(ne) = n_e
+        && ne <= 0
+    {
+        a.msg = Message::plain(MessageType::Insufficient, m::NO_NONNULL);
+        return Ok(());
+    }
+    let effect = match effect_size(metric) {
+        Ok(Some(e)) => e,
+        Ok(None) => {
+            a.msg = Message::plain(MessageType::NoBaseline, m::NO_BASELINE);
+            return Ok(());
+        }
+        Err(msg) => {
+            a.msg = msg;
+            return Ok(());
+        }
+    };
+    a.effect_size = Some(effect);
+    if effect == 0.0 {
+        a.msg = Message::plain(MessageType::ZeroEffectSize, m::ZERO_EFFECT);
+        return Ok(());
+    }
+    let alloc = design.allocation();
+    let r = alloc.arm_ratio();
+    let (alpha, power) = (design.alpha, design.power);
+    let kind = metric.metric_type;
+    let raw = match kind {
+        MetricType::Numeric => solve::solve_n1_ttest(effect, r, alpha, power),
+        MetricType::Binary => solve::solve_n1_ztest(effect, r, alpha, power),
+    }
+    .map_err(|e| metric_err(metric, e))?;
+    let power_at = |n1: f64| match kind {
+        MetricType::Numeric => solve::ttest_power(effect, n1, r, alpha),
+        MetricType::Binary => solve::ztest_power(effect, n1, r, alpha),
+    };
+    let control_n = integer_control_n(raw, power_at, power);
+    let individual_n = alloc.total_from_control(control_n);
+    a.control_n_raw = Some(raw);
+    a.control_n = Some(control_n);
+
+    let (target_n, clusters) = match cluster {
+        Some(c) => {
+            let (cl, units) = c.per_arm(individual_n, alloc);
+            let total: i64 = units.iter().sum();
+            let res = ClusterResult {
+                design_effect: c.design_effect(),
+                num_clusters_total: Some(cl.iter().sum()),
+                clusters_per_arm: Some(cl),
+                n_per_arm: Some(units),
+                effective_sample_size: Some(c.effective_n(total)),
+            };
+            (total, Some(res))
+        }
+        None => (individual_n, None),
+    };
+    a.target_n = Some(target_n);
+    a.cluster = clusters;
+
+    let (Some(available_n), Some(n_e)) = (a.metric.available_n, n_e) else {
+        // Offline without --available-n: the size is known, sufficiency is not.
+        let mut values = Map::new();
+        values.insert("target_n".into(), target_n.into());
+        a.msg = Message::render(None, m::NO_AVAILABLE_GIVEN, values);
+        return Ok(());
+    };
+    let sufficient = target_n <= n_e;
+    a.sufficient_n = Some(sufficient);
+    if !sufficient {
+        let mde_n = match cluster {
+            Some(c) => c.effective_n(n_e),
+            None => n_e,
+        };
+        a.mde = Some(mde_core(&a.metric, design, mde_n)?);
+    }
+    let has_nulls = a
+        .metric
+        .available_nonnull_n
+        .is_some_and(|nn| nn != available_n);
+    let mut values = Map::new();
+    let template = match (&a.cluster, cluster) {
+        (Some(res), Some(c)) => {
+            values.insert("available_n".into(), available_n.into());
+            values.insert("available_nonnull_n".into(), n_e.into());
+            values.insert("target_n".into(), target_n.into());
+            values.insert(
+                "num_clusters_total".into(),
+                res.num_clusters_total.unwrap_or(0).into(),
+            );
+            let high_cv = c.cv > 1.0;
+            if high_cv {
+                values.insert("cluster_size_cv".into(), jf(c.cv));
+            }
+            let body = if sufficient {
+                m::CLUSTER_SUFFICIENT
+            } else {
+                m::CLUSTER_INSUFFICIENT
+            };
+            let parts = [
+                m::CLUSTER_BASE,
+                body,
+                if has_nulls {
+                    m::CLUSTER_NULL_WARNING
+                } else {
+                    ""
+                },
+                if high_cv { m::CLUSTER_CV_WARNING } else { "" },
+            ];
+            parts
+                .iter()
+                .filter(|p| !p.is_empty())
+                .copied()
+                .collect::<Vec<_>>()
+                .join(" ")
+        }
+        _ => {
+            values.insert("available_n".into(), available_n.into());
+            values.insert("target_n".into(), target_n.into());
+            values.insert("available_nonnull_n".into(), n_e.into());
+            let body = if sufficient {
+                m::SUFFICIENT_BODY
+            } else {
+                m::INSUFFICIENT_BODY
+            };
+            [
+                m::BASE_STATS,
+                body,
+                if has_nulls { m::NULL_WARNING } else { "" },
+            ]
+            .join(" ")
+        }
+    };
+    if let (false, Some(mde)) = (sufficient, &a.mde) {
+        let tp = chosen_bound(&a.metric, mde);
+        values.insert("additional_n_needed".into(), (target_n - n_e).into());
+        values.insert(
+            "metric_baseline".into(),
+            jf(round4(a.metric.baseline.unwrap_or(f64::NAN))),
+        );
+        values.insert("target_possible".into(), jf(round4(tp)));
+        values.insert(
+            "metric_target".into(),
+            jf(round4(a.metric.target.unwrap_or(f64::NAN))),
+        );
+    }
+    let kind = if sufficient {
+        MessageType::Sufficient
+    } else {
+        MessageType::Insufficient
+    };
+    a.msg = Message::render(Some(kind), &template, values);
+    Ok(())
+}
+
+/// Analyse several metrics with one design (`check_power`), in order.
+pub fn check_power(
+    metrics: &[MetricSpec],
+    design: &Design,
+    desired_n: Option<i64>,
+    cluster: Option<&ClusterSpec>,
+) -> Result<Vec<Analysis>> {
+    let mut out = Vec::new();
+    let mut errors = Vec::new();
+    for metric in metrics {
+        match analyze(metric, design, desired_n, cluster) {
+            Ok(a) => out.push(a),
+            Err(Error::Invalid(e)) => errors.extend(e),
+            Err(other) => return Err(other),
+        }
+    }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(Error::Invalid(errors))
+    }
+}

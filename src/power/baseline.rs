@@ -1,0 +1,1 @@
+//! Baselines from the warehouse (written in step 4).

@@ -1,0 +1,686 @@
+//! Power checks: the statistics core against independent values, the §5.10 vectors of
+//! xngin-reference.md, invariants (proptest), and the `xngin power` command.
+//!
+//! Where expected values come from: "mpmath" values are the noncentral t CDF computed as the
+//! integral P(T ≤ t) = ∫ Φ(t·√(s/ν) − δ) χ²_ν(s) ds with mpmath.quad at 40 digits (independent
+//! of our series); "scipy" values are exact roots found with scipy.optimize.brentq
+//! (xtol 1e-14) on power functions built from scipy.stats.nct / scipy.stats.norm (Boost's
+//! noncentral t, an independent implementation). The script is in the test comments below.
+
+use xngin::power::nct::{nct_cdf, nct_sf, norm_isf, t_cdf, t_isf};
+use xngin::power::solve::{
+    cohens_h, solve_effect_ttest, solve_effect_ztest, solve_n1_ttest, solve_n1_ztest, ttest_power,
+    ztest_power,
+};
+use xngin::power::{ClusterSpec, Design, MessageType, MetricSpec, MetricType, analyze};
+
+fn close(a: f64, b: f64, rel: f64) -> bool {
+    (a - b).abs() <= rel * b.abs().max(1e-300)
+}
+
+macro_rules! assert_close {
+    ($a:expr, $b:expr, $rel:expr) => {{
+        let (a, b) = ($a, $b);
+        assert!(
+            close(a, b, $rel),
+            "{} = {a:e}, expected {b:e} (rel {:e})",
+            stringify!($a),
+            ((a - b) / b).abs()
+        );
+    }};
+}
+
+// ---------------------------------------------------------------- noncentral t
+
+#[test]
+fn nct_cdf_matches_high_precision_integral() {
+    // (t, ν, δ, P(T ≤ t)) — mpmath values (40 digits, rounded to 20 significant).
+    let cases: &[(f64, f64, f64, f64)] = &[
+        (1.0, 10.0, 0.5, 0.678_630_638_691_129_394_97),
+        (-1.0, 10.0, 0.5, 0.074_775_445_882_578_504_485),
+        (2.0, 5.0, 1.0, 0.778_074_662_616_214_871_47),
+        (-2.0, 5.0, -1.0, 0.221_925_337_383_785_128_53),
+        (
+            1.9788,
+            126.0,
+            2.828_427_124_746_190_3,
+            0.198_493_977_295_687_232_39,
+        ),
+        (3.0, 20.0, 5.0, 0.033_043_121_847_021_801_414),
+        (0.5, 1.0, 2.0, 0.063_276_887_479_946_749_033),
+        (-0.5, 3.5, -3.0, 0.993_634_049_136_691_685_55),
+        (1.96, 25449.0, 2.8017, 0.199_981_450_858_867_069_16),
+        (10.0, 30.0, 8.0, 0.881_213_492_377_882_962_46),
+        (-1.5, 100.0, 1.0, 0.006_524_357_938_488_288_492_7),
+        (2.5, 2.0, 0.0, 0.935_194_139_889_244_595_44),
+        // Large experiments: ν in the hundreds of thousands.
+        (1.96, 1e6, 2.8, 0.200_454_282_055_179_638_12),
+        (-1.96, 250_000.0, 2.8, 9.680_618_984_574_027_830_2e-7),
+        (2.5, 40_000.0, 0.1, 0.991_800_014_546_452_235_9),
+    ];
+    for &(t, df, nc, want) in cases {
+        let got = nct_cdf(t, df, nc);
+        assert!(
+            (got - want).abs() < 1e-13,
+            "F({t}; {df}, {nc}) = {got:e}, want {want:e}"
+        );
+        assert!((nct_sf(t, df, nc) - (1.0 - want)).abs() < 1e-13);
+    }
+}
+
+#[test]
+fn nct_reduces_to_central_t_and_normal() {
+    // δ = 0 is Student's t; t(1) is Cauchy: F(1) = 3/4, F(-1) = 1/4.
+    assert!((nct_cdf(1.0, 1.0, 0.0) - 0.75).abs() < 2e-15);
+    assert!((t_cdf(-1.0, 1.0) - 0.25).abs() < 2e-15);
+    // t(2): F(t) = 1/2 + t / (2 √(t² + 2)).
+    for t in [-3.0, -0.7, 0.4, 2.5, 9.0] {
+        let exact = 0.5 + t / (2.0 * (t * t + 2.0_f64).sqrt());
+        assert!((nct_cdf(t, 2.0, 0.0) - exact).abs() < 1e-15, "t={t}");
+    }
+    // Huge ν: T → N(δ, 1), so F(t) → Φ(t − δ); the difference is O(1/ν).
+    let z = xngin::power::nct::norm_cdf(1.0 - 0.5);
+    assert!((nct_cdf(1.0, 1e7, 0.5) - z).abs() < 1e-6);
+}
+
+#[test]
+fn quantiles_invert_the_cdfs() {
+    // The familiar two-sided 5% critical values.
+    assert!((norm_isf(0.025) - 1.959_963_984_540_054).abs() < 1e-14);
+    assert!((t_isf(0.025, 10.0) - 2.228_138_851_986_275_3).abs() < 1e-12); // scipy
+    assert!((t_isf(0.025, 126.0) - 1.978_970_601_990_628_8).abs() < 1e-12); // scipy
+    for df in [1.0, 3.3, 30.0, 2000.0, 1e6] {
+        let c = t_isf(0.025, df);
+        assert!((1.0 - t_cdf(c, df) - 0.025).abs() < 1e-15, "df={df}");
+    }
+}
+
+// ---------------------------------------------------------------- power functions
+
+#[test]
+fn raw_power_vectors() {
+    // §5.10 raw power (also scipy: 0.8014595579222543 and 0.6087794846454566).
+    assert_close!(
+        ttest_power(0.5, 64.0, 1.0, 0.05),
+        0.801_459_557_922_254_3,
+        1e-12
+    );
+    assert_close!(
+        ztest_power(0.1, 1000.0, 1.0, 0.05),
+        0.608_779_484_645_456_6,
+        1e-12
+    );
+    // Power at zero effect is alpha exactly.
+    assert!((ttest_power(0.0, 50.0, 1.0, 0.05) - 0.05).abs() < 1e-14);
+    assert!((ztest_power(0.0, 50.0, 2.0, 0.1) - 0.1).abs() < 1e-14);
+}
+
+#[test]
+fn solved_sizes_are_exact_roots() {
+    // scipy roots (xtol 1e-14).
+    assert_close!(
+        solve_n1_ttest(0.5, 1.0, 0.05, 0.8).unwrap(),
+        63.765_610_190_952_28,
+        1e-10
+    );
+    assert_close!(
+        solve_n1_ttest(0.5, 4.0, 0.05, 0.8).unwrap(),
+        39.632_129_946_627_02,
+        1e-10
+    );
+    assert_close!(
+        solve_n1_ttest(0.035_122_924_332_058_04, 1.0, 0.05, 0.8).unwrap(),
+        12_725.886_580_121_32,
+        1e-10
+    );
+    let h = cohens_h(0.5, 0.55);
+    assert_close!(h, -0.100_167_421_161_559_74, 1e-14);
+    assert_close!(
+        solve_n1_ztest(h, 1.0, 0.05, 0.8).unwrap(),
+        1564.529_011_227_546,
+        1e-10
+    );
+    assert_close!(
+        solve_n1_ttest(h, 1.0, 0.05, 0.8).unwrap(),
+        1565.489_954_308_143_3,
+        1e-10
+    );
+    assert_close!(
+        solve_effect_ttest(197.0, 1.0, 0.05, 0.8).unwrap(),
+        0.282_977_215_252_369_2,
+        1e-10
+    );
+    assert_close!(
+        solve_effect_ztest(500.0, 1.0, 0.05, 0.8).unwrap(),
+        0.177_187_589_964_152_96,
+        1e-10
+    );
+    // Zero effect and tiny samples are errors with the reference's texts.
+    assert_eq!(
+        solve_n1_ttest(0.0, 1.0, 0.05, 0.8).unwrap_err().to_string(),
+        "Cannot detect an effect-size of 0. Try changing your effect-size."
+    );
+    assert!(
+        solve_effect_ttest(1.0, 1.0, 0.05, 0.8)
+            .unwrap_err()
+            .to_string()
+            .starts_with("Your sample size is too small")
+    );
+}
+
+#[test]
+fn gpower_total_172() {
+    // G*Power 3.1, t tests, difference between two independent means, a priori:
+    // d = 0.5, α = .05 two-tailed, power .90, allocation 1 → 86 per group, total 172.
+    let n1 = solve_n1_ttest(0.5, 1.0, 0.05, 0.9).unwrap();
+    assert_close!(n1, 85.031_284_137_346_1, 1e-10); // scipy root
+    let design = Design::new(0.05, 0.9, Some(2), None).unwrap();
+    let a = analyze(
+        &numeric("m", 100.0, Some(110.0), None, Some(20.0), None),
+        &design,
+        None,
+        None,
+    )
+    .unwrap();
+    assert_eq!(a.control_n, Some(86));
+    assert_eq!(a.target_n, Some(172));
+}
+
+// ---------------------------------------------------------------- §5.10 vectors
+
+fn numeric(
+    name: &str,
+    b: f64,
+    t: Option<f64>,
+    pct: Option<f64>,
+    sd: Option<f64>,
+    avail: Option<i64>,
+) -> MetricSpec {
+    MetricSpec {
+        name: name.into(),
+        metric_type: MetricType::Numeric,
+        baseline: Some(b),
+        target: t,
+        pct_change: pct,
+        stddev: sd,
+        available_n: avail,
+        available_nonnull_n: None,
+    }
+}
+
+fn binary(name: &str, b: f64, t: Option<f64>, avail: Option<i64>) -> MetricSpec {
+    MetricSpec {
+        name: name.into(),
+        metric_type: MetricType::Binary,
+        baseline: Some(b),
+        target: t,
+        pct_change: None,
+        stddev: None,
+        available_n: avail,
+        available_nonnull_n: None,
+    }
+}
+
+fn design(k: usize, w: Option<Vec<f64>>) -> Design {
+    Design::new(0.05, 0.8, Some(k), w).unwrap()
+}
+
+#[test]
+fn vector_numeric_row1() {
+    let a = analyze(
+        &numeric("m", 100.0, Some(110.0), None, Some(20.0), Some(1000)),
+        &design(2, None),
+        None,
+        None,
+    )
+    .unwrap();
+    assert_eq!(a.effect_size, Some(0.5));
+    assert_close!(a.control_n_raw.unwrap(), 63.765_610_190_952_28, 1e-10);
+    assert_eq!(a.control_n, Some(64));
+    assert_eq!(a.target_n, Some(128));
+    assert_eq!(a.sufficient_n, Some(true));
+    assert_eq!(a.msg.kind, Some(MessageType::Sufficient));
+    assert_eq!(
+        a.msg.msg,
+        "There are 1000 units available to run your experiment and a minimum of 128 units are needed to meet \
+         your experimental design specs. There are enough units available. "
+    );
+    assert_eq!(
+        serde_json::to_string(&a.msg.values).unwrap(),
+        r#"{"available_n":1000,"target_n":128,"available_nonnull_n":1000}"#
+    );
+}
+
+#[test]
+fn vector_numeric_insufficient() {
+    let mut m = numeric(
+        "income",
+        13.206_590_621_039_297,
+        Some(14.527_249_683_143_227),
+        None,
+        Some(37.601_056_495_700_554),
+        Some(789),
+    );
+    m.available_nonnull_n = Some(789);
+    let a = analyze(&m, &design(4, None), None, None).unwrap();
+    assert_close!(a.effect_size.unwrap(), 0.035_122_9, 1e-6);
+    assert_eq!(a.control_n, Some(12726));
+    assert_eq!(a.target_n, Some(50904));
+    assert_eq!(a.sufficient_n, Some(false));
+    let mde = a.mde.as_ref().unwrap();
+    assert_eq!(mde.control_n, 197); // ⌊789 / 4⌋
+    // scipy: 23.846832878739647, pct 0.8056766930254868.
+    assert_close!(mde.target_possible_upper, 23.846_832_878_739_647, 1e-10);
+    assert_close!(
+        mde.pct_change_possible_upper.unwrap(),
+        0.805_676_693_025_486_8,
+        1e-9
+    );
+    assert_eq!(a.msg.kind, Some(MessageType::Insufficient));
+    assert_eq!(
+        a.msg.msg,
+        "There are 789 units available to run your experiment and a minimum of 50904 units are needed to meet your \
+         experimental design specs. There are not enough non-null valued units available. You need 50115 more units \
+         to meet your specified metric target of 14.5272. Alternatively, with the available 789 non-null units and \
+         a metric baseline of 13.2066, your metric target should be 23.8468 or further from the baseline.  "
+    );
+    assert_eq!(
+        serde_json::to_string(&a.msg.values).unwrap(),
+        r#"{"available_n":789,"target_n":50904,"available_nonnull_n":789,"additional_n_needed":50115,"metric_baseline":13.2066,"target_possible":23.8468,"metric_target":14.5272}"#
+    );
+    // With only 104 non-null units (⌊104/4⌋ = 26 per arm): scipy 42.99966392695724; the
+    // null warning is appended.
+    m.available_nonnull_n = Some(104);
+    let a = analyze(&m, &design(4, None), None, None).unwrap();
+    assert_close!(
+        a.mde.as_ref().unwrap().target_possible_upper,
+        42.999_663_926_957_24,
+        1e-10
+    );
+    assert!(a.msg.msg.ends_with(
+        "further from the baseline.  WARNING: There are 104 units with a non-null value out of the 789 available.  \
+         The power calculation was done with only units with a value present, but random assignment is performed \
+         over all available units meeting your filters, including those with a missing value. If you do not want \
+         that, add a filter on this metric to exclude nulls."
+    ));
+    assert!(a.msg.msg.contains("You need 50800 more units"));
+}
+
+#[test]
+fn vector_binary() {
+    // DECISIONS.md §4: binary sample sizes use the z-test, so the reference's 3132 (t-test,
+    // n1 = 1565.49) becomes 3130 (z-test, scipy root n1 = 1564.529011227546).
+    let a = analyze(
+        &binary("b", 0.5, Some(0.55), Some(1000)),
+        &design(2, None),
+        None,
+        None,
+    )
+    .unwrap();
+    assert_close!(a.effect_size.unwrap(), -0.100_167_421_161_559_74, 1e-13);
+    assert_close!(a.control_n_raw.unwrap(), 1564.529_011_227_546, 1e-10);
+    assert_eq!(a.target_n, Some(3130));
+    assert_eq!(a.sufficient_n, Some(false));
+    let mde = a.mde.as_ref().unwrap();
+    assert_eq!(mde.control_n, 500);
+    assert_close!(mde.effect_size, 0.177_187_589_964_152_96, 1e-10);
+    // Reference 0.411869 (pct −0.176262) is the lower bound; we also report the upper one.
+    assert_close!(mde.target_possible_lower, 0.411_869_051_416_017_2, 1e-10);
+    assert_close!(
+        mde.pct_change_possible_lower.unwrap(),
+        -0.176_261_897_167_965_6,
+        1e-9
+    );
+    assert_close!(mde.target_possible_upper, 0.588_130_948_583_983, 1e-10);
+    // The message quotes the bound in the requested direction (target above the baseline).
+    assert!(
+        a.msg
+            .msg
+            .contains("your metric target should be 0.5881 or further"),
+        "{}",
+        a.msg.msg
+    );
+}
+
+#[test]
+fn vector_weights() {
+    let m = numeric("m", 100.0, Some(110.0), None, Some(20.0), None);
+    let a = analyze(&m, &design(2, Some(vec![20.0, 80.0])), None, None).unwrap();
+    assert_eq!(a.design.arm_ratio, 4.0);
+    assert_eq!(a.design.control_share, 0.2);
+    assert_close!(a.control_n_raw.unwrap(), 39.632_129_946_627_02, 1e-10);
+    assert_eq!(a.control_n, Some(40));
+    assert_eq!(a.target_n, Some(200));
+    let a = analyze(&m, &design(3, Some(vec![20.0, 20.0, 60.0])), None, None).unwrap();
+    assert_eq!(a.design.arm_ratio, 1.0);
+    assert_eq!(a.control_n, Some(64));
+    assert_eq!(a.target_n, Some(320));
+    // Binary with weights, z-test (reference t-test values 3526 and 4895 change):
+    // 33.3/66.7: n1 = 1172.81 → 1173, ⌈1173 / 0.333⌉ = 3523; 20/80: n1 = 977.83 → 978 → 4890.
+    let b = binary("b", 0.5, Some(0.55), None);
+    let a = analyze(&b, &design(2, Some(vec![33.3, 66.7])), None, None).unwrap();
+    assert_close!(a.control_n_raw.unwrap(), 1172.810_353_244_037_7, 1e-10);
+    assert_eq!(a.target_n, Some(3523));
+    let a = analyze(&b, &design(2, Some(vec![20.0, 80.0])), None, None).unwrap();
+    assert_close!(a.control_n_raw.unwrap(), 977.830_632_017_216_5, 1e-10);
+    assert_eq!(a.target_n, Some(4890));
+}
+
+#[test]
+fn vector_mde() {
+    let m = numeric("m", 100.0, None, None, Some(20.0), None);
+    let a = analyze(&m, &design(2, None), Some(20000), None).unwrap();
+    let mde = a.mde.as_ref().unwrap();
+    assert_eq!(mde.control_n, 10000);
+    assert_close!(mde.target_possible_upper, 100.792_445_048_171_07, 1e-12); // reference 100.7925
+    assert_close!(
+        mde.pct_change_possible_upper.unwrap(),
+        0.007_924_450_481_710_7,
+        1e-9
+    );
+    assert_close!(
+        mde.target_possible_lower,
+        100.0 - 0.792_445_048_171_07,
+        1e-12
+    );
+    assert_eq!(a.target_n, Some(20000));
+    assert_eq!(a.sufficient_n, None);
+    assert_eq!(
+        a.msg.msg,
+        "With a desired sample size of 20000 units and a metric baseline of 100.0, the minimum detectable effect \
+         (MDE) is 100.7924."
+    );
+    let a = analyze(&m, &design(2, Some(vec![20.0, 80.0])), Some(20000), None).unwrap();
+    assert_close!(
+        a.mde.as_ref().unwrap().target_possible_upper,
+        100.990_556_310_213_85,
+        1e-12
+    );
+    // Binary, z-test: scipy 0.48019500770671036; the reference's 0.480194 (pct −0.039612)
+    // carries statsmodels' 1e-5 solver tolerance.
+    let b = binary("b", 0.5, None, None);
+    let a = analyze(&b, &design(2, None), Some(20000), None).unwrap();
+    assert_close!(
+        a.mde.as_ref().unwrap().target_possible_lower,
+        0.480_195_007_706_710_36,
+        1e-10
+    );
+    assert_close!(
+        a.mde.as_ref().unwrap().pct_change_possible_lower.unwrap(),
+        -0.039_609_984_586_579_3,
+        1e-8
+    );
+    // MDE mode: numeric desired 500 → 105.0213 (pct 0.0502); binary p0 = 0.05, desired 1000 →
+    // 0.018630 (pct −0.6274).
+    let a = analyze(&m, &design(2, None), Some(500), None).unwrap();
+    assert_close!(
+        a.mde.as_ref().unwrap().target_possible_upper,
+        105.021_312_253_137_75,
+        1e-12
+    );
+    let a = analyze(
+        &binary("b", 0.05, None, None),
+        &design(2, None),
+        Some(1000),
+        None,
+    )
+    .unwrap();
+    let mde = a.mde.as_ref().unwrap();
+    assert_close!(mde.target_possible_lower, 0.018_630_122_537_609_674, 1e-9);
+    assert_close!(
+        mde.pct_change_possible_lower.unwrap(),
+        0.018_630_122_537_609_674 / 0.05 - 1.0,
+        1e-9
+    );
+    assert_close!(mde.target_possible_upper, 0.095_460_902_272_801_74, 1e-9);
+    assert!(a.msg.msg.ends_with("is 0.0186."), "{}", a.msg.msg);
+}
+
+#[test]
+fn vector_testing_dwh_income() {
+    // current_income for Asian participants: b = 26333.6287, +10 %, σ = 6752.8505 → n1 = 104.195 → 210.
+    let m = numeric(
+        "current_income",
+        26333.6287,
+        None,
+        Some(0.1),
+        Some(6752.8505),
+        Some(5000),
+    );
+    let a = analyze(&m, &design(2, None), None, None).unwrap();
+    assert_close!(a.metric.target.unwrap(), 26333.6287 * 1.1, 1e-15);
+    assert_close!(a.control_n_raw.unwrap(), 104.195_199_530_675_25, 1e-9);
+    assert_eq!(a.target_n, Some(210));
+}
+
+#[test]
+fn vector_clusters() {
+    let m = numeric("m", 100.0, Some(110.0), None, Some(20.0), Some(2000));
+    let c = ClusterSpec::new(0.15, 30.0, 0.0).unwrap();
+    let a = analyze(&m, &design(2, None), None, Some(&c)).unwrap();
+    let cl = a.cluster.as_ref().unwrap();
+    assert_eq!(cl.design_effect, 5.35);
+    assert_eq!(cl.clusters_per_arm, Some(vec![12, 12]));
+    assert_eq!(cl.num_clusters_total, Some(24));
+    assert_eq!(cl.n_per_arm, Some(vec![360, 360]));
+    assert_eq!(a.target_n, Some(720));
+    assert_eq!(cl.effective_sample_size, Some(134));
+    assert_eq!(
+        a.msg.msg,
+        "There are 2000 units available. You need at least 720 units across 24 clusters to satisfy your design \
+         specs. There are enough non-null valued units available."
+    );
+    let a = analyze(&m, &design(2, Some(vec![20.0, 80.0])), None, Some(&c)).unwrap();
+    let cl = a.cluster.as_ref().unwrap();
+    assert_eq!(cl.clusters_per_arm, Some(vec![8, 29]));
+    assert_eq!(cl.n_per_arm, Some(vec![240, 870]));
+    // Binary .10 → .15, ICC .05, m = 50: DEFF 3.45. The reference's [48, 48] / [2400, 2400]
+    // come from the t-test (n1 = 681.31 → 682 → 1364 individuals); with the z-test
+    // (DECISIONS.md §4, scipy root n1 = 680.3526619128046 → 681 → 1362) each arm needs
+    // ⌈681/50 · 3.45⌉ = ⌈46.989⌉ = 47 clusters.
+    let c = ClusterSpec::new(0.05, 50.0, 0.0).unwrap();
+    let a = analyze(
+        &binary("b", 0.10, Some(0.15), Some(5000)),
+        &design(2, None),
+        None,
+        Some(&c),
+    )
+    .unwrap();
+    let cl = a.cluster.as_ref().unwrap();
+    assert_eq!(cl.design_effect, 3.45);
+    assert_close!(a.control_n_raw.unwrap(), 680.352_661_912_804_6, 1e-10);
+    assert_eq!(cl.clusters_per_arm, Some(vec![47, 47]));
+    assert_eq!(cl.n_per_arm, Some(vec![2350, 2350]));
+    // DEFF with CV: 1 + .15·(29 + 30·2.25) = 15.475, and the CV warning.
+    let c = ClusterSpec::new(0.15, 30.0, 1.5).unwrap();
+    assert_eq!(c.design_effect(), 15.475);
+    let a = analyze(&m, &design(2, None), None, Some(&c)).unwrap();
+    assert!(a.msg.msg.ends_with(
+        "Warning: High cluster size variation (CV=1.50).  Number of clusters estimates are approximate."
+    ));
+    // The reference's own test: 3 arms, CV 1.2 → DEFF 11.83, [26, 26, 26] clusters, 780 units each.
+    let c = ClusterSpec::new(0.15, 30.0, 1.2).unwrap();
+    let a = analyze(
+        &numeric("m", 100.0, Some(110.0), None, Some(20.0), Some(5000)),
+        &design(3, None),
+        None,
+        Some(&c),
+    )
+    .unwrap();
+    let cl = a.cluster.as_ref().unwrap();
+    assert_close!(cl.design_effect, 11.83, 1e-14);
+    assert_eq!(cl.clusters_per_arm, Some(vec![26, 26, 26]));
+    assert_eq!(cl.n_per_arm, Some(vec![780, 780, 780]));
+    assert_eq!(a.target_n, Some(2340));
+}
+
+#[test]
+fn cluster_insufficient_uses_effective_n() {
+    let m = numeric("m", 100.0, Some(110.0), None, Some(20.0), Some(500));
+    let c = ClusterSpec::new(0.15, 30.0, 0.0).unwrap();
+    let a = analyze(&m, &design(2, None), None, Some(&c)).unwrap();
+    assert_eq!(a.sufficient_n, Some(false));
+    // MDE on ⌊500 / 5.35⌋ = 93 units → ⌊93/2⌋ = 46 control units.
+    let mde = a.mde.as_ref().unwrap();
+    assert_eq!(mde.control_n, 46);
+    let d = solve_effect_ttest(46.0, 1.0, 0.05, 0.8).unwrap();
+    assert_close!(mde.target_possible_upper, 100.0 + 20.0 * d, 1e-14);
+    assert!(
+        a.msg
+            .msg
+            .contains("after accounting for clustering. You need 220 more units"),
+        "{}",
+        a.msg.msg
+    );
+}
+
+// ---------------------------------------------------------------- messages and validation
+
+#[test]
+fn message_only_results() {
+    let d = design(2, None);
+    let mut m = numeric("m", 100.0, Some(110.0), None, Some(20.0), Some(0));
+    let a = analyze(&m, &d, None, None).unwrap();
+    assert_eq!(a.msg.kind, Some(MessageType::NoAvailableN));
+    assert_eq!(a.msg.values, None);
+    assert_eq!(
+        a.msg.msg,
+        "You have no available units to run your experiment. Adjust your filters to target more units."
+    );
+    m.available_n = Some(10);
+    m.available_nonnull_n = Some(0);
+    let a = analyze(&m, &d, None, None).unwrap();
+    assert_eq!(a.msg.kind, Some(MessageType::Insufficient));
+    assert!(
+        a.msg
+            .msg
+            .starts_with("You have no units with non-null values")
+    );
+    m.available_nonnull_n = None;
+    m.stddev = Some(0.0);
+    let a = analyze(&m, &d, None, None).unwrap();
+    assert_eq!(a.msg.kind, Some(MessageType::ZeroVariation));
+    m.stddev = Some(20.0);
+    m.target = Some(100.0);
+    let a = analyze(&m, &d, None, None).unwrap();
+    assert_eq!(a.msg.kind, Some(MessageType::ZeroEffectSize));
+    assert_eq!(
+        a.msg.msg,
+        "Cannot detect an effect-size of 0. Try changing your effect-size."
+    );
+    m.baseline = None;
+    let a = analyze(&m, &d, None, None).unwrap();
+    assert_eq!(a.msg.kind, Some(MessageType::NoBaseline));
+    assert_eq!(a.target_n, None);
+}
+
+#[test]
+fn invalid_inputs_name_the_flag() {
+    let err = |r: xngin::Result<Design>| r.unwrap_err().lines().join("\n");
+    assert!(err(Design::new(1.5, 0.8, Some(2), None)).starts_with("--alpha"));
+    assert!(err(Design::new(0.05, 0.0, Some(2), None)).starts_with("--power"));
+    assert!(err(Design::new(0.05, 0.8, Some(1), None)).starts_with("--arms"));
+    assert!(
+        err(Design::new(0.05, 0.8, Some(3), Some(vec![50.0, 50.0])))
+            .contains("Number of arm weights (2) must match number of arms (3)")
+    );
+    assert!(err(Design::new(0.05, 0.8, Some(2), Some(vec![50.0, -1.0]))).contains("positive"));
+    assert!(
+        ClusterSpec::new(1.5, 30.0, 0.0)
+            .unwrap_err()
+            .to_string()
+            .contains("ICC must be between 0 and 1, got 1.5")
+    );
+    assert!(
+        ClusterSpec::new(0.1, 0.5, 0.0)
+            .unwrap_err()
+            .to_string()
+            .contains("Cluster size must be >= 1, got 0.5")
+    );
+    assert!(
+        ClusterSpec::new(0.1, 5.0, -1.0)
+            .unwrap_err()
+            .to_string()
+            .contains("CV must be >= 0, got -1.0")
+    );
+    let e = analyze(
+        &binary("b", 1.5, Some(0.5), None),
+        &design(2, None),
+        None,
+        None,
+    )
+    .unwrap_err();
+    assert_eq!(e.exit_code(), 3);
+    assert!(
+        e.to_string().contains("--baseline 1.5 is not a proportion"),
+        "{e}"
+    );
+}
+
+// ---------------------------------------------------------------- invariants
+
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn ttest_power_is_monotone(d in 0.05f64..2.0, n in 3.0f64..5000.0, r in 0.25f64..4.0) {
+            let p = ttest_power(d, n, r, 0.05);
+            prop_assert!(p > 0.05 && p <= 1.0);
+            prop_assert!(ttest_power(d, n * 1.1, r, 0.05) >= p - 1e-14);
+            prop_assert!(ttest_power(d * 1.1, n, r, 0.05) >= p - 1e-14);
+        }
+
+        #[test]
+        fn ztest_power_is_monotone(h in 0.01f64..2.0, n in 1.0f64..50000.0, r in 0.25f64..4.0) {
+            let p = ztest_power(h, n, r, 0.05);
+            prop_assert!(ztest_power(h, n * 1.1, r, 0.05) >= p - 1e-14);
+            prop_assert!(ztest_power(h * 1.1, n, r, 0.05) >= p - 1e-14);
+        }
+
+        #[test]
+        fn solved_control_n_is_the_smallest_sufficient_integer(
+            d in 0.05f64..1.5,
+            r in prop::sample::select(vec![0.25, 0.5, 1.0, 2.0, 4.0]),
+            power in 0.6f64..0.95,
+            binary in any::<bool>(),
+        ) {
+            let kind = if binary { MetricType::Binary } else { MetricType::Numeric };
+            let pw = |n: f64| if binary { ztest_power(d, n, r, 0.05) } else { ttest_power(d, n, r, 0.05) };
+            let (b, t, sd) = if binary {
+                // choose proportions with h = d: baseline 0.5, target sin²(asin √0.5 + d/2)
+                let t = ((0.5f64).sqrt().asin() + d / 2.0).sin().powi(2);
+                (0.5, t, None)
+            } else {
+                (10.0, 10.0 + d * 3.0, Some(3.0))
+            };
+            prop_assume!(t < 1.0);
+            let weights = vec![1.0, r];
+            let design = Design::new(0.05, power, Some(2), Some(weights)).unwrap();
+            let m = MetricSpec { name: "m".into(), metric_type: kind, baseline: Some(b), target: Some(t),
+                pct_change: None, stddev: sd, available_n: None, available_nonnull_n: None };
+            let a = analyze(&m, &design, None, None).unwrap();
+            let k = a.control_n.unwrap() as f64;
+            prop_assert!(pw(k) >= power, "power({k}) = {} < {power}", pw(k));
+            if k - 1.0 > 2.0 / (1.0 + r) {
+                prop_assert!(pw(k - 1.0) < power, "power({}) = {} >= {power}", k - 1.0, pw(k - 1.0));
+            }
+            let raw = a.control_n_raw.unwrap();
+            prop_assert!((pw(raw) - power).abs() < 1e-9);
+        }
+
+        #[test]
+        fn mde_gives_the_target_power(n in 10i64..100000, binary in any::<bool>()) {
+            let design = Design::new(0.05, 0.8, Some(2), None).unwrap();
+            let m = if binary { super::binary("b", 0.3, None, None) } else { super::numeric("m", 5.0, None, None, Some(2.0), None) };
+            let a = analyze(&m, &design, Some(n), None).unwrap();
+            let mde = a.mde.unwrap();
+            let n1 = mde.control_n as f64;
+            let p = if binary { ztest_power(mde.effect_size, n1, 1.0, 0.05) } else { ttest_power(mde.effect_size, n1, 1.0, 0.05) };
+            prop_assert!((p - 0.8).abs() < 1e-10);
+        }
+    }
+}
