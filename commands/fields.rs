@@ -1,14 +1,67 @@
-//! `xngin fields`: List a participant type's filter, metric and strata fields with ranges or distinct values.
+//! `xngin fields`: list a participant type's filter, metric and strata fields, with ranges or
+//! distinct values.
 //!
 //! Usage: xngin fields --participant-type test_participant_type --kind filters
 
+use xngin::fields::{FieldKind, list_fields};
+use xngin::output::Format;
+use xngin::warehouse::Warehouse;
+
 use crate::Globals;
 
-/// List a participant type's filter, metric and strata fields with ranges or distinct values.
-#[derive(clap::Args, Debug)]
-#[command(after_help = "Example:\n  xngin fields --participant-type test_participant_type --kind filters")]
-pub struct Args {}
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Filters,
+    Metrics,
+    Strata,
+}
 
-pub async fn run(_args: Args, _g: &Globals) -> anyhow::Result<()> {
-    crate::not_built("fields")
+/// List a participant type's filter, metric and strata fields with ranges or distinct values.
+///
+/// Filters show min and max for numbers, dates and timestamps; up to 1000 sorted distinct
+/// non-null values for strings, booleans, uuids and any *_id field; and the NULL count of each.
+#[derive(clap::Args, Debug)]
+#[command(
+    after_help = "Examples:\n  xngin fields --participant-type test_participant_type --kind filters\n  \
+xngin --settings tenant.settings.toml fields --participant-type students --kind metrics --format json"
+)]
+pub struct Args {
+    /// Participant type (case-insensitive) in the settings, or the built-in test_participant_type.
+    #[arg(long, value_name = "TYPE")]
+    pub participant_type: String,
+    /// Which role's fields to list.
+    #[arg(long, value_enum, default_value_t = Kind::Filters)]
+    pub kind: Kind,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+}
+
+pub async fn run(args: Args, g: &Globals) -> anyhow::Result<()> {
+    let rp = xngin::settings::resolve_participants(
+        g.settings.as_deref(),
+        g.datasource.as_deref(),
+        &args.participant_type,
+    )
+    .await?;
+    let kind = match args.kind {
+        Kind::Filters => FieldKind::Filters,
+        Kind::Metrics => FieldKind::Metrics,
+        Kind::Strata => FieldKind::Strata,
+    };
+    let wh = Warehouse::connect(&rp.dsn).await?;
+    let report = list_fields(&wh, &rp, kind).await;
+    wh.close().await;
+    let report = report?;
+    let text = match args.format {
+        Format::Table => xngin::fields::render_table(&report),
+        Format::Json => {
+            let mut s = serde_json::to_string_pretty(&report)?;
+            s.push('\n');
+            s
+        }
+        Format::Csv => xngin::fields::render_csv(&report)?,
+    };
+    xngin::output::print(&text)?;
+    Ok(())
 }

@@ -18,11 +18,20 @@ pub enum Syntax {
 impl Syntax {
     /// By extension (`.json` / `.toml`), else by content (a leading `{` means JSON).
     pub fn detect(path: &std::path::Path, text: &str) -> Syntax {
-        match path.extension().and_then(|e| e.to_str()).map(|e| e.to_ascii_lowercase()).as_deref() {
+        match path
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(|e| e.to_ascii_lowercase())
+            .as_deref()
+        {
             Some("json") => Syntax::Json,
             Some("toml") => Syntax::Toml,
             _ => {
-                if text.trim_start_matches('\u{feff}').trim_start().starts_with('{') {
+                if text
+                    .trim_start_matches('\u{feff}')
+                    .trim_start()
+                    .starts_with('{')
+                {
                     Syntax::Json
                 } else {
                     Syntax::Toml
@@ -72,7 +81,11 @@ pub struct Entry {
 
 impl Node {
     pub fn new(pos: usize, kind: Kind) -> Node {
-        Node { pos, kind, secret: false }
+        Node {
+            pos,
+            kind,
+            secret: false,
+        }
     }
 
     /// "a string", "an integer"... for type-mismatch messages.
@@ -110,7 +123,9 @@ impl Node {
             Kind::Null => J::Null,
             Kind::Bool(b) => J::Bool(*b),
             Kind::Int(i) => J::from(*i),
-            Kind::Float(f) => serde_json::Number::from_f64(*f).map(J::Number).unwrap_or(J::Null),
+            Kind::Float(f) => serde_json::Number::from_f64(*f)
+                .map(J::Number)
+                .unwrap_or(J::Null),
             Kind::Str(s) | Kind::Datetime(s) => J::String(s.clone()),
             Kind::Array(items) => J::Array(items.iter().map(Node::to_json).collect()),
             Kind::Object(entries) => {
@@ -159,7 +174,11 @@ impl<'a> LineIndex<'a> {
         while !self.text.is_char_boundary(end) {
             end -= 1;
         }
-        let col = self.text[start..end].chars().filter(|c| *c != '\u{feff}').count() + 1;
+        let col = self.text[start..end]
+            .chars()
+            .filter(|c| *c != '\u{feff}')
+            .count()
+            + 1;
         (line + 1, col)
     }
 }
@@ -177,7 +196,12 @@ pub fn parse(text: &str, syntax: Syntax) -> Result<Node, SyntaxError> {
 
 /// Parse strict JSON (RFC 8259) keeping the position of every value and key.
 pub fn parse_json(text: &str) -> Result<Node, SyntaxError> {
-    let mut p = JsonParser { s: text.as_bytes(), text, i: 0, depth: 0 };
+    let mut p = JsonParser {
+        s: text.as_bytes(),
+        text,
+        i: 0,
+        depth: 0,
+    };
     if text.starts_with('\u{feff}') {
         p.i = 3;
     }
@@ -188,7 +212,10 @@ pub fn parse_json(text: &str) -> Result<Node, SyntaxError> {
     let v = p.value()?;
     p.ws()?;
     if p.i < p.s.len() {
-        return Err(p.err(&format!("unexpected {} after the end of the JSON document", p.describe())));
+        return Err(p.err(&format!(
+            "unexpected {} after the end of the JSON document",
+            p.describe()
+        )));
     }
     Ok(v)
 }
@@ -202,7 +229,10 @@ struct JsonParser<'a> {
 
 impl JsonParser<'_> {
     fn err(&self, msg: &str) -> SyntaxError {
-        SyntaxError { pos: self.i, message: msg.to_string() }
+        SyntaxError {
+            pos: self.i,
+            message: msg.to_string(),
+        }
     }
 
     fn describe(&self) -> String {
@@ -218,7 +248,9 @@ impl JsonParser<'_> {
             match self.s[self.i] {
                 b' ' | b'\t' | b'\n' | b'\r' => self.i += 1,
                 b'/' if matches!(self.s.get(self.i + 1), Some(b'/') | Some(b'*')) => {
-                    return Err(self.err("comments are not allowed in JSON (use a TOML settings file for comments)"));
+                    return Err(self.err(
+                        "comments are not allowed in JSON (use a TOML settings file for comments)",
+                    ));
                 }
                 _ => break,
             }
@@ -236,7 +268,11 @@ impl JsonParser<'_> {
             b'[' => self.array(),
             b'"' => Ok(Node::new(start, Kind::Str(self.string()?))),
             b't' | b'f' | b'n' => {
-                for (word, kind) in [("true", Kind::Bool(true)), ("false", Kind::Bool(false)), ("null", Kind::Null)] {
+                for (word, kind) in [
+                    ("true", Kind::Bool(true)),
+                    ("false", Kind::Bool(false)),
+                    ("null", Kind::Null),
+                ] {
                     if self.s[self.i..].starts_with(word.as_bytes()) {
                         let after = self.s.get(self.i + word.len());
                         if !after.is_some_and(|b| b.is_ascii_alphanumeric() || *b == b'_') {
@@ -295,18 +331,30 @@ impl JsonParser<'_> {
                     return Err(self.err("trailing comma before '}' is not allowed in JSON"));
                 }
                 Some(b'\'') => return Err(self.err("object keys must use double quotes in JSON")),
-                _ => return Err(self.err(&format!("expected a key in double quotes, found {}", self.describe()))),
+                _ => {
+                    return Err(self.err(&format!(
+                        "expected a key in double quotes, found {}",
+                        self.describe()
+                    )));
+                }
             }
             let key_pos = self.i;
             let key = self.string()?;
             self.ws()?;
             if self.s.get(self.i) != Some(&b':') {
-                return Err(self.err(&format!("expected ':' after the key \"{key}\", found {}", self.describe())));
+                return Err(self.err(&format!(
+                    "expected ':' after the key \"{key}\", found {}",
+                    self.describe()
+                )));
             }
             self.i += 1;
             self.ws()?;
             let value = self.value()?;
-            entries.push(Entry { key, key_pos, value });
+            entries.push(Entry {
+                key,
+                key_pos,
+                value,
+            });
             self.ws()?;
             match self.s.get(self.i) {
                 Some(b',') => self.i += 1,
@@ -314,8 +362,17 @@ impl JsonParser<'_> {
                     self.i += 1;
                     break;
                 }
-                None => return Err(self.err("unexpected end of file; expected ',' or '}' (an object is not closed)")),
-                _ => return Err(self.err(&format!("expected ',' or '}}' after an object member, found {}", self.describe()))),
+                None => {
+                    return Err(self.err(
+                        "unexpected end of file; expected ',' or '}' (an object is not closed)",
+                    ));
+                }
+                _ => {
+                    return Err(self.err(&format!(
+                        "expected ',' or '}}' after an object member, found {}",
+                        self.describe()
+                    )));
+                }
             }
         }
         self.depth -= 1;
@@ -346,8 +403,17 @@ impl JsonParser<'_> {
                     self.i += 1;
                     break;
                 }
-                None => return Err(self.err("unexpected end of file; expected ',' or ']' (an array is not closed)")),
-                _ => return Err(self.err(&format!("expected ',' or ']' after an array element, found {}", self.describe()))),
+                None => {
+                    return Err(self.err(
+                        "unexpected end of file; expected ',' or ']' (an array is not closed)",
+                    ));
+                }
+                _ => {
+                    return Err(self.err(&format!(
+                        "expected ',' or ']' after an array element, found {}",
+                        self.describe()
+                    )));
+                }
             }
         }
         self.depth -= 1;
@@ -355,7 +421,10 @@ impl JsonParser<'_> {
     }
 
     fn hex4(&mut self) -> Result<u32, SyntaxError> {
-        let h = self.text.get(self.i..self.i + 4).filter(|h| h.bytes().all(|b| b.is_ascii_hexdigit()));
+        let h = self
+            .text
+            .get(self.i..self.i + 4)
+            .filter(|h| h.bytes().all(|b| b.is_ascii_hexdigit()));
         match h {
             Some(h) => {
                 self.i += 4;
@@ -371,7 +440,10 @@ impl JsonParser<'_> {
         let mut out = String::new();
         loop {
             let Some(&b) = self.s.get(self.i) else {
-                return Err(SyntaxError { pos: open, message: "string is not closed (missing '\"')".into() });
+                return Err(SyntaxError {
+                    pos: open,
+                    message: "string is not closed (missing '\"')".into(),
+                });
             };
             match b {
                 b'"' => {
@@ -381,7 +453,10 @@ impl JsonParser<'_> {
                 b'\\' => {
                     self.i += 1;
                     let Some(&e) = self.s.get(self.i) else {
-                        return Err(SyntaxError { pos: open, message: "string is not closed (missing '\"')".into() });
+                        return Err(SyntaxError {
+                            pos: open,
+                            message: "string is not closed (missing '\"')".into(),
+                        });
                     };
                     self.i += 1;
                     match e {
@@ -396,11 +471,15 @@ impl JsonParser<'_> {
                         b'u' => {
                             let hi = self.hex4()?;
                             let c = if (0xD800..0xDC00).contains(&hi) {
-                                if self.s.get(self.i) == Some(&b'\\') && self.s.get(self.i + 1) == Some(&b'u') {
+                                if self.s.get(self.i) == Some(&b'\\')
+                                    && self.s.get(self.i + 1) == Some(&b'u')
+                                {
                                     self.i += 2;
                                     let lo = self.hex4()?;
                                     if !(0xDC00..0xE000).contains(&lo) {
-                                        return Err(self.err("invalid \\u escape: unpaired surrogate"));
+                                        return Err(
+                                            self.err("invalid \\u escape: unpaired surrogate")
+                                        );
                                     }
                                     char::from_u32(0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00))
                                 } else {
@@ -411,7 +490,9 @@ impl JsonParser<'_> {
                             };
                             match c {
                                 Some(c) => out.push(c),
-                                None => return Err(self.err("invalid \\u escape: unpaired surrogate")),
+                                None => {
+                                    return Err(self.err("invalid \\u escape: unpaired surrogate"));
+                                }
                             }
                         }
                         _ => {
@@ -480,14 +561,19 @@ impl JsonParser<'_> {
                 return Err(self.err("invalid number: expected a digit in the exponent"));
             }
         }
-        if s.get(j).is_some_and(|b| b.is_ascii_alphabetic() || *b == b'_') {
+        if s.get(j)
+            .is_some_and(|b| b.is_ascii_alphabetic() || *b == b'_')
+        {
             self.i = start;
             return Err(self.bad_token());
         }
         let lit = &self.text[start..j];
         self.i = j;
         let kind = if float {
-            Kind::Float(lit.parse().map_err(|_| SyntaxError { pos: start, message: "invalid number".into() })?)
+            Kind::Float(lit.parse().map_err(|_| SyntaxError {
+                pos: start,
+                message: "invalid number".into(),
+            })?)
         } else {
             match lit.parse::<i64>() {
                 Ok(i) => Kind::Int(i),
@@ -528,7 +614,11 @@ pub fn parse_toml(text: &str) -> Result<Node, SyntaxError> {
     fn table(t: &DeTable<'_>) -> Vec<Entry> {
         let mut entries: Vec<Entry> = t
             .iter()
-            .map(|(k, v)| Entry { key: k.get_ref().to_string(), key_pos: k.span().start, value: conv(v) })
+            .map(|(k, v)| Entry {
+                key: k.get_ref().to_string(),
+                key_pos: k.span().start,
+                value: conv(v),
+            })
             .collect();
         // DeTable is ordered by key; restore source order.
         entries.sort_by_key(|e| e.key_pos);
@@ -558,7 +648,9 @@ mod tests {
         let n = parse_json(t).unwrap();
         let a = n.get("a").unwrap();
         assert_eq!(at(t, a.pos), (2, 8));
-        let Kind::Array(items) = &a.kind else { panic!() };
+        let Kind::Array(items) = &a.kind else {
+            panic!()
+        };
         assert_eq!(at(t, items[1].pos), (2, 12));
         let Kind::Object(es) = &n.kind else { panic!() };
         assert_eq!(es[1].key, "é");
@@ -601,7 +693,9 @@ mod tests {
     fn toml_positions_and_errors() {
         let t = "a = 1\n\n[[datasources]]\nid = \"x\"\n[datasources.config]\ntype = 'remote'\n";
         let n = parse_toml(t).unwrap();
-        let Kind::Array(ds) = &n.get("datasources").unwrap().kind else { panic!() };
+        let Kind::Array(ds) = &n.get("datasources").unwrap().kind else {
+            panic!()
+        };
         assert_eq!(at(t, ds[0].pos), (3, 1));
         assert_eq!(at(t, ds[0].get("id").unwrap().pos), (4, 6));
         let cfg = ds[0].get("config").unwrap();

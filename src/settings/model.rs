@@ -10,7 +10,14 @@ use serde::{Deserialize, Serialize};
 use crate::sheet::ColumnDescriptor;
 
 /// Valid `sslmode` values.
-pub const SSLMODES: [&str; 6] = ["disable", "allow", "prefer", "require", "verify-ca", "verify-full"];
+pub const SSLMODES: [&str; 6] = [
+    "disable",
+    "allow",
+    "prefer",
+    "require",
+    "verify-ca",
+    "verify-full",
+];
 /// Valid webhook methods (exact, upper-case).
 pub const METHODS: [&str; 5] = ["GET", "POST", "PUT", "PATCH", "DELETE"];
 /// Ports accepted in a `dwh` object.
@@ -128,8 +135,15 @@ pub enum Driver {
 }
 
 /// Drivers accepted in a `dwh` object, as written.
-pub const DRIVERS: [&str; 7] =
-    ["postgresql+psycopg", "postgresql+psycopg2", "postgresql", "mysql", "mysql+pymysql", "mariadb", "bigquery"];
+pub const DRIVERS: [&str; 7] = [
+    "postgresql+psycopg",
+    "postgresql+psycopg2",
+    "postgresql",
+    "mysql",
+    "mysql+pymysql",
+    "mariadb",
+    "bigquery",
+];
 
 impl Driver {
     pub fn as_str(self) -> &'static str {
@@ -350,7 +364,15 @@ pub struct WebhookCommonHeaders {
 
 impl std::fmt::Debug for WebhookCommonHeaders {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "WebhookCommonHeaders {{ authorization: {} }}", if self.authorization.is_some() { "***" } else { "None" })
+        write!(
+            f,
+            "WebhookCommonHeaders {{ authorization: {} }}",
+            if self.authorization.is_some() {
+                "***"
+            } else {
+                "None"
+            }
+        )
     }
 }
 

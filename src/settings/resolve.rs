@@ -1,0 +1,272 @@
+//! Participant-type resolution: settings file (or the built-in default) -> DSN, table, sheet.
+
+use std::path::{Path, PathBuf};
+
+use super::model::{Datasource, DatasourceConfig, Driver, Dwh, Participant, XnginSettings};
+use super::{ResolvedParticipants, load};
+use crate::dsn::Dsn;
+use crate::error::{Error, Result};
+use crate::sheet::ConfigWorksheet;
+
+/// The built-in datasource and participant type (DECISIONS.md §2).
+pub const BUILTIN_DATASOURCE: &str = "testing";
+pub const BUILTIN_PARTICIPANT_TYPE: &str = "test_participant_type";
+
+/// The bundled sheet of the testing warehouse.
+const TESTING_SHEET: &str = include_str!("../../fixtures/testing_sheet.csv");
+
+/// The settings file to use: `explicit`, else `XNGIN_SETTINGS`, else `xngin.settings.json` /
+/// `xngin.settings.toml` in the working directory (both present is an error), else None.
+pub fn default_settings_path(explicit: Option<&Path>) -> Result<Option<PathBuf>> {
+    if let Some(p) = explicit {
+        return Ok(Some(p.to_path_buf()));
+    }
+    if let Some(p) = std::env::var_os("XNGIN_SETTINGS").filter(|p| !p.is_empty()) {
+        return Ok(Some(PathBuf::from(p)));
+    }
+    let found: Vec<&str> = super::DEFAULT_FILES
+        .into_iter()
+        .filter(|f| Path::new(f).is_file())
+        .collect();
+    match found.as_slice() {
+        [] => Ok(None),
+        [one] => Ok(Some(PathBuf::from(one))),
+        _ => Err(Error::usage(
+            "both xngin.settings.json and xngin.settings.toml are in the working directory; \
+             pass --settings FILE to choose one",
+        )),
+    }
+}
+
+/// The sheet of the built-in `test_participant_type` (the bundled fixtures/testing_sheet.csv).
+pub fn builtin_default_sheet() -> Result<ConfigWorksheet> {
+    crate::sheet::parse_csv_bytes(
+        "fixtures/testing_sheet.csv",
+        BUILTIN_PARTICIPANT_TYPE,
+        TESTING_SHEET.as_bytes(),
+    )
+}
+
+/// Pick a datasource: by id (exact, else unique case-insensitive match), or the only one.
+pub fn find_datasource<'s>(
+    settings: &'s XnginSettings,
+    file: &str,
+    id: Option<&str>,
+) -> Result<&'s Datasource> {
+    let known = || {
+        settings
+            .datasources
+            .iter()
+            .map(|d| d.id.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    match id {
+        Some(id) => {
+            if let Some(d) = settings.datasources.iter().find(|d| d.id == id) {
+                return Ok(d);
+            }
+            let ci: Vec<&Datasource> = settings
+                .datasources
+                .iter()
+                .filter(|d| d.id.eq_ignore_ascii_case(id))
+                .collect();
+            match ci.as_slice() {
+                [one] => Ok(one),
+                _ => Err(Error::invalid(format!(
+                    "{file}: there is no datasource '{id}'; known datasources: {}",
+                    known()
+                ))),
+            }
+        }
+        None => match settings.datasources.as_slice() {
+            [one] => Ok(one),
+            _ => Err(Error::invalid(format!(
+                "{file} has {} datasources ({}); choose one with --datasource ID (or XNGIN_DATASOURCE)",
+                settings.datasources.len(),
+                known()
+            ))),
+        },
+    }
+}
+
+/// Find a participant type: exact match first, else the unique case-insensitive match.
+pub fn find_participant<'d>(
+    ds: &'d Datasource,
+    file: &str,
+    participant_type: &str,
+) -> Result<&'d Participant> {
+    let ps = ds.config.participants();
+    if let Some(p) = ps.iter().find(|p| p.participant_type() == participant_type) {
+        return Ok(p);
+    }
+    let ci: Vec<&Participant> = ps
+        .iter()
+        .filter(|p| p.participant_type().eq_ignore_ascii_case(participant_type))
+        .collect();
+    match ci.as_slice() {
+        [one] => Ok(one),
+        [] => {
+            let known: Vec<&str> = ps.iter().map(|p| p.participant_type()).collect();
+            Err(Error::invalid(format!(
+                "{file}: The configuration for participant type '{participant_type}' does not exist in datasource '{}'; known participant types: {}",
+                ds.id,
+                if known.is_empty() {
+                    "(none)".to_string()
+                } else {
+                    known.join(", ")
+                }
+            )))
+        }
+        many => {
+            let names: Vec<&str> = many.iter().map(|p| p.participant_type()).collect();
+            Err(Error::invalid(format!(
+                "{file}: participant type '{participant_type}' matches several in datasource '{}' when case is ignored ({}); write it exactly",
+                ds.id,
+                names.join(", ")
+            )))
+        }
+    }
+}
+
+/// Percent-encode a URL component (everything but unreserved characters).
+fn enc(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The DSN of a datasource (secrets already substituted in `config`).
+pub fn dsn_for(config: &DatasourceConfig) -> Result<Dsn> {
+    match config {
+        DatasourceConfig::SqliteLocal(s) => Ok(Dsn::sqlite_file(Path::new(&s.sqlite_filename))),
+        DatasourceConfig::Remote(r) => match &r.dwh {
+            Dwh::Url(u) => Dsn::parse(u),
+            Dwh::UrlObject(u) => Dsn::parse(&u.url),
+            Dwh::BigQuery(_) => Err(Error::runtime(
+                "BigQuery warehouses are not supported by this build of xngin (the settings are valid, but xngin cannot connect)",
+            )),
+            Dwh::Dsn(d) => {
+                let port = d
+                    .port
+                    .unwrap_or(if d.driver.is_mysql() { 3306 } else { 5432 });
+                let host = if d.host.contains(':') {
+                    format!("[{}]", d.host)
+                } else {
+                    d.host.clone()
+                };
+                let mut url = format!(
+                    "{}://{}@{host}:{port}/{}",
+                    d.driver.as_str(),
+                    enc(&d.user),
+                    enc(&d.dbname)
+                );
+                let mut q = Vec::new();
+                match (d.sslmode, d.driver) {
+                    (Some(m), _) => q.push(format!("sslmode={}", m.as_str())),
+                    // The reference's connection URL defaults PostgreSQL to verify-full.
+                    (None, drv) if !drv.is_mysql() => q.push("sslmode=verify-full".to_string()),
+                    _ => {}
+                }
+                if let Some(sp) = &d.search_path {
+                    q.push(format!("search_path={}", enc(sp)));
+                }
+                if !q.is_empty() {
+                    url.push('?');
+                    url.push_str(&q.join("&"));
+                }
+                let mut dsn = Dsn::parse(&url)?;
+                if !d.password.is_empty() {
+                    dsn.set_password(Some(d.password.clone()));
+                }
+                if d.driver == Driver::Psycopg2
+                    && dsn
+                        .host
+                        .as_deref()
+                        .is_some_and(|h| h.ends_with("redshift.amazonaws.com"))
+                {
+                    dsn.redshift = true;
+                }
+                Ok(dsn)
+            }
+        },
+    }
+}
+
+/// Read the sheet a participant type references, or build it from inline fields.
+pub async fn participant_sheet(p: &Participant) -> Result<ConfigWorksheet> {
+    match p {
+        Participant::Schema(s) => {
+            let ws = ConfigWorksheet {
+                table_name: s.table_name.clone(),
+                columns: s.fields.clone(),
+            };
+            crate::sheet::validate_worksheet(&ws)?;
+            Ok(ws)
+        }
+        Participant::Sheet(s) => read_sheet(&s.sheet.url, &s.sheet.worksheet).await,
+    }
+}
+
+/// Read a sheet reference: a Google Sheets URL, `file://PATH` or a plain CSV path.
+pub async fn read_sheet(url: &str, worksheet: &str) -> Result<ConfigWorksheet> {
+    crate::sheet::read_sheet(url, worksheet).await
+}
+
+pub(super) async fn resolve(
+    settings: Option<&Path>,
+    datasource: Option<&str>,
+    participant_type: &str,
+) -> Result<ResolvedParticipants> {
+    let Some(path) = default_settings_path(settings)? else {
+        return builtin(datasource, participant_type).await;
+    };
+    let (checked, settings) = load(&path)?;
+    let file = checked.file.as_str();
+    let ds = find_datasource(&settings, file, datasource)?;
+    let p = find_participant(ds, file, participant_type)?;
+    let dsn = dsn_for(&ds.config)?;
+    let sheet = participant_sheet(p).await?;
+    Ok(ResolvedParticipants {
+        datasource_id: ds.id.clone(),
+        participant_type: p.participant_type().to_string(),
+        dsn,
+        schema_name: None,
+        table_name: p.table_name().to_string(),
+        sheet,
+    })
+}
+
+async fn builtin(datasource: Option<&str>, participant_type: &str) -> Result<ResolvedParticipants> {
+    let hint = "no settings file: pass --settings FILE, set XNGIN_SETTINGS, or put xngin.settings.json / \
+                xngin.settings.toml in the working directory";
+    if let Some(d) = datasource
+        && !d.eq_ignore_ascii_case(BUILTIN_DATASOURCE)
+    {
+        return Err(Error::invalid(format!(
+            "there is no datasource '{d}'; known datasources: {BUILTIN_DATASOURCE} (the built-in default; {hint})"
+        )));
+    }
+    if !participant_type.eq_ignore_ascii_case(BUILTIN_PARTICIPANT_TYPE) {
+        return Err(Error::invalid(format!(
+            "The configuration for participant type '{participant_type}' does not exist in datasource \
+             '{BUILTIN_DATASOURCE}'; known participant types: {BUILTIN_PARTICIPANT_TYPE} (the built-in default; {hint})"
+        )));
+    }
+    let dsn = crate::testing_dwh::default_warehouse().await?;
+    let sheet = builtin_default_sheet()?;
+    Ok(ResolvedParticipants {
+        datasource_id: BUILTIN_DATASOURCE.to_string(),
+        participant_type: BUILTIN_PARTICIPANT_TYPE.to_string(),
+        dsn,
+        schema_name: None,
+        table_name: crate::testing_dwh::DEFAULT_TABLE.to_string(),
+        sheet,
+    })
+}
