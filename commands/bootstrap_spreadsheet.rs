@@ -39,7 +39,12 @@ pub struct Args {
     #[arg(long, value_name = "COLUMN")]
     unique_id_col: Option<String>,
     /// Output format (csv is the sheet itself; json is the parsed model; table is for reading).
-    #[arg(long, value_enum, default_value = "csv")]
+    #[arg(
+        long,
+        value_enum,
+        default_value = "csv",
+        conflicts_with = "create_gsheet"
+    )]
     format: Format,
     /// Write the output to FILE (atomically) instead of stdout.
     #[arg(long, short, value_name = "FILE", conflicts_with = "create_gsheet")]
@@ -65,6 +70,15 @@ pub async fn run(args: Args, _g: &Globals) -> Result<()> {
     let mut dsn = Dsn::parse(&args.dsn)?;
     dsn.fill_password(args.password.as_deref());
     xngin::dsn::check_ident("TABLE", &args.table)?;
+    // A missing or malformed key fails before any warehouse work.
+    let google = match args.create_gsheet {
+        true => {
+            let cfg = GoogleConfig::from_env();
+            gsheets::load_key(&cfg.key_path)?;
+            Some(cfg)
+        }
+        false => None,
+    };
     let wh = Warehouse::connect(&dsn).await?;
     let ws = bootstrap::bootstrap(
         &wh,
@@ -74,10 +88,20 @@ pub async fn run(args: Args, _g: &Globals) -> Result<()> {
     )
     .await;
     wh.close().await;
-    let ws = ws?;
+    let ws = match ws {
+        Err(xngin::Error::Runtime(m))
+            if args.schema_name.is_none()
+                && args.table.contains('.')
+                && m.starts_with("The table ") =>
+        {
+            Err(xngin::Error::Runtime(format!(
+                "{m} (for a table in another schema, pass --schema-name SCHEMA and the bare table name)"
+            )))
+        }
+        other => other,
+    }?;
 
-    if args.create_gsheet {
-        let cfg = GoogleConfig::from_env();
+    if let Some(cfg) = google {
         let title = args.participant_type.as_deref().unwrap_or(&args.table);
         let rows = bootstrap::sheet_rows(&ws);
         let mut on_shared = |email: &str| output::print(&format!("# Sheet shared with {email}\n"));

@@ -856,6 +856,18 @@ mod tests {
     }
 
     #[test]
+    fn https_connector_builds_without_panicking() {
+        // Needs the system's CA certificates; without them the error says so.
+        if let Err(e) = https_connector() {
+            assert!(
+                e.to_string()
+                    .contains("install the ca-certificates package"),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
     fn key_errors_name_the_path() {
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("nope.json");
