@@ -1,14 +1,320 @@
-//! `xngin power`: Sample size or minimum detectable effect, from numbers or from warehouse baselines.
+//! `xngin power`: sample size or minimum detectable effect, from numbers or from warehouse
+//! baselines over a filtered audience.
 //!
 //! Usage: xngin power --metric-type numeric --baseline 100 --target 110 --stddev 20 --arms 2
 
+use std::path::PathBuf;
+
+use xngin::power::baseline::{audience_stats, metric_specs, parse_metric_arg};
+use xngin::power::{
+    ClusterSpec, Design, MetricSpec, MetricType, any_insufficient, check_power, to_json,
+};
+use xngin::warehouse::Warehouse;
+
 use crate::Globals;
 
-/// Sample size or minimum detectable effect, from numbers or from warehouse baselines.
-#[derive(clap::Args, Debug)]
-#[command(after_help = "Example:\n  xngin power --metric-type numeric --baseline 100 --target 110 --stddev 20 --arms 2")]
-pub struct Args {}
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PowerFormat {
+    Table,
+    Json,
+}
 
-pub async fn run(_args: Args, _g: &Globals) -> anyhow::Result<()> {
-    crate::not_built("power")
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MetricTypeArg {
+    Numeric,
+    Binary,
+}
+
+/// Sample size or minimum detectable effect, from numbers or from warehouse baselines.
+///
+/// Offline: give the metric (--metric-type, --baseline, --target or --pct-change, --stddev for
+/// numeric metrics). From the warehouse: --participant-type and one or more --metric; one
+/// aggregate query over the filtered audience gives the available units, each metric's mean,
+/// population standard deviation and non-null count. Numeric metrics use the two-sample t-test
+/// (Cohen's d), binary metrics the z-test (Cohen's h). With --desired-n the minimum detectable
+/// effect is reported instead of the sample size.
+#[derive(clap::Args, Debug)]
+#[command(after_help = "Examples:\n  \
+xngin power --metric-type numeric --baseline 100 --target 110 --stddev 20 --arms 2\n  \
+xngin power --metric-type binary --baseline 0.5 --pct-change 0.1 --arm-weights 20,80 --available-n 4000\n  \
+xngin power --metric-type numeric --baseline 100 --stddev 20 --desired-n 500 --format json\n  \
+xngin power --participant-type test_participant_type --metric current_income=pct:0.1 \\\n      \
+--metric is_recruited=target:0.6 --filter \"ethnicity includes Asian\" --fail-on-insufficient")]
+pub struct Args {
+    /// Offline: the metric's type.
+    #[arg(
+        long,
+        value_enum,
+        value_name = "TYPE",
+        conflicts_with = "participant_type"
+    )]
+    pub metric_type: Option<MetricTypeArg>,
+    /// Offline: the metric's baseline (mean; a proportion for binary metrics).
+    #[arg(
+        long,
+        value_name = "B",
+        conflicts_with = "participant_type",
+        allow_negative_numbers = true
+    )]
+    pub baseline: Option<f64>,
+    /// Offline: the target value to detect.
+    #[arg(long, value_name = "T", conflicts_with_all = ["pct_change", "participant_type"], allow_negative_numbers = true)]
+    pub target: Option<f64>,
+    /// Offline: the relative change to detect (0.1 = +10 %).
+    #[arg(
+        long,
+        value_name = "P",
+        conflicts_with = "participant_type",
+        allow_negative_numbers = true
+    )]
+    pub pct_change: Option<f64>,
+    /// Offline: the population standard deviation (numeric metrics).
+    #[arg(long, value_name = "S", conflicts_with = "participant_type")]
+    pub stddev: Option<f64>,
+    /// Offline: units available (checks sufficiency).
+    #[arg(
+        long,
+        value_name = "N",
+        conflicts_with = "participant_type",
+        allow_negative_numbers = true
+    )]
+    pub available_n: Option<i64>,
+    /// Offline: units with a non-null value of the metric (default: --available-n).
+    #[arg(
+        long,
+        value_name = "M",
+        conflicts_with = "participant_type",
+        allow_negative_numbers = true
+    )]
+    pub available_nonnull_n: Option<i64>,
+
+    /// Warehouse: participant type (case-insensitive) whose table and sheet to use.
+    #[arg(long, value_name = "TYPE")]
+    pub participant_type: Option<String>,
+    /// Warehouse: a metric column, with the effect to detect: NAME=pct:0.1, NAME=target:12.5, or
+    /// NAME alone with --desired-n. Repeatable.
+    #[arg(
+        long = "metric",
+        value_name = "NAME[=pct:P|=target:T]",
+        requires = "participant_type"
+    )]
+    pub metrics: Vec<String>,
+    /// Warehouse: an audience filter "FIELD RELATION V1,V2" (RELATION: includes, excludes,
+    /// between; `null` is NULL; an empty side of between is open; quote values holding commas).
+    /// Repeatable; filters are AND-ed.
+    #[arg(long = "filter", value_name = "FILTER", requires = "participant_type")]
+    pub filters: Vec<String>,
+    /// Warehouse: a JSON file of filter objects {"field_name", "relation", "value": [...]}.
+    #[arg(long, value_name = "FILE", requires = "participant_type")]
+    pub filters_file: Option<PathBuf>,
+
+    /// Number of arms, control first (default 2, or the number of --arm-weights).
+    #[arg(long, value_name = "K")]
+    pub arms: Option<usize>,
+    /// Relative arm sizes, control first, e.g. 20,80.
+    #[arg(
+        long,
+        value_name = "W1,W2,...",
+        value_delimiter = ',',
+        allow_negative_numbers = true
+    )]
+    pub arm_weights: Option<Vec<f64>>,
+    /// Significance level (two-sided).
+    #[arg(long, default_value_t = 0.05, allow_negative_numbers = true)]
+    pub alpha: f64,
+    /// Target power.
+    #[arg(long, default_value_t = 0.8, allow_negative_numbers = true)]
+    pub power: f64,
+    /// Report the minimum detectable effect for this total sample size instead of a size.
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub desired_n: Option<i64>,
+    /// Cluster design: intracluster correlation in [0, 1].
+    #[arg(
+        long,
+        value_name = "X",
+        requires = "avg_cluster_size",
+        allow_negative_numbers = true
+    )]
+    pub icc: Option<f64>,
+    /// Cluster design: average cluster size (>= 1).
+    #[arg(
+        long,
+        value_name = "M",
+        requires = "icc",
+        allow_negative_numbers = true
+    )]
+    pub avg_cluster_size: Option<f64>,
+    /// Cluster design: coefficient of variation of cluster sizes (default 0).
+    #[arg(
+        long,
+        value_name = "C",
+        requires = "icc",
+        allow_negative_numbers = true
+    )]
+    pub cv: Option<f64>,
+
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = PowerFormat::Table)]
+    pub format: PowerFormat,
+    /// Exit with status 4 when any metric lacks units (for CI gates).
+    #[arg(long)]
+    pub fail_on_insufficient: bool,
+}
+
+pub async fn run(args: Args, g: &Globals) -> anyhow::Result<()> {
+    let design = Design::new(args.alpha, args.power, args.arms, args.arm_weights.clone());
+    let cluster = match (args.icc, args.avg_cluster_size) {
+        (Some(icc), Some(m)) => Some(ClusterSpec::new(icc, m, args.cv.unwrap_or(0.0))),
+        _ => None,
+    };
+    // Report every invalid design flag at once.
+    let mut problems = Vec::new();
+    if let Err(xngin::Error::Invalid(e)) = &design {
+        problems.extend(e.iter().cloned());
+    }
+    if let Some(Err(xngin::Error::Invalid(e))) = &cluster {
+        problems.extend(e.iter().cloned());
+    }
+    if let Some(n) = args.desired_n
+        && n <= 0
+    {
+        problems.push(format!(
+            "--desired-n must be a positive number of units, got {n}"
+        ));
+    }
+    if !problems.is_empty() {
+        return Err(xngin::Error::Invalid(problems).into());
+    }
+    let design = design?;
+    let cluster = cluster.transpose()?;
+
+    let metrics = match &args.participant_type {
+        Some(pt) => warehouse_metrics(&args, g, pt).await?,
+        None => vec![offline_metric(&args)?],
+    };
+    let analyses = check_power(&metrics, &design, args.desired_n, cluster.as_ref())?;
+
+    let text = match args.format {
+        PowerFormat::Json => {
+            let mut s = serde_json::to_string_pretty(&to_json(&analyses))?;
+            s.push('\n');
+            s
+        }
+        PowerFormat::Table => xngin::power::render_table(&analyses),
+    };
+    xngin::output::print(&text)?;
+    if args.fail_on_insufficient && any_insufficient(&analyses) {
+        let short: Vec<String> = analyses
+            .iter()
+            .filter(|a| {
+                a.sufficient_n == Some(false)
+                    || a.msg.kind == Some(xngin::power::MessageType::Insufficient)
+            })
+            .map(|a| {
+                match (
+                    a.target_n,
+                    a.metric.available_nonnull_n.or(a.metric.available_n),
+                ) {
+                    (Some(need), Some(have)) => {
+                        format!("{} (needs {need}, has {have})", a.metric.name)
+                    }
+                    _ => a.metric.name.clone(),
+                }
+            })
+            .collect();
+        return Err(xngin::Error::Insufficient(format!(
+            "not enough units for: {}",
+            short.join(", ")
+        ))
+        .into());
+    }
+    Ok(())
+}
+
+fn offline_metric(args: &Args) -> xngin::Result<MetricSpec> {
+    let Some(t) = args.metric_type else {
+        return Err(xngin::Error::usage(
+            "give --metric-type (numeric or binary) with --baseline and --target/--pct-change, \
+             or --participant-type with --metric to read baselines from the warehouse",
+        ));
+    };
+    if args.baseline.is_none() {
+        return Err(xngin::Error::usage(
+            "--baseline is required for an offline power check",
+        ));
+    }
+    if args.target.is_none() && args.pct_change.is_none() && args.desired_n.is_none() {
+        return Err(xngin::Error::usage(
+            "give the effect to detect with --target or --pct-change (or --desired-n for the minimum detectable effect)",
+        ));
+    }
+    Ok(MetricSpec {
+        name: "metric".into(),
+        metric_type: match t {
+            MetricTypeArg::Numeric => MetricType::Numeric,
+            MetricTypeArg::Binary => MetricType::Binary,
+        },
+        baseline: args.baseline,
+        target: args.target,
+        pct_change: args.pct_change,
+        stddev: args.stddev,
+        available_n: args.available_n,
+        available_nonnull_n: args.available_nonnull_n,
+    })
+}
+
+async fn warehouse_metrics(
+    args: &Args,
+    g: &Globals,
+    participant_type: &str,
+) -> anyhow::Result<Vec<MetricSpec>> {
+    if args.metrics.is_empty() {
+        return Err(xngin::Error::usage(
+            "--participant-type needs at least one --metric NAME[=pct:P|=target:T]",
+        )
+        .into());
+    }
+    let requests = args
+        .metrics
+        .iter()
+        .map(|m| parse_metric_arg(m))
+        .collect::<xngin::Result<Vec<_>>>()?;
+    if args.desired_n.is_none()
+        && let Some(r) = requests
+            .iter()
+            .find(|r| r.pct_change.is_none() && r.target.is_none())
+    {
+        return Err(xngin::Error::usage(format!(
+            "--metric {}: give the effect to detect as {0}=pct:0.1 or {0}=target:12.5 (or use --desired-n for the minimum detectable effect)",
+            r.name
+        ))
+        .into());
+    }
+    let mut filters = args
+        .filters
+        .iter()
+        .map(|f| xngin::filters::parse_cli_filter(f))
+        .collect::<xngin::Result<Vec<_>>>()?;
+    if let Some(p) = &args.filters_file {
+        filters.extend(xngin::filters::load_filters_file(p)?);
+    }
+    let rp = xngin::settings::resolve_participants(
+        g.settings.as_deref(),
+        g.datasource.as_deref(),
+        participant_type,
+    )
+    .await?;
+    let names: Vec<String> = requests.iter().map(|r| r.name.clone()).collect();
+    let wh = Warehouse::connect(&rp.dsn).await?;
+    let stats = audience_stats(
+        &wh,
+        rp.schema_name.as_deref(),
+        &rp.table_name,
+        &rp.sheet,
+        &names,
+        &filters,
+    )
+    .await;
+    wh.close().await;
+    Ok(metric_specs(&stats?, &requests))
 }

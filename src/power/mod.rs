@@ -26,9 +26,13 @@ pub fn to_json(analyses: &[Analysis]) -> serde_json::Value {
     serde_json::json!({ "analyses": analyses })
 }
 
-/// Rows for the human table: metric, type, baseline, target, n needed, available, verdict, message.
-pub fn table_rows(analyses: &[Analysis]) -> (Vec<&'static str>, Vec<Vec<String>>) {
-    let header = vec![
+/// The human table: one row per metric (type, baseline, target, units needed, available,
+/// verdict, detectable targets when an MDE was computed), then each metric's message below.
+pub fn render_table(analyses: &[Analysis]) -> String {
+    let num = |v: Option<f64>| v.map(fmt_num).unwrap_or_else(|| "-".into());
+    let int = |v: Option<i64>| v.map(|x| x.to_string()).unwrap_or_else(|| "-".into());
+    let mut t = crate::output::table();
+    t.set_header(vec![
         "metric",
         "type",
         "baseline",
@@ -36,37 +40,44 @@ pub fn table_rows(analyses: &[Analysis]) -> (Vec<&'static str>, Vec<Vec<String>>
         "n needed",
         "available",
         "verdict",
-        "message",
-    ];
-    let num = |v: Option<f64>| v.map(fmt_num).unwrap_or_else(|| "-".into());
-    let int = |v: Option<i64>| v.map(|x| x.to_string()).unwrap_or_else(|| "-".into());
-    let rows = analyses
-        .iter()
-        .map(|a| {
-            let available = match (a.metric.available_n, a.metric.available_nonnull_n) {
-                (Some(n), Some(nn)) if nn != n => format!("{nn} of {n}"),
-                (n, _) => int(n),
-            };
-            let verdict = match (a.sufficient_n, a.msg.kind) {
-                (Some(true), _) => "sufficient".to_string(),
-                (Some(false), _) => "INSUFFICIENT".to_string(),
-                (None, Some(k)) if a.mde.is_some() => format!("{} (MDE)", k.as_str()),
-                (None, Some(k)) => k.as_str().to_string(),
-                (None, None) => "-".to_string(),
-            };
-            vec![
-                a.metric.name.clone(),
-                a.metric.metric_type.as_str().to_string(),
-                num(a.metric.baseline),
-                num(a.metric.target),
-                int(a.target_n),
-                available,
-                verdict,
-                a.msg.msg.trim_end().to_string(),
-            ]
-        })
-        .collect();
-    (header, rows)
+        "detectable",
+    ]);
+    for a in analyses {
+        let available = match (a.metric.available_n, a.metric.available_nonnull_n) {
+            (Some(n), Some(nn)) if nn != n => format!("{nn} of {n}"),
+            (n, _) => int(n),
+        };
+        let verdict = match (a.sufficient_n, a.msg.kind) {
+            (Some(true), _) => "sufficient".to_string(),
+            (Some(false), _) => "INSUFFICIENT".to_string(),
+            (None, Some(_)) if a.mde.is_some() => "MDE".to_string(),
+            (None, Some(k)) => k.as_str().to_string(),
+            (None, None) => "-".to_string(),
+        };
+        let detectable = match &a.mde {
+            Some(m) => format!(
+                "<= {} or >= {}",
+                fmt_num(m.target_possible_lower),
+                fmt_num(m.target_possible_upper)
+            ),
+            None => "-".into(),
+        };
+        t.add_row(vec![
+            a.metric.name.clone(),
+            a.metric.metric_type.as_str().to_string(),
+            num(a.metric.baseline),
+            num(a.metric.target),
+            int(a.target_n),
+            available,
+            verdict,
+            detectable,
+        ]);
+    }
+    let mut out = format!("{t}\n");
+    for a in analyses {
+        out.push_str(&format!("{}: {}\n", a.metric.name, a.msg.msg.trim_end()));
+    }
+    out
 }
 
 /// A number for the table: up to 6 significant decimals, no trailing zeros.
