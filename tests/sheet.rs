@@ -168,6 +168,51 @@ fn each_bad_input_has_its_exact_message() {
 }
 
 #[test]
+fn header_names_differing_in_case_get_a_rename_hint() {
+    let lines = invalid_lines(parse_csv_bytes(
+        "s.csv",
+        "t",
+        b"Column_Name,DATA_TYPE,is_unique_id\nid,integer,true\n",
+    ));
+    assert_eq!(
+        lines,
+        [
+            "s.csv: row 1: missing required column 'column_name' (or field_name); rename the header 'Column_Name' \
+             to 'column_name' (header names are lower-case)",
+            "s.csv: row 1: missing required column 'data_type'; rename the header 'DATA_TYPE' to 'data_type' \
+             (header names are lower-case)",
+        ]
+    );
+}
+
+#[test]
+fn no_cascading_errors() {
+    let head = "column_name,data_type,column_group,description,is_unique_id,is_strata,is_filter,is_metric\n";
+    // The unique id's row has no name: one error, not also "no columns marked as unique ID".
+    let lines = invalid_lines(parse_csv_bytes(
+        "s.csv",
+        "t",
+        format!("{head},integer,,,true,,,\nx,date,,,,,,\n").as_bytes(),
+    ));
+    assert_eq!(
+        lines,
+        [
+            "s.csv: row 2, column column_name: column_name is empty; every row needs the name of a warehouse column"
+        ]
+    );
+    // An unreadable is_unique_id cell: one error, not also "no columns marked as unique ID".
+    let lines = invalid_lines(parse_csv_bytes(
+        "s.csv",
+        "t",
+        format!("{head}id,integer,,,ja,,,\n").as_bytes(),
+    ));
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].starts_with(
+        "s.csv: row 2, column is_unique_id: Value 'ja' cannot be converted to a boolean"
+    ));
+}
+
+#[test]
 fn coexisting_errors_are_all_reported_in_row_order() {
     let lines = invalid_lines(parse_csv_bytes(
         "all.csv",
@@ -843,4 +888,89 @@ async fn mysql_introspection_and_round_trip() {
     exec(&wh, &format!("DROP TABLE `{table}`")).await;
     exec(&wh, &format!("DROP TABLE `{dwh}`")).await;
     wh.close().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Properties
+
+mod properties {
+    use proptest::prelude::*;
+    use xngin::datatype::DataType;
+    use xngin::sheet::{ColumnDescriptor, ConfigWorksheet, bootstrap, parse_csv_bytes};
+
+    fn cell() -> impl Strategy<Value = String> {
+        prop::string::string_regex("[a-zA-Z0-9 ,;\"'\\r\\n\\té€_-]{0,12}").unwrap()
+    }
+
+    fn column() -> impl Strategy<Value = (String, usize, String, String, [bool; 3])> {
+        (
+            prop::string::string_regex("[a-zA-Zé_\"][a-zA-Z0-9 ,\"'é_-]{0,10}").unwrap(),
+            0..DataType::ALL.len(),
+            cell(),
+            cell(),
+            any::<[bool; 3]>(),
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+
+        /// Any valid sheet written as CSV parses back to itself.
+        #[test]
+        fn written_sheets_parse_back_unchanged(
+            cols in prop::collection::vec(column(), 1..25),
+            uid in any::<prop::sample::Index>(),
+        ) {
+            let uid = uid.index(cols.len());
+            let columns: Vec<ColumnDescriptor> = cols
+                .into_iter()
+                .enumerate()
+                .map(|(i, (name, t, group, desc, [s, f, m]))| ColumnDescriptor {
+                    // Unique, and without surrounding whitespace (names are trimmed).
+                    column_name: format!("{}{i}", name.trim()),
+                    data_type: DataType::ALL[t],
+                    column_group: group,
+                    description: desc,
+                    is_unique_id: i == uid,
+                    is_strata: s,
+                    is_filter: f,
+                    is_metric: m,
+                    extra: Default::default(),
+                })
+                .collect();
+            let ws = ConfigWorksheet { table_name: "t".into(), columns };
+            let text = bootstrap::to_csv_string(&ws);
+            let back = parse_csv_bytes("p.csv", "t", text.as_bytes());
+            prop_assert_eq!(back.ok(), Some(ws));
+        }
+
+        /// Arbitrary bytes never panic the parser; failures are Invalid, one line per problem,
+        /// each naming the source.
+        #[test]
+        fn arbitrary_input_never_panics(
+            bytes in prop::collection::vec(any::<u8>(), 0..300),
+            rows in prop::collection::vec(prop::collection::vec(
+                prop::sample::select(vec![
+                    "id", "integer", "true", "", "maybe", "varchar", "5", "x", "character varying", "\"a,b\"", "\u{e9}",
+                ]),
+                0..10,
+            ), 0..8),
+        ) {
+            let mut text = String::from("column_name,data_type,is_unique_id,is_strata,extra\n");
+            for r in &rows {
+                text.push_str(&r.join(","));
+                text.push('\n');
+            }
+            for input in [bytes.as_slice(), text.as_bytes()] {
+                match parse_csv_bytes("p.csv", "t", input) {
+                    Ok(ws) => prop_assert_eq!(ws.columns.iter().filter(|c| c.is_unique_id).count(), 1),
+                    Err(xngin::Error::Invalid(lines)) => {
+                        prop_assert!(!lines.is_empty());
+                        prop_assert!(lines.iter().all(|l| l.starts_with("p.csv: ")));
+                    }
+                    Err(other) => prop_assert!(false, "unexpected error kind: {other:?}"),
+                }
+            }
+        }
+    }
 }

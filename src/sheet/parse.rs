@@ -338,18 +338,29 @@ pub(crate) fn parse_grid(source: &str, worksheet: &str, grid: Grid) -> Result<Co
             } else {
                 ""
             };
+            let near = header_names.iter().find(|h| {
+                h.eq_ignore_ascii_case(name)
+                    || (f == Field::Name && h.eq_ignore_ascii_case("field_name"))
+            });
+            let hint = match near {
+                Some(h) => {
+                    format!("; rename the header '{h}' to '{name}' (header names are lower-case)")
+                }
+                None => format!(
+                    "; the header row has: {}; it needs column_name, data_type and is_unique_id",
+                    header_names.join(", ")
+                ),
+            };
             problems.push(SheetProblem::new(
                 Some(1),
                 None,
-                format!(
-                    "missing required column '{name}'{also}; the header row has: {}; \
-                     it needs column_name, data_type and is_unique_id",
-                    header_names.join(", ")
-                ),
+                format!("missing required column '{name}'{also}{hint}"),
             ));
         }
     }
-    let has_unique_header = field_at.contains_key(&(Field::UniqueId as u8));
+    // The unique-id count is only meaningful when both the names and the flags can be read.
+    let has_unique_header = field_at.contains_key(&(Field::UniqueId as u8))
+        && field_at.contains_key(&(Field::Name as u8));
 
     // Rows.
     let mut out: Vec<ColumnDescriptor> = Vec::new();
@@ -466,9 +477,9 @@ pub(crate) fn parse_grid(source: &str, worksheet: &str, grid: Grid) -> Result<Co
             } else {
                 first_row_of.insert(n.clone(), row_no);
             }
-            if desc.is_unique_id {
-                unique_rows.push((row_no, n.clone()));
-            }
+        }
+        if desc.is_unique_id {
+            unique_rows.push((row_no, name.clone().unwrap_or_else(|| "(no name)".into())));
         }
         if let (true, Some(n), Some(t)) = (ok, name, data_type) {
             desc.column_name = n;
