@@ -684,3 +684,607 @@ mod props {
         }
     }
 }
+
+// ---------------------------------------------------------------- the command
+
+fn xngin() -> assert_cmd::Command {
+    let mut c = assert_cmd::Command::cargo_bin("xngin").unwrap();
+    // No settings file: run where there is none.
+    c.current_dir(std::env::temp_dir());
+    c.env_remove("XNGIN_SETTINGS")
+        .env_remove("XNGIN_DATASOURCE")
+        .env_remove("XNGIN_ECHO_SQL");
+    c
+}
+
+fn json_of(out: &std::process::Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+#[test]
+fn cli_json_has_exactly_the_documented_shape() {
+    let out = xngin()
+        .args([
+            "power",
+            "--metric-type",
+            "numeric",
+            "--baseline",
+            "100",
+            "--target",
+            "110",
+            "--stddev",
+            "20",
+        ])
+        .args([
+            "--arm-weights",
+            "20,80",
+            "--available-n",
+            "150",
+            "--icc",
+            "0.15",
+            "--avg-cluster-size",
+            "30",
+        ])
+        .args(["--format", "json"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = json_of(&out);
+    let a = &v["analyses"][0];
+    let keys = |o: &serde_json::Value| o.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+    assert_eq!(keys(&v), ["analyses"]);
+    assert_eq!(
+        keys(a),
+        [
+            "metric",
+            "design",
+            "effect_size",
+            "control_n_raw",
+            "control_n",
+            "target_n",
+            "sufficient_n",
+            "mde",
+            "cluster",
+            "msg"
+        ]
+    );
+    assert_eq!(
+        keys(&a["metric"]),
+        [
+            "name",
+            "metric_type",
+            "baseline",
+            "target",
+            "pct_change",
+            "stddev",
+            "available_n",
+            "available_nonnull_n"
+        ]
+    );
+    assert_eq!(
+        keys(&a["design"]),
+        [
+            "alpha",
+            "power",
+            "n_arms",
+            "arm_weights",
+            "control_share",
+            "arm_ratio"
+        ]
+    );
+    assert_eq!(
+        keys(&a["mde"]),
+        [
+            "control_n",
+            "effect_size",
+            "target_possible_lower",
+            "target_possible_upper",
+            "pct_change_possible_lower",
+            "pct_change_possible_upper"
+        ]
+    );
+    assert_eq!(
+        keys(&a["cluster"]),
+        [
+            "design_effect",
+            "clusters_per_arm",
+            "n_per_arm",
+            "num_clusters_total",
+            "effective_sample_size"
+        ]
+    );
+    assert_eq!(keys(&a["msg"]), ["type", "msg", "values"]);
+    assert_eq!(a["design"]["arm_weights"], serde_json::json!([20.0, 80.0]));
+    assert_eq!(a["design"]["arm_ratio"], 4.0);
+    assert_eq!(a["cluster"]["clusters_per_arm"], serde_json::json!([8, 29]));
+    assert_eq!(a["target_n"], 1110);
+    assert_eq!(a["sufficient_n"], false);
+    assert_eq!(a["msg"]["type"], "insufficient");
+    // MDE on ⌊150 / 5.35⌋ = 28 units, 20 % control: ⌊28 · 0.2⌋ = 5.
+    assert_eq!(a["mde"]["control_n"], 5);
+}
+
+#[test]
+fn cli_exit_codes() {
+    // Insufficient with --fail-on-insufficient: the report is printed, then exit 4.
+    let out = xngin()
+        .args([
+            "power",
+            "--metric-type",
+            "binary",
+            "--baseline",
+            "0.5",
+            "--target",
+            "0.55",
+            "--available-n",
+            "1000",
+        ])
+        .args(["--fail-on-insufficient", "--format", "json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(4));
+    assert_eq!(json_of(&out)["analyses"][0]["target_n"], 3130);
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("not enough units for: metric (needs 3130, has 1000)")
+    );
+    // The same without the flag is fine.
+    let out = xngin()
+        .args([
+            "power",
+            "--metric-type",
+            "binary",
+            "--baseline",
+            "0.5",
+            "--target",
+            "0.55",
+            "--available-n",
+            "1000",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("INSUFFICIENT"));
+    // Invalid input: exit 3, naming each flag.
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &[
+                "--metric-type",
+                "binary",
+                "--baseline",
+                "1.2",
+                "--target",
+                "0.5",
+            ],
+            "--baseline 1.2 is not a proportion",
+        ),
+        (
+            &[
+                "--metric-type",
+                "numeric",
+                "--baseline",
+                "1",
+                "--target",
+                "2",
+                "--stddev",
+                "1",
+                "--alpha",
+                "1",
+            ],
+            "--alpha",
+        ),
+        (
+            &[
+                "--metric-type",
+                "numeric",
+                "--baseline",
+                "1",
+                "--target",
+                "2",
+                "--stddev",
+                "1",
+                "--power",
+                "0",
+            ],
+            "--power",
+        ),
+        (
+            &[
+                "--metric-type",
+                "numeric",
+                "--baseline",
+                "1",
+                "--target",
+                "2",
+                "--stddev",
+                "1",
+                "--arms",
+                "1",
+            ],
+            "--arms must be at least 2",
+        ),
+        (
+            &[
+                "--metric-type",
+                "numeric",
+                "--baseline",
+                "1",
+                "--target",
+                "2",
+                "--stddev",
+                "1",
+                "--arms",
+                "3",
+                "--arm-weights",
+                "50,50",
+            ],
+            "--arm-weights: Number of arm weights (2) must match number of arms (3)",
+        ),
+        (
+            &[
+                "--metric-type",
+                "numeric",
+                "--baseline",
+                "1",
+                "--target",
+                "2",
+                "--stddev",
+                "1",
+                "--arm-weights",
+                "50,-50",
+            ],
+            "--arm-weights: every weight must be a positive number",
+        ),
+        (
+            &[
+                "--metric-type",
+                "numeric",
+                "--baseline",
+                "1",
+                "--target",
+                "2",
+                "--stddev",
+                "1",
+                "--icc",
+                "2",
+                "--avg-cluster-size",
+                "10",
+            ],
+            "--icc: ICC must be between 0 and 1, got 2.0",
+        ),
+        (
+            &[
+                "--metric-type",
+                "numeric",
+                "--baseline",
+                "1",
+                "--target",
+                "2",
+                "--stddev",
+                "1",
+                "--icc",
+                "0.1",
+                "--avg-cluster-size",
+                "0.5",
+            ],
+            "--avg-cluster-size: Cluster size must be >= 1, got 0.5",
+        ),
+    ];
+    for (args, want) in cases {
+        let out = xngin().arg("power").args(*args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "{args:?}: {err}");
+        assert!(err.contains(want), "{args:?}: {err}");
+    }
+    // Usage errors: exit 2.
+    let out = xngin()
+        .args(["power", "--baseline", "1", "--target", "2"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let out = xngin()
+        .args(["power", "--metric-type", "numeric", "--baseline", "1"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--target or --pct-change"));
+}
+
+#[test]
+fn cli_mde_mode_and_tables() {
+    let out = xngin()
+        .args([
+            "power",
+            "--metric-type",
+            "numeric",
+            "--baseline",
+            "100",
+            "--stddev",
+            "20",
+            "--desired-n",
+            "500",
+        ])
+        .args(["--format", "json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let a = &json_of(&out)["analyses"][0];
+    assert_eq!(a["target_n"], 500);
+    assert_eq!(a["sufficient_n"], serde_json::Value::Null);
+    assert_eq!(a["control_n_raw"], serde_json::Value::Null);
+    let up = a["mde"]["target_possible_upper"].as_f64().unwrap();
+    assert!((up - 105.021_312_253_137_75).abs() < 1e-9, "{up}");
+    assert_eq!(
+        a["msg"]["msg"],
+        "With a desired sample size of 500 units and a metric baseline of 100.0, the minimum detectable effect (MDE) is 105.0213."
+    );
+    let out = xngin()
+        .args([
+            "power",
+            "--metric-type",
+            "numeric",
+            "--baseline",
+            "100",
+            "--target",
+            "110",
+            "--stddev",
+            "20",
+            "--available-n",
+            "1000",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("sufficient") && text.contains("128"),
+        "{text}"
+    );
+    assert!(
+        text.contains("metric: There are 1000 units available"),
+        "{text}"
+    );
+}
+
+// ---------------------------------------------------------------- warehouse baselines
+
+/// Mean, population stddev and count of the non-null values, computed here in two passes.
+fn moments(xs: &[f64]) -> (f64, f64, usize) {
+    let n = xs.len() as f64;
+    let mean = xs.iter().sum::<f64>() / n;
+    let var = xs.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / n;
+    (mean, var.sqrt(), xs.len())
+}
+
+#[tokio::test]
+async fn warehouse_mode_matches_an_aggregate_computed_here() {
+    use xngin::warehouse::Warehouse;
+    // The embedded testing warehouse that the built-in default resolves to.
+    let dsn = xngin::testing_dwh::default_warehouse().await.unwrap();
+    let wh = Warehouse::connect(&dsn).await.unwrap();
+    let rows = wh
+        .fetch_all(
+            "SELECT ethnicity, current_income, is_recruited FROM test_participant_type",
+            &[],
+        )
+        .await
+        .unwrap();
+    wh.close().await;
+    let asian: Vec<&Vec<xngin::warehouse::Value>> = rows
+        .rows
+        .iter()
+        .filter(|r| r[0].to_text().as_deref() == Some("Asian"))
+        .collect();
+    let incomes: Vec<f64> = asian.iter().filter_map(|r| r[1].as_f64()).collect();
+    let recruited: Vec<f64> = asian.iter().filter_map(|r| r[2].as_f64()).collect();
+    let (mean, sd, nonnull) = moments(&incomes);
+    let (p, _, rec_nonnull) = moments(&recruited);
+
+    let out = xngin()
+        .args([
+            "power",
+            "--participant-type",
+            "test_participant_type",
+            "--metric",
+            "current_income=pct:0.1",
+        ])
+        .args([
+            "--metric",
+            "is_recruited=target:0.5",
+            "--filter",
+            "ethnicity includes Asian",
+            "--format",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = json_of(&out);
+    let inc = &v["analyses"][0];
+    assert_eq!(inc["metric"]["available_n"], asian.len() as i64);
+    assert_eq!(inc["metric"]["available_nonnull_n"], nonnull as i64);
+    assert_close!(inc["metric"]["baseline"].as_f64().unwrap(), mean, 1e-12);
+    assert_close!(inc["metric"]["stddev"].as_f64().unwrap(), sd, 1e-10);
+    assert_eq!(inc["metric"]["metric_type"], "numeric");
+    // The analysis on the numbers computed here gives the same sizes.
+    let m = MetricSpec {
+        name: "current_income".into(),
+        metric_type: MetricType::Numeric,
+        baseline: Some(mean),
+        target: None,
+        pct_change: Some(0.1),
+        stddev: Some(sd),
+        available_n: Some(asian.len() as i64),
+        available_nonnull_n: Some(nonnull as i64),
+    };
+    let a = analyze(&m, &design(2, None), None, None).unwrap();
+    assert_eq!(inc["target_n"], a.target_n.unwrap());
+    assert_eq!(inc["sufficient_n"], a.sufficient_n.unwrap());
+    let rec = &v["analyses"][1];
+    assert_eq!(rec["metric"]["metric_type"], "binary");
+    assert_eq!(rec["metric"]["stddev"], serde_json::Value::Null);
+    assert_eq!(rec["metric"]["available_nonnull_n"], rec_nonnull as i64);
+    assert_close!(rec["metric"]["baseline"].as_f64().unwrap(), p, 1e-12);
+}
+
+/// `audience_stats` on a small table with NULLs, in each database, against moments computed here.
+async fn check_audience_stats(wh: &xngin::warehouse::Warehouse, table: &str) {
+    use std::collections::BTreeMap;
+    use xngin::datatype::DataType;
+    use xngin::power::baseline::audience_stats;
+    use xngin::sheet::{ColumnDescriptor, ConfigWorksheet};
+    use xngin::warehouse::Value;
+    use xngin::warehouse::load::{ColumnDef, create_table_sql};
+    let cols = [
+        ("id", DataType::Integer),
+        ("grp", DataType::CharacterVarying),
+        ("x", DataType::DoublePrecision),
+        ("ok", DataType::Boolean),
+        ("big", DataType::Numeric),
+    ];
+    let defs: Vec<ColumnDef> = cols.iter().map(|(n, t)| ColumnDef::new(n, *t)).collect();
+    let _ = wh
+        .execute(&format!("DROP TABLE IF EXISTS {}", wh.quote(table)), &[])
+        .await;
+    wh.execute(
+        &create_table_sql(wh.dialect(), &wh.quote(table), &defs),
+        &[],
+    )
+    .await
+    .unwrap();
+    let mut xs = Vec::new();
+    let mut oks = Vec::new();
+    let mut bigs = Vec::new();
+    for i in 0..40i64 {
+        let grp = if i % 4 == 0 {
+            Value::Null
+        } else {
+            Value::Text(if i % 2 == 0 { "a".into() } else { "b".into() })
+        };
+        let x = if i % 5 == 0 {
+            Value::Null
+        } else {
+            Value::Float(1e6 + (i as f64) * 0.25)
+        };
+        let ok = if i % 7 == 0 {
+            Value::Null
+        } else {
+            Value::Bool(i % 3 == 0)
+        };
+        let big = Value::Int(1000 + i * i);
+        if !grp.is_null() {
+            if let Value::Float(f) = x {
+                xs.push(f)
+            }
+            if let Value::Bool(b) = ok {
+                oks.push(if b { 1.0 } else { 0.0 })
+            }
+            bigs.push((1000 + i * i) as f64);
+        }
+        // NULLs as literals: PostgreSQL will not take an untyped NULL parameter for a double column.
+        let mut params = Vec::new();
+        let mut slots = Vec::new();
+        for v in [Value::Int(i), grp, x, ok, big] {
+            if v.is_null() {
+                slots.push("NULL".to_string());
+            } else {
+                params.push(v);
+                slots.push(wh.placeholder(params.len()));
+            }
+        }
+        let sql = format!(
+            "INSERT INTO {} VALUES ({})",
+            wh.quote(table),
+            slots.join(", ")
+        );
+        wh.execute(&sql, &params).await.unwrap();
+    }
+    let sheet = ConfigWorksheet {
+        table_name: table.into(),
+        columns: cols
+            .iter()
+            .map(|(n, t)| ColumnDescriptor {
+                column_name: n.to_string(),
+                data_type: *t,
+                column_group: String::new(),
+                description: String::new(),
+                is_unique_id: *n == "id",
+                is_strata: false,
+                is_filter: *n == "grp",
+                is_metric: matches!(*n, "x" | "ok" | "big"),
+                extra: BTreeMap::new(),
+            })
+            .collect(),
+    };
+    let filters = vec![xngin::filters::parse_cli_filter("grp excludes null").unwrap()];
+    let names = vec!["x".to_string(), "ok".to_string(), "big".to_string()];
+    let s = audience_stats(wh, None, table, &sheet, &names, &filters)
+        .await
+        .unwrap();
+    assert_eq!(s.available_n, 30);
+    let (mx, sx, nx) = moments(&xs);
+    assert_eq!(s.metrics[0].nonnull_n, nx as i64);
+    assert_close!(s.metrics[0].mean.unwrap(), mx, 1e-13);
+    // A large mean with a small spread: one-pass sums would lose most digits here.
+    assert_close!(s.metrics[0].stddev.unwrap(), sx, 1e-8);
+    let (mo, _, no) = moments(&oks);
+    assert_eq!(s.metrics[1].metric_type, MetricType::Binary);
+    assert_eq!(s.metrics[1].nonnull_n, no as i64);
+    assert_close!(s.metrics[1].mean.unwrap(), mo, 1e-13);
+    assert_eq!(s.metrics[1].stddev, None);
+    let (mb, sb, _) = moments(&bigs);
+    assert_close!(s.metrics[2].mean.unwrap(), mb, 1e-13);
+    assert_close!(s.metrics[2].stddev.unwrap(), sb, 1e-10);
+    // Unknown and non-metric columns are reported together.
+    let e = audience_stats(wh, None, table, &sheet, &["nope".into(), "grp".into()], &[])
+        .await
+        .unwrap_err();
+    assert_eq!(e.exit_code(), 3);
+    assert_eq!(e.lines().len(), 2, "{e}");
+    let _ = wh
+        .execute(&format!("DROP TABLE {}", wh.quote(table)), &[])
+        .await;
+}
+
+#[tokio::test]
+async fn audience_stats_sqlite() {
+    let wh =
+        xngin::warehouse::Warehouse::connect(&xngin::dsn::Dsn::parse("sqlite::memory:").unwrap())
+            .await
+            .unwrap();
+    check_audience_stats(&wh, "power_stats").await;
+}
+
+#[tokio::test]
+async fn audience_stats_postgres() {
+    let Ok(url) = std::env::var("XNGIN_TEST_POSTGRES_URL") else {
+        eprintln!("skipped: XNGIN_TEST_POSTGRES_URL not set");
+        return;
+    };
+    let wh = xngin::warehouse::Warehouse::connect(&xngin::dsn::Dsn::parse(&url).unwrap())
+        .await
+        .unwrap();
+    check_audience_stats(&wh, "xngin_power_stats_pg").await;
+}
+
+#[tokio::test]
+async fn audience_stats_mysql() {
+    let Ok(url) = std::env::var("XNGIN_TEST_MYSQL_URL") else {
+        eprintln!("skipped: XNGIN_TEST_MYSQL_URL not set");
+        return;
+    };
+    let wh = xngin::warehouse::Warehouse::connect(&xngin::dsn::Dsn::parse(&url).unwrap())
+        .await
+        .unwrap();
+    check_audience_stats(&wh, "xngin_power_stats_my").await;
+}
