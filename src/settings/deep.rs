@@ -298,12 +298,23 @@ async fn check_participant(d: &mut Deep<'_>, wh: &Warehouse, who: &str, pp: &str
                     .map(|c| c.name.as_str())
                     .filter(|n| sheet.column(n).is_none())
                     .collect();
-                let hint = match suggest(name, unmatched.iter().copied()).or_else(|| {
-                    unmatched
-                        .iter()
-                        .copied()
-                        .find(|n| n.eq_ignore_ascii_case(name))
-                }) {
+                let lname = name.to_lowercase();
+                let hint = match suggest(name, unmatched.iter().copied())
+                    .or_else(|| {
+                        unmatched
+                            .iter()
+                            .copied()
+                            .find(|n| n.eq_ignore_ascii_case(name))
+                    })
+                    .or_else(|| {
+                        // `grade` for `grade_level`: one name contains the other.
+                        unmatched.iter().copied().find(|n| {
+                            let n = n.to_lowercase();
+                            n.len() >= 3
+                                && lname.len() >= 3
+                                && (n.contains(&lname) || lname.contains(&n))
+                        })
+                    }) {
                     Some(s) => format!(" (renamed to '{s}'?)"),
                     None => String::new(),
                 };

@@ -501,6 +501,13 @@ impl JsonParser<'_> {
                         }
                     }
                 }
+                b'\n' | b'\r' => {
+                    return Err(SyntaxError {
+                        pos: open,
+                        message: "string is not closed before the end of the line (missing '\"')"
+                            .into(),
+                    });
+                }
                 0..=0x1f => {
                     return Err(self.err("control character (e.g. a raw newline or tab) inside a string; escape it as \\n or \\t"));
                 }
@@ -590,9 +597,20 @@ impl JsonParser<'_> {
 /// Parse a TOML document with the `toml` crate, keeping spans.
 pub fn parse_toml(text: &str) -> Result<Node, SyntaxError> {
     use toml::de::{DeTable, DeValue};
-    let doc = DeTable::parse(text).map_err(|e| SyntaxError {
-        pos: e.span().map(|s| s.start).unwrap_or(0),
-        message: toml_message(e.message()),
+    let doc = DeTable::parse(text).map_err(|e| {
+        let span = e.span().unwrap_or(0..0);
+        let mut message = toml_message(e.message());
+        if message == "duplicate key"
+            && let Some(key) = text
+                .get(span.clone())
+                .filter(|k| !k.is_empty() && !k.contains('\n'))
+        {
+            message = format!("duplicate key '{key}'");
+        }
+        SyntaxError {
+            pos: span.start,
+            message,
+        }
     })?;
 
     fn conv(v: &toml::Spanned<DeValue<'_>>) -> Node {
@@ -666,6 +684,7 @@ mod tests {
             ("{\"a\": 1 \"b\": 2}", 8, "expected ',' or '}'"),
             ("{\"a\": tru}", 6, "unexpected 'tru'"),
             ("{\"a\": \"x}", 6, "not closed"),
+            ("{\"a\": \"x\n\"}", 6, "end of the line"),
             ("{\"a\": 01}", 6, "leading zeros"),
             ("{'a': 1}", 1, "double quotes"),
             ("{\"a\": 1} x", 9, "after the end"),

@@ -68,7 +68,10 @@ pub struct Diagnostic {
 impl fmt::Display for Diagnostic {
     /// `FILE:LINE:COL: dotted.path: message` (`FILE:LINE:COL: message` without a path).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.path.is_empty() {
+        if self.line == 0 {
+            // Not located in the file (it could not be read).
+            write!(f, "{}: {}", self.file, self.message)
+        } else if self.path.is_empty() {
             write!(
                 f,
                 "{}:{}:{}: {}",
@@ -254,6 +257,66 @@ pub fn load(path: &Path) -> Result<(Checked, XnginSettings)> {
             c.diagnostics.iter().map(|d| d.to_string()).collect(),
         )),
     }
+}
+
+/// The datasource at `index` of a structurally valid file, with the `${secret:NAME}` references
+/// inside it (only) resolved from the environment and the result validated again. Problems are
+/// `Error::Invalid` lines located in the file.
+pub fn datasource_with_secrets(checked: &Checked, index: usize) -> Result<Datasource> {
+    let invalid = |c: &Checked, ds: Vec<Diagnostic>| {
+        let _ = c;
+        Error::Invalid(ds.iter().map(|d| d.to_string()).collect())
+    };
+    let mut tree = checked
+        .tree
+        .clone()
+        .ok_or_else(|| Error::runtime("the settings were not parsed"))?;
+    let list = checked.list_key();
+    let mut c = checked.clone();
+    {
+        let locate::Kind::Object(entries) = &mut tree.kind else {
+            return Err(Error::runtime("the settings are not an object"));
+        };
+        let Some(e) = entries.iter_mut().find(|e| e.key == list) else {
+            return Err(Error::runtime("the settings have no datasources"));
+        };
+        let locate::Kind::Array(items) = &mut e.value.kind else {
+            return Err(Error::runtime("the datasources are not a list"));
+        };
+        let node = items
+            .get_mut(index)
+            .ok_or_else(|| Error::runtime("no such datasource"))?;
+        match secrets::substitute(node, &secrets::from_env) {
+            Ok(r) => c.secrets = r,
+            Err(problems) => {
+                let ds = problems
+                    .into_iter()
+                    .map(|p| c.diagnostic(p.pos, format!("{list}.{index}.{}", p.path), p.message))
+                    .collect();
+                return Err(invalid(&c, ds));
+            }
+        }
+    }
+    let index_lines = LineIndex::new(&c.text);
+    let problems = validate::validate(&tree, &index_lines);
+    if !problems.is_empty() {
+        let ds = problems
+            .into_iter()
+            .map(|p| c.diagnostic(p.pos, p.path, p.message))
+            .collect();
+        return Err(invalid(&c, ds));
+    }
+    let node = tree.get(list).and_then(|l| match &l.kind {
+        locate::Kind::Array(items) => items.get(index),
+        _ => None,
+    });
+    let node = node.ok_or_else(|| Error::runtime("no such datasource"))?;
+    serde_json::from_value::<Datasource>(node.to_json()).map_err(|e| {
+        Error::runtime(format!(
+            "{}: the datasource does not match the model: {e}",
+            c.file
+        ))
+    })
 }
 
 /// Paths of the candidate default settings files in the working directory.

@@ -2,8 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
+use super::ResolvedParticipants;
 use super::model::{Datasource, DatasourceConfig, Driver, Dwh, Participant, XnginSettings};
-use super::{ResolvedParticipants, load};
 use crate::dsn::Dsn;
 use crate::error::{Error, Result};
 use crate::sheet::ConfigWorksheet;
@@ -227,9 +227,25 @@ pub(super) async fn resolve(
     let Some(path) = default_settings_path(settings)? else {
         return builtin(datasource, participant_type).await;
     };
-    let (checked, settings) = load(&path)?;
+    // Structure first (secrets unresolved), then the secrets of the chosen datasource only: a
+    // datasource never needs another one's secrets.
+    let checked = super::check_file(&path, false)?;
+    let settings = match checked.settings.as_ref() {
+        Some(s) if checked.is_valid() => s,
+        _ => {
+            return Err(Error::Invalid(
+                checked.diagnostics.iter().map(|d| d.to_string()).collect(),
+            ));
+        }
+    };
     let file = checked.file.as_str();
-    let ds = find_datasource(&settings, file, datasource)?;
+    let chosen = find_datasource(settings, file, datasource)?;
+    let index = settings
+        .datasources
+        .iter()
+        .position(|d| std::ptr::eq(d, chosen))
+        .expect("chosen from the list");
+    let ds = &super::datasource_with_secrets(&checked, index)?;
     let p = find_participant(ds, file, participant_type)?;
     let dsn = dsn_for(&ds.config)?;
     let sheet = participant_sheet(p).await?;

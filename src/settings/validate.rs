@@ -51,20 +51,30 @@ fn join(path: &str, seg: &str) -> String {
     }
 }
 
-/// Levenshtein distance, for "did you mean" hints.
+/// Edit distance with adjacent transpositions (optimal string alignment), for "did you mean".
 fn distance(a: &str, b: &str) -> usize {
     let a: Vec<char> = a.chars().collect();
     let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.iter().enumerate() {
-        let mut cur = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let sub = prev[j] + usize::from(ca != cb);
-            cur.push(sub.min(prev[j + 1] + 1).min(cur[j] + 1));
-        }
-        prev = cur;
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
     }
-    prev[b.len()]
+    for j in 0..=b.len() {
+        d[0][j] = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut v = (d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1)
+                .min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                v = v.min(d[i - 2][j - 2] + 1);
+            }
+            d[i][j] = v;
+        }
+    }
+    d[a.len()][b.len()]
 }
 
 /// The closest candidate to `word` if it is a plausible typo.
@@ -570,6 +580,7 @@ impl V<'_> {
         let Some(items) = self.array(node, path) else {
             return;
         };
+        let before = self.out.len();
         if items.is_empty() {
             self.push(node.pos, path, "must contain at least one field");
             return;
@@ -588,6 +599,7 @@ impl V<'_> {
         ];
         let mut names: HashMap<String, usize> = HashMap::new();
         let mut uniques: Vec<(String, usize, String)> = Vec::new();
+        let mut unique_unknown = false; // an is_unique_id of the wrong type: do not count
         for (i, it) in items.iter().enumerate() {
             let ip = join(path, &i.to_string());
             let Some(f) = self.object(it, &ip, &KEYS, &["data_type"], &[]) else {
@@ -643,15 +655,15 @@ impl V<'_> {
                 }
             }
             for k in ["is_unique_id", "is_strata", "is_filter", "is_metric"] {
-                if let Some(n) = f.get(k)
-                    && self.boolean(n, &join(&ip, k), false) == Some(true)
-                    && k == "is_unique_id"
-                {
-                    uniques.push((
+                let Some(n) = f.get(k) else { continue };
+                match self.boolean(n, &join(&ip, k), false) {
+                    Some(true) if k == "is_unique_id" => uniques.push((
                         name.map(|n| n.0.to_string()).unwrap_or_default(),
                         n.pos,
                         join(&ip, k),
-                    ));
+                    )),
+                    None if k == "is_unique_id" => unique_unknown = true,
+                    _ => {}
                 }
             }
             if let Some(x) = f.get("extra") {
@@ -678,6 +690,7 @@ impl V<'_> {
             }
         }
         match uniques.len() {
+            0 if unique_unknown => {}
             0 => self.push(
                 node.pos,
                 path,
@@ -697,6 +710,39 @@ impl V<'_> {
                         ),
                     );
                 }
+            }
+        }
+        if self.out.len() == before {
+            self.sheet_rules(node, items, path);
+        }
+    }
+
+    /// The sheet module's worksheet rules, for any rule beyond those checked above (which
+    /// locate their problems precisely); reported at the field they name, else at `fields`.
+    fn sheet_rules(&mut self, node: &Node, items: &[Node], path: &str) {
+        let columns: Option<Vec<crate::sheet::ColumnDescriptor>> = items
+            .iter()
+            .map(|it| serde_json::from_value(it.to_json()).ok())
+            .collect();
+        let Some(columns) = columns else { return };
+        let ws = crate::sheet::ConfigWorksheet {
+            table_name: String::new(),
+            columns,
+        };
+        for p in crate::sheet::worksheet_problems(&ws) {
+            match p.index.and_then(|i| items.get(i).map(|it| (i, it))) {
+                Some((i, it)) => {
+                    let key = match p.field {
+                        Some("column_name") if it.get("field_name").is_some() => Some("field_name"),
+                        other => other,
+                    };
+                    let ip = join(path, &i.to_string());
+                    match key.and_then(|k| it.get(k).map(|n| (k, n))) {
+                        Some((k, n)) => self.push(n.pos, join(&ip, k), p.message),
+                        None => self.push(it.pos, ip, p.message),
+                    }
+                }
+                None => self.push(node.pos, path, p.message),
             }
         }
     }
@@ -1080,5 +1126,20 @@ impl V<'_> {
                 self.opt_string(g.get("authorization"), &join(&hp, "authorization"));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suggestions() {
+        assert_eq!(distance("prot", "port"), 1);
+        assert_eq!(distance("kitten", "sitting"), 3);
+        assert_eq!(suggest("prot", ["port", "host"]), Some("port"));
+        assert_eq!(suggest("hots", ["port", "host"]), Some("host"));
+        assert_eq!(suggest("Port", ["port"]), Some("port"));
+        assert_eq!(suggest("colour", ["port", "host"]), None);
     }
 }

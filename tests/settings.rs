@@ -1,0 +1,756 @@
+//! Settings: the bad-input corpus (exact `FILE:LINE:COL: path: message` lines, exit 3, no secret
+//! ever printed), the examples, JSON Schemas, participant-type resolution, and `--deep` against
+//! SQLite, PostgreSQL and MariaDB (renamed column, missing table, incompatible type).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use assert_cmd::Command;
+use xngin::dsn::Dsn;
+use xngin::settings::{self, locate::Syntax};
+use xngin::warehouse::{ConnectOptions, Warehouse};
+
+const CORPUS: &str = "tests/settings_corpus";
+/// Plain-text passwords in corpus files; they must never appear in any output.
+const CORPUS_PASSWORD: &str = "hunter2-do-not-print";
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn xngin() -> Command {
+    let mut c = Command::cargo_bin("xngin").unwrap();
+    for v in [
+        "XNGIN_SETTINGS",
+        "XNGIN_DATASOURCE",
+        "XNGIN_SECRETS_SOURCE",
+        "XNGIN_ECHO_SQL",
+    ] {
+        c.env_remove(v);
+    }
+    c
+}
+
+fn unique(prefix: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{prefix}_{}_{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+struct Out {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+fn run(cmd: &mut Command) -> Out {
+    let o = cmd.output().unwrap();
+    Out {
+        code: o.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+    }
+}
+
+fn read_env_file(path: &Path) -> Vec<(String, String)> {
+    std::fs::read_to_string(path)
+        .map(|t| {
+            t.lines()
+                .filter_map(|l| l.split_once('='))
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Every corpus case: the exact lines, exit 3, the JSON report carrying the same problems,
+/// and no secret (plain password or resolved `${secret:...}`) anywhere in the output.
+#[test]
+fn corpus_cases_give_their_exact_errors() {
+    let dir = root().join(CORPUS);
+    let mut cases: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            matches!(
+                p.extension().and_then(|e| e.to_str()),
+                Some("json") | Some("toml")
+            )
+        })
+        .collect();
+    cases.sort();
+    assert!(cases.len() >= 30, "only {} corpus cases", cases.len());
+    let (mut json, mut toml) = (0, 0);
+    for case in &cases {
+        let name = case.file_name().unwrap().to_str().unwrap().to_string();
+        if name.ends_with(".json") {
+            json += 1;
+        } else {
+            toml += 1;
+        }
+        let stem = case.with_extension("");
+        let expected = std::fs::read_to_string(stem.with_extension("expected"))
+            .unwrap_or_else(|_| panic!("{name}: missing .expected file"));
+        let args: Vec<String> = std::fs::read_to_string(stem.with_extension("args"))
+            .map(|a| a.split_whitespace().map(str::to_string).collect())
+            .unwrap_or_default();
+        let env = read_env_file(&stem.with_extension("env"));
+        let mut secrets: Vec<String> = env
+            .iter()
+            .filter(|(k, _)| k != "XNGIN_SECRETS_SOURCE")
+            .map(|(_, v)| v.clone())
+            .collect();
+        secrets.push(CORPUS_PASSWORD.to_string());
+
+        for format in ["text", "json"] {
+            let mut cmd = xngin();
+            cmd.current_dir(&dir)
+                .arg("validate-settings")
+                .args(&args)
+                .args(["--format", format])
+                .arg(&name);
+            for (k, v) in &env {
+                cmd.env(k, v);
+            }
+            let out = run(&mut cmd);
+            assert_eq!(
+                out.code, 3,
+                "{name} ({format}): exit code\n{}{}",
+                out.stdout, out.stderr
+            );
+            for s in &secrets {
+                assert!(
+                    !out.stdout.contains(s.as_str()) && !out.stderr.contains(s.as_str()),
+                    "{name}: printed a secret"
+                );
+            }
+            if format == "text" {
+                assert_eq!(out.stdout, "", "{name}: stdout must be empty");
+                assert_eq!(out.stderr, expected, "{name}: error lines");
+                for line in out.stderr.lines() {
+                    let prefix = format!("{name}:");
+                    assert!(line.starts_with(&prefix), "{name}: {line}");
+                    let mut parts = line[prefix.len()..].splitn(3, ':');
+                    let l: usize = parts.next().unwrap().parse().unwrap();
+                    let c: usize = parts.next().unwrap().parse().unwrap();
+                    assert!(l >= 1 && c >= 1, "{line}");
+                }
+            } else {
+                assert_eq!(out.stderr, "", "{name}: json mode writes nothing on stderr");
+                let report: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+                assert_eq!(report["valid"], false);
+                let lines: Vec<String> = report["files"][0]["errors"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|d| {
+                        let path = d["path"].as_str().unwrap();
+                        let path = if path.is_empty() {
+                            String::new()
+                        } else {
+                            format!("{path}: ")
+                        };
+                        format!(
+                            "{}:{}:{}: {path}{}",
+                            d["file"].as_str().unwrap(),
+                            d["line"],
+                            d["column"],
+                            d["message"].as_str().unwrap()
+                        )
+                    })
+                    .collect();
+                assert_eq!(lines.join("\n") + "\n", expected, "{name}: json report");
+            }
+        }
+    }
+    assert!(json >= 10 && toml >= 10, "json {json}, toml {toml}");
+}
+
+/// All corpus files at once: every file is reported, in order, and the exit code is 3.
+#[test]
+fn several_files_in_one_run() {
+    let dir = root().join(CORPUS);
+    let out = run(xngin().current_dir(&dir).args([
+        "validate-settings",
+        "07-port-too-large.json",
+        "../../examples/tenant.settings.toml",
+        "42-toml-bad-sslmode.toml",
+    ]));
+    assert_eq!(out.code, 3);
+    let expected = std::fs::read_to_string(dir.join("07-port-too-large.expected")).unwrap()
+        + &std::fs::read_to_string(dir.join("42-toml-bad-sslmode.expected")).unwrap();
+    assert_eq!(out.stderr, expected);
+    // An unreadable file is a runtime failure (exit 1), reported with the rest.
+    let out = run(xngin().current_dir(&dir).args([
+        "validate-settings",
+        "07-port-too-large.json",
+        "missing.json",
+    ]));
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("missing.json: no such file or directory"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("07-port-too-large.json:10:19:"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn examples_validate_silently_and_carry_the_same_model() {
+    let out = run(xngin().current_dir(root()).args([
+        "validate-settings",
+        "examples/tenant.settings.json",
+        "examples/tenant.settings.toml",
+    ]));
+    assert_eq!(
+        (out.code, out.stdout.as_str(), out.stderr.as_str()),
+        (0, "", "")
+    );
+    let j = settings::check_file(&root().join("examples/tenant.settings.json"), false).unwrap();
+    let t = settings::check_file(&root().join("examples/tenant.settings.toml"), false).unwrap();
+    assert_eq!(j.syntax, Syntax::Json);
+    assert_eq!(t.syntax, Syntax::Toml);
+    let (j, t) = (j.settings.unwrap(), t.settings.unwrap());
+    assert_eq!(j, t);
+    assert_eq!(j.datasources[0].config.participants().len(), 2);
+    // JSON report of valid files.
+    let out = run(xngin().current_dir(root()).args([
+        "validate-settings",
+        "--format",
+        "json",
+        "examples/tenant.settings.json",
+    ]));
+    assert_eq!(out.code, 0);
+    let r: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(r["valid"], true);
+    assert_eq!(r["files"][0]["format"], "json");
+}
+
+/// The same settings parse identically whichever key order, spelling (`client_configs`,
+/// `column_name`) or syntax they use.
+#[test]
+fn older_spellings_are_accepted() {
+    let text = r#"{"client_configs": [{"id": "t", "config": {"type": "sqlite_local",
+        "sqlite_filename": "x.db", "participants": [{"participant_type": "p", "table_name": "p",
+        "sheet": {"url": "file://s.csv", "worksheet": "p"}}, {"type": "schema", "participant_type": "q",
+        "table_name": "q", "fields": [{"column_name": "id", "data_type": "integer", "is_unique_id": true}]}]}}],
+        "trusted_ips": ["1.2.3.4"], "db_connect_timeout_secs": 3}"#;
+    let c = settings::check_text("x.json", text, Syntax::Json, None);
+    assert!(c.is_valid(), "{:?}", c.diagnostics);
+    let s = c.settings.unwrap();
+    assert_eq!(s.datasources[0].id, "t");
+    assert_eq!(
+        s.datasources[0].config.participants()[1].participant_type(),
+        "q"
+    );
+}
+
+#[test]
+fn export_json_schemas_writes_sorted_strict_schemas() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(xngin().current_dir(dir.path()).args([
+        "export-json-schemas",
+        "--output",
+        "out/schemas",
+    ]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        out.stdout,
+        "Wrote out/schemas/XnginSettings.schema.json.\nWrote out/schemas/ConfigWorksheet.schema.json.\n"
+    );
+    let text =
+        std::fs::read_to_string(dir.path().join("out/schemas/XnginSettings.schema.json")).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    // 2-space indent and sorted keys: re-rendering gives the same bytes.
+    assert!(text.starts_with("{\n  \"$defs\""), "{}", &text[..40]);
+    assert_eq!(
+        serde_json::to_string_pretty(&sort(&v)).unwrap() + "\n",
+        text
+    );
+    // Every object schema forbids unknown keys.
+    let mut objects = 0;
+    walk(&v, &mut |o| {
+        if o.get("properties").is_some() {
+            objects += 1;
+            assert_eq!(
+                o.get("additionalProperties"),
+                Some(&serde_json::Value::Bool(false)),
+                "{o:?}"
+            );
+        }
+    });
+    assert!(objects >= 10, "{objects}");
+    let defs = &v["$defs"];
+    assert_eq!(defs["DsnConfig"]["properties"]["port"]["minimum"], 1024);
+    assert_eq!(defs["DsnConfig"]["properties"]["port"]["maximum"], 65535);
+    let ssl = serde_json::to_string(&defs["SslMode"]).unwrap();
+    assert!(
+        ssl.contains("verify-full") && ssl.contains("disable"),
+        "{ssl}"
+    );
+    assert_eq!(
+        defs["BqDsn"]["properties"]["project_id"]["pattern"],
+        "^[a-z0-9-]+$"
+    );
+    // The older names are allowed, exactly one of each pair.
+    assert!(v["properties"].get("client_configs").is_some());
+    assert!(
+        defs["ColumnDescriptor"]["properties"]
+            .get("field_name")
+            .is_some()
+    );
+    assert_eq!(
+        defs["WebhookCommonHeaders"]["required"],
+        serde_json::json!(["authorization"])
+    );
+    let ws: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("out/schemas/ConfigWorksheet.schema.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(ws["properties"].get("fields").is_some() && ws["properties"].get("columns").is_some());
+}
+
+fn sort(v: &serde_json::Value) -> serde_json::Value {
+    match v {
+        serde_json::Value::Object(m) => {
+            let b: BTreeMap<&String, serde_json::Value> =
+                m.iter().map(|(k, v)| (k, sort(v))).collect();
+            serde_json::Value::Object(b.into_iter().map(|(k, v)| (k.clone(), v)).collect())
+        }
+        serde_json::Value::Array(a) => serde_json::Value::Array(a.iter().map(sort).collect()),
+        other => other.clone(),
+    }
+}
+
+fn walk(v: &serde_json::Value, f: &mut dyn FnMut(&serde_json::Map<String, serde_json::Value>)) {
+    match v {
+        serde_json::Value::Object(m) => {
+            f(m);
+            m.values().for_each(|x| walk(x, f));
+        }
+        serde_json::Value::Array(a) => a.iter().for_each(|x| walk(x, f)),
+        _ => {}
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Resolution
+
+const SHEET_CSV: &str =
+    "column_name,data_type,column_group,description,is_unique_id,is_strata,is_filter,is_metric
+id,integer,,Student id,true,,,
+name,character varying,,Name,,,,
+grade_level,integer,,Grade,,true,true,
+enrolled_on,date,,Enrolment date,,,true,
+";
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+#[tokio::test]
+async fn resolve_participants_through_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let sheet = write(dir.path(), "students.csv", SHEET_CSV);
+    let settings = format!(
+        r#"[[datasources]]
+id = "school-a"
+[datasources.config]
+type = "sqlite_local"
+sqlite_filename = "{db}"
+[[datasources.config.participants]]
+participant_type = "Students"
+table_name = "students"
+sheet = {{ url = "file://{sheet}", worksheet = "students" }}
+[[datasources.config.participants]]
+type = "schema"
+participant_type = "schools"
+table_name = "schools"
+fields = [{{ field_name = "school_id", data_type = "bigint", is_unique_id = true }}]
+
+[[datasources]]
+id = "school-b"
+[datasources.config]
+type = "remote"
+dwh = {{ driver = "postgresql+psycopg", host = "db.example.org", user = "u", password = "${{secret:XNGIN_T_RESOLVE_PW}}", dbname = "d" }}
+participants = []
+"#,
+        db = dir.path().join("a.db").display(),
+        sheet = sheet.display()
+    );
+    let path = write(dir.path(), "t.settings.toml", &settings);
+    // Case-insensitive lookup; the sheet is read.
+    let r = settings::resolve_participants(Some(&path), Some("school-a"), "students")
+        .await
+        .unwrap();
+    assert_eq!(r.participant_type, "Students");
+    assert_eq!(r.table_name, "students");
+    assert_eq!(r.sheet.unique_id().unwrap().column_name, "id");
+    assert_eq!(r.dsn.sqlite_path(), Some(dir.path().join("a.db").as_path()));
+    let r = settings::resolve_participants(Some(&path), Some("school-a"), "SCHOOLS")
+        .await
+        .unwrap();
+    assert_eq!(r.sheet.columns.len(), 1);
+    // Two datasources: --datasource is required, and the message lists them.
+    let e = settings::resolve_participants(Some(&path), None, "students")
+        .await
+        .unwrap_err();
+    assert_eq!(e.exit_code(), 3);
+    assert!(
+        e.to_string()
+            .contains("has 2 datasources (school-a, school-b)"),
+        "{e}"
+    );
+    let e = settings::resolve_participants(Some(&path), Some("nope"), "students")
+        .await
+        .unwrap_err();
+    assert_eq!(e.exit_code(), 3);
+    assert!(
+        e.to_string()
+            .contains("known datasources: school-a, school-b"),
+        "{e}"
+    );
+    let e = settings::resolve_participants(Some(&path), Some("school-a"), "teachers")
+        .await
+        .unwrap_err();
+    assert_eq!(e.exit_code(), 3);
+    assert!(
+        e.to_string()
+            .contains("known participant types: Students, schools"),
+        "{e}"
+    );
+    // Secrets are resolved for the chosen datasource's DSN only (school-a did not need
+    // school-b's); a missing one is an error naming it, located in the file.
+    let e = settings::resolve_participants(Some(&path), Some("school-b"), "x")
+        .await
+        .unwrap_err();
+    assert_eq!(e.exit_code(), 3);
+    assert!(
+        e.to_string()
+            .contains("t.settings.toml:20:88: datasources.1.config.dwh.password: "),
+        "{e}"
+    );
+    assert!(
+        e.to_string()
+            .contains("Secret \"XNGIN_T_RESOLVE_PW\" could not be found"),
+        "{e}"
+    );
+}
+
+#[test]
+fn default_settings_file_and_builtin_default() {
+    let dir = tempfile::tempdir().unwrap();
+    // No settings file: the built-in default knows only `testing` / `test_participant_type`.
+    let out = run(xngin()
+        .current_dir(dir.path())
+        .args(["fields", "--participant-type", "people"]));
+    assert_eq!(out.code, 3);
+    assert!(
+        out.stderr
+            .contains("known participant types: test_participant_type"),
+        "{}",
+        out.stderr
+    );
+    let out = run(xngin().current_dir(dir.path()).args([
+        "--datasource",
+        "prod",
+        "fields",
+        "--participant-type",
+        "test_participant_type",
+    ]));
+    assert_eq!(out.code, 3);
+    assert!(
+        out.stderr.contains("known datasources: testing"),
+        "{}",
+        out.stderr
+    );
+    // xngin.settings.toml in the working directory is picked up.
+    write(dir.path(), "s.csv", SHEET_CSV);
+    write(
+        dir.path(),
+        "xngin.settings.toml",
+        "[[datasources]]\nid = \"local\"\n[datasources.config]\ntype = \"sqlite_local\"\nsqlite_filename = \"none.db\"\n\
+         [[datasources.config.participants]]\nparticipant_type = \"students\"\ntable_name = \"students\"\n\
+         sheet = { url = \"s.csv\", worksheet = \"students\" }\n",
+    );
+    let out =
+        run(xngin()
+            .current_dir(dir.path())
+            .args(["fields", "--participant-type", "teachers"]));
+    assert_eq!(out.code, 3);
+    assert!(
+        out.stderr
+            .contains("datasource 'local'; known participant types: students"),
+        "{}",
+        out.stderr
+    );
+    // Both default files: ambiguous, a usage error.
+    write(dir.path(), "xngin.settings.json", "{}");
+    let out =
+        run(xngin()
+            .current_dir(dir.path())
+            .args(["fields", "--participant-type", "students"]));
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    // An invalid settings file stops resolution with its located errors.
+    std::fs::remove_file(dir.path().join("xngin.settings.toml")).unwrap();
+    let out =
+        run(xngin()
+            .current_dir(dir.path())
+            .args(["fields", "--participant-type", "students"]));
+    assert_eq!(out.code, 3);
+    assert_eq!(
+        out.stderr,
+        "xngin.settings.json:1:1: datasources: missing required key 'datasources' (or its older name 'client_configs')\n"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// --deep
+
+/// Create the tables of the deep tests: `{p}_students(id, name, grade, enrolled_on)` (the sheet
+/// calls `grade` `grade_level`: a renamed column) and `{p}_schools(school_id, name)`.
+async fn create_tables(wh: &Warehouse, p: &str) {
+    let students = wh.qualified(None, &format!("{p}_students"));
+    let schools = wh.qualified(None, &format!("{p}_schools"));
+    for t in [&students, &schools] {
+        wh.execute(&format!("DROP TABLE IF EXISTS {t}"), &[])
+            .await
+            .unwrap();
+    }
+    wh.execute(
+        &format!("CREATE TABLE {students} (id INTEGER PRIMARY KEY, name VARCHAR(50), grade INTEGER, enrolled_on DATE)"),
+        &[],
+    )
+    .await
+    .unwrap();
+    wh.execute(
+        &format!("CREATE TABLE {schools} (school_id BIGINT, name VARCHAR(50))"),
+        &[],
+    )
+    .await
+    .unwrap();
+}
+
+async fn drop_tables(wh: &Warehouse, p: &str) {
+    for t in ["students", "schools"] {
+        let q = wh.qualified(None, &format!("{p}_{t}"));
+        wh.execute(&format!("DROP TABLE IF EXISTS {q}"), &[])
+            .await
+            .unwrap();
+    }
+}
+
+/// Settings (JSON) for the deep tests; `dwh_or_sqlite` is the JSON of the config's connection
+/// part. Participants: students (sheet with a renamed column), teachers (missing table),
+/// schools (inline fields; `name` declared integer but the column is text).
+fn deep_settings(config_head: &str, p: &str, sheet: &Path) -> String {
+    format!(
+        r#"{{
+  "datasources": [
+    {{
+      "id": "deep",
+      "config": {{
+        {config_head},
+        "participants": [
+          {{"type": "sheet", "participant_type": "students", "table_name": "{p}_students",
+            "sheet": {{"url": "file://{sheet}", "worksheet": "students"}}}},
+          {{"type": "sheet", "participant_type": "teachers", "table_name": "{p}_teachers",
+            "sheet": {{"url": "file://{sheet}", "worksheet": "teachers"}}}},
+          {{"type": "schema", "participant_type": "schools", "table_name": "{p}_schools",
+            "fields": [
+              {{"field_name": "school_id", "data_type": "bigint", "is_unique_id": true}},
+              {{"field_name": "name", "data_type": "integer"}}
+            ]}}
+        ]
+      }}
+    }}
+  ]
+}}
+"#,
+        sheet = sheet.display()
+    )
+}
+
+/// Run `--deep` and check the exact problems: renamed column, missing table, wrong type.
+fn check_deep(dir: &Path, file: &str, p: &str, live_name_type: &str, env: &[(&str, &str)]) {
+    let mut cmd = xngin();
+    cmd.current_dir(dir)
+        .args(["validate-settings", "--deep", file]);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = run(&mut cmd);
+    let text = std::fs::read_to_string(dir.join(file)).unwrap();
+    let pos = |needle: &str| -> (usize, usize) {
+        let i = text.find(needle).unwrap_or_else(|| panic!("{needle}"));
+        let line = text[..i].matches('\n').count() + 1;
+        let col = text[..i]
+            .rfind('\n')
+            .map(|n| text[n + 1..i].chars().count() + 1)
+            .unwrap_or(i + 1);
+        (line, col)
+    };
+    let (ul, uc) = pos("\"file://");
+    let (tl, tc) = pos(&format!("\"{p}_teachers\""));
+    let (nl, nc) = pos("\"integer\"");
+    let expected = format!(
+        "{file}:{ul}:{uc}: datasources.0.config.participants.0.sheet.url: datasource 'deep', participant type 'students': column 'grade_level' of the sheet is not in table '{p}_students' (renamed to 'grade'?)\n\
+         {file}:{tl}:{tc}: datasources.0.config.participants.1.table_name: datasource 'deep', participant type 'teachers': table '{p}_teachers' does not exist in {{DSN}}{{HINT}}\n\
+         {file}:{nl}:{nc}: datasources.0.config.participants.2.fields.1.data_type: datasource 'deep', participant type 'schools': column 'name' is integer in the sheet but character varying ({live_name_type}) in table '{p}_schools'\n"
+    );
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    // The DSN (redacted) and the table hint depend on the server: compare around them.
+    let lines: Vec<&str> = out.stderr.lines().collect();
+    let exp: Vec<&str> = expected.lines().collect();
+    assert_eq!(lines.len(), 3, "{}", out.stderr);
+    assert_eq!(lines[0], exp[0]);
+    let (head, _) = exp[1].split_once("{DSN}").unwrap();
+    assert!(lines[1].starts_with(head), "{}\n{}", lines[1], head);
+    assert!(
+        lines[1].contains(&format!("(did you mean '{p}_schools'?)"))
+            || lines[1].contains("known tables"),
+        "{}",
+        lines[1]
+    );
+    assert_eq!(lines[2], exp[2]);
+    for (_, v) in env {
+        assert!(
+            !out.stderr.contains(v) && !out.stdout.contains(v),
+            "secret printed: {}",
+            out.stderr
+        );
+    }
+}
+
+#[tokio::test]
+async fn deep_sqlite_finds_renamed_column_missing_table_and_type() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("deep.db");
+    let wh = Warehouse::connect_with(
+        &Dsn::sqlite_file(&db),
+        ConnectOptions {
+            create_sqlite: true,
+        },
+    )
+    .await
+    .unwrap();
+    create_tables(&wh, "d").await;
+    wh.close().await;
+    let sheet = write(dir.path(), "sheet.csv", SHEET_CSV);
+    let head = format!(
+        r#""type": "sqlite_local", "sqlite_filename": "{}""#,
+        db.display()
+    );
+    write(
+        dir.path(),
+        "deep.settings.json",
+        &deep_settings(&head, "d", &sheet),
+    );
+    check_deep(dir.path(), "deep.settings.json", "d", "VARCHAR(50)", &[]);
+    // Structurally the same file is valid.
+    let out = run(xngin()
+        .current_dir(dir.path())
+        .args(["validate-settings", "deep.settings.json"]));
+    assert_eq!((out.code, out.stderr.as_str()), (0, ""));
+}
+
+#[tokio::test]
+async fn deep_postgres_with_secret_password() {
+    let Ok(url) = std::env::var("XNGIN_TEST_POSTGRES_URL") else {
+        eprintln!("skipped: XNGIN_TEST_POSTGRES_URL not set");
+        return;
+    };
+    let p = unique("xs");
+    let wh = Warehouse::connect(&Dsn::parse(&url).unwrap())
+        .await
+        .unwrap();
+    create_tables(&wh, &p).await;
+    let u = url::Url::parse(&url).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let sheet = write(dir.path(), "sheet.csv", SHEET_CSV);
+    // A DSN object whose password comes from a secret (the test server trusts any password).
+    let head = format!(
+        r#""type": "remote", "dwh": {{"driver": "postgresql+psycopg", "host": "{}", "port": {}, "user": "{}",
+        "password": "${{secret:XNGIN_T_DEEP_PG_PW}}", "dbname": "{}", "sslmode": "disable"}}"#,
+        u.host_str().unwrap(),
+        u.port().unwrap_or(5432),
+        u.username(),
+        u.path().trim_start_matches('/')
+    );
+    write(
+        dir.path(),
+        "pg.settings.json",
+        &deep_settings(&head, &p, &sheet),
+    );
+    check_deep(
+        dir.path(),
+        "pg.settings.json",
+        &p,
+        "character varying(50)",
+        &[("XNGIN_T_DEEP_PG_PW", "pg-deep-secret-9f3")],
+    );
+    drop_tables(&wh, &p).await;
+    wh.close().await;
+}
+
+#[tokio::test]
+async fn deep_mariadb_and_connection_failures() {
+    let Ok(url) = std::env::var("XNGIN_TEST_MYSQL_URL") else {
+        eprintln!("skipped: XNGIN_TEST_MYSQL_URL not set");
+        return;
+    };
+    let p = unique("xs");
+    let wh = Warehouse::connect(&Dsn::parse(&url).unwrap())
+        .await
+        .unwrap();
+    create_tables(&wh, &p).await;
+    let dir = tempfile::tempdir().unwrap();
+    let sheet = write(dir.path(), "sheet.csv", SHEET_CSV);
+    let head = r#""type": "remote", "dwh": "${secret:XNGIN_T_DEEP_MY_URL}""#.to_string();
+    write(
+        dir.path(),
+        "my.settings.json",
+        &deep_settings(&head, &p, &sheet),
+    );
+    check_deep(
+        dir.path(),
+        "my.settings.json",
+        &p,
+        "varchar(50)",
+        &[("XNGIN_T_DEEP_MY_URL", url.as_str())],
+    );
+    drop_tables(&wh, &p).await;
+    wh.close().await;
+
+    // A warehouse that cannot be reached: a failure (exit 1) located at the dwh, no secret shown.
+    let bad = r#"{"datasources": [{"id": "gone", "config": {"type": "remote",
+  "dwh": {"driver": "mysql", "host": "127.0.0.1", "port": 1031, "user": "root",
+          "password": "${secret:XNGIN_T_DEEP_BAD_PW}", "dbname": "x"},
+  "participants": []}}]}
+"#;
+    write(dir.path(), "bad.settings.json", bad);
+    let out = run(xngin()
+        .current_dir(dir.path())
+        .env("XNGIN_T_DEEP_BAD_PW", "bad-secret-pw-7731")
+        .env("XNGIN_CONNECT_TIMEOUT", "3")
+        .args(["validate-settings", "--deep", "bad.settings.json"]));
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr.starts_with("bad.settings.json:2:10: datasources.0.config.dwh: datasource 'gone': cannot connect to mysql://root:***@127.0.0.1:1031/x"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("bad-secret-pw-7731"));
+}
