@@ -748,3 +748,50 @@ async fn cli_bootstrap_create_gsheet_and_parse_google_url() {
          ~/.config/gspread/service_account.json)\n"
     );
 }
+
+#[tokio::test]
+async fn creation_is_not_repeated_after_an_ambiguous_failure() {
+    // A 500 on spreadsheets.create may come after the spreadsheet was made: no retry.
+    let fake = Fake::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v4/spreadsheets"))
+        .respond_with(google_error(500, "INTERNAL", "Internal error encountered."))
+        .expect(1)
+        .mount(&fake.server)
+        .await;
+    let mut on_shared = |_: &str| -> xngin::Result<()> { Ok(()) };
+    let err =
+        gsheets::create_google_sheet(&fake.cfg(), "P", "people", &rows(), &[], &mut on_shared)
+            .await
+            .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "creating spreadsheet 'P': Google failed (HTTP 500: Internal error encountered); not retried, since the \
+         change may have been made: check the spreadsheet, then try again"
+    );
+
+    // A 429 means it was not processed: retried, then the whole creation goes through.
+    let fake = Fake::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v4/spreadsheets"))
+        .respond_with(google_error(429, "RESOURCE_EXHAUSTED", "Quota exceeded"))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&fake.server)
+        .await;
+    mount_creation(&fake).await;
+    let url =
+        gsheets::create_google_sheet(&fake.cfg(), "P", "people", &rows(), &[], &mut on_shared)
+            .await
+            .unwrap();
+    assert_eq!(url, "https://docs.google.com/spreadsheets/d/NEWID");
+    let calls = fake.api_calls().await;
+    assert_eq!(
+        calls
+            .iter()
+            .filter(|c| c.as_str() == "POST /v4/spreadsheets?alt=json")
+            .count(),
+        2
+    );
+    assert_eq!(calls.len(), 5);
+}

@@ -192,20 +192,43 @@ pub fn encode_segment(s: &str) -> String {
 }
 
 /// Retries 429 / 5xx / connection failures with exponential backoff; remembers the last status.
+///
+/// Requests that must not run twice (creating a spreadsheet, adding or deleting a worksheet) are
+/// retried only on answers that say they were not processed (429, 503), never after a
+/// connection failure or another 5xx, which may come after the change was made.
 struct Retrier {
     max: u32,
     base: Duration,
     attempts: u32,
     last_status: Option<StatusCode>,
+    idempotent: bool,
 }
 
 impl Retrier {
+    /// For requests that can safely run twice (reads, value updates, sharing).
     fn new(cfg: &GoogleConfig) -> Self {
         Retrier {
             max: cfg.max_retries,
             base: cfg.backoff,
             attempts: 0,
             last_status: None,
+            idempotent: true,
+        }
+    }
+
+    /// For requests that must not run twice.
+    fn once(cfg: &GoogleConfig) -> Self {
+        Retrier {
+            idempotent: false,
+            ..Retrier::new(cfg)
+        }
+    }
+
+    fn may_retry(&self, s: StatusCode) -> bool {
+        if self.idempotent {
+            retryable(s)
+        } else {
+            s == StatusCode::TOO_MANY_REQUESTS || s == StatusCode::SERVICE_UNAVAILABLE
         }
     }
 
@@ -237,6 +260,9 @@ fn retry_after(headers: &google_sheets4::hyper::HeaderMap) -> Option<Duration> {
 impl common::Delegate for Retrier {
     fn http_error(&mut self, _err: &hyper_util::client::legacy::Error) -> Retry {
         self.last_status = None;
+        if !self.idempotent {
+            return Retry::Abort;
+        }
         match self.next_wait(None) {
             Some(d) => Retry::After(d),
             None => Retry::Abort,
@@ -250,7 +276,7 @@ impl common::Delegate for Retrier {
     ) -> Retry {
         let status = response.status();
         self.last_status = Some(status);
-        if retryable(status)
+        if self.may_retry(status)
             && let Some(d) = self.next_wait(retry_after(response.headers()))
         {
             return Retry::After(d);
@@ -273,6 +299,8 @@ struct CallFailure {
     status: Option<StatusCode>,
     message: String,
     attempts: u32,
+    /// False for a request that was not retried because it must not run twice.
+    idempotent: bool,
 }
 
 fn google_message(v: &serde_json::Value) -> Option<(Option<u16>, String)> {
@@ -314,6 +342,7 @@ fn call_failure(err: common::Error, r: &Retrier) -> CallFailure {
         status,
         message,
         attempts: r.attempts + 1,
+        idempotent: r.idempotent,
     }
 }
 
@@ -349,6 +378,11 @@ impl<C: Connect + Clone + Send + Sync + 'static> Session<C> {
             Some(StatusCode::UNAUTHORIZED) => format!(
                 "{what}: Google rejected the access token (HTTP 401: {msg}); check the service-account key {}",
                 self.cfg.key_path.display()
+            ),
+            Some(s) if retryable(s) && !f.idempotent && f.attempts == 1 => format!(
+                "{what}: Google failed (HTTP {}: {msg}); not retried, since the change may have been \
+                 made: check the spreadsheet, then try again",
+                s.as_u16()
             ),
             Some(s) if retryable(s) => format!(
                 "{what}: Google kept failing (HTTP {}: {msg}) after {} attempts; try again later",
@@ -477,7 +511,7 @@ impl<C: Connect + Clone + Send + Sync + 'static> Session<C> {
             }),
             ..Default::default()
         };
-        let mut r = Retrier::new(&self.cfg);
+        let mut r = Retrier::once(&self.cfg);
         let created = self
             .timed(self.hub.spreadsheets().create(req).delegate(&mut r).doit())
             .await
@@ -512,7 +546,7 @@ impl<C: Connect + Clone + Send + Sync + 'static> Session<C> {
             }]),
             ..Default::default()
         };
-        let mut r = Retrier::new(&self.cfg);
+        let mut r = Retrier::once(&self.cfg);
         let added = self
             .timed(
                 self.hub
@@ -606,7 +640,7 @@ impl<C: Connect + Clone + Send + Sync + 'static> Session<C> {
             requests: Some(requests),
             ..Default::default()
         };
-        let mut r = Retrier::new(&self.cfg);
+        let mut r = Retrier::once(&self.cfg);
         self.timed(
             self.hub
                 .spreadsheets()
@@ -658,6 +692,7 @@ impl<C: Connect + Clone + Send + Sync + 'static> Session<C> {
                                 status: None,
                                 message: format!("connection failed: {}", error_chain(&e)),
                                 attempts: r.attempts + 1,
+                                idempotent: r.idempotent,
                             },
                         ));
                     }
@@ -698,6 +733,7 @@ impl<C: Connect + Clone + Send + Sync + 'static> Session<C> {
                     status: Some(status),
                     message,
                     attempts: r.attempts + 1,
+                    idempotent: r.idempotent,
                 },
             ));
         }
