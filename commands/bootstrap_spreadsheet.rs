@@ -21,8 +21,8 @@ use crate::Globals;
 #[derive(clap::Args, Debug)]
 #[command(after_help = "Examples:\n  \
 xngin bootstrap-spreadsheet sqlite:///dwh.db dwh --output dwh_sheet.csv\n  \
-xngin bootstrap-spreadsheet postgres://me@db/warehouse people --schema-name analytics --unique-id-col person_id\n  \
-xngin bootstrap-spreadsheet postgres://me@db/warehouse people --create-gsheet --share-email me@example.org\n\n\
+xngin bootstrap-spreadsheet postgres://me@db/dw people --schema-name crm --unique-id-col pid\n  \
+xngin bootstrap-spreadsheet postgres://me@db/dw people --create-gsheet --share-email me@x.org\n\n\
 Google: the service-account key is read from GOOGLE_APPLICATION_CREDENTIALS (default\n\
 ~/.config/gspread/service_account.json).")]
 pub struct Args {
