@@ -159,7 +159,7 @@ pub fn check_text(
     file: &str,
     text: &str,
     syntax: Syntax,
-    secrets: Option<&dyn Fn(&str) -> Option<String>>,
+    secrets: Option<&secrets::Lookup>,
 ) -> Checked {
     let mut checked = Checked {
         file: file.to_string(),

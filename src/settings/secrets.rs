@@ -21,6 +21,9 @@ use super::validate::Problem;
 static SECRET_RE: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"\$\{secret:([a-zA-Z0-9_]+)\}").expect("valid regex"));
 
+/// A secret source: NAME -> value.
+pub type Lookup = dyn Fn(&str) -> Option<String>;
+
 /// The environment variable that selects the secret source.
 pub const SOURCE_VAR: &str = "XNGIN_SECRETS_SOURCE";
 
@@ -157,14 +160,12 @@ fn join(path: &str, seg: &str) -> String {
 
 fn replace(node: &mut Node, values: &BTreeMap<String, String>) {
     match &mut node.kind {
-        Kind::Str(s) => {
-            if has_reference(s) {
-                let new = SECRET_RE
-                    .replace_all(s, |c: &regex::Captures| values[&c[1]].clone())
-                    .into_owned();
-                *s = new;
-                node.secret = true;
-            }
+        Kind::Str(s) if has_reference(s) => {
+            let new = SECRET_RE
+                .replace_all(s, |c: &regex::Captures| values[&c[1]].clone())
+                .into_owned();
+            *s = new;
+            node.secret = true;
         }
         Kind::Array(items) => items.iter_mut().for_each(|n| replace(n, values)),
         Kind::Object(entries) => entries
