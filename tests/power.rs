@@ -5,7 +5,15 @@
 //! integral P(T ≤ t) = ∫ Φ(t·√(s/ν) − δ) χ²_ν(s) ds with mpmath.quad at 40 digits (independent
 //! of our series); "scipy" values are exact roots found with scipy.optimize.brentq
 //! (xtol 1e-14) on power functions built from scipy.stats.nct / scipy.stats.norm (Boost's
-//! noncentral t, an independent implementation). The script is in the test comments below.
+//! noncentral t, an independent implementation):
+//!   power_t(d, n1, r, α) = nct.sf(c, ν, λ) + nct.cdf(−c, ν, λ), ν = n1(1 + r) − 2,
+//!     λ = |d|·√(n1·r·n1 / (n1 + r·n1)), c = t.isf(α/2, ν);
+//!   power_z(h, n1, r, α) = norm.cdf(s − z) + norm.cdf(−z − s), s = |h|·√(n1·r/(1 + r)),
+//!     z = norm.isf(α/2);
+//!   roots: brentq(lambda x: power(x) − π, lo, hi, xtol=1e-14, rtol=1e-15).
+
+// Expected values are pasted with all the digits the reference computation printed.
+#![allow(clippy::excessive_precision, clippy::inconsistent_digit_grouping)]
 
 use xngin::power::nct::{nct_cdf, nct_sf, norm_isf, t_cdf, t_isf};
 use xngin::power::solve::{

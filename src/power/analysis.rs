@@ -158,13 +158,13 @@ impl ClusterSpec {
                 m::py_repr(icc)
             ));
         }
-        if !(avg_cluster_size >= 1.0) || !avg_cluster_size.is_finite() {
+        if avg_cluster_size.is_nan() || avg_cluster_size < 1.0 || !avg_cluster_size.is_finite() {
             errors.push(format!(
                 "--avg-cluster-size: Cluster size must be >= 1, got {}",
                 m::py_repr(avg_cluster_size)
             ));
         }
-        if !(cv >= 0.0) || !cv.is_finite() {
+        if cv.is_nan() || cv < 0.0 || !cv.is_finite() {
             errors.push(format!("--cv: CV must be >= 0, got {}", m::py_repr(cv)));
         }
         if errors.is_empty() {
@@ -193,14 +193,16 @@ impl ClusterSpec {
         let icc = Q::from_f64(self.icc)?;
         let m = Q::from_f64(self.avg_cluster_size)?;
         let cv = Q::from_f64(self.cv)?;
-        let inner = m.sub(Q::int(1))?.add(m.mul(cv)?.mul(cv)?)?;
-        Q::int(1).add(icc.mul(inner)?)
+        let inner = m
+            .checked_sub(Q::int(1))?
+            .checked_add(m.checked_mul(cv)?.checked_mul(cv)?)?;
+        Q::int(1).checked_add(icc.checked_mul(inner)?)
     }
 
     /// `⌊n / DEFF⌋`.
     pub fn effective_n(&self, n: i64) -> i64 {
         if let Some(deff) = self.design_effect_exact()
-            && let Some(q) = Q::int(n as i128).div(deff)
+            && let Some(q) = Q::int(n as i128).checked_div(deff)
         {
             return q.floor() as i64;
         }
@@ -218,12 +220,12 @@ impl ClusterSpec {
             let mut units = Vec::new();
             for p in shares {
                 let j = Q::int(n_individual as i128)
-                    .mul(*p)?
-                    .div(m)?
-                    .mul(deff)?
+                    .checked_mul(*p)?
+                    .checked_div(m)?
+                    .checked_mul(deff)?
                     .ceil();
                 clusters.push(j as i64);
-                units.push(Q::int(j).mul(m)?.ceil() as i64);
+                units.push(Q::int(j).checked_mul(m)?.ceil() as i64);
             }
             Some((clusters, units))
         })();
@@ -540,7 +542,7 @@ fn integer_control_n(raw: f64, power_at: impl Fn(f64) -> f64, target: f64) -> i6
     let mut k = raw.ceil().max(1.0);
     if k - 1.0 >= 1.0 && power_at(k - 1.0) >= target {
         k -= 1.0;
-    } else if !(power_at(k) >= target) {
+    } else if power_at(k).is_nan() || power_at(k) < target {
         k += 1.0;
     }
     k as i64

@@ -58,7 +58,7 @@ impl Q {
         Q::new(if neg { -n } else { n }, d)
     }
 
-    pub fn add(self, o: Q) -> Option<Q> {
+    pub fn checked_add(self, o: Q) -> Option<Q> {
         Q::new(
             self.n
                 .checked_mul(o.d)?
@@ -66,13 +66,13 @@ impl Q {
             self.d.checked_mul(o.d)?,
         )
     }
-    pub fn sub(self, o: Q) -> Option<Q> {
-        self.add(Q {
+    pub fn checked_sub(self, o: Q) -> Option<Q> {
+        self.checked_add(Q {
             n: o.n.checked_neg()?,
             d: o.d,
         })
     }
-    pub fn mul(self, o: Q) -> Option<Q> {
+    pub fn checked_mul(self, o: Q) -> Option<Q> {
         let g1 = self.n.gcd(&o.d).max(1);
         let g2 = o.n.gcd(&self.d).max(1);
         Q::new(
@@ -80,11 +80,11 @@ impl Q {
             (self.d / g2).checked_mul(o.d / g1)?,
         )
     }
-    pub fn div(self, o: Q) -> Option<Q> {
+    pub fn checked_div(self, o: Q) -> Option<Q> {
         if o.n == 0 {
             return None;
         }
-        self.mul(Q { n: o.d, d: o.n })
+        self.checked_mul(Q { n: o.d, d: o.n })
     }
     pub fn floor(self) -> i128 {
         Integer::div_floor(&self.n, &self.d)
@@ -131,9 +131,11 @@ impl Allocation {
                 .collect::<Option<Vec<Q>>>()?;
             let mut sum = Q::int(0);
             for q in &qs {
-                sum = sum.add(*q)?;
+                sum = sum.checked_add(*q)?;
             }
-            qs.iter().map(|q| q.div(sum)).collect::<Option<Vec<Q>>>()
+            qs.iter()
+                .map(|q| q.checked_div(sum))
+                .collect::<Option<Vec<Q>>>()
         })();
         let shares = exact.unwrap_or_default();
         Some(Allocation {
@@ -184,7 +186,7 @@ impl Allocation {
                     .copied()
                     .min_by(|a, b| (a.n * b.d).cmp(&(b.n * a.d)))
                     .unwrap_or(s[0]);
-                min.div(s[0]).map(Q::to_f64).unwrap_or(f64::NAN)
+                min.checked_div(s[0]).map(Q::to_f64).unwrap_or(f64::NAN)
             }
             None => {
                 let min = self.float_shares[1..]
@@ -199,7 +201,7 @@ impl Allocation {
     /// Total units for `control_n` control units: `⌈control_n / c⌉`, exactly.
     pub fn total_from_control(&self, control_n: i64) -> i64 {
         if let Some(s) = self.exact()
-            && let Some(q) = Q::int(control_n as i128).div(s[0])
+            && let Some(q) = Q::int(control_n as i128).checked_div(s[0])
         {
             return q.ceil() as i64;
         }
@@ -209,7 +211,7 @@ impl Allocation {
     /// Control units out of `total`: `⌊total · c⌋`, exactly (29/71 of 100 is 29, not 28).
     pub fn control_from_total(&self, total: i64) -> i64 {
         if let Some(s) = self.exact()
-            && let Some(q) = Q::int(total as i128).mul(s[0])
+            && let Some(q) = Q::int(total as i128).checked_mul(s[0])
         {
             return q.floor() as i64;
         }

@@ -208,7 +208,7 @@ pub fn solve_n1_ztest(h: f64, ratio: f64, alpha: f64, power: f64) -> Result<f64,
 
 /// The positive standardized effect the t-test detects with `power` at `n1` control units.
 pub fn solve_effect_ttest(n1: f64, ratio: f64, alpha: f64, power: f64) -> Result<f64, SolveError> {
-    if !(n1 > 0.0) || n1 * (1.0 + ratio) - 2.0 <= 0.0 {
+    if n1.is_nan() || n1 <= 0.0 || n1 * (1.0 + ratio) - 2.0 <= 0.0 {
         return Err(SolveError::TooSmall);
     }
     let mut f = |d: f64| ttest_power(d, n1, ratio, alpha) - power;
@@ -227,7 +227,7 @@ pub fn solve_effect_ttest(n1: f64, ratio: f64, alpha: f64, power: f64) -> Result
 
 /// The positive standardized effect (Cohen's h) the z-test detects with `power` at `n1`.
 pub fn solve_effect_ztest(n1: f64, ratio: f64, alpha: f64, power: f64) -> Result<f64, SolveError> {
-    if !(n1 > 0.0) {
+    if n1.is_nan() || n1 <= 0.0 {
         return Err(SolveError::TooSmall);
     }
     let mut f = |h: f64| ztest_power(h, n1, ratio, alpha) - power;
