@@ -279,7 +279,7 @@ fn export_json_schemas_writes_sorted_strict_schemas() {
     // Every object schema forbids unknown keys.
     let mut objects = 0;
     walk(&v, &mut |o| {
-        if o.get("properties").is_some() {
+        if o.get("properties").is_some() && o.get("type") == Some(&serde_json::json!("object")) {
             objects += 1;
             assert_eq!(
                 o.get("additionalProperties"),
@@ -753,4 +753,81 @@ async fn deep_mariadb_and_connection_failures() {
         out.stderr
     );
     assert!(!out.stderr.contains("bad-secret-pw-7731"));
+}
+
+/// An editor's view: the exported schema accepts both examples and rejects every corpus file
+/// whose problem JSON Schema can express (all but uniqueness across items, base64 content, DSN
+/// parsing details, secrets and syntax). Uses Python's `jsonschema` when installed.
+#[test]
+fn exported_schema_flags_the_corpus_like_validate_settings() {
+    let probe = std::process::Command::new("python3")
+        .args(["-c", "import jsonschema, tomllib"])
+        .output();
+    if !probe.is_ok_and(|o| o.status.success()) {
+        eprintln!("skipped: python3 with jsonschema not available");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(xngin()
+        .current_dir(dir.path())
+        .args(["export-json-schemas", "--output", "s"]));
+    assert_eq!(out.code, 0);
+    let script = r#"
+import glob, json, sys, tomllib, warnings
+import jsonschema
+warnings.filterwarnings("ignore")
+schema = json.load(open(sys.argv[1]))
+v = jsonschema.Draft202012Validator(schema)
+def load(p):
+    return json.load(open(p)) if p.endswith(".json") else tomllib.load(open(p, "rb"))
+for p in ["examples/tenant.settings.json", "examples/tenant.settings.toml"]:
+    errs = [e.message for e in v.iter_errors(load(p))]
+    print(("VALID " if not errs else "INVALID ") + p)
+for p in sorted(glob.glob("tests/settings_corpus/*.json") + glob.glob("tests/settings_corpus/*.toml")):
+    try:
+        d = load(p)
+    except Exception:
+        print("SYNTAX " + p)
+        continue
+    print(("VALID " if v.is_valid(d) else "INVALID ") + p)
+"#;
+    let out = std::process::Command::new("python3")
+        .current_dir(root())
+        .args([
+            "-c",
+            script,
+            dir.path()
+                .join("s/XnginSettings.schema.json")
+                .to_str()
+                .unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let valid: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("VALID "))
+        .collect();
+    // Problems a JSON Schema cannot express; everything else is flagged by the schema too.
+    assert_eq!(
+        valid,
+        [
+            "examples/tenant.settings.json",
+            "examples/tenant.settings.toml",
+            "tests/settings_corpus/16-duplicate-participant-types.json",
+            "tests/settings_corpus/18-inline-duplicate-field.json",
+            "tests/settings_corpus/25-bigquery-invalid-base64.json",
+            "tests/settings_corpus/26-duplicate-datasource-id.json",
+            "tests/settings_corpus/27-json-duplicate-key.json",
+            "tests/settings_corpus/31-secret-missing-deep.json",
+            "tests/settings_corpus/33-secrets-source-misconfigured.json",
+            "tests/settings_corpus/47-toml-duplicate-participant-types.toml",
+        ],
+        "{text}"
+    );
 }

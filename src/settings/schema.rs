@@ -14,6 +14,9 @@ use super::model::XnginSettings;
 use crate::error::{Error, Result};
 use crate::sheet::ConfigWorksheet;
 
+/// DSN URL schemes accepted in `dwh` (or a value that holds a `${secret:NAME}`).
+const DSN_URL_PATTERN: &str = r"^((sqlite3?|postgres|postgresql|redshift|mysql|mariadb)(\+[A-Za-z0-9_]+)?:|.*\$\{secret:[A-Za-z0-9_]+\})";
+
 fn generate<T: schemars::JsonSchema>() -> Value {
     let schema = schemars::generate::SchemaSettings::draft2020_12()
         .for_deserialize()
@@ -86,7 +89,43 @@ pub fn settings_schema() -> Value {
         && let Some(Value::Object(props)) = sp.get_mut("properties")
         && let Some(Value::Object(fields)) = props.get_mut("fields")
     {
+        // Exactly one field is the unique id (the sheet rule), at least one field.
         fields.insert("minItems".into(), json!(1));
+        fields.insert(
+            "contains".into(),
+            json!({"properties": {"is_unique_id": {"const": true}}, "required": ["is_unique_id"]}),
+        );
+        fields.insert("minContains".into(), json!(1));
+        fields.insert("maxContains".into(), json!(1));
+    }
+    // Redshift (host ending in redshift.amazonaws.com): psycopg2 and sslmode verify-full.
+    if let Some(d) = def_mut(&mut s, "DsnConfig") {
+        d.insert(
+            "if".into(),
+            json!({"properties": {"host": {"pattern": "redshift\\.amazonaws\\.com\\.?$"}}, "required": ["host"]}),
+        );
+        d.insert(
+            "then".into(),
+            json!({
+                "properties": {"driver": {"const": "postgresql+psycopg2"}, "sslmode": {"const": "verify-full"}},
+                "required": ["sslmode"]
+            }),
+        );
+    }
+    // A DSN URL: a known scheme, unless it comes from a secret.
+    let url_pattern = json!(DSN_URL_PATTERN);
+    if let Some(Value::Array(any)) = def_mut(&mut s, "Dwh").and_then(|d| d.get_mut("anyOf")) {
+        for alt in any.iter_mut() {
+            if alt.get("type") == Some(&json!("string")) {
+                alt["pattern"] = url_pattern.clone();
+            }
+        }
+    }
+    if let Some(Value::Object(props)) =
+        def_mut(&mut s, "DwhUrl").and_then(|d| d.get_mut("properties"))
+        && let Some(Value::Object(url)) = props.get_mut("url")
+    {
+        url.insert("pattern".into(), url_pattern);
     }
     sorted(s)
 }
