@@ -831,3 +831,43 @@ for p in sorted(glob.glob("tests/settings_corpus/*.json") + glob.glob("tests/set
         "{text}"
     );
 }
+
+/// Sheets are checked even when the warehouse cannot be reached; each problem names the
+/// datasource and participant type and points at the sheet reference.
+#[test]
+fn deep_reads_sheets_without_a_warehouse() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "bad_sheet.csv",
+        "column_name,data_type,is_unique_id\nid,integer,true\ncode,integer,true\nname,varchar,\n",
+    );
+    let text = r#"{"datasources": [{"id": "offline", "config": {"type": "remote",
+  "dwh": "mysql://root@127.0.0.1:1031/x",
+  "participants": [
+    {"participant_type": "people", "table_name": "people",
+     "sheet": {"url": "bad_sheet.csv", "worksheet": "people"}}]}}]}
+"#;
+    write(dir.path(), "offline.settings.json", text);
+    let out = run(xngin()
+        .current_dir(dir.path())
+        .env("XNGIN_CONNECT_TIMEOUT", "3")
+        .args(["validate-settings", "--deep", "offline.settings.json"]));
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    let lines: Vec<&str> = out.stderr.lines().collect();
+    assert!(
+        lines[0].starts_with("offline.settings.json:2:10: datasources.0.config.dwh: datasource 'offline': cannot connect to mysql://root@127.0.0.1:1031/x"),
+        "{}",
+        out.stderr
+    );
+    let sheet_lines: Vec<&&str> = lines
+        .iter()
+        .filter(|l| l.starts_with("offline.settings.json:5:23: datasources.0.config.participants.0.sheet.url: datasource 'offline', participant type 'people': the sheet is invalid: bad_sheet.csv: "))
+        .collect();
+    assert_eq!(sheet_lines.len(), 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("'varchar'") && out.stderr.contains("unique ID"),
+        "{}",
+        out.stderr
+    );
+}
