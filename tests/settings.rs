@@ -827,6 +827,7 @@ for p in sorted(glob.glob("tests/settings_corpus/*.json") + glob.glob("tests/set
             "tests/settings_corpus/31-secret-missing-deep.json",
             "tests/settings_corpus/33-secrets-source-misconfigured.json",
             "tests/settings_corpus/47-toml-duplicate-participant-types.toml",
+            "tests/settings_corpus/57-redshift-url-without-verify-full.json",
         ],
         "{text}"
     );

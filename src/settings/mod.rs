@@ -291,7 +291,14 @@ pub fn datasource_with_secrets(checked: &Checked, index: usize) -> Result<Dataso
             Err(problems) => {
                 let ds = problems
                     .into_iter()
-                    .map(|p| c.diagnostic(p.pos, format!("{list}.{index}.{}", p.path), p.message))
+                    .map(|p| {
+                        let path = if p.path.is_empty() {
+                            String::new()
+                        } else {
+                            format!("{list}.{index}.{}", p.path)
+                        };
+                        c.diagnostic(p.pos, path, p.message)
+                    })
                     .collect();
                 return Err(invalid(&c, ds));
             }

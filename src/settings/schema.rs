@@ -112,6 +112,24 @@ pub fn settings_schema() -> Value {
             }),
         );
     }
+    // At least one datasource (under either name).
+    if let Some(Value::Object(props)) = s.get_mut("properties") {
+        for k in ["datasources", "client_configs"] {
+            if let Some(Value::Object(p)) = props.get_mut(k) {
+                p.insert("minItems".into(), json!(1));
+            }
+        }
+    }
+    // Webhook URLs are http(s), unless they come from a secret.
+    if let Some(Value::Object(props)) =
+        def_mut(&mut s, "WebhookUrl").and_then(|d| d.get_mut("properties"))
+        && let Some(Value::Object(url)) = props.get_mut("url")
+    {
+        url.insert(
+            "pattern".into(),
+            json!(r"^(https?://[^/\s]+|.*\$\{secret:[A-Za-z0-9_]+\})"),
+        );
+    }
     // A DSN URL: a known scheme, unless it comes from a secret.
     let url_pattern = json!(DSN_URL_PATTERN);
     if let Some(Value::Array(any)) = def_mut(&mut s, "Dwh").and_then(|d| d.get_mut("anyOf")) {
