@@ -24,7 +24,7 @@ pub enum ReportFormat {
 #[command(
     after_help = "Examples:\n  xngin validate-settings examples/tenant.settings.toml\n  \
 xngin validate-settings --format json tenants/*.settings.json\n  \
-XNGIN_DWH_PASSWORD=... xngin validate-settings --deep examples/tenant.settings.json"
+ACME_DWH_PASSWORD=... ACME_WEBHOOK_TOKEN=... xngin validate-settings --deep examples/tenant.settings.json"
 )]
 pub struct Args {
     /// Settings files to validate (.json or .toml; other names are sniffed).

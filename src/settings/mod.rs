@@ -185,7 +185,10 @@ pub fn check_text(
     if let Some(lookup) = secrets {
         match secrets::substitute(&mut tree, lookup) {
             Ok(r) => checked.secrets = r,
-            Err(problems) => {
+            Err(mut problems) => {
+                // Missing secrets, plus whatever is wrong with the file as written.
+                problems.extend(validate::validate(&tree, &LineIndex::new(text)));
+                problems.sort_by_key(|p| p.pos);
                 checked.tree = Some(tree);
                 checked.diagnostics = problems
                     .into_iter()
