@@ -286,3 +286,74 @@ async fn builtin(datasource: Option<&str>, participant_type: &str) -> Result<Res
         sheet,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dsn::Dialect;
+    use crate::settings::model::{DsnConfig, RemoteConfig, SslMode};
+
+    fn remote(dwh: Dwh) -> DatasourceConfig {
+        DatasourceConfig::Remote(RemoteConfig {
+            participants: vec![],
+            webhook_config: None,
+            dwh,
+            dbapi_args: None,
+        })
+    }
+
+    #[test]
+    fn dsn_objects_become_dsns() {
+        let d = DsnConfig {
+            driver: Driver::Psycopg,
+            host: "db.example.org".into(),
+            port: None,
+            user: "us er@x".into(),
+            password: "p@ss/w:rd?".into(),
+            dbname: "ana lytics".into(),
+            sslmode: None,
+            search_path: Some("exp,public".into()),
+        };
+        let dsn = dsn_for(&remote(Dwh::Dsn(d.clone()))).unwrap();
+        assert_eq!(dsn.dialect, Dialect::Postgres);
+        assert_eq!(dsn.port, Some(5432));
+        assert_eq!(dsn.user.as_deref(), Some("us er@x"));
+        assert_eq!(dsn.password(), Some("p@ss/w:rd?"));
+        assert_eq!(dsn.database.as_deref(), Some("ana lytics"));
+        // The reference's default for PostgreSQL objects.
+        assert_eq!(dsn.sslmode.as_deref(), Some("verify-full"));
+        assert_eq!(dsn.search_path.as_deref(), Some("exp,public"));
+        assert!(!dsn.to_string().contains("p@ss"));
+        let my = DsnConfig {
+            driver: Driver::Mariadb,
+            sslmode: Some(SslMode::Disable),
+            search_path: None,
+            ..d.clone()
+        };
+        let dsn = dsn_for(&remote(Dwh::Dsn(my))).unwrap();
+        assert_eq!(
+            (dsn.dialect, dsn.port, dsn.sslmode.as_deref()),
+            (Dialect::Mysql, Some(3306), Some("disable"))
+        );
+        let rs = DsnConfig {
+            driver: Driver::Psycopg2,
+            host: "x.abc.us-east-1.redshift.amazonaws.com".into(),
+            port: Some(5439),
+            sslmode: Some(SslMode::VerifyFull),
+            ..d
+        };
+        assert!(dsn_for(&remote(Dwh::Dsn(rs))).unwrap().redshift);
+        let url = dsn_for(&remote(Dwh::Url("mysql://root@127.0.0.1:3306/test".into()))).unwrap();
+        assert_eq!(url.dialect, Dialect::Mysql);
+        let e = dsn_for(&remote(Dwh::BigQuery(crate::settings::model::BqDsn {
+            driver: crate::settings::model::BigQueryDriver::Bigquery,
+            project_id: "acme-prod".into(),
+            dataset_id: "d".into(),
+            credentials: crate::settings::model::BqCredentials::File {
+                path: "k.json".into(),
+            },
+        })))
+        .unwrap_err();
+        assert!(e.to_string().contains("not supported by this build"), "{e}");
+    }
+}
