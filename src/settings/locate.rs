@@ -576,16 +576,17 @@ impl JsonParser<'_> {
         }
         let lit = &self.text[start..j];
         self.i = j;
-        let kind = if float {
-            Kind::Float(lit.parse().map_err(|_| SyntaxError {
-                pos: start,
-                message: "invalid number".into(),
-            })?)
-        } else {
-            match lit.parse::<i64>() {
-                Ok(i) => Kind::Int(i),
-                Err(_) => Kind::Float(lit.parse().unwrap_or(f64::INFINITY)),
-            }
+        let kind = match lit.parse::<i64>() {
+            Ok(i) if !float => Kind::Int(i),
+            _ => match lit.parse::<f64>() {
+                Ok(f) if f.is_finite() => Kind::Float(f),
+                _ => {
+                    return Err(SyntaxError {
+                        pos: start,
+                        message: "number out of range".into(),
+                    });
+                }
+            },
         };
         Ok(Node::new(start, kind))
     }
@@ -725,5 +726,93 @@ mod tests {
         let e = parse_toml("a = 1\na = 2\n").unwrap_err();
         assert_eq!(at("a = 1\na = 2\n", e.pos), (2, 1));
         assert!(e.message.contains("duplicate"), "{e:?}");
+    }
+
+    use proptest::prelude::*;
+
+    fn json_value() -> impl Strategy<Value = serde_json::Value> {
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::Bool),
+            any::<i64>().prop_map(serde_json::Value::from),
+            (-1e6f64..1e6).prop_map(serde_json::Value::from),
+            "[a-z\\\\\"é😀 \\n\\t\\u{1}]{0,8}".prop_map(serde_json::Value::String),
+        ];
+        leaf.prop_recursive(4, 32, 5, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..5).prop_map(serde_json::Value::Array),
+                prop::collection::btree_map("[a-z_é]{1,6}", inner, 0..5)
+                    .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    /// Every node's position is where its value's text starts.
+    fn check_positions(text: &str, n: &Node) {
+        let rest = &text[n.pos..];
+        let ok = match &n.kind {
+            Kind::Null => rest.starts_with("null"),
+            Kind::Bool(b) => rest.starts_with(if *b { "true" } else { "false" }),
+            Kind::Int(_) | Kind::Float(_) => {
+                rest.starts_with(|c: char| c == '-' || c.is_ascii_digit())
+            }
+            Kind::Str(_) => rest.starts_with('"'),
+            Kind::Array(items) => {
+                items.iter().for_each(|i| check_positions(text, i));
+                rest.starts_with('[')
+            }
+            Kind::Object(es) => {
+                for e in es {
+                    assert!(text[e.key_pos..].starts_with('"'));
+                    check_positions(text, &e.value);
+                }
+                rest.starts_with('{')
+            }
+            Kind::Datetime(_) => false,
+        };
+        assert!(
+            ok,
+            "node {:?} at {} -> {:?}",
+            n.kind,
+            n.pos,
+            &rest[..rest.len().min(10)]
+        );
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+
+        /// The parser reads what serde_json writes (compact and pretty), with exact positions.
+        #[test]
+        fn round_trips_serde_json(v in json_value()) {
+            for text in [serde_json::to_string(&v).unwrap(), serde_json::to_string_pretty(&v).unwrap()] {
+                let n = parse_json(&text).unwrap();
+                check_positions(&text, &n);
+                let back = n.to_json();
+                // Floats that are whole numbers are written as "1.0" and read back as floats.
+                prop_assert_eq!(back, v.clone());
+            }
+        }
+
+        /// After deleting or inserting a character, the parser accepts exactly what serde_json
+        /// accepts.
+        #[test]
+        fn accepts_exactly_what_serde_json_accepts(
+            v in json_value(),
+            at in any::<prop::sample::Index>(),
+            insert in prop::option::of(prop::sample::select(vec!['{', '}', '[', ']', ',', ':', '"', '\\', ' ', '0', '-', 'e', '.', 'a', '\n'])),
+        ) {
+            let mut chars: Vec<char> = serde_json::to_string_pretty(&v).unwrap().chars().collect();
+            let i = at.index(chars.len() + 1);
+            match insert {
+                Some(c) => chars.insert(i, c),
+                None if i < chars.len() => { chars.remove(i); }
+                None => {}
+            }
+            let text: String = chars.into_iter().collect();
+            let ours = parse_json(&text);
+            let theirs = serde_json::from_str::<serde_json::Value>(&text);
+            prop_assert_eq!(ours.is_ok(), theirs.is_ok(), "{:?}: ours {:?}, serde_json {:?}", text, ours.err(), theirs.err());
+        }
     }
 }
