@@ -969,3 +969,122 @@ async fn write_table_mysql() {
     };
     warehouse_round_trip(&url, "mysql").await;
 }
+
+/// The quick start on a fresh checkout: the built-in default participant type (embedded SQLite
+/// testing warehouse), with filters, --sample-size and --write-table into that warehouse.
+#[test]
+fn participant_type_quick_start() {
+    let home = tempfile::tempdir().unwrap();
+    let cwd = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        let out = xngin()
+            .env("XNGIN_HOME", home.path())
+            .current_dir(cwd.path())
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (c, out, err) = run(&[
+        "assign",
+        "--participant-type",
+        "test_participant_type",
+        "--arms",
+        "control,treatment",
+        "--strata",
+        "gender,ethnicity",
+        "--seed",
+        "11",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(c, 0, "{err}");
+    let rec: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(rec["audience"]["participant_type"], "test_participant_type");
+    assert_eq!(
+        rec["strata_used"],
+        serde_json::json!(["ethnicity", "gender"])
+    );
+    let total = rec["assigned"].as_u64().unwrap();
+    assert!(total > 1000, "{total}");
+    assert_eq!(rec["balance"].as_array().unwrap().len(), 1);
+
+    // Filters narrow the audience; --sample-size draws an exact subset; --write-table writes
+    // into the participant type's warehouse.
+    let (c, out, err) = run(&[
+        "assign",
+        "--participant-type",
+        "test_participant_type",
+        "--arms",
+        "a,b",
+        "--strata",
+        "gender",
+        "--metrics",
+        "income",
+        "--filter",
+        "gender includes Female",
+        "--sample-size",
+        "500",
+        "--seed",
+        "3",
+        "--experiment-id",
+        "qs",
+        "--write-table",
+        "assignments_qs",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(c, 0, "{err}");
+    let rec: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(rec["assigned"], 500);
+    assert!(rec["audience"]["audience_rows"].as_u64().unwrap() < total);
+    assert_eq!(rec["audience"]["filters"][0]["field_name"], "gender");
+    let (c, out, err) = run(&[
+        "assignment",
+        "--experiment-id",
+        "qs",
+        "--table",
+        "assignments_qs",
+        "--format",
+        "csv",
+        "1",
+        "2",
+        "3",
+    ]);
+    assert!(c == 0 || c == 1, "{err}");
+    assert!(
+        out.starts_with("participant_id,arm_id,arm_name,stratum_id\n"),
+        "{out}"
+    );
+
+    // A filter that leaves nobody, and a missing stratum.
+    let (c, _, err) = run(&[
+        "assign",
+        "--participant-type",
+        "test_participant_type",
+        "--arms",
+        "a,b",
+        "--filter",
+        "gender includes nobody",
+    ]);
+    assert_eq!(c, 3, "{err}");
+    assert!(err.contains("0 participant(s) after the filters"), "{err}");
+    let (c, _, err) = run(&[
+        "assign",
+        "--participant-type",
+        "test_participant_type",
+        "--arms",
+        "a,b",
+        "--strata",
+        "shoe_size",
+    ]);
+    assert_eq!(c, 3, "{err}");
+    assert!(
+        err.contains("no field named shoe_size in --strata/--metrics"),
+        "{err}"
+    );
+}

@@ -13,6 +13,9 @@ use polars::prelude::SerReader;
 use super::data::{Column, ColumnData, Ids, NULL_CODE, Table, is_canonical_int};
 use crate::error::{Error, Result};
 
+/// Rows read to infer a CSV's column types.
+const SAMPLE_ROWS: usize = 10_000;
+
 /// The kind of an input file, from its name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FileKind {
@@ -59,25 +62,35 @@ pub fn read_file(path: &Path, id_column: &str, strata: &[String]) -> Result<Tabl
             }
         ))
     };
-    let header: Vec<String> = match kind {
+    // CSV: a first look at up to 10,000 rows (the id as text) gives the header and the
+    // inferred types, from which the full read's dtypes are chosen: integer ids as Int64 and
+    // text strata as Categorical (u32 codes), so millions of rows cost a few bytes each.
+    let (header, sample): (Vec<String>, Option<pl::DataFrame>) = match kind {
         FileKind::Csv => {
+            let mut schema = pl::Schema::default();
+            schema.with_column(id_column.into(), pl::DataType::String);
             let df = pl::CsvReadOptions::default()
                 .with_has_header(true)
-                .with_n_rows(Some(0))
+                .with_n_rows(Some(SAMPLE_ROWS))
+                .with_schema_overwrite(Some(std::sync::Arc::new(schema)))
+                .with_infer_schema_length(Some(SAMPLE_ROWS))
                 .try_into_reader_with_file_path(Some(path.to_path_buf()))
                 .map_err(bad)?
                 .finish()
                 .map_err(bad)?;
-            df.get_column_names()
-                .iter()
-                .map(|s| s.to_string())
-                .collect()
+            (
+                df.get_column_names()
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect(),
+                Some(df),
+            )
         }
         FileKind::Parquet => {
             let f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
             let mut r = pl::ParquetReader::new(f);
             let schema = r.schema().map_err(bad)?;
-            schema.iter_names().map(|s| s.to_string()).collect()
+            (schema.iter_names().map(|s| s.to_string()).collect(), None)
         }
     };
     let mut missing = Vec::new();
@@ -106,17 +119,46 @@ pub fn read_file(path: &Path, id_column: &str, strata: &[String]) -> Result<Tabl
     wanted.extend(strata.iter().filter(|s| *s != id_column).cloned());
     let df = match kind {
         FileKind::Csv => {
+            let sample = sample.expect("CSV sample");
+            let ids_are_ints = sample
+                .column(id_column)
+                .ok()
+                .and_then(|c| c.as_materialized_series().str().ok().cloned())
+                .is_some_and(|ca| {
+                    ca.iter()
+                        .all(|v| v.is_some_and(|v| is_canonical_int(v) && v.parse::<i64>().is_ok()))
+                });
             let mut schema = pl::Schema::default();
-            schema.with_column(id_column.into(), pl::DataType::String);
-            pl::CsvReadOptions::default()
-                .with_has_header(true)
-                .with_columns(Some(wanted.iter().map(|s| s.as_str().into()).collect()))
-                .with_schema_overwrite(Some(std::sync::Arc::new(schema)))
-                .with_infer_schema_length(Some(10_000))
-                .try_into_reader_with_file_path(Some(path.to_path_buf()))
-                .map_err(bad)?
-                .finish()
-                .map_err(bad)?
+            for s in strata {
+                if sample
+                    .column(s)
+                    .is_ok_and(|c| c.dtype() == &pl::DataType::String)
+                {
+                    schema.with_column(
+                        s.as_str().into(),
+                        pl::DataType::from_categories(pl::Categories::global()),
+                    );
+                }
+            }
+            drop(sample);
+            let read = |id_dtype: pl::DataType| {
+                let mut schema = schema.clone();
+                schema.with_column(id_column.into(), id_dtype);
+                pl::CsvReadOptions::default()
+                    .with_has_header(true)
+                    .with_columns(Some(wanted.iter().map(|s| s.as_str().into()).collect()))
+                    .with_schema_overwrite(Some(std::sync::Arc::new(schema)))
+                    .with_infer_schema_length(Some(SAMPLE_ROWS))
+                    .try_into_reader_with_file_path(Some(path.to_path_buf()))
+                    .and_then(|r| r.finish())
+            };
+            // Ids that look like integers in the first rows but not further down: read as text.
+            match ids_are_ints {
+                true => read(pl::DataType::Int64)
+                    .or_else(|_| read(pl::DataType::String))
+                    .map_err(bad)?,
+                false => read(pl::DataType::String).map_err(bad)?,
+            }
         }
         FileKind::Parquet => {
             let f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
@@ -283,6 +325,31 @@ fn series_to_column(s: &pl::Series) -> Result<ColumnData> {
             ColumnData::Float(c.f64().map_err(conv)?.iter().collect())
         }
         D::String => text_column(s.str().map_err(conv)?.iter()),
+        D::Categorical(_, mapping) => {
+            let phys = s.cat32().map_err(conv)?.physical();
+            // Global category codes -> this column's own levels, in order of appearance.
+            let mut local: Vec<u32> = Vec::new();
+            let mut levels: Vec<String> = Vec::new();
+            let codes = phys
+                .iter()
+                .map(|c| match c {
+                    None => NULL_CODE,
+                    Some(c) => {
+                        let c = c as usize;
+                        if c >= local.len() {
+                            local.resize(c + 1, NULL_CODE);
+                        }
+                        if local[c] == NULL_CODE {
+                            local[c] = levels.len() as u32;
+                            levels
+                                .push(mapping.cat_to_str(c as u32).unwrap_or_default().to_string());
+                        }
+                        local[c]
+                    }
+                })
+                .collect();
+            ColumnData::Text { codes, levels }
+        }
         _ => {
             let c = s.cast(&D::String).map_err(conv)?;
             text_column(c.str().map_err(conv)?.iter())

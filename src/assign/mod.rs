@@ -276,7 +276,12 @@ pub fn assign(table: &Table, design: &Design) -> Result<Outcome> {
             if counts[0] == 0 || counts[t] == 0 {
                 test.note = Some("one of the two arms is empty".into());
             } else {
-                match balance::f_test(&rows, &y, &covs) {
+                // With only categorical covariates, rows of one stratum share their design row.
+                let cells = match (&stratum_id, numeric.iter().all(Option::is_none)) {
+                    (Some(sid), true) => Some((sid.as_slice(), n_strata)),
+                    _ => None,
+                };
+                match balance::f_test_grouped(&rows, &y, &covs, cells) {
                     Ok(f) => {
                         test.f_statistic = Some(f.f_statistic);
                         test.numerator_df = Some(f.numerator_df);

@@ -74,7 +74,7 @@ pub fn check_request(req: &Request) -> Result<(Arms, Vec<String>)> {
             "--experiment-id must be 1 to 200 printable characters",
         ));
     }
-    if req.sample_size == Some(0) {
+    if req.sample_size.is_some_and(|k| k < 2) {
         return Err(Error::usage("--sample-size must be at least 2"));
     }
     let strata = strata_fields(&req.strata, &req.metrics);

@@ -85,6 +85,12 @@ pub async fn read_participants(
     if !errs.is_empty() {
         return Err(Error::Invalid(errs));
     }
+    let (where_sql, params, filters_json) = filter_clause(
+        resolved.dsn.dialect,
+        sheet,
+        filters,
+        filters_file.as_deref(),
+    )?;
     let wh = Warehouse::connect(&resolved.dsn).await?;
     let schema = resolved.schema_name.as_deref();
     let live = wh.columns(schema, &resolved.table_name).await?;
@@ -104,8 +110,6 @@ pub async fn read_participants(
     if !missing.is_empty() {
         return Err(Error::Invalid(missing));
     }
-    let (where_sql, params, filters_json) =
-        filter_clause(&wh, sheet, filters, filters_file.as_deref())?;
     let cols: Vec<String> = std::iter::once(&id)
         .chain(strata)
         .map(|c| wh.quote(c))
@@ -207,17 +211,24 @@ pub async fn read_participants(
 /// The WHERE clause of the filters (empty without filters), its parameters and the filters as
 /// JSON for the design record.
 fn filter_clause(
-    _wh: &Warehouse,
-    _sheet: &crate::sheet::ConfigWorksheet,
+    dialect: Dialect,
+    sheet: &crate::sheet::ConfigWorksheet,
     filters: &[String],
     filters_file: Option<&std::path::Path>,
 ) -> Result<(String, Vec<Value>, serde_json::Value)> {
-    if filters.is_empty() && filters_file.is_none() {
+    let mut all = Vec::new();
+    for f in filters {
+        all.push(crate::filters::parse_cli_filter(f)?);
+    }
+    if let Some(p) = filters_file {
+        all.extend(crate::filters::load_filters_file(p)?);
+    }
+    if all.is_empty() {
         return Ok((String::new(), Vec::new(), serde_json::Value::Array(vec![])));
     }
-    Err(Error::runtime(
-        "--filter and --filters-file are not available in this build yet",
-    ))
+    let (sql, params) = crate::filters::where_clause(dialect, &all, sheet, 1)?;
+    let json = serde_json::to_value(&all).unwrap_or(serde_json::Value::Null);
+    Ok((format!(" WHERE {sql}"), params, json))
 }
 
 /// Convert warehouse values to a column, guided by the sheet's data type.
