@@ -1,6 +1,8 @@
 //! Property tests of the assignment invariants on random tables (sizes 1 to 10^4, 1–4 strata
 //! with NULLs, 2–5 arms, integer weights, every misfit strategy).
 
+#![allow(clippy::needless_range_loop)]
+
 use std::collections::HashMap;
 
 use proptest::prelude::*;
