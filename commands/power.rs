@@ -82,6 +82,7 @@ pub struct Args {
     /// Offline: units with a non-null value of the metric (default: --available-n).
     #[arg(
         long,
+        requires = "available_n",
         value_name = "M",
         conflicts_with = "participant_type",
         allow_negative_numbers = true

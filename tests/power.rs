@@ -177,6 +177,20 @@ fn solved_sizes_are_exact_roots() {
 }
 
 #[test]
+fn huge_experiments_are_fast_and_exact() {
+    // ν = 3e7: statrs' t inverse stalls there; ours starts from Cornish–Fisher (scipy 1.959964063615765).
+    assert!((t_isf(0.025, 3e7) - 1.959_964_063_615_765).abs() < 1e-13);
+    // d = 0.001 needs 15.7 million per arm (scipy root 15697721.979017163).
+    let start = std::time::Instant::now();
+    assert_close!(
+        solve_n1_ttest(0.001, 1.0, 0.05, 0.8).unwrap(),
+        15_697_721.979_017_163,
+        1e-10
+    );
+    assert!(start.elapsed().as_secs_f64() < 5.0);
+}
+
+#[test]
 fn gpower_total_172() {
     // G*Power 3.1, t tests, difference between two independent means, a priori:
     // d = 0.5, α = .05 two-tailed, power .90, allocation 1 → 86 per group, total 172.

@@ -318,7 +318,7 @@ fn chosen_bound(metric: &MetricSpec, mde: &Mde) -> f64 {
 }
 
 fn metric_err(metric: &MetricSpec, e: impl std::fmt::Display) -> Error {
-    Error::invalid(format!("metric {}: {e}", metric.name))
+    Error::invalid(format!("metric {:?}: {e}", metric.name))
 }
 
 /// Check the metric's inputs (errors name the CLI flag or the metric).
@@ -332,11 +332,11 @@ pub fn validate_metric(metric: &MetricSpec) -> Result<()> {
         || !finite(metric.stddev)
     {
         errors.push(format!(
-            "metric {name}: baseline, target, pct-change and stddev must be finite numbers"
+            "metric {name:?}: baseline, target, pct-change and stddev must be finite numbers"
         ));
     }
     if metric.target.is_some() && metric.pct_change.is_some() {
-        errors.push(format!("metric {name}: Cannot set both metric_pct_change and metric_target (give --target or --pct-change)"));
+        errors.push(format!("metric {name:?}: Cannot set both metric_pct_change and metric_target (give --target or --pct-change)"));
     }
     if metric.metric_type == MetricType::Binary {
         for (flag, v) in [("--baseline", metric.baseline), ("--target", metric.target)] {
@@ -344,7 +344,7 @@ pub fn validate_metric(metric: &MetricSpec) -> Result<()> {
                 && !(0.0..=1.0).contains(&v)
             {
                 errors.push(format!(
-                    "metric {name}: {flag} {} is not a proportion: a binary metric needs a value between 0 and 1",
+                    "metric {name:?}: {flag} {} is not a proportion: a binary metric needs a value between 0 and 1",
                     m::py_repr(v)
                 ));
             }
@@ -353,7 +353,7 @@ pub fn validate_metric(metric: &MetricSpec) -> Result<()> {
             let t = b * (1.0 + p);
             if !(0.0..=1.0).contains(&t) {
                 errors.push(format!(
-                    "metric {name}: --pct-change {} gives a target of {} outside [0, 1] for a binary metric",
+                    "metric {name:?}: --pct-change {} gives a target of {} outside [0, 1] for a binary metric",
                     m::py_repr(p),
                     m::py_repr(t)
                 ));
@@ -361,7 +361,7 @@ pub fn validate_metric(metric: &MetricSpec) -> Result<()> {
         }
         if metric.stddev.is_some() {
             errors.push(format!(
-                "metric {name}: --stddev: a binary metric should not have stddev"
+                "metric {name:?}: --stddev: a binary metric should not have stddev"
             ));
         }
     }
@@ -373,7 +373,7 @@ pub fn validate_metric(metric: &MetricSpec) -> Result<()> {
             && v < 0
         {
             errors.push(format!(
-                "metric {name}: {flag} must not be negative, got {v}"
+                "metric {name:?}: {flag} must not be negative, got {v}"
             ));
         }
     }
@@ -381,7 +381,7 @@ pub fn validate_metric(metric: &MetricSpec) -> Result<()> {
         && nn > a
     {
         errors.push(format!(
-            "metric {name}: --available-nonnull-n ({nn}) cannot exceed --available-n ({a})"
+            "metric {name:?}: --available-nonnull-n ({nn}) cannot exceed --available-n ({a})"
         ));
     }
     if errors.is_empty() {

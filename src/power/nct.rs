@@ -267,9 +267,15 @@ pub fn t_pdf(t: f64, df: f64) -> f64 {
 /// statrs' inverse as a start, then Newton steps on the survival function.
 pub fn t_isf(q: f64, df: f64) -> f64 {
     use statrs::distribution::{ContinuousCDF, StudentsT};
-    let start = StudentsT::new(0.0, 1.0, df)
-        .map(|d| d.inverse_cdf(1.0 - q))
-        .unwrap_or(f64::NAN);
+    let start = if df < 1e5 {
+        StudentsT::new(0.0, 1.0, df)
+            .map(|d| d.inverse_cdf(1.0 - q))
+            .unwrap_or(f64::NAN)
+    } else {
+        // statrs' inverse stalls for huge ν; the Cornish–Fisher start is already close there.
+        let z = norm_isf(q);
+        z + (z * z * z + z) / (4.0 * df)
+    };
     let mut t = if start.is_finite() && start > 0.0 {
         start
     } else {
