@@ -1310,3 +1310,108 @@ async fn audience_stats_mysql() {
         .unwrap();
     check_audience_stats(&wh, "xngin_power_stats_my").await;
 }
+
+#[tokio::test]
+async fn warehouse_mode_filters_file_and_errors() {
+    use xngin::warehouse::Warehouse;
+    let dsn = xngin::testing_dwh::default_warehouse().await.unwrap();
+    let wh = Warehouse::connect(&dsn).await.unwrap();
+    let rows = wh
+        .fetch_all(
+            "SELECT gender, sample_date, income FROM test_participant_type",
+            &[],
+        )
+        .await
+        .unwrap();
+    wh.close().await;
+    let picked: Vec<&Vec<xngin::warehouse::Value>> = rows
+        .rows
+        .iter()
+        .filter(|r| {
+            let d = r[1].to_text().unwrap_or_default();
+            r[0].to_text().as_deref() == Some("Female")
+                && d.as_str() >= "2024-03-01"
+                && d.as_str() <= "2024-06-30"
+        })
+        .collect();
+    let nonnull = picked.iter().filter(|r| !r[2].is_null()).count();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("audience.json");
+    std::fs::write(&file, r#"[{"field_name": "sample_date", "relation": "between", "value": ["2024-03-01", "2024-06-30"]}]"#)
+        .unwrap();
+    let out = xngin()
+        .args([
+            "power",
+            "--participant-type",
+            "test_participant_type",
+            "--metric",
+            "income=target:30000",
+        ])
+        .args(["--filter", "gender includes Female", "--filters-file"])
+        .arg(&file)
+        .args(["--format", "json"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = json_of(&out);
+    assert_eq!(
+        v["analyses"][0]["metric"]["available_n"],
+        picked.len() as i64
+    );
+    assert_eq!(
+        v["analyses"][0]["metric"]["available_nonnull_n"],
+        nonnull as i64
+    );
+    // Every problem at once, exit 3: a column that is not a filter, one that is not a metric,
+    // and a value of the wrong type.
+    let out = xngin()
+        .args([
+            "power",
+            "--participant-type",
+            "test_participant_type",
+            "--metric",
+            "first_name=pct:0.1",
+        ])
+        .args([
+            "--filter",
+            "last_name includes x",
+            "--filter",
+            "current_income between low,high",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 4, "{err}");
+    assert!(
+        err.contains("--metric first_name: column type character varying cannot be a metric"),
+        "{err}"
+    );
+    assert!(
+        err.contains(
+            r#"--filter "last_name includes x": column "last_name" is not marked is_filter"#
+        ),
+        "{err}"
+    );
+    assert!(
+        err.contains(r#"value "low" does not fit column type double precision: expected a number"#),
+        "{err}"
+    );
+    // A metric given without an effect, outside MDE mode, is a usage error.
+    let out = xngin()
+        .args([
+            "power",
+            "--participant-type",
+            "test_participant_type",
+            "--metric",
+            "income",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
