@@ -132,6 +132,23 @@ pub struct ResolvedFilter {
     pub values: Vec<Option<Value>>,
 }
 
+impl ResolvedFilter {
+    /// The filter as a reference filter object with typed values (for design records):
+    /// `{"field_name": "age", "relation": "between", "value": [18, null]}`.
+    pub fn to_json(&self) -> Json {
+        let value: Vec<Json> = self
+            .values
+            .iter()
+            .map(|v| v.as_ref().map_or(Json::Null, Value::to_json))
+            .collect();
+        serde_json::json!({
+            "field_name": self.field_name,
+            "relation": self.relation.as_str(),
+            "value": value,
+        })
+    }
+}
+
 fn valid_field_name(name: &str) -> bool {
     let mut chars = name.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
@@ -805,6 +822,16 @@ mod tests {
         assert_eq!(
             (f.field_name.as_str(), f.relation, f.value.clone()),
             ("x", Relation::Excludes, vec![FilterValue::Null])
+        );
+        let r = ResolvedFilter {
+            field_name: "age".into(),
+            data_type: DataType::Integer,
+            relation: Relation::Between,
+            values: vec![Some(Value::Int(18)), None],
+        };
+        assert_eq!(
+            r.to_json().to_string(),
+            r#"{"field_name":"age","relation":"between","value":[18,null]}"#
         );
         let f = parse_cli_filter("age between ,65,null").unwrap();
         assert_eq!(
