@@ -348,7 +348,7 @@ fn series_to_column(s: &pl::Series) -> Result<ColumnData> {
                     }
                 })
                 .collect();
-            ColumnData::Text { codes, levels }
+            super::data::sorted_text(codes, levels)
         }
         _ => {
             let c = s.cast(&D::String).map_err(conv)?;
@@ -383,7 +383,7 @@ pub fn text_column<'a>(values: impl Iterator<Item = Option<&'a str>>) -> ColumnD
         };
         codes.push(code);
     }
-    ColumnData::Text { codes, levels }
+    super::data::sorted_text(codes, levels)
 }
 
 /// FxHash (the rustc hasher): fast, not DoS-resistant — fine for dictionary-encoding columns.

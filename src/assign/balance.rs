@@ -19,14 +19,56 @@
 
 use statrs::distribution::{ContinuousCDF, FisherSnedecor};
 
+use super::preprocess::Codes;
+
 /// One covariate of the balance regression.
 pub enum Covariate<'a> {
     Numeric(&'a [f64]),
     /// Level codes 0 … levels−1 per row.
     Categorical {
-        codes: &'a [u32],
+        codes: &'a Codes<'a>,
         levels: u32,
     },
+}
+
+/// The compared participants and their 0/1 outcome.
+pub enum Sample<'a> {
+    /// `y[row]` for the rows listed.
+    Rows { rows: &'a [u32], y: &'a [f64] },
+    /// The rows (of `order`) in arm `control` (y = 0) or `treatment` (y = 1).
+    Arms {
+        order: &'a [u32],
+        arm: &'a [u32],
+        control: u32,
+        treatment: u32,
+    },
+}
+
+impl Sample<'_> {
+    fn for_each(&self, f: &mut dyn FnMut(usize, f64)) {
+        match self {
+            Sample::Rows { rows, y } => {
+                for &r in *rows {
+                    f(r as usize, y[r as usize])
+                }
+            }
+            Sample::Arms {
+                order,
+                arm,
+                control,
+                treatment,
+            } => {
+                for &r in *order {
+                    let a = arm[r as usize];
+                    if a == *treatment {
+                        f(r as usize, 1.0)
+                    } else if a == *control {
+                        f(r as usize, 0.0)
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// A fitted regression and its joint test.
@@ -46,32 +88,31 @@ pub type NoTest = String;
 
 /// Regress `y[row]` (0/1) on the covariates over `rows`; HC1 joint F test of the slopes.
 pub fn f_test(rows: &[u32], y: &[f64], covs: &[Covariate]) -> Result<FTest, NoTest> {
-    f_test_grouped(rows, y, covs, None)
+    f_test_grouped(&Sample::Rows { rows, y }, covs, None)
 }
 
 /// [`f_test`], with `cells[row]` an id shared by rows whose covariates are identical (the
 /// stratum id when every covariate is categorical): sums are then taken per cell, so the cost
 /// is one pass over the rows plus a small one over the cells. The statistics are the same.
 pub fn f_test_grouped(
-    rows: &[u32],
-    y: &[f64],
+    sample: &Sample,
     covs: &[Covariate],
     cells: Option<(&[u32], u32)>,
 ) -> Result<FTest, NoTest> {
-    let n = rows.len();
+    let mut n = 0usize;
+    sample.for_each(&mut |_, _| n += 1);
     // Groups of rows with identical covariates: (representative row, count, Σy, Σy²).
     let grouped: Option<Vec<(u32, f64, f64, f64)>> = cells.map(|(cell, n_cells)| {
         let mut g: Vec<(u32, f64, f64, f64)> = vec![(u32::MAX, 0.0, 0.0, 0.0); n_cells as usize];
-        for &r in rows {
-            let e = &mut g[cell[r as usize] as usize];
+        sample.for_each(&mut |r, yr| {
+            let e = &mut g[cell[r] as usize];
             if e.0 == u32::MAX {
-                e.0 = r;
+                e.0 = r as u32;
             }
-            let yr = y[r as usize];
             e.1 += 1.0;
             e.2 += yr;
             e.3 += yr * yr;
-        }
+        });
         g.retain(|e| e.0 != u32::MAX);
         g
     });
@@ -81,12 +122,7 @@ pub fn f_test_grouped(
                 f(r as usize, c, sy, syy)
             }
         }
-        None => {
-            for &r in rows {
-                let yr = y[r as usize];
-                f(r as usize, 1.0, yr, yr * yr)
-            }
-        }
+        None => sample.for_each(&mut |r, yr| f(r, 1.0, yr, yr * yr)),
     };
     // Layout: column 0 the intercept; numeric covariates one column; categorical one column per
     // present level except the first present one.
@@ -102,9 +138,7 @@ pub fn f_test_grouped(
             }
             Covariate::Categorical { codes, levels } => {
                 let mut present = vec![false; *levels as usize];
-                for &r in rows {
-                    present[codes[r as usize] as usize] = true;
-                }
+                each(&mut |r, _, _, _| present[codes.get(r) as usize] = true);
                 let mut map = vec![0u32; *levels as usize];
                 let mut first = true;
                 for (l, p) in present.iter().enumerate() {
@@ -130,7 +164,7 @@ pub fn f_test_grouped(
             match c {
                 Covariate::Numeric(v) => buf.push((base[j] as usize, v[r])),
                 Covariate::Categorical { codes, .. } => {
-                    let m = col_of[j][codes[r] as usize];
+                    let m = col_of[j][codes.get(r) as usize];
                     if m > 0 {
                         buf.push(((m - 1) as usize, 1.0));
                     }
@@ -406,10 +440,12 @@ mod tests {
             10.0, 12.0, 9.0, 15.0, 11.0, 13.0, 8.0, 14.0, 10.5, 9.5, 12.5, 16.0,
         ];
         let treat = [0., 1., 0., 1., 1., 0., 0., 1., 1., 0., 1., 0.];
-        let codes: Vec<u32> = gender
-            .iter()
-            .map(|g| if *g == "F" { 0 } else { 1 })
-            .collect();
+        let codes = Codes::Owned(
+            gender
+                .iter()
+                .map(|g| if *g == "F" { 0 } else { 1 })
+                .collect(),
+        );
         let rows: Vec<u32> = (0..12).collect();
         let t = f_test(
             &rows,
@@ -441,6 +477,7 @@ mod tests {
         let a: Vec<u32> = (0..200).map(|i| ((i * 7) % 5) as u32).collect();
         let b: Vec<u32> = (0..200).map(|i| ((i * 3) % 4) as u32).collect();
         let cell: Vec<u32> = a.iter().zip(&b).map(|(x, y)| x * 4 + y).collect();
+        let (a, b) = (Codes::Owned(a), Codes::Owned(b));
         let y: Vec<f64> = (0..200).map(|i| ((i * 13 + i / 7) % 2) as f64).collect();
         let rows: Vec<u32> = (0..200).filter(|i| i % 9 != 0).collect();
         let covs = [
@@ -454,7 +491,30 @@ mod tests {
             },
         ];
         let one = f_test(&rows, &y, &covs).unwrap();
-        let two = f_test_grouped(&rows, &y, &covs, Some((&cell, 20))).unwrap();
+        let two = f_test_grouped(
+            &Sample::Rows { rows: &rows, y: &y },
+            &covs,
+            Some((&cell, 20)),
+        )
+        .unwrap();
+        // The same through the arms view (arm 1 = treatment, arm 0 = control, arm 2 left out).
+        let arm: Vec<u32> = (0..200)
+            .map(|i| if i % 9 == 0 { 2 } else { y[i] as u32 })
+            .collect();
+        let order: Vec<u32> = (0..200).collect();
+        let three = f_test_grouped(
+            &Sample::Arms {
+                order: &order,
+                arm: &arm,
+                control: 0,
+                treatment: 1,
+            },
+            &covs,
+            None,
+        )
+        .unwrap();
+        assert!((one.f_statistic - three.f_statistic).abs() < 1e-10 * one.f_statistic.max(1.0));
+        assert_eq!(one.n, three.n);
         assert_eq!(
             (one.numerator_df, one.denominator_df),
             (two.numerator_df, two.denominator_df)
@@ -469,6 +529,7 @@ mod tests {
         // has 3 levels, b is a relabelling of a.
         let a: Vec<u32> = (0..30).map(|i| (i % 3) as u32).collect();
         let b: Vec<u32> = a.iter().map(|x| 2 - x).collect();
+        let (a, b) = (Codes::Owned(a), Codes::Owned(b));
         let y: Vec<f64> = (0..30).map(|i| ((i * 7 + i / 4) % 2) as f64).collect();
         let rows: Vec<u32> = (0..30).collect();
         let one = f_test(

@@ -274,7 +274,7 @@ impl ColumnData {
         }
     }
 
-    /// Dictionary-encode text values (`None` = NULL).
+    /// Dictionary-encode text values (`None` = NULL); levels sorted.
     pub fn text_from<'a>(values: impl IntoIterator<Item = Option<&'a str>>) -> ColumnData {
         let mut map: std::collections::HashMap<&'a str, u32> = std::collections::HashMap::new();
         let mut levels: Vec<String> = Vec::new();
@@ -288,7 +288,35 @@ impl ColumnData {
                 }),
             })
             .collect();
-        ColumnData::Text { codes, levels }
+        sorted_text(codes, levels)
+    }
+}
+
+/// A text column with its dictionary sorted by bytes (codes rewritten in place), so that codes
+/// order like their values.
+pub fn sorted_text(mut codes: Vec<u32>, levels: Vec<String>) -> ColumnData {
+    if levels.is_sorted_by(|a, b| a < b) {
+        return ColumnData::Text { codes, levels };
+    }
+    let mut idx: Vec<usize> = (0..levels.len()).collect();
+    idx.sort_by(|a, b| levels[*a].cmp(&levels[*b]));
+    let mut map = vec![0u32; levels.len()];
+    for (new, &old) in idx.iter().enumerate() {
+        map[old] = new as u32;
+    }
+    for c in codes.iter_mut() {
+        if *c != NULL_CODE {
+            *c = map[*c as usize];
+        }
+    }
+    let mut levels: Vec<Option<String>> = levels.into_iter().map(Some).collect();
+    let sorted: Vec<String> = idx
+        .iter()
+        .map(|&i| levels[i].take().expect("each level once"))
+        .collect();
+    ColumnData::Text {
+        codes,
+        levels: sorted,
     }
 }
 

@@ -180,7 +180,9 @@ pub fn assign(table: &Table, design: &Design) -> Result<Outcome> {
     let strata = strata_fields(&design.strata, &[]);
     check_strata(table, &strata)?;
     let order = table.ids.sorted_order(&table.id_column)?;
+    run::trace("ids sorted");
     let prepared = preprocess::preprocess(table, &strata, design.quantiles);
+    run::trace("strata preprocessed");
     let mut notes = Vec::new();
     for d in &prepared.dropped {
         notes.push(format!("stratum {} not used: {}", d.field, d.reason));
@@ -223,6 +225,7 @@ pub fn assign(table: &Table, design: &Design) -> Result<Outcome> {
             "{unassigned} participant(s) left unassigned (misfit strategy none)"
         ));
     }
+    run::trace("arms drawn");
     // Balance tests.
     let mut balance = Vec::new();
     if !prepared.kept.is_empty() {
@@ -253,19 +256,16 @@ pub fn assign(table: &Table, design: &Design) -> Result<Outcome> {
             })
             .collect();
         for t in 1..k {
-            let rows: Vec<u32> = order
-                .iter()
-                .copied()
-                .filter(|&r| arm[r as usize] == 0 || arm[r as usize] == t as u32)
-                .collect();
-            let y: Vec<f64> = arm
-                .iter()
-                .map(|&a| if a == t as u32 { 1.0 } else { 0.0 })
-                .collect();
+            let sample = balance::Sample::Arms {
+                order: &order,
+                arm: &arm,
+                control: 0,
+                treatment: t as u32,
+            };
             let mut test = BalanceTest {
                 treatment_arm: design.arms.arms[t].name.clone(),
                 control_arm: design.arms.arms[0].name.clone(),
-                n: rows.len() as u64,
+                n: counts[0] + counts[t],
                 f_statistic: None,
                 numerator_df: None,
                 denominator_df: None,
@@ -281,7 +281,7 @@ pub fn assign(table: &Table, design: &Design) -> Result<Outcome> {
                     (Some(sid), true) => Some((sid.as_slice(), n_strata)),
                     _ => None,
                 };
-                match balance::f_test_grouped(&rows, &y, &covs, cells) {
+                match balance::f_test_grouped(&sample, &covs, cells) {
                     Ok(f) => {
                         test.f_statistic = Some(f.f_statistic);
                         test.numerator_df = Some(f.numerator_df);

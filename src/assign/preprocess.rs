@@ -6,11 +6,12 @@
 //!   values", e.g. names);
 //! * otherwise kept. Numeric columns are replaced by quantile bins ([`super::qcut`]).
 //!
-//! Each kept column becomes a dense code per row whose order is the order of its levels:
-//! text levels sorted by their bytes with NULL as the literal level `__NULL__` among them (as
-//! pandas sorts the filled object column); booleans `false`, `true`, then `__NULL__`; numeric
-//! bins `0 … b−1`, then `__NULL__`. The stratum id of a row is the dense rank of its tuple of
-//! codes in lexicographic order (the order stochatreat gives strata), 0-based.
+//! Each kept column becomes a code per row whose order is the order of its levels: text levels
+//! sorted by their bytes, booleans `false`, `true`, numeric bins `0 … b−1`; in every column NULL
+//! is the level `__NULL__`, after all others. The stratum id of a row is the dense rank of its
+//! tuple of codes in lexicographic order (the order stochatreat gives strata), 0-based.
+//! Text columns whose dictionary is already sorted (as [`super::audience`] builds them) are
+//! used in place, without a per-row copy.
 
 use super::data::{ColumnData, NULL_CODE, Table};
 use super::qcut;
@@ -25,14 +26,38 @@ pub struct Dropped {
     pub reason: String,
 }
 
+/// Per-row level codes of a kept column.
+#[derive(Debug, Clone)]
+pub enum Codes<'a> {
+    /// The table's own dictionary codes (sorted levels), NULL_CODE read as `null_as`.
+    Borrowed {
+        codes: &'a [u32],
+        null_as: u32,
+    },
+    Owned(Vec<u32>),
+}
+
+impl Codes<'_> {
+    #[inline]
+    pub fn get(&self, i: usize) -> u32 {
+        match self {
+            Codes::Borrowed { codes, null_as } => {
+                let c = codes[i];
+                if c == NULL_CODE { *null_as } else { c }
+            }
+            Codes::Owned(v) => v[i],
+        }
+    }
+}
+
 /// One kept stratum column, coded.
 #[derive(Debug, Clone)]
-pub struct Coded {
+pub struct Coded<'a> {
     pub name: String,
     /// Index of the column in the table.
     pub column: usize,
-    /// Per row, the rank of its level (0 … levels.len()−1).
-    pub codes: Vec<u32>,
+    /// Per row, the rank of its level (0 … levels.len()−1; some levels may be absent).
+    pub codes: Codes<'a>,
     /// The level labels in code order (bin numbers for numeric columns).
     pub levels: Vec<String>,
     /// A numeric column without NULLs: the balance check uses its original values.
@@ -40,13 +65,13 @@ pub struct Coded {
 }
 
 #[derive(Debug, Clone, Default)]
-pub struct Prepared {
-    pub kept: Vec<Coded>,
+pub struct Prepared<'a> {
+    pub kept: Vec<Coded<'a>>,
     pub dropped: Vec<Dropped>,
 }
 
 /// Preprocess the columns named `strata` (sorted, deduplicated, all present in `table`).
-pub fn preprocess(table: &Table, strata: &[String], quantiles: u32) -> Prepared {
+pub fn preprocess<'a>(table: &'a Table, strata: &[String], quantiles: u32) -> Prepared<'a> {
     let mut out = Prepared::default();
     for name in strata {
         let idx = table
@@ -72,7 +97,7 @@ pub fn preprocess(table: &Table, strata: &[String], quantiles: u32) -> Prepared 
     out
 }
 
-fn code_column(col: &ColumnData, quantiles: u32) -> Result<(Vec<u32>, Vec<String>), String> {
+fn code_column(col: &ColumnData, quantiles: u32) -> Result<(Codes<'_>, Vec<String>), String> {
     let n = col.len();
     match col {
         ColumnData::Text { codes, levels } => {
@@ -91,19 +116,25 @@ fn code_column(col: &ColumnData, quantiles: u32) -> Result<(Vec<u32>, Vec<String
                 present.iter().all(|&i| counts[i] == 1),
                 n as u64 - nulls,
             )?;
-            // Sorted distinct labels, NULL spelled __NULL__.
-            let mut labels: Vec<&str> = present.iter().map(|&i| levels[i].as_str()).collect();
-            if nulls > 0 {
-                labels.push(NULL_LEVEL);
+            if levels.is_sorted_by(|a, b| a < b) {
+                // Sorted dictionary: the codes are ranks already (absent levels are harmless).
+                let mut labels = levels.clone();
+                labels.push(NULL_LEVEL.to_string());
+                let null_as = levels.len() as u32;
+                return Ok((Codes::Borrowed { codes, null_as }, labels));
             }
-            labels.sort_unstable();
-            labels.dedup();
-            let rank_of = |s: &str| labels.binary_search(&s).expect("label present") as u32;
+            let mut order: Vec<usize> = (0..levels.len()).collect();
+            order.sort_by(|a, b| levels[*a].cmp(&levels[*b]));
+            let mut labels: Vec<String> = Vec::new();
             let mut map = vec![0u32; levels.len()];
-            for &i in &present {
-                map[i] = rank_of(&levels[i]);
+            for &i in &order {
+                if labels.last() != Some(&levels[i]) {
+                    labels.push(levels[i].clone());
+                }
+                map[i] = (labels.len() - 1) as u32;
             }
-            let null_rank = if nulls > 0 { rank_of(NULL_LEVEL) } else { 0 };
+            let null_rank = labels.len() as u32;
+            labels.push(NULL_LEVEL.to_string());
             let codes = codes
                 .iter()
                 .map(|&c| {
@@ -114,7 +145,7 @@ fn code_column(col: &ColumnData, quantiles: u32) -> Result<(Vec<u32>, Vec<String
                     }
                 })
                 .collect();
-            Ok((codes, labels.into_iter().map(str::to_string).collect()))
+            Ok((Codes::Owned(codes), labels))
         }
         ColumnData::Bool(v) => {
             let (mut f, mut t, mut nulls) = (0u64, 0u64, 0u64);
@@ -146,7 +177,7 @@ fn code_column(col: &ColumnData, quantiles: u32) -> Result<(Vec<u32>, Vec<String
                     None => map[2],
                 })
                 .collect();
-            Ok((codes, labels))
+            Ok((Codes::Owned(codes), labels))
         }
         ColumnData::Int(_) | ColumnData::Float(_) => {
             let vals: Vec<Option<f64>> = match col {
@@ -178,7 +209,7 @@ fn code_column(col: &ColumnData, quantiles: u32) -> Result<(Vec<u32>, Vec<String
             if has_null {
                 names.push(NULL_LEVEL.into());
             }
-            Ok((codes, names))
+            Ok((Codes::Owned(codes), names))
         }
     }
 }
@@ -199,12 +230,25 @@ pub fn stratum_ids(kept: &[Coded], n: usize) -> (Vec<u32>, u32) {
     if kept.is_empty() {
         return (vec![0; n], if n > 0 { 1 } else { 0 });
     }
+    let space: u128 = kept.iter().map(|c| c.levels.len().max(1) as u128).product();
+    if space <= u32::MAX as u128 {
+        // Mixed-radix keys fit in u32: build them in the output vector and densify in place.
+        let mut key: Vec<u32> = vec![0; n];
+        for c in kept {
+            let radix = c.levels.len().max(1) as u32;
+            for (i, k) in key.iter_mut().enumerate() {
+                *k = *k * radix + c.codes.get(i);
+            }
+        }
+        let count = densify32(&mut key, space as u64);
+        return (key, count);
+    }
     let mut key: Vec<u64> = vec![0; n];
     let mut space: u64 = 1;
     for c in kept {
         let radix = c.levels.len().max(1) as u64;
-        for (k, &code) in key.iter_mut().zip(&c.codes) {
-            *k = *k * radix + code as u64;
+        for (i, k) in key.iter_mut().enumerate() {
+            *k = *k * radix + c.codes.get(i) as u64;
         }
         space *= radix;
         if space > (1 << 32) {
@@ -213,6 +257,34 @@ pub fn stratum_ids(kept: &[Coded], n: usize) -> (Vec<u32>, u32) {
     }
     let count = densify(&mut key, space);
     (key.into_iter().map(|k| k as u32).collect(), count)
+}
+
+fn densify32(key: &mut [u32], space: u64) -> u32 {
+    if space <= (1 << 24) {
+        let mut rank = vec![u32::MAX; space as usize];
+        for &k in key.iter() {
+            rank[k as usize] = 0;
+        }
+        let mut next = 0u32;
+        for r in rank.iter_mut() {
+            if *r == 0 {
+                *r = next;
+                next += 1;
+            }
+        }
+        for k in key.iter_mut() {
+            *k = rank[*k as usize];
+        }
+        next
+    } else {
+        let mut distinct: Vec<u32> = key.to_vec();
+        distinct.sort_unstable();
+        distinct.dedup();
+        for k in key.iter_mut() {
+            *k = distinct.binary_search(k).expect("present") as u32;
+        }
+        distinct.len() as u32
+    }
 }
 
 /// Replace keys by their dense rank (order preserving); returns the number of distinct keys.
@@ -313,17 +385,44 @@ mod tests {
                 ("name", "unique values (every row differs)")
             ]
         );
-        // g: "__NULL__" < "f" < "m" in byte order
-        assert_eq!(p.kept[1].levels, vec!["__NULL__", "f", "m"]);
-        assert_eq!(p.kept[1].codes, vec![2, 0, 1, 2]);
+        // g: "f" < "m", NULL last
+        assert_eq!(p.kept[1].levels, vec!["f", "m", "__NULL__"]);
+        assert_eq!(
+            (0..4).map(|i| p.kept[1].codes.get(i)).collect::<Vec<_>>(),
+            vec![1, 2, 0, 1]
+        );
         // income: 2 bins on [1,2,4] -> edges [1, 2, 4]; 1->0, 2->0, 4->1, NULL->2
-        assert_eq!(p.kept[2].codes, vec![0, 0, 2, 1]);
+        assert_eq!(
+            (0..4).map(|i| p.kept[2].codes.get(i)).collect::<Vec<_>>(),
+            vec![0, 0, 2, 1]
+        );
         assert!(!p.kept[2].numeric_without_nulls);
         assert_eq!(p.kept[0].levels, vec!["false", "true", "__NULL__"]);
         let (sid, count) = stratum_ids(&p.kept, 4);
-        // tuples: (1,2,0) (0,0,0) (1,1,2) (2,2,1) -> sorted ranks 1,0,2,3... check order
+        // tuples (flag, g, income): (1,1,0) (0,2,0) (1,0,2) (2,1,1) -> ranks 2, 0, 1, 3
         assert_eq!(count, 4);
         assert_eq!(sid, vec![2, 0, 1, 3]);
+        // A sorted dictionary is used in place; an unsorted one is remapped to the same ranks.
+        assert!(matches!(p.kept[1].codes, Codes::Borrowed { .. }));
+        let unsorted = table(vec![
+            (
+                "g",
+                ColumnData::Text {
+                    codes: vec![0, NULL_CODE, 1, 0],
+                    levels: vec!["m".into(), "f".into()],
+                },
+            ),
+            (
+                "h",
+                ColumnData::text_from([Some("x"), Some("y"), Some("x"), Some("y")]),
+            ),
+        ]);
+        let q = preprocess(&unsorted, &["g".to_string()], 4);
+        assert!(matches!(q.kept[0].codes, Codes::Owned(_)));
+        assert_eq!(
+            (0..4).map(|i| q.kept[0].codes.get(i)).collect::<Vec<_>>(),
+            vec![1, 2, 0, 1]
+        );
     }
 
     #[test]
@@ -334,14 +433,14 @@ mod tests {
             .map(|j| Coded {
                 name: format!("c{j}"),
                 column: j,
-                codes: (0..n).map(|i| ((i * (j + 7) * 31) % 1000) as u32).collect(),
+                codes: Codes::Owned((0..n).map(|i| ((i * (j + 7) * 31) % 1000) as u32).collect()),
                 levels: (0..1000).map(|l| l.to_string()).collect(),
                 numeric_without_nulls: false,
             })
             .collect();
         let (sid, count) = stratum_ids(&cols, n);
         let mut tuples: Vec<Vec<u32>> = (0..n)
-            .map(|i| cols.iter().map(|c| c.codes[i]).collect())
+            .map(|i| cols.iter().map(|c| c.codes.get(i)).collect())
             .collect();
         let orig = tuples.clone();
         tuples.sort();

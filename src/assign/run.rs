@@ -103,8 +103,35 @@ pub fn check_request(req: &Request) -> Result<(Arms, Vec<String>)> {
     Ok((arms, strata))
 }
 
+/// With `XNGIN_TRACE` set, print the elapsed time and memory (current and peak RSS) after each
+/// phase to stderr: a tool for the benchmark (bench/assign.sh).
+pub(crate) fn trace(phase: &str) {
+    use std::sync::OnceLock;
+    static START: OnceLock<std::time::Instant> = OnceLock::new();
+    let start = *START.get_or_init(std::time::Instant::now);
+    if std::env::var_os("XNGIN_TRACE").is_none() {
+        return;
+    }
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kb = |key: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(key))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    eprintln!(
+        "[{:7.3} s] {phase}: rss {} MB, peak {} MB",
+        start.elapsed().as_secs_f64(),
+        kb("VmRSS:") / 1024,
+        kb("VmHWM:") / 1024
+    );
+}
+
 /// Run an assignment request.
 pub async fn run(req: &Request) -> Result<Report> {
+    trace("start");
     let (arms, strata) = check_request(req)?;
     let seed_given = req.seed.is_some();
     let seed = req.seed.unwrap_or_else(rng::fresh_seed);
@@ -159,11 +186,23 @@ pub async fn run(req: &Request) -> Result<Report> {
         seed,
         fstat_thresh: req.fstat_thresh,
     };
+    trace("audience read");
     let outcome = assign(&table, &design)?;
     for n in &outcome.notes {
         notice(n);
     }
-    let fp = super::output::fingerprint(&table, &outcome.order);
+    trace("assigned");
+    // The input fingerprint is hashed while the assignment file is written.
+    let (fp, written) = std::thread::scope(|sc| {
+        let h = sc.spawn(|| super::output::fingerprint(&table, &outcome.order));
+        let written = match &req.output {
+            Some(out) => super::output::write_file(out, req.replace, &table, &outcome, &design),
+            None => Ok(()),
+        };
+        (h.join().expect("fingerprint thread panicked"), written)
+    });
+    written?;
+    trace("assignment file written");
     let mut record = DesignRecord::new(
         experiment_id,
         created_at,
@@ -174,7 +213,6 @@ pub async fn run(req: &Request) -> Result<Report> {
         req.sample_size,
         fp,
     );
-
     if let Some(out) = &req.output {
         let dp = super::output::design_path(out);
         record.outputs.file = Some(out.display().to_string());
@@ -182,10 +220,8 @@ pub async fn run(req: &Request) -> Result<Report> {
     }
     if let Some(t) = &req.write_table {
         record.outputs.table = Some(t.clone());
-    }
-    if let Some(t) = &req.write_table {
         let pb = crate::output::progress(Some(table.len() as u64), "writing");
-        super::warehouse::write_table(
+        let res = super::warehouse::write_table(
             req,
             wh_target.as_ref(),
             t,
@@ -195,11 +231,18 @@ pub async fn run(req: &Request) -> Result<Report> {
             &record,
             &pb,
         )
-        .await?;
+        .await;
         pb.finish_and_clear();
+        if let Err(e) = res {
+            // All or nothing: do not leave this run's assignment file behind either.
+            if let Some(out) = &req.output {
+                let _ = std::fs::remove_file(out);
+            }
+            return Err(e);
+        }
+        trace("table written");
     }
     if let Some(out) = &req.output {
-        super::output::write_file(out, req.replace, &table, &outcome, &design)?;
         let dp = super::output::design_path(out);
         let json = record.to_json();
         crate::output::write_atomic(&dp, req.replace, |w| {
