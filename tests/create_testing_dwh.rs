@@ -83,6 +83,37 @@ async fn full_round_trip(dsn: &str, schema: Option<&str>) {
     };
     assert_eq!(stdout(&out), format!("Loaded 100000 rows into {shown}.\n"));
     assert_eq!(db_aggregates(dsn, &shown).await, fixture_aggregates());
+
+    // Every column of the first rows reads back as written (dates, timestamps, uuids, NULLs).
+    let wh = Warehouse::connect(&Dsn::parse(dsn).unwrap()).await.unwrap();
+    let q = shown
+        .split('.')
+        .map(|p| wh.quote(p))
+        .collect::<Vec<_>>()
+        .join(".");
+    let got = wh
+        .fetch_all(&format!("SELECT * FROM {q} ORDER BY id LIMIT 300"), &[])
+        .await
+        .unwrap();
+    let want: Vec<Vec<Value>> =
+        xngin::testing_dwh::open_source(&xngin::testing_dwh::Source::Fixture, Some(300))
+            .unwrap()
+            .rows
+            .map(Result::unwrap)
+            .collect();
+    // SQLite keeps booleans as 0/1 and PostgreSQL prints no "+00:00": compare normalised text.
+    let text = |r: &[Value]| -> Vec<Option<String>> {
+        r.iter()
+            .map(|v| match v {
+                Value::Bool(b) => Some((*b as i64).to_string()),
+                v => v.to_text().map(|t| t.replace("+00:00", "")),
+            })
+            .collect()
+    };
+    assert_eq!(got.rows.len(), want.len());
+    for (g, w) in got.rows.iter().zip(&want) {
+        assert_eq!(text(g), text(w), "{dsn}");
+    }
 }
 
 /// Column types read back through the database's own catalog.

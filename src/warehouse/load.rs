@@ -235,23 +235,37 @@ where
 
 /// One value in PostgreSQL's COPY text format.
 fn encode_copy_text(v: &Value, out: &mut Vec<u8>) {
+    use chrono::{Datelike, Timelike};
+    use std::io::Write;
+    // Formatting straight into the buffer: no per-value String on the hot path.
+    fn time(out: &mut Vec<u8>, t: &chrono::NaiveDateTime) {
+        let _ = write!(
+            out,
+            "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
+            t.year(),
+            t.month(),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second()
+        );
+        let micros = t.nanosecond() / 1000;
+        if micros > 0 {
+            let _ = write!(out, ".{micros:06}");
+        }
+    }
     match v {
         Value::Null => out.extend_from_slice(b"\\N"),
         Value::Bool(b) => out.push(if *b { b't' } else { b'f' }),
-        Value::Int(i) => out.extend_from_slice(i.to_string().as_bytes()),
+        Value::Int(i) => {
+            let _ = write!(out, "{i}");
+        }
+        Value::Float(f) if f.is_nan() => out.extend_from_slice(b"NaN"),
+        Value::Float(f) if f.is_infinite() => {
+            out.extend_from_slice(if *f > 0.0 { b"Infinity" } else { b"-Infinity" })
+        }
         Value::Float(f) => {
-            let s = if f.is_nan() {
-                "NaN".to_string()
-            } else if f.is_infinite() {
-                if *f > 0.0 {
-                    "Infinity".into()
-                } else {
-                    "-Infinity".into()
-                }
-            } else {
-                f.to_string()
-            };
-            out.extend_from_slice(s.as_bytes())
+            let _ = write!(out, "{f}");
         }
         Value::Text(s) => {
             for &b in s.as_bytes() {
@@ -264,7 +278,18 @@ fn encode_copy_text(v: &Value, out: &mut Vec<u8>) {
                 }
             }
         }
-        other => out.extend_from_slice(other.to_text().unwrap_or_default().as_bytes()),
+        Value::Uuid(u) => {
+            let mut buf = uuid::Uuid::encode_buffer();
+            out.extend_from_slice(u.hyphenated().encode_lower(&mut buf).as_bytes());
+        }
+        Value::Date(d) => {
+            let _ = write!(out, "{:04}-{:02}-{:02}", d.year(), d.month(), d.day());
+        }
+        Value::Timestamp(t) => time(out, t),
+        Value::TimestampTz(t) => {
+            time(out, &t.naive_utc());
+            out.extend_from_slice(b"+00");
+        }
     }
 }
 
@@ -283,6 +308,32 @@ mod tests {
         out.clear();
         encode_copy_text(&Value::Text("\\N".into()), &mut out);
         assert_eq!(out, b"\\\\N");
+    }
+
+    #[test]
+    fn copy_text_typed_values() {
+        let enc = |v: Value| {
+            let mut out = Vec::new();
+            encode_copy_text(&v, &mut out);
+            String::from_utf8(out).unwrap()
+        };
+        let d = chrono::NaiveDate::from_ymd_opt(2024, 3, 5).unwrap();
+        let t = d.and_hms_micro_opt(7, 8, 9, 120).unwrap();
+        assert_eq!(enc(Value::Date(d)), "2024-03-05");
+        assert_eq!(enc(Value::Timestamp(t)), "2024-03-05 07:08:09.000120");
+        assert_eq!(
+            enc(Value::Timestamp(d.and_hms_opt(0, 0, 1).unwrap())),
+            "2024-03-05 00:00:01"
+        );
+        assert_eq!(
+            enc(Value::TimestampTz(t.and_utc())),
+            "2024-03-05 07:08:09.000120+00"
+        );
+        assert_eq!(enc(Value::Float(0.1)), "0.1");
+        assert_eq!(enc(Value::Float(f64::NEG_INFINITY)), "-Infinity");
+        assert_eq!(enc(Value::Int(-42)), "-42");
+        let u: uuid::Uuid = "9bd6e6b8-8b1c-4e8d-9b9a-1f0f4d6c2a01".parse().unwrap();
+        assert_eq!(enc(Value::Uuid(u)), "9bd6e6b8-8b1c-4e8d-9b9a-1f0f4d6c2a01");
     }
 
     #[test]
