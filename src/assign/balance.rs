@@ -36,11 +36,13 @@ pub enum Sample<'a> {
     /// `y[row]` for the rows listed.
     Rows { rows: &'a [u32], y: &'a [f64] },
     /// The rows (of `order`) in arm `control` (y = 0) or `treatment` (y = 1).
+    /// `n` is their number.
     Arms {
         order: &'a [u32],
         arm: &'a [u32],
         control: u32,
         treatment: u32,
+        n: usize,
     },
 }
 
@@ -57,6 +59,7 @@ impl Sample<'_> {
                 arm,
                 control,
                 treatment,
+                ..
             } => {
                 for &r in *order {
                     let a = arm[r as usize];
@@ -99,8 +102,10 @@ pub fn f_test_grouped(
     covs: &[Covariate],
     cells: Option<(&[u32], u32)>,
 ) -> Result<FTest, NoTest> {
-    let mut n = 0usize;
-    sample.for_each(&mut |_, _| n += 1);
+    let n = match sample {
+        Sample::Rows { rows, .. } => rows.len(),
+        Sample::Arms { n, .. } => *n,
+    };
     // Groups of rows with identical covariates: (representative row, count, Σy, Σy²).
     let grouped: Option<Vec<(u32, f64, f64, f64)>> = cells.map(|(cell, n_cells)| {
         let mut g: Vec<(u32, f64, f64, f64)> = vec![(u32::MAX, 0.0, 0.0, 0.0); n_cells as usize];
@@ -508,6 +513,7 @@ mod tests {
                 arm: &arm,
                 control: 0,
                 treatment: 1,
+                n: rows.len(),
             },
             &covs,
             None,

@@ -261,6 +261,7 @@ pub fn assign(table: &Table, design: &Design) -> Result<Outcome> {
                 arm: &arm,
                 control: 0,
                 treatment: t as u32,
+                n: (counts[0] + counts[t]) as usize,
             };
             let mut test = BalanceTest {
                 treatment_arm: design.arms.arms[t].name.clone(),

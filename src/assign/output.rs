@@ -84,6 +84,23 @@ pub fn write_csv(
         })
         .collect();
     let text_ids = matches!(table.ids, Ids::Text { .. });
+    // Text levels escaped once, not per row.
+    let escaped: Vec<Option<Vec<Vec<u8>>>> = cols
+        .iter()
+        .map(|c| match c {
+            ColumnData::Text { levels, .. } => Some(
+                levels
+                    .iter()
+                    .map(|l| {
+                        let mut v = Vec::new();
+                        push_csv_field(&mut v, l.as_bytes());
+                        v
+                    })
+                    .collect(),
+            ),
+            _ => None,
+        })
+        .collect();
     let format = |rows: &[u32]| -> Vec<u8> {
         let mut out = Vec::with_capacity(rows.len() * 48);
         let mut field = Vec::with_capacity(64);
@@ -110,13 +127,14 @@ pub fn write_csv(
             if let Some(sid) = &outcome.stratum_id {
                 out.extend_from_slice(super::data::format_i64(sid[r] as i64, &mut b));
             }
-            for c in &cols {
+            for (c, esc) in cols.iter().zip(&escaped) {
                 out.push(b',');
-                match c {
-                    ColumnData::Text { .. } => {
-                        field.clear();
-                        c.write_text(r, &mut field);
-                        push_csv_field(&mut out, &field);
+                match (c, esc) {
+                    (ColumnData::Text { codes, .. }, Some(esc)) => {
+                        let code = codes[r];
+                        if code != super::NULL_CODE {
+                            out.extend_from_slice(&esc[code as usize]);
+                        }
                     }
                     _ => c.write_text(r, &mut out),
                 }
@@ -125,18 +143,36 @@ pub fn write_csv(
         }
         out
     };
-    for batch in outcome.order.chunks(2 * BATCH) {
-        let mid = batch.len().div_ceil(2);
-        let (a, b) = batch.split_at(mid);
-        let (fa, fb) = std::thread::scope(|s| {
-            let h = s.spawn(|| format(b));
-            let fa = format(a);
-            (fa, h.join().expect("formatting thread panicked"))
-        });
-        w.write_all(&fa).map_err(werr)?;
-        w.write_all(&fb).map_err(werr)?;
-    }
-    Ok(())
+    // Two threads format alternate batches; this one writes them in order as they come, so
+    // formatting and writing overlap. Bounded channels keep a few batches in memory at most.
+    let batches: Vec<&[u32]> = outcome.order.chunks(BATCH).collect();
+    let batches = &batches;
+    std::thread::scope(|s| {
+        let mut rxs = Vec::new();
+        for worker in 0..2usize {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(2);
+            rxs.push(rx);
+            let format = &format;
+            s.spawn(move || {
+                for batch in batches.iter().skip(worker).step_by(2) {
+                    if tx.send(format(batch)).is_err() {
+                        break; // the writer stopped (an error)
+                    }
+                }
+            });
+        }
+        let result = (|| {
+            for i in 0..batches.len() {
+                let buf = rxs[i % 2]
+                    .recv()
+                    .map_err(|_| Error::runtime("formatting thread stopped"))?;
+                w.write_all(&buf).map_err(werr)?;
+            }
+            Ok(())
+        })();
+        drop(rxs);
+        result
+    })
 }
 
 /// Write the assignment as Parquet (ids: Int64 for integer ids within i64, else String).
