@@ -157,7 +157,10 @@ mod tests {
         assert!(err.is_err());
         assert!(!p.exists());
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
-        write_atomic(&p, false, |w| Ok(w.write_all(b"ok").unwrap())).unwrap();
+        write_atomic(&p, false, |w| {
+            w.write_all(b"ok").map_err(|e| Error::io(&p, e))
+        })
+        .unwrap();
         assert_eq!(std::fs::read_to_string(&p).unwrap(), "ok");
         assert!(
             write_atomic(&p, false, |_| Ok(()))
@@ -165,7 +168,10 @@ mod tests {
                 .to_string()
                 .contains("--replace")
         );
-        write_atomic(&p, true, |w| Ok(w.write_all(b"new").unwrap())).unwrap();
+        write_atomic(&p, true, |w| {
+            w.write_all(b"new").map_err(|e| Error::io(&p, e))
+        })
+        .unwrap();
         assert_eq!(std::fs::read_to_string(&p).unwrap(), "new");
     }
 }
