@@ -791,3 +791,56 @@ async fn embedded_default_is_built_once_and_rebuilt_when_stale() {
         .collect();
     assert_eq!(names, vec![std::ffi::OsString::from("testing_dwh.db")]);
 }
+
+/// Streaming reads see every row once, in order, with typed values, on all three databases.
+#[tokio::test]
+async fn fetch_each_streams_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let mut dsns = vec![format!("sqlite:///{}", dir.path().join("s.db").display())];
+    dsns.extend(pg_url("fetch_each_streams_rows (postgres part)"));
+    dsns.extend(mysql_url("fetch_each_streams_rows (mysql part)"));
+    for dsn in dsns {
+        let table = unique("dwh_stream");
+        load_fixture(
+            home.path(),
+            &dsn,
+            &["--table-name", &table, "--rows", "5000"],
+        );
+        let wh = Warehouse::connect(&Dsn::parse(&dsn).unwrap())
+            .await
+            .unwrap();
+        let t = wh.quote(&table);
+        let mut ids = Vec::new();
+        let cols = wh
+            .fetch_each(
+                &format!(
+                    "SELECT id, gender FROM {t} WHERE id > {} ORDER BY id",
+                    wh.placeholder(1)
+                ),
+                &[Value::Int(10)],
+                |row| {
+                    ids.push(row[0].as_i64().unwrap());
+                    Ok(())
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(cols, ["id", "gender"]);
+        assert_eq!(ids, (11..=5000).collect::<Vec<i64>>(), "{dsn}");
+        // An error from the callback stops the read and is returned.
+        let mut seen = 0;
+        let err = wh
+            .fetch_each(&format!("SELECT id FROM {t}"), &[], |_| {
+                seen += 1;
+                if seen == 3 {
+                    Err(xngin::Error::runtime("stop"))
+                } else {
+                    Ok(())
+                }
+            })
+            .await
+            .unwrap_err();
+        assert_eq!((err.to_string().as_str(), seen), ("stop", 3));
+    }
+}

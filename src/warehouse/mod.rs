@@ -267,6 +267,36 @@ impl Warehouse {
         }
     }
 
+    /// Run a query and hand each row to `f` as it arrives, without holding the result set in
+    /// memory (large audiences, exports). Returns the column names (empty when there were no
+    /// rows). An error from `f` stops the query.
+    pub async fn fetch_each<F>(&self, sql: &str, params: &[Value], mut f: F) -> Result<Vec<String>>
+    where
+        F: FnMut(Vec<Value>) -> Result<()>,
+    {
+        use futures::TryStreamExt;
+        echo(sql, params);
+        let mut columns = Vec::new();
+        macro_rules! drain {
+            ($pool:expr, $bind:path, $decode:path) => {{
+                let q = $bind(sqlx::query(AssertSqlSafe(sql)), params);
+                let mut stream = q.fetch($pool);
+                while let Some(row) = stream.try_next().await? {
+                    if columns.is_empty() {
+                        columns = rows::column_names(&row);
+                    }
+                    f($decode(&row)?)?;
+                }
+            }};
+        }
+        match &self.pool {
+            Pool::Sqlite(p) => drain!(p, rows::bind_sqlite, rows::decode_sqlite_row),
+            Pool::Postgres(p) => drain!(p, rows::bind_pg, rows::decode_pg_row),
+            Pool::Mysql(p) => drain!(p, rows::bind_mysql, rows::decode_mysql_row),
+        }
+        Ok(columns)
+    }
+
     /// Start a transaction.
     pub async fn begin(&self) -> Result<Tx> {
         echo("BEGIN", &[]);

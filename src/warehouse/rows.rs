@@ -6,6 +6,10 @@ use sqlx::query::Query;
 use sqlx::sqlite::{SqliteArguments, SqliteRow};
 use sqlx::{Column, MySql, Postgres, Row, Sqlite, TypeInfo, ValueRef};
 
+pub(crate) fn column_names<R: Row>(row: &R) -> Vec<String> {
+    row.columns().iter().map(|c| c.name().to_string()).collect()
+}
+
 use super::{Rows, Value};
 use crate::error::{Error, Result};
 
@@ -80,8 +84,13 @@ fn decode_err(col: &str, ty: &str, e: sqlx::Error) -> Error {
 
 pub(crate) fn decode_pg(rows: Vec<PgRow>) -> Result<Rows> {
     let columns = columns_of(&rows);
-    let mut out = Vec::with_capacity(rows.len());
-    for row in &rows {
+    let rows = rows.iter().map(decode_pg_row).collect::<Result<_>>()?;
+    Ok(Rows { columns, rows })
+}
+
+/// One row's values, decoded by each column's type.
+pub(crate) fn decode_pg_row(row: &PgRow) -> Result<Vec<Value>> {
+    {
         let mut vals = Vec::with_capacity(row.len());
         for (i, col) in row.columns().iter().enumerate() {
             let raw = row.try_get_raw(i)?;
@@ -109,9 +118,8 @@ pub(crate) fn decode_pg(rows: Vec<PgRow>) -> Result<Rows> {
                 _ => Value::Text(row.try_get(i).map_err(e)?),
             });
         }
-        out.push(vals);
+        Ok(vals)
     }
-    Ok(Rows { columns, rows: out })
 }
 
 /// NUMERIC/DECIMAL: whole numbers that fit stay exact integers, the rest become f64.
@@ -128,8 +136,13 @@ fn decimal_value(d: rust_decimal::Decimal) -> Value {
 
 pub(crate) fn decode_mysql(rows: Vec<MySqlRow>) -> Result<Rows> {
     let columns = columns_of(&rows);
-    let mut out = Vec::with_capacity(rows.len());
-    for row in &rows {
+    let rows = rows.iter().map(decode_mysql_row).collect::<Result<_>>()?;
+    Ok(Rows { columns, rows })
+}
+
+/// One row's values, decoded by each column's type.
+pub(crate) fn decode_mysql_row(row: &MySqlRow) -> Result<Vec<Value>> {
+    {
         let mut vals = Vec::with_capacity(row.len());
         for (i, col) in row.columns().iter().enumerate() {
             let raw = row.try_get_raw(i)?;
@@ -164,15 +177,19 @@ pub(crate) fn decode_mysql(rows: Vec<MySqlRow>) -> Result<Rows> {
                 _ => Value::Text(row.try_get(i).map_err(e)?),
             });
         }
-        out.push(vals);
+        Ok(vals)
     }
-    Ok(Rows { columns, rows: out })
 }
 
 pub(crate) fn decode_sqlite(rows: Vec<SqliteRow>) -> Result<Rows> {
     let columns = columns_of(&rows);
-    let mut out = Vec::with_capacity(rows.len());
-    for row in &rows {
+    let rows = rows.iter().map(decode_sqlite_row).collect::<Result<_>>()?;
+    Ok(Rows { columns, rows })
+}
+
+/// One row's values, decoded by each column's type.
+pub(crate) fn decode_sqlite_row(row: &SqliteRow) -> Result<Vec<Value>> {
+    {
         let mut vals = Vec::with_capacity(row.len());
         for i in 0..row.len() {
             let raw = row.try_get_raw(i)?;
@@ -195,7 +212,6 @@ pub(crate) fn decode_sqlite(rows: Vec<SqliteRow>) -> Result<Rows> {
                 _ => Value::Text(row.try_get(i).map_err(e)?),
             });
         }
-        out.push(vals);
+        Ok(vals)
     }
-    Ok(Rows { columns, rows: out })
 }
