@@ -122,9 +122,3 @@ fn report(err: &anyhow::Error) -> ExitCode {
     }
     ExitCode::from(code as u8)
 }
-
-/// The message of a command whose issue has not landed yet.
-#[allow(dead_code)]
-pub fn not_built(cmd: &str) -> anyhow::Result<()> {
-    Err(xngin::Error::runtime(format!("`xngin {cmd}` is not built yet in this version")).into())
-}
