@@ -757,6 +757,55 @@ async fn warehouse_round_trip(dsn: &str, dialect: &str) {
         )),
         "{err}"
     );
+    // Strata values arrive as they were (NULL gender stays NULL), one row per participant.
+    let src = participants(1500, false);
+    let null_gender = src
+        .iter()
+        .filter(|(_, l)| l.split(',').nth(1) == Some(""))
+        .count() as i64;
+    let north = src
+        .iter()
+        .filter(|(_, l)| l.split(',').nth(2) == Some("north"))
+        .count() as i64;
+    assert_eq!(
+        count(
+            dsn,
+            &format!(
+                "SELECT count(*) FROM {} WHERE {} = 'e1' AND {} IS NULL",
+                q(&table),
+                q("experiment_id"),
+                q("gender")
+            )
+        )
+        .await,
+        null_gender
+    );
+    assert_eq!(
+        count(
+            dsn,
+            &format!(
+                "SELECT count(*) FROM {} WHERE {} = 'e1' AND {} = 'north'",
+                q(&table),
+                q("experiment_id"),
+                q("region")
+            )
+        )
+        .await,
+        north
+    );
+    assert_eq!(
+        count(
+            dsn,
+            &format!(
+                "SELECT count(DISTINCT {}) FROM {} WHERE {} = 'e1'",
+                q("participant_id"),
+                q(&table),
+                q("experiment_id")
+            )
+        )
+        .await,
+        1500
+    );
     // A second experiment goes into the same table.
     let (c, err) = assign(&clean, "e2", "2", &[]);
     assert_eq!(c, 0, "{err}");

@@ -485,7 +485,12 @@ pub async fn write_table(
             }
             Ok(v)
         });
-        let n = insert_rows(&mut tx, &qualified, &cols, rows, pb).await?;
+        let n = if dialect == Dialect::Postgres {
+            drop(rows);
+            copy_pg(&mut tx, &qualified, &cols, table, outcome, design, &record.experiment_id, &created, pb).await?
+        } else {
+            insert_rows(&mut tx, &qualified, &cols, rows, pb).await?
+        };
         let p: Vec<String> = (1..=6).map(|i| wh.placeholder(i)).collect();
         let q = |s: &str| wh.quote(s);
         tx.execute(
@@ -533,6 +538,124 @@ pub async fn write_table(
             Err(e)
         }
     }
+}
+
+/// PostgreSQL: stream the assignment through `COPY ... FROM STDIN` (text format), formatting
+/// rows straight into the COPY buffer (strata levels and arm names escaped once), about 1 MiB
+/// per message. Same columns and values as the generic path through `insert_rows`.
+#[allow(clippy::too_many_arguments)]
+async fn copy_pg(
+    tx: &mut crate::warehouse::Tx,
+    qualified: &str,
+    cols: &[ColumnDef],
+    table: &Table,
+    outcome: &Outcome,
+    design: &Design,
+    experiment_id: &str,
+    created: &Value,
+    pb: &ProgressBar,
+) -> Result<u64> {
+    fn esc(s: &str) -> Vec<u8> {
+        let mut out = Vec::with_capacity(s.len());
+        for &b in s.as_bytes() {
+            match b {
+                b'\\' => out.extend_from_slice(b"\\\\"),
+                b'\t' => out.extend_from_slice(b"\\t"),
+                b'\n' => out.extend_from_slice(b"\\n"),
+                b'\r' => out.extend_from_slice(b"\\r"),
+                _ => out.push(b),
+            }
+        }
+        out
+    }
+    let names: Vec<String> = cols
+        .iter()
+        .map(|c| Dialect::Postgres.quote_ident(&c.name))
+        .collect();
+    let sql = format!("COPY {qualified} ({}) FROM STDIN", names.join(", "));
+    let prefix = esc(experiment_id);
+    let created = esc(&created.to_text().unwrap_or_default());
+    let arm_names: Vec<Vec<u8>> = design.arms.arms.iter().map(|a| esc(&a.name)).collect();
+    let strata: Vec<&ColumnData> = outcome
+        .strata
+        .iter()
+        .map(|s| &table.column(s).expect("strata checked").data)
+        .collect();
+    let levels: Vec<Option<Vec<Vec<u8>>>> = strata
+        .iter()
+        .map(|c| match c {
+            ColumnData::Text { levels, .. } => Some(levels.iter().map(|l| esc(l)).collect()),
+            _ => None,
+        })
+        .collect();
+    let conn = tx.pg_conn().expect("PostgreSQL transaction");
+    let mut copy = conn.copy_in_raw(&sql).await?;
+    let mut ib = super::data::itoa_buf();
+    let mut total = 0u64;
+    let mut failure: Option<Error> = None;
+    for batch in outcome.order.chunks(16_384) {
+        let mut buf: Vec<u8> = Vec::with_capacity(batch.len() * 96);
+        for &r in batch {
+            let r = r as usize;
+            buf.extend_from_slice(&prefix);
+            buf.push(b'\t');
+            match &table.ids {
+                Ids::Int(v) => buf.extend_from_slice(super::data::format_i64(v[r], &mut ib)),
+                Ids::Text { values, .. } => buf.extend_from_slice(&esc(&values[r])),
+            }
+            buf.push(b'\t');
+            let a = outcome.arm[r];
+            if a == UNASSIGNED {
+                buf.extend_from_slice(b"\\N\t\\N");
+            } else {
+                buf.extend_from_slice(super::data::format_i64(a as i64, &mut ib));
+                buf.push(b'\t');
+                buf.extend_from_slice(&arm_names[a as usize]);
+            }
+            buf.push(b'\t');
+            match &outcome.stratum_id {
+                Some(s) => buf.extend_from_slice(super::data::format_i64(s[r] as i64, &mut ib)),
+                None => buf.extend_from_slice(b"\\N"),
+            }
+            buf.push(b'\t');
+            buf.extend_from_slice(&created);
+            for (c, lv) in strata.iter().zip(&levels) {
+                buf.push(b'\t');
+                match (c, lv) {
+                    (ColumnData::Text { codes, .. }, Some(lv)) => {
+                        let code = codes[r];
+                        if code == super::NULL_CODE {
+                            buf.extend_from_slice(b"\\N");
+                        } else {
+                            buf.extend_from_slice(&lv[code as usize]);
+                        }
+                    }
+                    (ColumnData::Bool(v), _) => buf.extend_from_slice(match v[r] {
+                        Some(true) => b"t",
+                        Some(false) => b"f",
+                        None => b"\\N",
+                    }),
+                    _ => match c.text(r) {
+                        Some(t) => buf.extend_from_slice(&esc(&t)),
+                        None => buf.extend_from_slice(b"\\N"),
+                    },
+                }
+            }
+            buf.push(b'\n');
+        }
+        if let Err(e) = copy.send(buf).await {
+            failure = Some(e.into());
+            break;
+        }
+        total += batch.len() as u64;
+        pb.inc(batch.len() as u64);
+    }
+    if let Some(e) = failure {
+        let _ = copy.abort("xngin: assignment write aborted").await;
+        return Err(e);
+    }
+    copy.finish().await?;
+    Ok(total)
 }
 
 /// Look up participants' assignments in a warehouse table: `(participant_id, arm_id,
