@@ -13,6 +13,27 @@ pub(crate) fn column_names<R: Row>(row: &R) -> Vec<String> {
 use super::{Rows, Value};
 use crate::error::{Error, Result};
 
+/// A NULL parameter declared with type OID 0 ("unspecified"), so that PostgreSQL infers its type
+/// from the statement: `INSERT` into a `double precision` column, `x IS NULL`, ... A `text`
+/// NULL would be refused there ("column is of type double precision but expression is of type
+/// text").
+struct UntypedNull;
+
+impl sqlx::Type<Postgres> for UntypedNull {
+    fn type_info() -> sqlx::postgres::PgTypeInfo {
+        sqlx::postgres::PgTypeInfo::with_oid(sqlx::postgres::types::Oid(0))
+    }
+}
+
+impl sqlx::Encode<'_, Postgres> for UntypedNull {
+    fn encode_by_ref(
+        &self,
+        _buf: &mut sqlx::postgres::PgArgumentBuffer,
+    ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
+        Ok(sqlx::encode::IsNull::Yes)
+    }
+}
+
 pub(crate) fn bind_pg<'q>(
     mut q: Query<'q, Postgres, PgArguments>,
     params: &[Value],
@@ -20,7 +41,7 @@ pub(crate) fn bind_pg<'q>(
     for p in params {
         q = match p.clone() {
             // An untyped NULL: PostgreSQL infers the type from the context.
-            Value::Null => q.bind(None::<String>),
+            Value::Null => q.bind(UntypedNull),
             Value::Bool(b) => q.bind(b),
             Value::Int(i) => q.bind(i),
             Value::Float(f) => q.bind(f),
