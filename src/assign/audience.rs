@@ -78,6 +78,7 @@ pub fn read_file(path: &Path, id_column: &str, strata: &[String]) -> Result<Tabl
                 .map_err(bad)?
                 .finish()
                 .map_err(bad)?;
+            super::run::trace("CSV sample read");
             (
                 df.get_column_names()
                     .iter()
@@ -168,6 +169,7 @@ pub fn read_file(path: &Path, id_column: &str, strata: &[String]) -> Result<Tabl
                 .map_err(bad)?
         }
     };
+    super::run::trace("file parsed");
     from_dataframe(&df, &src, id_column, strata)
 }
 

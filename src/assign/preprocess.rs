@@ -236,8 +236,18 @@ pub fn stratum_ids(kept: &[Coded], n: usize) -> (Vec<u32>, u32) {
         let mut key: Vec<u32> = vec![0; n];
         for c in kept {
             let radix = c.levels.len().max(1) as u32;
-            for (i, k) in key.iter_mut().enumerate() {
-                *k = *k * radix + c.codes.get(i);
+            match &c.codes {
+                // One match per column, not per row: this loop runs over millions of rows.
+                Codes::Borrowed { codes, null_as } => {
+                    for (k, &code) in key.iter_mut().zip(codes.iter()) {
+                        *k = *k * radix + if code == NULL_CODE { *null_as } else { code };
+                    }
+                }
+                Codes::Owned(v) => {
+                    for (k, &code) in key.iter_mut().zip(v.iter()) {
+                        *k = *k * radix + code;
+                    }
+                }
             }
         }
         let count = densify32(&mut key, space as u64);
