@@ -69,15 +69,22 @@ pub fn read_file(path: &Path, id_column: &str, strata: &[String]) -> Result<Tabl
         FileKind::Csv => {
             let mut schema = pl::Schema::default();
             schema.with_column(id_column.into(), pl::DataType::String);
-            let df = pl::CsvReadOptions::default()
+            let opts = pl::CsvReadOptions::default()
                 .with_has_header(true)
                 .with_n_rows(Some(SAMPLE_ROWS))
                 .with_schema_overwrite(Some(std::sync::Arc::new(schema)))
-                .with_infer_schema_length(Some(SAMPLE_ROWS))
-                .try_into_reader_with_file_path(Some(path.to_path_buf()))
-                .map_err(bad)?
-                .finish()
-                .map_err(bad)?;
+                .with_infer_schema_length(Some(SAMPLE_ROWS));
+            // Give polars only the first rows' bytes (an uncompressed file): asked for a few
+            // rows of a big file, it would map and scan all of it.
+            let df = match head_bytes(path, SAMPLE_ROWS) {
+                Some(bytes) => opts
+                    .into_reader_with_file_handle(std::io::Cursor::new(bytes))
+                    .finish(),
+                None => opts
+                    .try_into_reader_with_file_path(Some(path.to_path_buf()))
+                    .and_then(|r| r.finish()),
+            }
+            .map_err(bad)?;
             super::run::trace("CSV sample read");
             (
                 df.get_column_names()
@@ -171,6 +178,37 @@ pub fn read_file(path: &Path, id_column: &str, strata: &[String]) -> Result<Tabl
     };
     super::run::trace("file parsed");
     from_dataframe(&df, &src, id_column, strata)
+}
+
+/// The bytes of the header and the first `rows` records of an uncompressed CSV file (records
+/// found with the csv crate, so quoted newlines are respected); None for compressed files or
+/// when the file cannot be read this way (the caller then lets polars read it).
+fn head_bytes(path: &Path, rows: usize) -> Option<Vec<u8>> {
+    use std::io::Read;
+    let name = path.file_name()?.to_string_lossy().to_lowercase();
+    if !name.ends_with(".csv") {
+        return None;
+    }
+    let f = std::fs::File::open(path).ok()?;
+    let mut r = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .flexible(true)
+        .from_reader(std::io::BufReader::new(f));
+    let mut rec = csv::ByteRecord::new();
+    r.byte_headers().ok()?;
+    for _ in 0..rows {
+        if !r.read_byte_record(&mut rec).ok()? {
+            break;
+        }
+    }
+    let end = r.position().byte();
+    let mut buf = Vec::with_capacity(end as usize);
+    std::fs::File::open(path)
+        .ok()?
+        .take(end)
+        .read_to_end(&mut buf)
+        .ok()?;
+    Some(buf)
 }
 
 /// Convert a polars frame holding the id and strata columns.
