@@ -170,8 +170,56 @@ fn check_width(row: &[Value], columns: &[ColumnDef], done: u64) -> Result<()> {
     Ok(())
 }
 
-/// PostgreSQL: stream the rows through `COPY ... FROM STDIN` in the text format (tab-separated,
-/// `\N` for NULL, backslash escapes), in chunks of about 1 MiB.
+/// Encode rows into chunks of PostgreSQL's COPY text format (tab-separated, `\N` for NULL,
+/// backslash escapes) of about 1 MiB each, with the number of rows in each chunk.
+fn copy_chunks<'a, I>(
+    rows: I,
+    columns: &'a [ColumnDef],
+) -> impl Iterator<Item = Result<(Vec<u8>, u64)>> + 'a
+where
+    I: Iterator<Item = Result<Vec<Value>>> + 'a,
+{
+    const CHUNK: usize = 1 << 20;
+    let mut rows = rows;
+    let mut total = 0u64;
+    let mut done = false;
+    std::iter::from_fn(move || {
+        if done {
+            return None;
+        }
+        let mut buf: Vec<u8> = Vec::with_capacity(CHUNK + 4096);
+        let mut n = 0u64;
+        while buf.len() < CHUNK {
+            match rows.next() {
+                None => {
+                    done = true;
+                    break;
+                }
+                Some(row) => {
+                    let row = match row.and_then(|r| check_width(&r, columns, total).map(|_| r)) {
+                        Ok(r) => r,
+                        Err(e) => {
+                            done = true;
+                            return Some(Err(e));
+                        }
+                    };
+                    for (i, v) in row.iter().enumerate() {
+                        if i > 0 {
+                            buf.push(b'\t');
+                        }
+                        encode_copy_text(v, &mut buf);
+                    }
+                    buf.push(b'\n');
+                    total += 1;
+                    n += 1;
+                }
+            }
+        }
+        if n == 0 { None } else { Some(Ok((buf, n))) }
+    })
+}
+
+/// PostgreSQL: stream the rows through `COPY ... FROM STDIN`, encoding on this task.
 async fn copy_rows<I>(
     tx: &mut Tx,
     qualified: &str,
@@ -182,6 +230,53 @@ async fn copy_rows<I>(
 where
     I: Iterator<Item = Result<Vec<Value>>>,
 {
+    let chunks = futures::stream::iter(copy_chunks(rows, columns));
+    send_copy(tx, qualified, columns, chunks, pb).await
+}
+
+/// PostgreSQL: like [`copy_rows`], but the rows are produced and encoded on their own thread
+/// while this task sends the previous chunk, so generating or parsing rows overlaps with the
+/// server's work (a bounded channel of four chunks keeps memory flat).
+async fn copy_rows_pipelined<I>(
+    tx: &mut Tx,
+    qualified: &str,
+    columns: &[ColumnDef],
+    rows: I,
+    pb: &ProgressBar,
+) -> Result<u64>
+where
+    I: Iterator<Item = Result<Vec<Value>>> + Send + 'static,
+{
+    let (sender, mut receiver) = tokio::sync::mpsc::channel::<Result<(Vec<u8>, u64)>>(4);
+    let cols = columns.to_vec();
+    let producer = std::thread::spawn(move || {
+        for chunk in copy_chunks(rows, &cols) {
+            if sender.blocking_send(chunk).is_err() {
+                break; // the sender side gave up (a COPY error): stop producing
+            }
+        }
+    });
+    let chunks = futures::stream::poll_fn(|cx| receiver.poll_recv(cx));
+    let result = send_copy(tx, qualified, columns, chunks, pb).await;
+    drop(receiver);
+    let _ = producer.join();
+    result
+}
+
+/// Run `COPY qualified (columns) FROM STDIN` with the chunks of `chunks`; aborts the COPY on
+/// the first error so that the transaction rolls back.
+async fn send_copy<S>(
+    tx: &mut Tx,
+    qualified: &str,
+    columns: &[ColumnDef],
+    chunks: S,
+    pb: &ProgressBar,
+) -> Result<u64>
+where
+    S: futures::Stream<Item = Result<(Vec<u8>, u64)>>,
+{
+    use futures::StreamExt;
+    let mut chunks = std::pin::pin!(chunks);
     let cols: Vec<String> = columns
         .iter()
         .map(|c| Dialect::Postgres.quote_ident(&c.name))
@@ -190,45 +285,23 @@ where
     super::echo(&sql, &[]);
     let conn = tx.pg_conn().expect("PostgreSQL transaction");
     let mut copy = conn.copy_in_raw(&sql).await?;
-    let mut buf: Vec<u8> = Vec::with_capacity(1 << 20);
     let mut total = 0u64;
-    let mut pending = 0u64;
-    let mut failure: Option<Error> = None;
-    for row in rows {
-        let row = match row.and_then(|r| check_width(&r, columns, total).map(|_| r)) {
-            Ok(r) => r,
-            Err(e) => {
-                failure = Some(e);
-                break;
-            }
+    while let Some(chunk) = chunks.next().await {
+        let step = match chunk {
+            Ok((buf, n)) => copy.send(buf).await.map(|_| n).map_err(Error::from),
+            Err(e) => Err(e),
         };
-        for (i, v) in row.iter().enumerate() {
-            if i > 0 {
-                buf.push(b'\t');
+        match step {
+            Ok(n) => {
+                total += n;
+                pb.inc(n);
             }
-            encode_copy_text(v, &mut buf);
-        }
-        buf.push(b'\n');
-        total += 1;
-        pending += 1;
-        if buf.len() >= (1 << 20) {
-            if let Err(e) = copy.send(std::mem::take(&mut buf)).await {
-                failure = Some(e.into());
-                break;
+            Err(e) => {
+                let _ = copy.abort("xngin: load aborted").await;
+                return Err(e);
             }
-            buf.reserve(1 << 20);
-            pb.inc(pending);
-            pending = 0;
         }
     }
-    if let Some(e) = failure {
-        let _ = copy.abort("xngin: load aborted").await;
-        return Err(e);
-    }
-    if !buf.is_empty() {
-        copy.send(buf).await?;
-    }
-    pb.inc(pending);
     let n = copy.finish().await?;
     Ok(n.max(total))
 }
@@ -385,7 +458,7 @@ pub async fn load_table<I>(
     pb: &ProgressBar,
 ) -> Result<LoadOutcome>
 where
-    I: Iterator<Item = Result<Vec<Value>>>,
+    I: Iterator<Item = Result<Vec<Value>>> + Send + 'static,
 {
     let dialect = wh.dialect();
     crate::dsn::check_ident("table name", table)?;
@@ -427,7 +500,11 @@ where
         Dialect::Postgres | Dialect::Sqlite => {
             let mut tx = wh.begin().await?;
             tx.execute(&ddl, &[]).await?;
-            let n = insert_rows(&mut tx, &staging, columns, rows, pb).await?;
+            let n = if dialect == Dialect::Postgres {
+                copy_rows_pipelined(&mut tx, &staging, columns, rows, pb).await?
+            } else {
+                insert_rows(&mut tx, &staging, columns, rows, pb).await?
+            };
             if exists {
                 tx.execute(&format!("DROP TABLE {target}"), &[]).await?;
             }
