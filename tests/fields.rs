@@ -2,8 +2,10 @@
 //! the embedded testing warehouse and on a small table with known values (SQLite, PostgreSQL,
 //! MariaDB).
 
+mod common;
+use common::unique;
+
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, Ordering};
 
 use assert_cmd::Command;
 use serde_json::{Value as J, json};
@@ -21,15 +23,6 @@ fn xngin() -> Command {
         c.env_remove(v);
     }
     c
-}
-
-fn unique(prefix: &str) -> String {
-    static N: AtomicU32 = AtomicU32::new(0);
-    format!(
-        "{prefix}_{}_{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
 }
 
 fn run_json(dir: &Path, args: &[&str]) -> J {

@@ -2,9 +2,11 @@
 //! ever printed), the examples, JSON Schemas, participant-type resolution, and `--deep` against
 //! SQLite, PostgreSQL and MariaDB (renamed column, missing table, incompatible type).
 
+mod common;
+use common::unique;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, Ordering};
 
 use assert_cmd::Command;
 use xngin::dsn::Dsn;
@@ -30,15 +32,6 @@ fn xngin() -> Command {
         c.env_remove(v);
     }
     c
-}
-
-fn unique(prefix: &str) -> String {
-    static N: AtomicU32 = AtomicU32::new(0);
-    format!(
-        "{prefix}_{}_{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
 }
 
 struct Out {

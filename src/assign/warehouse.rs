@@ -557,15 +557,7 @@ async fn copy_pg(
 ) -> Result<u64> {
     fn esc(s: &str) -> Vec<u8> {
         let mut out = Vec::with_capacity(s.len());
-        for &b in s.as_bytes() {
-            match b {
-                b'\\' => out.extend_from_slice(b"\\\\"),
-                b'\t' => out.extend_from_slice(b"\\t"),
-                b'\n' => out.extend_from_slice(b"\\n"),
-                b'\r' => out.extend_from_slice(b"\\r"),
-                _ => out.push(b),
-            }
-        }
+        crate::warehouse::load::copy_escape(s, &mut out);
         out
     }
     let names: Vec<String> = cols

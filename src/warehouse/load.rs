@@ -306,6 +306,19 @@ where
     Ok(n.max(total))
 }
 
+/// Text in PostgreSQL's COPY text format: backslash, tab, newline and carriage return escaped.
+pub fn copy_escape(s: &str, out: &mut Vec<u8>) {
+    for &b in s.as_bytes() {
+        match b {
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            _ => out.push(b),
+        }
+    }
+}
+
 /// One value in PostgreSQL's COPY text format.
 fn encode_copy_text(v: &Value, out: &mut Vec<u8>) {
     use chrono::{Datelike, Timelike};
@@ -340,17 +353,7 @@ fn encode_copy_text(v: &Value, out: &mut Vec<u8>) {
         Value::Float(f) => {
             let _ = write!(out, "{f}");
         }
-        Value::Text(s) => {
-            for &b in s.as_bytes() {
-                match b {
-                    b'\\' => out.extend_from_slice(b"\\\\"),
-                    b'\t' => out.extend_from_slice(b"\\t"),
-                    b'\n' => out.extend_from_slice(b"\\n"),
-                    b'\r' => out.extend_from_slice(b"\\r"),
-                    _ => out.push(b),
-                }
-            }
-        }
+        Value::Text(s) => copy_escape(s, out),
         Value::Uuid(u) => {
             let mut buf = uuid::Uuid::encode_buffer();
             out.extend_from_slice(u.hyphenated().encode_lower(&mut buf).as_bytes());
