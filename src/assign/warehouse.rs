@@ -430,11 +430,20 @@ pub async fn write_table(
             wh.execute(&experiments_ddl(dialect, &xq), &[]).await?;
         }
     }
+    let defer_pk = dialect == Dialect::Postgres && existing.is_empty();
     let mut tx = wh.begin().await?;
     let result: Result<u64> = async {
         if dialect != Dialect::Mysql {
             if existing.is_empty() {
-                tx.execute(&create_table_sql(dialect, &qualified, &cols), &[]).await?;
+                // A new PostgreSQL table gets its primary key after the COPY: one bulk index
+                // build instead of maintaining the index row by row (same transaction, so the
+                // table is never visible without it).
+                let ddl_cols: Vec<ColumnDef> = if defer_pk {
+                    cols.iter().map(|c| ColumnDef { primary_key: false, ..c.clone() }).collect()
+                } else {
+                    cols.clone()
+                };
+                tx.execute(&create_table_sql(dialect, &qualified, &ddl_cols), &[]).await?;
             }
             if !x_exists {
                 tx.execute(&experiments_ddl(dialect, &xq), &[]).await?;
@@ -487,7 +496,12 @@ pub async fn write_table(
         });
         let n = if dialect == Dialect::Postgres {
             drop(rows);
-            copy_pg(&mut tx, &qualified, &cols, table, outcome, design, &record.experiment_id, &created, pb).await?
+            let n = copy_pg(&mut tx, &qualified, &cols, table, outcome, design, &record.experiment_id, &created, pb).await?;
+            if defer_pk {
+                let pk: Vec<String> = cols.iter().filter(|c| c.primary_key).map(|c| wh.quote(&c.name)).collect();
+                tx.execute(&format!("ALTER TABLE {qualified} ADD PRIMARY KEY ({})", pk.join(", ")), &[]).await?;
+            }
+            n
         } else {
             insert_rows(&mut tx, &qualified, &cols, rows, pb).await?
         };
