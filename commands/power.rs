@@ -6,9 +6,7 @@
 use std::path::PathBuf;
 
 use xngin::power::baseline::{audience_stats, metric_specs, parse_metric_arg};
-use xngin::power::{
-    ClusterSpec, Design, MetricSpec, MetricType, any_insufficient, check_power, to_json,
-};
+use xngin::power::{ClusterSpec, Design, MetricSpec, MetricType, check_power, to_json};
 use xngin::warehouse::Warehouse;
 
 use crate::Globals;
@@ -204,30 +202,10 @@ pub async fn run(args: Args, g: &Globals) -> anyhow::Result<()> {
         PowerFormat::Table => xngin::power::render_table(&analyses),
     };
     xngin::output::print(&text)?;
-    if args.fail_on_insufficient && any_insufficient(&analyses) {
-        let short: Vec<String> = analyses
-            .iter()
-            .filter(|a| {
-                a.sufficient_n == Some(false)
-                    || a.msg.kind == Some(xngin::power::MessageType::Insufficient)
-            })
-            .map(|a| {
-                match (
-                    a.target_n,
-                    a.metric.available_nonnull_n.or(a.metric.available_n),
-                ) {
-                    (Some(need), Some(have)) => {
-                        format!("{} (needs {need}, has {have})", a.metric.name)
-                    }
-                    _ => a.metric.name.clone(),
-                }
-            })
-            .collect();
-        return Err(xngin::Error::Insufficient(format!(
-            "not enough units for: {}",
-            short.join(", ")
-        ))
-        .into());
+    if args.fail_on_insufficient
+        && let Some(e) = xngin::power::insufficient_error(&analyses)
+    {
+        return Err(e.into());
     }
     Ok(())
 }

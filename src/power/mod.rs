@@ -89,7 +89,65 @@ fn fmt_num(x: f64) -> String {
 
 /// True when any analysis found too few units.
 pub fn any_insufficient(analyses: &[Analysis]) -> bool {
-    analyses
+    analyses.iter().any(is_insufficient)
+}
+
+fn is_insufficient(a: &Analysis) -> bool {
+    a.sufficient_n == Some(false) || a.msg.kind == Some(MessageType::Insufficient)
+}
+
+/// The `--fail-on-insufficient` error (exit 4) naming each metric without enough units and
+/// what it needs, or `None` when every metric has enough.
+pub fn insufficient_error(analyses: &[Analysis]) -> Option<crate::Error> {
+    let short: Vec<String> = analyses
         .iter()
-        .any(|a| a.sufficient_n == Some(false) || a.msg.kind == Some(MessageType::Insufficient))
+        .filter(|a| is_insufficient(a))
+        .map(|a| {
+            match (
+                a.target_n,
+                a.metric.available_nonnull_n.or(a.metric.available_n),
+            ) {
+                (Some(need), Some(have)) => format!("{} (needs {need}, has {have})", a.metric.name),
+                _ => a.metric.name.clone(),
+            }
+        })
+        .collect();
+    if short.is_empty() {
+        None
+    } else {
+        Some(crate::Error::Insufficient(format!(
+            "not enough units for: {}",
+            short.join(", ")
+        )))
+    }
+}
+
+#[cfg(test)]
+mod insufficient_tests {
+    use super::*;
+
+    #[test]
+    fn names_each_metric_without_enough_units() {
+        let design = Design::new(0.05, 0.8, Some(2), None).unwrap();
+        let m = |name: &str, n| MetricSpec {
+            name: name.into(),
+            metric_type: MetricType::Binary,
+            baseline: Some(0.5),
+            target: Some(0.55),
+            pct_change: None,
+            stddev: None,
+            available_n: Some(n),
+            available_nonnull_n: None,
+        };
+        let a = check_power(&[m("short", 1000), m("plenty", 5000)], &design, None, None).unwrap();
+        let e = insufficient_error(&a).unwrap();
+        assert_eq!(e.exit_code(), 4);
+        assert_eq!(
+            e.to_string(),
+            "not enough units for: short (needs 3130, has 1000)"
+        );
+        let b = check_power(&[m("plenty", 5000)], &design, None, None).unwrap();
+        assert!(insufficient_error(&b).is_none());
+        assert!(!any_insufficient(&b));
+    }
 }
