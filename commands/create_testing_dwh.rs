@@ -63,15 +63,12 @@ pub struct Args {
 }
 
 pub async fn run(args: Args, _g: &Globals) -> Result<()> {
-    let rows = args.rows.map(|n| Source::Synthetic {
-        rows: n,
-        seed: args.seed,
-    });
     if let Some(path) = &args.export_csv {
+        // clap requires --rows with --export-csv; --nrows can only lower it.
+        let rows = args.rows.unwrap_or_default();
         let n = testing_dwh::export_csv(
             path,
-            args.nrows
-                .map_or(args.rows.unwrap_or(0), |m| m.min(args.rows.unwrap_or(0))),
+            args.nrows.map_or(rows, |m| m.min(rows)),
             args.seed,
             args.replace,
         )?;
@@ -80,7 +77,14 @@ pub async fn run(args: Args, _g: &Globals) -> Result<()> {
     }
     let mut dsn = xngin::dsn::Dsn::parse(args.dsn.as_deref().unwrap_or_default())?;
     dsn.fill_password(args.password.as_deref());
-    let source = rows.unwrap_or_else(|| args.src.clone().map_or(Source::Fixture, Source::File));
+    let source = match (args.rows, &args.src) {
+        (Some(rows), _) => Source::Synthetic {
+            rows,
+            seed: args.seed,
+        },
+        (None, Some(path)) => Source::File(path.clone()),
+        (None, None) => Source::Fixture,
+    };
     let if_exists = if args.replace {
         IfExists::Replace
     } else if args.allow_existing {

@@ -291,7 +291,7 @@ impl Dsn {
         if let Some(t) = &self.sqlite {
             return match t {
                 SqliteTarget::Memory => write!(f, "sqlite::memory:"),
-                SqliteTarget::File(p) if p.is_absolute() => write!(f, "sqlite:///{}", p.display()),
+                // `sqlite:///` + `/abs/x.db` is SQLAlchemy's absolute form `sqlite:////abs/x.db`.
                 SqliteTarget::File(p) => write!(f, "sqlite:///{}", p.display()),
             };
         }

@@ -5,7 +5,7 @@
 
 use std::fs::File;
 use std::io::{BufReader, Read};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 
@@ -294,15 +294,6 @@ pub fn parse_cell(cell: &str, t: DataType) -> Option<Value> {
         ),
         _ => Value::Text(cell.to_string()),
     })
-}
-
-/// The path of a `Source::File`, for messages.
-pub fn source_label(src: &Source) -> String {
-    match src {
-        Source::Fixture => "the bundled testing warehouse".into(),
-        Source::File(p) => Path::new(p).display().to_string(),
-        Source::Synthetic { rows, seed } => format!("{rows} synthetic rows (seed {seed})"),
-    }
 }
 
 #[cfg(test)]
