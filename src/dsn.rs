@@ -94,7 +94,8 @@ pub struct Dsn {
     pub sqlite: Option<SqliteTarget>,
 }
 
-const SSLMODES: [&str; 6] = [
+/// Valid `sslmode` values (libpq's), shared with the settings model.
+pub const SSLMODES: [&str; 6] = [
     "disable",
     "allow",
     "prefer",

@@ -270,39 +270,25 @@ pub fn stratum_ids(kept: &[Coded], n: usize) -> (Vec<u32>, u32) {
 }
 
 fn densify32(key: &mut [u32], space: u64) -> u32 {
-    if space <= (1 << 24) {
-        let mut rank = vec![u32::MAX; space as usize];
-        for &k in key.iter() {
-            rank[k as usize] = 0;
-        }
-        let mut next = 0u32;
-        for r in rank.iter_mut() {
-            if *r == 0 {
-                *r = next;
-                next += 1;
-            }
-        }
-        for k in key.iter_mut() {
-            *k = rank[*k as usize];
-        }
-        next
-    } else {
-        let mut distinct: Vec<u32> = key.to_vec();
-        distinct.sort_unstable();
-        distinct.dedup();
-        for k in key.iter_mut() {
-            *k = distinct.binary_search(k).expect("present") as u32;
-        }
-        distinct.len() as u32
-    }
+    densify_by(key, space, |r| r)
 }
 
 /// Replace keys by their dense rank (order preserving); returns the number of distinct keys.
 fn densify(key: &mut [u64], space: u64) -> u32 {
+    densify_by(key, space, u64::from)
+}
+
+/// [`densify`] for any key width: a rank table when the key space is small (up to 2^24),
+/// else sort + binary search. `from_rank` turns a rank back into the key type.
+fn densify_by<K: Copy + Ord + Into<u64>>(
+    key: &mut [K],
+    space: u64,
+    from_rank: impl Fn(u32) -> K,
+) -> u32 {
     if space <= (1 << 24) {
         let mut rank = vec![u32::MAX; space as usize];
         for &k in key.iter() {
-            rank[k as usize] = 0;
+            rank[k.into() as usize] = 0;
         }
         let mut next = 0u32;
         for r in rank.iter_mut() {
@@ -312,15 +298,15 @@ fn densify(key: &mut [u64], space: u64) -> u32 {
             }
         }
         for k in key.iter_mut() {
-            *k = rank[*k as usize] as u64;
+            *k = from_rank(rank[(*k).into() as usize]);
         }
         next
     } else {
-        let mut distinct: Vec<u64> = key.to_vec();
+        let mut distinct: Vec<K> = key.to_vec();
         distinct.sort_unstable();
         distinct.dedup();
         for k in key.iter_mut() {
-            *k = distinct.binary_search(k).expect("present") as u64;
+            *k = from_rank(distinct.binary_search(k).expect("present") as u32);
         }
         distinct.len() as u32
     }

@@ -211,18 +211,13 @@ pub fn solve_effect_ttest(n1: f64, ratio: f64, alpha: f64, power: f64) -> Result
     if n1.is_nan() || n1 <= 0.0 || n1 * (1.0 + ratio) - 2.0 <= 0.0 {
         return Err(SolveError::TooSmall);
     }
-    let mut f = |d: f64| ttest_power(d, n1, ratio, alpha) - power;
-    if f(0.0).is_nan() || f(0.0) >= 0.0 {
-        return Err(SolveError::NoRoot);
-    }
-    let guess = (normal_guess_n1(1.0, ratio, alpha, power) / n1).sqrt();
-    let hi = expand_up(&mut f, guess * 1.2, 1e6)?;
-    let lo = if f(guess * 0.8) < 0.0 && guess * 0.8 < hi {
-        guess * 0.8
-    } else {
-        0.0
-    };
-    brent(f, lo, hi, REL_TOL).ok_or(SolveError::NoRoot)
+    solve_effect(
+        |d: f64| ttest_power(d, n1, ratio, alpha) - power,
+        n1,
+        ratio,
+        alpha,
+        power,
+    )
 }
 
 /// The positive standardized effect (Cohen's h) the z-test detects with `power` at `n1`.
@@ -230,8 +225,27 @@ pub fn solve_effect_ztest(n1: f64, ratio: f64, alpha: f64, power: f64) -> Result
     if n1.is_nan() || n1 <= 0.0 {
         return Err(SolveError::TooSmall);
     }
-    let mut f = |h: f64| ztest_power(h, n1, ratio, alpha) - power;
-    if f(0.0) >= 0.0 {
+    solve_effect(
+        |h: f64| ztest_power(h, n1, ratio, alpha) - power,
+        n1,
+        ratio,
+        alpha,
+        power,
+    )
+}
+
+/// The positive root of `f` (power at an effect minus the target), bracketed around the
+/// normal-approximation guess for `n1`. No root when the power at effect 0 already reaches
+/// the target (or is not a number).
+fn solve_effect(
+    mut f: impl FnMut(f64) -> f64,
+    n1: f64,
+    ratio: f64,
+    alpha: f64,
+    power: f64,
+) -> Result<f64, SolveError> {
+    let at_zero = f(0.0);
+    if at_zero.is_nan() || at_zero >= 0.0 {
         return Err(SolveError::NoRoot);
     }
     let guess = (normal_guess_n1(1.0, ratio, alpha, power) / n1).sqrt();

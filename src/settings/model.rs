@@ -9,15 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::sheet::ColumnDescriptor;
 
-/// Valid `sslmode` values.
-pub const SSLMODES: [&str; 6] = [
-    "disable",
-    "allow",
-    "prefer",
-    "require",
-    "verify-ca",
-    "verify-full",
-];
+pub use crate::dsn::SSLMODES;
 /// Valid webhook methods (exact, upper-case).
 pub const METHODS: [&str; 5] = ["GET", "POST", "PUT", "PATCH", "DELETE"];
 /// Ports accepted in a `dwh` object.
