@@ -13,9 +13,14 @@ pub fn mysql_url(test: &str) -> Option<String> {
     env_url("XNGIN_TEST_MYSQL_URL", test)
 }
 
+/// In CI (`CI` set, as `.ci/run` runs) a missing database URL is a failure, not a skip: a
+/// database test that passes without its database would hide a broken CI setup.
 fn env_url(var: &str, test: &str) -> Option<String> {
     match std::env::var(var) {
         Ok(v) if !v.is_empty() => Some(v),
+        _ if std::env::var_os("CI").is_some_and(|v| !v.is_empty()) => {
+            panic!("{test}: {var} is not set but CI is: .ci/run must set it")
+        }
         _ => {
             eprintln!("skipped {test}: {var} not set (.ci/run sets it)");
             None
