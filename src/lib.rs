@@ -17,6 +17,7 @@ pub mod dsn;
 pub mod error;
 pub mod fields;
 pub mod filters;
+pub mod google;
 pub mod output;
 pub mod power;
 pub mod settings;

@@ -18,16 +18,19 @@ use google_sheets4::api::{
     GridProperties, GridRange, RepeatCellRequest, Request, SheetProperties, Spreadsheet,
     SpreadsheetProperties, TextFormat, ValueRange,
 };
-use google_sheets4::common::{self, Retry};
+use google_sheets4::common;
 use google_sheets4::hyper::StatusCode;
 use google_sheets4::hyper_util::client::legacy::connect::{Connect, HttpConnector};
-use google_sheets4::{Sheets, hyper_rustls, hyper_util, yup_oauth2};
+use google_sheets4::{Sheets, hyper_util, yup_oauth2};
 use http_body_util::BodyExt;
 
 use crate::error::{Error, Result};
+use crate::google::{
+    self, CallFailure, Retrier, call_failure, error_chain, expand_tilde, google_message,
+    retry_after, retryable, with_slash,
+};
 
-/// Env var naming the service-account key file.
-pub const CREDENTIALS_ENV: &str = "GOOGLE_APPLICATION_CREDENTIALS";
+pub use crate::google::CREDENTIALS_ENV;
 /// Env var overriding the Sheets API base URL (default `https://sheets.googleapis.com/`).
 pub const SHEETS_URL_ENV: &str = "XNGIN_SHEETS_API_URL";
 /// Env var overriding the Drive API base URL (default `https://www.googleapis.com/`).
@@ -55,20 +58,6 @@ pub struct GoogleConfig {
     pub backoff: Duration,
     /// Timeout of each request.
     pub timeout: Duration,
-}
-
-fn with_slash(mut s: String) -> String {
-    if !s.ends_with('/') {
-        s.push('/');
-    }
-    s
-}
-
-fn expand_tilde(p: &str) -> PathBuf {
-    match (p.strip_prefix("~/"), std::env::var_os("HOME")) {
-        (Some(rest), Some(home)) => Path::new(&home).join(rest),
-        _ => PathBuf::from(p),
-    }
 }
 
 impl GoogleConfig {
@@ -109,39 +98,13 @@ impl GoogleConfig {
 
 /// Read and check a service-account key file; errors name the path and the fix.
 pub fn load_key(path: &Path) -> Result<yup_oauth2::ServiceAccountKey> {
-    let how = format!(
-        "set {CREDENTIALS_ENV} to the JSON key file of a Google service account \
-         (default {DEFAULT_KEY_PATH})"
-    );
-    let bytes = std::fs::read(path).map_err(|e| {
-        Error::runtime(format!(
-            "Google service-account key {}: {}; {how}",
-            path.display(),
-            crate::error::io_reason(&e)
-        ))
-    })?;
-    let bad = |why: String| {
-        Error::runtime(format!(
-            "Google service-account key {}: {why}; download a JSON key for the service account from the \
-             Google Cloud console and {how}",
-            path.display()
-        ))
-    };
-    let value: serde_json::Value =
-        serde_json::from_slice(&bytes).map_err(|e| bad(format!("not valid JSON ({e})")))?;
-    if let Some(t) = value.get("type").and_then(|t| t.as_str())
-        && t != "service_account"
-    {
-        return Err(bad(format!(
-            "this is a '{t}' credential, not a service-account key"
-        )));
-    }
-    let key: yup_oauth2::ServiceAccountKey = serde_json::from_value(value)
-        .map_err(|e| bad(format!("not a service-account key ({e})")))?;
-    if !key.private_key.contains("-----BEGIN") {
-        return Err(bad("private_key is not a PEM private key".into()));
-    }
-    Ok(key)
+    google::load_key(
+        path,
+        &format!(
+            "set {CREDENTIALS_ENV} to the JSON key file of a Google service account \
+             (default {DEFAULT_KEY_PATH})"
+        ),
+    )
 }
 
 /// The spreadsheet id in a Google Sheets URL (`https://docs.google.com/spreadsheets/d/ID/...`).
@@ -191,100 +154,6 @@ pub fn encode_segment(s: &str) -> String {
     out
 }
 
-/// Retries 429 / 5xx / connection failures with exponential backoff; remembers the last status.
-///
-/// Requests that must not run twice (creating a spreadsheet, adding or deleting a worksheet) are
-/// retried only on answers that say they were not processed (429, 503), never after a
-/// connection failure or another 5xx, which may come after the change was made.
-struct Retrier {
-    max: u32,
-    base: Duration,
-    attempts: u32,
-    last_status: Option<StatusCode>,
-    idempotent: bool,
-}
-
-impl Retrier {
-    /// For requests that can safely run twice (reads, value updates, sharing).
-    fn new(cfg: &GoogleConfig) -> Self {
-        Retrier {
-            max: cfg.max_retries,
-            base: cfg.backoff,
-            attempts: 0,
-            last_status: None,
-            idempotent: true,
-        }
-    }
-
-    /// For requests that must not run twice.
-    fn once(cfg: &GoogleConfig) -> Self {
-        Retrier {
-            idempotent: false,
-            ..Retrier::new(cfg)
-        }
-    }
-
-    fn may_retry(&self, s: StatusCode) -> bool {
-        if self.idempotent {
-            retryable(s)
-        } else {
-            s == StatusCode::TOO_MANY_REQUESTS || s == StatusCode::SERVICE_UNAVAILABLE
-        }
-    }
-
-    fn next_wait(&mut self, retry_after: Option<Duration>) -> Option<Duration> {
-        if self.attempts >= self.max {
-            return None;
-        }
-        let wait = self.base * 2u32.saturating_pow(self.attempts);
-        self.attempts += 1;
-        Some(retry_after.map_or(wait, |ra| ra.min(Duration::from_secs(30)).max(wait)))
-    }
-}
-
-fn retryable(s: StatusCode) -> bool {
-    s == StatusCode::TOO_MANY_REQUESTS || s.is_server_error()
-}
-
-fn retry_after(headers: &google_sheets4::hyper::HeaderMap) -> Option<Duration> {
-    headers
-        .get("retry-after")?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse::<u64>()
-        .ok()
-        .map(Duration::from_secs)
-}
-
-impl common::Delegate for Retrier {
-    fn http_error(&mut self, _err: &hyper_util::client::legacy::Error) -> Retry {
-        self.last_status = None;
-        if !self.idempotent {
-            return Retry::Abort;
-        }
-        match self.next_wait(None) {
-            Some(d) => Retry::After(d),
-            None => Retry::Abort,
-        }
-    }
-
-    fn http_failure(
-        &mut self,
-        response: &common::Response,
-        _err: Option<&serde_json::Value>,
-    ) -> Retry {
-        let status = response.status();
-        self.last_status = Some(status);
-        if self.may_retry(status)
-            && let Some(d) = self.next_wait(retry_after(response.headers()))
-        {
-            return Retry::After(d);
-        }
-        Retry::Abort
-    }
-}
-
 /// An open session: an access token and the clients.
 pub struct Session<C: Connect + Clone + Send + Sync + 'static> {
     hub: Sheets<C>,
@@ -292,72 +161,6 @@ pub struct Session<C: Connect + Clone + Send + Sync + 'static> {
     token: String,
     client_email: String,
     cfg: GoogleConfig,
-}
-
-/// What went wrong in a call, with the status when known.
-struct CallFailure {
-    status: Option<StatusCode>,
-    message: String,
-    attempts: u32,
-    /// False for a request that was not retried because it must not run twice.
-    idempotent: bool,
-}
-
-fn google_message(v: &serde_json::Value) -> Option<(Option<u16>, String)> {
-    let e = v.get("error")?;
-    let code = e.get("code").and_then(|c| c.as_u64()).map(|c| c as u16);
-    let msg = e
-        .get("message")
-        .and_then(|m| m.as_str())
-        .map(str::to_string)
-        .unwrap_or_else(|| e.to_string());
-    Some((code, msg))
-}
-
-fn call_failure(err: common::Error, r: &Retrier) -> CallFailure {
-    let (status, message) = match err {
-        common::Error::BadRequest(v) => match google_message(&v) {
-            Some((code, msg)) => (
-                r.last_status
-                    .or(code.and_then(|c| StatusCode::from_u16(c).ok())),
-                msg,
-            ),
-            None => (r.last_status, v.to_string()),
-        },
-        common::Error::Failure(resp) => (
-            Some(resp.status()),
-            resp.status().canonical_reason().unwrap_or("").into(),
-        ),
-        common::Error::HttpError(e) => (None, format!("connection failed: {}", error_chain(&e))),
-        common::Error::JsonDecodeError(body, e) => (
-            None,
-            format!(
-                "unexpected answer ({e}): {}",
-                body.chars().take(200).collect::<String>()
-            ),
-        ),
-        other => (r.last_status, other.to_string()),
-    };
-    CallFailure {
-        status,
-        message,
-        attempts: r.attempts + 1,
-        idempotent: r.idempotent,
-    }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let t = c.to_string();
-        if !s.contains(&t) {
-            s.push_str(": ");
-            s.push_str(&t);
-        }
-        cur = c.source();
-    }
-    s
 }
 
 impl<C: Connect + Clone + Send + Sync + 'static> Session<C> {
@@ -421,7 +224,7 @@ impl<C: Connect + Clone + Send + Sync + 'static> Session<C> {
     ) -> Result<Vec<Vec<String>>> {
         let what = format!("reading worksheet '{worksheet}' of spreadsheet {spreadsheet_id}");
         let range = encode_segment(&a1_sheet(worksheet));
-        let mut r = Retrier::new(&self.cfg);
+        let mut r = Retrier::new(self.cfg.max_retries, self.cfg.backoff);
         let res = self
             .timed(
                 self.hub
@@ -461,7 +264,7 @@ impl<C: Connect + Clone + Send + Sync + 'static> Session<C> {
 
     /// The error for a worksheet that does not exist, listing the ones that do.
     async fn missing_worksheet(&self, spreadsheet_id: &str, worksheet: &str) -> Error {
-        let mut r = Retrier::new(&self.cfg);
+        let mut r = Retrier::new(self.cfg.max_retries, self.cfg.backoff);
         let titles = match self
             .timed(
                 self.hub
@@ -511,7 +314,7 @@ impl<C: Connect + Clone + Send + Sync + 'static> Session<C> {
             }),
             ..Default::default()
         };
-        let mut r = Retrier::once(&self.cfg);
+        let mut r = Retrier::once(self.cfg.max_retries, self.cfg.backoff);
         let created = self
             .timed(self.hub.spreadsheets().create(req).delegate(&mut r).doit())
             .await
@@ -546,7 +349,7 @@ impl<C: Connect + Clone + Send + Sync + 'static> Session<C> {
             }]),
             ..Default::default()
         };
-        let mut r = Retrier::once(&self.cfg);
+        let mut r = Retrier::once(self.cfg.max_retries, self.cfg.backoff);
         let added = self
             .timed(
                 self.hub
@@ -590,7 +393,7 @@ impl<C: Connect + Clone + Send + Sync + 'static> Session<C> {
                     .collect(),
             ),
         };
-        let mut r = Retrier::new(&self.cfg);
+        let mut r = Retrier::new(self.cfg.max_retries, self.cfg.backoff);
         self.timed(
             self.hub
                 .spreadsheets()
@@ -640,7 +443,7 @@ impl<C: Connect + Clone + Send + Sync + 'static> Session<C> {
             requests: Some(requests),
             ..Default::default()
         };
-        let mut r = Retrier::once(&self.cfg);
+        let mut r = Retrier::once(self.cfg.max_retries, self.cfg.backoff);
         self.timed(
             self.hub
                 .spreadsheets()
@@ -663,7 +466,7 @@ impl<C: Connect + Clone + Send + Sync + 'static> Session<C> {
         );
         let body = serde_json::json!({"type": "user", "role": "writer", "emailAddress": email})
             .to_string();
-        let mut r = Retrier::new(&self.cfg);
+        let mut r = Retrier::new(self.cfg.max_retries, self.cfg.backoff);
         loop {
             let req = google_sheets4::hyper::Request::post(&url)
                 .header("authorization", format!("Bearer {}", self.token))
@@ -742,13 +545,11 @@ impl<C: Connect + Clone + Send + Sync + 'static> Session<C> {
 
 /// Whether every endpoint is plain `http://` (a local fake or a proxy): then no TLS is needed.
 fn plain_http(cfg: &GoogleConfig, key: &yup_oauth2::ServiceAccountKey) -> bool {
-    [
+    google::all_plain_http([
         cfg.sheets_base.as_str(),
         cfg.drive_base.as_str(),
         key.token_uri.as_str(),
-    ]
-    .iter()
-    .all(|u| u.starts_with("http://"))
+    ])
 }
 
 async fn open_with<C: Connect + Clone + Send + Sync + 'static>(
@@ -758,38 +559,7 @@ async fn open_with<C: Connect + Clone + Send + Sync + 'static>(
 ) -> Result<Session<C>> {
     let path = cfg.key_path.display().to_string();
     let client_email = key.client_email.clone();
-    let token_uri = key.token_uri.clone();
-    let auth_client =
-        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-            .pool_max_idle_per_host(0)
-            .build::<_, String>(connector.clone());
-    let auth = yup_oauth2::ServiceAccountAuthenticator::with_client(
-        key,
-        yup_oauth2::CustomHyperClientBuilder::from(auth_client),
-    )
-    .with_timeout(cfg.timeout)
-    .build()
-    .await
-    .map_err(|e| {
-        Error::runtime(format!(
-            "Google service-account key {path}: its private_key is not a usable RSA private key ({e}); \
-             download a new JSON key for {client_email}"
-        ))
-    })?;
-    let token = auth.token(&SCOPES).await.map_err(|e| {
-        Error::runtime(match e {
-            yup_oauth2::Error::AuthError(a) => format!(
-                "Google refused the service-account key {path} for {client_email} ({a}); the key may be \
-                 deleted, expired or disabled: create a new key for the service account"
-            ),
-            other => format!("cannot get a Google access token from {token_uri}: {}", error_chain(&other)),
-        })
-    })?;
-    let token = token.token().map(str::to_string).ok_or_else(|| {
-        Error::runtime(format!(
-            "the Google token endpoint {token_uri} returned no access token"
-        ))
-    })?;
+    let token = google::access_token(key, &path, connector.clone(), cfg.timeout, &SCOPES).await?;
     let client: common::Client<C> =
         hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
             .build(connector);
@@ -806,22 +576,6 @@ async fn open_with<C: Connect + Clone + Send + Sync + 'static>(
     })
 }
 
-type Https = hyper_rustls::HttpsConnector<HttpConnector>;
-
-fn https_connector() -> Result<Https> {
-    Ok(hyper_rustls::HttpsConnectorBuilder::new()
-        .with_native_roots()
-        .map_err(|e| {
-            Error::runtime(format!(
-                "no CA certificates found on this system ({e}); install the ca-certificates package"
-            ))
-        })?
-        .https_or_http()
-        .enable_http1()
-        .enable_http2()
-        .build())
-}
-
 /// Run `$body` with `$s` bound to a session on the right connector.
 macro_rules! with_session {
     ($cfg:expr, |$s:ident| $body:expr) => {{
@@ -831,7 +585,7 @@ macro_rules! with_session {
             let $s = open_with(cfg, key, HttpConnector::new()).await?;
             $body
         } else {
-            let $s = open_with(cfg, key, https_connector()?).await?;
+            let $s = open_with(cfg, key, google::https_connector()?).await?;
             $body
         }
     }};
@@ -889,18 +643,6 @@ mod tests {
             encode_segment("'a b#?/%'!A1:H2"),
             "%27a%20b%23%3F%2F%25%27!A1:H2"
         );
-    }
-
-    #[test]
-    fn https_connector_builds_without_panicking() {
-        // Needs the system's CA certificates; without them the error says so.
-        if let Err(e) = https_connector() {
-            assert!(
-                e.to_string()
-                    .contains("install the ca-certificates package"),
-                "{e}"
-            );
-        }
     }
 
     #[test]
