@@ -5,6 +5,7 @@
 //! dialect and binds values as parameters; `AssertSqlSafe` is used only on strings assembled from
 //! quoted identifiers and placeholders.
 
+pub mod bigquery;
 pub mod introspect;
 pub mod load;
 mod rows;

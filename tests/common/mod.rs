@@ -13,6 +13,11 @@ pub fn mysql_url(test: &str) -> Option<String> {
     env_url("XNGIN_TEST_MYSQL_URL", test)
 }
 
+/// The BigQuery emulator's API root, or None (and a printed reason) when the test must skip.
+pub fn bigquery_url(test: &str) -> Option<String> {
+    env_url("XNGIN_TEST_BIGQUERY_URL", test)
+}
+
 /// In CI (`CI` set, as `.ci/run` runs) a missing database URL is a failure, not a skip: a
 /// database test that passes without its database would hide a broken CI setup.
 fn env_url(var: &str, test: &str) -> Option<String> {

@@ -1,0 +1,321 @@
+//! The BigQuery client against a real BigQuery implementation running locally (the bqemulator
+//! package, which `.ci/run` starts and names in `XNGIN_TEST_BIGQUERY_URL`), and against a
+//! wiremock fake for the answers an emulator does not give (5xx, quotas).
+
+mod common;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::{Value as Json, json};
+use wiremock::matchers::{method, path, path_regex};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+use xngin::warehouse::Value;
+use xngin::warehouse::bigquery::{
+    BigQuery, BigQueryTarget, Credentials, LoadColumn, Policy, WriteMode,
+};
+
+/// The project the emulator serves (`.ci/bqemulator/start --project`).
+const PROJECT: &str = "xngin-demo";
+
+/// A token endpoint (the emulator accepts any bearer token) and a key whose token_uri is it.
+struct Token {
+    _server: MockServer,
+    _dir: tempfile::TempDir,
+    key: PathBuf,
+}
+
+async fn token() -> Token {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "access_token": "test-token", "expires_in": 3600, "token_type": "Bearer"
+        })))
+        .mount(&server)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let src =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/google/test_service_account.json");
+    let mut key: Json = serde_json::from_slice(&std::fs::read(src).unwrap()).unwrap();
+    key["token_uri"] = json!(format!("{}/token", server.uri()));
+    let p = dir.path().join("key.json");
+    std::fs::write(&p, serde_json::to_vec(&key).unwrap()).unwrap();
+    Token {
+        _server: server,
+        _dir: dir,
+        key: p,
+    }
+}
+
+fn quick() -> Policy {
+    Policy {
+        max_retries: 3,
+        backoff: Duration::from_millis(5),
+        timeout: Duration::from_secs(30),
+        ..Policy::default()
+    }
+}
+
+/// A client on a dataset of its own in the emulator, or None when the emulator is not running.
+async fn emulator(test: &str, policy: Policy) -> Option<(BigQuery, Token)> {
+    let url = common::bigquery_url(test)?;
+    let t = token().await;
+    let target = BigQueryTarget {
+        project: PROJECT.into(),
+        dataset: common::unique("xngin_bq"),
+        credentials: Credentials::File(t.key.clone()),
+    };
+    let bq = BigQuery::connect_to(&target, &url, policy).await.unwrap();
+    bq.create_dataset_if_missing().await.unwrap();
+    Some((bq, t))
+}
+
+fn ndjson(rows: &[Json]) -> std::fs::File {
+    let mut f = tempfile::tempfile().unwrap();
+    for r in rows {
+        serde_json::to_writer(&mut f, r).unwrap();
+        f.write_all(b"\n").unwrap();
+    }
+    use std::io::Seek;
+    f.rewind().unwrap();
+    f
+}
+
+fn col(name: &str, ty: &str) -> LoadColumn {
+    LoadColumn {
+        name: name.into(),
+        bq_type: ty.into(),
+        required: false,
+    }
+}
+
+#[tokio::test]
+async fn load_then_query_with_bound_parameters_round_trips_each_type() {
+    let Some((bq, _t)) = emulator("load_then_query", quick()).await else {
+        return;
+    };
+    let cols = [
+        col("id", "INT64"),
+        col("name", "STRING"),
+        col("score", "FLOAT64"),
+        col("ok", "BOOL"),
+        col("born", "DATE"),
+        col("seen", "TIMESTAMP"),
+    ];
+    let rows = [
+        json!({"id": 9007199254740993i64, "name": "Ann", "score": 1.5, "ok": true, "born": "2001-02-03", "seen": "2024-01-02 03:04:05.123456+00:00"}),
+        json!({"id": 2, "name": "bob'; DROP TABLE x; --", "score": null, "ok": false, "born": null, "seen": null}),
+    ];
+    let n = bq
+        .load_ndjson("people", &cols, ndjson(&rows), WriteMode::Empty)
+        .await
+        .unwrap();
+    assert_eq!(n, 2);
+    assert!(bq.table_exists("people").await.unwrap());
+    assert!(!bq.table_exists("nobody").await.unwrap());
+    let t = bq.qualified("people");
+    let got = bq
+        .fetch_all(
+            &format!("SELECT id, name, score, ok, born, seen FROM {t} WHERE name = ? OR id = ? ORDER BY id"),
+            &[
+                Value::Text("bob'; DROP TABLE x; --".into()),
+                Value::Int(9007199254740993),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(got.columns, ["id", "name", "score", "ok", "born", "seen"]);
+    assert_eq!(got.rows.len(), 2);
+    assert_eq!(
+        got.rows[0],
+        vec![
+            Value::Int(2),
+            Value::Text("bob'; DROP TABLE x; --".into()),
+            Value::Null,
+            Value::Bool(false),
+            Value::Null,
+            Value::Null
+        ]
+    );
+    assert_eq!(
+        got.rows[1][0],
+        Value::Int(9007199254740993),
+        "big ids stay exact"
+    );
+    assert_eq!(got.rows[1][2], Value::Float(1.5));
+    assert_eq!(got.rows[1][4].to_text().unwrap(), "2001-02-03");
+    assert_eq!(
+        got.rows[1][5].to_text().unwrap(),
+        "2024-01-02 03:04:05.123456+00:00"
+    );
+    bq.drop_table("people").await.unwrap();
+    assert!(!bq.table_exists("people").await.unwrap());
+    bq.drop_table("people").await.unwrap();
+}
+
+#[tokio::test]
+async fn results_are_read_page_by_page() {
+    let policy = Policy {
+        page_rows: 7,
+        ..quick()
+    };
+    let Some((bq, _t)) = emulator("results_paged", policy).await else {
+        return;
+    };
+    let mut seen = Vec::new();
+    let cols = bq
+        .fetch_each(
+            "SELECT x FROM UNNEST(GENERATE_ARRAY(1, 50)) AS x ORDER BY x",
+            &[],
+            |row| {
+                seen.push(row[0].as_i64().unwrap());
+                Ok(())
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(cols, ["x"]);
+    assert_eq!(seen, (1..=50).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn a_failing_query_names_its_job() {
+    let Some((bq, _t)) = emulator("failing_query", quick()).await else {
+        return;
+    };
+    let e = bq
+        .fetch_all("SELECT * FROM no_such_table_here", &[])
+        .await
+        .unwrap_err();
+    assert_eq!(e.exit_code(), 1);
+    let e = e.to_string();
+    assert!(e.starts_with("BigQuery "), "{e}");
+    assert!(e.contains("no_such_table_here"), "{e}");
+}
+
+#[tokio::test]
+async fn a_bad_row_fails_the_load_job_with_its_reason() {
+    let Some((bq, _t)) = emulator("bad_row_load", quick()).await else {
+        return;
+    };
+    let e = bq
+        .load_ndjson(
+            "t",
+            &[col("id", "INT64")],
+            ndjson(&[json!({"id": 1}), json!({"id": "not a number"})]),
+            WriteMode::Empty,
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.starts_with("BigQuery load job xngin_load_"), "{e}");
+    assert!(e.ends_with("the table was not changed"), "{e}");
+}
+
+/// A fake API: the token endpoint, and `jobs.query` answering `status` `fails` times, then a
+/// one-row result.
+async fn flaky_api(status: u16, fails: u64) -> (MockServer, tempfile::TempDir, PathBuf) {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "access_token": "t", "expires_in": 3600, "token_type": "Bearer"
+        })))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path_regex(r"^/bigquery/v2/projects/p-1/queries$"))
+        .respond_with(ResponseTemplate::new(status).set_body_json(json!({
+            "error": {"code": status, "message": "Quota exceeded: slow down"}
+        })))
+        .up_to_n_times(fails)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path_regex(r"^/bigquery/v2/projects/p-1/queries$"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "jobReference": {"projectId": "p-1", "jobId": "job_42"},
+            "jobComplete": true,
+            "schema": {"fields": [{"name": "n", "type": "INTEGER"}]},
+            "rows": [{"f": [{"v": "7"}]}],
+            "totalRows": "1"
+        })))
+        .mount(&server)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let src =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/google/test_service_account.json");
+    let mut key: Json = serde_json::from_slice(&std::fs::read(src).unwrap()).unwrap();
+    key["token_uri"] = json!(format!("{}/token", server.uri()));
+    let p = dir.path().join("key.json");
+    std::fs::write(&p, serde_json::to_vec(&key).unwrap()).unwrap();
+    (server, dir, p)
+}
+
+fn fake_target(key: &Path) -> BigQueryTarget {
+    BigQueryTarget {
+        project: "p-1".into(),
+        dataset: "ds".into(),
+        credentials: Credentials::File(key.to_path_buf()),
+    }
+}
+
+#[tokio::test]
+async fn rate_limits_and_server_errors_are_retried_with_backoff() {
+    let (server, _dir, key) = flaky_api(429, 2).await;
+    let bq = BigQuery::connect_to(&fake_target(&key), &server.uri(), quick())
+        .await
+        .unwrap();
+    let rows = bq.fetch_all("SELECT 7 AS n", &[]).await.unwrap();
+    assert_eq!(rows.rows, vec![vec![Value::Int(7)]]);
+    let calls = server
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.url.path().ends_with("/queries"))
+        .count();
+    assert_eq!(calls, 3, "two 429s, then the answer");
+}
+
+#[tokio::test]
+async fn a_server_that_keeps_failing_gives_up_and_says_so() {
+    let (server, _dir, key) = flaky_api(503, 100).await;
+    let bq = BigQuery::connect_to(&fake_target(&key), &server.uri(), quick())
+        .await
+        .unwrap();
+    let e = bq
+        .fetch_all("SELECT 7 AS n", &[])
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("BigQuery kept failing (HTTP 503: Quota exceeded: slow down) after 4 attempts; try again later"),
+        "{e}"
+    );
+}
+
+#[tokio::test]
+async fn a_refused_request_is_not_retried() {
+    let (server, _dir, key) = flaky_api(403, 100).await;
+    let bq = BigQuery::connect_to(&fake_target(&key), &server.uri(), quick())
+        .await
+        .unwrap();
+    let e = bq
+        .fetch_all("SELECT 7 AS n", &[])
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("BigQuery denied access (HTTP 403"), "{e}");
+    assert!(e.contains("project p-1"), "{e}");
+    let calls = server
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.url.path().ends_with("/queries"))
+        .count();
+    assert_eq!(calls, 1);
+}
