@@ -32,8 +32,9 @@
 //! case-sensitively there. Excludes is `x IS NULL OR length(x) = 0 OR NOT (match)`.
 //!
 //! Text `includes`/`excludes` compare exact values on every database: on MySQL/MariaDB the
-//! column is compared as UTF-8 bytes (`CAST(CONVERT(x USING utf8mb4) AS BINARY) IN (?, ?)`),
-//! since the default collations there ignore case and trailing spaces.
+//! column is compared as UTF-8 bytes (`CAST(CONVERT(x USING utf8mb4) AS BINARY) IN (?, ?)`,
+//! after the index-friendly `x IN (?, ?)` for includes), since the default collations there
+//! ignore case and trailing spaces.
 //!
 //! Date and timestamp values are ISO-8601 text in UTC (`Z`, a zero offset or none); another
 //! offset is refused with the reference's "must be in UTC" message. A date column takes a
@@ -763,6 +764,21 @@ impl SqlBuilder {
         }
     }
 
+    /// `member IN (values)`. When `member` is not the bare column (exact text on MySQL/MariaDB),
+    /// the collation's `col IN (values)`, a superset of the exact matches, comes first so that an
+    /// index on the column can still narrow the rows.
+    fn member_in(&mut self, col: &str, member: &str, vals: &[&Value]) -> String {
+        if member == col {
+            format!("{col} IN ({})", self.list(vals))
+        } else {
+            let indexed = self.list(vals);
+            format!(
+                "({col} IN ({indexed}) AND {member} IN ({}))",
+                self.list(vals)
+            )
+        }
+    }
+
     fn predicate(&mut self, f: &ResolvedFilter) -> String {
         let col = self.dialect.quote_ident(&f.field_name);
         let non_null: Vec<&Value> = f.values.iter().flatten().collect();
@@ -794,9 +810,12 @@ impl SqlBuilder {
         match f.relation {
             Relation::Includes => match (non_null.is_empty(), has_null) {
                 (true, _) => format!("{col} IS NULL"),
-                (false, false) => format!("{member} IN ({})", self.list(&non_null)),
+                (false, false) => self.member_in(&col, &member, &non_null),
                 (false, true) => {
-                    format!("{col} IS NULL OR {member} IN ({})", self.list(&non_null))
+                    format!(
+                        "{col} IS NULL OR {}",
+                        self.member_in(&col, &member, &non_null)
+                    )
                 }
             },
             Relation::Excludes => match (non_null.is_empty(), has_null) {

@@ -453,11 +453,22 @@ fn sql_text_quotes_identifiers_and_numbers_parameters() {
         params,
         vec![Value::Text("a".into()), Value::Int(1), Value::Int(2)]
     );
+    let (sql, params) = where_clause(Dialect::Mysql, &f, &s, 1).unwrap();
+    assert_eq!(
+        sql,
+        "(`name` IS NULL OR (`name` IN (?) AND CAST(CONVERT(`name` USING utf8mb4) AS BINARY) IN (?))) \
+         AND ((`score` >= ? AND `score` <= ?) OR `score` IS NULL)"
+    );
+    assert_eq!(
+        params.len(),
+        4,
+        "the includes values are bound twice: {params:?}"
+    );
+    let f = vec![parse_cli_filter("name excludes a,b").unwrap()];
     let (sql, _) = where_clause(Dialect::Mysql, &f, &s, 1).unwrap();
     assert_eq!(
         sql,
-        "(`name` IS NULL OR CAST(CONVERT(`name` USING utf8mb4) AS BINARY) IN (?)) \
-         AND ((`score` >= ? AND `score` <= ?) OR `score` IS NULL)"
+        "(`name` IS NULL OR CAST(CONVERT(`name` USING utf8mb4) AS BINARY) NOT IN (?, ?))"
     );
     let (sql, params) = where_clause(Dialect::Sqlite, &[], &s, 1).unwrap();
     assert_eq!((sql.as_str(), params.len()), ("1=1", 0));
