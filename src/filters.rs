@@ -30,10 +30,19 @@
 //! is used per value (values contain no commas, so "some element equals v" is exactly that
 //! substring test). SQLite's `lower()` folds ASCII only, so non-ASCII experiment ids compare
 //! case-sensitively there. Excludes is `x IS NULL OR length(x) = 0 OR NOT (match)`.
+//!
+//! Text `includes`/`excludes` compare exact values on every database: on MySQL/MariaDB the
+//! column is compared as UTF-8 bytes (`CAST(CONVERT(x USING utf8mb4) AS BINARY) IN (?, ?)`,
+//! after the index-friendly `x IN (?, ?)` for includes), since the default collations there
+//! ignore case and trailing spaces.
+//!
+//! Date and timestamp values are ISO-8601 text in UTC (`Z`, a zero offset or none); another
+//! offset is refused with the reference's "must be in UTC" message. A date column takes a
+//! date-time too and compares its date; timestamps are compared to the whole second.
 
 use std::path::Path;
 
-use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Timelike};
 use serde::Serialize;
 use serde_json::Value as Json;
 
@@ -562,7 +571,7 @@ fn typed_value(v: &FilterValue, t: DataType) -> std::result::Result<Option<Value
                     .map(Value::Float)
                     .ok_or_else(|| bad("a number")),
             },
-            _ => text_value(s, t).ok_or_else(|| bad(accepts_text(t))),
+            _ => text_value(s, t).map_err(|e| e.unwrap_or_else(|| bad(accepts_text(t)))),
         }
     };
     let value = match (v, t) {
@@ -583,7 +592,9 @@ fn typed_value(v: &FilterValue, t: DataType) -> std::result::Result<Option<Value
         (FilterValue::Int(i), DataType::DoublePrecision | DataType::Numeric) => Value::Int(*i),
         (FilterValue::Float(f), DataType::DoublePrecision | DataType::Numeric) => Value::Float(*f),
         (_, DataType::DoublePrecision | DataType::Numeric) => return Err(bad("a number")),
-        (FilterValue::Text(s), _) => text_value(s, t).ok_or_else(|| bad(accepts_text(t)))?,
+        (FilterValue::Text(s), _) => {
+            text_value(s, t).map_err(|e| e.unwrap_or_else(|| bad(accepts_text(t))))?
+        }
         (_, _) => return Err(bad(accepts_text(t))),
     };
     Ok(Some(value))
@@ -592,7 +603,9 @@ fn typed_value(v: &FilterValue, t: DataType) -> std::result::Result<Option<Value
 fn accepts_text(t: DataType) -> &'static str {
     match t {
         DataType::Uuid => "a UUID string such as 0e3b5c1a-8f4e-4d1b-9c3a-2f6e7d8c9b0a",
-        DataType::Date => "an ISO-8601 date string such as 2024-01-31",
+        DataType::Date => {
+            "an ISO-8601 date string such as 2024-01-31 (a UTC date-time is cut to its date)"
+        }
         DataType::TimestampWithoutTimeZone | DataType::TimestampWithTimeZone => {
             "an ISO-8601 UTC timestamp string such as 2024-01-31T12:00:00Z (UTC only)"
         }
@@ -603,41 +616,82 @@ fn accepts_text(t: DataType) -> &'static str {
     }
 }
 
-fn text_value(s: &str, t: DataType) -> Option<Value> {
+/// A text value typed for column type `t`. `Err(None)`: not a value of that type (the caller
+/// says what the column accepts); `Err(Some(msg))`: a date-time with a non-UTC offset, refused
+/// with the reference's message.
+fn text_value(s: &str, t: DataType) -> std::result::Result<Value, Option<String>> {
+    let instant = |s: &str| {
+        iso_instant(s).map_err(|e| match e {
+            InstantError::NotIso => None,
+            InstantError::NotUtc => Some(format!(
+                "datetime-type filter values must be in UTC, or not be tagged with an explicit timezone: {s}"
+            )),
+        })
+    };
     match t {
-        DataType::CharacterVarying => Some(Value::Text(s.to_string())),
-        DataType::Uuid => uuid::Uuid::parse_str(s.trim()).ok().map(Value::Uuid),
-        DataType::Date => NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d")
-            .ok()
-            .map(Value::Date),
-        DataType::TimestampWithoutTimeZone => {
-            parse_utc_timestamp(s).map(|t| Value::Timestamp(t.naive_utc()))
-        }
-        DataType::TimestampWithTimeZone => parse_utc_timestamp(s).map(Value::TimestampTz),
-        _ => None,
+        DataType::CharacterVarying => Ok(Value::Text(s.to_string())),
+        DataType::Uuid => uuid::Uuid::parse_str(s.trim())
+            .map(Value::Uuid)
+            .map_err(|_| None),
+        DataType::Date => instant(s).map(|n| Value::Date(n.date())),
+        DataType::TimestampWithoutTimeZone => instant(s).map(Value::Timestamp),
+        DataType::TimestampWithTimeZone => instant(s).map(|n| Value::TimestampTz(n.and_utc())),
+        _ => Err(None),
     }
 }
 
-/// An ISO-8601 timestamp in UTC: `2024-01-31`, `2024-01-31T12:00:00[.fff]`, a space instead of
-/// `T`, optionally with `Z` or `+00:00`. Other offsets are refused (UTC only).
-pub fn parse_utc_timestamp(s: &str) -> Option<DateTime<Utc>> {
+/// Why a text is not a UTC instant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum InstantError {
+    /// Not an ISO-8601 date or date-time.
+    NotIso,
+    /// A date-time with an offset other than UTC.
+    NotUtc,
+}
+
+/// An ISO-8601 date or date-time in UTC, in the forms the Python tool reads (its
+/// `datetime.fromisoformat`): `2024-01-31`, `2024-01-31T12`, `2024-01-31T12:00`,
+/// `2024-01-31T12:00:00[.ffffff]`, a space instead of `T`, optionally followed by `Z` or a zero
+/// offset (`+00:00`, `+0000`, `+00`). A date alone is midnight. Sub-second digits are dropped,
+/// as the reference does so that every warehouse compares the same instant (see
+/// `docs/compatibility.md#filters`).
+fn iso_instant(s: &str) -> std::result::Result<NaiveDateTime, InstantError> {
     let s = s.trim();
     if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
-        return Some(d.and_time(NaiveTime::MIN).and_utc());
+        return Ok(d.and_time(NaiveTime::MIN));
     }
-    if let Ok(dt) = DateTime::parse_from_rfc3339(&s.replacen(' ', "T", 1)) {
-        return (dt.offset().local_minus_utc() == 0).then(|| dt.with_timezone(&Utc));
+    let mut t = s.to_string();
+    if t.as_bytes().get(10) == Some(&b' ') {
+        t.replace_range(10..11, "T");
     }
-    let naive = s.strip_suffix('Z').unwrap_or(s);
-    [
-        "%Y-%m-%dT%H:%M:%S%.f",
-        "%Y-%m-%d %H:%M:%S%.f",
-        "%Y-%m-%dT%H:%M",
-        "%Y-%m-%d %H:%M",
-    ]
-    .iter()
-    .find_map(|fmt| NaiveDateTime::parse_from_str(naive, fmt).ok())
-    .map(|n| n.and_utc())
+    let whole_seconds = |n: NaiveDateTime| n.with_nanosecond(0).unwrap_or(n);
+    const NAIVE: [&str; 3] = ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%dT%H:%M", "%Y-%m-%dT%H"];
+    let (naive, zulu) = match t.strip_suffix(['Z', 'z']) {
+        Some(rest) => (rest, true),
+        None => (t.as_str(), false),
+    };
+    if let Some(n) = NAIVE
+        .iter()
+        .find_map(|f| NaiveDateTime::parse_from_str(naive, f).ok())
+    {
+        return Ok(whole_seconds(n));
+    }
+    if zulu {
+        return Err(InstantError::NotIso);
+    }
+    const OFFSET: [&str; 3] = [
+        "%Y-%m-%dT%H:%M:%S%.f%#z",
+        "%Y-%m-%dT%H:%M%#z",
+        "%Y-%m-%dT%H%#z",
+    ];
+    match OFFSET
+        .iter()
+        .find_map(|f| DateTime::parse_from_str(&t, f).ok())
+    {
+        Some(dt) if dt.offset().local_minus_utc() == 0 => Ok(whole_seconds(dt.naive_utc())),
+        Some(_) => Err(InstantError::NotUtc),
+        None => Err(InstantError::NotIso),
+    }
 }
 
 /// The `WHERE` fragment for `filters` (AND-ed; `1=1` when there are none) and its parameters,
@@ -696,6 +750,35 @@ impl SqlBuilder {
             .join(", ")
     }
 
+    /// The expression `includes`/`excludes` test for membership. On MySQL/MariaDB a text column
+    /// is compared as its UTF-8 bytes: the default collations ignore case and trailing spaces
+    /// (`Bob` = `bob ` there), while PostgreSQL and SQLite compare text exactly. Converting to
+    /// utf8mb4 first makes non-ASCII values of a column in another character set (latin1) match
+    /// the parameters, which arrive as utf8mb4. NULL stays NULL, so the NULL tests are unchanged.
+    fn member_operand(&self, col: &str, t: DataType) -> String {
+        match (self.dialect, t) {
+            (Dialect::Mysql, DataType::CharacterVarying) => {
+                format!("CAST(CONVERT({col} USING utf8mb4) AS BINARY)")
+            }
+            _ => col.to_string(),
+        }
+    }
+
+    /// `member IN (values)`. When `member` is not the bare column (exact text on MySQL/MariaDB),
+    /// the collation's `col IN (values)`, a superset of the exact matches, comes first so that an
+    /// index on the column can still narrow the rows.
+    fn member_in(&mut self, col: &str, member: &str, vals: &[&Value]) -> String {
+        if member == col {
+            format!("{col} IN ({})", self.list(vals))
+        } else {
+            let indexed = self.list(vals);
+            format!(
+                "({col} IN ({indexed}) AND {member} IN ({}))",
+                self.list(vals)
+            )
+        }
+    }
+
     fn predicate(&mut self, f: &ResolvedFilter) -> String {
         let col = self.dialect.quote_ident(&f.field_name);
         let non_null: Vec<&Value> = f.values.iter().flatten().collect();
@@ -723,19 +806,28 @@ impl SqlBuilder {
                 " AND "
             });
         }
+        let member = self.member_operand(&col, f.data_type);
         match f.relation {
             Relation::Includes => match (non_null.is_empty(), has_null) {
                 (true, _) => format!("{col} IS NULL"),
-                (false, false) => format!("{col} IN ({})", self.list(&non_null)),
-                (false, true) => format!("{col} IS NULL OR {col} IN ({})", self.list(&non_null)),
+                (false, false) => self.member_in(&col, &member, &non_null),
+                (false, true) => {
+                    format!(
+                        "{col} IS NULL OR {}",
+                        self.member_in(&col, &member, &non_null)
+                    )
+                }
             },
             Relation::Excludes => match (non_null.is_empty(), has_null) {
                 (true, _) => format!("{col} IS NOT NULL"),
                 (false, false) => {
-                    format!("{col} IS NULL OR {col} NOT IN ({})", self.list(&non_null))
+                    format!(
+                        "{col} IS NULL OR {member} NOT IN ({})",
+                        self.list(&non_null)
+                    )
                 }
                 (false, true) => format!(
-                    "{col} IS NOT NULL AND {col} NOT IN ({})",
+                    "{col} IS NOT NULL AND {member} NOT IN ({})",
                     self.list(&non_null)
                 ),
             },

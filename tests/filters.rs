@@ -2,6 +2,8 @@
 //! relation of xngin-reference.md §7 on a small table with NULLs, in SQLite, PostgreSQL
 //! (`XNGIN_TEST_POSTGRES_URL`) and MariaDB/MySQL (`XNGIN_TEST_MYSQL_URL`).
 
+mod common;
+
 use std::collections::BTreeMap;
 
 use chrono::{NaiveDate, NaiveDateTime};
@@ -147,7 +149,12 @@ async fn setup(wh: &Warehouse, table: &str) {
 /// leading parameter on PostgreSQL to exercise the offset.
 async fn ids(wh: &Warehouse, table: &str, specs: &[&str]) -> Vec<i64> {
     let filters: Vec<Filter> = specs.iter().map(|s| parse_cli_filter(s).unwrap()).collect();
-    let (clause, mut params) = where_clause(wh.dialect(), &filters, &sheet(table), 2).unwrap();
+    ids_of(wh, table, &filters).await
+}
+
+/// [`ids`] for filters already built (JSON-typed values).
+async fn ids_of(wh: &Warehouse, table: &str, filters: &[Filter]) -> Vec<i64> {
+    let (clause, mut params) = where_clause(wh.dialect(), filters, &sheet(table), 2).unwrap();
     params.insert(0, Value::Int(0));
     let sql = format!(
         "SELECT {id} FROM {t} WHERE {id} > {p1} AND {clause} ORDER BY {id}",
@@ -209,10 +216,7 @@ async fn check_semantics(wh: &Warehouse, table: &str) {
         (&["name includes a,b", "flag includes true"], &[1]),
         (&[], &[1, 2, 3, 4, 5]),
     ];
-    for (specs, want) in cases {
-        let got = ids(wh, table, specs).await;
-        assert_eq!(&got, want, "{} on {:?}", wh.dialect().name(), specs);
-    }
+    assert_cases(wh, table, cases).await;
     // includes is the complement of excludes on every non-boolean relation
     for (inc, exc) in [
         ("name includes a,b", "name excludes a,b"),
@@ -226,6 +230,14 @@ async fn check_semantics(wh: &Warehouse, table: &str) {
     let _ = wh
         .execute(&format!("DROP TABLE {}", wh.quote(table)), &[])
         .await;
+}
+
+/// Each case's filters (CLI syntax) select exactly the ids given.
+async fn assert_cases(wh: &Warehouse, table: &str, cases: &[(&[&str], &[i64])]) {
+    for (specs, want) in cases {
+        let got = ids(wh, table, specs).await;
+        assert_eq!(&got, want, "{} on {:?}", wh.dialect().name(), specs);
+    }
 }
 
 #[tokio::test]
@@ -260,6 +272,168 @@ async fn sql_semantics_mysql() {
     check_semantics(&wh, "xngin_filters_semantics_my").await;
 }
 
+// ------------------------------------------- the Python tool's input forms (issue 9)
+
+/// `which` ("sqlite", "postgres" or "mysql"), or None when that server's URL is not set.
+async fn warehouse(which: &str, test: &str) -> Option<Warehouse> {
+    let url = match which {
+        "sqlite" => "sqlite::memory:".to_string(),
+        "postgres" => common::pg_url(test)?,
+        _ => common::mysql_url(test)?,
+    };
+    Some(
+        Warehouse::connect(&Dsn::parse(&url).unwrap())
+            .await
+            .unwrap(),
+    )
+}
+
+async fn drop_table(wh: &Warehouse, table: &str) {
+    let _ = wh
+        .execute(&format!("DROP TABLE {}", wh.quote(table)), &[])
+        .await;
+}
+
+/// `includes`/`excludes` on text match the exact value: no case folding and no trailing-space
+/// padding (MySQL/MariaDB's default collations do both), NULL rows handled as before.
+async fn check_text_membership_is_exact(wh: &Warehouse) {
+    let table = common::unique("xngin_filt_case");
+    setup(wh, &table).await;
+    assert_cases(
+        wh,
+        &table,
+        &[
+            (&["name includes A,B"], &[]),
+            (&["name includes A,b"], &[2]),
+            (&["name includes A,null"], &[3]),
+            (&["name excludes A,B"], &[1, 2, 3, 4, 5]),
+            (&["name excludes A,b"], &[1, 3, 4, 5]),
+            (&["name excludes A,null"], &[1, 2, 4, 5]),
+            (&["name includes \"A,B\""], &[]),
+        ],
+    )
+    .await;
+    use FilterValue::Text;
+    for (relation, want) in [
+        (Relation::Includes, vec![]),
+        (Relation::Excludes, vec![1, 2, 3, 4, 5]),
+    ] {
+        let f = json_filter("name", relation, vec![Text("a ".into()), Text("C".into())]);
+        assert_eq!(
+            ids_of(wh, &table, &[f]).await,
+            want,
+            "{} {relation:?} [\"a \", \"C\"]",
+            wh.dialect().name()
+        );
+    }
+    drop_table(wh, &table).await;
+}
+
+#[tokio::test]
+async fn text_includes_excludes_are_case_sensitive_sqlite() {
+    let wh = warehouse("sqlite", "case_sqlite").await.unwrap();
+    check_text_membership_is_exact(&wh).await;
+}
+
+#[tokio::test]
+async fn text_includes_excludes_are_case_sensitive_postgres() {
+    if let Some(wh) = warehouse("postgres", "case_postgres").await {
+        check_text_membership_is_exact(&wh).await;
+    }
+}
+
+#[tokio::test]
+async fn text_includes_excludes_are_case_sensitive_mysql() {
+    if let Some(wh) = warehouse("mysql", "case_mysql").await {
+        check_text_membership_is_exact(&wh).await;
+    }
+}
+
+/// A date column takes the UTC date-times the Python tool accepts and compares their date; a
+/// timestamp column compares whole seconds (fractions dropped, as the reference does).
+async fn check_datetime_forms(wh: &Warehouse) {
+    let table = common::unique("xngin_filt_dt");
+    setup(wh, &table).await;
+    assert_cases(
+        wh,
+        &table,
+        &[
+            (&["born includes 2020-01-01T00:00:00"], &[1]),
+            (&["born includes 2020-01-01T00:00:00Z"], &[1]),
+            (&["born includes 2020-01-01 00:00:00"], &[1]),
+            (&["born includes 2020-01-01T17:45:10.250+00:00"], &[1]),
+            (&["born excludes 2020-01-01 23:59:59Z"], &[2, 3, 4, 5]),
+            (
+                &["born between 2021-06-15T23:59:59Z,2022-12-31T00:00:01+0000"],
+                &[2, 4],
+            ),
+            (&["ts between 2021-06-15T12:30:00.5Z,"], &[2, 4, 5]),
+            (&["ts includes 2021-06-15 12:30:00.123456"], &[2]),
+            (&["ts between ,2022-12-31T23:59:59.999999Z"], &[1, 2, 4]),
+            (&["ts excludes 2020-01-01T08:00:00.9Z"], &[2, 3, 4, 5]),
+        ],
+    )
+    .await;
+    // JSON filter values take the same forms.
+    let f = json_filter(
+        "born",
+        Relation::Includes,
+        vec![FilterValue::Text("2021-06-15T08:00:00Z".into())],
+    );
+    assert_eq!(ids_of(wh, &table, &[f]).await, vec![2]);
+    drop_table(wh, &table).await;
+}
+
+#[tokio::test]
+async fn date_and_timestamp_filters_take_python_datetime_forms_sqlite() {
+    let wh = warehouse("sqlite", "dt_sqlite").await.unwrap();
+    check_datetime_forms(&wh).await;
+}
+
+#[tokio::test]
+async fn date_and_timestamp_filters_take_python_datetime_forms_postgres() {
+    if let Some(wh) = warehouse("postgres", "dt_postgres").await {
+        check_datetime_forms(&wh).await;
+    }
+}
+
+#[tokio::test]
+async fn date_and_timestamp_filters_take_python_datetime_forms_mysql() {
+    if let Some(wh) = warehouse("mysql", "dt_mysql").await {
+        check_datetime_forms(&wh).await;
+    }
+}
+
+#[test]
+fn non_utc_offset_gets_the_must_be_in_utc_error() {
+    let cli = |s: &str| parse_cli_filter(s).unwrap();
+    let utc =
+        "datetime-type filter values must be in UTC, or not be tagged with an explicit timezone";
+    for (spec, value) in [
+        (
+            "born includes 2024-01-01T00:00:00+05:30",
+            "2024-01-01T00:00:00+05:30",
+        ),
+        (
+            "born between 2024-01-01 00:00:00-01:00,",
+            "2024-01-01 00:00:00-01:00",
+        ),
+        (
+            "ts between ,2024-01-01T00:00:00+0200",
+            "2024-01-01T00:00:00+0200",
+        ),
+    ] {
+        assert_eq!(
+            errors(&[cli(spec)]),
+            vec![format!("--filter {spec:?}: {utc}: {value}")]
+        );
+    }
+    // A zero offset is UTC; a malformed value is still a type error naming what fits.
+    assert!(errors(&[cli("ts includes 2024-01-01T00:00:00-00:00")]).is_empty());
+    let e = errors(&[cli("born includes 2024-01-01T25:00:00")]);
+    assert!(e[0].contains("expected an ISO-8601 date string"), "{e:?}");
+}
+
 // ---------------------------------------------------------------- SQL text
 
 #[test]
@@ -279,10 +453,22 @@ fn sql_text_quotes_identifiers_and_numbers_parameters() {
         params,
         vec![Value::Text("a".into()), Value::Int(1), Value::Int(2)]
     );
+    let (sql, params) = where_clause(Dialect::Mysql, &f, &s, 1).unwrap();
+    assert_eq!(
+        sql,
+        "(`name` IS NULL OR (`name` IN (?) AND CAST(CONVERT(`name` USING utf8mb4) AS BINARY) IN (?))) \
+         AND ((`score` >= ? AND `score` <= ?) OR `score` IS NULL)"
+    );
+    assert_eq!(
+        params.len(),
+        4,
+        "the includes values are bound twice: {params:?}"
+    );
+    let f = vec![parse_cli_filter("name excludes a,b").unwrap()];
     let (sql, _) = where_clause(Dialect::Mysql, &f, &s, 1).unwrap();
     assert_eq!(
         sql,
-        "(`name` IS NULL OR `name` IN (?)) AND ((`score` >= ? AND `score` <= ?) OR `score` IS NULL)"
+        "(`name` IS NULL OR CAST(CONVERT(`name` USING utf8mb4) AS BINARY) NOT IN (?, ?))"
     );
     let (sql, params) = where_clause(Dialect::Sqlite, &[], &s, 1).unwrap();
     assert_eq!((sql.as_str(), params.len()), ("1=1", 0));
@@ -381,7 +567,10 @@ fn validation_messages() {
             .contains("may not contain commas or leading/trailing whitespace")
     );
     assert!(errors(&[cli("uid includes nope")])[0].contains("expected a UUID string"));
-    assert!(errors(&[cli("ts between 2024-01-01T00:00:00+02:00,")])[0].contains("(UTC only)"));
+    assert!(
+        errors(&[cli("ts between 2024-01-01T00:00:00+02:00,")])[0]
+            .contains("datetime-type filter values must be in UTC")
+    );
     assert!(errors(&[cli("born includes 31/01/2024")])[0].contains("ISO-8601 date"));
     // JSON values are strictly typed: "1" is not 1, 1.5 is not an integer, true is not a string.
     let e = errors(&[
