@@ -1,5 +1,5 @@
 //! The column DataType enum shared by sheets, settings, introspection and filters
-//! (xngin-reference.md §2.8). The serialized form is the enum *value* (`character varying`),
+//! (docs/compatibility.md#data-types-and-introspection). Serialized as the enum *value* (`date`),
 //! which is what sheets and settings files hold.
 
 use schemars::JsonSchema;
@@ -37,7 +37,7 @@ pub enum DataType {
     Unsupported,
 }
 
-/// How a field can be filtered (xngin-reference.md §2.8 "Filter classes").
+/// How a field can be filtered (docs/compatibility.md#data-types-and-introspection).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum FilterClass {

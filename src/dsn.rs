@@ -1,4 +1,4 @@
-//! Warehouse DSNs: every spelling of DECISIONS.md §3 parsed into one typed value.
+//! Warehouse DSNs: every spelling of docs/compatibility.md#dsns parsed into one typed value.
 //!
 //! Accepted: `sqlite:///rel/path`, `sqlite:////abs/path`, `sqlite::memory:`, `sqlite:path`;
 //! `postgres://`, `postgresql://`, `postgresql+psycopg://`, `postgresql+psycopg2://` (Redshift
@@ -249,7 +249,7 @@ impl Dsn {
     }
 
     /// Fill the password from `--password` / `PGPASSWORD` when the DSN names a user but no
-    /// password (DECISIONS.md §3). A password written in the DSN wins.
+    /// password (docs/compatibility.md#commands). A password written in the DSN wins.
     pub fn fill_password(&mut self, password: Option<&str>) {
         if self.user.is_some()
             && self.password.is_none()

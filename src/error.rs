@@ -1,6 +1,6 @@
 //! Typed errors for the library, each carrying the exit code the CLI returns for it.
 //!
-//! The CLI contract (DECISIONS.md §2): 0 ok; 1 runtime failure (connection, I/O, data problem);
+//! Exit codes (docs/architecture.md#errors-and-exit-codes): 0 ok; 1 runtime failure (I/O, data);
 //! 2 usage error; 3 the input was read but is invalid (settings, sheet, filters, design);
 //! 4 `power --fail-on-insufficient` found a metric without enough units.
 //!
@@ -44,7 +44,7 @@ impl Error {
         Error::Runtime(format!("{}: {}", path.display(), io_reason(&err)))
     }
 
-    /// The process exit code for this error (DECISIONS.md §2).
+    /// The process exit code for this error (docs/architecture.md#errors-and-exit-codes).
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Runtime(_) => 1,

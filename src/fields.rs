@@ -1,6 +1,6 @@
 //! `xngin fields`: a participant type's filter, metric and strata fields, with what a UI needs to
 //! offer filters on them (what the Python API served as /filters, /metrics, /strata;
-//! xngin-reference.md §2.8 filter classes, §7).
+//! filter classes in docs/compatibility.md#data-types-and-introspection).
 //!
 //! For filters: numeric-class fields (numbers, dates, timestamps) get their min and max;
 //! discrete fields (strings, booleans, uuids, and any `*_id` field) get up to

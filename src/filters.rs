@@ -1,4 +1,4 @@
-//! Audience filters (xngin-reference.md §7): the reference's filter model, its validation
+//! Audience filters (docs/compatibility.md#filters): the reference's filter model, its validation
 //! messages, type checks against the sheet's DataType, and the SQL (quoted identifiers, bound
 //! parameters) for SQLite, PostgreSQL and MySQL/MariaDB.
 //!
@@ -362,7 +362,7 @@ pub fn filter_from_json(item: Json, at: &str) -> std::result::Result<Filter, Vec
     }
 }
 
-/// Check the model rules of §7 that do not need the sheet; messages are the reference's.
+/// Check the filter-model rules that do not need the sheet; messages are the reference's.
 fn model_errors(f: &Filter) -> Vec<String> {
     let mut e = Vec::new();
     if !valid_field_name(&f.field_name) {

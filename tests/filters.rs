@@ -1,5 +1,5 @@
 //! Audience filters: validation messages, CLI and JSON syntax, and the SQL semantics of every
-//! relation of xngin-reference.md §7 on a small table with NULLs, in SQLite, PostgreSQL
+//! relation (docs/compatibility.md#filters) on a small table with NULLs, in SQLite, PostgreSQL
 //! (`XNGIN_TEST_POSTGRES_URL`) and MariaDB/MySQL (`XNGIN_TEST_MYSQL_URL`).
 
 mod common;
@@ -169,7 +169,7 @@ async fn ids_of(wh: &Warehouse, table: &str, filters: &[Filter]) -> Vec<i64> {
     rows.rows.iter().map(|r| r[0].as_i64().unwrap()).collect()
 }
 
-/// Every row of the §7 table, plus typed columns and experiment-id lists.
+/// Every row of the filter semantics table, plus typed columns and experiment-id lists.
 async fn check_semantics(wh: &Warehouse, table: &str) {
     setup(wh, table).await;
     let cases: &[(&[&str], &[i64])] = &[

@@ -1,5 +1,5 @@
-//! Power checks: the statistics core against independent values, the §5.10 vectors of
-//! xngin-reference.md, invariants (proptest), and the `xngin power` command.
+//! Power checks: the statistics core against independent values, the worked examples of
+//! docs/statistics.md#worked-examples, invariants (proptest), and the `xngin power` command.
 //!
 //! Where expected values come from: "mpmath" values are the noncentral t CDF computed as the
 //! integral P(T ≤ t) = ∫ Φ(t·√(s/ν) − δ) χ²_ν(s) ds with mpmath.quad at 40 digits (independent
@@ -107,7 +107,7 @@ fn quantiles_invert_the_cdfs() {
 
 #[test]
 fn raw_power_vectors() {
-    // §5.10 raw power (also scipy: 0.8014595579222543 and 0.6087794846454566).
+    // Raw power of the worked examples (also scipy: 0.8014595579222543 and 0.6087794846454566).
     assert_close!(
         ttest_power(0.5, 64.0, 1.0, 0.05),
         0.801_459_557_922_254_3,
@@ -208,7 +208,7 @@ fn gpower_total_172() {
     assert_eq!(a.target_n, Some(172));
 }
 
-// ---------------------------------------------------------------- §5.10 vectors
+// ---------------------------------------------------------------- worked examples
 
 fn numeric(
     name: &str,
@@ -330,7 +330,7 @@ fn vector_numeric_insufficient() {
 
 #[test]
 fn vector_binary() {
-    // DECISIONS.md §4: binary sample sizes use the z-test, so the reference's 3132 (t-test,
+    // docs/compatibility.md#power: binary sizes use the z-test, so the reference's 3132 (t-test,
     // n1 = 1565.49) becomes 3130 (z-test, scipy root n1 = 1564.529011227546).
     let a = analyze(
         &binary("b", 0.5, Some(0.55), Some(1000)),
@@ -498,7 +498,7 @@ fn vector_clusters() {
     assert_eq!(cl.n_per_arm, Some(vec![240, 870]));
     // Binary .10 → .15, ICC .05, m = 50: DEFF 3.45. The reference's [48, 48] / [2400, 2400]
     // come from the t-test (n1 = 681.31 → 682 → 1364 individuals); with the z-test
-    // (DECISIONS.md §4, scipy root n1 = 680.3526619128046 → 681 → 1362) each arm needs
+    // (docs/compatibility.md#power, scipy root n1 = 680.3526619128046 → 681 → 1362) each arm needs
     // ⌈681/50 · 3.45⌉ = ⌈46.989⌉ = 47 clusters.
     let c = ClusterSpec::new(0.05, 50.0, 0.0).unwrap();
     let a = analyze(

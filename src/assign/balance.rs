@@ -1,4 +1,4 @@
-//! Balance check (xngin-reference.md §6.6): OLS of the arm indicator on the strata covariates,
+//! Balance check (docs/statistics.md#balance-test): OLS of the arm indicator on the covariates,
 //! HC1 robust covariance, joint Wald F test that every slope is zero.
 //!
 //! * Design matrix: an intercept; numeric covariates (numeric strata without NULLs, original
@@ -439,7 +439,7 @@ mod tests {
 
     #[test]
     fn reference_vector_6_8() {
-        // xngin-reference.md §6.8 (statsmodels OLS, cov_type HC1).
+        // The test vector of docs/statistics.md#balance-test (statsmodels OLS, cov_type HC1).
         let gender = ["M", "F", "M", "F", "M", "F", "M", "F", "M", "M", "F", "F"];
         let income = [
             10.0, 12.0, 9.0, 15.0, 11.0, 13.0, 8.0, 14.0, 10.5, 9.5, 12.5, 16.0,

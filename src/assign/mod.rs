@@ -1,4 +1,4 @@
-//! Stratified random assignment (DECISIONS.md §4; xngin-reference.md §6).
+//! Stratified random assignment (docs/statistics.md#assignment, docs/compatibility.md#assignment).
 //!
 //! The pure core: [`assign`] takes an audience [`Table`] and a [`Design`] and returns an
 //! [`Outcome`] (arm and stratum per row, strata used and dropped, balance tests). Reading the

@@ -1,4 +1,4 @@
-//! Preprocessing of strata columns (xngin-reference.md §6.3; DECISIONS.md §4).
+//! Preprocessing of strata columns (docs/statistics.md#strata).
 //!
 //! For each candidate column, in name order:
 //! * at most one distinct non-null value → dropped ("single value");

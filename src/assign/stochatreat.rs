@@ -1,5 +1,5 @@
-//! The stochatreat block algorithm (xngin-reference.md §6.5), and complete random assignment
-//! for designs without strata (§6.4).
+//! The stochatreat block algorithm (docs/statistics.md#blocks-and-weights), and complete random
+//! assignment for designs without strata (docs/statistics.md#complete-random-assignment).
 //!
 //! Within each stratum, rows are taken in participant-id order and cut into blocks of L rows
 //! (L = lcm of the denominators of the exact arm shares); every block receives an independent
@@ -124,7 +124,7 @@ mod tests {
 
     #[test]
     fn reference_example_counts() {
-        // §6.5: 2 arms, strata sizes 5, 3, 2: per-stratum counts arm0+arm1 = 5, 3, 2, every full
+        // 2 arms, strata sizes 5, 3, 2: per-stratum counts arm0+arm1 = 5, 3, 2, every full
         // pair split 1:1, so arm counts differ by at most one per stratum.
         let stratum: Vec<u32> = vec![0, 0, 0, 0, 0, 1, 1, 1, 2, 2];
         let order: Vec<u32> = (0..10).collect();

@@ -1,7 +1,7 @@
-//! One metric's power analysis: sample-size mode (§5.4), MDE mode and the MDE core (§5.5),
-//! cluster designs (§5.7), with the reference's messages.
+//! One metric's power analysis: sample-size mode, MDE mode and the MDE core, cluster designs
+//! (docs/statistics.md#power), with the reference's messages.
 //!
-//! Decisions (DECISIONS.md §4): numeric metrics use the t-test, binary metrics the z-test for
+//! See docs/compatibility.md#power: numeric metrics use the t-test, binary ones the z-test for
 //! both the sample size and the MDE; ratio = smallest treatment share / control share; exact
 //! roots; the MDE is reported in both directions.
 
@@ -140,7 +140,7 @@ impl Design {
     }
 }
 
-/// Cluster-randomized design parameters (§5.7), validated.
+/// Cluster-randomized design parameters (docs/statistics.md#cluster-designs), validated.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ClusterSpec {
     pub icc: f64,
@@ -269,7 +269,7 @@ pub struct Mde {
     pub pct_change_possible_upper: Option<f64>,
 }
 
-/// Cluster-design results (§5.7).
+/// Cluster-design results (docs/statistics.md#cluster-designs).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ClusterResult {
     pub design_effect: f64,

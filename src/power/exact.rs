@@ -1,4 +1,4 @@
-//! Exact arithmetic for arm shares and cluster counts (DECISIONS.md §4: weights such as 29/71
+//! Exact arithmetic for arm shares and cluster counts (docs/statistics.md#arm-allocation: 29/71
 //! must not lose a unit to float truncation).
 //!
 //! Inputs arrive as `f64`; each is read as the decimal its shortest round-trip form shows
@@ -97,7 +97,7 @@ impl Q {
     }
 }
 
-/// How units are split between arms: arm 0 is the control (xngin-reference.md §5.3).
+/// How units are split between arms: arm 0 is the control (docs/statistics.md#arm-allocation).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Allocation {
     /// Arm shares as exact fractions summing to 1.

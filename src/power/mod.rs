@@ -1,5 +1,5 @@
-//! Power checks: sample size or minimum detectable effect (xngin-reference.md §5,
-//! DECISIONS.md §4).
+//! Power checks: sample size or minimum detectable effect (docs/statistics.md#power,
+//! docs/compatibility.md#power).
 //!
 //! * [`nct`]: special functions, normal / t / noncentral t distributions.
 //! * [`solve`]: t-test and z-test power and their exact inverses (Brent).

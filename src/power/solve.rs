@@ -7,11 +7,11 @@
 //!   power at a control-arm size.
 //!
 //! Roots are found with Brent's method on a bracket that is widened until the sign changes,
-//! to a relative tolerance of about 1e-13 — not statsmodels' absolute 1e-5 (DECISIONS.md §4).
+//! to a relative tolerance of about 1e-13, not statsmodels' absolute 1e-5 (docs/compatibility.md).
 
 use super::nct::{nct_cdf, nct_sf, norm_cdf, norm_isf, t_isf};
 
-/// Why a power calculation could not be done (the texts are the reference's, §5.6).
+/// Why a power calculation could not be done (the texts are the reference's).
 #[derive(Debug, Clone, PartialEq)]
 pub enum SolveError {
     /// `Cannot detect an effect-size of 0. Try changing your effect-size.`

@@ -1,6 +1,6 @@
 //! `xngin validate-settings [--deep] FILE...`: the report over several files.
 //!
-//! Structural validation always runs (xngin-reference.md §3.4). `--deep` then, for a file that
+//! Structural checks always run (docs/compatibility.md#settings). `--deep` then, for a file that
 //! is structurally valid: resolves every `${secret:NAME}` from the environment (a missing secret
 //! is an error naming it), connects to each datasource's warehouse, reads each participant
 //! type's sheet (or takes its inline fields) and checks that the table exists and that every

@@ -1,4 +1,4 @@
-//! Tenant settings files (xngin-reference.md §3; DECISIONS.md §2, §3): the model, validation
+//! Tenant settings files (docs/compatibility.md#settings): the model, validation
 //! with source positions, `${secret:NAME}` substitution, JSON Schemas, `--deep` checks against
 //! the warehouses, and participant-type resolution for `fields`, `power` and `assign`.
 //!

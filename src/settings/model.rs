@@ -1,4 +1,4 @@
-//! The typed settings model (xngin-reference.md §3.2; DECISIONS.md §3).
+//! The typed settings model (docs/compatibility.md#settings).
 //!
 //! Every struct rejects unknown keys. Files are first checked by [`super::validate`], which
 //! reports every problem with its position; these types are then filled from the validated tree

@@ -8,7 +8,7 @@ use crate::dsn::Dsn;
 use crate::error::{Error, Result};
 use crate::sheet::ConfigWorksheet;
 
-/// The built-in datasource and participant type (DECISIONS.md §2).
+/// The built-in default (docs/architecture.md#settings-and-participant-types).
 pub const BUILTIN_DATASOURCE: &str = "testing";
 pub const BUILTIN_PARTICIPANT_TYPE: &str = "test_participant_type";
 

@@ -1,4 +1,4 @@
-//! `${secret:NAME}` substitution (xngin-reference.md §3.3).
+//! `${secret:NAME}` substitution (docs/compatibility.md#settings).
 //!
 //! * A reference is the literal `${secret:` + NAME + `}` with NAME matching `[a-zA-Z0-9_]+`;
 //!   any number may appear inside any string value (keys are never touched), at any depth.

@@ -1,4 +1,4 @@
-//! Structural validation of a settings tree (xngin-reference.md §3.2, §3.4): every problem is
+//! Structural validation of a settings tree (docs/compatibility.md#settings): every problem is
 //! collected, each with the position of the offending value (or key) and its dotted path.
 //!
 //! The rules mirror [`super::model`] (which serde then fills from a valid tree) plus the checks

@@ -1,4 +1,4 @@
-//! Bootstrapping a column-metadata sheet from a warehouse table (xngin-reference.md §1.1, §2.7).
+//! Bootstrapping a sheet from a warehouse table (docs/compatibility.md#column-metadata-sheets).
 //!
 //! One row per column: the unique id (from `--unique-id-col`, else the first primary-key column,
 //! else a column named `id`) first, then the `character varying` columns by name, then the rest
@@ -46,7 +46,7 @@ pub fn choose_unique_id(
     )))
 }
 
-/// The sheet for a table whose columns are `columns` (§2.7), validated.
+/// The sheet for a table whose columns are `columns` (row order: docs/compatibility.md), validated.
 pub fn worksheet_from_columns(
     table: &str,
     columns: &[ColumnInfo],
@@ -101,7 +101,7 @@ fn flag(b: bool) -> String {
     if b { "true".into() } else { String::new() }
 }
 
-/// The sheet as rows of cells, header first (DECISIONS.md §3 header; booleans `true` or empty).
+/// Sheet rows, header first (see docs/compatibility.md#column-metadata-sheets); `true` or empty.
 pub fn sheet_rows(ws: &ConfigWorksheet) -> Vec<Vec<String>> {
     let mut out = Vec::with_capacity(ws.columns.len() + 1);
     out.push(HEADER.iter().map(|h| h.to_string()).collect());

@@ -1,4 +1,4 @@
-//! Google Sheets and Drive through a service account (xngin-reference.md §1.1 step 6, §1.2).
+//! Google Sheets and Drive through a service account (docs/compatibility.md#commands).
 //!
 //! * Credentials: the JSON key named by `GOOGLE_APPLICATION_CREDENTIALS`, default
 //!   `~/.config/gspread/service_account.json`. The access token comes from the key's own

@@ -1,4 +1,4 @@
-//! The column-metadata sheet (xngin-reference.md §2; DECISIONS.md §3): one row per warehouse
+//! The column-metadata sheet (docs/compatibility.md#column-metadata-sheets): one row per warehouse
 //! column saying which is the unique id and which are strata, filters and metrics.
 //!
 //! The model here is shared by the sheet parser, `bootstrap-spreadsheet`, inline `schema`
@@ -66,7 +66,7 @@ impl ConfigWorksheet {
     }
 }
 
-/// The sheet header as the older CLI wrote it (DECISIONS.md §3).
+/// The sheet header as the older CLI wrote it (docs/compatibility.md#column-metadata-sheets).
 pub const HEADER: [&str; 8] = [
     "column_name",
     "data_type",

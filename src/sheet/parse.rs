@@ -1,5 +1,5 @@
 //! Reading a column-metadata sheet into a validated [`ConfigWorksheet`]
-//! (xngin-reference.md §2.3–§2.6, DECISIONS.md §3).
+//! (docs/compatibility.md#column-metadata-sheets).
 //!
 //! Differences from the reference, all deliberate:
 //! * every problem is reported, not only the first of each row: one line per problem,
@@ -85,7 +85,7 @@ fn data_type_choices() -> String {
         .join(", ")
 }
 
-/// Parse a boolean cell (§2.4).
+/// Parse a boolean cell (docs/compatibility.md#column-metadata-sheets).
 pub fn parse_bool(cell: &str) -> std::result::Result<bool, String> {
     let norm = cell.trim().to_lowercase();
     if TRUE_WORDS.contains(&norm.as_str()) {
@@ -106,7 +106,7 @@ fn looks_numeric(cell: &str) -> bool {
     t.chars().any(|c| c.is_ascii_digit()) && (t.parse::<i64>().is_ok() || t.parse::<f64>().is_ok())
 }
 
-/// Parse a `data_type` cell (§2.5): case-insensitive enum value; numbers are a plain error.
+/// Parse a `data_type` cell: case-insensitive enum value; numbers are a plain error.
 pub fn parse_data_type(cell: &str) -> std::result::Result<DataType, String> {
     if let Some(t) = DataType::parse(cell) {
         return Ok(t);

@@ -1,5 +1,5 @@
 //! Where a sheet comes from: a Google Sheets URL, a `file://` URL or a plain CSV path
-//! (xngin-reference.md §1.2).
+//! (docs/architecture.md#parse-config-spreadsheet).
 
 use std::path::PathBuf;
 

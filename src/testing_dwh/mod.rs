@@ -1,5 +1,5 @@
 //! The testing warehouse: a deterministic synthetic population with the reference's column set
-//! (xngin-reference.md §4.1), the bundled `fixtures/testing_dwh.csv.zst` made from it, loading
+//! (docs/compatibility.md#testing-warehouse), the bundled fixture made from it, loading
 //! it (or any CSV) into a warehouse, and the embedded default SQLite warehouse.
 //!
 //! Regenerate the fixture byte-identically with

@@ -1,6 +1,6 @@
 //! Table introspection: the columns of a table in order, with the declared SQL type,
 //! nullability, primary-key position and the [`DataType`] they map to
-//! (xngin-reference.md §2.7, §2.8).
+//! (docs/compatibility.md#data-types-and-introspection).
 //!
 //! Sources: SQLite `pragma_table_info`; PostgreSQL `pg_attribute` for a relation resolved with
 //! `to_regclass` (so an unqualified name follows the connection's `search_path`; Redshift, which
@@ -120,7 +120,7 @@ fn mysql_type(declared: &str) -> DataType {
     }
 }
 
-/// SQLAlchemy's SQLite declared-type resolution (xngin-reference.md §2.8), see the module docs.
+/// SQLAlchemy's SQLite declared-type resolution, see the module docs and docs/compatibility.md.
 fn sqlite_type(declared: &str) -> DataType {
     let upper = declared.trim().to_uppercase();
     // `([\w ]+)(\(.*?\))?`: the leading words, without arguments.
