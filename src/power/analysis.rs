@@ -717,10 +717,11 @@ fn mde_mode(
 /// too few independent units for any effect, the error says that clustering is the cause.
 fn cluster_mde(metric: &MetricSpec, design: &Design, c: &ClusterSpec, n: i64) -> Result<Mde> {
     let eff = c.effective_n(n);
-    mde_core(metric, design, eff).map_err(|e| {
-        // Clustering is the cause only when the same units, randomized one by one, would do.
-        if mde_core(metric, design, n).is_err() {
-            return e;
+    mde_core(metric, design, eff).map_err(|_| {
+        // Clustering is the cause only when the same units, randomized one by one, would do;
+        // otherwise the units are too few whatever the design, and that error says so.
+        if let Err(unclustered) = mde_core(metric, design, n) {
+            return unclustered;
         }
         metric_err(
             metric,
