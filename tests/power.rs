@@ -1,5 +1,5 @@
-//! Power checks: the statistics core against independent values, the §5.10 vectors of
-//! xngin-reference.md, invariants (proptest), and the `xngin power` command.
+//! Power checks: the statistics core against independent values, the reference test vectors of
+//! the Python tool, invariants (proptest), and the `xngin power` command.
 //!
 //! Where expected values come from: "mpmath" values are the noncentral t CDF computed as the
 //! integral P(T ≤ t) = ∫ Φ(t·√(s/ν) − δ) χ²_ν(s) ds with mpmath.quad at 40 digits (independent
@@ -330,7 +330,7 @@ fn vector_numeric_insufficient() {
 
 #[test]
 fn vector_binary() {
-    // DECISIONS.md §4: binary sample sizes use the z-test, so the reference's 3132 (t-test,
+    // docs/statistics.md: binary sample sizes use the z-test, so the reference's 3132 (t-test,
     // n1 = 1565.49) becomes 3130 (z-test, scipy root n1 = 1564.529011227546).
     let a = analyze(
         &binary("b", 0.5, Some(0.55), Some(1000)),
@@ -498,7 +498,7 @@ fn vector_clusters() {
     assert_eq!(cl.n_per_arm, Some(vec![240, 870]));
     // Binary .10 → .15, ICC .05, m = 50: DEFF 3.45. The reference's [48, 48] / [2400, 2400]
     // come from the t-test (n1 = 681.31 → 682 → 1364 individuals); with the z-test
-    // (DECISIONS.md §4, scipy root n1 = 680.3526619128046 → 681 → 1362) each arm needs
+    // (docs/statistics.md, scipy root n1 = 680.3526619128046 → 681 → 1362) each arm needs
     // ⌈681/50 · 3.45⌉ = ⌈46.989⌉ = 47 clusters.
     let c = ClusterSpec::new(0.05, 50.0, 0.0).unwrap();
     let a = analyze(
@@ -2002,5 +2002,25 @@ fn cluster_design_effect_too_large_says_clustering_is_the_cause() {
     assert_eq!(
         err,
         "metric \"metric\": Your sample size is too small for the power calculation. Increase it and try again."
+    );
+}
+
+#[test]
+fn binary_mde_clipped_at_zero_reports_the_other_direction() {
+    // p0 = 0.05 with 100 units: no decrease is detectable (the lower bound clips at 0), so the
+    // MDE reported is the increase, not "0.0".
+    let a = analyze(&binary("b", 0.05, None, None), &design(2, None), Some(100), None).unwrap();
+    let mde = a.mde.as_ref().unwrap();
+    assert_eq!(mde.target_possible_lower, 0.0);
+    assert!(mde.target_possible_upper > 0.05 && mde.target_possible_upper < 1.0);
+    assert_eq!(a.target_possible(), Some(mde.target_possible_upper));
+    let shown = xngin::power::messages::round4(mde.target_possible_upper);
+    assert!(
+        a.msg.msg.ends_with(&format!(
+            "the minimum detectable effect (MDE) is {}.",
+            xngin::power::messages::py_repr(shown)
+        )),
+        "{}",
+        a.msg.msg
     );
 }

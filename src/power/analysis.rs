@@ -1,7 +1,7 @@
 //! One metric's power analysis: sample-size mode (§5.4), MDE mode and the MDE core (§5.5),
 //! cluster designs (§5.7), with the reference's messages.
 //!
-//! Decisions (DECISIONS.md §4): numeric metrics use the t-test, binary metrics the z-test for
+//! Decisions (docs/statistics.md): numeric metrics use the t-test, binary metrics the z-test for
 //! both the sample size and the MDE; ratio = smallest treatment share / control share; exact
 //! roots; the MDE is reported in both directions.
 
@@ -430,10 +430,18 @@ fn chosen_bound(metric: &MetricSpec, mde: &Mde) -> f64 {
         (Some(b), Some(t)) if t != b => t > b,
         _ => metric.metric_type == MetricType::Numeric,
     };
-    if upper {
-        mde.target_possible_upper
+    let (preferred, other) = if upper {
+        (mde.target_possible_upper, mde.target_possible_lower)
     } else {
-        mde.target_possible_lower
+        (mde.target_possible_lower, mde.target_possible_upper)
+    };
+    // A proportion's bound clipped at 0 or 1 detects nothing in that direction: report the
+    // other direction rather than an MDE of 0.0 or 1.0.
+    let clipped = |t: f64| metric.metric_type == MetricType::Binary && (t <= 0.0 || t >= 1.0);
+    if clipped(preferred) && !clipped(other) {
+        other
+    } else {
+        preferred
     }
 }
 

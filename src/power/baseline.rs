@@ -1,4 +1,4 @@
-//! Baselines from the warehouse (xngin-reference.md §5.8): one aggregate query over the
+//! Baselines from the warehouse (docs/statistics.md): one aggregate query over the
 //! filtered audience gives `available_n` (`count(*)`) and, per metric, the mean, the population
 //! standard deviation (ddof = 0) and the non-null count. Values are cast to floating point first
 //! (booleans through 0/1). The metric type comes from the sheet: boolean → binary, numbers →

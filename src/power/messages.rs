@@ -1,4 +1,4 @@
-//! The reference's power-analysis messages (xngin-reference.md §5.4–§5.7): types, templates
+//! The reference's power-analysis messages (docs/compatibility.md): types, templates
 //! with `{name}` placeholders, and Python-compatible number formatting.
 
 use serde::Serialize;

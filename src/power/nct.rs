@@ -405,7 +405,7 @@ fn far_tail(t: f64, df: f64, delta: f64) -> Option<f64> {
         return (norm_cdf(delta) < 1e-17).then_some(1.0);
     }
     let u = (delta / (2.0 * t)).powi(2);
-    if !(u > 1.0) {
+    if u.is_nan() || u <= 1.0 {
         return None;
     }
     let chernoff = if u.is_infinite() {

@@ -7,7 +7,7 @@
 //!   power at a control-arm size.
 //!
 //! Roots are found with Brent's method on a bracket that is widened until the sign changes,
-//! to a relative tolerance of about 1e-13 — not statsmodels' absolute 1e-5 (DECISIONS.md §4).
+//! to a relative tolerance of about 1e-13 — not statsmodels' absolute 1e-5 (docs/statistics.md).
 
 use super::nct::{nct_cdf, nct_sf, norm_cdf, norm_isf, t_isf};
 
@@ -159,7 +159,7 @@ fn expand_up(f: &mut impl FnMut(f64) -> f64, mut hi: f64, limit: f64) -> Result<
         if v > 0.0 {
             return Ok(hi);
         }
-        if !(hi <= limit) {
+        if hi.is_nan() || hi > limit {
             return Err(SolveError::TooLarge);
         }
         hi *= 2.0;
@@ -194,7 +194,7 @@ pub fn solve_n1_ttest(d: f64, ratio: f64, alpha: f64, power: f64) -> Result<f64,
         return brent(f, tiny, lo, REL_TOL).ok_or(SolveError::NoRoot);
     }
     let guess = normal_guess_n1(d.abs(), ratio, alpha, power);
-    if !(guess <= MAX_N) {
+    if guess.is_nan() || guess > MAX_N {
         return Err(SolveError::TooLarge);
     }
     let mut hi = (guess * 1.1).max(lo * 2.0);
@@ -212,7 +212,7 @@ pub fn solve_n1_ztest(h: f64, ratio: f64, alpha: f64, power: f64) -> Result<f64,
     }
     let mut f = |n1: f64| ztest_power(h, n1, ratio, alpha) - power;
     let guess = normal_guess_n1(h.abs(), ratio, alpha, power);
-    if !(guess <= MAX_N) {
+    if guess.is_nan() || guess > MAX_N {
         return Err(SolveError::TooLarge);
     }
     let mut lo = guess * 0.5;
