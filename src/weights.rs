@@ -216,6 +216,24 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        #[test]
+        fn limit_denominator_is_the_closest_fraction(
+            n in 0i64..1_000_000, d in 1i64..1_000_000, max_den in 1i64..60,
+        ) {
+            let x = BigRational::new(n.into(), d.into());
+            let got = limit_denominator(&x, &BigInt::from(max_den));
+            proptest::prop_assert!(got.denom() <= &BigInt::from(max_den));
+            // No fraction with a denominator up to max_den is closer (brute force).
+            let dist = (&got - &x).abs();
+            for q in 1..=max_den {
+                let p = (&x * BigRational::from_integer(q.into())).round();
+                let cand = p / BigRational::from_integer(q.into());
+                proptest::prop_assert!((&cand - &x).abs() >= dist, "{cand} beats {got} for {x}");
+            }
+        }
+    }
+
     #[test]
     fn normalise_is_exact() {
         let w = ["33.333333333333336"; 3].map(|s| parse_weight(s).unwrap());

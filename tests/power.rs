@@ -2009,7 +2009,13 @@ fn cluster_design_effect_too_large_says_clustering_is_the_cause() {
 fn binary_mde_clipped_at_zero_reports_the_other_direction() {
     // p0 = 0.05 with 100 units: no decrease is detectable (the lower bound clips at 0), so the
     // MDE reported is the increase, not "0.0".
-    let a = analyze(&binary("b", 0.05, None, None), &design(2, None), Some(100), None).unwrap();
+    let a = analyze(
+        &binary("b", 0.05, None, None),
+        &design(2, None),
+        Some(100),
+        None,
+    )
+    .unwrap();
     let mde = a.mde.as_ref().unwrap();
     assert_eq!(mde.target_possible_lower, 0.0);
     assert!(mde.target_possible_upper > 0.05 && mde.target_possible_upper < 1.0);
