@@ -9,7 +9,7 @@
 use num_bigint::BigInt;
 use num_integer::Integer;
 use num_rational::{BigRational, Ratio};
-use num_traits::{ToPrimitive, Zero};
+use num_traits::ToPrimitive;
 
 /// The most units a power check reports (10¹⁵, far beyond any experiment; integers up to here
 /// are exact in a double).
@@ -70,6 +70,7 @@ impl Allocation {
 
     /// Shares proportional to positive, finite `weights`, each read as the decimal it shows
     /// (None if a weight is not positive and finite).
+    #[cfg(test)]
     pub fn from_weights(weights: &[f64]) -> Option<Allocation> {
         let exact = weights
             .iter()
@@ -147,11 +148,6 @@ pub fn ceil(x: &BigRational) -> BigInt {
 pub fn floor(x: &BigRational) -> BigInt {
     let (q, _) = x.numer().div_mod_floor(x.denom());
     q
-}
-
-/// True when the big rational is zero.
-pub fn is_zero(x: &BigRational) -> bool {
-    x.is_zero()
 }
 
 #[cfg(test)]
