@@ -209,5 +209,9 @@ mod tests {
         assert_eq!(a.split(800), vec![600, 200]);
         let a = Allocation::equal(3);
         assert_eq!(a.split(10), vec![4, 3, 3]);
+        // The Python tool's float thirds are exact thirds: 1000 units → 334, 333, 333.
+        let w = crate::weights::parse_weight("33.333333333333336").unwrap();
+        let a = Allocation::from_exact_weights(&[w; 3]).unwrap();
+        assert_eq!(a.split(1000), vec![334, 333, 333]);
     }
 }
