@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 
 use xngin::power::baseline::{audience_stats, metric_specs, parse_metric_arg};
-use xngin::power::{ClusterSpec, Design, MetricSpec, MetricType, check_power, to_json};
+use xngin::power::{MetricSpec, MetricType, check_power, resolve_design, to_json};
 use xngin::warehouse::Warehouse;
 
 use crate::Globals;
@@ -30,7 +30,8 @@ pub enum MetricTypeArg {
 /// aggregate query over the filtered audience gives the available units, each metric's mean,
 /// population standard deviation and non-null count. Numeric metrics use the two-sample t-test
 /// (Cohen's d), binary metrics the z-test (Cohen's h). With --desired-n the minimum detectable
-/// effect is reported instead of the sample size.
+/// effect is reported instead of the sample size; with --desired-n and an effect, both: the size
+/// the effect needs, whether the desired size reaches it, and the desired size's MDE.
 #[derive(clap::Args, Debug)]
 #[command(after_help = "Examples:\n  \
 xngin power --metric-type numeric --baseline 100 --target 110 --stddev 20 --arms 2\n  \
@@ -110,14 +111,15 @@ pub struct Args {
     /// Number of arms, control first (default 2, or the number of --arm-weights).
     #[arg(long, value_name = "K")]
     pub arms: Option<usize>,
-    /// Relative arm sizes, control first, e.g. 20,80.
+    /// Relative arm sizes, control first, e.g. 20,80 or 1/3,2/3 (each weight is read as the
+    /// closest fraction with denominator at most 10^6, so 33.333333333333336 is 100/3).
     #[arg(
         long,
         value_name = "W1,W2,...",
         value_delimiter = ',',
         allow_negative_numbers = true
     )]
-    pub arm_weights: Option<Vec<f64>>,
+    pub arm_weights: Option<Vec<String>>,
     /// Significance level (two-sided).
     #[arg(long, default_value_t = 0.05, allow_negative_numbers = true)]
     pub alpha: f64,
@@ -161,31 +163,16 @@ pub struct Args {
 }
 
 pub async fn run(args: Args, g: &Globals) -> anyhow::Result<()> {
-    let design = Design::new(args.alpha, args.power, args.arms, args.arm_weights.clone());
-    let cluster = match (args.icc, args.avg_cluster_size) {
-        (Some(icc), Some(m)) => Some(ClusterSpec::new(icc, m, args.cv.unwrap_or(0.0))),
-        _ => None,
-    };
-    // Report every invalid design flag at once.
-    let mut problems = Vec::new();
-    if let Err(xngin::Error::Invalid(e)) = &design {
-        problems.extend(e.iter().cloned());
-    }
-    if let Some(Err(xngin::Error::Invalid(e))) = &cluster {
-        problems.extend(e.iter().cloned());
-    }
-    if let Some(n) = args.desired_n
-        && n <= 0
-    {
-        problems.push(format!(
-            "--desired-n must be a positive number of units, got {n}"
-        ));
-    }
-    if !problems.is_empty() {
-        return Err(xngin::Error::Invalid(problems).into());
-    }
-    let design = design?;
-    let cluster = cluster.transpose()?;
+    let (design, cluster) = resolve_design(
+        args.alpha,
+        args.power,
+        args.arms,
+        args.arm_weights.as_deref(),
+        args.desired_n,
+        args.icc
+            .zip(args.avg_cluster_size)
+            .map(|(icc, m)| (icc, m, args.cv.unwrap_or(0.0))),
+    )?;
 
     let metrics = match &args.participant_type {
         Some(pt) => warehouse_metrics(&args, g, pt).await?,

@@ -1415,3 +1415,618 @@ async fn warehouse_mode_filters_file_and_errors() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+// ---------------------------------------------------------------- hostile inputs (issue 9)
+
+/// Runs `xngin power ARGS`: (exit code, stdout, stderr), and asserts it returned within 20 s.
+fn power_run(args: &[&str]) -> (i32, String, String) {
+    let start = std::time::Instant::now();
+    let out = xngin().arg("power").args(args).output().unwrap();
+    assert!(
+        start.elapsed().as_secs_f64() < 20.0,
+        "{args:?} took {:?}",
+        start.elapsed()
+    );
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).trim_end().to_string(),
+    )
+}
+
+/// `--metric-type numeric --baseline 100 --target 110 --stddev 20` followed by `extra`.
+fn numeric_args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+    let mut v = vec![
+        "--metric-type",
+        "numeric",
+        "--baseline",
+        "100",
+        "--target",
+        "110",
+        "--stddev",
+        "20",
+    ];
+    v.extend_from_slice(extra);
+    v
+}
+
+const TOO_SMALL_TO_DETECT: &str = "metric \"metric\": The effect is too small to detect with any sample size this tool \
+represents (more than 10^15 units per arm); choose a larger effect.";
+
+#[test]
+fn power_arms_4294967296_is_refused_before_allocating() {
+    let (code, _, err) = power_run(&numeric_args(&["--arms", "4294967296"]));
+    assert_eq!(code, 3, "{err}");
+    assert_eq!(
+        err,
+        "--arms 4294967296 is more than a power check takes: at most 1000 arms"
+    );
+}
+
+#[test]
+fn power_desired_n_below_one_unit_per_arm_is_refused() {
+    let (code, _, err) = power_run(&[
+        "--metric-type",
+        "numeric",
+        "--baseline",
+        "100",
+        "--stddev",
+        "20",
+        "--arms",
+        "5",
+        "--desired-n",
+        "4",
+    ]);
+    assert_eq!(code, 3, "{err}");
+    assert_eq!(
+        err,
+        "--desired-n 4 gives fewer than one unit to each of the 5 arms"
+    );
+}
+
+#[test]
+fn power_stddev_1e_minus_10_answers_with_the_smallest_design() {
+    // d = 10¹¹: the power is 1 from the first degree of freedom; 1 + 1 units have none.
+    let (code, out, err) = power_run(&[
+        "--metric-type",
+        "numeric",
+        "--baseline",
+        "100",
+        "--target",
+        "110",
+        "--stddev",
+        "1e-10",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["analyses"][0]["control_n"], 2);
+    assert_eq!(v["analyses"][0]["target_n"], 4);
+}
+
+#[test]
+fn power_pct_change_1e308_is_refused() {
+    let (code, _, err) = power_run(&[
+        "--metric-type",
+        "numeric",
+        "--baseline",
+        "100",
+        "--pct-change",
+        "1e308",
+        "--stddev",
+        "20",
+    ]);
+    assert_eq!(code, 3, "{err}");
+    assert_eq!(
+        err,
+        "metric \"metric\": --pct-change 1e+308 on a baseline of 100.0 gives a target too large to compute; give a smaller change"
+    );
+}
+
+#[test]
+fn power_baseline_1e308_pct_change_10_is_refused() {
+    let (code, _, err) = power_run(&[
+        "--metric-type",
+        "numeric",
+        "--baseline",
+        "1e308",
+        "--pct-change",
+        "10",
+        "--stddev",
+        "20",
+    ]);
+    assert_eq!(code, 3, "{err}");
+    assert_eq!(
+        err,
+        "metric \"metric\": --pct-change 10.0 on a baseline of 1e+308 gives a target too large to compute; give a smaller change"
+    );
+}
+
+#[test]
+fn power_effect_overflowing_a_double_is_refused() {
+    let (code, _, err) = power_run(&[
+        "--metric-type",
+        "numeric",
+        "--baseline=-1e308",
+        "--target",
+        "1e308",
+        "--stddev",
+        "0.5",
+    ]);
+    assert_eq!(code, 3, "{err}");
+    assert_eq!(
+        err,
+        "metric \"metric\": the effect (target − baseline) / stddev = (1e+308 − -1e+308) / 0.5 is too large to compute"
+    );
+}
+
+#[test]
+fn power_target_100_0000000001_stddev_1e300_is_too_small_to_detect() {
+    let (code, _, err) = power_run(&[
+        "--metric-type",
+        "numeric",
+        "--baseline",
+        "100",
+        "--target",
+        "100.0000000001",
+        "--stddev",
+        "1e300",
+    ]);
+    assert_eq!(code, 3, "{err}");
+    assert_eq!(err, TOO_SMALL_TO_DETECT);
+}
+
+#[test]
+fn power_stddev_1e12_is_too_small_to_detect_not_negative() {
+    let (code, out, err) = power_run(
+        &numeric_args(&["--stddev", "1e12"])[..6]
+            .iter()
+            .copied()
+            .chain(["--stddev", "1e12"])
+            .collect::<Vec<_>>(),
+    );
+    assert_eq!(code, 3, "{err}");
+    assert_eq!(err, TOO_SMALL_TO_DETECT);
+    assert!(out.is_empty());
+}
+
+#[test]
+fn power_binary_target_0_5000000000001_is_too_small_to_detect_not_negative() {
+    let (code, _, err) = power_run(&[
+        "--metric-type",
+        "binary",
+        "--baseline",
+        "0.5",
+        "--target",
+        "0.5000000000001",
+    ]);
+    assert_eq!(code, 3, "{err}");
+    assert_eq!(err, TOO_SMALL_TO_DETECT);
+}
+
+#[test]
+fn power_arm_weights_0_000000001_and_999999999999_are_refused_not_negative() {
+    let (code, _, err) = power_run(&numeric_args(&[
+        "--arm-weights",
+        "0.000000001,999999999999",
+    ]));
+    assert_eq!(code, 3, "{err}");
+    assert_eq!(
+        err,
+        "--arm-weights: every weight must be at least 1/2000000 (weights are read as the closest fraction with \
+         denominator at most 1000000), got 0.000000001"
+    );
+}
+
+#[test]
+fn power_arm_weights_so_uneven_the_total_passes_10_to_15_is_refused() {
+    let (code, _, err) = power_run(&numeric_args(&["--arm-weights", "0.000001,999999999999"]));
+    assert_eq!(code, 3, "{err}");
+    assert!(
+        err.starts_with(
+            "metric \"metric\": with a control share of 1.000000000001e-18 the design needs more than \
+             1000000000000000 units in total (32 control units)"
+        ) && err.ends_with("use less uneven --arm-weights"),
+        "{err}"
+    );
+}
+
+#[test]
+fn power_avg_cluster_size_1e308_is_refused_not_negative() {
+    let (code, _, err) = power_run(&numeric_args(&[
+        "--icc",
+        "0.1",
+        "--avg-cluster-size",
+        "1e308",
+    ]));
+    assert_eq!(code, 3, "{err}");
+    assert_eq!(
+        err,
+        "--icc 0.1, --avg-cluster-size 1e+308, --cv 0.0: clustering inflates the required sample size by a design \
+         effect of 1e+307, more than the 1000000000000000 units a power check sizes: fewer, larger clusters cannot \
+         reach the power; use smaller clusters or lower the ICC"
+    );
+}
+
+#[test]
+fn power_cv_1e308_is_refused_not_negative() {
+    let (code, _, err) = power_run(&numeric_args(&[
+        "--icc",
+        "0.1",
+        "--avg-cluster-size",
+        "10",
+        "--cv",
+        "1e308",
+    ]));
+    assert_eq!(code, 3, "{err}");
+    assert_eq!(
+        err,
+        "--icc 0.1, --avg-cluster-size 10.0, --cv 1e+308: clustering inflates the required sample size by a design \
+         effect of over 1e+308, more than the 1000000000000000 units a power check sizes: fewer, larger clusters \
+         cannot reach the power; use smaller clusters or lower the ICC"
+    );
+}
+
+#[test]
+fn power_cluster_units_past_10_to_15_are_refused() {
+    // DEFF 1 + 0.001·(10¹⁵ − 1) ≈ 10¹² is accepted, but each arm then needs a cluster of 10¹⁵
+    // units.
+    let (code, _, err) = power_run(&numeric_args(&[
+        "--icc",
+        "0.001",
+        "--avg-cluster-size",
+        "1e15",
+    ]));
+    assert_eq!(code, 3, "{err}");
+    assert!(
+        err.starts_with(
+            "metric \"metric\": clustering inflates the required sample size beyond 1000000000000000 units"
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn power_negative_stddev_is_refused() {
+    let (code, _, err) = power_run(
+        &numeric_args(&["--stddev=-5"])[..6]
+            .iter()
+            .copied()
+            .chain(["--stddev=-5"])
+            .collect::<Vec<_>>(),
+    );
+    assert_eq!(code, 3, "{err}");
+    assert_eq!(
+        err,
+        "metric \"metric\": --stddev must not be negative, got -5.0"
+    );
+}
+
+#[test]
+fn power_binary_desired_n_3_detects_nothing() {
+    let (code, _, err) = power_run(&[
+        "--metric-type",
+        "binary",
+        "--baseline",
+        "0.5",
+        "--desired-n",
+        "3",
+    ]);
+    assert_eq!(code, 3, "{err}");
+    assert_eq!(
+        err,
+        "metric \"metric\": with 3 units no proportion can be told apart from the baseline 0.5 at this power: the \
+         minimum detectable effect (Cohen's h 3.962) reaches past both 0 and 1; use more units"
+    );
+}
+
+#[test]
+fn power_huge_effects_and_tiny_alpha_terminate() {
+    // Each returns an answer or a one-line error, quickly.
+    let cases: &[&[&str]] = &[
+        &["--stddev", "1e-300"],
+        &["--alpha", "1e-300"],
+        &["--power", "0.999999999999"],
+        &["--arm-weights", "1,999999999999"],
+        &["--stddev", "1e-300", "--arm-weights", "1,1000000"],
+    ];
+    for extra in cases {
+        let mut args = numeric_args(&[])[..6].to_vec();
+        if !extra.contains(&"--stddev") {
+            args.extend(["--stddev", "20"]);
+        }
+        args.extend_from_slice(extra);
+        let (code, out, err) = power_run(&args);
+        assert!(
+            (code == 0 && err.is_empty() && !out.is_empty())
+                || (code == 3 && err.lines().count() == 1),
+            "{extra:?}: {code} {err}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------- exact weights (issues 9, 10)
+
+#[test]
+fn power_weights_with_a_tiny_decimal_do_not_overflow() {
+    // 0.0000012345678901234567 is read as 1/810000 (its closest fraction with denominator ≤ 10⁶).
+    let (code, out, err) = power_run(&numeric_args(&[
+        "--arm-weights",
+        "1,0.0000012345678901234567,1",
+        "--format",
+        "json",
+    ]));
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let design = &v["analyses"][0]["design"];
+    assert_eq!(design["arm_ratio"].as_f64().unwrap(), 1.0 / 810_000.0);
+    let d = Design::new(0.05, 0.8, None, Some(vec![1.0, 1.0 / 810_000.0, 1.0])).unwrap();
+    assert_eq!(design["control_share"].as_f64().unwrap(), d.control_share());
+}
+
+#[test]
+fn power_weights_whose_denominators_overflow_128_bits_get_one_line() {
+    let w = "1/999983,1/999979,1/999961,1/999959,1/999953,1/999931,1/999917";
+    let (code, _, err) = power_run(&numeric_args(&["--arm-weights", w]));
+    assert_eq!(code, 3, "{err}");
+    assert_eq!(
+        err,
+        format!(
+            "--arm-weights {w}: the weights' denominators are too unlike to split units exactly; use simpler \
+             weights such as whole percentages"
+        )
+    );
+}
+
+#[test]
+fn power_accepts_the_python_tools_float_and_fraction_weights() {
+    let target_n = |extra: &[&str]| {
+        let (code, out, err) =
+            power_run(&numeric_args(&[extra, &["--format", "json"][..]].concat()));
+        assert_eq!(code, 0, "{extra:?}: {err}");
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        (
+            v["analyses"][0]["target_n"].as_i64().unwrap(),
+            v["analyses"][0]["design"]["control_share"]
+                .as_f64()
+                .unwrap(),
+        )
+    };
+    let equal = target_n(&["--arms", "3"]);
+    assert_eq!(equal.0, 192);
+    assert_eq!(
+        target_n(&[
+            "--arm-weights",
+            "33.333333333333336,33.333333333333336,33.333333333333336"
+        ]),
+        equal
+    );
+    assert_eq!(target_n(&["--arm-weights", "1/3,1/3,1/3"]), equal);
+    // 1/2, 1/6, 1/3 is 3 : 1 : 2.
+    assert_eq!(
+        target_n(&["--arm-weights", "1/2,1/6,1/3"]),
+        target_n(&["--arm-weights", "3,1,2"])
+    );
+    assert_eq!(
+        target_n(&[
+            "--arm-weights",
+            "0.5,0.16666666666666666,0.3333333333333333"
+        ]),
+        target_n(&["--arm-weights", "3,1,2"])
+    );
+    let (code, _, err) = power_run(&numeric_args(&["--arm-weights", "1/0,1"]));
+    assert_eq!(code, 3);
+    assert_eq!(err, "--arm-weights: the denominator is 0, got 1/0");
+}
+
+// ---------------------------------------------------------------- power answers (issue 13)
+
+#[test]
+fn desired_n_with_an_effect_returns_the_needed_size_and_the_mde() {
+    let m = numeric("m", 100.0, Some(110.0), None, Some(20.0), None);
+    let d = design(2, None);
+    // The effect needs 128; 100 are 28 short, and their MDE is the MDE core at 100.
+    let a = analyze(&m, &d, Some(100), None).unwrap();
+    assert_eq!(a.target_n, Some(128));
+    assert_eq!(a.control_n, Some(64));
+    assert_eq!(a.sufficient_n, None);
+    let at = a.at_desired_n.as_ref().unwrap();
+    assert_eq!(
+        (at.desired_n, at.sufficient, at.additional_n_needed),
+        (100, false, 28)
+    );
+    let core = xngin::power::mde_core(&m, &d, 100).unwrap();
+    assert_eq!(at.mde.as_ref(), Some(&core));
+    let dd = solve_effect_ttest(50.0, 1.0, 0.05, 0.8).unwrap();
+    assert_close!(core.target_possible_upper, 100.0 + 20.0 * dd, 1e-14);
+    assert_eq!(
+        a.msg.msg,
+        "A minimum of 128 units are needed to meet your experimental design specs. Give the number of available \
+         units to check whether you have enough. A desired sample size of 100 units is not enough for the metric \
+         target of 110.0 (28 more units needed); with it the minimum detectable effect (MDE) is 111.3176."
+    );
+    // 200 suffice; with --available-n the reference's sufficiency is kept as it was.
+    let mut m2 = m.clone();
+    m2.available_n = Some(1000);
+    let a = analyze(&m2, &d, Some(200), None).unwrap();
+    assert_eq!(a.target_n, Some(128));
+    assert_eq!(a.sufficient_n, Some(true));
+    let at = a.at_desired_n.as_ref().unwrap();
+    assert_eq!((at.sufficient, at.additional_n_needed), (true, 0));
+    assert!(
+        a.msg.msg.starts_with(
+            "There are 1000 units available to run your experiment and a minimum of 128 units are needed"
+        ) && a.msg.msg.contains(
+            "A desired sample size of 200 units is enough for the metric target of 110.0; with it the minimum \
+             detectable effect (MDE) is "
+        ),
+        "{}",
+        a.msg.msg
+    );
+    // Without an effect, MDE mode as before (no at_desired_n).
+    let a = analyze(
+        &numeric("m", 100.0, None, None, Some(20.0), None),
+        &d,
+        Some(100),
+        None,
+    )
+    .unwrap();
+    assert!(a.at_desired_n.is_none());
+    assert_eq!(a.target_n, Some(100));
+}
+
+#[test]
+fn cli_desired_n_with_an_effect_adds_fields_and_keeps_the_shape() {
+    let (code, out, err) = power_run(&numeric_args(&["--desired-n", "100", "--format", "json"]));
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let a = &v["analyses"][0];
+    let keys: Vec<&str> = a.as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(
+        keys,
+        [
+            "metric",
+            "design",
+            "effect_size",
+            "control_n_raw",
+            "control_n",
+            "target_n",
+            "sufficient_n",
+            "mde",
+            "cluster",
+            "msg",
+            "at_desired_n"
+        ]
+    );
+    assert_eq!(a["target_n"], 128);
+    assert_eq!(a["at_desired_n"]["desired_n"], 100);
+    assert_eq!(a["at_desired_n"]["sufficient"], false);
+    assert_eq!(a["at_desired_n"]["additional_n_needed"], 28);
+    assert_eq!(a["at_desired_n"]["mde"]["control_n"], 50);
+    // --fail-on-insufficient counts a desired size that falls short.
+    let (code, _, err) = power_run(&numeric_args(&[
+        "--desired-n",
+        "100",
+        "--fail-on-insufficient",
+    ]));
+    assert_eq!(code, 4);
+    assert_eq!(
+        err,
+        "xngin: not enough units for: metric (needs 128, desired 100)"
+    );
+    let (code, out, _) = power_run(&numeric_args(&[
+        "--desired-n",
+        "200",
+        "--fail-on-insufficient",
+    ]));
+    assert_eq!(code, 0);
+    assert!(out.contains("desired 200 enough"), "{out}");
+}
+
+#[test]
+fn cluster_mde_mode_fills_clusters_and_units_per_arm() {
+    let m = numeric("m", 100.0, None, None, Some(20.0), None);
+    let c = ClusterSpec::new(0.15, 30.0, 0.0).unwrap();
+    let a = analyze(&m, &design(2, None), Some(600), Some(&c)).unwrap();
+    let cl = a.cluster.as_ref().unwrap();
+    assert_eq!(cl.clusters_per_arm, Some(vec![10, 10]));
+    assert_eq!(cl.n_per_arm, Some(vec![300, 300]));
+    assert_eq!(cl.num_clusters_total, Some(20));
+    assert_eq!(cl.effective_sample_size, Some(112)); // ⌊600 / 5.35⌋
+    assert_eq!(a.mde.as_ref().unwrap().control_n, 56);
+    let a = analyze(&m, &design(2, Some(vec![3.0, 1.0])), Some(800), Some(&c)).unwrap();
+    let cl = a.cluster.as_ref().unwrap();
+    assert_eq!(cl.clusters_per_arm, Some(vec![20, 7]));
+    assert_eq!(cl.n_per_arm, Some(vec![600, 200]));
+    assert_eq!(cl.num_clusters_total, Some(27));
+}
+
+#[test]
+fn cluster_design_effect_too_large_says_clustering_is_the_cause() {
+    // DEFF 1 + 0.9·299 = 270.1: 600 units are worth 2 independent units.
+    let (code, _, err) = power_run(&[
+        "--metric-type",
+        "numeric",
+        "--baseline",
+        "100",
+        "--stddev",
+        "20",
+        "--desired-n",
+        "600",
+        "--icc",
+        "0.9",
+        "--avg-cluster-size",
+        "300",
+    ]);
+    assert_eq!(code, 3, "{err}");
+    assert_eq!(
+        err,
+        "metric \"metric\": clustering inflates the required sample size by a design effect of 270.1: 600 units in \
+         clusters of 300.0 are worth 2 independent units, too few to detect any effect at this power: fewer, larger \
+         clusters cannot reach the power; add clusters or lower the ICC"
+    );
+    // Sample-size mode, insufficient: the MDE on ⌊100 / 270.1⌋ = 0 units (once "Chosen sample
+    // size must be positive").
+    let (code, _, err) = power_run(&numeric_args(&[
+        "--available-n",
+        "100",
+        "--icc",
+        "0.9",
+        "--avg-cluster-size",
+        "300",
+    ]));
+    assert_eq!(code, 3, "{err}");
+    assert_eq!(
+        err,
+        "metric \"metric\": clustering inflates the required sample size by a design effect of 270.1: 100 units in \
+         clusters of 300.0 are worth 0 independent units, too few to detect any effect at this power: fewer, larger \
+         clusters cannot reach the power; add clusters or lower the ICC"
+    );
+    // Too few units even without clustering: the reference's message stays.
+    let (code, _, err) = power_run(&[
+        "--metric-type",
+        "numeric",
+        "--baseline",
+        "100",
+        "--stddev",
+        "20",
+        "--desired-n",
+        "2",
+        "--icc",
+        "0.9",
+        "--avg-cluster-size",
+        "300",
+    ]);
+    assert_eq!(code, 3, "{err}");
+    assert_eq!(
+        err,
+        "metric \"metric\": Your sample size is too small for the power calculation. Increase it and try again."
+    );
+}
+
+#[test]
+fn binary_mde_clipped_at_zero_reports_the_other_direction() {
+    // p0 = 0.05 with 100 units: no decrease is detectable (the lower bound clips at 0), so the
+    // MDE reported is the increase, not "0.0".
+    let a = analyze(
+        &binary("b", 0.05, None, None),
+        &design(2, None),
+        Some(100),
+        None,
+    )
+    .unwrap();
+    let mde = a.mde.as_ref().unwrap();
+    assert_eq!(mde.target_possible_lower, 0.0);
+    assert!(mde.target_possible_upper > 0.05 && mde.target_possible_upper < 1.0);
+    assert_eq!(a.target_possible(), Some(mde.target_possible_upper));
+    let shown = xngin::power::messages::round4(mde.target_possible_upper);
+    assert!(
+        a.msg.msg.ends_with(&format!(
+            "the minimum detectable effect (MDE) is {}.",
+            xngin::power::messages::py_repr(shown)
+        )),
+        "{}",
+        a.msg.msg
+    );
+}

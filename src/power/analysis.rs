@@ -8,7 +8,10 @@
 use serde::Serialize;
 use serde_json::Map;
 
-use super::exact::{Allocation, Q};
+use num_rational::BigRational;
+use num_traits::ToPrimitive;
+
+use super::exact::{self, Allocation};
 use super::messages::{self as m, Message, MessageType, jf, round4};
 use super::solve::{self, SolveError};
 use crate::error::{Error, Result};
@@ -49,6 +52,7 @@ pub struct Design {
     pub alpha: f64,
     pub power: f64,
     pub n_arms: usize,
+    /// The weights as given (their values as numbers, for the report).
     pub arm_weights: Option<Vec<f64>>,
     allocation: Allocation,
 }
@@ -56,64 +60,59 @@ pub struct Design {
 impl Design {
     /// Validate the design; errors name the CLI flag (`--alpha`, `--power`, `--arms`,
     /// `--arm-weights`). `n_arms` may be None when weights are given (one arm per weight).
+    /// Each weight is read as the decimal it shows.
     pub fn new(
         alpha: f64,
         power: f64,
         n_arms: Option<usize>,
         arm_weights: Option<Vec<f64>>,
     ) -> Result<Design> {
-        let mut errors = Vec::new();
-        if !(alpha > 0.0 && alpha < 1.0) {
-            errors.push(format!(
-                "--alpha must be between 0 and 1 (exclusive), got {}",
-                m::py_repr(alpha)
-            ));
+        let texts = arm_weights.map(|w| w.iter().map(|x| format!("{x}")).collect::<Vec<_>>());
+        Design::from_weight_texts(alpha, power, n_arms, texts.as_deref())
+    }
+
+    /// [`Design::new`] with the weights as written: decimals (`20`, `33.333333333333336`) or
+    /// fractions (`1/3`), each the closest fraction with denominator at most 10⁶
+    /// ([`crate::weights`]), normalised exactly.
+    pub fn from_weight_texts(
+        alpha: f64,
+        power: f64,
+        n_arms: Option<usize>,
+        arm_weights: Option<&[String]>,
+    ) -> Result<Design> {
+        let errors = design_problems(alpha, power, n_arms, arm_weights);
+        let k = n_arms.or(arm_weights.map(<[String]>::len)).unwrap_or(2);
+        if !errors.is_empty() {
+            return Err(Error::Invalid(errors));
         }
-        if !(power > 0.0 && power < 1.0) {
-            errors.push(format!(
-                "--power must be between 0 and 1 (exclusive), got {}",
-                m::py_repr(power)
-            ));
-        } else if alpha > 0.0 && alpha < 1.0 && power <= alpha {
-            errors.push(format!(
-                "--power ({}) must be greater than --alpha ({}): no sample size can reach a power at or below the significance level",
-                m::py_repr(power),
-                m::py_repr(alpha)
-            ));
-        }
-        let k = n_arms.or(arm_weights.as_ref().map(Vec::len)).unwrap_or(2);
-        if k < 2 {
-            errors.push(format!(
-                "--arms must be at least 2 (a control and a treatment), got {k}"
-            ));
-        }
-        let allocation = match &arm_weights {
-            None => Some(Allocation::equal(k)),
+        let allocation = match arm_weights {
+            None => Allocation::equal(k),
             Some(w) => {
-                if w.len() != k {
-                    errors.push(format!(
-                        "--arm-weights: Number of arm weights ({}) must match number of arms ({k})",
-                        w.len()
-                    ));
-                }
-                if let Some(bad) = w.iter().find(|x| !x.is_finite() || **x <= 0.0) {
-                    errors.push(format!(
-                        "--arm-weights: every weight must be a positive number, got {bad}"
-                    ));
-                }
-                Allocation::from_weights(w)
+                let exact = w
+                    .iter()
+                    .map(|t| crate::weights::parse_weight(t))
+                    .collect::<std::result::Result<Vec<_>, _>>()
+                    .map_err(|e| Error::invalid(format!("--arm-weights: {e}")))?;
+                Allocation::from_exact_weights(&exact)
+                    .map_err(|e| Error::invalid(format!("--arm-weights {}: {e}", w.join(","))))?
             }
         };
-        match allocation {
-            Some(allocation) if errors.is_empty() => Ok(Design {
-                alpha,
-                power,
-                n_arms: k,
-                arm_weights,
-                allocation,
-            }),
-            _ => Err(Error::Invalid(errors)),
-        }
+        let shown = arm_weights.map(|w| {
+            w.iter()
+                .map(|t| {
+                    crate::weights::parse_exact(t)
+                        .map(|q| exact::to_f64(&q))
+                        .unwrap_or(f64::NAN)
+                })
+                .collect()
+        });
+        Ok(Design {
+            alpha,
+            power,
+            n_arms: k,
+            arm_weights: shown,
+            allocation,
+        })
     }
 
     pub fn allocation(&self) -> &Allocation {
@@ -140,7 +139,100 @@ impl Design {
     }
 }
 
-/// Cluster-randomized design parameters (docs/statistics.md#cluster-designs), validated.
+/// Every problem with the design flags, each naming its flag.
+fn design_problems(
+    alpha: f64,
+    power: f64,
+    n_arms: Option<usize>,
+    arm_weights: Option<&[String]>,
+) -> Vec<String> {
+    let mut errors = Vec::new();
+    if !(alpha > 0.0 && alpha < 1.0) {
+        errors.push(format!(
+            "--alpha must be between 0 and 1 (exclusive), got {}",
+            m::py_repr(alpha)
+        ));
+    }
+    if !(power > 0.0 && power < 1.0) {
+        errors.push(format!(
+            "--power must be between 0 and 1 (exclusive), got {}",
+            m::py_repr(power)
+        ));
+    } else if alpha > 0.0 && alpha < 1.0 && power <= alpha {
+        errors.push(format!(
+            "--power ({}) must be greater than --alpha ({}): no sample size can reach a power at or below the significance level",
+            m::py_repr(power),
+            m::py_repr(alpha)
+        ));
+    }
+    let k = n_arms.or(arm_weights.map(<[String]>::len)).unwrap_or(2);
+    if k < 2 {
+        errors.push(format!(
+            "--arms must be at least 2 (a control and a treatment), got {k}"
+        ));
+    }
+    if k > exact::MAX_ARMS {
+        errors.push(format!(
+            "--arms {k} is more than a power check takes: at most {} arms",
+            exact::MAX_ARMS
+        ));
+    }
+    if let Some(w) = arm_weights {
+        if w.len() != k {
+            errors.push(format!(
+                "--arm-weights: Number of arm weights ({}) must match number of arms ({k})",
+                w.len()
+            ));
+        }
+        for t in w {
+            if let Err(e) = crate::weights::parse_weight(t) {
+                errors.push(format!("--arm-weights: {e}, got {}", t.trim()));
+            }
+        }
+    }
+    errors
+}
+
+/// The design and cluster flags of one power check, validated together: every problem is
+/// reported at once, each naming its flag. `cluster` is `(icc, avg_cluster_size, cv)`.
+pub fn resolve_design(
+    alpha: f64,
+    power: f64,
+    n_arms: Option<usize>,
+    arm_weights: Option<&[String]>,
+    desired_n: Option<i64>,
+    cluster: Option<(f64, f64, f64)>,
+) -> Result<(Design, Option<ClusterSpec>)> {
+    let mut problems = design_problems(alpha, power, n_arms, arm_weights);
+    let cluster = cluster.map(|(icc, m, cv)| ClusterSpec::new(icc, m, cv));
+    if let Some(Err(Error::Invalid(e))) = &cluster {
+        problems.extend(e.iter().cloned());
+    }
+    if let Some(n) = desired_n {
+        let k = n_arms.or(arm_weights.map(<[String]>::len)).unwrap_or(2);
+        if n <= 0 {
+            problems.push(format!(
+                "--desired-n must be a positive number of units, got {n}"
+            ));
+        } else if n > exact::MAX_UNITS {
+            problems.push(format!(
+                "--desired-n {n} is more than the {} units a power check sizes",
+                exact::MAX_UNITS
+            ));
+        } else if (n as u64) < k as u64 {
+            problems.push(format!(
+                "--desired-n {n} gives fewer than one unit to each of the {k} arms"
+            ));
+        }
+    }
+    if !problems.is_empty() {
+        return Err(Error::Invalid(problems));
+    }
+    let design = Design::from_weight_texts(alpha, power, n_arms, arm_weights)?;
+    Ok((design, cluster.transpose()?))
+}
+
+/// Cluster-randomized design parameters (§5.7), validated.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ClusterSpec {
     pub icc: f64,
@@ -167,81 +259,91 @@ impl ClusterSpec {
         if cv.is_nan() || cv < 0.0 || !cv.is_finite() {
             errors.push(format!("--cv: CV must be >= 0, got {}", m::py_repr(cv)));
         }
-        if errors.is_empty() {
-            Ok(ClusterSpec {
-                icc,
-                avg_cluster_size,
-                cv,
-            })
-        } else {
-            Err(Error::Invalid(errors))
+        if !errors.is_empty() {
+            return Err(Error::Invalid(errors));
         }
+        let c = ClusterSpec {
+            icc,
+            avg_cluster_size,
+            cv,
+        };
+        // The design effect multiplies every size: beyond MAX_UNITS no design can be sized.
+        if c.design_effect_exact() > BigRational::from_integer(exact::MAX_UNITS.into()) {
+            return Err(Error::invalid(format!(
+                "--icc {}, --avg-cluster-size {}, --cv {}: clustering inflates the required sample size by a \
+                 design effect of {}, more than the {} units a power check sizes: fewer, larger clusters \
+                 cannot reach the power; use smaller clusters or lower the ICC",
+                m::py_repr(icc),
+                m::py_repr(avg_cluster_size),
+                m::py_repr(cv),
+                match c.design_effect() {
+                    d if d.is_finite() => m::py_repr(d),
+                    _ => "over 1e+308".to_string(),
+                },
+                exact::MAX_UNITS
+            )));
+        }
+        Ok(c)
     }
 
     /// `1 + ICC·((m − 1) + m·CV²)` (Eldridge 2006).
     pub fn design_effect(&self) -> f64 {
-        match self.design_effect_exact() {
-            Some(q) => q.to_f64(),
-            None => {
-                1.0 + self.icc
-                    * ((self.avg_cluster_size - 1.0) + self.avg_cluster_size * self.cv * self.cv)
-            }
-        }
+        exact::to_f64(&self.design_effect_exact())
     }
 
-    fn design_effect_exact(&self) -> Option<Q> {
-        let icc = Q::from_f64(self.icc)?;
-        let m = Q::from_f64(self.avg_cluster_size)?;
-        let cv = Q::from_f64(self.cv)?;
-        let inner = m
-            .checked_sub(Q::int(1))?
-            .checked_add(m.checked_mul(cv)?.checked_mul(cv)?)?;
-        Q::int(1).checked_add(icc.checked_mul(inner)?)
+    /// The design effect on the decimals the inputs show, exactly.
+    fn design_effect_exact(&self) -> BigRational {
+        let d = |x: f64| exact::decimal(x).unwrap_or_else(|| BigRational::from_integer(0.into()));
+        let one = BigRational::from_integer(1.into());
+        let (icc, m, cv) = (d(self.icc), d(self.avg_cluster_size), d(self.cv));
+        let inner = (&m - &one) + &m * &cv * &cv;
+        one + icc * inner
     }
 
     /// `⌊n / DEFF⌋`.
     pub fn effective_n(&self, n: i64) -> i64 {
-        if let Some(deff) = self.design_effect_exact()
-            && let Some(q) = Q::int(n as i128).checked_div(deff)
-        {
-            return q.floor() as i64;
-        }
-        (n as f64 / self.design_effect()).floor() as i64
+        let q = BigRational::from_integer(n.into()) / self.design_effect_exact();
+        exact::floor(&q).to_i64().unwrap_or(0)
     }
 
     /// Clusters per arm `⌈(N·p_a / m)·DEFF⌉` and units per arm `⌈J_a·m⌉` for an individual
-    /// target of `n_individual` units.
-    pub fn per_arm(&self, n_individual: i64, allocation: &Allocation) -> (Vec<i64>, Vec<i64>) {
-        let exact = (|| {
-            let deff = self.design_effect_exact()?;
-            let m = Q::from_f64(self.avg_cluster_size)?;
-            let shares = allocation.exact_shares()?;
-            let mut clusters = Vec::new();
-            let mut units = Vec::new();
-            for p in shares {
-                let j = Q::int(n_individual as i128)
-                    .checked_mul(*p)?
-                    .checked_div(m)?
-                    .checked_mul(deff)?
-                    .ceil();
-                clusters.push(j as i64);
-                units.push(Q::int(j).checked_mul(m)?.ceil() as i64);
-            }
-            Some((clusters, units))
-        })();
-        exact.unwrap_or_else(|| {
-            let deff = self.design_effect();
-            let clusters: Vec<i64> = allocation
-                .arm_shares()
-                .iter()
-                .map(|p| ((n_individual as f64 * p / self.avg_cluster_size) * deff).ceil() as i64)
-                .collect();
-            let units = clusters
-                .iter()
-                .map(|j| (*j as f64 * self.avg_cluster_size).ceil() as i64)
-                .collect();
-            (clusters, units)
-        })
+    /// target of `n_individual` units; None when a count exceeds [`exact::MAX_UNITS`].
+    pub fn per_arm(
+        &self,
+        n_individual: i64,
+        allocation: &Allocation,
+    ) -> Option<(Vec<i64>, Vec<i64>)> {
+        let deff = self.design_effect_exact();
+        let m = exact::decimal(self.avg_cluster_size)?;
+        let n = BigRational::from_integer(n_individual.into());
+        let mut clusters = Vec::new();
+        let mut units = Vec::new();
+        for p in allocation.exact_shares() {
+            let j = exact::ceil(&(&n * exact::big(p) / &m * &deff));
+            units.push(exact::units(&exact::ceil(
+                &(BigRational::from_integer(j.clone()) * &m),
+            ))?);
+            clusters.push(exact::units(&j)?);
+        }
+        let total: i64 = units.iter().sum();
+        (total <= exact::MAX_UNITS).then_some((clusters, units))
+    }
+
+    /// A sample of `desired_n` units in clusters: units per arm split exactly by the shares
+    /// (largest remainder, as the assignment splits them) and clusters per arm `⌈n_a / m⌉`.
+    pub fn split(&self, desired_n: i64, allocation: &Allocation) -> (Vec<i64>, Vec<i64>) {
+        let units = allocation.split(desired_n);
+        let m = exact::decimal(self.avg_cluster_size)
+            .unwrap_or_else(|| BigRational::from_integer(1.into()));
+        let clusters = units
+            .iter()
+            .map(|u| {
+                exact::ceil(&(BigRational::from_integer((*u).into()) / &m))
+                    .to_i64()
+                    .unwrap_or(*u)
+            })
+            .collect();
+        (clusters, units)
     }
 }
 
@@ -295,6 +397,24 @@ pub struct Analysis {
     pub mde: Option<Mde>,
     pub cluster: Option<ClusterResult>,
     pub msg: Message,
+    /// With both an effect and a desired sample size: what the desired size gives (absent
+    /// otherwise, so the shape of other results is unchanged).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub at_desired_n: Option<DesiredN>,
+}
+
+/// What a desired sample size gives when an effect is also asked for.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DesiredN {
+    pub desired_n: i64,
+    /// Whether `desired_n` reaches `target_n`, the size the effect needs.
+    pub sufficient: bool,
+    /// `max(0, target_n − desired_n)`.
+    pub additional_n_needed: i64,
+    /// Cluster designs: `⌊desired_n / DEFF⌋`.
+    pub effective_sample_size: Option<i64>,
+    /// The MDE at `desired_n` (null when `desired_n` is too small for any effect).
+    pub mde: Option<Mde>,
 }
 
 impl Analysis {
@@ -310,10 +430,18 @@ fn chosen_bound(metric: &MetricSpec, mde: &Mde) -> f64 {
         (Some(b), Some(t)) if t != b => t > b,
         _ => metric.metric_type == MetricType::Numeric,
     };
-    if upper {
-        mde.target_possible_upper
+    let (preferred, other) = if upper {
+        (mde.target_possible_upper, mde.target_possible_lower)
     } else {
-        mde.target_possible_lower
+        (mde.target_possible_lower, mde.target_possible_upper)
+    };
+    // A proportion's bound clipped at 0 or 1 detects nothing in that direction: report the
+    // other direction rather than an MDE of 0.0 or 1.0.
+    let clipped = |t: f64| metric.metric_type == MetricType::Binary && (t <= 0.0 || t >= 1.0);
+    if clipped(preferred) && !clipped(other) {
+        other
+    } else {
+        preferred
     }
 }
 
@@ -333,6 +461,43 @@ pub fn validate_metric(metric: &MetricSpec) -> Result<()> {
     {
         errors.push(format!(
             "metric {name:?}: baseline, target, pct-change and stddev must be finite numbers"
+        ));
+    }
+    if let Some(sd) = metric.stddev
+        && sd < 0.0
+    {
+        errors.push(format!(
+            "metric {name:?}: --stddev must not be negative, got {}",
+            m::py_repr(sd)
+        ));
+    }
+    if let (Some(b), Some(p), None) = (metric.baseline, metric.pct_change, metric.target)
+        && b.is_finite()
+        && p.is_finite()
+        && !(b * (1.0 + p)).is_finite()
+    {
+        errors.push(format!(
+            "metric {name:?}: --pct-change {} on a baseline of {} gives a target too large to compute; give a smaller change",
+            m::py_repr(p),
+            m::py_repr(b)
+        ));
+    } else if metric.metric_type == MetricType::Numeric
+        && let (Some(b), Some(t), Some(sd)) = (
+            metric.baseline,
+            metric
+                .target
+                .or_else(|| Some(metric.baseline? * (1.0 + metric.pct_change?))),
+            metric.stddev,
+        )
+        && sd > 0.0
+        && [b, t, sd].iter().all(|v| v.is_finite())
+        && !solve::cohens_d(b, t, sd).is_finite()
+    {
+        errors.push(format!(
+            "metric {name:?}: the effect (target − baseline) / stddev = ({} − {}) / {} is too large to compute",
+            m::py_repr(t),
+            m::py_repr(b),
+            m::py_repr(sd)
         ));
     }
     if metric.target.is_some() && metric.pct_change.is_some() {
@@ -421,8 +586,17 @@ pub fn analyze(
         mde: None,
         cluster: None,
         msg: Message::plain(MessageType::Sufficient, ""),
+        at_desired_n: None,
     };
     match desired_n {
+        // An effect and a desired size: the size the effect needs, and what the desired size
+        // gives (whether it suffices, and its MDE).
+        Some(n) if a.metric.baseline.is_some() && a.metric.target.is_some() => {
+            sample_size_mode(&mut a, design, cluster)?;
+            if a.target_n.is_some() {
+                desired_n_check(&mut a, design, n, cluster)?;
+            }
+        }
         Some(n) => mde_mode(&mut a, design, n, cluster)?,
         None => sample_size_mode(&mut a, design, cluster)?,
     }
@@ -479,6 +653,17 @@ pub fn mde_core(metric: &MetricSpec, design: &Design, desired_n: i64) -> Result<
             let h = solve::solve_effect_ztest(n1 as f64, r, design.alpha, design.power)
                 .map_err(solved)?;
             let phi = 2.0 * b.sqrt().asin();
+            if phi - h <= 0.0 && phi + h >= std::f64::consts::PI {
+                return Err(metric_err(
+                    metric,
+                    format!(
+                        "with {desired_n} units no proportion can be told apart from the baseline {} at this \
+                         power: the minimum detectable effect (Cohen's h {}) reaches past both 0 and 1; use more units",
+                        m::py_repr(b),
+                        m::py_repr(round4(h))
+                    ),
+                ));
+            }
             let lower = ((phi - h).max(0.0) / 2.0).sin().powi(2);
             let upper = ((phi + h).min(std::f64::consts::PI) / 2.0).sin().powi(2);
             (h, lower, upper)
@@ -510,21 +695,21 @@ fn mde_mode(
         return Ok(());
     }
     a.effect_size = effect_size(&a.metric).ok().flatten();
-    let n_for_mde = match cluster {
+    let mde = match cluster {
         Some(c) => {
             let eff = c.effective_n(desired_n);
+            let (clusters, units) = c.split(desired_n, design.allocation());
             a.cluster = Some(ClusterResult {
                 design_effect: c.design_effect(),
-                clusters_per_arm: None,
-                n_per_arm: None,
-                num_clusters_total: None,
+                num_clusters_total: Some(clusters.iter().sum()),
+                clusters_per_arm: Some(clusters),
+                n_per_arm: Some(units),
                 effective_sample_size: Some(eff),
             });
-            eff
+            cluster_mde(&a.metric, design, c, desired_n)?
         }
-        None => desired_n,
+        None => mde_core(&a.metric, design, desired_n)?,
     };
-    let mde = mde_core(&a.metric, design, n_for_mde)?;
     let tp = chosen_bound(&a.metric, &mde);
     a.target_n = Some(desired_n);
     a.mde = Some(mde);
@@ -533,6 +718,88 @@ fn mde_mode(
     values.insert("metric_baseline".into(), jf(round4(baseline)));
     values.insert("target_possible".into(), jf(round4(tp)));
     a.msg = Message::render(Some(MessageType::Sufficient), m::MDE_BODY, values);
+    Ok(())
+}
+
+/// The MDE of `n` clustered units, on their effective size `⌊n / DEFF⌋`. When clustering leaves
+/// too few independent units for any effect, the error says that clustering is the cause.
+fn cluster_mde(metric: &MetricSpec, design: &Design, c: &ClusterSpec, n: i64) -> Result<Mde> {
+    let eff = c.effective_n(n);
+    mde_core(metric, design, eff).map_err(|_| {
+        // Clustering is the cause only when the same units, randomized one by one, would do;
+        // otherwise the units are too few whatever the design, and that error says so.
+        if let Err(unclustered) = mde_core(metric, design, n) {
+            return unclustered;
+        }
+        metric_err(
+            metric,
+            format!(
+                "clustering inflates the required sample size by a design effect of {}: {n} units in clusters of {} \
+                 are worth {eff} independent units, too few to detect any effect at this power: fewer, larger \
+                 clusters cannot reach the power; add clusters or lower the ICC",
+                m::py_repr(c.design_effect()),
+                m::py_repr(c.avg_cluster_size)
+            ),
+        )
+    })
+}
+
+/// With both an effect and `desired_n`: whether `desired_n` units reach the size the effect
+/// needs, and the MDE they give (clusters: on their effective size). Appends a sentence to
+/// the message.
+fn desired_n_check(
+    a: &mut Analysis,
+    design: &Design,
+    desired_n: i64,
+    cluster: Option<&ClusterSpec>,
+) -> Result<()> {
+    let Some(target_n) = a.target_n else {
+        return Ok(());
+    };
+    let mde = match cluster {
+        Some(c) => cluster_mde(&a.metric, design, c, desired_n).ok(),
+        None => mde_core(&a.metric, design, desired_n).ok(),
+    };
+    let sufficient = target_n <= desired_n;
+    let additional = (target_n - desired_n).max(0);
+    let tp = mde.as_ref().map(|mde| chosen_bound(&a.metric, mde));
+    let mut values = a.msg.values.clone().unwrap_or_default();
+    values.insert("desired_n".into(), desired_n.into());
+    values.insert(
+        "metric_target".into(),
+        jf(round4(a.metric.target.unwrap_or(f64::NAN))),
+    );
+    values.insert("desired_additional_n_needed".into(), additional.into());
+    let template = match (sufficient, tp) {
+        (true, Some(tp)) => {
+            values.insert("desired_target_possible".into(), jf(round4(tp)));
+            m::DESIRED_ENOUGH
+        }
+        (false, Some(tp)) => {
+            values.insert("desired_target_possible".into(), jf(round4(tp)));
+            m::DESIRED_SHORT
+        }
+        (true, None) => m::DESIRED_ENOUGH_NO_MDE,
+        (false, None) => m::DESIRED_SHORT_NO_MDE,
+    };
+    let sentence = m::format_map(template, &values);
+    let mut text = a.msg.msg.clone();
+    if !text.is_empty() && !text.ends_with(' ') {
+        text.push(' ');
+    }
+    text.push_str(&sentence);
+    a.msg = Message {
+        kind: a.msg.kind,
+        msg: text,
+        values: Some(values),
+    };
+    a.at_desired_n = Some(DesiredN {
+        desired_n,
+        sufficient,
+        additional_n_needed: additional,
+        effective_sample_size: cluster.map(|c| c.effective_n(desired_n)),
+        mde,
+    });
     Ok(())
 }
 
@@ -597,13 +864,35 @@ fn sample_size_mode(
         MetricType::Binary => solve::ztest_power(effect, n1, r, alpha),
     };
     let control_n = integer_control_n(raw, power_at, power);
-    let individual_n = alloc.total_from_control(control_n);
+    let Some(individual_n) = alloc.total_from_control(control_n) else {
+        return Err(metric_err(
+            metric,
+            format!(
+                "with a control share of {} the design needs more than {} units in total ({control_n} control units); \
+                 use less uneven --arm-weights",
+                m::py_repr(alloc.control_share()),
+                exact::MAX_UNITS
+            ),
+        ));
+    };
     a.control_n_raw = Some(raw);
     a.control_n = Some(control_n);
 
     let (target_n, clusters) = match cluster {
         Some(c) => {
-            let (cl, units) = c.per_arm(individual_n, alloc);
+            let Some((cl, units)) = c.per_arm(individual_n, alloc) else {
+                return Err(metric_err(
+                    &a.metric,
+                    format!(
+                        "clustering inflates the required sample size beyond {} units (design effect {}, \
+                         clusters of {}): fewer, larger clusters cannot reach the power; use smaller clusters \
+                         or lower the ICC",
+                        exact::MAX_UNITS,
+                        m::py_repr(c.design_effect()),
+                        m::py_repr(c.avg_cluster_size)
+                    ),
+                ));
+            };
             let total: i64 = units.iter().sum();
             let res = ClusterResult {
                 design_effect: c.design_effect(),
@@ -629,11 +918,10 @@ fn sample_size_mode(
     let sufficient = target_n <= n_e;
     a.sufficient_n = Some(sufficient);
     if !sufficient {
-        let mde_n = match cluster {
-            Some(c) => c.effective_n(n_e),
-            None => n_e,
-        };
-        a.mde = Some(mde_core(&a.metric, design, mde_n)?);
+        a.mde = Some(match cluster {
+            Some(c) => cluster_mde(&a.metric, design, c, n_e)?,
+            None => mde_core(&a.metric, design, n_e)?,
+        });
     }
     let has_nulls = a
         .metric

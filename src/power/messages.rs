@@ -76,6 +76,11 @@ pub const SUFFICIENT_BODY: &str = "There are enough units available.";
 pub const INSUFFICIENT_BODY: &str = "There are not enough non-null valued units available. You need {additional_n_needed} more units to meet your specified metric target of {metric_target}. Alternatively, with the available {available_nonnull_n} non-null units and a metric baseline of {metric_baseline}, your metric target should be {target_possible} or further from the baseline. ";
 pub const NULL_WARNING: &str = "WARNING: There are {available_nonnull_n} units with a non-null value out of the {available_n} available.  The power calculation was done with only units with a value present, but random assignment is performed over all available units meeting your filters, including those with a missing value. If you do not want that, add a filter on this metric to exclude nulls.";
 pub const MDE_BODY: &str = "With a desired sample size of {desired_n} units and a metric baseline of {metric_baseline}, the minimum detectable effect (MDE) is {target_possible}.";
+/// Our additions for an effect together with a desired sample size.
+pub const DESIRED_ENOUGH: &str = "A desired sample size of {desired_n} units is enough for the metric target of {metric_target}; with it the minimum detectable effect (MDE) is {desired_target_possible}.";
+pub const DESIRED_SHORT: &str = "A desired sample size of {desired_n} units is not enough for the metric target of {metric_target} ({desired_additional_n_needed} more units needed); with it the minimum detectable effect (MDE) is {desired_target_possible}.";
+pub const DESIRED_ENOUGH_NO_MDE: &str = "A desired sample size of {desired_n} units is enough for the metric target of {metric_target}.";
+pub const DESIRED_SHORT_NO_MDE: &str = "A desired sample size of {desired_n} units is not enough for the metric target of {metric_target} ({desired_additional_n_needed} more units needed) and too small to detect any effect.";
 /// Our addition for offline checks without `--available-n` (the reference has no such case).
 pub const NO_AVAILABLE_GIVEN: &str = "A minimum of {target_n} units are needed to meet your experimental design specs. Give the number of available units to check whether you have enough.";
 

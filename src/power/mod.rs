@@ -16,8 +16,8 @@ pub mod nct;
 pub mod solve;
 
 pub use analysis::{
-    Analysis, ClusterResult, ClusterSpec, Design, DesignSummary, Mde, MetricSpec, MetricType,
-    analyze, check_power, mde_core,
+    Analysis, ClusterResult, ClusterSpec, Design, DesignSummary, DesiredN, Mde, MetricSpec,
+    MetricType, analyze, check_power, mde_core, resolve_design,
 };
 pub use messages::{Message, MessageType};
 
@@ -50,11 +50,20 @@ pub fn render_table(analyses: &[Analysis]) -> String {
         let verdict = match (a.sufficient_n, a.msg.kind) {
             (Some(true), _) => "sufficient".to_string(),
             (Some(false), _) => "INSUFFICIENT".to_string(),
+            (None, _) if a.at_desired_n.is_some() => match &a.at_desired_n {
+                Some(d) if d.sufficient => format!("desired {} enough", d.desired_n),
+                Some(d) => format!("desired {} SHORT", d.desired_n),
+                None => "-".to_string(),
+            },
             (None, Some(_)) if a.mde.is_some() => "MDE".to_string(),
             (None, Some(k)) => k.as_str().to_string(),
             (None, None) => "-".to_string(),
         };
-        let detectable = match &a.mde {
+        let mde = a
+            .mde
+            .as_ref()
+            .or(a.at_desired_n.as_ref().and_then(|d| d.mde.as_ref()));
+        let detectable = match mde {
             Some(m) => format!(
                 "<= {} or >= {}",
                 fmt_num(m.target_possible_lower),
@@ -93,7 +102,9 @@ pub fn any_insufficient(analyses: &[Analysis]) -> bool {
 }
 
 fn is_insufficient(a: &Analysis) -> bool {
-    a.sufficient_n == Some(false) || a.msg.kind == Some(MessageType::Insufficient)
+    a.sufficient_n == Some(false)
+        || a.msg.kind == Some(MessageType::Insufficient)
+        || (a.sufficient_n.is_none() && a.at_desired_n.as_ref().is_some_and(|d| !d.sufficient))
 }
 
 /// The `--fail-on-insufficient` error (exit 4) naming each metric without enough units and
@@ -103,11 +114,17 @@ pub fn insufficient_error(analyses: &[Analysis]) -> Option<crate::Error> {
         .iter()
         .filter(|a| is_insufficient(a))
         .map(|a| {
+            let desired = a.at_desired_n.as_ref().map(|d| d.desired_n);
             match (
                 a.target_n,
                 a.metric.available_nonnull_n.or(a.metric.available_n),
             ) {
                 (Some(need), Some(have)) => format!("{} (needs {need}, has {have})", a.metric.name),
+                (Some(need), None) if desired.is_some() => format!(
+                    "{} (needs {need}, desired {})",
+                    a.metric.name,
+                    desired.unwrap_or(0)
+                ),
                 _ => a.metric.name.clone(),
             }
         })

@@ -121,7 +121,8 @@ fn beta_cf(a: f64, b: f64, x: f64) -> f64 {
     d = 1.0 / d;
     let mut h = d;
     // Convergence takes O(sqrt(max(a, b))) steps; allow plenty.
-    let max_iter = 1000 + 10 * (a.max(b).sqrt() as usize);
+    // (Capped, so no input runs it without bound; `sqrt` of an infinite shape saturates.)
+    let max_iter = 1000 + 10 * (a.max(b).sqrt().min(1e6) as usize);
     for m in 1..=max_iter {
         let m = m as f64;
         let m2 = 2.0 * m;
@@ -313,7 +314,8 @@ pub fn nct_sf(t: f64, df: f64, delta: f64) -> f64 {
     }
 }
 
-/// Lenth's series for `t ≥ 0`:
+/// `F(t; ν, δ)` for `t ≥ 0`: settled by a tail bound ([`far_tail`]) when it can be, else by
+/// Lenth's series (NaN when that would need more than its term budget):
 /// `F = Φ(−δ) + ½ Σ_j [p_j I_x(j + ½, ν/2) + q_j I_x(j + 1, ν/2)]`, `x = t²/(t² + ν)`,
 /// `p_j = e^{−μ} μ^j / j!`, `q_j = δ/√2 · e^{−μ} μ^j / Γ(j + 3/2)`, `μ = δ²/2`.
 fn nct_cdf_pos(t: f64, df: f64, delta: f64) -> f64 {
@@ -324,6 +326,15 @@ fn nct_cdf_pos(t: f64, df: f64, delta: f64) -> f64 {
     if t.is_infinite() {
         return 1.0;
     }
+    match far_tail(t, df, delta) {
+        Some(v) => v,
+        None => lenth_series(t, df, delta),
+    }
+}
+
+/// Lenth's series itself, for `t > 0` and finite `t`.
+fn lenth_series(t: f64, df: f64, delta: f64) -> f64 {
+    let base = norm_cdf(-delta);
     let t2 = t * t;
     let x = t2 / (t2 + df);
     let y = df / (t2 + df);
@@ -333,6 +344,12 @@ fn nct_cdf_pos(t: f64, df: f64, delta: f64) -> f64 {
         return base + 0.5 * beta_reg(0.5, b, x, y);
     }
     const TOL: f64 = 1e-17;
+    // The series needs about 10·√μ terms each way; past this budget (|δ| above about 2800 with
+    // `t` close to δ, which only absurd designs reach) the CDF is reported as not computable.
+    const MAX_TERMS: u32 = 20_000;
+    if 10.0 * mu.sqrt() > f64::from(MAX_TERMS) {
+        return f64::NAN;
+    }
     let m = mu.floor();
     let (ln_p, ln_q) = ln_poisson_terms_at(m, mu);
     let p_m = ln_p.exp();
@@ -341,14 +358,19 @@ fn nct_cdf_pos(t: f64, df: f64, delta: f64) -> f64 {
     let mut sum = 0.0;
     // Forward from the mode: p_j, |q_j| and I_x all decrease.
     let (mut p, mut q, mut j) = (p_m, q_m, m);
+    let mut steps = 0u32;
     loop {
         let ia = beta_reg(j + 0.5, b, x, y);
         let ib = beta_reg(j + 1.0, b, x, y);
         sum += p * ia + q * ib;
         let ratio = mu / (j + 1.0);
         let tail_weight = (p + q.abs()) / (1.0 - ratio).max(1e-300);
-        if (ratio < 1.0 && tail_weight < TOL) || ia * big < TOL || j - m > 1e7 {
+        if (ratio < 1.0 && tail_weight < TOL) || ia * big < TOL {
             break;
+        }
+        steps += 1;
+        if steps > MAX_TERMS {
+            return f64::NAN;
         }
         p *= mu / (j + 1.0);
         q *= mu / (j + 1.5);
@@ -357,6 +379,7 @@ fn nct_cdf_pos(t: f64, df: f64, delta: f64) -> f64 {
     // Backward from the mode: weights decrease geometrically (ratio j/μ), I_x ≤ 1.
     if m >= 1.0 {
         let (mut p, mut q, mut j) = (p_m * m / mu, q_m * (m + 0.5) / mu, m - 1.0);
+        let mut steps = 0u32;
         loop {
             let ia = beta_reg(j + 0.5, b, x, y);
             let ib = beta_reg(j + 1.0, b, x, y);
@@ -366,8 +389,12 @@ fn nct_cdf_pos(t: f64, df: f64, delta: f64) -> f64 {
             }
             let ratio = (j + 0.5) / mu;
             let tail_weight = (p + q.abs()) * ratio / (1.0 - ratio).max(1e-300);
-            if (ratio < 1.0 && tail_weight < TOL) || m - j > 1e7 {
+            if ratio < 1.0 && tail_weight < TOL {
                 break;
+            }
+            steps += 1;
+            if steps > MAX_TERMS {
+                return f64::NAN;
             }
             p *= j / mu;
             q *= (j + 0.5) / mu;
@@ -375,6 +402,28 @@ fn nct_cdf_pos(t: f64, df: f64, delta: f64) -> f64 {
         }
     }
     (base + 0.5 * sum).clamp(0.0, 1.0)
+}
+
+/// `F(t; ν, δ)` for `t > 0` when a bound settles it to double precision, so huge
+/// noncentralities (effects of 10¹¹ standard deviations) need no series:
+/// * `δ < 0`: `1 − F = P(Z + δ > t·S) ≤ P(Z > |δ|) = Φ(δ)` (`S = √(χ²_ν/ν) ≥ 0`); below 1e-17,
+///   `F` rounds to 1.
+/// * `δ > 0`: `F = P(Z + δ ≤ t·S) ≤ Φ(−δ/2) + P(χ²_ν ≥ ν·u)` with `u = (δ/2t)²`, and Chernoff's
+///   bound `P(χ²_ν ≥ ν·u) ≤ exp(−ν/2·(u − 1 − ln u))` for `u > 1`; below 1e-300, `F` is 0.
+fn far_tail(t: f64, df: f64, delta: f64) -> Option<f64> {
+    if delta < 0.0 {
+        return (norm_cdf(delta) < 1e-17).then_some(1.0);
+    }
+    let u = (delta / (2.0 * t)).powi(2);
+    if u.is_nan() || u <= 1.0 {
+        return None;
+    }
+    let chernoff = if u.is_infinite() {
+        0.0
+    } else {
+        (-0.5 * df * (u - 1.0 - u.ln())).exp()
+    };
+    (norm_cdf(-0.5 * delta) + chernoff < 1e-300).then_some(0.0)
 }
 
 /// `ln(e^{−μ} μ^m / m!)` and `ln(e^{−μ} μ^m / Γ(m + 3/2))` for an integer `m ≥ 0`, computed
@@ -390,4 +439,41 @@ fn ln_poisson_terms_at(m: f64, mu: f64) -> (f64, f64) {
     let s = m + 1.5;
     let ln_q = -m * ((s - mu) / mu).ln_1p() - s.ln() - mu + s - LN_SQRT_2PI - lgammacor(s);
     (ln_p, ln_q)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn far_tail_bounds_agree_with_the_series() {
+        let mut checked = 0;
+        for &df in &[1.0, 3.0, 30.0, 1e4] {
+            for &t in &[0.5, 2.0, 12.7] {
+                for &delta in &[-60.0, -20.0, -9.0, 9.0, 20.0, 60.0, 120.0] {
+                    if let Some(v) = far_tail(t, df, delta) {
+                        let series = lenth_series(t, df, delta);
+                        assert!(
+                            (v - series).abs() < 1e-16,
+                            "t={t} ν={df} δ={delta}: bound {v:e}, series {series:e}"
+                        );
+                        checked += 1;
+                    }
+                }
+            }
+        }
+        assert!(checked > 20, "{checked}");
+    }
+
+    #[test]
+    fn huge_noncentrality_returns_at_once() {
+        let start = std::time::Instant::now();
+        assert_eq!(nct_cdf(12.7, 1.0, 1e11), 0.0);
+        assert_eq!(nct_cdf(-12.7, 1.0, 1e11), 0.0);
+        assert_eq!(nct_sf(12.7, 1.0, -1e11), 0.0);
+        // t close to δ, both huge: beyond the series' budget, not computed (NaN), not a hang.
+        let v = nct_cdf(1e9, 1e9, 1e9);
+        assert!(v.is_nan() || (0.0..=1.0).contains(&v));
+        assert!(start.elapsed().as_secs_f64() < 10.0);
+    }
 }

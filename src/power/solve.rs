@@ -21,7 +21,12 @@ pub enum SolveError {
     /// `Unable to perform the power calculation. Adjust your sample, effect size, power, or
     /// confidence values and try again.`
     NoRoot,
+    /// The effect is so small that the sample it needs exceeds [`MAX_N`] control units.
+    TooLarge,
 }
+
+/// The largest control-arm size the solvers search (10¹⁵; see `exact::MAX_UNITS`).
+pub const MAX_N: f64 = 1e15;
 
 impl std::fmt::Display for SolveError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -30,6 +35,9 @@ impl std::fmt::Display for SolveError {
             SolveError::TooSmall => "Your sample size is too small for the power calculation. Increase it and try again.",
             SolveError::NoRoot => {
                 "Unable to perform the power calculation. Adjust your sample, effect size, power, or confidence values and try again."
+            }
+            SolveError::TooLarge => {
+                "The effect is too small to detect with any sample size this tool represents (more than 10^15 units per arm); choose a larger effect."
             }
         })
     }
@@ -140,9 +148,10 @@ pub fn brent(mut f: impl FnMut(f64) -> f64, a: f64, b: f64, rel_tol: f64) -> Opt
 
 const REL_TOL: f64 = 1e-13;
 
-/// Widen `hi` (×2 each time, up to `limit`) until `f(hi) > 0`.
+/// Widen `hi` (×2 each time, up to `limit`) until `f(hi) > 0`; `TooLarge` past the limit.
 fn expand_up(f: &mut impl FnMut(f64) -> f64, mut hi: f64, limit: f64) -> Result<f64, SolveError> {
-    loop {
+    // Doubling from any positive double passes any limit within 2100 steps.
+    for _ in 0..2100 {
         let v = f(hi);
         if v.is_nan() {
             return Err(SolveError::NoRoot);
@@ -150,11 +159,12 @@ fn expand_up(f: &mut impl FnMut(f64) -> f64, mut hi: f64, limit: f64) -> Result<
         if v > 0.0 {
             return Ok(hi);
         }
-        if hi > limit {
-            return Err(SolveError::NoRoot);
+        if hi.is_nan() || hi > limit {
+            return Err(SolveError::TooLarge);
         }
         hi *= 2.0;
     }
+    Err(SolveError::NoRoot)
 }
 
 /// The normal-approximation control size: a starting guess for the brackets.
@@ -174,14 +184,21 @@ pub fn solve_n1_ttest(d: f64, ratio: f64, alpha: f64, power: f64) -> Result<f64,
     if f(lo) >= 0.0 {
         // Tiny designs: go down towards ν → 0.
         let tiny = 2.001 / (1.0 + ratio);
-        if f(tiny) >= 0.0 {
+        let at_tiny = f(tiny);
+        // NaN: a huge effect whose critical value at ν → 0 overflows; the power is 1 from the
+        // first degree of freedom on, so the root is at the bottom (the integer size is
+        // checked against the power function by the caller).
+        if at_tiny >= 0.0 || at_tiny.is_nan() {
             return Ok(tiny);
         }
         return brent(f, tiny, lo, REL_TOL).ok_or(SolveError::NoRoot);
     }
     let guess = normal_guess_n1(d.abs(), ratio, alpha, power);
+    if guess.is_nan() || guess > MAX_N {
+        return Err(SolveError::TooLarge);
+    }
     let mut hi = (guess * 1.1).max(lo * 2.0);
-    hi = expand_up(&mut f, hi, 1e15)?;
+    hi = expand_up(&mut f, hi, MAX_N)?;
     if guess * 0.9 > lo && f(guess * 0.9) < 0.0 {
         lo = guess * 0.9;
     }
@@ -195,6 +212,9 @@ pub fn solve_n1_ztest(h: f64, ratio: f64, alpha: f64, power: f64) -> Result<f64,
     }
     let mut f = |n1: f64| ztest_power(h, n1, ratio, alpha) - power;
     let guess = normal_guess_n1(h.abs(), ratio, alpha, power);
+    if guess.is_nan() || guess > MAX_N {
+        return Err(SolveError::TooLarge);
+    }
     let mut lo = guess * 0.5;
     while f(lo) >= 0.0 {
         lo *= 0.5;
@@ -202,7 +222,7 @@ pub fn solve_n1_ztest(h: f64, ratio: f64, alpha: f64, power: f64) -> Result<f64,
             return Err(SolveError::NoRoot);
         }
     }
-    let hi = expand_up(&mut f, guess * 1.5, 1e300)?;
+    let hi = expand_up(&mut f, guess * 1.5, MAX_N)?;
     brent(f, lo, hi, REL_TOL).ok_or(SolveError::NoRoot)
 }
 
@@ -249,7 +269,7 @@ fn solve_effect(
         return Err(SolveError::NoRoot);
     }
     let guess = (normal_guess_n1(1.0, ratio, alpha, power) / n1).sqrt();
-    let hi = expand_up(&mut f, guess * 1.2, 1e6)?;
+    let hi = expand_up(&mut f, guess * 1.2, 1e6).map_err(|_| SolveError::NoRoot)?;
     let lo = if f(guess * 0.8) < 0.0 && guess * 0.8 < hi {
         guess * 0.8
     } else {
