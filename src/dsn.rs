@@ -183,9 +183,8 @@ impl Dsn {
     }
 
     fn parse_url(input: &str, dialect: Dialect, scheme: &str) -> Result<Dsn> {
-        let bad = |why: String| {
-            Error::usage(format!("invalid DSN '{}': {why}", redact_dsn_text(input)))
-        };
+        let bad =
+            |why: String| Error::usage(format!("invalid DSN '{}': {why}", redact_dsn_text(input)));
         // `postgres:/u:pw@h/db` would parse as a path (a local socket, with the password in the
         // database name): a network DSN must be SCHEME://.
         if !input[scheme.len() + 1..].starts_with("//") {
@@ -702,10 +701,10 @@ mod tests {
     #[test]
     fn postgres_spellings() {
         for s in [
-            "postgres://u:secret@h:5433/db",
-            "postgresql://u:secret@h:5433/db",
-            "postgresql+psycopg://u:secret@h:5433/db",
-            "postgresql+psycopg2://u:secret@h:5433/db",
+            "postgres://u:sp-unit-9x@h:5433/db",
+            "postgresql://u:sp-unit-9x@h:5433/db",
+            "postgresql+psycopg://u:sp-unit-9x@h:5433/db",
+            "postgresql+psycopg2://u:sp-unit-9x@h:5433/db",
         ] {
             let d = Dsn::parse(s).unwrap();
             assert_eq!(d.dialect, Dialect::Postgres);
@@ -713,17 +712,17 @@ mod tests {
             assert_eq!(d.port, Some(5433));
             assert_eq!(d.database.as_deref(), Some("db"));
             assert_eq!(d.user.as_deref(), Some("u"));
-            assert_eq!(d.password(), Some("secret"));
+            assert_eq!(d.password(), Some("sp-unit-9x"));
             assert_eq!(d.to_string(), "postgres://u:***@h:5433/db");
-            assert!(!format!("{d:?}").contains("secret"));
+            assert!(!format!("{d:?}").contains("sp-unit-9x"));
         }
     }
 
     #[test]
     fn query_parameters_and_redshift() {
-        let d = Dsn::parse("postgresql+psycopg2://u:p%40ss@x.redshift.amazonaws.com:5439/dev?sslmode=verify-full&search_path=transforms").unwrap();
+        let d = Dsn::parse("postgresql+psycopg2://u:qp%40unit-9x@x.redshift.amazonaws.com:5439/dev?sslmode=verify-full&search_path=transforms").unwrap();
         assert!(d.redshift);
-        assert_eq!(d.password(), Some("p@ss"));
+        assert_eq!(d.password(), Some("qp@unit-9x"));
         assert_eq!(d.sslmode.as_deref(), Some("verify-full"));
         assert_eq!(d.search_path.as_deref(), Some("transforms"));
         let d = Dsn::parse("postgres://u@h/db?options=-csearch_path%3Dabc").unwrap();
@@ -777,9 +776,9 @@ mod tests {
 
     #[test]
     fn errors_are_usage_and_redacted() {
-        let e = Dsn::parse("oracle://u:topsecret@h/db").unwrap_err();
+        let e = Dsn::parse("oracle://u:ts-unit-9x@h/db").unwrap_err();
         assert_eq!(e.exit_code(), 2);
-        assert!(!e.to_string().contains("topsecret"), "{e}");
+        assert!(!e.to_string().contains("ts-unit-9x"), "{e}");
         let e = Dsn::parse("bigquery://project/dataset").unwrap_err();
         assert!(e.to_string().contains("not supported by this build"));
         let e = Dsn::parse("no-scheme-here").unwrap_err();
@@ -789,12 +788,12 @@ mod tests {
     #[test]
     fn fill_password_only_when_missing() {
         let mut d = Dsn::parse("postgres://u@h/db").unwrap();
-        d.fill_password(Some("pw"));
-        assert_eq!(d.password(), Some("pw"));
-        d.fill_password(Some("other"));
-        assert_eq!(d.password(), Some("pw"));
+        d.fill_password(Some("fp-unit-9x"));
+        assert_eq!(d.password(), Some("fp-unit-9x"));
+        d.fill_password(Some("fo-unit-9x"));
+        assert_eq!(d.password(), Some("fp-unit-9x"));
         let mut d = Dsn::parse("postgres://h/db").unwrap();
-        d.fill_password(Some("pw"));
+        d.fill_password(Some("fn-unit-9x"));
         assert_eq!(d.password(), None);
     }
 
@@ -805,6 +804,145 @@ mod tests {
             "failed: postgres://a:***@c/d x"
         );
         assert_eq!(scrub_secrets("no url"), "no url");
+    }
+
+    /// The DSN shapes of issue 9 that were printed: each is refused or redacted, and the
+    /// message never holds the password.
+    #[test]
+    fn malformed_dsns_are_not_echoed() {
+        for (input, code) in [
+            ("postgres://u:my SQ-unit-9x@h:99999/db", 2),
+            ("postgres://u:my\tSQ-unit-9x@h:99999/db", 2),
+            ("postgres://u:p@SQ-unit-9x@h:99999/db", 2),
+            ("postgres:/u:SQ-unit-9x@127.0.0.1/db", 2),
+            ("postgres//u:SQ-unit-9x@h/db", 2),
+            ("u:SQ-unit-9x@h/db", 2),
+            ("postgres://u:SQ-unit-9x/h/db", 2),
+            ("postgres://u@h:99999/db?password=SQ-unit-9x", 2),
+            ("mysql:u:SQ-unit-9x@h/db", 2),
+        ] {
+            let e = Dsn::parse(input).unwrap_err();
+            assert_eq!(e.exit_code(), code, "{input}: {e}");
+            assert!(!e.to_string().contains("SQ-unit-9x"), "{input}: {e}");
+            assert!(e.to_string().starts_with("invalid DSN '"), "{input}: {e}");
+        }
+    }
+
+    #[test]
+    fn missing_double_slash_is_refused_not_read_as_a_socket_path() {
+        let e = Dsn::parse("postgres:/u:ms-unit-9x@127.0.0.1/db").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "invalid DSN 'postgres:***@127.0.0.1/db': expected '//' after 'postgres:', as in postgres://user@host:5432/db"
+        );
+    }
+
+    #[test]
+    fn redacted_dsn_text_keeps_the_shape() {
+        for (input, shown) in [
+            ("oracle://reader:pw@db/a", "oracle://reader:***@db/a"),
+            ("postgres://u:a@b@h/db", "postgres://u:***@h/db"),
+            ("postgres://only-user@h/db", "postgres://only-user@h/db"),
+            ("u:pw@h/db", "u:***@h/db"),
+            ("postgres//u:pw@h/db", "***@h/db"),
+            ("postgres://u:pw/h/db", "postgres://u:***/h/db"),
+            ("postgres://h:5432/db", "postgres://h:5432/db"),
+            ("postgres://[::1]/db", "postgres://[::1]/db"),
+            (
+                "postgres://h/db?sslmode=require&password=x&token=y",
+                "postgres://h/db?sslmode=require&password=***&token=***",
+            ),
+            ("not a dsn", "not a dsn"),
+        ] {
+            assert_eq!(redact_dsn_text(input), shown, "{input}");
+        }
+    }
+
+    #[test]
+    fn query_password_is_used_and_known() {
+        let d = Dsn::parse("postgres://u@h/db?password=qp-unit-9x").unwrap();
+        assert_eq!(d.password(), Some("qp-unit-9x"));
+        assert_eq!(scrub_secrets("x qp-unit-9x y"), "x *** y");
+    }
+
+    #[test]
+    fn known_secrets_are_masked_in_every_spelling() {
+        // A password with a space, an `@`, a `/` and non-ASCII, read from a URL.
+        let d = Dsn::parse("postgres://u:k%20n%40w%2Fn-unit-%C3%A9@h/db").unwrap();
+        assert_eq!(d.password(), Some("k n@w/n-unit-é"));
+        for spelling in [
+            "k n@w/n-unit-é",
+            "k%20n%40w%2Fn-unit-%C3%A9",
+            "k%20n%40w%2fn-unit-%c3%a9",
+            "k+n%40w%2Fn-unit-%C3%A9",
+        ] {
+            let text = format!("before {spelling} after");
+            assert_eq!(scrub_secrets(&text), "before *** after", "{spelling}");
+        }
+        // A tab shows as `\t` in JSON.
+        register_secret("tab\tunit-9x");
+        assert_eq!(scrub_secrets(r#"{"m": "tab\tunit-9x"}"#), r#"{"m": "***"}"#);
+        // Registered as written (encoded): the decoded form is masked too.
+        register_secret("pe%41unit-9x");
+        assert_eq!(scrub_secrets("peAunit-9x"), "***");
+    }
+
+    #[test]
+    fn short_secrets_are_masked_as_whole_words() {
+        register_secret("Zq");
+        assert_eq!(
+            scrub_secrets("password Zq, 'Zq' and Zqx / xZq"),
+            "password ***, '***' and Zqx / xZq"
+        );
+        register_secret("Ж");
+        assert_eq!(scrub_secrets("a Ж b ЖЖ"), "a *** b ЖЖ");
+    }
+
+    #[test]
+    fn url_credentials_are_masked_up_to_the_last_at() {
+        assert_eq!(
+            scrub_secrets("failed: mysql://a:b@c@d/e x"),
+            "failed: mysql://a:***@d/e x"
+        );
+    }
+
+    #[test]
+    fn hosts_from_parts_must_be_names_or_addresses() {
+        for ok in ["db.example.org", "127.0.0.1", "::1", "[::1]", "my_host-2"] {
+            assert!(check_host(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "/var/run/postgresql",
+            "evil@127.0.0.1",
+            "h/zz",
+            "h:5432",
+            "h?x",
+            "a b",
+            "",
+            "h#x",
+        ] {
+            let e = check_host(bad).unwrap_err();
+            assert_eq!(e.exit_code(), 3, "{bad}");
+        }
+        let d = Dsn::from_parts(
+            Dialect::Postgres,
+            "postgresql",
+            NetParts {
+                host: "x.redshift.amazonaws.com".into(),
+                port: 5439,
+                user: "u@x".into(),
+                password: Some("fp/unit@9x?".into()),
+                database: "d b".into(),
+                sslmode: None,
+                search_path: None,
+            },
+        )
+        .unwrap();
+        assert_eq!(d.host.as_deref(), Some("x.redshift.amazonaws.com"));
+        assert_eq!(d.user.as_deref(), Some("u@x"));
+        assert_eq!(d.password(), Some("fp/unit@9x?"));
+        assert!(d.redshift);
+        assert_eq!(scrub_secrets("p=fp/unit@9x?"), "p=***");
     }
 
     #[test]

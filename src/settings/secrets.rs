@@ -245,11 +245,7 @@ mod tests {
             r#"{"${secret:K}": "a${secret:A}b${secret:A}", "n": 5, "l": [{"x": "${secret:B}"}], "y": "${secret:bad-name}"}"#,
         )
         .unwrap();
-        let lookup = env(&[
-            ("A", "sub-a-7Qx"),
-            ("B", "${secret:A}"),
-            ("K", "sub-k-7Qx"),
-        ]);
+        let lookup = env(&[("A", "sub-a-7Qx"), ("B", "${secret:A}"), ("K", "sub-k-7Qx")]);
         let r = substitute(&mut root, &lookup).unwrap();
         let j = root.to_json();
         assert_eq!(j["${secret:K}"], "asub-a-7Qxbsub-a-7Qx");
