@@ -144,6 +144,16 @@ impl Dsn {
     fn parse_sqlite(input: &str, scheme: &str) -> Result<Dsn> {
         let rest = &input[scheme.len() + 1..];
         let rest = rest.split('?').next().unwrap_or("");
+        // `sqlite://user:pw@host/db` is a network DSN with the wrong scheme, not a file named
+        // `user:pw@host/db` (SQLAlchemy refuses it too).
+        let first = rest.strip_prefix("//").unwrap_or(rest);
+        if !rest.starts_with("///") && first.split('/').next().is_some_and(|a| a.contains('@')) {
+            return Err(Error::usage(format!(
+                "invalid DSN '{}': an SQLite DSN has no user, password or host; use sqlite:///path/to/file.db \
+                 (or postgres:// / mysql:// for a server)",
+                redact_dsn_text(input)
+            )));
+        }
         let target = if rest == ":memory:"
             || rest == "//:memory:"
             || rest == "///:memory:"
@@ -820,6 +830,8 @@ mod tests {
             ("postgres://u:SQ-unit-9x/h/db", 2),
             ("postgres://u@h:99999/db?password=SQ-unit-9x", 2),
             ("mysql:u:SQ-unit-9x@h/db", 2),
+            ("sqlite://u:SQ-unit-9x@h/db", 2),
+            ("sqlite:u:SQ-unit-9x@h/db", 2),
         ] {
             let e = Dsn::parse(input).unwrap_err();
             assert_eq!(e.exit_code(), code, "{input}: {e}");

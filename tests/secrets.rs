@@ -414,6 +414,11 @@ fn corpus() -> Vec<Shape> {
         ),
         cli("bigquery", "bigquery://u:SECRETbq1@proj/ds", &["SECRETbq1"]),
         cli(
+            "sqlite scheme with credentials",
+            "sqlite://u:SECRETsq1@h/db",
+            &["SECRETsq1"],
+        ),
+        cli(
             "mysql unreachable",
             "mysql://root:my-SECRETmy1@127.0.0.1:1/test",
             &["my-SECRETmy1"],
