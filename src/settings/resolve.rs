@@ -331,4 +331,33 @@ mod tests {
         .unwrap_err();
         assert!(e.to_string().contains("not supported by this build"), "{e}");
     }
+
+    /// The host of a DSN object is one host: text that would re-point a pasted URL (or a
+    /// driver's socket directory) is refused, and the password is never pasted anywhere.
+    #[test]
+    fn dsn_object_parts_are_never_pasted_into_a_url() {
+        let d = DsnConfig {
+            driver: Driver::Postgresql,
+            host: "127.0.0.1".into(),
+            port: Some(5433),
+            user: "u".into(),
+            password: "ob-unit/zz@evil:1/x".into(),
+            dbname: "db".into(),
+            sslmode: Some(SslMode::Disable),
+            search_path: None,
+        };
+        let dsn = dsn_for(&remote(Dwh::Dsn(d.clone()))).unwrap();
+        assert_eq!(dsn.host.as_deref(), Some("127.0.0.1"));
+        assert_eq!(dsn.port, Some(5433));
+        assert_eq!(dsn.password(), Some("ob-unit/zz@evil:1/x"));
+        for host in ["ho-unit/zz@127.0.0.1", "/tmp", "h:5432", "h x"] {
+            let bad = DsnConfig {
+                host: host.into(),
+                ..d.clone()
+            };
+            let e = dsn_for(&remote(Dwh::Dsn(bad))).unwrap_err();
+            assert_eq!(e.exit_code(), 3, "{host}");
+            assert!(!e.to_string().contains(host), "{e}");
+        }
+    }
 }

@@ -256,6 +256,38 @@ mod tests {
         assert_eq!(r.scrub("x ${secret:A} y sub-a-7Qx"), "x *** y ***");
     }
 
+    /// In a network DSN URL a value is one percent-encoded component: a password holding
+    /// `/`, `@`, `:` and `?` stays the password and the host stays the host. A whole URL from
+    /// one secret, and any other string, get the value as written.
+    #[test]
+    fn secrets_in_a_dsn_url_are_one_component() {
+        let mut root = parse_json(
+            r#"{"dwh": "postgres://u:${secret:P}@h:5432/db", "whole": "${secret:W}", "other": "x${secret:P}"}"#,
+        )
+        .unwrap();
+        let lookup = env(&[
+            ("P", "ur-unit/zz@evil:1/x?y"),
+            ("W", "mysql://r:ur-unit-w@h2/db"),
+        ]);
+        substitute(&mut root, &lookup).unwrap();
+        let j = root.to_json();
+        assert_eq!(
+            j["dwh"],
+            "postgres://u:ur-unit%2Fzz%40evil%3A1%2Fx%3Fy@h:5432/db"
+        );
+        assert_eq!(j["whole"], "mysql://r:ur-unit-w@h2/db");
+        assert_eq!(j["other"], "xur-unit/zz@evil:1/x?y");
+        let dsn = crate::dsn::Dsn::parse(j["dwh"].as_str().unwrap()).unwrap();
+        assert_eq!(dsn.host.as_deref(), Some("h"));
+        assert_eq!(dsn.port, Some(5432));
+        assert_eq!(dsn.password(), Some("ur-unit/zz@evil:1/x?y"));
+        // Registered: masked as written and as encoded.
+        assert_eq!(
+            crate::dsn::scrub_secrets("a ur-unit/zz@evil:1/x?y b ur-unit%2Fzz%40evil%3A1%2Fx%3Fy"),
+            "a *** b ***"
+        );
+    }
+
     #[test]
     fn all_missing_secrets_are_reported_with_positions() {
         let text = "{\"a\": \"${secret:M1}\",\n \"b\": [\"${secret:M2}\", \"${secret:M1}\"]}";
