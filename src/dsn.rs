@@ -290,7 +290,7 @@ impl Dsn {
     }
 
     /// Fill the password from `--password` / `PGPASSWORD` when the DSN names a user but no
-    /// password (see docs/compatibility.md). A password written in the DSN wins.
+    /// password, as the newer reference CLI does. A password written in the DSN wins.
     pub fn fill_password(&mut self, password: Option<&str>) {
         if self.user.is_some()
             && self.password.is_none()

@@ -885,6 +885,33 @@ fn secret_host_with_url_characters_is_refused() {
     }
 }
 
+/// A written host that is not one host (`h:5432`, `u@h`, `/socket/dir`) is a validation error
+/// located at the host, without --deep.
+#[test]
+fn settings_host_that_is_not_one_host_is_invalid() {
+    let dir = tempfile::tempdir().unwrap();
+    for host in [
+        "db.example.org:5432",
+        "u@db.example.org",
+        "/var/run/postgresql",
+    ] {
+        let s = settings_file(
+            dir.path(),
+            &format!(
+                r#"{{"driver": "postgresql", "host": "{host}", "user": "u", "password": "", "dbname": "d"}}"#
+            ),
+        );
+        let (code, text) = one(&["validate-settings", s.to_str().unwrap()], &[]);
+        assert_eq!(code, 3, "{text}");
+        assert!(
+            text.contains(
+                ":1:100: datasources.0.config.dwh.host: the host is not a host name or an IP address"
+            ),
+            "{text}"
+        );
+    }
+}
+
 /// Known secret values are masked by value, not only by URL shape: a host that came from a
 /// secret does not appear even where it is printed as a plain host.
 #[test]
