@@ -492,6 +492,11 @@ pub fn redact_dsn_text(input: &str) -> String {
             out.push('@');
             &body[at + 1..]
         }
+        // `SCHEME:text` without `//` or `@` (`u:password`): the text may be the password.
+        None if !proper && !head.is_empty() && !body.is_empty() => {
+            out.push_str("***");
+            return out;
+        }
         None => body,
     };
     let (main, query) = match rest.split_once('?') {
@@ -865,6 +870,8 @@ mod tests {
                 "postgres://h/db?sslmode=require&password=***&token=***",
             ),
             ("not a dsn", "not a dsn"),
+            ("u:pw-alone", "u:***"),
+            ("my host:pw", "my host:***"),
         ] {
             assert_eq!(redact_dsn_text(input), shown, "{input}");
         }

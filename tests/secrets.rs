@@ -763,6 +763,7 @@ fn dsn_without_double_slash_is_refused_before_connecting() {
 #[test]
 fn dsn_typos_that_drop_the_scheme_separator_are_not_echoed() {
     for dsn in [
+        "u:SECRETty9",
         "postgres//u:SECRETty9@h/db",
         "u:SECRETty9@h/db",
         "postgres://u:SECRETty9/h/db",
