@@ -111,13 +111,13 @@ fn report(err: &anyhow::Error) -> ExitCode {
     match lib {
         Some(xngin::Error::Invalid(lines)) => {
             for l in lines {
-                eprintln!("{l}");
+                xngin::output::eprint_line(l);
             }
         }
         _ => {
             // Context added with anyhow goes in front: "loading X: reason".
             let msg: Vec<String> = err.chain().map(|e| e.to_string()).collect();
-            eprintln!("xngin: {}", xngin::dsn::scrub_secrets(&msg.join(": ")));
+            xngin::output::eprint_line(&format!("xngin: {}", msg.join(": ")));
         }
     }
     ExitCode::from(code as u8)

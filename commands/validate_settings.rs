@@ -47,7 +47,7 @@ pub async fn run(args: Args, _g: &Globals) -> anyhow::Result<()> {
         xngin::output::print(&text)?;
     } else {
         for line in report.lines() {
-            eprintln!("{line}");
+            xngin::output::eprint_line(&line);
         }
     }
     match report.exit_code() {

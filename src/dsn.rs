@@ -6,8 +6,11 @@
 //! `mysql+pymysql://` (any `mysql+DRIVER`). `bigquery://` is recognised and refused plainly.
 //!
 //! The password never leaves this module in text form: `Display` and `Debug` print
-//! `postgres://user:***@host:5432/db`, and [`scrub_secrets`] masks any URL credentials that
-//! a driver might echo back in an error.
+//! `postgres://user:***@host:5432/db`. Every password (and every resolved `${secret:NAME}`
+//! value) is also put in a process-wide registry ([`register_secret`]), and [`scrub_secrets`]
+//! masks those known values, in every spelling (as written, percent-encoded, decoded,
+//! JSON-escaped), plus anything shaped like URL credentials, in any text the binary prints.
+//! A DSN that cannot be parsed is never echoed as written: errors show [`redact_dsn_text`].
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -105,14 +108,20 @@ pub const SSLMODES: [&str; 6] = [
 ];
 
 impl Dsn {
-    /// Parse any accepted spelling. Errors are usage errors (exit 2) that show the DSN redacted.
+    /// Parse any accepted spelling. Errors are usage errors (exit 2) that show the DSN with
+    /// everything that could be a credential masked ([`redact_dsn_text`]).
     pub fn parse(input: &str) -> Result<Dsn> {
         let input = input.trim();
         let bad =
-            |why: &str| Error::usage(format!("invalid DSN '{}': {why}", scrub_secrets(input)));
-        let (scheme, _) = input.split_once(':').ok_or_else(|| {
-            bad("expected SCHEME://..., e.g. postgres://user@host/db or sqlite:///file.db")
-        })?;
+            |why: &str| Error::usage(format!("invalid DSN '{}': {why}", redact_dsn_text(input)));
+        let scheme = match input.split_once(':') {
+            Some((s, _)) if is_scheme(s) => s,
+            _ => {
+                return Err(bad(
+                    "expected SCHEME://..., e.g. postgres://user@host/db or sqlite:///file.db",
+                ));
+            }
+        };
         let scheme_l = scheme.to_ascii_lowercase();
         let base = scheme_l.split('+').next().unwrap_or("");
         match base {
@@ -124,7 +133,7 @@ impl Dsn {
             "bigquery" => Err(Error::usage(format!(
                 "bigquery:// warehouses are not supported by this build of xngin (DSN '{}'); \
                  use PostgreSQL, Redshift, MySQL/MariaDB or SQLite",
-                scrub_secrets(input)
+                redact_dsn_text(input)
             ))),
             _ => Err(bad(&format!(
                 "unknown scheme '{scheme}'; use sqlite:///PATH, postgres://, postgresql+psycopg://, mysql:// or mariadb://"
@@ -135,6 +144,16 @@ impl Dsn {
     fn parse_sqlite(input: &str, scheme: &str) -> Result<Dsn> {
         let rest = &input[scheme.len() + 1..];
         let rest = rest.split('?').next().unwrap_or("");
+        // `sqlite://user:pw@host/db` is a network DSN with the wrong scheme, not a file named
+        // `user:pw@host/db` (SQLAlchemy refuses it too).
+        let first = rest.strip_prefix("//").unwrap_or(rest);
+        if !rest.starts_with("///") && first.split('/').next().is_some_and(|a| a.contains('@')) {
+            return Err(Error::usage(format!(
+                "invalid DSN '{}': an SQLite DSN has no user, password or host; use sqlite:///path/to/file.db \
+                 (or postgres:// / mysql:// for a server)",
+                redact_dsn_text(input)
+            )));
+        }
         let target = if rest == ":memory:"
             || rest == "//:memory:"
             || rest == "///:memory:"
@@ -154,7 +173,8 @@ impl Dsn {
             && p.as_os_str().is_empty()
         {
             return Err(Error::usage(format!(
-                "invalid DSN '{input}': no database file; use sqlite:///path/to/file.db or sqlite::memory:"
+                "invalid DSN '{}': no database file; use sqlite:///path/to/file.db or sqlite::memory:",
+                redact_dsn_text(input)
             )));
         }
         Ok(Dsn {
@@ -174,8 +194,19 @@ impl Dsn {
 
     fn parse_url(input: &str, dialect: Dialect, scheme: &str) -> Result<Dsn> {
         let bad =
-            |why: String| Error::usage(format!("invalid DSN '{}': {why}", scrub_secrets(input)));
+            |why: String| Error::usage(format!("invalid DSN '{}': {why}", redact_dsn_text(input)));
+        // `postgres:/u:pw@h/db` would parse as a path (a local socket, with the password in the
+        // database name): a network DSN must be SCHEME://.
+        if !input[scheme.len() + 1..].starts_with("//") {
+            return Err(bad(format!(
+                "expected '//' after '{scheme}:', as in {scheme}://user@host:5432/db"
+            )));
+        }
         let url = url::Url::parse(input).map_err(|e| bad(e.to_string()))?;
+        // Known before anything can fail, so that no later message can show it.
+        if let Some(p) = url.password() {
+            register_secret(p);
+        }
         let decode = |s: &str| -> Result<String> {
             percent_decode(s).ok_or_else(|| {
                 bad("a percent-escape in the user or password is not valid UTF-8".into())
@@ -186,10 +217,13 @@ impl Dsn {
         } else {
             Some(decode(url.username())?)
         };
-        let password = match url.password() {
+        let mut password = match url.password() {
             Some(p) => Some(decode(p)?),
             None => None,
         };
+        if let Some(p) = &password {
+            register_secret(p);
+        }
         let host = url
             .host_str()
             .filter(|h| !h.is_empty())
@@ -213,6 +247,13 @@ impl Dsn {
                     sslmode = Some(v);
                 }
                 "search_path" | "currentSchema" => search_path = Some(v.to_string()),
+                // libpq's `?password=`: used when the URL has none, and a secret either way.
+                "password" => {
+                    register_secret(&v);
+                    if password.is_none() && !v.is_empty() {
+                        password = Some(v.to_string());
+                    }
+                }
                 "options" => {
                     // libpq style: options=-csearch_path=foo
                     for opt in v.split_whitespace() {
@@ -255,12 +296,40 @@ impl Dsn {
             && self.password.is_none()
             && let Some(p) = password
         {
+            register_secret(p);
             self.password = Some(p.to_string());
         }
     }
 
     pub fn set_password(&mut self, password: Option<String>) {
+        if let Some(p) = &password {
+            register_secret(p);
+        }
         self.password = password;
+    }
+
+    /// A PostgreSQL or MySQL DSN built from typed parts (a settings DSN object), never by
+    /// pasting text into a URL: a host, user or password holding `@`, `/`, `?` or `:` stays
+    /// that one part. The host must be a host name or an IP address (see [`check_host`]).
+    pub fn from_parts(dialect: Dialect, scheme: &str, parts: NetParts) -> Result<Dsn> {
+        if let Some(p) = &parts.password {
+            register_secret(p);
+        }
+        let host = check_host(&parts.host)?;
+        let redshift = dialect == Dialect::Postgres && host.ends_with("redshift.amazonaws.com");
+        Ok(Dsn {
+            dialect,
+            scheme: scheme.to_string(),
+            host: Some(host),
+            port: Some(parts.port),
+            database: Some(parts.database).filter(|d| !d.is_empty()),
+            user: Some(parts.user).filter(|u| !u.is_empty()),
+            password: parts.password.filter(|p| !p.is_empty()),
+            sslmode: parts.sslmode,
+            search_path: parts.search_path,
+            redshift,
+            sqlite: None,
+        })
     }
 
     /// The SQLite file, if this is a file-backed SQLite DSN.
@@ -335,6 +404,134 @@ impl Dsn {
     }
 }
 
+/// The parts of a network DSN, for [`Dsn::from_parts`].
+#[derive(Clone, Default)]
+pub struct NetParts {
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub password: Option<String>,
+    pub database: String,
+    pub sslmode: Option<String>,
+    pub search_path: Option<String>,
+}
+
+/// A host name (letters, digits, `-`, `_`, `.`) or an IP address (IPv6 with or without
+/// brackets). Anything else (`/` would mean a local socket to the drivers; `@`, `?`, `#`,
+/// spaces would change what a URL means) is refused; the value is not echoed, since it may
+/// come from a secret.
+pub fn check_host(host: &str) -> Result<String> {
+    let h = host.trim();
+    let bare = h
+        .strip_prefix('[')
+        .and_then(|x| x.strip_suffix(']'))
+        .unwrap_or(h);
+    if bare.parse::<std::net::IpAddr>().is_ok() {
+        return Ok(bare.to_string());
+    }
+    let name_ok = !bare.is_empty()
+        && bare.len() <= 253
+        && bare
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if name_ok {
+        Ok(bare.to_string())
+    } else {
+        Err(Error::invalid(
+            "the host is not a host name or an IP address (only letters, digits, '-', '_' and \
+             '.'; put the port, user and database in their own keys)",
+        ))
+    }
+}
+
+/// `SCHEME` as in RFC 3986: a letter, then letters, digits, `+`, `-`, `.`.
+fn is_scheme(s: &str) -> bool {
+    let mut b = s.bytes();
+    b.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && b.all(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'-' | b'.'))
+}
+
+/// Query keys whose values are shown in a redacted DSN; any other key's value is masked.
+const SHOWN_QUERY_KEYS: [&str; 10] = [
+    "sslmode",
+    "ssl-mode",
+    "ssl_mode",
+    "search_path",
+    "currentSchema",
+    "options",
+    "charset",
+    "client_encoding",
+    "connect_timeout",
+    "application_name",
+];
+
+/// A DSN as the user wrote it, with everything that could be a credential masked, for
+/// messages about a DSN that may not parse: everything before the last `@` but the user name
+/// of a well-formed `SCHEME://USER:`, a non-numeric "port" when there is no `@`
+/// (`postgres://u:pw/db`), and the value of every query key but the harmless ones.
+pub fn redact_dsn_text(input: &str) -> String {
+    let (head, body, proper) = match input.split_once(':') {
+        Some((s, rest)) if is_scheme(s) => match rest.strip_prefix("//") {
+            Some(r) => (&input[..s.len() + 3], r, true),
+            None => (&input[..s.len() + 1], rest, false),
+        },
+        _ => ("", input, false),
+    };
+    let mut out = head.to_string();
+    let rest = match body.rfind('@') {
+        Some(at) => {
+            let userinfo = &body[..at];
+            match userinfo.split_once(':') {
+                _ if !proper => out.push_str("***"),
+                Some((user, _)) => {
+                    out.push_str(user);
+                    out.push_str(":***");
+                }
+                None => out.push_str(userinfo),
+            }
+            out.push('@');
+            &body[at + 1..]
+        }
+        // `SCHEME:text` without `//` or `@` (`u:password`): the text may be the password.
+        None if !proper && !head.is_empty() && !body.is_empty() => {
+            out.push_str("***");
+            return out;
+        }
+        None => body,
+    };
+    let (main, query) = match rest.split_once('?') {
+        Some((m, q)) => (m, Some(q)),
+        None => (rest, None),
+    };
+    // Without an `@`, `host:xxx` where xxx is not a port may be `user:password`.
+    let auth_end = main.find('/').unwrap_or(main.len());
+    let (auth, path) = main.split_at(auth_end);
+    match auth.rsplit_once(':') {
+        Some((h, port))
+            if !port.is_empty()
+                && !port.bytes().all(|b| b.is_ascii_digit())
+                && !auth.ends_with(']') =>
+        {
+            out.push_str(h);
+            out.push_str(":***");
+        }
+        _ => out.push_str(auth),
+    }
+    out.push_str(path);
+    if let Some(q) = query {
+        out.push('?');
+        let shown: Vec<String> = q
+            .split('&')
+            .map(|kv| match kv.split_once('=') {
+                Some((k, _)) if !SHOWN_QUERY_KEYS.contains(&k) => format!("{k}=***"),
+                _ => kv.to_string(),
+            })
+            .collect();
+        out.push_str(&shown.join("&"));
+    }
+    out
+}
+
 /// SQLAlchemy reads `sqlite:///x.db` as the relative path `x.db` and `sqlite:////x.db` as
 /// absolute; sqlx reads `sqlite:///tmp/x.db` as absolute. We follow SQLAlchemy, except when the
 /// relative reading names a directory that does not exist while the absolute one does
@@ -361,8 +558,8 @@ fn percent_decode(s: &str) -> Option<String> {
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%' && i + 2 < bytes.len() {
-            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok()?;
-            if let Ok(b) = u8::from_str_radix(hex, 16) {
+            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
+            if let Some(b) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
                 out.push(b);
                 i += 3;
                 continue;
@@ -388,12 +585,128 @@ impl fmt::Debug for Dsn {
     }
 }
 
-/// Mask credentials in any `scheme://user:password@` that appears in `text`.
+/// Values shorter than this (in characters) are masked only as whole words, so that a
+/// one-letter password does not blank out that letter everywhere.
+const MASK_EVERYWHERE_FROM: usize = 3;
+
+/// Every spelling of every known secret, longest first.
+static KNOWN_SECRETS: std::sync::RwLock<Vec<String>> = std::sync::RwLock::new(Vec::new());
+
+/// Percent-encode everything but RFC 3986's unreserved characters (a URL component).
+pub fn encode_component(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The spellings under which `value` may be printed: as is, percent-encoded (upper- and
+/// lower-case hex, the URL crate's userinfo set, form encoding), percent-decoded, JSON-escaped.
+fn secret_forms(value: &str) -> Vec<String> {
+    let mut forms = vec![value.to_string()];
+    let encoded = encode_component(value);
+    // The same escapes with lower-case hex digits.
+    let mut lower = String::with_capacity(encoded.len());
+    let mut hex_left = 0;
+    for c in encoded.chars() {
+        if c == '%' {
+            hex_left = 2;
+            lower.push(c);
+        } else if hex_left > 0 {
+            hex_left -= 1;
+            lower.push(c.to_ascii_lowercase());
+        } else {
+            lower.push(c);
+        }
+    }
+    forms.push(lower);
+    forms.push(encoded);
+    if let Ok(mut u) = url::Url::parse("x://u@h")
+        && u.set_password(Some(value)).is_ok()
+        && let Some(p) = u.password()
+    {
+        forms.push(p.to_string());
+    }
+    forms.push(url::form_urlencoded::byte_serialize(value.as_bytes()).collect());
+    if let Some(d) = percent_decode(value) {
+        forms.push(d);
+    }
+    if let Ok(j) = serde_json::to_string(value) {
+        forms.push(j[1..j.len() - 1].to_string());
+    }
+    forms.retain(|f| !f.is_empty());
+    forms
+}
+
+/// Remember `value` as a secret: from now on [`scrub_secrets`] masks it (in every spelling)
+/// wherever the binary prints it. Passwords and resolved `${secret:NAME}` values are
+/// registered by the code that reads them.
+pub fn register_secret(value: &str) {
+    if value.is_empty() {
+        return;
+    }
+    let forms = secret_forms(value);
+    let mut known = KNOWN_SECRETS.write().unwrap_or_else(|e| e.into_inner());
+    let before = known.len();
+    for f in forms {
+        if !known.contains(&f) {
+            known.push(f);
+        }
+    }
+    if known.len() != before {
+        known.sort_by_key(|f| std::cmp::Reverse(f.len()));
+    }
+}
+
+/// Mask every known secret ([`register_secret`]) and anything shaped like URL credentials
+/// (`scheme://user:password@`) in `text`. Everything the binary prints goes through this.
 pub fn scrub_secrets(text: &str) -> String {
     static RE: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
-        regex::Regex::new(r"(?P<pre>[A-Za-z][A-Za-z0-9+.\-]*://[^:/@\s]*):[^@\s]*@").unwrap()
+        // The password runs to the last `@` before whitespace (a password may hold an `@`).
+        regex::Regex::new(r"(?P<pre>[A-Za-z][A-Za-z0-9+.\-]*://[^:/@\s]*):[^\s]*@").unwrap()
     });
-    RE.replace_all(text, "$pre:***@").into_owned()
+    let mut out = match RE.is_match(text) {
+        true => RE.replace_all(text, "$pre:***@").into_owned(),
+        false => text.to_string(),
+    };
+    let known = KNOWN_SECRETS.read().unwrap_or_else(|e| e.into_inner());
+    for secret in known.iter() {
+        if !out.contains(secret.as_str()) {
+            continue;
+        }
+        out = if secret.chars().count() >= MASK_EVERYWHERE_FROM {
+            out.replace(secret.as_str(), "***")
+        } else {
+            mask_word(&out, secret)
+        };
+    }
+    out
+}
+
+/// Replace `word` in `text` where it is not part of a longer run of letters and digits.
+fn mask_word(text: &str, word: &str) -> String {
+    let alnum = |c: Option<char>| c.is_some_and(char::is_alphanumeric);
+    let mut out = String::with_capacity(text.len());
+    let mut last = 0;
+    for (i, _) in text.match_indices(word) {
+        if i < last {
+            continue;
+        }
+        let before = text[..i].chars().next_back();
+        let after = text[i + word.len()..].chars().next();
+        if !alnum(before) && !alnum(after) {
+            out.push_str(&text[last..i]);
+            out.push_str("***");
+            last = i + word.len();
+        }
+    }
+    out.push_str(&text[last..]);
+    out
 }
 
 #[cfg(test)]
@@ -403,10 +716,10 @@ mod tests {
     #[test]
     fn postgres_spellings() {
         for s in [
-            "postgres://u:secret@h:5433/db",
-            "postgresql://u:secret@h:5433/db",
-            "postgresql+psycopg://u:secret@h:5433/db",
-            "postgresql+psycopg2://u:secret@h:5433/db",
+            "postgres://u:sp-unit-9x@h:5433/db",
+            "postgresql://u:sp-unit-9x@h:5433/db",
+            "postgresql+psycopg://u:sp-unit-9x@h:5433/db",
+            "postgresql+psycopg2://u:sp-unit-9x@h:5433/db",
         ] {
             let d = Dsn::parse(s).unwrap();
             assert_eq!(d.dialect, Dialect::Postgres);
@@ -414,17 +727,17 @@ mod tests {
             assert_eq!(d.port, Some(5433));
             assert_eq!(d.database.as_deref(), Some("db"));
             assert_eq!(d.user.as_deref(), Some("u"));
-            assert_eq!(d.password(), Some("secret"));
+            assert_eq!(d.password(), Some("sp-unit-9x"));
             assert_eq!(d.to_string(), "postgres://u:***@h:5433/db");
-            assert!(!format!("{d:?}").contains("secret"));
+            assert!(!format!("{d:?}").contains("sp-unit-9x"));
         }
     }
 
     #[test]
     fn query_parameters_and_redshift() {
-        let d = Dsn::parse("postgresql+psycopg2://u:p%40ss@x.redshift.amazonaws.com:5439/dev?sslmode=verify-full&search_path=transforms").unwrap();
+        let d = Dsn::parse("postgresql+psycopg2://u:qp%40unit-9x@x.redshift.amazonaws.com:5439/dev?sslmode=verify-full&search_path=transforms").unwrap();
         assert!(d.redshift);
-        assert_eq!(d.password(), Some("p@ss"));
+        assert_eq!(d.password(), Some("qp@unit-9x"));
         assert_eq!(d.sslmode.as_deref(), Some("verify-full"));
         assert_eq!(d.search_path.as_deref(), Some("transforms"));
         let d = Dsn::parse("postgres://u@h/db?options=-csearch_path%3Dabc").unwrap();
@@ -478,9 +791,9 @@ mod tests {
 
     #[test]
     fn errors_are_usage_and_redacted() {
-        let e = Dsn::parse("oracle://u:topsecret@h/db").unwrap_err();
+        let e = Dsn::parse("oracle://u:ts-unit-9x@h/db").unwrap_err();
         assert_eq!(e.exit_code(), 2);
-        assert!(!e.to_string().contains("topsecret"), "{e}");
+        assert!(!e.to_string().contains("ts-unit-9x"), "{e}");
         let e = Dsn::parse("bigquery://project/dataset").unwrap_err();
         assert!(e.to_string().contains("not supported by this build"));
         let e = Dsn::parse("no-scheme-here").unwrap_err();
@@ -490,12 +803,12 @@ mod tests {
     #[test]
     fn fill_password_only_when_missing() {
         let mut d = Dsn::parse("postgres://u@h/db").unwrap();
-        d.fill_password(Some("pw"));
-        assert_eq!(d.password(), Some("pw"));
-        d.fill_password(Some("other"));
-        assert_eq!(d.password(), Some("pw"));
+        d.fill_password(Some("fp-unit-9x"));
+        assert_eq!(d.password(), Some("fp-unit-9x"));
+        d.fill_password(Some("fo-unit-9x"));
+        assert_eq!(d.password(), Some("fp-unit-9x"));
         let mut d = Dsn::parse("postgres://h/db").unwrap();
-        d.fill_password(Some("pw"));
+        d.fill_password(Some("fn-unit-9x"));
         assert_eq!(d.password(), None);
     }
 
@@ -506,6 +819,149 @@ mod tests {
             "failed: postgres://a:***@c/d x"
         );
         assert_eq!(scrub_secrets("no url"), "no url");
+    }
+
+    /// The DSN shapes of issue 9 that were printed: each is refused or redacted, and the
+    /// message never holds the password.
+    #[test]
+    fn malformed_dsns_are_not_echoed() {
+        for (input, code) in [
+            ("postgres://u:my SQ-unit-9x@h:99999/db", 2),
+            ("postgres://u:my\tSQ-unit-9x@h:99999/db", 2),
+            ("postgres://u:p@SQ-unit-9x@h:99999/db", 2),
+            ("postgres:/u:SQ-unit-9x@127.0.0.1/db", 2),
+            ("postgres//u:SQ-unit-9x@h/db", 2),
+            ("u:SQ-unit-9x@h/db", 2),
+            ("postgres://u:SQ-unit-9x/h/db", 2),
+            ("postgres://u@h:99999/db?password=SQ-unit-9x", 2),
+            ("mysql:u:SQ-unit-9x@h/db", 2),
+            ("sqlite://u:SQ-unit-9x@h/db", 2),
+            ("sqlite:u:SQ-unit-9x@h/db", 2),
+        ] {
+            let e = Dsn::parse(input).unwrap_err();
+            assert_eq!(e.exit_code(), code, "{input}: {e}");
+            assert!(!e.to_string().contains("SQ-unit-9x"), "{input}: {e}");
+            assert!(e.to_string().starts_with("invalid DSN '"), "{input}: {e}");
+        }
+    }
+
+    #[test]
+    fn missing_double_slash_is_refused_not_read_as_a_socket_path() {
+        let e = Dsn::parse("postgres:/u:ms-unit-9x@127.0.0.1/db").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "invalid DSN 'postgres:***@127.0.0.1/db': expected '//' after 'postgres:', as in postgres://user@host:5432/db"
+        );
+    }
+
+    #[test]
+    fn redacted_dsn_text_keeps_the_shape() {
+        for (input, shown) in [
+            ("oracle://reader:pw@db/a", "oracle://reader:***@db/a"),
+            ("postgres://u:a@b@h/db", "postgres://u:***@h/db"),
+            ("postgres://only-user@h/db", "postgres://only-user@h/db"),
+            ("u:pw@h/db", "u:***@h/db"),
+            ("postgres//u:pw@h/db", "***@h/db"),
+            ("postgres://u:pw/h/db", "postgres://u:***/h/db"),
+            ("postgres://h:5432/db", "postgres://h:5432/db"),
+            ("postgres://[::1]/db", "postgres://[::1]/db"),
+            (
+                "postgres://h/db?sslmode=require&password=x&token=y",
+                "postgres://h/db?sslmode=require&password=***&token=***",
+            ),
+            ("not a dsn", "not a dsn"),
+            ("u:pw-alone", "u:***"),
+            ("my host:pw", "my host:***"),
+        ] {
+            assert_eq!(redact_dsn_text(input), shown, "{input}");
+        }
+    }
+
+    #[test]
+    fn query_password_is_used_and_known() {
+        let d = Dsn::parse("postgres://u@h/db?password=qp-unit-9x").unwrap();
+        assert_eq!(d.password(), Some("qp-unit-9x"));
+        assert_eq!(scrub_secrets("x qp-unit-9x y"), "x *** y");
+    }
+
+    #[test]
+    fn known_secrets_are_masked_in_every_spelling() {
+        // A password with a space, an `@`, a `/` and non-ASCII, read from a URL.
+        let d = Dsn::parse("postgres://u:k%20n%40w%2Fn-unit-%C3%A9@h/db").unwrap();
+        assert_eq!(d.password(), Some("k n@w/n-unit-é"));
+        for spelling in [
+            "k n@w/n-unit-é",
+            "k%20n%40w%2Fn-unit-%C3%A9",
+            "k%20n%40w%2fn-unit-%c3%a9",
+            "k+n%40w%2Fn-unit-%C3%A9",
+        ] {
+            let text = format!("before {spelling} after");
+            assert_eq!(scrub_secrets(&text), "before *** after", "{spelling}");
+        }
+        // A tab shows as `\t` in JSON.
+        register_secret("tab\tunit-9x");
+        assert_eq!(scrub_secrets(r#"{"m": "tab\tunit-9x"}"#), r#"{"m": "***"}"#);
+        // Registered as written (encoded): the decoded form is masked too.
+        register_secret("pe%41unit-9x");
+        assert_eq!(scrub_secrets("peAunit-9x"), "***");
+    }
+
+    #[test]
+    fn short_secrets_are_masked_as_whole_words() {
+        register_secret("Zq");
+        assert_eq!(
+            scrub_secrets("password Zq, 'Zq' and Zqx / xZq"),
+            "password ***, '***' and Zqx / xZq"
+        );
+        register_secret("Ж");
+        assert_eq!(scrub_secrets("a Ж b ЖЖ"), "a *** b ЖЖ");
+    }
+
+    #[test]
+    fn url_credentials_are_masked_up_to_the_last_at() {
+        assert_eq!(
+            scrub_secrets("failed: mysql://a:b@c@d/e x"),
+            "failed: mysql://a:***@d/e x"
+        );
+    }
+
+    #[test]
+    fn hosts_from_parts_must_be_names_or_addresses() {
+        for ok in ["db.example.org", "127.0.0.1", "::1", "[::1]", "my_host-2"] {
+            assert!(check_host(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "/var/run/postgresql",
+            "evil@127.0.0.1",
+            "h/zz",
+            "h:5432",
+            "h?x",
+            "a b",
+            "",
+            "h#x",
+        ] {
+            let e = check_host(bad).unwrap_err();
+            assert_eq!(e.exit_code(), 3, "{bad}");
+        }
+        let d = Dsn::from_parts(
+            Dialect::Postgres,
+            "postgresql",
+            NetParts {
+                host: "x.redshift.amazonaws.com".into(),
+                port: 5439,
+                user: "u@x".into(),
+                password: Some("fp/unit@9x?".into()),
+                database: "d b".into(),
+                sslmode: None,
+                search_path: None,
+            },
+        )
+        .unwrap();
+        assert_eq!(d.host.as_deref(), Some("x.redshift.amazonaws.com"));
+        assert_eq!(d.user.as_deref(), Some("u@x"));
+        assert_eq!(d.password(), Some("fp/unit@9x?"));
+        assert!(d.redshift);
+        assert_eq!(scrub_secrets("p=fp/unit@9x?"), "p=***");
     }
 
     #[test]

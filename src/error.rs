@@ -6,7 +6,9 @@
 //!
 //! Messages are complete one-line sentences that name the file / row / field and, where there
 //! is one, the fix. They never contain a password or a resolved secret: build them from
-//! [`crate::dsn::Dsn`]'s `Display`, which redacts.
+//! [`crate::dsn::Dsn`]'s `Display`, which redacts, and never from a DSN as written (use
+//! [`crate::dsn::redact_dsn_text`]). As a second line of defence the binary masks every known
+//! secret ([`crate::dsn::scrub_secrets`]) in everything it prints.
 
 use std::path::Path;
 
@@ -83,7 +85,8 @@ pub fn io_reason(err: &std::io::Error) -> String {
 
 impl From<sqlx::Error> for Error {
     /// Database errors are runtime failures. sqlx's messages carry no password (the DSN is never
-    /// part of them), but the server's own text is kept since it names the table or column.
+    /// part of them), but the server's own text is kept since it names the table or column;
+    /// known secrets and URL credentials in it are masked all the same.
     fn from(e: sqlx::Error) -> Self {
         let msg = match &e {
             sqlx::Error::Database(db) => format!("database error: {}", db.message()),

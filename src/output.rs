@@ -3,6 +3,8 @@
 //! * [`stdout`] is a locked, buffered writer; a closed pipe (`xngin ... | head`) is a clean exit,
 //!   not a panic ([`is_broken_pipe`]).
 //! * [`notice`] prints a one-line message to stderr unless `-q/--quiet`.
+//! * Everything printed through [`print`], [`notice`] and [`eprint_line`] has every known secret
+//!   masked ([`crate::dsn::scrub_secrets`]).
 //! * [`progress`] gives an indicatif bar only when stderr is a terminal and not quiet.
 //! * [`write_atomic`] writes a file under a temporary name in the same directory and renames it,
 //!   so a failed run never leaves a half-written file behind.
@@ -35,9 +37,14 @@ pub fn is_quiet() -> bool {
 /// A one-line message for the operator on stderr (suppressed by `--quiet`).
 pub fn notice(msg: impl AsRef<str>) {
     if !is_quiet() {
-        let mut e = io::stderr().lock();
-        let _ = writeln!(e, "{}", msg.as_ref());
+        eprint_line(msg.as_ref());
     }
+}
+
+/// One line on stderr (always, even with `--quiet`), with every known secret masked.
+pub fn eprint_line(line: &str) {
+    let mut e = io::stderr().lock();
+    let _ = writeln!(e, "{}", crate::dsn::scrub_secrets(line));
 }
 
 /// A buffered handle on stdout. Callers `flush()` at the end; see [`is_broken_pipe`].
@@ -45,8 +52,10 @@ pub fn stdout() -> io::BufWriter<io::StdoutLock<'static>> {
     io::BufWriter::with_capacity(1 << 16, io::stdout().lock())
 }
 
-/// Write a whole string to stdout and flush, treating a closed pipe as success.
+/// Write a whole string to stdout and flush, treating a closed pipe as success. Every known
+/// secret is masked.
 pub fn print(text: &str) -> Result<()> {
+    let text = crate::dsn::scrub_secrets(text);
     let mut out = stdout();
     match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
         Ok(()) => Ok(()),

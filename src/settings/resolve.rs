@@ -3,8 +3,8 @@
 use std::path::{Path, PathBuf};
 
 use super::ResolvedParticipants;
-use super::model::{Datasource, DatasourceConfig, Driver, Dwh, Participant, XnginSettings};
-use crate::dsn::Dsn;
+use super::model::{Datasource, DatasourceConfig, Dwh, Participant, XnginSettings};
+use crate::dsn::{Dialect, Dsn, NetParts};
 use crate::error::{Error, Result};
 use crate::sheet::ConfigWorksheet;
 
@@ -129,19 +129,6 @@ pub fn find_participant<'d>(
     }
 }
 
-/// Percent-encode a URL component (everything but unreserved characters).
-fn enc(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 /// The DSN of a datasource (secrets already substituted in `config`).
 pub fn dsn_for(config: &DatasourceConfig) -> Result<Dsn> {
     match config {
@@ -153,47 +140,28 @@ pub fn dsn_for(config: &DatasourceConfig) -> Result<Dsn> {
                 "BigQuery warehouses are not supported by this build of xngin (the settings are valid, but xngin cannot connect)",
             )),
             Dwh::Dsn(d) => {
-                let port = d
-                    .port
-                    .unwrap_or(if d.driver.is_mysql() { 3306 } else { 5432 });
-                let host = if d.host.contains(':') {
-                    format!("[{}]", d.host)
-                } else {
-                    d.host.clone()
+                // Built from the typed parts, never pasted into a URL: a `${secret:NAME}` host
+                // or password holding `@`, `/` or `?` cannot change what is connected to.
+                let (dialect, port) = match d.driver.is_mysql() {
+                    true => (Dialect::Mysql, d.port.unwrap_or(3306)),
+                    false => (Dialect::Postgres, d.port.unwrap_or(5432)),
                 };
-                let mut url = format!(
-                    "{}://{}@{host}:{port}/{}",
-                    d.driver.as_str(),
-                    enc(&d.user),
-                    enc(&d.dbname)
-                );
-                let mut q = Vec::new();
-                match (d.sslmode, d.driver) {
-                    (Some(m), _) => q.push(format!("sslmode={}", m.as_str())),
+                let sslmode = match (d.sslmode, dialect) {
+                    (Some(m), _) => Some(m.as_str().to_string()),
                     // The reference's connection URL defaults PostgreSQL to verify-full.
-                    (None, drv) if !drv.is_mysql() => q.push("sslmode=verify-full".to_string()),
-                    _ => {}
-                }
-                if let Some(sp) = &d.search_path {
-                    q.push(format!("search_path={}", enc(sp)));
-                }
-                if !q.is_empty() {
-                    url.push('?');
-                    url.push_str(&q.join("&"));
-                }
-                let mut dsn = Dsn::parse(&url)?;
-                if !d.password.is_empty() {
-                    dsn.set_password(Some(d.password.clone()));
-                }
-                if d.driver == Driver::Psycopg2
-                    && dsn
-                        .host
-                        .as_deref()
-                        .is_some_and(|h| h.ends_with("redshift.amazonaws.com"))
-                {
-                    dsn.redshift = true;
-                }
-                Ok(dsn)
+                    (None, Dialect::Postgres) => Some("verify-full".to_string()),
+                    (None, _) => None,
+                };
+                let parts = NetParts {
+                    host: d.host.clone(),
+                    port,
+                    user: d.user.clone(),
+                    password: Some(d.password.clone()),
+                    database: d.dbname.clone(),
+                    sslmode,
+                    search_path: d.search_path.clone(),
+                };
+                Dsn::from_parts(dialect, d.driver.as_str(), parts)
             }
         },
     }
@@ -247,7 +215,15 @@ pub(super) async fn resolve(
         .expect("chosen from the list");
     let ds = &super::datasource_with_secrets(&checked, index)?;
     let p = find_participant(ds, file, participant_type)?;
-    let dsn = dsn_for(&ds.config)?;
+    let dsn = dsn_for(&ds.config).map_err(|e| match e {
+        Error::Invalid(lines) => Error::Invalid(
+            lines
+                .into_iter()
+                .map(|l| format!("{file}: datasource '{}': dwh: {l}", ds.id))
+                .collect(),
+        ),
+        other => other,
+    })?;
     let sheet = participant_sheet(p).await?;
     Ok(ResolvedParticipants {
         datasource_id: ds.id.clone(),
@@ -290,8 +266,7 @@ async fn builtin(datasource: Option<&str>, participant_type: &str) -> Result<Res
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dsn::Dialect;
-    use crate::settings::model::{DsnConfig, RemoteConfig, SslMode};
+    use crate::settings::model::{Driver, DsnConfig, RemoteConfig, SslMode};
 
     fn remote(dwh: Dwh) -> DatasourceConfig {
         DatasourceConfig::Remote(RemoteConfig {
@@ -355,5 +330,34 @@ mod tests {
         })))
         .unwrap_err();
         assert!(e.to_string().contains("not supported by this build"), "{e}");
+    }
+
+    /// The host of a DSN object is one host: text that would re-point a pasted URL (or a
+    /// driver's socket directory) is refused, and the password is never pasted anywhere.
+    #[test]
+    fn dsn_object_parts_are_never_pasted_into_a_url() {
+        let d = DsnConfig {
+            driver: Driver::Postgresql,
+            host: "127.0.0.1".into(),
+            port: Some(5433),
+            user: "u".into(),
+            password: "ob-unit/zz@evil:1/x".into(),
+            dbname: "db".into(),
+            sslmode: Some(SslMode::Disable),
+            search_path: None,
+        };
+        let dsn = dsn_for(&remote(Dwh::Dsn(d.clone()))).unwrap();
+        assert_eq!(dsn.host.as_deref(), Some("127.0.0.1"));
+        assert_eq!(dsn.port, Some(5433));
+        assert_eq!(dsn.password(), Some("ob-unit/zz@evil:1/x"));
+        for host in ["ho-unit/zz@127.0.0.1", "/tmp", "h:5432", "h x"] {
+            let bad = DsnConfig {
+                host: host.into(),
+                ..d.clone()
+            };
+            let e = dsn_for(&remote(Dwh::Dsn(bad))).unwrap_err();
+            assert_eq!(e.exit_code(), 3, "{host}");
+            assert!(!e.to_string().contains(host), "{e}");
+        }
     }
 }

@@ -6,9 +6,14 @@
 //!   there is no reference; each NAME is then read from the process environment.
 //! * All unique references are collected and resolved first (every missing one is reported), then
 //!   each occurrence is replaced textually; substituted text is not scanned again.
+//! * In a network DSN URL (a string starting `postgres://`, `mysql://`, `mariadb://`, ... with
+//!   references after the `://`), each value is one URL component and is percent-encoded, so a
+//!   password holding `@`, `/`, `?` or `:` stays the password (the DSN parser decodes it). A
+//!   whole URL from one secret (`"${secret:DWH_URL}"`) is taken as written.
 //!
 //! Resolved values are secrets: strings that received one are flagged ([`Node::secret`]) so
-//! that no message ever echoes them, and [`Resolved::scrub`] masks them in any text.
+//! that no message ever echoes them, and every value is registered with
+//! [`crate::dsn::register_secret`] so that nothing the binary prints shows it.
 
 use std::collections::BTreeMap;
 use std::sync::LazyLock;
@@ -20,6 +25,26 @@ use super::validate::Problem;
 
 static SECRET_RE: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"\$\{secret:([a-zA-Z0-9_]+)\}").expect("valid regex"));
+
+/// A network DSN URL written out up to its `://` (the references come after it).
+static NET_DSN_RE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^\s*(?i:postgres|postgresql|redshift|mysql|mariadb)(\+[A-Za-z0-9_]+)?://")
+        .expect("valid regex")
+});
+
+/// `s` with every reference replaced by its value: percent-encoded in a network DSN URL.
+fn fill(s: &str, values: &BTreeMap<String, String>) -> String {
+    let url = NET_DSN_RE.is_match(s);
+    SECRET_RE
+        .replace_all(s, |c: &regex::Captures| {
+            let v = &values[&c[1]];
+            match url {
+                true => crate::dsn::encode_component(v),
+                false => v.clone(),
+            }
+        })
+        .into_owned()
+}
 
 /// A secret source: NAME -> value.
 pub type Lookup = dyn Fn(&str) -> Option<String>;
@@ -64,15 +89,19 @@ impl std::fmt::Debug for Resolved {
 }
 
 impl Resolved {
-    /// Replace every resolved secret value in `text` with `***` (longest first).
+    /// `text` with every known secret masked (these values are registered when resolved; see
+    /// [`crate::dsn::scrub_secrets`]).
     pub fn scrub(&self, text: &str) -> String {
-        let mut out = text.to_string();
-        for v in &self.values {
-            if v.len() >= 3 {
-                out = out.replace(v.as_str(), "***");
-            }
-        }
-        out
+        crate::dsn::scrub_secrets(text)
+    }
+
+    /// How many distinct values were substituted.
+    pub fn len(&self) -> usize {
+        self.values.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
     }
 }
 
@@ -106,6 +135,7 @@ pub fn substitute(
     for (name, (pos, path)) in &first_seen {
         match lookup(name) {
             Some(v) => {
+                crate::dsn::register_secret(&v);
                 values.insert(name.clone(), v);
             }
             None => problems.push(Problem {
@@ -161,10 +191,7 @@ fn join(path: &str, seg: &str) -> String {
 fn replace(node: &mut Node, values: &BTreeMap<String, String>) {
     match &mut node.kind {
         Kind::Str(s) if has_reference(s) => {
-            let new = SECRET_RE
-                .replace_all(s, |c: &regex::Captures| values[&c[1]].clone())
-                .into_owned();
-            *s = new;
+            *s = fill(s, values);
             node.secret = true;
         }
         Kind::Array(items) => items.iter_mut().for_each(|n| replace(n, values)),
@@ -183,6 +210,7 @@ pub fn substitute_str(s: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Resul
     for name in references(s) {
         match lookup(&name) {
             Some(v) => {
+                crate::dsn::register_secret(&v);
                 values.insert(name, v);
             }
             None if !missing.contains(&name) => missing.push(name),
@@ -194,9 +222,7 @@ pub fn substitute_str(s: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Resul
             "Secret \"{name}\" could not be found. (Set the environment variable {name}.)"
         ));
     }
-    Ok(SECRET_RE
-        .replace_all(s, |c: &regex::Captures| values[&c[1]].clone())
-        .into_owned())
+    Ok(fill(s, &values))
 }
 
 #[cfg(test)]
@@ -219,14 +245,47 @@ mod tests {
             r#"{"${secret:K}": "a${secret:A}b${secret:A}", "n": 5, "l": [{"x": "${secret:B}"}], "y": "${secret:bad-name}"}"#,
         )
         .unwrap();
-        let lookup = env(&[("A", "1"), ("B", "${secret:A}"), ("K", "no")]);
+        let lookup = env(&[("A", "sub-a-7Qx"), ("B", "${secret:A}"), ("K", "sub-k-7Qx")]);
         let r = substitute(&mut root, &lookup).unwrap();
         let j = root.to_json();
-        assert_eq!(j["${secret:K}"], "a1b1");
+        assert_eq!(j["${secret:K}"], "asub-a-7Qxbsub-a-7Qx");
         assert_eq!(j["l"][0]["x"], "${secret:A}");
         assert_eq!(j["y"], "${secret:bad-name}");
         assert_eq!(j["n"], 5);
-        assert_eq!(r.scrub("x ${secret:A} y"), "x *** y");
+        assert_eq!(r.len(), 2);
+        assert_eq!(r.scrub("x ${secret:A} y sub-a-7Qx"), "x *** y ***");
+    }
+
+    /// In a network DSN URL a value is one percent-encoded component: a password holding
+    /// `/`, `@`, `:` and `?` stays the password and the host stays the host. A whole URL from
+    /// one secret, and any other string, get the value as written.
+    #[test]
+    fn secrets_in_a_dsn_url_are_one_component() {
+        let mut root = parse_json(
+            r#"{"dwh": "postgres://u:${secret:P}@h:5432/db", "whole": "${secret:W}", "other": "x${secret:P}"}"#,
+        )
+        .unwrap();
+        let lookup = env(&[
+            ("P", "ur-unit/zz@evil:1/x?y"),
+            ("W", "mysql://r:ur-unit-w@h2/db"),
+        ]);
+        substitute(&mut root, &lookup).unwrap();
+        let j = root.to_json();
+        assert_eq!(
+            j["dwh"],
+            "postgres://u:ur-unit%2Fzz%40evil%3A1%2Fx%3Fy@h:5432/db"
+        );
+        assert_eq!(j["whole"], "mysql://r:ur-unit-w@h2/db");
+        assert_eq!(j["other"], "xur-unit/zz@evil:1/x?y");
+        let dsn = crate::dsn::Dsn::parse(j["dwh"].as_str().unwrap()).unwrap();
+        assert_eq!(dsn.host.as_deref(), Some("h"));
+        assert_eq!(dsn.port, Some(5432));
+        assert_eq!(dsn.password(), Some("ur-unit/zz@evil:1/x?y"));
+        // Registered: masked as written and as encoded.
+        assert_eq!(
+            crate::dsn::scrub_secrets("a ur-unit/zz@evil:1/x?y b ur-unit%2Fzz%40evil%3A1%2Fx%3Fy"),
+            "a *** b ***"
+        );
     }
 
     #[test]
@@ -243,8 +302,8 @@ mod tests {
         assert_eq!(errs[1].path, "b.0");
         assert_eq!(errs[1].pos, text.find("\"${secret:M2}").unwrap());
         assert_eq!(
-            substitute_str("x${secret:Q}", &env(&[("Q", "v")])).unwrap(),
-            "xv"
+            substitute_str("x${secret:Q}", &env(&[("Q", "sub-q-7Qx")])).unwrap(),
+            "xsub-q-7Qx"
         );
         assert!(
             substitute_str("x${secret:Q}", &env(&[]))

@@ -859,6 +859,14 @@ impl V<'_> {
         let host = f
             .get("host")
             .and_then(|h| self.nonempty(h, &join(path, "host")));
+        // One host name or address (a secret's value is checked once resolved; the message
+        // never shows the value).
+        if let (Some(h), Some(node)) = (host, f.get("host"))
+            && !has_reference(h)
+            && let Err(e) = crate::dsn::check_host(h)
+        {
+            self.push(node.pos, join(path, "host"), e.to_string());
+        }
         if let Some(p) = f.get("port") {
             let pp = join(path, "port");
             match p.kind {

@@ -35,9 +35,12 @@ pub fn set_echo_sql(on: bool) {
 fn echo(sql: &str, params: &[Value]) {
     if ECHO_SQL.load(Ordering::Relaxed) {
         if params.is_empty() {
-            eprintln!("-- sql: {sql}");
+            crate::output::eprint_line(&format!("-- sql: {sql}"));
         } else {
-            eprintln!("-- sql: {sql} -- {} bound parameter(s)", params.len());
+            crate::output::eprint_line(&format!(
+                "-- sql: {sql} -- {} bound parameter(s)",
+                params.len()
+            ));
         }
     }
 }
