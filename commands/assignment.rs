@@ -41,7 +41,7 @@ pub async fn run(args: Args, g: &Globals) -> anyhow::Result<()> {
     let rows: Vec<[String; 4]> = match (&args.input, &args.table) {
         (Some(path), _) => xngin::assign::output::lookup_csv(
             path,
-            Some(&args.experiment_id),
+            &args.experiment_id,
             &args.participant_ids,
         )?,
         (None, Some(table)) => {

@@ -5,10 +5,12 @@
 //! * [`notice`] prints a one-line message to stderr unless `-q/--quiet`.
 //! * [`progress`] gives an indicatif bar only when stderr is a terminal and not quiet.
 //! * [`write_atomic`] writes a file under a temporary name in the same directory and renames it,
-//!   so a failed run never leaves a half-written file behind.
+//!   so a failed run never leaves a half-written file behind. [`prepare_atomic`] stops before
+//!   the rename, so that a run commits all its outputs last; temporary files of killed runs are
+//!   removed by the next write to the same directory.
 
 use std::io::{self, IsTerminal, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::error::{Error, Result};
@@ -101,6 +103,62 @@ pub fn write_atomic<F>(path: &Path, replace: bool, fill: F) -> Result<()>
 where
     F: FnOnce(&mut dyn Write) -> Result<()>,
 {
+    prepare_atomic(path, replace, fill)?.commit()
+}
+
+/// A file written in full under a temporary name next to its final path, not yet visible
+/// there. [`Pending::commit`] renames it into place; dropping it removes the temporary file, so
+/// a run that fails before its commit leaves the earlier file at `path` as it was.
+#[derive(Debug)]
+pub struct Pending {
+    path: PathBuf,
+    tmp: tempfile::TempPath,
+    replace: bool,
+}
+
+impl Pending {
+    /// The final path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Rename the temporary file into place (one rename: readers see the old or the new file).
+    pub fn commit(self) -> Result<()> {
+        let Pending { path, tmp, replace } = self;
+        if replace {
+            tmp.persist(&path).map_err(|e| Error::io(&path, e.error))?;
+        } else {
+            tmp.persist_noclobber(&path).map_err(|e| {
+                if e.error.kind() == io::ErrorKind::AlreadyExists {
+                    Error::runtime(format!(
+                        "{}: already exists; pass --replace to overwrite it",
+                        path.display()
+                    ))
+                } else {
+                    Error::io(&path, e.error)
+                }
+            })?;
+        }
+        Ok(())
+    }
+}
+
+/// The first part of every temporary file name: `.xngin-PID-` (then random characters and
+/// `.tmp`). The pid lets a later run tell a file whose writer was killed from one in progress.
+const TMP_PREFIX: &str = ".xngin-";
+const TMP_SUFFIX: &str = ".tmp";
+
+/// A temporary file whose writer may still be running but is older than this is abandoned
+/// (the writer's pid is only checked where `/proc` exists).
+const STALE_TMP_AGE: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+/// Like [`write_atomic`], but stops before the rename: the caller commits the returned
+/// [`Pending`] once every other output of the run is ready. Temporary files left in the same
+/// directory by a killed run are removed first ([`remove_stale_temp_files`]).
+pub fn prepare_atomic<F>(path: &Path, replace: bool, fill: F) -> Result<Pending>
+where
+    F: FnOnce(&mut dyn Write) -> Result<()>,
+{
     if !replace && path.exists() {
         return Err(Error::runtime(format!(
             "{}: already exists; pass --replace to overwrite it",
@@ -118,9 +176,16 @@ where
             dir.display()
         )));
     }
+    let removed = remove_stale_temp_files(dir);
+    if removed > 0 {
+        notice(format!(
+            "removed {removed} temporary file(s) left in {} by an interrupted run",
+            dir.display()
+        ));
+    }
     let tmp = tempfile::Builder::new()
-        .prefix(".xngin-")
-        .suffix(".tmp")
+        .prefix(&format!("{TMP_PREFIX}{}-", std::process::id()))
+        .suffix(TMP_SUFFIX)
         .tempfile_in(dir)
         .map_err(|e| Error::io(path, e))?;
     let (file, tmp_path) = tmp.into_parts();
@@ -136,10 +201,69 @@ where
         use std::os::unix::fs::PermissionsExt;
         let _ = file.set_permissions(std::fs::Permissions::from_mode(0o644));
     }
-    tmp_path
-        .persist(path)
-        .map_err(|e| Error::io(path, e.error))?;
-    Ok(())
+    Ok(Pending {
+        path: path.to_path_buf(),
+        tmp: tmp_path,
+        replace,
+    })
+}
+
+/// Is the temporary file `name` (in a directory, with modification time `modified`) ours and
+/// abandoned? Ours: `.xngin-PID-*.tmp` (or `.xngin-*.tmp`, the form before the pid was added).
+/// Abandoned: its writer's pid is not running (where `/proc` tells), or it is older than a day.
+/// The running process's own files are never abandoned.
+fn is_stale_temp(name: &str, modified: Option<std::time::SystemTime>) -> bool {
+    let Some(rest) = name
+        .strip_prefix(TMP_PREFIX)
+        .and_then(|r| r.strip_suffix(TMP_SUFFIX))
+    else {
+        return false;
+    };
+    if rest.is_empty() {
+        return false;
+    }
+    let pid = rest
+        .split_once('-')
+        .and_then(|(p, _)| p.parse::<u32>().ok());
+    if pid == Some(std::process::id()) {
+        return false;
+    }
+    let old = modified
+        .and_then(|m| m.elapsed().ok())
+        .is_some_and(|age| age > STALE_TMP_AGE);
+    let gone = match pid {
+        Some(pid) => {
+            let proc_root = Path::new("/proc/self");
+            proc_root.exists() && !Path::new("/proc").join(pid.to_string()).exists()
+        }
+        None => false,
+    };
+    old || gone
+}
+
+/// Remove the temporary files that killed runs left in `dir` (see [`is_stale_temp`]); returns
+/// how many were removed. Errors (a file removed meanwhile, no permission) are ignored.
+pub fn remove_stale_temp_files(dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if !name.starts_with(TMP_PREFIX) {
+            continue;
+        }
+        let Ok(meta) = entry.metadata() else { continue };
+        if !meta.is_file() {
+            continue;
+        }
+        if is_stale_temp(name, meta.modified().ok()) && std::fs::remove_file(entry.path()).is_ok()
+        {
+            removed += 1;
+        }
+    }
+    removed
 }
 
 #[cfg(test)]
