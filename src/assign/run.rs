@@ -78,6 +78,21 @@ pub fn check_request(req: &Request) -> Result<(Arms, Vec<String>)> {
         return Err(Error::usage("--sample-size must be at least 2"));
     }
     let strata = strata_fields(&req.strata, &req.metrics);
+    let reserved: Vec<&String> = strata
+        .iter()
+        .filter(|s| {
+            super::warehouse::RESERVED_COLUMNS
+                .iter()
+                .any(|r| r.eq_ignore_ascii_case(s))
+        })
+        .collect();
+    if let Some(s) = reserved.first() {
+        return Err(Error::usage(format!(
+            "--strata/--metrics {s}: the assignment has its own column of that name ({}), so a stratum \
+             cannot use it; rename or copy that field to another name in the audience",
+            super::warehouse::RESERVED_COLUMNS.join(", ")
+        )));
+    }
     if let Some(out) = &req.output {
         super::audience::file_kind(out)?;
         for p in [out.clone(), super::output::design_path(out)] {
