@@ -1428,3 +1428,132 @@ fn write_table_with_schema_on_sqlite_explains_there_are_no_schemas() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("--table s.t: SQLite has no schemas"), "{err}");
 }
+
+// ------------------------------------------------- lookups of many ids, concurrent writers
+
+/// `assignment --table` with 70,000 ids (1,500 of them assigned) on one warehouse.
+async fn lookup_of_many_ids(dsn: &str, dialect: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let people = participants(1500, false);
+    let input = write_csv(dir.path(), "p.csv", &people);
+    let table = format!("many_{dialect}_{}", std::process::id());
+    run_ok(&[
+        "assign", "--input", input.to_str().unwrap(), "--id-column", "id", "--arms", "a,b",
+        "--seed", "1", "--experiment-id", "M", "--write-table", &table, "--dsn", dsn, "-q",
+    ]);
+    let mut args: Vec<String> = [
+        "assignment", "--experiment-id", "M", "--table", &table, "--dsn", dsn, "--format", "csv",
+    ]
+    .map(String::from)
+    .to_vec();
+    args.extend(people.iter().map(|(id, _)| id.to_string()));
+    args.extend((0..68_500).map(|i| format!("9{i:08}")));
+    let out = xngin().args(&args).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("68500 participant id(s) not found in experiment M"), "{}", &err[..err.len().min(300)]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 1 + 1500);
+    let q = |s: &str| if dialect == "mysql" { format!("`{s}`") } else { format!("\"{s}\"") };
+    exec(dsn, &format!("DROP TABLE {}", q(&table))).await;
+}
+
+#[tokio::test]
+async fn assignment_lookup_of_70000_ids_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let dsn = format!("sqlite://{}", dir.path().join("w.db").display());
+    lookup_of_many_ids(&dsn, "sqlite").await;
+}
+
+#[tokio::test]
+async fn assignment_lookup_of_70000_ids_postgres() {
+    let Ok(url) = std::env::var("XNGIN_TEST_POSTGRES_URL") else {
+        eprintln!("skipped: XNGIN_TEST_POSTGRES_URL not set");
+        return;
+    };
+    lookup_of_many_ids(&url, "postgres").await;
+}
+
+#[tokio::test]
+async fn assignment_lookup_of_70000_ids_mysql() {
+    let Ok(url) = std::env::var("XNGIN_TEST_MYSQL_URL") else {
+        eprintln!("skipped: XNGIN_TEST_MYSQL_URL not set");
+        return;
+    };
+    lookup_of_many_ids(&url, "mysql").await;
+}
+
+/// Two runs write the same experiment into the same new table at once: one wins, the other is
+/// told that another run holds the table or experiment (or, if it came second, that the
+/// experiment is already there), never a bare database error.
+async fn concurrent_writers(dsn: &str, dialect: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let input = write_csv(dir.path(), "p.csv", &participants(20_000, false));
+    let bin = assert_cmd::cargo::cargo_bin("xngin");
+    let q = |s: &str| if dialect == "mysql" { format!("`{s}`") } else { format!("\"{s}\"") };
+    for round in 0..3 {
+        let table = format!("race_{dialect}_{}_{round}", std::process::id());
+        let children: Vec<std::process::Child> = (0..2)
+            .map(|seed| {
+                std::process::Command::new(&bin)
+                    .args([
+                        "assign", "--input", input.to_str().unwrap(), "--id-column", "id",
+                        "--arms", "a,b", "--strata", "region", "--seed", &seed.to_string(),
+                        "--experiment-id", "RACE", "--write-table", &table, "--dsn", dsn, "-q",
+                    ])
+                    .env_remove("XNGIN_SETTINGS")
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        let outs: Vec<std::process::Output> =
+            children.into_iter().map(|c| c.wait_with_output().unwrap()).collect();
+        let wins = outs.iter().filter(|o| o.status.success()).count();
+        assert_eq!(wins, 1, "{:?}", outs.iter().map(|o| String::from_utf8_lossy(&o.stderr).into_owned()).collect::<Vec<_>>());
+        for o in outs.iter().filter(|o| !o.status.success()) {
+            let err = String::from_utf8_lossy(&o.stderr);
+            assert!(
+                err.contains("another run is writing the table")
+                    || err.contains("already holds 20000 assignment(s) of experiment RACE"),
+                "{err}"
+            );
+            assert_eq!(err.trim().lines().count(), 1, "{err}");
+        }
+        assert_eq!(
+            count(dsn, &format!("SELECT count(*) FROM {} WHERE {} = 'RACE'", q(&table), q("experiment_id"))).await,
+            20_000
+        );
+        exec(dsn, &format!("DROP TABLE {}", q(&table))).await;
+        exec(
+            dsn,
+            &format!("DELETE FROM {} WHERE {} = '{table}'", q("xngin_experiments"), q("assignment_table")),
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn concurrent_writers_loser_is_told_another_run_holds_the_table_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let dsn = format!("sqlite://{}", dir.path().join("w.db").display());
+    concurrent_writers(&dsn, "sqlite").await;
+}
+
+#[tokio::test]
+async fn concurrent_writers_loser_is_told_another_run_holds_the_table_postgres() {
+    let Ok(url) = std::env::var("XNGIN_TEST_POSTGRES_URL") else {
+        eprintln!("skipped: XNGIN_TEST_POSTGRES_URL not set");
+        return;
+    };
+    concurrent_writers(&url, "postgres").await;
+}
+
+#[tokio::test]
+async fn concurrent_writers_loser_is_told_another_run_holds_the_table_mysql() {
+    let Ok(url) = std::env::var("XNGIN_TEST_MYSQL_URL") else {
+        eprintln!("skipped: XNGIN_TEST_MYSQL_URL not set");
+        return;
+    };
+    concurrent_writers(&url, "mysql").await;
+}

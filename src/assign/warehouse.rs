@@ -366,6 +366,17 @@ fn experiments_ddl(dialect: Dialect, qualified: &str) -> String {
     )
 }
 
+/// SQLite: `CREATE TABLE IF NOT EXISTS`. A concurrent run may create the table between this
+/// run's check and its transaction; SQLite then waits for that run's commit (one writer at a
+/// time) and this run finds its rows (refused as "already holds", or replaced). PostgreSQL
+/// reports the race as a conflict instead ([`Error::Conflict`]).
+fn if_not_exists(dialect: Dialect, ddl: String) -> String {
+    match (dialect, ddl.strip_prefix("CREATE TABLE ")) {
+        (Dialect::Sqlite, Some(rest)) => format!("CREATE TABLE IF NOT EXISTS {rest}"),
+        _ => ddl,
+    }
+}
+
 /// Write the assignment into `table_name` and the design record into `xngin_experiments`, in
 /// one transaction.
 #[allow(clippy::too_many_arguments)]
@@ -489,10 +500,10 @@ async fn write_table_inner(
                 } else {
                     cols.clone()
                 };
-                tx.execute(&create_table_sql(dialect, &qualified, &ddl_cols), &[]).await?;
+                tx.execute(&if_not_exists(dialect, create_table_sql(dialect, &qualified, &ddl_cols)), &[]).await?;
             }
             if !x_exists {
-                tx.execute(&experiments_ddl(dialect, &xq), &[]).await?;
+                tx.execute(&if_not_exists(dialect, experiments_ddl(dialect, &xq)), &[]).await?;
             }
         }
         let exp = Value::Text(record.experiment_id.clone());
