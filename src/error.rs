@@ -123,10 +123,7 @@ fn is_conflict(db: &dyn sqlx::error::DatabaseError) -> bool {
         // ER_TABLE_EXISTS_ERROR, ER_LOCK_WAIT_TIMEOUT, ER_LOCK_DEADLOCK
         return matches!(my.number(), 1050 | 1205 | 1213);
     }
-    if db
-        .try_downcast_ref::<sqlx::sqlite::SqliteError>()
-        .is_some()
-    {
+    if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
         // SQLITE_BUSY and SQLITE_LOCKED with their extended codes.
         return db
             .code()

@@ -258,8 +258,7 @@ pub fn remove_stale_temp_files(dir: &Path) -> usize {
         if !meta.is_file() {
             continue;
         }
-        if is_stale_temp(name, meta.modified().ok()) && std::fs::remove_file(entry.path()).is_ok()
-        {
+        if is_stale_temp(name, meta.modified().ok()) && std::fs::remove_file(entry.path()).is_ok() {
             removed += 1;
         }
     }
@@ -297,5 +296,58 @@ mod tests {
         })
         .unwrap();
         assert_eq!(std::fs::read_to_string(&p).unwrap(), "new");
+    }
+
+    #[test]
+    fn stale_temp_files_are_ours_by_name_and_abandoned() {
+        let now = std::time::SystemTime::now();
+        let day_old = now - STALE_TMP_AGE - std::time::Duration::from_secs(60);
+        // A pid that cannot exist (above Linux's pid_max): abandoned where /proc tells.
+        let gone = ".xngin-999999999-abcdef.tmp";
+        assert_eq!(
+            is_stale_temp(gone, Some(now)),
+            Path::new("/proc/self").exists()
+        );
+        // This process's own file is never stale, however old.
+        let mine = format!(".xngin-{}-abcdef.tmp", std::process::id());
+        assert!(!is_stale_temp(&mine, Some(day_old)));
+        // A live process's recent file is kept; anything older than a day is abandoned.
+        let live = ".xngin-1-abcdef.tmp";
+        assert!(!is_stale_temp(live, Some(now)));
+        assert!(is_stale_temp(live, Some(day_old)));
+        // The form without a pid: by age only.
+        assert!(!is_stale_temp(".xngin-a1B2c3.tmp", Some(now)));
+        assert!(is_stale_temp(".xngin-a1B2c3.tmp", Some(day_old)));
+        // Not ours.
+        for name in [
+            "xngin-1-a.tmp",
+            ".xngin-1-a.csv",
+            ".other-1-a.tmp",
+            ".xngin-.tmp",
+        ] {
+            assert!(!is_stale_temp(name, Some(day_old)), "{name}");
+        }
+    }
+
+    #[test]
+    fn pending_file_is_invisible_until_committed_and_removed_when_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("out.csv");
+        std::fs::write(&p, "old").unwrap();
+        let pending = prepare_atomic(&p, true, |w| {
+            w.write_all(b"new").map_err(|e| Error::io(&p, e))
+        })
+        .unwrap();
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "old");
+        drop(pending);
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "old");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+        let pending = prepare_atomic(&p, true, |w| {
+            w.write_all(b"new").map_err(|e| Error::io(&p, e))
+        })
+        .unwrap();
+        pending.commit().unwrap();
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "new");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 }

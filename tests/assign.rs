@@ -1182,33 +1182,62 @@ fn failed_write_table_keeps_earlier_output_files() {
     );
     // A warehouse that refuses the connection.
     let mut args = base("3");
-    args.extend(
-        ["--write-table", "t", "--dsn", "postgres://u@127.0.0.1:1/db"].map(String::from),
-    );
+    args.extend(["--write-table", "t", "--dsn", "postgres://u@127.0.0.1:1/db"].map(String::from));
     let start = std::time::Instant::now();
     let (code, err) = run_err(&args.iter().map(String::as_str).collect::<Vec<_>>());
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("connection refused"), "{err}");
-    assert!(start.elapsed().as_secs() < 5, "a refused port must fail at once");
+    assert!(
+        start.elapsed().as_secs() < 5,
+        "a refused port must fail at once"
+    );
     // A write the warehouse refuses after connecting: the table is not an assignment table.
     let db = dir.path().join("w.db");
     let dsn = format!("sqlite://{}", db.display());
     let mut args2 = base("4");
     args2.extend(["--write-table", "x", "--dsn", &dsn].map(String::from));
     let out = xngin()
-        .args(["create-testing-dwh", "--dsn", &dsn, "--table-name", "x", "--rows", "5"])
+        .args([
+            "create-testing-dwh",
+            "--dsn",
+            &dsn,
+            "--table-name",
+            "x",
+            "--rows",
+            "5",
+        ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let (code, err) = run_err(&args2.iter().map(String::as_str).collect::<Vec<_>>());
     assert_eq!(code, 3, "{err}");
     for _ in 0..2 {
         assert_eq!(std::fs::read(&keep).unwrap(), before.0, "keep.csv changed");
-        assert_eq!(std::fs::read(&record).unwrap(), before.1, "its record changed");
+        assert_eq!(
+            std::fs::read(&record).unwrap(),
+            before.1,
+            "its record changed"
+        );
     }
-    assert!(temp_files(dir.path()).is_empty(), "{:?}", temp_files(dir.path()));
+    assert!(
+        temp_files(dir.path()).is_empty(),
+        "{:?}",
+        temp_files(dir.path())
+    );
     // The earlier pair is still a valid pair.
-    let pid = std::fs::read_to_string(&keep).unwrap().lines().nth(1).unwrap().split(',').next().unwrap().to_string();
+    let pid = std::fs::read_to_string(&keep)
+        .unwrap()
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split(',')
+        .next()
+        .unwrap()
+        .to_string();
     let exp: serde_json::Value = serde_json::from_slice(&before.1).unwrap();
     run_ok(&[
         "assignment",
@@ -1263,11 +1292,19 @@ fn output_file_beside_another_runs_design_record_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let (o, o2, pid) = two_runs(dir.path());
     let lookup = |p: &Path| {
-        run_err(&["assignment", "--experiment-id", "E", "--input", p.to_str().unwrap(), &pid])
+        run_err(&[
+            "assignment",
+            "--experiment-id",
+            "E",
+            "--input",
+            p.to_str().unwrap(),
+            &pid,
+        ])
     };
-    let rec: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.path().join("o.csv.design.json")).unwrap())
-            .unwrap();
+    let rec: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("o.csv.design.json")).unwrap(),
+    )
+    .unwrap();
     assert_eq!(rec["outputs"]["file_sha256"].as_str().unwrap().len(), 64);
     // What a run killed between its two renames leaves: a new data file beside the old record.
     let original = std::fs::read(&o).unwrap();
@@ -1277,13 +1314,23 @@ fn output_file_beside_another_runs_design_record_is_refused() {
     assert!(err.contains("does not match its design record"), "{err}");
     // And the other order: the old data file beside the new record.
     std::fs::write(&o, &original).unwrap();
-    std::fs::copy(dir.path().join("o2.csv.design.json"), dir.path().join("o.csv.design.json"))
-        .unwrap();
+    std::fs::copy(
+        dir.path().join("o2.csv.design.json"),
+        dir.path().join("o.csv.design.json"),
+    )
+    .unwrap();
     let (code, err) = lookup(&o);
     assert_eq!(code, 3, "{err}");
     assert!(err.contains("does not match its design record"), "{err}");
     // The intact pair is read.
-    run_ok(&["assignment", "--experiment-id", "E", "--input", o2.to_str().unwrap(), &pid]);
+    run_ok(&[
+        "assignment",
+        "--experiment-id",
+        "E",
+        "--input",
+        o2.to_str().unwrap(),
+        &pid,
+    ]);
 }
 
 #[test]
@@ -1291,11 +1338,28 @@ fn assignment_input_without_design_record_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let (o, _, pid) = two_runs(dir.path());
     std::fs::remove_file(dir.path().join("o.csv.design.json")).unwrap();
-    let (code, err) = run_err(&["assignment", "--experiment-id", "E", "--input", o.to_str().unwrap(), &pid]);
+    let (code, err) = run_err(&[
+        "assignment",
+        "--experiment-id",
+        "E",
+        "--input",
+        o.to_str().unwrap(),
+        &pid,
+    ]);
     assert_eq!(code, 1, "{err}");
-    assert!(err.contains("design record") && err.contains("is missing"), "{err}");
+    assert!(
+        err.contains("design record") && err.contains("is missing"),
+        "{err}"
+    );
     // Also for another experiment id: it is not silently accepted.
-    let (code, _) = run_err(&["assignment", "--experiment-id", "other", "--input", o.to_str().unwrap(), &pid]);
+    let (code, _) = run_err(&[
+        "assignment",
+        "--experiment-id",
+        "other",
+        "--input",
+        o.to_str().unwrap(),
+        &pid,
+    ]);
     assert_eq!(code, 1);
 }
 
@@ -1344,7 +1408,14 @@ fn killed_assign_runs_leave_no_temp_files_and_no_silent_mismatch() {
         // as if it matched.
         if out.exists() && dir.path().join("out.csv.design.json").exists() {
             let o = xngin()
-                .args(["assignment", "--experiment-id", "K", "--input", out.to_str().unwrap(), "7919"])
+                .args([
+                    "assignment",
+                    "--experiment-id",
+                    "K",
+                    "--input",
+                    out.to_str().unwrap(),
+                    "7919",
+                ])
                 .output()
                 .unwrap();
             let err = String::from_utf8_lossy(&o.stderr);
@@ -1356,15 +1427,29 @@ fn killed_assign_runs_leave_no_temp_files_and_no_silent_mismatch() {
     }
     // A file a killed run left for certain (its pid cannot exist), and one of a live process.
     std::fs::write(dir.path().join(".xngin-999999999-abcdef.tmp"), b"x").unwrap();
-    let mut live = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+    let mut live = std::process::Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .unwrap();
     let live_name = format!(".xngin-{}-abcdef.tmp", live.id());
     std::fs::write(dir.path().join(&live_name), b"x").unwrap();
     run_ok(&args(99).iter().map(String::as_str).collect::<Vec<_>>());
     let left = temp_files(dir.path());
     let _ = live.kill();
     let _ = live.wait();
-    assert_eq!(left, vec![live_name], "killed runs left {left_behind} file(s) at most");
-    run_ok(&["assignment", "--experiment-id", "K", "--input", out.to_str().unwrap(), "7919"]);
+    assert_eq!(
+        left,
+        vec![live_name],
+        "killed runs left {left_behind} file(s) at most"
+    );
+    run_ok(&[
+        "assignment",
+        "--experiment-id",
+        "K",
+        "--input",
+        out.to_str().unwrap(),
+        "7919",
+    ]);
 }
 
 #[test]
@@ -1372,7 +1457,13 @@ fn strata_named_like_assignment_columns_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("w.db");
     let dsn = format!("sqlite://{}", db.display());
-    for name in ["arm_name", "stratum_id", "created_at", "experiment_id", "ARM_ID"] {
+    for name in [
+        "arm_name",
+        "stratum_id",
+        "created_at",
+        "experiment_id",
+        "ARM_ID",
+    ] {
         let p = dir.path().join("r.csv");
         let mut s = format!("id,{name}\n");
         for i in 0..40 {
@@ -1401,7 +1492,9 @@ fn strata_named_like_assignment_columns_are_refused() {
             let (code, err) = run_err(&args);
             assert_eq!(code, 2, "{name}: {err}");
             assert!(
-                err.contains(&format!("--strata/--metrics {name}: the assignment has its own column")),
+                err.contains(&format!(
+                    "--strata/--metrics {name}: the assignment has its own column"
+                )),
                 "{err}"
             );
             assert_eq!(err.lines().count(), 1, "{err}");
@@ -1417,13 +1510,36 @@ fn write_table_with_schema_on_sqlite_explains_there_are_no_schemas() {
     let db = dir.path().join("w.db");
     let dsn = format!("sqlite://{}", db.display());
     let (code, err) = run_err(&[
-        "assign", "--input", input.to_str().unwrap(), "--id-column", "id", "--arms", "a,b",
-        "--seed", "1", "--write-table", "s.t", "--dsn", &dsn,
+        "assign",
+        "--input",
+        input.to_str().unwrap(),
+        "--id-column",
+        "id",
+        "--arms",
+        "a,b",
+        "--seed",
+        "1",
+        "--write-table",
+        "s.t",
+        "--dsn",
+        &dsn,
     ]);
     assert_eq!(code, 2, "{err}");
-    assert!(err.contains("--write-table s.t: SQLite has no schemas; give the table name alone (--write-table t)"), "{err}");
+    assert!(
+        err.contains(
+            "--write-table s.t: SQLite has no schemas; give the table name alone (--write-table t)"
+        ),
+        "{err}"
+    );
     let (code, err) = run_err(&[
-        "assignment", "--experiment-id", "E", "--table", "s.t", "--dsn", &dsn, "1",
+        "assignment",
+        "--experiment-id",
+        "E",
+        "--table",
+        "s.t",
+        "--dsn",
+        &dsn,
+        "1",
     ]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("--table s.t: SQLite has no schemas"), "{err}");
@@ -1438,11 +1554,33 @@ async fn lookup_of_many_ids(dsn: &str, dialect: &str) {
     let input = write_csv(dir.path(), "p.csv", &people);
     let table = format!("many_{dialect}_{}", std::process::id());
     run_ok(&[
-        "assign", "--input", input.to_str().unwrap(), "--id-column", "id", "--arms", "a,b",
-        "--seed", "1", "--experiment-id", "M", "--write-table", &table, "--dsn", dsn, "-q",
+        "assign",
+        "--input",
+        input.to_str().unwrap(),
+        "--id-column",
+        "id",
+        "--arms",
+        "a,b",
+        "--seed",
+        "1",
+        "--experiment-id",
+        "M",
+        "--write-table",
+        &table,
+        "--dsn",
+        dsn,
+        "-q",
     ]);
     let mut args: Vec<String> = [
-        "assignment", "--experiment-id", "M", "--table", &table, "--dsn", dsn, "--format", "csv",
+        "assignment",
+        "--experiment-id",
+        "M",
+        "--table",
+        &table,
+        "--dsn",
+        dsn,
+        "--format",
+        "csv",
     ]
     .map(String::from)
     .to_vec();
@@ -1451,9 +1589,22 @@ async fn lookup_of_many_ids(dsn: &str, dialect: &str) {
     let out = xngin().args(&args).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains("68500 participant id(s) not found in experiment M"), "{}", &err[..err.len().min(300)]);
-    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 1 + 1500);
-    let q = |s: &str| if dialect == "mysql" { format!("`{s}`") } else { format!("\"{s}\"") };
+    assert!(
+        err.contains("68500 participant id(s) not found in experiment M"),
+        "{}",
+        &err[..err.len().min(300)]
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).lines().count(),
+        1 + 1500
+    );
+    let q = |s: &str| {
+        if dialect == "mysql" {
+            format!("`{s}`")
+        } else {
+            format!("\"{s}\"")
+        }
+    };
     exec(dsn, &format!("DROP TABLE {}", q(&table))).await;
 }
 
@@ -1489,16 +1640,37 @@ async fn concurrent_writers(dsn: &str, dialect: &str) {
     let dir = tempfile::tempdir().unwrap();
     let input = write_csv(dir.path(), "p.csv", &participants(20_000, false));
     let bin = assert_cmd::cargo::cargo_bin("xngin");
-    let q = |s: &str| if dialect == "mysql" { format!("`{s}`") } else { format!("\"{s}\"") };
+    let q = |s: &str| {
+        if dialect == "mysql" {
+            format!("`{s}`")
+        } else {
+            format!("\"{s}\"")
+        }
+    };
     for round in 0..3 {
         let table = format!("race_{dialect}_{}_{round}", std::process::id());
         let children: Vec<std::process::Child> = (0..2)
             .map(|seed| {
                 std::process::Command::new(&bin)
                     .args([
-                        "assign", "--input", input.to_str().unwrap(), "--id-column", "id",
-                        "--arms", "a,b", "--strata", "region", "--seed", &seed.to_string(),
-                        "--experiment-id", "RACE", "--write-table", &table, "--dsn", dsn, "-q",
+                        "assign",
+                        "--input",
+                        input.to_str().unwrap(),
+                        "--id-column",
+                        "id",
+                        "--arms",
+                        "a,b",
+                        "--strata",
+                        "region",
+                        "--seed",
+                        &seed.to_string(),
+                        "--experiment-id",
+                        "RACE",
+                        "--write-table",
+                        &table,
+                        "--dsn",
+                        dsn,
+                        "-q",
                     ])
                     .env_remove("XNGIN_SETTINGS")
                     .stdout(std::process::Stdio::null())
@@ -1507,10 +1679,19 @@ async fn concurrent_writers(dsn: &str, dialect: &str) {
                     .unwrap()
             })
             .collect();
-        let outs: Vec<std::process::Output> =
-            children.into_iter().map(|c| c.wait_with_output().unwrap()).collect();
+        let outs: Vec<std::process::Output> = children
+            .into_iter()
+            .map(|c| c.wait_with_output().unwrap())
+            .collect();
         let wins = outs.iter().filter(|o| o.status.success()).count();
-        assert_eq!(wins, 1, "{:?}", outs.iter().map(|o| String::from_utf8_lossy(&o.stderr).into_owned()).collect::<Vec<_>>());
+        assert_eq!(
+            wins,
+            1,
+            "{:?}",
+            outs.iter()
+                .map(|o| String::from_utf8_lossy(&o.stderr).into_owned())
+                .collect::<Vec<_>>()
+        );
         for o in outs.iter().filter(|o| !o.status.success()) {
             let err = String::from_utf8_lossy(&o.stderr);
             assert!(
@@ -1521,13 +1702,25 @@ async fn concurrent_writers(dsn: &str, dialect: &str) {
             assert_eq!(err.trim().lines().count(), 1, "{err}");
         }
         assert_eq!(
-            count(dsn, &format!("SELECT count(*) FROM {} WHERE {} = 'RACE'", q(&table), q("experiment_id"))).await,
+            count(
+                dsn,
+                &format!(
+                    "SELECT count(*) FROM {} WHERE {} = 'RACE'",
+                    q(&table),
+                    q("experiment_id")
+                )
+            )
+            .await,
             20_000
         );
         exec(dsn, &format!("DROP TABLE {}", q(&table))).await;
         exec(
             dsn,
-            &format!("DELETE FROM {} WHERE {} = '{table}'", q("xngin_experiments"), q("assignment_table")),
+            &format!(
+                "DELETE FROM {} WHERE {} = '{table}'",
+                q("xngin_experiments"),
+                q("assignment_table")
+            ),
         )
         .await;
     }

@@ -849,7 +849,11 @@ async fn fetch_each_streams_rows() {
 
 /// A legal 63-byte table name of multibyte characters (PostgreSQL's limit is in bytes).
 fn multibyte_name() -> String {
-    let name = format!("{}_{:08}", "日".repeat(18), std::process::id() % 100_000_000);
+    let name = format!(
+        "{}_{:08}",
+        "日".repeat(18),
+        std::process::id() % 100_000_000
+    );
     assert_eq!(name.len(), 63);
     name
 }
@@ -860,7 +864,11 @@ async fn multibyte_63_byte_name_loads_and_replaces(dsn: &str) {
     let dialect = Dsn::parse(dsn).unwrap().dialect;
     load_fixture(home.path(), dsn, &["--table-name", &name, "--rows", "3"]);
     assert_eq!(count(dsn, &dialect.quote_ident(&name)).await, 3);
-    load_fixture(home.path(), dsn, &["--table-name", &name, "--rows", "4", "--replace"]);
+    load_fixture(
+        home.path(),
+        dsn,
+        &["--table-name", &name, "--rows", "4", "--replace"],
+    );
     assert_eq!(count(dsn, &dialect.quote_ident(&name)).await, 4);
     assert_eq!(staging_tables(dsn, &name).await, Vec::<String>::new());
     drop_table(dsn, &name).await.unwrap();
@@ -938,7 +946,9 @@ async fn mysql_abandoned_staging_tables_are_removed_but_not_a_live_runs() {
     let dead = format!("{t}__xngin_{:08x}", pid);
     let dead_old = format!("{t}__xngin_old_{:08x}", pid ^ 0x1000_0000);
     let live = format!("{t}__xngin_{:08x}", pid ^ 0x2000_0000);
-    let wh = Warehouse::connect(&Dsn::parse(&url).unwrap()).await.unwrap();
+    let wh = Warehouse::connect(&Dsn::parse(&url).unwrap())
+        .await
+        .unwrap();
     for n in [&dead, &dead_old, &live] {
         wh.execute(&format!("CREATE TABLE {} (x INTEGER)", wh.quote(n)), &[])
             .await
@@ -966,9 +976,15 @@ async fn mysql_abandoned_staging_tables_are_removed_but_not_a_live_runs() {
         .unwrap();
     holder.rollback().await.unwrap();
     // Once its run is gone, the next load removes it too.
-    load_fixture(home.path(), &url, &["--table-name", &t, "--rows", "2", "--replace"]);
+    load_fixture(
+        home.path(),
+        &url,
+        &["--table-name", &t, "--rows", "2", "--replace"],
+    );
     assert_eq!(staging_tables(&url, &t).await, Vec::<String>::new());
-    wh.execute(&format!("DROP TABLE {}", wh.quote(&t)), &[]).await.unwrap();
+    wh.execute(&format!("DROP TABLE {}", wh.quote(&t)), &[])
+        .await
+        .unwrap();
     wh.close().await;
 }
 
@@ -983,7 +999,17 @@ async fn killed_loads_leave_no_staging_tables(dsn: &str) {
     let mut max_left = 0;
     for wait_ms in [300u64, 700, 1200] {
         let mut child = std::process::Command::new(&bin)
-            .args(["create-testing-dwh", "--dsn", dsn, "--table-name", &t, "--rows", "400000", "--replace", "-q"])
+            .args([
+                "create-testing-dwh",
+                "--dsn",
+                dsn,
+                "--table-name",
+                &t,
+                "--rows",
+                "400000",
+                "--replace",
+                "-q",
+            ])
             .env("XNGIN_HOME", home.path())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
@@ -1007,8 +1033,16 @@ async fn killed_loads_leave_no_staging_tables(dsn: &str) {
         assert!(n == 5 || n == 400_000, "{n}");
     }
     eprintln!("killed loads left up to {max_left} staging table(s)");
-    load_fixture(home.path(), dsn, &["--table-name", &t, "--rows", "6", "--replace"]);
-    assert_eq!(staging_tables(dsn, &t).await, Vec::<String>::new(), "up to {max_left} were left");
+    load_fixture(
+        home.path(),
+        dsn,
+        &["--table-name", &t, "--rows", "6", "--replace"],
+    );
+    assert_eq!(
+        staging_tables(dsn, &t).await,
+        Vec::<String>::new(),
+        "up to {max_left} were left"
+    );
     assert_eq!(count(dsn, &dialect.quote_ident(&t)).await, 6);
     drop_table(dsn, &t).await.unwrap();
 }
@@ -1016,8 +1050,11 @@ async fn killed_loads_leave_no_staging_tables(dsn: &str) {
 #[tokio::test]
 async fn sqlite_killed_loads_leave_no_staging_tables() {
     let dir = tempfile::tempdir().unwrap();
-    killed_loads_leave_no_staging_tables(&format!("sqlite:///{}", dir.path().join("k.db").display()))
-        .await;
+    killed_loads_leave_no_staging_tables(&format!(
+        "sqlite:///{}",
+        dir.path().join("k.db").display()
+    ))
+    .await;
 }
 
 #[tokio::test]
@@ -1048,7 +1085,9 @@ fn connect_timeout_values_that_are_not_seconds_are_refused() {
             .unwrap();
         assert_eq!(out.status.code(), Some(2), "{v}: {}", stderr(&out));
         assert!(
-            stderr(&out).contains(&format!("XNGIN_CONNECT_TIMEOUT={v:?} is not a number of seconds")),
+            stderr(&out).contains(&format!(
+                "XNGIN_CONNECT_TIMEOUT={v:?} is not a number of seconds"
+            )),
             "{}",
             stderr(&out)
         );
@@ -1088,7 +1127,10 @@ fn postgres_dsn_on_a_mysql_port_gets_a_plain_message() {
     };
     let my = Dsn::parse(&url).unwrap();
     let port = my.port.unwrap_or(3306);
-    let dsn = format!("postgres://u@{}:{port}/db", my.host.as_deref().unwrap_or("localhost"));
+    let dsn = format!(
+        "postgres://u@{}:{port}/db",
+        my.host.as_deref().unwrap_or("localhost")
+    );
     let home = tempfile::tempdir().unwrap();
     let out = xngin(home.path())
         .env("XNGIN_CONNECT_TIMEOUT", "20")
@@ -1099,7 +1141,9 @@ fn postgres_dsn_on_a_mysql_port_gets_a_plain_message() {
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
     assert!(
-        err.contains(&format!("the server did not answer as a PostgreSQL server (is the port {port} right?)")),
+        err.contains(&format!(
+            "the server did not answer as a PostgreSQL server (is the port {port} right?)"
+        )),
         "{err}"
     );
     assert!(!err.contains("::") && !err.contains("sqlx"), "{err}");

@@ -413,6 +413,26 @@ mod tests {
     }
 
     #[test]
+    fn staging_names_fit_in_63_bytes_at_a_character_boundary() {
+        let name = format!("{}_{:08}", "日".repeat(18), 1);
+        assert_eq!(name.len(), 63);
+        let base = truncate_bytes(&name, STAGING_BASE_BYTES);
+        assert_eq!(base, "日".repeat(13)); // 39 bytes: the 14th character would cross 40
+        let old = format!("{base}{STAGING_MARK}old_0123abcd");
+        assert!(old.len() <= PG_MAX_IDENT_BYTES, "{}", old.len());
+        assert_eq!(truncate_bytes("short", 40), "short");
+        assert_eq!(
+            staging_suffix(&format!("{base}{STAGING_MARK}0123abcd")),
+            Some("0123abcd")
+        );
+        assert_eq!(staging_suffix("t__xngin_old_0123abcd"), Some("0123abcd"));
+        assert_eq!(staging_suffix("t__xngin_0123abc"), None);
+        assert_eq!(staging_suffix("t__xngin_0123abcz"), None);
+        assert_eq!(staging_suffix("__xngin_0123abcd"), None);
+        assert_eq!(staging_suffix("t"), None);
+    }
+
+    #[test]
     fn ddl_is_quoted_and_typed() {
         let cols = [
             ColumnDef::new("id", DataType::Bigint).primary_key(),
@@ -610,8 +630,7 @@ pub fn staging_suffix(name: &str) -> Option<&str> {
     let i = name.rfind(STAGING_MARK)?;
     let rest = &name[i + STAGING_MARK.len()..];
     let suffix = rest.strip_prefix("old_").unwrap_or(rest);
-    (i > 0 && suffix.len() == 8 && suffix.bytes().all(|b| b.is_ascii_hexdigit()))
-        .then_some(suffix)
+    (i > 0 && suffix.len() == 8 && suffix.bytes().all(|b| b.is_ascii_hexdigit())).then_some(suffix)
 }
 
 /// The MySQL/MariaDB named lock held by the run that owns the staging tables of `suffix`.
@@ -644,7 +663,13 @@ impl StagingLock {
         let got = tx
             .fetch_all("SELECT GET_LOCK(?, 0)", &[Value::Text(name.clone())])
             .await?;
-        if got.rows.first().and_then(|r| r.first()).and_then(Value::as_i64) != Some(1) {
+        if got
+            .rows
+            .first()
+            .and_then(|r| r.first())
+            .and_then(Value::as_i64)
+            != Some(1)
+        {
             return Err(Error::runtime(format!(
                 "could not take the lock {name} for this run's staging table; run again"
             )));
@@ -664,10 +689,7 @@ impl StagingLock {
 /// MySQL/MariaDB: drop the staging tables in `schema` (or the current database) whose run is
 /// gone, i.e. whose named lock this session can take. A run in progress holds its lock, so its
 /// staging tables are left alone. Best effort: failures are ignored. Returns the names dropped.
-pub async fn remove_abandoned_staging(
-    wh: &super::Warehouse,
-    schema: Option<&str>,
-) -> Vec<String> {
+pub async fn remove_abandoned_staging(wh: &super::Warehouse, schema: Option<&str>) -> Vec<String> {
     let pattern = format!("%{}%", STAGING_MARK.replace('_', "\\_"));
     let listed = match schema {
         Some(s) => {

@@ -160,7 +160,10 @@ impl Warehouse {
     pub async fn connect_with(dsn: &Dsn, opts: ConnectOptions) -> Result<Warehouse> {
         let timeout = connect_timeout()?;
         let fail = |e: sqlx::Error| {
-            Error::runtime(format!("cannot connect to {dsn}: {}", connect_reason(e, dsn)))
+            Error::runtime(format!(
+                "cannot connect to {dsn}: {}",
+                connect_reason(e, dsn)
+            ))
         };
         let pool = match dsn.dialect {
             Dialect::Sqlite => {
@@ -511,6 +514,32 @@ impl Tx {
         match self {
             Tx::Postgres(t) => Some(&mut **t),
             _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connect_timeout_must_be_seconds_above_zero_and_at_most_a_day() {
+        assert_eq!(
+            parse_connect_timeout("10").unwrap(),
+            Duration::from_secs(10)
+        );
+        assert_eq!(
+            parse_connect_timeout(" 2.5 ").unwrap(),
+            Duration::from_millis(2500)
+        );
+        assert_eq!(
+            parse_connect_timeout("86400").unwrap(),
+            Duration::from_secs(86_400)
+        );
+        for bad in ["inf", "1e20", "abc", "-1", "0", "NaN", "", "86401"] {
+            let e = parse_connect_timeout(bad).unwrap_err();
+            assert_eq!(e.exit_code(), 2, "{bad}");
+            assert!(e.to_string().starts_with("XNGIN_CONNECT_TIMEOUT="), "{e}");
         }
     }
 }
