@@ -1077,7 +1077,7 @@ async fn mysql_killed_loads_leave_no_staging_tables() {
 fn connect_timeout_values_that_are_not_seconds_are_refused() {
     let home = tempfile::tempdir().unwrap();
     let dsn = format!("sqlite:///{}", home.path().join("c.db").display());
-    for v in ["inf", "1e20", "abc", "-1", "0", "NaN", ""] {
+    for v in ["inf", "1e20", "abc", "-1", "0", "NaN"] {
         let out = xngin(home.path())
             .env("XNGIN_CONNECT_TIMEOUT", v)
             .args(["create-testing-dwh", "--dsn", &dsn, "--rows", "2"])

@@ -45,11 +45,12 @@ fn echo(sql: &str, params: &[Value]) {
 pub const MAX_CONNECT_TIMEOUT_SECS: f64 = 86_400.0;
 
 /// How long to wait for a connection before giving up: `XNGIN_CONNECT_TIMEOUT` seconds, default
-/// 10. A value that is not a number of seconds above 0 and at most a day is a usage error.
+/// 10 (also when set but empty). A value that is not a number of seconds above 0 and at most a
+/// day is a usage error.
 pub fn connect_timeout() -> Result<Duration> {
     match std::env::var("XNGIN_CONNECT_TIMEOUT") {
-        Err(_) => Ok(Duration::from_secs(10)),
-        Ok(v) => parse_connect_timeout(&v),
+        Ok(v) if !v.is_empty() => parse_connect_timeout(&v),
+        _ => Ok(Duration::from_secs(10)),
     }
 }
 
