@@ -6,6 +6,11 @@
 //! rows in participant-id order. `arm_id` is the arm's 0-based position in `--arms`;
 //! `stratum_id` is empty without strata; `arm_id`/`arm_name` are empty for participants left
 //! unassigned (misfit strategy `none`). NULL is an empty CSV field.
+//!
+//! The design record `FILE.design.json` is paired with its data file by the SHA-256 of the
+//! file's bytes (`outputs.file_sha256`): the two are written under temporary names and renamed
+//! into place last (data file, then record), and readers ([`check_pair`]) refuse a file whose
+//! record is missing or describes other bytes (e.g. a run killed between the two renames).
 
 use std::io::Write;
 use std::path::Path;

@@ -5,7 +5,9 @@
 //! table unless `--replace`), the delete of a replaced experiment, the rows (COPY on
 //! PostgreSQL) and the design record row happen in one transaction. Tables are created when
 //! missing (inside the transaction on PostgreSQL and SQLite; before it on MySQL/MariaDB, where
-//! DDL commits implicitly — an empty table is all a failure can leave there).
+//! DDL commits implicitly — an empty table is all a failure can leave there). A run that loses
+//! a race with another writer of the same table or experiment (a duplicate key or table, a
+//! deadlock) is told so in one sentence and has written nothing.
 
 use indicatif::ProgressBar;
 

@@ -471,6 +471,12 @@ pub enum LoadOutcome {
 /// PostgreSQL and SQLite (whose DDL is transactional), and with one atomic `RENAME TABLE` on
 /// MySQL/MariaDB (whose DDL commits implicitly; the staging table is dropped on failure). A bad
 /// row or a lost connection in the middle leaves an existing table exactly as it was.
+///
+/// A killed run leaves nothing on PostgreSQL and SQLite (its transaction rolls back). On
+/// MySQL/MariaDB it can leave its staging table `BASE__xngin_XXXXXXXX`; each run holds a named
+/// lock (`xngin_staging_XXXXXXXX`) for its staging tables while it works, and every load first
+/// drops the staging tables whose lock is free, i.e. whose run is gone — never those of a run
+/// in progress.
 pub async fn load_table<I>(
     wh: &super::Warehouse,
     schema: Option<&str>,
