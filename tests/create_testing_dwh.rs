@@ -1148,3 +1148,81 @@ fn postgres_dsn_on_a_mysql_port_gets_a_plain_message() {
     );
     assert!(!err.contains("::") && !err.contains("sqlx"), "{err}");
 }
+
+/// Two loads of the same new table at once, without --replace: one loads it, the other is told
+/// that another run holds the table (or, if it started after, that it exists), in one line.
+async fn concurrent_loads(dsn: &str) {
+    let home = tempfile::tempdir().unwrap();
+    let bin = assert_cmd::cargo::cargo_bin("xngin");
+    let dialect = Dsn::parse(dsn).unwrap().dialect;
+    for _ in 0..3 {
+        let t = unique("race");
+        let children: Vec<std::process::Child> = (0..2)
+            .map(|_| {
+                std::process::Command::new(&bin)
+                    .args([
+                        "create-testing-dwh",
+                        "--dsn",
+                        dsn,
+                        "--table-name",
+                        &t,
+                        "--rows",
+                        "30000",
+                        "-q",
+                    ])
+                    .env("XNGIN_HOME", home.path())
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        let outs: Vec<std::process::Output> = children
+            .into_iter()
+            .map(|c| c.wait_with_output().unwrap())
+            .collect();
+        let errs: Vec<String> = outs.iter().map(|o| stderr(o)).collect();
+        assert_eq!(
+            outs.iter().filter(|o| o.status.success()).count(),
+            1,
+            "{errs:?}"
+        );
+        for (o, err) in outs.iter().zip(&errs) {
+            if !o.status.success() {
+                assert_eq!(o.status.code(), Some(1), "{err}");
+                assert!(
+                    err.contains("another run") || err.contains("already exists; pass --replace"),
+                    "{err}"
+                );
+                assert_eq!(err.trim().lines().count(), 1, "{err}");
+            }
+        }
+        assert_eq!(count(dsn, &dialect.quote_ident(&t)).await, 30_000);
+        assert_eq!(staging_tables(dsn, &t).await, Vec::<String>::new());
+        drop_table(dsn, &t).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn sqlite_concurrent_loads_loser_is_told_another_run_holds_the_table() {
+    let dir = tempfile::tempdir().unwrap();
+    concurrent_loads(&format!("sqlite:///{}", dir.path().join("r.db").display())).await;
+}
+
+#[tokio::test]
+async fn postgres_concurrent_loads_loser_is_told_another_run_holds_the_table() {
+    let Some(url) = pg_url("postgres_concurrent_loads_loser_is_told_another_run_holds_the_table")
+    else {
+        return;
+    };
+    concurrent_loads(&url).await;
+}
+
+#[tokio::test]
+async fn mysql_concurrent_loads_loser_is_told_another_run_holds_the_table() {
+    let Some(url) = mysql_url("mysql_concurrent_loads_loser_is_told_another_run_holds_the_table")
+    else {
+        return;
+    };
+    concurrent_loads(&url).await;
+}

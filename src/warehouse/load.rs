@@ -544,7 +544,38 @@ where
             } else {
                 insert_rows(&mut tx, &staging, columns, rows, pb).await?
             };
-            if exists {
+            // SQLite runs one writer at a time: a concurrent run may have created the table
+            // while this one waited for the lock. Look again, inside the transaction.
+            let exists_now = if dialect == Dialect::Sqlite && !exists {
+                let r = tx
+                    .fetch_all(
+                        "SELECT count(*) FROM sqlite_master WHERE type IN ('table','view') AND name = ?1",
+                        &[Value::Text(table.into())],
+                    )
+                    .await?;
+                r.rows
+                    .first()
+                    .and_then(|r| r.first())
+                    .and_then(Value::as_i64)
+                    .unwrap_or(0)
+                    > 0
+            } else {
+                exists
+            };
+            if exists_now && !exists {
+                match if_exists {
+                    // The transaction rolls back when dropped: nothing of this run remains.
+                    IfExists::Keep => return Ok(LoadOutcome::AlreadyExists),
+                    IfExists::Fail => {
+                        return Err(Error::runtime(format!(
+                            "another run created the table {target} while this run was loading it, so this run changed nothing; \
+                             pass --replace to replace it, or --allow-existing to keep it"
+                        )));
+                    }
+                    IfExists::Replace => {}
+                }
+            }
+            if exists_now {
                 tx.execute(&format!("DROP TABLE {target}"), &[])
                     .await
                     .map_err(|e| concurrent(e, &target))?;
