@@ -1181,7 +1181,7 @@ async fn concurrent_loads(dsn: &str) {
             .into_iter()
             .map(|c| c.wait_with_output().unwrap())
             .collect();
-        let errs: Vec<String> = outs.iter().map(|o| stderr(o)).collect();
+        let errs: Vec<String> = outs.iter().map(stderr).collect();
         assert_eq!(
             outs.iter().filter(|o| o.status.success()).count(),
             1,
