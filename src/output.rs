@@ -225,6 +225,13 @@ fn is_stale_temp(name: &str, modified: Option<std::time::SystemTime>) -> bool {
     let pid = rest
         .split_once('-')
         .and_then(|(p, _)| p.parse::<u32>().ok());
+    is_abandoned(pid, modified)
+}
+
+/// Is a temporary file written by process `pid` (when its name tells) and last modified at
+/// `modified` abandoned? Yes when that process is not running (where `/proc` tells) or the
+/// file is older than a day; never for the running process's own files.
+pub fn is_abandoned(pid: Option<u32>, modified: Option<std::time::SystemTime>) -> bool {
     if pid == Some(std::process::id()) {
         return false;
     }
@@ -233,8 +240,7 @@ fn is_stale_temp(name: &str, modified: Option<std::time::SystemTime>) -> bool {
         .is_some_and(|age| age > STALE_TMP_AGE);
     let gone = match pid {
         Some(pid) => {
-            let proc_root = Path::new("/proc/self");
-            proc_root.exists() && !Path::new("/proc").join(pid.to_string()).exists()
+            Path::new("/proc/self").exists() && !Path::new("/proc").join(pid.to_string()).exists()
         }
         None => false,
     };

@@ -782,6 +782,13 @@ async fn embedded_default_is_built_once_and_rebuilt_when_stale() {
         .await
         .unwrap();
     wh.close().await;
+    // What a killed build leaves (its pid cannot exist): removed by the next build.
+    for leftover in [
+        "testing_dwh.db.999999999.tmp",
+        "testing_dwh.db.999999999.tmp-journal",
+    ] {
+        std::fs::write(dir.path().join(leftover), b"x").unwrap();
+    }
     default_warehouse_at(&path).await.unwrap();
     assert_eq!(version(dsn).await, (data_version(), 100_000));
     // No temporary files are left next to it.
