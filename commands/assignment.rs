@@ -39,11 +39,9 @@ pub struct Args {
 
 pub async fn run(args: Args, g: &Globals) -> anyhow::Result<()> {
     let rows: Vec<[String; 4]> = match (&args.input, &args.table) {
-        (Some(path), _) => xngin::assign::output::lookup_csv(
-            path,
-            Some(&args.experiment_id),
-            &args.participant_ids,
-        )?,
+        (Some(path), _) => {
+            xngin::assign::output::lookup_csv(path, &args.experiment_id, &args.participant_ids)?
+        }
         (None, Some(table)) => {
             let dsn = match &args.dsn {
                 Some(d) => xngin::dsn::Dsn::parse(d)?,

@@ -29,6 +29,11 @@ pub enum Error {
     /// A power check found at least one metric without enough units (exit 4).
     #[error("{0}")]
     Insufficient(String),
+    /// The database refused a write because another session holds or just wrote the same
+    /// object: a duplicate key or table, a deadlock, a lock timeout, a serialization failure
+    /// (exit 1). Callers that know the table and experiment turn it into a sentence naming them.
+    #[error("{0}")]
+    Conflict(String),
 }
 
 impl Error {
@@ -49,7 +54,7 @@ impl Error {
     /// The process exit code for this error (docs/architecture.md#errors-and-exit-codes).
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::Runtime(_) => 1,
+            Error::Runtime(_) | Error::Conflict(_) => 1,
             Error::Usage(_) => 2,
             Error::Invalid(_) => 3,
             Error::Insufficient(_) => 4,
@@ -73,6 +78,8 @@ pub fn io_reason(err: &std::io::Error) -> String {
         PermissionDenied => "permission denied".into(),
         AlreadyExists => "already exists".into(),
         IsADirectory => "is a directory, expected a file".into(),
+        ConnectionRefused => "connection refused".into(),
+        ConnectionReset => "connection reset by the server".into(),
         _ => {
             let s = err.to_string();
             match s.find(" (os error") {
@@ -88,6 +95,14 @@ impl From<sqlx::Error> for Error {
     /// part of them), but the server's own text is kept since it names the table or column;
     /// known secrets and URL credentials in it are masked all the same.
     fn from(e: sqlx::Error) -> Self {
+        if let sqlx::Error::Database(db) = &e
+            && is_conflict(db.as_ref())
+        {
+            return Error::Conflict(crate::dsn::scrub_secrets(&format!(
+                "database error: {}",
+                db.message()
+            )));
+        }
         let msg = match &e {
             sqlx::Error::Database(db) => format!("database error: {}", db.message()),
             sqlx::Error::PoolTimedOut => {
@@ -98,4 +113,29 @@ impl From<sqlx::Error> for Error {
         };
         Error::Runtime(crate::dsn::scrub_secrets(&msg))
     }
+}
+
+/// Does this database error mean another session holds or just wrote the same object? Unique
+/// violations, "table already exists", deadlocks, lock timeouts, serialization failures and
+/// SQLite's busy/locked codes.
+fn is_conflict(db: &dyn sqlx::error::DatabaseError) -> bool {
+    if db.kind() == sqlx::error::ErrorKind::UniqueViolation {
+        return true;
+    }
+    if let Some(my) = db.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>() {
+        // ER_TABLE_EXISTS_ERROR, ER_LOCK_WAIT_TIMEOUT, ER_LOCK_DEADLOCK
+        return matches!(my.number(), 1050 | 1205 | 1213);
+    }
+    if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+        // SQLITE_BUSY and SQLITE_LOCKED with their extended codes.
+        return db
+            .code()
+            .and_then(|c| c.parse::<u32>().ok())
+            .is_some_and(|c| matches!(c & 0xff, 5 | 6));
+    }
+    // PostgreSQL: duplicate_table, serialization_failure, deadlock_detected, lock_not_available.
+    matches!(
+        db.code().as_deref(),
+        Some("42P07" | "40001" | "40P01" | "55P03")
+    )
 }

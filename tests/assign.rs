@@ -1137,3 +1137,616 @@ fn participant_type_quick_start() {
         "{err}"
     );
 }
+
+// ------------------------------------------------- outputs are prepared first, committed last
+
+/// The `.xngin-*.tmp` files in `dir`.
+fn temp_files(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".xngin-") && n.ends_with(".tmp"))
+        .collect()
+}
+
+#[test]
+fn failed_write_table_keeps_earlier_output_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = write_csv(dir.path(), "p.csv", &participants(300, false));
+    let keep = dir.path().join("keep.csv");
+    let record = dir.path().join("keep.csv.design.json");
+    let base = |seed: &str| -> Vec<String> {
+        [
+            "assign",
+            "--input",
+            input.to_str().unwrap(),
+            "--id-column",
+            "id",
+            "--arms",
+            "a,b",
+            "--seed",
+            seed,
+            "--output",
+            keep.to_str().unwrap(),
+            "--replace",
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    let args = base("2");
+    run_ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let before = (
+        std::fs::read(&keep).unwrap(),
+        std::fs::read(&record).unwrap(),
+    );
+    // A warehouse that refuses the connection.
+    let mut args = base("3");
+    args.extend(["--write-table", "t", "--dsn", "postgres://u@127.0.0.1:1/db"].map(String::from));
+    let start = std::time::Instant::now();
+    let (code, err) = run_err(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("connection refused"), "{err}");
+    assert!(
+        start.elapsed().as_secs() < 5,
+        "a refused port must fail at once"
+    );
+    // A write the warehouse refuses after connecting: the table is not an assignment table.
+    let db = dir.path().join("w.db");
+    let dsn = format!("sqlite://{}", db.display());
+    let mut args2 = base("4");
+    args2.extend(["--write-table", "x", "--dsn", &dsn].map(String::from));
+    let out = xngin()
+        .args([
+            "create-testing-dwh",
+            "--dsn",
+            &dsn,
+            "--table-name",
+            "x",
+            "--rows",
+            "5",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (code, err) = run_err(&args2.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(code, 3, "{err}");
+    for _ in 0..2 {
+        assert_eq!(std::fs::read(&keep).unwrap(), before.0, "keep.csv changed");
+        assert_eq!(
+            std::fs::read(&record).unwrap(),
+            before.1,
+            "its record changed"
+        );
+    }
+    assert!(
+        temp_files(dir.path()).is_empty(),
+        "{:?}",
+        temp_files(dir.path())
+    );
+    // The earlier pair is still a valid pair.
+    let pid = std::fs::read_to_string(&keep)
+        .unwrap()
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split(',')
+        .next()
+        .unwrap()
+        .to_string();
+    let exp: serde_json::Value = serde_json::from_slice(&before.1).unwrap();
+    run_ok(&[
+        "assignment",
+        "--experiment-id",
+        exp["experiment_id"].as_str().unwrap(),
+        "--input",
+        keep.to_str().unwrap(),
+        &pid,
+    ]);
+}
+
+/// Two runs' outputs: `o.csv` (+ record) of experiment E with seed 1, and `o2.csv` (+ record)
+/// of the same experiment with seed 2.
+fn two_runs(dir: &Path) -> (PathBuf, PathBuf, String) {
+    let input = write_csv(dir, "p.csv", &participants(200, false));
+    let mut outs = Vec::new();
+    for (seed, name) in [("1", "o.csv"), ("2", "o2.csv")] {
+        let o = dir.join(name);
+        run_ok(&[
+            "assign",
+            "--input",
+            input.to_str().unwrap(),
+            "--id-column",
+            "id",
+            "--arms",
+            "a,b",
+            "--strata",
+            "region",
+            "--seed",
+            seed,
+            "--experiment-id",
+            "E",
+            "--output",
+            o.to_str().unwrap(),
+        ]);
+        outs.push(o);
+    }
+    let pid = std::fs::read_to_string(&outs[0])
+        .unwrap()
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split(',')
+        .next()
+        .unwrap()
+        .to_string();
+    (outs[0].clone(), outs[1].clone(), pid)
+}
+
+#[test]
+fn output_file_beside_another_runs_design_record_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (o, o2, pid) = two_runs(dir.path());
+    let lookup = |p: &Path| {
+        run_err(&[
+            "assignment",
+            "--experiment-id",
+            "E",
+            "--input",
+            p.to_str().unwrap(),
+            &pid,
+        ])
+    };
+    let rec: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("o.csv.design.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(rec["outputs"]["file_sha256"].as_str().unwrap().len(), 64);
+    // What a run killed between its two renames leaves: a new data file beside the old record.
+    let original = std::fs::read(&o).unwrap();
+    std::fs::copy(&o2, &o).unwrap();
+    let (code, err) = lookup(&o);
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("does not match its design record"), "{err}");
+    // And the other order: the old data file beside the new record.
+    std::fs::write(&o, &original).unwrap();
+    std::fs::copy(
+        dir.path().join("o2.csv.design.json"),
+        dir.path().join("o.csv.design.json"),
+    )
+    .unwrap();
+    let (code, err) = lookup(&o);
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("does not match its design record"), "{err}");
+    // The intact pair is read.
+    run_ok(&[
+        "assignment",
+        "--experiment-id",
+        "E",
+        "--input",
+        o2.to_str().unwrap(),
+        &pid,
+    ]);
+}
+
+#[test]
+fn assignment_input_without_design_record_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (o, _, pid) = two_runs(dir.path());
+    std::fs::remove_file(dir.path().join("o.csv.design.json")).unwrap();
+    let (code, err) = run_err(&[
+        "assignment",
+        "--experiment-id",
+        "E",
+        "--input",
+        o.to_str().unwrap(),
+        &pid,
+    ]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("design record") && err.contains("is missing"),
+        "{err}"
+    );
+    // Also for another experiment id: it is not silently accepted.
+    let (code, _) = run_err(&[
+        "assignment",
+        "--experiment-id",
+        "other",
+        "--input",
+        o.to_str().unwrap(),
+        &pid,
+    ]);
+    assert_eq!(code, 1);
+}
+
+#[test]
+fn killed_assign_runs_leave_no_temp_files_and_no_silent_mismatch() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = write_csv(dir.path(), "p.csv", &participants(200_000, false));
+    let out = dir.path().join("out.csv");
+    let bin = assert_cmd::cargo::cargo_bin("xngin");
+    let args = |seed: u32| -> Vec<String> {
+        [
+            "assign",
+            "--input",
+            input.to_str().unwrap(),
+            "--id-column",
+            "id",
+            "--arms",
+            "a,b",
+            "--strata",
+            "region,gender",
+            "--seed",
+            &seed.to_string(),
+            "--experiment-id",
+            "K",
+            "--output",
+            out.to_str().unwrap(),
+            "--replace",
+            "-q",
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    let mut left_behind = 0;
+    for i in 0..12u32 {
+        let mut child = std::process::Command::new(&bin)
+            .args(args(i))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(60 + 40 * i as u64));
+        let _ = child.kill();
+        let _ = child.wait();
+        left_behind = left_behind.max(temp_files(dir.path()).len());
+        // Whatever the kill left, a pair on disk is either consistent or refused, never read
+        // as if it matched.
+        if out.exists() && dir.path().join("out.csv.design.json").exists() {
+            let o = xngin()
+                .args([
+                    "assignment",
+                    "--experiment-id",
+                    "K",
+                    "--input",
+                    out.to_str().unwrap(),
+                    "7919",
+                ])
+                .output()
+                .unwrap();
+            let err = String::from_utf8_lossy(&o.stderr);
+            assert!(
+                o.status.success() || err.contains("does not match its design record"),
+                "{err}"
+            );
+        }
+    }
+    // A file a killed run left for certain (its pid cannot exist), and one of a live process.
+    std::fs::write(dir.path().join(".xngin-999999999-abcdef.tmp"), b"x").unwrap();
+    let mut live = std::process::Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .unwrap();
+    let live_name = format!(".xngin-{}-abcdef.tmp", live.id());
+    std::fs::write(dir.path().join(&live_name), b"x").unwrap();
+    run_ok(&args(99).iter().map(String::as_str).collect::<Vec<_>>());
+    let left = temp_files(dir.path());
+    let _ = live.kill();
+    let _ = live.wait();
+    assert_eq!(
+        left,
+        vec![live_name],
+        "killed runs left {left_behind} file(s) at most"
+    );
+    run_ok(&[
+        "assignment",
+        "--experiment-id",
+        "K",
+        "--input",
+        out.to_str().unwrap(),
+        "7919",
+    ]);
+}
+
+#[test]
+fn strata_named_like_assignment_columns_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("w.db");
+    let dsn = format!("sqlite://{}", db.display());
+    for name in [
+        "arm_name",
+        "stratum_id",
+        "created_at",
+        "experiment_id",
+        "ARM_ID",
+    ] {
+        let p = dir.path().join("r.csv");
+        let mut s = format!("id,{name}\n");
+        for i in 0..40 {
+            s.push_str(&format!("{i},{}\n", i % 3));
+        }
+        std::fs::write(&p, s).unwrap();
+        let o = dir.path().join("o.csv");
+        for extra in [
+            vec!["--output", o.to_str().unwrap()],
+            vec!["--write-table", "t", "--dsn", &dsn],
+        ] {
+            let mut args = vec![
+                "assign",
+                "--input",
+                p.to_str().unwrap(),
+                "--id-column",
+                "id",
+                "--arms",
+                "a,b",
+                "--seed",
+                "1",
+                "--strata",
+                name,
+            ];
+            args.extend(extra);
+            let (code, err) = run_err(&args);
+            assert_eq!(code, 2, "{name}: {err}");
+            assert!(
+                err.contains(&format!(
+                    "--strata/--metrics {name}: the assignment has its own column"
+                )),
+                "{err}"
+            );
+            assert_eq!(err.lines().count(), 1, "{err}");
+        }
+        assert!(!o.exists());
+    }
+}
+
+#[test]
+fn write_table_with_schema_on_sqlite_explains_there_are_no_schemas() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = write_csv(dir.path(), "p.csv", &participants(50, false));
+    let db = dir.path().join("w.db");
+    let dsn = format!("sqlite://{}", db.display());
+    let (code, err) = run_err(&[
+        "assign",
+        "--input",
+        input.to_str().unwrap(),
+        "--id-column",
+        "id",
+        "--arms",
+        "a,b",
+        "--seed",
+        "1",
+        "--write-table",
+        "s.t",
+        "--dsn",
+        &dsn,
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains(
+            "--write-table s.t: SQLite has no schemas; give the table name alone (--write-table t)"
+        ),
+        "{err}"
+    );
+    let (code, err) = run_err(&[
+        "assignment",
+        "--experiment-id",
+        "E",
+        "--table",
+        "s.t",
+        "--dsn",
+        &dsn,
+        "1",
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--table s.t: SQLite has no schemas"), "{err}");
+}
+
+// ------------------------------------------------- lookups of many ids, concurrent writers
+
+/// `assignment --table` with 70,000 ids (1,500 of them assigned) on one warehouse.
+async fn lookup_of_many_ids(dsn: &str, dialect: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let people = participants(1500, false);
+    let input = write_csv(dir.path(), "p.csv", &people);
+    let table = format!("many_{dialect}_{}", std::process::id());
+    run_ok(&[
+        "assign",
+        "--input",
+        input.to_str().unwrap(),
+        "--id-column",
+        "id",
+        "--arms",
+        "a,b",
+        "--seed",
+        "1",
+        "--experiment-id",
+        "M",
+        "--write-table",
+        &table,
+        "--dsn",
+        dsn,
+        "-q",
+    ]);
+    let mut args: Vec<String> = [
+        "assignment",
+        "--experiment-id",
+        "M",
+        "--table",
+        &table,
+        "--dsn",
+        dsn,
+        "--format",
+        "csv",
+    ]
+    .map(String::from)
+    .to_vec();
+    args.extend(people.iter().map(|(id, _)| id.to_string()));
+    args.extend((0..68_500).map(|i| format!("9{i:08}")));
+    let out = xngin().args(&args).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("68500 participant id(s) not found in experiment M"),
+        "{}",
+        &err[..err.len().min(300)]
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).lines().count(),
+        1 + 1500
+    );
+    let q = |s: &str| {
+        if dialect == "mysql" {
+            format!("`{s}`")
+        } else {
+            format!("\"{s}\"")
+        }
+    };
+    exec(dsn, &format!("DROP TABLE {}", q(&table))).await;
+}
+
+#[tokio::test]
+async fn assignment_lookup_of_70000_ids_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let dsn = format!("sqlite://{}", dir.path().join("w.db").display());
+    lookup_of_many_ids(&dsn, "sqlite").await;
+}
+
+#[tokio::test]
+async fn assignment_lookup_of_70000_ids_postgres() {
+    let Ok(url) = std::env::var("XNGIN_TEST_POSTGRES_URL") else {
+        eprintln!("skipped: XNGIN_TEST_POSTGRES_URL not set");
+        return;
+    };
+    lookup_of_many_ids(&url, "postgres").await;
+}
+
+#[tokio::test]
+async fn assignment_lookup_of_70000_ids_mysql() {
+    let Ok(url) = std::env::var("XNGIN_TEST_MYSQL_URL") else {
+        eprintln!("skipped: XNGIN_TEST_MYSQL_URL not set");
+        return;
+    };
+    lookup_of_many_ids(&url, "mysql").await;
+}
+
+/// Two runs write the same experiment into the same new table at once: one wins, the other is
+/// told that another run holds the table or experiment (or, if it came second, that the
+/// experiment is already there), never a bare database error.
+async fn concurrent_writers(dsn: &str, dialect: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let input = write_csv(dir.path(), "p.csv", &participants(20_000, false));
+    let bin = assert_cmd::cargo::cargo_bin("xngin");
+    let q = |s: &str| {
+        if dialect == "mysql" {
+            format!("`{s}`")
+        } else {
+            format!("\"{s}\"")
+        }
+    };
+    for round in 0..3 {
+        let table = format!("race_{dialect}_{}_{round}", std::process::id());
+        let children: Vec<std::process::Child> = (0..2)
+            .map(|seed| {
+                std::process::Command::new(&bin)
+                    .args([
+                        "assign",
+                        "--input",
+                        input.to_str().unwrap(),
+                        "--id-column",
+                        "id",
+                        "--arms",
+                        "a,b",
+                        "--strata",
+                        "region",
+                        "--seed",
+                        &seed.to_string(),
+                        "--experiment-id",
+                        "RACE",
+                        "--write-table",
+                        &table,
+                        "--dsn",
+                        dsn,
+                        "-q",
+                    ])
+                    .env_remove("XNGIN_SETTINGS")
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        let outs: Vec<std::process::Output> = children
+            .into_iter()
+            .map(|c| c.wait_with_output().unwrap())
+            .collect();
+        let wins = outs.iter().filter(|o| o.status.success()).count();
+        assert_eq!(
+            wins,
+            1,
+            "{:?}",
+            outs.iter()
+                .map(|o| String::from_utf8_lossy(&o.stderr).into_owned())
+                .collect::<Vec<_>>()
+        );
+        for o in outs.iter().filter(|o| !o.status.success()) {
+            let err = String::from_utf8_lossy(&o.stderr);
+            assert!(
+                err.contains("another run is writing the table")
+                    || err.contains("already holds 20000 assignment(s) of experiment RACE"),
+                "{err}"
+            );
+            assert_eq!(err.trim().lines().count(), 1, "{err}");
+        }
+        assert_eq!(
+            count(
+                dsn,
+                &format!(
+                    "SELECT count(*) FROM {} WHERE {} = 'RACE'",
+                    q(&table),
+                    q("experiment_id")
+                )
+            )
+            .await,
+            20_000
+        );
+        exec(dsn, &format!("DROP TABLE {}", q(&table))).await;
+        exec(
+            dsn,
+            &format!(
+                "DELETE FROM {} WHERE {} = '{table}'",
+                q("xngin_experiments"),
+                q("assignment_table")
+            ),
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn concurrent_writers_loser_is_told_another_run_holds_the_table_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let dsn = format!("sqlite://{}", dir.path().join("w.db").display());
+    concurrent_writers(&dsn, "sqlite").await;
+}
+
+#[tokio::test]
+async fn concurrent_writers_loser_is_told_another_run_holds_the_table_postgres() {
+    let Ok(url) = std::env::var("XNGIN_TEST_POSTGRES_URL") else {
+        eprintln!("skipped: XNGIN_TEST_POSTGRES_URL not set");
+        return;
+    };
+    concurrent_writers(&url, "postgres").await;
+}
+
+#[tokio::test]
+async fn concurrent_writers_loser_is_told_another_run_holds_the_table_mysql() {
+    let Ok(url) = std::env::var("XNGIN_TEST_MYSQL_URL") else {
+        eprintln!("skipped: XNGIN_TEST_MYSQL_URL not set");
+        return;
+    };
+    concurrent_writers(&url, "mysql").await;
+}

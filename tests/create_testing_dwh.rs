@@ -782,6 +782,13 @@ async fn embedded_default_is_built_once_and_rebuilt_when_stale() {
         .await
         .unwrap();
     wh.close().await;
+    // What a killed build leaves (its pid cannot exist): removed by the next build.
+    for leftover in [
+        "testing_dwh.db.999999999.tmp",
+        "testing_dwh.db.999999999.tmp-journal",
+    ] {
+        std::fs::write(dir.path().join(leftover), b"x").unwrap();
+    }
     default_warehouse_at(&path).await.unwrap();
     assert_eq!(version(dsn).await, (data_version(), 100_000));
     // No temporary files are left next to it.
@@ -843,4 +850,386 @@ async fn fetch_each_streams_rows() {
             .unwrap_err();
         assert_eq!((err.to_string().as_str(), seen), ("stop", 3));
     }
+}
+
+// ------------------------------------------------- staging tables, killed runs, connections
+
+/// A legal 63-byte table name of multibyte characters (PostgreSQL's limit is in bytes).
+fn multibyte_name() -> String {
+    let name = format!(
+        "{}_{:08}",
+        "日".repeat(18),
+        std::process::id() % 100_000_000
+    );
+    assert_eq!(name.len(), 63);
+    name
+}
+
+async fn multibyte_63_byte_name_loads_and_replaces(dsn: &str) {
+    let home = tempfile::tempdir().unwrap();
+    let name = multibyte_name();
+    let dialect = Dsn::parse(dsn).unwrap().dialect;
+    load_fixture(home.path(), dsn, &["--table-name", &name, "--rows", "3"]);
+    assert_eq!(count(dsn, &dialect.quote_ident(&name)).await, 3);
+    load_fixture(
+        home.path(),
+        dsn,
+        &["--table-name", &name, "--rows", "4", "--replace"],
+    );
+    assert_eq!(count(dsn, &dialect.quote_ident(&name)).await, 4);
+    assert_eq!(staging_tables(dsn, &name).await, Vec::<String>::new());
+    drop_table(dsn, &name).await.unwrap();
+}
+
+async fn drop_table(dsn: &str, name: &str) -> xngin::Result<u64> {
+    let wh = Warehouse::connect(&Dsn::parse(dsn).unwrap()).await.unwrap();
+    let r = wh
+        .execute(&format!("DROP TABLE IF EXISTS {}", wh.quote(name)), &[])
+        .await;
+    wh.close().await;
+    r
+}
+
+/// Tables of the current database/schema whose name starts with `prefix` and carries the
+/// staging mark.
+async fn staging_tables(dsn: &str, prefix: &str) -> Vec<String> {
+    let wh = Warehouse::connect(&Dsn::parse(dsn).unwrap()).await.unwrap();
+    let sql = match wh.dialect() {
+        xngin::dsn::Dialect::Sqlite => "SELECT name FROM sqlite_master WHERE type = 'table'",
+        xngin::dsn::Dialect::Postgres => {
+            "SELECT tablename::text FROM pg_tables WHERE schemaname = current_schema()"
+        }
+        xngin::dsn::Dialect::Mysql => {
+            "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = database()"
+        }
+    };
+    let rows = wh.fetch_all(sql, &[]).await.unwrap();
+    wh.close().await;
+    let mut names: Vec<String> = rows
+        .rows
+        .iter()
+        .filter_map(|r| r[0].to_text())
+        .filter(|n| n.starts_with(prefix) && n.contains("__xngin_"))
+        .collect();
+    names.sort();
+    names
+}
+
+#[tokio::test]
+async fn sqlite_multibyte_63_byte_table_name_loads_and_replaces() {
+    let dir = tempfile::tempdir().unwrap();
+    multibyte_63_byte_name_loads_and_replaces(&format!(
+        "sqlite:///{}",
+        dir.path().join("m.db").display()
+    ))
+    .await;
+}
+
+#[tokio::test]
+async fn postgres_multibyte_63_byte_table_name_loads_and_replaces() {
+    let Some(url) = pg_url("postgres_multibyte_63_byte_table_name_loads_and_replaces") else {
+        return;
+    };
+    multibyte_63_byte_name_loads_and_replaces(&url).await;
+}
+
+#[tokio::test]
+async fn mysql_multibyte_63_byte_table_name_loads_and_replaces() {
+    let Some(url) = mysql_url("mysql_multibyte_63_byte_table_name_loads_and_replaces") else {
+        return;
+    };
+    multibyte_63_byte_name_loads_and_replaces(&url).await;
+}
+
+#[tokio::test]
+async fn mysql_abandoned_staging_tables_are_removed_but_not_a_live_runs() {
+    let Some(url) = mysql_url("mysql_abandoned_staging_tables_are_removed_but_not_a_live_runs")
+    else {
+        return;
+    };
+    let home = tempfile::tempdir().unwrap();
+    let t = unique("stg");
+    let pid = std::process::id();
+    let dead = format!("{t}__xngin_{:08x}", pid);
+    let dead_old = format!("{t}__xngin_old_{:08x}", pid ^ 0x1000_0000);
+    let live = format!("{t}__xngin_{:08x}", pid ^ 0x2000_0000);
+    let wh = Warehouse::connect(&Dsn::parse(&url).unwrap())
+        .await
+        .unwrap();
+    for n in [&dead, &dead_old, &live] {
+        wh.execute(&format!("CREATE TABLE {} (x INTEGER)", wh.quote(n)), &[])
+            .await
+            .unwrap();
+    }
+    // A run in progress holds the lock of its staging table.
+    let mut holder = wh.begin().await.unwrap();
+    let lock = format!("xngin_staging_{:08x}", pid ^ 0x2000_0000);
+    let got = holder
+        .fetch_all("SELECT GET_LOCK(?, 0)", &[Value::Text(lock.clone())])
+        .await
+        .unwrap();
+    assert_eq!(got.rows[0][0].as_i64(), Some(1));
+    let out = load_fixture(home.path(), &url, &["--table-name", &t, "--rows", "3"]);
+    assert!(
+        stderr(&out).contains("removed") && stderr(&out).contains(&dead),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(staging_tables(&url, &t).await, vec![live.clone()]);
+    assert_eq!(count(&url, &wh.quote(&t)).await, 3);
+    holder
+        .fetch_all("SELECT RELEASE_LOCK(?)", &[Value::Text(lock)])
+        .await
+        .unwrap();
+    holder.rollback().await.unwrap();
+    // Once its run is gone, the next load removes it too.
+    load_fixture(
+        home.path(),
+        &url,
+        &["--table-name", &t, "--rows", "2", "--replace"],
+    );
+    assert_eq!(staging_tables(&url, &t).await, Vec::<String>::new());
+    wh.execute(&format!("DROP TABLE {}", wh.quote(&t)), &[])
+        .await
+        .unwrap();
+    wh.close().await;
+}
+
+/// `create-testing-dwh --replace` killed mid-load, several times: afterwards (on MySQL, after
+/// the next run) no staging table is left and the table holds the last complete load.
+async fn killed_loads_leave_no_staging_tables(dsn: &str) {
+    let home = tempfile::tempdir().unwrap();
+    let t = unique("kill");
+    let dialect = Dsn::parse(dsn).unwrap().dialect;
+    load_fixture(home.path(), dsn, &["--table-name", &t, "--rows", "5"]);
+    let bin = assert_cmd::cargo::cargo_bin("xngin");
+    let mut max_left = 0;
+    for wait_ms in [300u64, 700, 1200] {
+        let mut child = std::process::Command::new(&bin)
+            .args([
+                "create-testing-dwh",
+                "--dsn",
+                dsn,
+                "--table-name",
+                &t,
+                "--rows",
+                "400000",
+                "--replace",
+                "-q",
+            ])
+            .env("XNGIN_HOME", home.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(wait_ms));
+        let finished = child.try_wait().unwrap().is_some();
+        let _ = child.kill();
+        let _ = child.wait();
+        if finished {
+            continue;
+        }
+        // Let the server notice the dropped connection.
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let left = staging_tables(dsn, &t).await;
+        if dialect != xngin::dsn::Dialect::Mysql {
+            assert_eq!(left, Vec::<String>::new(), "a transaction leaves nothing");
+        }
+        max_left = max_left.max(left.len());
+        let n = count(dsn, &dialect.quote_ident(&t)).await;
+        assert!(n == 5 || n == 400_000, "{n}");
+    }
+    eprintln!("killed loads left up to {max_left} staging table(s)");
+    load_fixture(
+        home.path(),
+        dsn,
+        &["--table-name", &t, "--rows", "6", "--replace"],
+    );
+    assert_eq!(
+        staging_tables(dsn, &t).await,
+        Vec::<String>::new(),
+        "up to {max_left} were left"
+    );
+    assert_eq!(count(dsn, &dialect.quote_ident(&t)).await, 6);
+    drop_table(dsn, &t).await.unwrap();
+}
+
+#[tokio::test]
+async fn sqlite_killed_loads_leave_no_staging_tables() {
+    let dir = tempfile::tempdir().unwrap();
+    killed_loads_leave_no_staging_tables(&format!(
+        "sqlite:///{}",
+        dir.path().join("k.db").display()
+    ))
+    .await;
+}
+
+#[tokio::test]
+async fn postgres_killed_loads_leave_no_staging_tables() {
+    let Some(url) = pg_url("postgres_killed_loads_leave_no_staging_tables") else {
+        return;
+    };
+    killed_loads_leave_no_staging_tables(&url).await;
+}
+
+#[tokio::test]
+async fn mysql_killed_loads_leave_no_staging_tables() {
+    let Some(url) = mysql_url("mysql_killed_loads_leave_no_staging_tables") else {
+        return;
+    };
+    killed_loads_leave_no_staging_tables(&url).await;
+}
+
+#[test]
+fn connect_timeout_values_that_are_not_seconds_are_refused() {
+    let home = tempfile::tempdir().unwrap();
+    let dsn = format!("sqlite:///{}", home.path().join("c.db").display());
+    for v in ["inf", "1e20", "abc", "-1", "0", "NaN"] {
+        let out = xngin(home.path())
+            .env("XNGIN_CONNECT_TIMEOUT", v)
+            .args(["create-testing-dwh", "--dsn", &dsn, "--rows", "2"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{v}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains(&format!(
+                "XNGIN_CONNECT_TIMEOUT={v:?} is not a number of seconds"
+            )),
+            "{}",
+            stderr(&out)
+        );
+        assert_eq!(stderr(&out).trim().lines().count(), 1);
+    }
+    let out = xngin(home.path())
+        .env("XNGIN_CONNECT_TIMEOUT", "2.5")
+        .args(["create-testing-dwh", "--dsn", &dsn, "--rows", "2"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
+fn refused_port_is_reported_at_once() {
+    let home = tempfile::tempdir().unwrap();
+    for dsn in ["postgres://u@127.0.0.1:1/db", "mysql://u@127.0.0.1:1/db"] {
+        let start = std::time::Instant::now();
+        let out = xngin(home.path())
+            .env("XNGIN_CONNECT_TIMEOUT", "30")
+            .args(["create-testing-dwh", "--dsn", dsn, "--rows", "2"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        assert_eq!(
+            stderr(&out).trim(),
+            format!("xngin: cannot connect to {dsn}: connection refused")
+        );
+        assert!(start.elapsed().as_secs() < 10, "{:?}", start.elapsed());
+    }
+}
+
+#[test]
+fn postgres_dsn_on_a_mysql_port_gets_a_plain_message() {
+    let Some(url) = mysql_url("postgres_dsn_on_a_mysql_port_gets_a_plain_message") else {
+        return;
+    };
+    let my = Dsn::parse(&url).unwrap();
+    let port = my.port.unwrap_or(3306);
+    let dsn = format!(
+        "postgres://u@{}:{port}/db",
+        my.host.as_deref().unwrap_or("localhost")
+    );
+    let home = tempfile::tempdir().unwrap();
+    let out = xngin(home.path())
+        .env("XNGIN_CONNECT_TIMEOUT", "20")
+        .args(["create-testing-dwh", "--dsn", &dsn, "--rows", "2"])
+        .timeout(std::time::Duration::from_secs(60))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!(
+            "the server did not answer as a PostgreSQL server (is the port {port} right?)"
+        )),
+        "{err}"
+    );
+    assert!(!err.contains("::") && !err.contains("sqlx"), "{err}");
+}
+
+/// Two loads of the same new table at once, without --replace: one loads it, the other is told
+/// that another run holds the table (or, if it started after, that it exists), in one line.
+async fn concurrent_loads(dsn: &str) {
+    let home = tempfile::tempdir().unwrap();
+    let bin = assert_cmd::cargo::cargo_bin("xngin");
+    let dialect = Dsn::parse(dsn).unwrap().dialect;
+    for _ in 0..3 {
+        let t = unique("race");
+        let children: Vec<std::process::Child> = (0..2)
+            .map(|_| {
+                std::process::Command::new(&bin)
+                    .args([
+                        "create-testing-dwh",
+                        "--dsn",
+                        dsn,
+                        "--table-name",
+                        &t,
+                        "--rows",
+                        "30000",
+                        "-q",
+                    ])
+                    .env("XNGIN_HOME", home.path())
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        let outs: Vec<std::process::Output> = children
+            .into_iter()
+            .map(|c| c.wait_with_output().unwrap())
+            .collect();
+        let errs: Vec<String> = outs.iter().map(stderr).collect();
+        assert_eq!(
+            outs.iter().filter(|o| o.status.success()).count(),
+            1,
+            "{errs:?}"
+        );
+        for (o, err) in outs.iter().zip(&errs) {
+            if !o.status.success() {
+                assert_eq!(o.status.code(), Some(1), "{err}");
+                assert!(
+                    err.contains("another run") || err.contains("already exists; pass --replace"),
+                    "{err}"
+                );
+                assert_eq!(err.trim().lines().count(), 1, "{err}");
+            }
+        }
+        assert_eq!(count(dsn, &dialect.quote_ident(&t)).await, 30_000);
+        assert_eq!(staging_tables(dsn, &t).await, Vec::<String>::new());
+        drop_table(dsn, &t).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn sqlite_concurrent_loads_loser_is_told_another_run_holds_the_table() {
+    let dir = tempfile::tempdir().unwrap();
+    concurrent_loads(&format!("sqlite:///{}", dir.path().join("r.db").display())).await;
+}
+
+#[tokio::test]
+async fn postgres_concurrent_loads_loser_is_told_another_run_holds_the_table() {
+    let Some(url) = pg_url("postgres_concurrent_loads_loser_is_told_another_run_holds_the_table")
+    else {
+        return;
+    };
+    concurrent_loads(&url).await;
+}
+
+#[tokio::test]
+async fn mysql_concurrent_loads_loser_is_told_another_run_holds_the_table() {
+    let Some(url) = mysql_url("mysql_concurrent_loads_loser_is_told_another_run_holds_the_table")
+    else {
+        return;
+    };
+    concurrent_loads(&url).await;
 }

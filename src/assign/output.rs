@@ -6,6 +6,11 @@
 //! rows in participant-id order. `arm_id` is the arm's 0-based position in `--arms`;
 //! `stratum_id` is empty without strata; `arm_id`/`arm_name` are empty for participants left
 //! unassigned (misfit strategy `none`). NULL is an empty CSV field.
+//!
+//! The design record `FILE.design.json` is paired with its data file by the SHA-256 of the
+//! file's bytes (`outputs.file_sha256`): the two are written under temporary names and renamed
+//! into place last (data file, then record), and readers ([`check_pair`]) refuse a file whose
+//! record is missing or describes other bytes (e.g. a run killed between the two renames).
 
 use std::io::Write;
 use std::path::Path;
@@ -263,19 +268,64 @@ pub fn write_parquet(
     Ok(())
 }
 
-/// Write the assignment to `path` (CSV or Parquet by extension), atomically.
-pub fn write_file(
+/// A writer that hashes what passes through it (SHA-256), for the data file's fingerprint.
+struct HashingWriter<'a> {
+    inner: &'a mut dyn Write,
+    hash: Sha256,
+}
+
+impl Write for HashingWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hash.update(&buf[..n]);
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Write the assignment to a temporary file next to `path` (CSV or Parquet by extension),
+/// without renaming it into place yet, and return it with the SHA-256 of its bytes (recorded
+/// in the design record as `outputs.file_sha256`, which pairs the record with this file).
+pub fn prepare_file(
     path: &Path,
     replace: bool,
     table: &Table,
     outcome: &Outcome,
     design: &Design,
-) -> Result<()> {
+) -> Result<(crate::output::Pending, String)> {
     let kind = super::audience::file_kind(path)?;
-    crate::output::write_atomic(path, replace, |w| match kind {
-        super::audience::FileKind::Csv => write_csv(w, table, outcome, design),
-        super::audience::FileKind::Parquet => write_parquet(w, table, outcome, design),
-    })
+    let mut digest = String::new();
+    let pending = crate::output::prepare_atomic(path, replace, |w| {
+        let mut hw = HashingWriter {
+            inner: w,
+            hash: Sha256::new(),
+        };
+        match kind {
+            super::audience::FileKind::Csv => write_csv(&mut hw, table, outcome, design)?,
+            super::audience::FileKind::Parquet => write_parquet(&mut hw, table, outcome, design)?,
+        }
+        digest = hex::encode(hw.hash.finalize());
+        Ok(())
+    })?;
+    Ok((pending, digest))
+}
+
+/// The SHA-256 of a file's bytes (hex), read in blocks.
+pub fn file_sha256(path: &Path) -> Result<String> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = f.read(&mut buf).map_err(|e| Error::io(path, e))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(hex::encode(h.finalize()))
 }
 
 /// The design record path next to an output file: `FILE.design.json`.
@@ -372,6 +422,9 @@ pub struct DesignRecord {
 pub struct Outputs {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub file: Option<String>,
+    /// SHA-256 of the data file's bytes: pairs this record with the file it describes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file_sha256: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub design_file: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -522,32 +575,64 @@ pub fn summary(record: &DesignRecord) -> String {
     s
 }
 
-/// Look participants up in an assignment CSV written by `assign`: `(participant_id, arm_id,
-/// arm_name, stratum_id)` per id found, in file order. When `experiment_id` is given and the
-/// file's design record (`FILE.design.json`) names another experiment, that is an error.
-pub fn lookup_csv(
-    path: &Path,
-    experiment_id: Option<&str>,
-    ids: &[String],
-) -> Result<Vec<[String; 4]>> {
-    if let Some(want) = experiment_id {
-        let dp = design_path(path);
-        if let Ok(text) = std::fs::read_to_string(&dp) {
-            let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
-                Error::invalid(format!("{}: not a design record: {e}", dp.display()))
-            })?;
-            let have = v
-                .get("experiment_id")
-                .and_then(|x| x.as_str())
-                .unwrap_or("");
-            if have != want {
-                return Err(Error::invalid(format!(
-                    "{}: the assignment is of experiment {have}, not {want}",
-                    path.display()
-                )));
-            }
+/// Check that `path` (an assignment file written by `assign --output`) is paired with its
+/// design record `FILE.design.json`: the record must exist, be of `experiment_id`, and carry
+/// the SHA-256 of exactly this file (`outputs.file_sha256`). A record missing, of another
+/// experiment or of another file (e.g. a run killed between writing the two) is an error.
+pub fn check_pair(path: &Path, experiment_id: &str) -> Result<()> {
+    std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+    let dp = design_path(path);
+    let text = match std::fs::read_to_string(&dp) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(Error::runtime(format!(
+                "{}: its design record {} is missing, so the experiment id cannot be checked; \
+                 keep the two files together (rerun assign --output to write both)",
+                path.display(),
+                dp.display()
+            )));
         }
+        Err(e) => return Err(Error::io(&dp, e)),
+    };
+    let v: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| Error::invalid(format!("{}: not a design record: {e}", dp.display())))?;
+    let have = v
+        .get("experiment_id")
+        .and_then(|x| x.as_str())
+        .unwrap_or("");
+    if have != experiment_id {
+        return Err(Error::invalid(format!(
+            "{}: the assignment is of experiment {have}, not {experiment_id}",
+            path.display()
+        )));
     }
+    let want_sha = v
+        .pointer("/outputs/file_sha256")
+        .and_then(|x| x.as_str())
+        .ok_or_else(|| {
+            Error::invalid(format!(
+                "{}: the design record has no outputs.file_sha256 to pair it with {}; \
+                 rerun assign --output to write both files",
+                dp.display(),
+                path.display()
+            ))
+        })?;
+    if file_sha256(path)? != want_sha {
+        return Err(Error::invalid(format!(
+            "{}: the file does not match its design record {} (they were written by different runs, \
+             e.g. an interrupted one); rerun assign --output --replace to write both",
+            path.display(),
+            dp.display()
+        )));
+    }
+    Ok(())
+}
+
+/// Look participants up in an assignment CSV written by `assign`: `(participant_id, arm_id,
+/// arm_name, stratum_id)` per id found, in file order. The file must be paired with its design
+/// record of `experiment_id` ([`check_pair`]).
+pub fn lookup_csv(path: &Path, experiment_id: &str, ids: &[String]) -> Result<Vec<[String; 4]>> {
+    check_pair(path, experiment_id)?;
     let f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let mut r = csv::ReaderBuilder::new()
         .has_headers(true)

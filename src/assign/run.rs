@@ -78,6 +78,21 @@ pub fn check_request(req: &Request) -> Result<(Arms, Vec<String>)> {
         return Err(Error::usage("--sample-size must be at least 2"));
     }
     let strata = strata_fields(&req.strata, &req.metrics);
+    let reserved: Vec<&String> = strata
+        .iter()
+        .filter(|s| {
+            super::warehouse::RESERVED_COLUMNS
+                .iter()
+                .any(|r| r.eq_ignore_ascii_case(s))
+        })
+        .collect();
+    if let Some(s) = reserved.first() {
+        return Err(Error::usage(format!(
+            "--strata/--metrics {s}: the assignment has its own column of that name ({}), so a stratum \
+             cannot use it; rename or copy that field to another name in the audience",
+            super::warehouse::RESERVED_COLUMNS.join(", ")
+        )));
+    }
     if let Some(out) = &req.output {
         super::audience::file_kind(out)?;
         for p in [out.clone(), super::output::design_path(out)] {
@@ -192,16 +207,24 @@ pub async fn run(req: &Request) -> Result<Report> {
         notice(n);
     }
     trace("assigned");
+    // Every output is prepared first and committed last: the assignment file and its design
+    // record are written under temporary names, then the warehouse write commits, then the two
+    // files are renamed into place. A failure before that leaves earlier files and tables as
+    // they were. The pair is tied by the data file's SHA-256 in the record
+    // (`outputs.file_sha256`), which `assignment --input` checks, so a run killed between the
+    // two renames leaves a pair that readers refuse rather than one that silently disagrees.
     // The input fingerprint is hashed while the assignment file is written.
-    let (fp, written) = std::thread::scope(|sc| {
+    let (fp, prepared) = std::thread::scope(|sc| {
         let h = sc.spawn(|| super::output::fingerprint(&table, &outcome.order));
-        let written = match &req.output {
-            Some(out) => super::output::write_file(out, req.replace, &table, &outcome, &design),
-            None => Ok(()),
+        let prepared = match &req.output {
+            Some(out) => {
+                super::output::prepare_file(out, req.replace, &table, &outcome, &design).map(Some)
+            }
+            None => Ok(None),
         };
-        (h.join().expect("fingerprint thread panicked"), written)
+        (h.join().expect("fingerprint thread panicked"), prepared)
     });
-    written?;
+    let prepared = prepared?;
     trace("assignment file written");
     let mut record = DesignRecord::new(
         experiment_id,
@@ -213,13 +236,26 @@ pub async fn run(req: &Request) -> Result<Report> {
         req.sample_size,
         fp,
     );
-    if let Some(out) = &req.output {
+    if let (Some(out), Some((_, sha))) = (&req.output, &prepared) {
         let dp = super::output::design_path(out);
         record.outputs.file = Some(out.display().to_string());
+        record.outputs.file_sha256 = Some(sha.clone());
         record.outputs.design_file = Some(dp.display().to_string());
     }
     if let Some(t) = &req.write_table {
         record.outputs.table = Some(t.clone());
+    }
+    let pending_record = match &req.output {
+        Some(out) => {
+            let dp = super::output::design_path(out);
+            let json = record.to_json();
+            Some(crate::output::prepare_atomic(&dp, req.replace, |w| {
+                w.write_all(json.as_bytes()).map_err(|e| Error::io(&dp, e))
+            })?)
+        }
+        None => None,
+    };
+    if let Some(t) = &req.write_table {
         let pb = crate::output::progress(Some(table.len() as u64), "writing");
         let res = super::warehouse::write_table(
             req,
@@ -233,21 +269,16 @@ pub async fn run(req: &Request) -> Result<Report> {
         )
         .await;
         pb.finish_and_clear();
-        if let Err(e) = res {
-            // All or nothing: do not leave this run's assignment file behind either.
-            if let Some(out) = &req.output {
-                let _ = std::fs::remove_file(out);
-            }
-            return Err(e);
-        }
+        // On failure the prepared files are dropped (their temporary files removed) unseen.
+        res?;
         trace("table written");
     }
-    if let Some(out) = &req.output {
-        let dp = super::output::design_path(out);
-        let json = record.to_json();
-        crate::output::write_atomic(&dp, req.replace, |w| {
-            w.write_all(json.as_bytes()).map_err(|e| Error::io(&dp, e))
-        })?;
+    // Commit the files: the data file, then its record.
+    if let Some((data, _)) = prepared {
+        data.commit()?;
+    }
+    if let Some(rec) = pending_record {
+        rec.commit()?;
     }
     if req.output.is_none() && req.write_table.is_none() {
         notice("no --output or --write-table given: the assignment is not saved");

@@ -5,7 +5,9 @@
 //! table unless `--replace`), the delete of a replaced experiment, the rows (COPY on
 //! PostgreSQL) and the design record row happen in one transaction. Tables are created when
 //! missing (inside the transaction on PostgreSQL and SQLite; before it on MySQL/MariaDB, where
-//! DDL commits implicitly — an empty table is all a failure can leave there).
+//! DDL commits implicitly — an empty table is all a failure can leave there). A run that loses
+//! a race with another writer of the same table or experiment (a duplicate key or table, a
+//! deadlock) is told so in one sentence and has written nothing.
 
 use indicatif::ProgressBar;
 
@@ -283,6 +285,24 @@ pub fn split_table(spec: &str) -> Result<(Option<String>, String)> {
     Ok((schema, table))
 }
 
+/// The error for `SCHEMA.TABLE` on SQLite, which has no schemas.
+fn no_sqlite_schemas(flag: &str, spec: &str, table: &str) -> Error {
+    Error::usage(format!(
+        "{flag} {spec}: SQLite has no schemas; give the table name alone ({flag} {table})"
+    ))
+}
+
+/// The columns an assignment writes besides the strata; a stratum may not have one of these
+/// names (compared case-insensitively, as MySQL and SQLite compare column names).
+pub const RESERVED_COLUMNS: [&str; 6] = [
+    "experiment_id",
+    "participant_id",
+    "arm_id",
+    "arm_name",
+    "stratum_id",
+    "created_at",
+];
+
 /// The assignment table's columns for this outcome.
 pub fn assignment_columns(table: &Table, outcome: &Outcome) -> Vec<ColumnDef> {
     let mut cols = vec![
@@ -348,10 +368,45 @@ fn experiments_ddl(dialect: Dialect, qualified: &str) -> String {
     )
 }
 
+/// SQLite: `CREATE TABLE IF NOT EXISTS`. A concurrent run may create the table between this
+/// run's check and its transaction; SQLite then waits for that run's commit (one writer at a
+/// time) and this run finds its rows (refused as "already holds", or replaced). PostgreSQL
+/// reports the race as a conflict instead ([`Error::Conflict`]).
+fn if_not_exists(dialect: Dialect, ddl: String) -> String {
+    match (dialect, ddl.strip_prefix("CREATE TABLE ")) {
+        (Dialect::Sqlite, Some(rest)) => format!("CREATE TABLE IF NOT EXISTS {rest}"),
+        _ => ddl,
+    }
+}
+
 /// Write the assignment into `table_name` and the design record into `xngin_experiments`, in
 /// one transaction.
 #[allow(clippy::too_many_arguments)]
 pub async fn write_table(
+    req: &Request,
+    target: Option<&Target>,
+    table_name: &str,
+    table: &Table,
+    outcome: &Outcome,
+    design: &Design,
+    record: &DesignRecord,
+    pb: &ProgressBar,
+) -> Result<()> {
+    write_table_inner(req, target, table_name, table, outcome, design, record, pb)
+        .await
+        .map_err(|e| match e {
+            Error::Conflict(raw) => Error::runtime(format!(
+                "another run is writing the table {table_name} or experiment {} at the same time, \
+                 so this run wrote nothing ({raw}); wait for it to finish, then run again \
+                 (--replace to overwrite its rows of the same experiment)",
+                record.experiment_id
+            )),
+            other => other,
+        })
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn write_table_inner(
     req: &Request,
     target: Option<&Target>,
     table_name: &str,
@@ -386,6 +441,10 @@ pub async fn write_table(
     )
     .await?;
     let dialect = wh.dialect();
+    if dialect == Dialect::Sqlite && table_name.contains('.') {
+        wh.close().await;
+        return Err(no_sqlite_schemas("--write-table", table_name, &name));
+    }
     let qualified = wh.qualified(schema.as_deref(), &name);
     let xq = wh.qualified(schema.as_deref(), EXPERIMENTS_TABLE);
     let cols = assignment_columns(table, outcome);
@@ -443,10 +502,10 @@ pub async fn write_table(
                 } else {
                     cols.clone()
                 };
-                tx.execute(&create_table_sql(dialect, &qualified, &ddl_cols), &[]).await?;
+                tx.execute(&if_not_exists(dialect, create_table_sql(dialect, &qualified, &ddl_cols)), &[]).await?;
             }
             if !x_exists {
-                tx.execute(&experiments_ddl(dialect, &xq), &[]).await?;
+                tx.execute(&if_not_exists(dialect, experiments_ddl(dialect, &xq)), &[]).await?;
             }
         }
         let exp = Value::Text(record.experiment_id.clone());
@@ -674,7 +733,12 @@ pub async fn lookup(
 ) -> Result<Vec<Vec<Value>>> {
     let (schema, name) = split_table(table_spec)?;
     let wh = Warehouse::connect(dsn).await?;
+    if wh.dialect() == Dialect::Sqlite && table_spec.contains('.') {
+        wh.close().await;
+        return Err(no_sqlite_schemas("--table", table_spec, &name));
+    }
     if !wh.table_exists(schema.as_deref(), &name).await? {
+        wh.close().await;
         return Err(Error::runtime(format!(
             "{dsn}: there is no table {table_spec}"
         )));
@@ -685,21 +749,37 @@ pub async fn lookup(
         Dialect::Postgres => "TEXT",
         Dialect::Sqlite => "TEXT",
     };
-    let phs: Vec<String> = (2..ids.len() + 2).map(|i| wh.placeholder(i)).collect();
-    let sql = format!(
-        "SELECT CAST({pid} AS {cast}), {}, {}, {} FROM {} WHERE {} = {} AND CAST({pid} AS {cast}) IN ({})",
-        q("arm_id"),
-        q("arm_name"),
-        q("stratum_id"),
-        wh.qualified(schema.as_deref(), &name),
-        q("experiment_id"),
-        wh.placeholder(1),
-        phs.join(", "),
-        pid = q("participant_id"),
-    );
-    let mut params = vec![Value::Text(experiment_id.into())];
-    params.extend(ids.iter().map(|i| Value::Text(i.clone())));
-    let rows = wh.fetch_all(&sql, &params).await?;
+    // Ids are looked up in batches, well under every database's limit on bound parameters
+    // (SQLite 32766, PostgreSQL and MySQL 65535), each id once.
+    let mut seen = std::collections::HashSet::new();
+    let unique: Vec<&String> = ids.iter().filter(|i| seen.insert(i.as_str())).collect();
+    let mut out = Vec::new();
+    for chunk in unique.chunks(LOOKUP_BATCH) {
+        let phs: Vec<String> = (2..chunk.len() + 2).map(|i| wh.placeholder(i)).collect();
+        let sql = format!(
+            "SELECT CAST({pid} AS {cast}), {}, {}, {} FROM {} WHERE {} = {} AND CAST({pid} AS {cast}) IN ({})",
+            q("arm_id"),
+            q("arm_name"),
+            q("stratum_id"),
+            wh.qualified(schema.as_deref(), &name),
+            q("experiment_id"),
+            wh.placeholder(1),
+            phs.join(", "),
+            pid = q("participant_id"),
+        );
+        let mut params = vec![Value::Text(experiment_id.into())];
+        params.extend(chunk.iter().map(|i| Value::Text((*i).clone())));
+        match wh.fetch_all(&sql, &params).await {
+            Ok(rows) => out.extend(rows.rows),
+            Err(e) => {
+                wh.close().await;
+                return Err(e);
+            }
+        }
+    }
     wh.close().await;
-    Ok(rows.rows)
+    Ok(out)
 }
+
+/// Ids per lookup query in [`lookup`].
+const LOOKUP_BATCH: usize = 10_000;

@@ -55,6 +55,44 @@ async fn current_version(dsn: &Dsn) -> Option<i64> {
     if ok { v } else { None }
 }
 
+/// Remove the half-built copies (`NAME.PID.tmp` and its SQLite `-journal`/`-wal`/`-shm`) that
+/// killed builds left next to `path`, when their process is gone (see
+/// [`crate::output::is_abandoned`]).
+fn remove_abandoned_builds(path: &std::path::Path) {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str())) else {
+        return;
+    };
+    let dir = if dir.as_os_str().is_empty() {
+        std::path::Path::new(".")
+    } else {
+        dir
+    };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let prefix = format!("{name}.");
+    for entry in entries.flatten() {
+        let file = entry.file_name();
+        let Some(file) = file.to_str() else { continue };
+        let Some(rest) = file.strip_prefix(&prefix) else {
+            continue;
+        };
+        let Some((pid, tail)) = rest.split_once('.') else {
+            continue;
+        };
+        if !matches!(tail, "tmp" | "tmp-journal" | "tmp-wal" | "tmp-shm") {
+            continue;
+        }
+        let Ok(pid) = pid.parse::<u32>() else {
+            continue;
+        };
+        let modified = entry.metadata().ok().and_then(|m| m.modified().ok());
+        if crate::output::is_abandoned(Some(pid), modified) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
 /// The DSN of the default warehouse, building it first if it is missing or out of date.
 pub async fn default_warehouse() -> Result<Dsn> {
     default_warehouse_at(&default_db_path()?).await
@@ -72,6 +110,7 @@ pub async fn default_warehouse_at(path: &std::path::Path) -> Result<Dsn> {
         "Building the embedded testing warehouse at {} (first use)...",
         path.display()
     ));
+    remove_abandoned_builds(&path);
     let tmp = path.with_extension(format!("db.{}.tmp", std::process::id()));
     let _ = std::fs::remove_file(&tmp);
     let tmp_dsn = Dsn::sqlite_file(&tmp);

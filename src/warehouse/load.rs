@@ -413,6 +413,26 @@ mod tests {
     }
 
     #[test]
+    fn staging_names_fit_in_63_bytes_at_a_character_boundary() {
+        let name = format!("{}_{:08}", "日".repeat(18), 1);
+        assert_eq!(name.len(), 63);
+        let base = truncate_bytes(&name, STAGING_BASE_BYTES);
+        assert_eq!(base, "日".repeat(13)); // 39 bytes: the 14th character would cross 40
+        let old = format!("{base}{STAGING_MARK}old_0123abcd");
+        assert!(old.len() <= PG_MAX_IDENT_BYTES, "{}", old.len());
+        assert_eq!(truncate_bytes("short", 40), "short");
+        assert_eq!(
+            staging_suffix(&format!("{base}{STAGING_MARK}0123abcd")),
+            Some("0123abcd")
+        );
+        assert_eq!(staging_suffix("t__xngin_old_0123abcd"), Some("0123abcd"));
+        assert_eq!(staging_suffix("t__xngin_0123abc"), None);
+        assert_eq!(staging_suffix("t__xngin_0123abcz"), None);
+        assert_eq!(staging_suffix("__xngin_0123abcd"), None);
+        assert_eq!(staging_suffix("t"), None);
+    }
+
+    #[test]
     fn ddl_is_quoted_and_typed() {
         let cols = [
             ColumnDef::new("id", DataType::Bigint).primary_key(),
@@ -451,6 +471,12 @@ pub enum LoadOutcome {
 /// PostgreSQL and SQLite (whose DDL is transactional), and with one atomic `RENAME TABLE` on
 /// MySQL/MariaDB (whose DDL commits implicitly; the staging table is dropped on failure). A bad
 /// row or a lost connection in the middle leaves an existing table exactly as it was.
+///
+/// A killed run leaves nothing on PostgreSQL and SQLite (its transaction rolls back). On
+/// MySQL/MariaDB it can leave its staging table `BASE__xngin_XXXXXXXX`; each run holds a named
+/// lock (`xngin_staging_XXXXXXXX`) for its staging tables while it works, and every load first
+/// drops the staging tables whose lock is free, i.e. whose run is gone — never those of a run
+/// in progress.
 pub async fn load_table<I>(
     wh: &super::Warehouse,
     schema: Option<&str>,
@@ -493,11 +519,21 @@ where
         };
         wh.execute(&sql, &[]).await?;
     }
-    // A staging name unique to this run, short enough for PostgreSQL's 63-byte limit.
+    // A staging name unique to this run, within PostgreSQL's 63-byte and MySQL's 64-character
+    // limits (cut at a character boundary, counting bytes).
     let suffix = format!("{:08x}", rand::random::<u32>());
-    let base: String = table.chars().take(40).collect();
-    let staging_name = format!("{base}__xngin_{suffix}");
+    let base = truncate_bytes(table, STAGING_BASE_BYTES);
+    let staging_name = format!("{base}{STAGING_MARK}{suffix}");
     let staging = wh.qualified(schema, &staging_name);
+    // MySQL/MariaDB: the staging table outlives a killed run (DDL is not transactional). This
+    // run holds a named lock for its staging tables while it works; staging tables whose lock is
+    // free belong to runs that are gone and are dropped here.
+    let lock = if dialect == Dialect::Mysql {
+        remove_abandoned_staging(wh, schema).await;
+        Some(StagingLock::acquire(wh, &suffix).await?)
+    } else {
+        None
+    };
     let ddl = create_table_sql(dialect, &staging, columns);
     match dialect {
         Dialect::Postgres | Dialect::Sqlite => {
@@ -508,8 +544,41 @@ where
             } else {
                 insert_rows(&mut tx, &staging, columns, rows, pb).await?
             };
-            if exists {
-                tx.execute(&format!("DROP TABLE {target}"), &[]).await?;
+            // SQLite runs one writer at a time: a concurrent run may have created the table
+            // while this one waited for the lock. Look again, inside the transaction.
+            let exists_now = if dialect == Dialect::Sqlite && !exists {
+                let r = tx
+                    .fetch_all(
+                        "SELECT count(*) FROM sqlite_master WHERE type IN ('table','view') AND name = ?1",
+                        &[Value::Text(table.into())],
+                    )
+                    .await?;
+                r.rows
+                    .first()
+                    .and_then(|r| r.first())
+                    .and_then(Value::as_i64)
+                    .unwrap_or(0)
+                    > 0
+            } else {
+                exists
+            };
+            if exists_now && !exists {
+                match if_exists {
+                    // The transaction rolls back when dropped: nothing of this run remains.
+                    IfExists::Keep => return Ok(LoadOutcome::AlreadyExists),
+                    IfExists::Fail => {
+                        return Err(Error::runtime(format!(
+                            "another run created the table {target} while this run was loading it, so this run changed nothing; \
+                             pass --replace to replace it, or --allow-existing to keep it"
+                        )));
+                    }
+                    IfExists::Replace => {}
+                }
+            }
+            if exists_now {
+                tx.execute(&format!("DROP TABLE {target}"), &[])
+                    .await
+                    .map_err(|e| concurrent(e, &target))?;
             }
             tx.execute(
                 &format!(
@@ -518,37 +587,46 @@ where
                 ),
                 &[],
             )
-            .await?;
+            .await
+            .map_err(|e| concurrent(e, &target))?;
             if dialect == Dialect::Postgres && columns.iter().any(|c| c.primary_key) {
-                // Keep the conventional index name instead of the staging one.
-                let old = wh.qualified(schema, &format!("{staging_name}_pkey"));
-                let new = dialect.quote_ident(&format!(
-                    "{}_pkey",
-                    table.chars().take(58).collect::<String>()
-                ));
+                // Keep the conventional index name instead of the staging one (PostgreSQL cuts
+                // both at 63 bytes, as done here).
+                let old = wh.qualified(
+                    schema,
+                    truncate_bytes(&format!("{staging_name}_pkey"), PG_MAX_IDENT_BYTES),
+                );
+                let new = dialect.quote_ident(&format!("{}_pkey", truncate_bytes(table, 58)));
                 tx.execute(&format!("ALTER INDEX IF EXISTS {old} RENAME TO {new}"), &[])
                     .await?;
             }
-            tx.commit().await?;
+            tx.commit().await.map_err(|e| concurrent(e, &target))?;
             Ok(LoadOutcome::Loaded(n))
         }
         Dialect::Mysql => {
-            wh.execute(&ddl, &[]).await?;
+            let lock = lock.expect("MySQL staging lock");
+            if let Err(e) = wh.execute(&ddl, &[]).await {
+                lock.release().await;
+                return Err(e);
+            }
             let result: Result<u64> = async {
                 let mut tx = wh.begin().await?;
                 let n = insert_rows(&mut tx, &staging, columns, rows, pb).await?;
                 tx.commit().await?;
                 if exists {
-                    let old = wh.qualified(schema, &format!("{base}__xngin_old_{suffix}"));
+                    let old = wh.qualified(schema, &format!("{base}{STAGING_MARK}old_{suffix}"));
                     wh.execute(
                         &format!("RENAME TABLE {target} TO {old}, {staging} TO {target}"),
                         &[],
                     )
-                    .await?;
-                    wh.execute(&format!("DROP TABLE {old}"), &[]).await?;
+                    .await
+                    .map_err(|e| concurrent(e, &target))?;
+                    wh.execute(&format!("DROP TABLE IF EXISTS {old}"), &[])
+                        .await?;
                 } else {
                     wh.execute(&format!("RENAME TABLE {staging} TO {target}"), &[])
-                        .await?;
+                        .await
+                        .map_err(|e| concurrent(e, &target))?;
                 }
                 Ok(n)
             }
@@ -558,7 +636,140 @@ where
                     .execute(&format!("DROP TABLE IF EXISTS {staging}"), &[])
                     .await;
             }
+            lock.release().await;
             result.map(LoadOutcome::Loaded)
         }
     }
+}
+
+/// Staging tables are named `BASE__xngin_XXXXXXXX` (8 hex digits, random per run), and the
+/// table a MySQL replace moves aside `BASE__xngin_old_XXXXXXXX`.
+const STAGING_MARK: &str = "__xngin_";
+/// BASE is the target name cut to this many bytes: `BASE__xngin_old_XXXXXXXX` then stays within
+/// 63 bytes, PostgreSQL's identifier limit (which MySQL's 64 characters also allow).
+const STAGING_BASE_BYTES: usize = 40;
+const PG_MAX_IDENT_BYTES: usize = 63;
+
+/// The longest prefix of `s` of at most `max` bytes that ends on a character boundary.
+pub fn truncate_bytes(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// Is `name` one of our staging tables (see [`STAGING_MARK`])? Returns its random suffix.
+pub fn staging_suffix(name: &str) -> Option<&str> {
+    let i = name.rfind(STAGING_MARK)?;
+    let rest = &name[i + STAGING_MARK.len()..];
+    let suffix = rest.strip_prefix("old_").unwrap_or(rest);
+    (i > 0 && suffix.len() == 8 && suffix.bytes().all(|b| b.is_ascii_hexdigit())).then_some(suffix)
+}
+
+/// The MySQL/MariaDB named lock held by the run that owns the staging tables of `suffix`.
+fn staging_lock_name(suffix: &str) -> String {
+    format!("xngin_staging_{suffix}")
+}
+
+/// A swap that failed because another run created, replaced or dropped the same table meanwhile.
+fn concurrent(e: Error, target: &str) -> Error {
+    match e {
+        Error::Conflict(raw) => Error::runtime(format!(
+            "another run is loading the table {target} at the same time, so this run changed nothing \
+             ({raw}); wait for it to finish, then run again"
+        )),
+        other => other,
+    }
+}
+
+/// MySQL/MariaDB: a named lock, held on its own connection for as long as this run has staging
+/// tables. The server releases it when the connection ends, so a killed run's lock is free.
+struct StagingLock {
+    tx: super::Tx,
+    name: String,
+}
+
+impl StagingLock {
+    async fn acquire(wh: &super::Warehouse, suffix: &str) -> Result<StagingLock> {
+        let name = staging_lock_name(suffix);
+        let mut tx = wh.begin().await?;
+        let got = tx
+            .fetch_all("SELECT GET_LOCK(?, 0)", &[Value::Text(name.clone())])
+            .await?;
+        if got
+            .rows
+            .first()
+            .and_then(|r| r.first())
+            .and_then(Value::as_i64)
+            != Some(1)
+        {
+            return Err(Error::runtime(format!(
+                "could not take the lock {name} for this run's staging table; run again"
+            )));
+        }
+        Ok(StagingLock { tx, name })
+    }
+
+    async fn release(mut self) {
+        let _ = self
+            .tx
+            .fetch_all("SELECT RELEASE_LOCK(?)", &[Value::Text(self.name.clone())])
+            .await;
+        let _ = self.tx.rollback().await;
+    }
+}
+
+/// MySQL/MariaDB: drop the staging tables in `schema` (or the current database) whose run is
+/// gone, i.e. whose named lock this session can take. A run in progress holds its lock, so its
+/// staging tables are left alone. Best effort: failures are ignored. Returns the names dropped.
+pub async fn remove_abandoned_staging(wh: &super::Warehouse, schema: Option<&str>) -> Vec<String> {
+    let pattern = format!("%{}%", STAGING_MARK.replace('_', "\\_"));
+    let listed = match schema {
+        Some(s) => {
+            wh.fetch_all(
+                "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME LIKE ?",
+                &[Value::Text(s.into()), Value::Text(pattern)],
+            )
+            .await
+        }
+        None => {
+            wh.fetch_all(
+                "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = database() AND TABLE_NAME LIKE ?",
+                &[Value::Text(pattern)],
+            )
+            .await
+        }
+    };
+    let Ok(listed) = listed else {
+        return Vec::new();
+    };
+    let mut dropped = Vec::new();
+    for row in listed.rows {
+        let Some(name) = row.first().and_then(Value::to_text) else {
+            continue;
+        };
+        let Some(suffix) = staging_suffix(&name) else {
+            continue;
+        };
+        let Ok(lock) = StagingLock::acquire(wh, suffix).await else {
+            continue; // its run is still working
+        };
+        let sql = format!("DROP TABLE IF EXISTS {}", wh.qualified(schema, &name));
+        if wh.execute(&sql, &[]).await.is_ok() {
+            dropped.push(name);
+        }
+        lock.release().await;
+    }
+    if !dropped.is_empty() {
+        crate::output::notice(format!(
+            "removed {} staging table(s) left by an interrupted run: {}",
+            dropped.len(),
+            dropped.join(", ")
+        ));
+    }
+    dropped
 }

@@ -45,14 +45,80 @@ fn echo(sql: &str, params: &[Value]) {
     }
 }
 
-/// How long to wait for a connection before giving up: `XNGIN_CONNECT_TIMEOUT` seconds, default 10.
-pub fn connect_timeout() -> Duration {
-    let secs = std::env::var("XNGIN_CONNECT_TIMEOUT")
-        .ok()
-        .and_then(|s| s.parse::<f64>().ok())
-        .filter(|s| *s > 0.0)
-        .unwrap_or(10.0);
-    Duration::from_secs_f64(secs)
+/// The longest `XNGIN_CONNECT_TIMEOUT` accepted, in seconds (one day).
+pub const MAX_CONNECT_TIMEOUT_SECS: f64 = 86_400.0;
+
+/// How long to wait for a connection before giving up: `XNGIN_CONNECT_TIMEOUT` seconds, default
+/// 10 (also when set but empty). A value that is not a number of seconds above 0 and at most a
+/// day is a usage error.
+pub fn connect_timeout() -> Result<Duration> {
+    match std::env::var("XNGIN_CONNECT_TIMEOUT") {
+        Ok(v) if !v.is_empty() => parse_connect_timeout(&v),
+        _ => Ok(Duration::from_secs(10)),
+    }
+}
+
+/// Parse a `XNGIN_CONNECT_TIMEOUT` value (seconds, e.g. `10` or `2.5`).
+pub fn parse_connect_timeout(v: &str) -> Result<Duration> {
+    let secs = v.trim().parse::<f64>().ok();
+    match secs {
+        Some(s) if s.is_finite() && s > 0.0 && s <= MAX_CONNECT_TIMEOUT_SECS => {
+            Ok(Duration::from_secs_f64(s))
+        }
+        _ => Err(Error::usage(format!(
+            "XNGIN_CONNECT_TIMEOUT={v:?} is not a number of seconds above 0 and at most {MAX_CONNECT_TIMEOUT_SECS} (e.g. 10 or 2.5); fix or unset it"
+        ))),
+    }
+}
+
+/// A connection failure in words: "connection refused" and the like for I/O errors, and a
+/// plain sentence when the server does not speak the dialect's protocol (another kind of
+/// server on the port), instead of the driver's internal message.
+fn connect_reason(e: sqlx::Error, dsn: &Dsn) -> String {
+    match &e {
+        sqlx::Error::Protocol(_) | sqlx::Error::Decode(_) | sqlx::Error::Encode(_) => {
+            let what = match dsn.dialect {
+                Dialect::Postgres => "PostgreSQL",
+                Dialect::Mysql => "MySQL/MariaDB",
+                Dialect::Sqlite => "SQLite",
+            };
+            format!(
+                "the server did not answer as a {what} server (is the port {} right?)",
+                dsn.port
+                    .map(|p| p.to_string())
+                    .unwrap_or_else(|| "default".into())
+            )
+        }
+        sqlx::Error::Io(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
+            "the server closed the connection during the handshake (is it the right kind of server and port?)".into()
+        }
+        sqlx::Error::Io(io) => crate::error::io_reason(io),
+        _ => {
+            let reason = Error::from(e).to_string();
+            reason
+                .strip_prefix("database error: ")
+                .unwrap_or(&reason)
+                .to_string()
+        }
+    }
+}
+
+/// Open one connection directly (no pool retries), within `timeout`: a refused port or a
+/// wrong server is reported at once instead of being retried until the timeout.
+async fn probe<O>(o: &O, timeout: Duration) -> Result<(), sqlx::Error>
+where
+    O: sqlx::ConnectOptions,
+    O::Connection: Sized,
+{
+    use sqlx::Connection;
+    match tokio::time::timeout(timeout, o.connect()).await {
+        Ok(Ok(conn)) => {
+            let _ = conn.close().await;
+            Ok(())
+        }
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(sqlx::Error::PoolTimedOut),
+    }
 }
 
 /// Rows read back: column names and values in order.
@@ -97,14 +163,12 @@ impl Warehouse {
     }
 
     pub async fn connect_with(dsn: &Dsn, opts: ConnectOptions) -> Result<Warehouse> {
-        let timeout = connect_timeout();
+        let timeout = connect_timeout()?;
         let fail = |e: sqlx::Error| {
-            let reason = Error::from(e).to_string();
-            let reason = reason
-                .strip_prefix("database error: ")
-                .unwrap_or(&reason)
-                .to_string();
-            Error::runtime(format!("cannot connect to {dsn}: {reason}"))
+            Error::runtime(format!(
+                "cannot connect to {dsn}: {}",
+                connect_reason(e, dsn)
+            ))
         };
         let pool = match dsn.dialect {
             Dialect::Sqlite => {
@@ -162,6 +226,7 @@ impl Warehouse {
                 if let Some(sp) = &dsn.search_path {
                     o = o.options([("search_path", sp.as_str())]);
                 }
+                probe(&o, timeout).await.map_err(fail)?;
                 let pool = PgPoolOptions::new()
                     .max_connections(4)
                     .acquire_timeout(timeout)
@@ -192,6 +257,7 @@ impl Warehouse {
                     _ => MySqlSslMode::Preferred,
                 };
                 o = o.ssl_mode(ssl);
+                probe(&o, timeout).await.map_err(fail)?;
                 let pool = MySqlPoolOptions::new()
                     .max_connections(4)
                     .acquire_timeout(timeout)
@@ -453,6 +519,32 @@ impl Tx {
         match self {
             Tx::Postgres(t) => Some(&mut **t),
             _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connect_timeout_must_be_seconds_above_zero_and_at_most_a_day() {
+        assert_eq!(
+            parse_connect_timeout("10").unwrap(),
+            Duration::from_secs(10)
+        );
+        assert_eq!(
+            parse_connect_timeout(" 2.5 ").unwrap(),
+            Duration::from_millis(2500)
+        );
+        assert_eq!(
+            parse_connect_timeout("86400").unwrap(),
+            Duration::from_secs(86_400)
+        );
+        for bad in ["inf", "1e20", "abc", "-1", "0", "NaN", "", "86401"] {
+            let e = parse_connect_timeout(bad).unwrap_err();
+            assert_eq!(e.exit_code(), 2, "{bad}");
+            assert!(e.to_string().starts_with("XNGIN_CONNECT_TIMEOUT="), "{e}");
         }
     }
 }
