@@ -106,6 +106,14 @@ pub async fn default_warehouse_at(path: &std::path::Path) -> Result<Dsn> {
     if path.exists() && current_version(&dsn).await == Some(version) {
         return Ok(dsn);
     }
+    // One build at a time in this process: the temporary name carries the process id, so two
+    // tasks of one process (parallel tests) would otherwise build into the same file. Other
+    // processes build under their own names; the last rename wins with identical content.
+    static BUILDING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let _one = BUILDING.lock().await;
+    if path.exists() && current_version(&dsn).await == Some(version) {
+        return Ok(dsn);
+    }
     crate::output::notice(format!(
         "Building the embedded testing warehouse at {} (first use)...",
         path.display()
