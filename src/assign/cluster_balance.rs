@@ -290,7 +290,10 @@ mod tests {
     }
 
     fn data() -> Data {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/cluster_balance/data.csv");
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/fixtures/cluster_balance/data.csv"
+        );
         let mut rd = csv::Reader::from_path(path).unwrap();
         let headers = rd.headers().unwrap().clone();
         let col = |name: &str| headers.iter().position(|h| h == name).unwrap();
@@ -451,7 +454,7 @@ mod tests {
         let x: Vec<f64> = (0..n).map(|i| ((i * 37) % 11) as f64 / 3.0).collect();
         let cluster: Vec<u32> = (0..n).map(|i| (i / 5) as u32).collect();
         // Whole clusters share an arm: 0 control, 1 treatment, 2 another arm left out.
-        let arm: Vec<u32> = cluster.iter().map(|c| (c * 7 % 3)).collect();
+        let arm: Vec<u32> = cluster.iter().map(|c| c * 7 % 3).collect();
         let y: Vec<f64> = arm.iter().map(|&a| f64::from(a == 1)).collect();
         let covs = [
             Covariate::Numeric(&x),
@@ -462,8 +465,8 @@ mod tests {
         ];
         let rows: Vec<u32> = (0..n as u32).filter(|&r| arm[r as usize] != 2).collect();
         let order: Vec<u32> = (0..n as u32).rev().collect();
-        let one = f_test_clustered(&Sample::Rows { rows: &rows, y: &y }, &covs, &cluster, 24)
-            .unwrap();
+        let one =
+            f_test_clustered(&Sample::Rows { rows: &rows, y: &y }, &covs, &cluster, 24).unwrap();
         let two = f_test_clustered(
             &Sample::Arms {
                 order: &order,
