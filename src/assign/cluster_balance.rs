@@ -3,7 +3,7 @@
 //! the one-hot encoded categorical covariates (first level present in the compared rows
 //! dropped) — with the covariance clustered by a cluster id, as statsmodels'
 //! `OLS(y, X).fit(cov_type="cluster", cov_kwds={"groups": g})` computes it (CR1, Cameron &
-//! Miller 2015, §VI.B).
+//! Miller 2015).
 //!
 //! * Coefficients and residuals: the same full-rank fit as the HC1 check (columns collinear with
 //!   earlier ones dropped; same column space, so the same residuals as statsmodels' pseudo-inverse

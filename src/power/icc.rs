@@ -1,6 +1,6 @@
 //! The intraclass correlation (ICC) of a metric from its clusters (docs/cluster.md): the one-way
 //! ANOVA estimator with the unequal-cluster-size correction (Donner & Koval 1980; Searle, Casella
-//! & McCulloch 1992, §3.6), plus the average cluster size and the coefficient of variation of the
+//! & McCulloch 1992, ch. 3), plus the average cluster size and the coefficient of variation of the
 //! cluster sizes that the cluster power design takes.
 //!
 //! With k clusters of sizes n_i (N units), cluster means ȳ_i and grand mean ȳ:
@@ -175,8 +175,11 @@ pub fn estimate(a: &Anova) -> std::result::Result<IccEstimate, String> {
     let cv = spread.sqrt() / nf;
     let msb = a.ss_between / (kf - 1.0);
     let msw = a.ss_within / (nf - kf);
+    if !msb.is_finite() || !msw.is_finite() {
+        return Err("the metric has values that are not finite numbers (NaN or infinity)".into());
+    }
     let den = msb + (n0 - 1.0) * msw;
-    if !den.is_finite() || den <= 0.0 || !msb.is_finite() || !msw.is_finite() {
+    if !den.is_finite() || den <= 0.0 {
         return Err("the metric does not vary".into());
     }
     Ok(IccEstimate {
@@ -500,6 +503,8 @@ mod tests {
             e.to_string(),
             "--cluster-column school_id: cannot estimate the ICC of income: the metric does not vary; give --icc and --avg-cluster-size instead"
         );
+        let nan = Anova::from_pairs(&[(0, 1.0), (0, f64::NAN), (1, 2.0), (1, 3.0)]);
+        assert!(estimate(&nan).unwrap_err().contains("not finite"));
         let empty = Anova::from_clusters(&[]);
         assert!(estimate(&empty).is_err());
     }
