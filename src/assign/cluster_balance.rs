@@ -20,6 +20,8 @@
 //!   the pseudo-inverse keeps (above 1e-12 of the largest).
 //! * p = upper tail of F(J, G − 1): statsmodels' `df_resid_inference` for cluster covariances.
 
+use std::collections::HashMap;
+
 use statrs::distribution::{ContinuousCDF, FisherSnedecor};
 
 use super::balance::{
@@ -108,26 +110,23 @@ impl Layout {
 }
 
 /// Regress the sample's 0/1 outcome on the covariates; CR1 joint F test of the slopes with the
-/// covariance clustered by `cluster[row]` (a code below `n_clusters`).
+/// covariance clustered by `cluster[row]` (any code: rows with equal codes share a cluster).
+/// Memory is bounded by the rows and the clusters present, whatever the codes.
 pub fn f_test_clustered(
     sample: &Sample,
     covs: &[Covariate],
     cluster: &[u32],
-    n_clusters: u32,
 ) -> Result<ClusterFTest, NoTest> {
     // Compact indices of the clusters present among the compared rows, and the row count.
-    let mut slot = vec![u32::MAX; n_clusters as usize];
-    let mut g = 0u32;
+    let mut slot: HashMap<u32, usize> = HashMap::new();
     let mut n = 0usize;
     let mut bad: Option<u32> = None;
     sample.for_each(&mut |r, _| {
         n += 1;
-        match cluster.get(r).and_then(|&c| slot.get_mut(c as usize)) {
-            Some(s) => {
-                if *s == u32::MAX {
-                    *s = g;
-                    g += 1;
-                }
+        match cluster.get(r) {
+            Some(&c) => {
+                let next = slot.len();
+                slot.entry(c).or_insert(next);
             }
             None => {
                 bad.get_or_insert(r as u32);
@@ -136,10 +135,11 @@ pub fn f_test_clustered(
     });
     if let Some(r) = bad {
         return Err(format!(
-            "row {r} has no cluster code below {n_clusters}; every compared row needs a cluster"
+            "row {r} has no cluster id; every compared row needs a cluster"
         ));
     }
-    let groups = g as usize;
+    let g = slot.len();
+    let groups = g;
     if groups < 2 {
         return Err(format!(
             "the compared participants are in {groups} cluster(s); a clustered test needs at least 2"
@@ -203,7 +203,7 @@ pub fn f_test_clustered(
                 .map(|(col, v)| (pos[*col], *v)),
         );
         let e = y - kb.iter().map(|(i, v)| beta[*i] * v).sum::<f64>();
-        let s = slot[cluster[r] as usize] as usize * rk;
+        let s = slot[&cluster[r]] * rk;
         for &(i, v) in &kb {
             scores[s + i] += e * v;
         }
@@ -332,7 +332,7 @@ mod tests {
     #[test]
     fn equals_statsmodels_cluster_covariance_on_the_shipped_vectors() {
         let d = data();
-        let (cluster, n_clusters) = codes(&d.cluster);
+        let (cluster, _) = codes(&d.cluster);
         let cluster: Vec<u32> = (0..d.cluster.len()).map(|i| cluster.get(i)).collect();
         let coded: Vec<(String, Codes, u32)> = d
             .text
@@ -380,7 +380,7 @@ mod tests {
                 rows: &rows,
                 y: &d.treat,
             };
-            let t = f_test_clustered(&sample, &covs, &cluster, n_clusters).unwrap();
+            let t = f_test_clustered(&sample, &covs, &cluster).unwrap();
             let want_f = v["f_statistic"].as_f64().unwrap();
             let want_p = v["p_value"].as_f64().unwrap();
             assert!(
@@ -424,8 +424,8 @@ mod tests {
         ];
         let rows: Vec<u32> = (0..12).collect();
         let hc1 = f_test(&rows, &treat, &covs).unwrap();
-        // Clusters numbered in reverse, to show the codes are only labels.
-        let cluster: Vec<u32> = (0..12).rev().collect();
+        // Sparse codes near u32::MAX: codes are only labels, and nothing is sized by them.
+        let cluster: Vec<u32> = (0..12).map(|i| u32::MAX - 7 * i).collect();
         let cr1 = f_test_clustered(
             &Sample::Rows {
                 rows: &rows,
@@ -433,7 +433,6 @@ mod tests {
             },
             &covs,
             &cluster,
-            12,
         )
         .unwrap();
         assert!(close(cr1.test.f_statistic, hc1.f_statistic, 1e-10));
@@ -465,8 +464,7 @@ mod tests {
         ];
         let rows: Vec<u32> = (0..n as u32).filter(|&r| arm[r as usize] != 2).collect();
         let order: Vec<u32> = (0..n as u32).rev().collect();
-        let one =
-            f_test_clustered(&Sample::Rows { rows: &rows, y: &y }, &covs, &cluster, 24).unwrap();
+        let one = f_test_clustered(&Sample::Rows { rows: &rows, y: &y }, &covs, &cluster).unwrap();
         let two = f_test_clustered(
             &Sample::Arms {
                 order: &order,
@@ -477,7 +475,6 @@ mod tests {
             },
             &covs,
             &cluster,
-            24,
         )
         .unwrap();
         assert!(close(one.test.f_statistic, two.test.f_statistic, 1e-10));
@@ -488,19 +485,19 @@ mod tests {
     }
 
     #[test]
-    fn one_cluster_or_a_bad_cluster_code_is_no_test() {
+    fn one_cluster_or_a_row_without_a_cluster_is_no_test() {
         let x: Vec<f64> = (0..10).map(f64::from).collect();
         let y: Vec<f64> = (0..10).map(|i| f64::from(i % 2)).collect();
         let rows: Vec<u32> = (0..10).collect();
         let covs = [Covariate::Numeric(&x)];
         let sample = Sample::Rows { rows: &rows, y: &y };
-        let one = f_test_clustered(&sample, &covs, &[0; 10], 1).unwrap_err();
+        let one = f_test_clustered(&sample, &covs, &[4; 10]).unwrap_err();
         assert!(one.contains("1 cluster(s)"), "{one}");
-        let mut bad = vec![0u32; 10];
-        bad[3] = 7;
-        let e = f_test_clustered(&sample, &covs, &bad, 2).unwrap_err();
-        assert!(e.contains("row 3"), "{e}");
-        let short = f_test_clustered(&sample, &covs, &[0, 1], 2).unwrap_err();
+        let short = f_test_clustered(&sample, &covs, &[0, 1]).unwrap_err();
         assert!(short.contains("row 2"), "{short}");
+        // Two clusters of five: a test, on F(1, 1).
+        let two: Vec<u32> = (0..10).map(|i| i / 5).collect();
+        let t = f_test_clustered(&sample, &covs, &two).unwrap();
+        assert_eq!((t.test.numerator_df, t.test.denominator_df), (1, 1));
     }
 }
