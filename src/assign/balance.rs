@@ -47,7 +47,7 @@ pub enum Sample<'a> {
 }
 
 impl Sample<'_> {
-    fn for_each(&self, f: &mut dyn FnMut(usize, f64)) {
+    pub(crate) fn for_each(&self, f: &mut dyn FnMut(usize, f64)) {
         match self {
             Sample::Rows { rows, y } => {
                 for &r in *rows {
@@ -292,7 +292,7 @@ pub fn f_test_grouped(
 }
 
 /// Indices of a maximal set of linearly independent columns, taken in order.
-fn independent_columns(a: &[f64], k: usize) -> Vec<usize> {
+pub(crate) fn independent_columns(a: &[f64], k: usize) -> Vec<usize> {
     let mut keep: Vec<usize> = Vec::new();
     // l: rows of the Cholesky factor of the kept columns, l[i][m] for m < i (kept index space).
     let mut l: Vec<Vec<f64>> = Vec::new();
@@ -352,7 +352,7 @@ pub fn spd_inverse(a: &[f64], k: usize) -> Option<Vec<f64>> {
     Some(inv)
 }
 
-fn matmul(a: &[f64], b: &[f64], k: usize) -> Vec<f64> {
+pub(crate) fn matmul(a: &[f64], b: &[f64], k: usize) -> Vec<f64> {
     let mut c = vec![0.0; k * k];
     for i in 0..k {
         for t in 0..k {

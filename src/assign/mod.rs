@@ -20,6 +20,7 @@
 
 pub mod audience;
 pub mod balance;
+pub mod cluster_balance;
 pub mod data;
 pub mod design;
 pub mod output;

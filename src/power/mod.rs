@@ -11,6 +11,7 @@
 pub mod analysis;
 pub mod baseline;
 pub mod exact;
+pub mod icc;
 pub mod messages;
 pub mod nct;
 pub mod solve;
