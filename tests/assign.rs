@@ -517,9 +517,10 @@ fn bad_input_exit_codes_and_messages() {
     ]);
     assert_eq!(c, 3);
     assert!(
-        err.ends_with(
-            "the id column id has 2 duplicate value(s) (e.g. 1, 3); participant ids must be unique"
-        ),
+        err.ends_with(&format!(
+            "{}: the id column id has 2 duplicate value(s) (e.g. 1 on lines 2 and 4; 3 on lines 5 and 6); participant ids must be unique",
+            d.display()
+        )),
         "{err}"
     );
     std::fs::write(&d, "id,g\n1,a\n,b\n3,a\n").unwrap();
