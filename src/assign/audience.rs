@@ -221,7 +221,22 @@ fn read_csv(path: &Path, src: &str, id_column: &str, strata: &[String]) -> Resul
                 .try_into_reader_with_file_path(Some(path.to_path_buf()))
                 .and_then(|r| r.finish())
         };
-        let rest = match read_rest(&types) {
+        // Polars reads a quoted field that is never closed as running to the end of the file,
+        // without an error: count the quotes of the rest meanwhile (a fast pass; the sample
+        // was checked record by record).
+        let (rest, odd_quotes) = std::thread::scope(|sc| {
+            let parity = sc.spawn(|| odd_quotes_after(path, head.end));
+            let rest = read_rest(&types);
+            (rest, parity.join().expect("quote count panicked"))
+        });
+        if odd_quotes? {
+            scan_csv(path, src, None)?;
+            return Err(Error::invalid(format!(
+                "{src}: a quote (\") is never closed, on line {} or after; quote whole fields (\"a,b\") and double quotes inside them (\"\")",
+                head.end_line
+            )));
+        }
+        let rest = match rest {
             Ok(rest) => rest,
             Err(e) => {
                 // Report a problem the csv crate finds, with its line; else, if some column was
@@ -377,6 +392,8 @@ struct Scan {
     /// Offsets in the (decompressed) text: after the header, and after the last record read.
     header_end: u64,
     end: u64,
+    /// The line at `end`.
+    end_line: u64,
     /// Data records read.
     rows: usize,
     /// The records read are all there are.
@@ -478,16 +495,16 @@ fn scan_csv(path: &Path, src: &str, sample: Option<usize>) -> Result<Scan> {
         .collect();
     let mut rec = csv::ByteRecord::new();
     let mut rows = 0usize;
-    let (end, eof) = loop {
-        let before = r.position().byte();
-        r.get_mut().forget_before(before);
+    let (end, end_line, eof) = loop {
+        let before = r.position().clone();
+        r.get_mut().forget_before(before.byte());
         if !r.read_byte_record(&mut rec).map_err(io)? {
-            break (before, true);
+            break (before.byte(), before.line(), true);
         }
         let end = r.position().byte();
         let pos = rec.position().expect("a record read has a position");
         if sample.is_some_and(|k| rows >= k) && end - pos.byte() < LONG_RECORD {
-            break (pos.byte(), false);
+            break (pos.byte(), pos.line(), false);
         }
         let raw = r.get_ref().range(pos.byte(), end);
         check_record(src, &rec, Some(names.len()), pos.line(), raw)?;
@@ -498,6 +515,7 @@ fn scan_csv(path: &Path, src: &str, sample: Option<usize>) -> Result<Scan> {
         names,
         header_end,
         end,
+        end_line,
         rows,
         eof,
         bytes,
@@ -533,6 +551,23 @@ fn check_record(
         )));
     }
     Ok(())
+}
+
+/// Whether the text from offset `from` on holds an odd number of quote characters.
+fn odd_quotes_after(path: &Path, from: u64) -> Result<bool> {
+    use std::io::Read;
+    let io = |e| Error::io(path, e);
+    let mut r = open_csv(path)?;
+    std::io::copy(&mut (&mut r).take(from), &mut std::io::sink()).map_err(io)?;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut odd = false;
+    loop {
+        let n = r.read(&mut buf).map_err(io)?;
+        if n == 0 {
+            return Ok(odd);
+        }
+        odd ^= buf[..n].iter().filter(|&&b| b == b'"').count() % 2 == 1;
+    }
 }
 
 /// The line on which each of the given data records (0-based, in file order) starts.
