@@ -619,7 +619,14 @@ fn long_field_is_read_in_full_wherever_it_is() {
     let (h, rows) = csv_records(&out);
     assert_eq!(h.last().unwrap(), "g");
     assert_eq!(rows.len(), 10_300);
-    let g_of = |id: &str| rows.iter().find(|r| r[0] == id).unwrap().last().unwrap().clone();
+    let g_of = |id: &str| {
+        rows.iter()
+            .find(|r| r[0] == id)
+            .unwrap()
+            .last()
+            .unwrap()
+            .clone()
+    };
     assert_eq!(g_of("1"), value("x"));
     assert_eq!(g_of("10001"), value("y"));
     assert_eq!(g_of("10200"), value("z"));
@@ -687,7 +694,10 @@ fn doubled_quotes_in_header_are_one_quote() {
     // The old reading (quotes kept doubled) is not a column name.
     let (c, err) = run_err(&assign_args(p.to_str().unwrap(), "g\"\"x"));
     assert_eq!(c, 3);
-    assert!(err.contains("(columns: id, g\"x, \"double quoted\")"), "{err}");
+    assert!(
+        err.contains("(columns: id, g\"x, \"double quoted\")"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -729,7 +739,11 @@ fn non_number_in_numeric_column_is_text_with_a_notice_naming_the_line() {
     }
     // Integers in the sample and a decimal after it: numbers (floats), no notice.
     let p = numbered_csv(dir.path(), "ints.csv", 10_100, |i, _| {
-        let score = if i == 10_050 { "2.5".to_string() } else { (i % 8).to_string() };
+        let score = if i == 10_050 {
+            "2.5".to_string()
+        } else {
+            (i % 8).to_string()
+        };
         format!("{i},{},{score}", ["a", "b"][i % 2]).into_bytes()
     });
     let (out, err) = run_ok(&assign_args(p.to_str().unwrap(), "score"));
@@ -759,7 +773,9 @@ fn input_errors_name_the_file_and_the_line() {
             (
                 "ragged.csv",
                 Box::new(|rec: String| format!("{rec},extra").into_bytes()),
-                format!("line {line} has 4 fields but the header has 3; quote values that contain a comma"),
+                format!(
+                    "line {line} has 4 fields but the header has 3; quote values that contain a comma"
+                ),
             ),
             (
                 "quote.csv",
@@ -812,7 +828,16 @@ fn infinite_metric_is_named_not_reported_as_no_covariate_varying() {
     });
     let f = p.to_str().unwrap();
     let (c, err) = run_err(&[
-        "assign", "--input", f, "--id-column", "id", "--arms", "a,b", "--seed", "1", "--metrics",
+        "assign",
+        "--input",
+        f,
+        "--id-column",
+        "id",
+        "--arms",
+        "a,b",
+        "--seed",
+        "1",
+        "--metrics",
         "score",
     ]);
     assert_eq!(c, 3, "{err}");

@@ -176,10 +176,13 @@ fn read_csv(path: &Path, src: &str, id_column: &str, strata: &[String]) -> Resul
     };
     super::run::trace("CSV sample read");
     // The types of the rest: integer ids (when every sampled id is a canonical integer that
-    // fits in i64) as Int64, text strata as Categorical, other columns as inferred.
+    // fits in i64) as Int64, text strata as Categorical, other columns as inferred. A column
+    // without values in the sample is read as text and settled below, like a number column
+    // with other values further down.
     let categorical = pl::DataType::from_categories(pl::Categories::global());
     let mut types: Vec<(String, pl::DataType)> = Vec::with_capacity(wanted.len());
-    for w in &wanted {
+    let mut pending: Vec<(usize, pl::DataType)> = Vec::new();
+    for (i, w) in wanted.iter().enumerate() {
         let c = df.column(w).map_err(|e| polars_error(src, "CSV", e))?;
         let t = if w == id_column {
             let ints = c.as_materialized_series().str().is_ok_and(|ca| {
@@ -193,6 +196,10 @@ fn read_csv(path: &Path, src: &str, id_column: &str, strata: &[String]) -> Resul
             }
         } else {
             match c.dtype() {
+                _ if c.len() > 0 && c.null_count() == c.len() => {
+                    pending.push((i, pl::DataType::Int64));
+                    pl::DataType::String
+                }
                 pl::DataType::String | pl::DataType::Null => categorical.clone(),
                 other => other.clone(),
             }
@@ -239,44 +246,29 @@ fn read_csv(path: &Path, src: &str, id_column: &str, strata: &[String]) -> Resul
         let rest = match rest {
             Ok(rest) => rest,
             Err(e) => {
-                // Report a problem the csv crate finds, with its line; else, if some column was
-                // read as numbers or booleans, read those as text and decide below.
+                // Report a problem the csv crate finds, with its line; else read the columns
+                // read as numbers or booleans as text, and settle them below.
                 scan_csv(path, src, None)?;
-                let typed: Vec<usize> = (0..types.len())
-                    .filter(|&i| types[i].1 != pl::DataType::String && types[i].1 != categorical)
-                    .collect();
-                if typed.is_empty() {
+                let before = pending.len();
+                for (i, (_, t)) in types.iter_mut().enumerate() {
+                    if *t != pl::DataType::String && *t != categorical {
+                        pending.push((i, std::mem::replace(t, pl::DataType::String)));
+                    }
+                }
+                if pending.len() == before {
                     return Err(polars_error(src, "CSV", e));
                 }
-                let targets: Vec<pl::DataType> = typed.iter().map(|&i| types[i].1.clone()).collect();
-                for &i in &typed {
-                    types[i].1 = pl::DataType::String;
-                }
-                let rest = read_rest(&types).map_err(|e| polars_error(src, "CSV", e))?;
-                df = cast_columns(df, &types, src)?;
-                df.vstack_mut(&rest).map_err(|e| polars_error(src, "CSV", e))?;
-                for (&i, target) in typed.iter().zip(&targets) {
-                    types[i].1 = settle_type(&df, &types[i].0, target, &categorical, id_column);
-                }
-                let df = cast_columns(df, &types, src)?;
-                return finish_csv(df, path, src, id_column, strata);
+                read_rest(&types).map_err(|e| polars_error(src, "CSV", e))?
             }
         };
         df = cast_columns(df, &types, src)?;
-        df.vstack_mut(&rest).map_err(|e| polars_error(src, "CSV", e))?;
-    } else {
-        df = cast_columns(df, &types, src)?;
+        df.vstack_mut(&rest)
+            .map_err(|e| polars_error(src, "CSV", e))?;
     }
-    finish_csv(df, path, src, id_column, strata)
-}
-
-fn finish_csv(
-    df: pl::DataFrame,
-    path: &Path,
-    src: &str,
-    id_column: &str,
-    strata: &[String],
-) -> Result<Table> {
+    for (i, target) in pending {
+        types[i].1 = settle_type(&df, &types[i].0, &target, &categorical, id_column);
+    }
+    let df = cast_columns(df, &types, src)?;
     let mut table = from_dataframe(&df, src, id_column, strata)?;
     table.origin = Some(path.to_path_buf());
     Ok(table)
@@ -402,9 +394,9 @@ struct Scan {
     bytes: Vec<u8>,
 }
 
-/// A reader of a CSV file's text: gzip and zstd files (recognised by their first bytes, as
-/// polars does) are decompressed.
-fn open_csv(path: &Path) -> Result<Box<dyn std::io::Read>> {
+/// A reader of a CSV file's text from offset `from`: gzip and zstd files (recognised by their
+/// first bytes, as polars does) are decompressed.
+fn open_csv(path: &Path, from: u64) -> Result<Box<dyn std::io::Read>> {
     use std::io::{Read, Seek};
     let io = |e| Error::io(path, e);
     let mut f = std::fs::File::open(path).map_err(io)?;
@@ -417,13 +409,18 @@ fn open_csv(path: &Path) -> Result<Box<dyn std::io::Read>> {
         }
     }
     f.rewind().map_err(io)?;
-    Ok(match &magic[..n] {
-        [0x1f, 0x8b, ..] => Box::new(flate2::read::MultiGzDecoder::new(
-            std::io::BufReader::new(f),
-        )),
+    let mut r: Box<dyn Read> = match &magic[..n] {
+        [0x1f, 0x8b, ..] => Box::new(flate2::read::MultiGzDecoder::new(std::io::BufReader::new(
+            f,
+        ))),
         [0x28, 0xb5, 0x2f, 0xfd] => Box::new(zstd::Decoder::new(f).map_err(io)?),
-        _ => Box::new(f),
-    })
+        _ => {
+            f.seek(std::io::SeekFrom::Start(from)).map_err(io)?;
+            return Ok(Box::new(f));
+        }
+    };
+    std::io::copy(&mut (&mut r).take(from), &mut std::io::sink()).map_err(io)?;
+    Ok(r)
 }
 
 /// Passes bytes through, keeping a copy of those from offset `base` on (all of them when
@@ -474,7 +471,7 @@ fn csv_reader<R: std::io::Read>(r: R) -> csv::Reader<R> {
 /// else read to the end. Linear in the size of the file.
 fn scan_csv(path: &Path, src: &str, sample: Option<usize>) -> Result<Scan> {
     let tee = Tee {
-        inner: open_csv(path)?,
+        inner: open_csv(path, 0)?,
         bytes: Vec::new(),
         base: 0,
         keep: sample.is_some(),
@@ -488,7 +485,13 @@ fn scan_csv(path: &Path, src: &str, sample: Option<usize>) -> Result<Scan> {
     let header_end = r.position().byte();
     let header_line = header.position().map_or(1, |p| p.line());
     let header_start = header.position().map_or(0, |p| p.byte());
-    check_record(src, &header, None, header_line, r.get_ref().range(header_start, header_end))?;
+    check_record(
+        src,
+        &header,
+        None,
+        header_line,
+        r.get_ref().range(header_start, header_end),
+    )?;
     let names: Vec<String> = header
         .iter()
         .map(|f| String::from_utf8_lossy(f).into_owned())
@@ -557,8 +560,7 @@ fn check_record(
 fn odd_quotes_after(path: &Path, from: u64) -> Result<bool> {
     use std::io::Read;
     let io = |e| Error::io(path, e);
-    let mut r = open_csv(path)?;
-    std::io::copy(&mut (&mut r).take(from), &mut std::io::sink()).map_err(io)?;
+    let mut r = open_csv(path, from)?;
     let mut buf = vec![0u8; 1 << 20];
     let mut odd = false;
     loop {
@@ -576,7 +578,7 @@ pub fn record_lines(path: &Path, rows: &[u32]) -> Result<Vec<u64>> {
     wanted.sort_unstable();
     wanted.dedup();
     let mut found = std::collections::HashMap::new();
-    let mut r = csv_reader(open_csv(path)?);
+    let mut r = csv_reader(open_csv(path, 0)?);
     let mut rec = csv::ByteRecord::new();
     let io = |e: csv::Error| Error::runtime(format!("{}: {e}", path.display()));
     r.byte_headers().map_err(io)?;
@@ -924,6 +926,114 @@ mod tests {
         );
         assert!(lines[1].contains("no column named nope in --strata/--metrics"));
         assert_eq!(e.exit_code(), 3);
+    }
+
+    /// `n` records `id,g,x` with a 600 KB quoted field in record 1 and in the record right
+    /// after the sample, and `tail` appended.
+    fn big_csv(n: usize, tail: &str) -> String {
+        let long = |c: &str| format!("\"{}\"\"{c}\"", c.repeat(600_000));
+        let mut s = String::from("id,g,x\n");
+        for i in 1..=n {
+            let g = match i {
+                1 => long("p"),
+                i if i == SAMPLE_ROWS + 1 => long("q"),
+                _ => ["a", "b"][i % 2].to_string(),
+            };
+            s += &format!("{i},{g},{}\n", i % 7);
+        }
+        s + tail
+    }
+
+    #[test]
+    fn compressed_csv_reads_like_plain_csv() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let text = big_csv(SAMPLE_ROWS + 50, "");
+        let plain = dir.path().join("p.csv");
+        std::fs::write(&plain, &text).unwrap();
+        let gz = dir.path().join("p.csv.gz");
+        let mut e = flate2::write::GzEncoder::new(
+            std::fs::File::create(&gz).unwrap(),
+            flate2::Compression::fast(),
+        );
+        e.write_all(text.as_bytes()).unwrap();
+        e.finish().unwrap();
+        let zst = dir.path().join("p.csv.zst");
+        std::fs::write(&zst, zstd::encode_all(text.as_bytes(), 1).unwrap()).unwrap();
+        let strata = ["g".to_string(), "x".to_string()];
+        let t = read_file(&plain, "id", &strata).unwrap();
+        assert_eq!(t.len(), SAMPLE_ROWS + 50);
+        let g = &t.column("g").unwrap().data;
+        assert_eq!(g.text(0).unwrap(), format!("{}\"p", "p".repeat(600_000)));
+        assert_eq!(
+            g.text(SAMPLE_ROWS).unwrap(),
+            format!("{}\"q", "q".repeat(600_000))
+        );
+        assert_eq!(g.text(SAMPLE_ROWS + 1).as_deref(), Some("a"));
+        assert!(matches!(t.column("x").unwrap().data, ColumnData::Int(_)));
+        for p in [gz, zst] {
+            let c = read_file(&p, "id", &strata).unwrap();
+            assert_eq!((c.ids, c.columns), (t.ids.clone(), t.columns.clone()));
+        }
+    }
+
+    #[test]
+    fn types_that_change_after_the_sample() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("p.csv");
+        let n = SAMPLE_ROWS + 20;
+        // Integer ids, then a text id; an integer column, then a decimal; a short record (a
+        // missing value, as pandas reads it).
+        let tail = format!("x{},a,2.5\n{},b\n", n + 1, n + 2);
+        std::fs::write(&p, big_csv(n, &tail)).unwrap();
+        let t = read_file(&p, "id", &["x".to_string()]).unwrap();
+        assert_eq!(t.len(), n + 2);
+        assert!(matches!(&t.ids, Ids::Text { numeric: false, .. }));
+        assert_eq!(t.ids.text(n), format!("x{}", n + 1));
+        assert_eq!(t.ids.text(0), "1");
+        let ColumnData::Float(x) = &t.column("x").unwrap().data else {
+            panic!("x is not a float column");
+        };
+        assert_eq!((x[0], x[n], x[n + 1]), (Some(1.0), Some(2.5), None));
+    }
+
+    #[test]
+    fn column_empty_in_the_sample_takes_the_type_of_its_values() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("p.csv");
+        let mut s = String::from("id,late,word\n");
+        for i in 1..=SAMPLE_ROWS + 10 {
+            let v = if i > SAMPLE_ROWS {
+                (i % 3).to_string()
+            } else {
+                String::new()
+            };
+            s += &format!("{i},{v},{v}\n");
+        }
+        s += &format!("{},1,x\n", SAMPLE_ROWS + 11);
+        std::fs::write(&p, s).unwrap();
+        let t = read_file(&p, "id", &["late".into(), "word".into()]).unwrap();
+        let ColumnData::Int(late) = &t.column("late").unwrap().data else {
+            panic!("late is not an integer column");
+        };
+        assert_eq!(
+            (late[0], late[SAMPLE_ROWS]),
+            (None, Some(((SAMPLE_ROWS + 1) % 3) as i64))
+        );
+        assert!(matches!(
+            t.column("word").unwrap().data,
+            ColumnData::Text { .. }
+        ));
+    }
+
+    #[test]
+    fn header_only_file_is_an_empty_audience() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("p.csv");
+        std::fs::write(&p, "id,g\n").unwrap();
+        let t = read_file(&p, "id", &["g".to_string()]).unwrap();
+        assert!(t.is_empty());
+        assert_eq!(t.column("g").unwrap().data.len(), 0);
     }
 
     #[test]

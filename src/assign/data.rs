@@ -396,7 +396,11 @@ impl Table {
     /// Where row `i` is, for messages: `participant id X (line N)`, the line when known.
     pub fn describe_row(&self, i: u32) -> String {
         match self.lines(&[i]) {
-            Some(l) => format!("participant id {} (line {})", self.ids.text(i as usize), l[0]),
+            Some(l) => format!(
+                "participant id {} (line {})",
+                self.ids.text(i as usize),
+                l[0]
+            ),
             None => format!("participant id {}", self.ids.text(i as usize)),
         }
     }
