@@ -151,7 +151,7 @@ fn wanted_columns(id_column: &str, strata: &[String]) -> Vec<String> {
 /// report with its line; a number column of the sample with other values further down is read
 /// again as text (see [`mixed_number_notices`]).
 fn read_csv(path: &Path, src: &str, id_column: &str, strata: &[String]) -> Result<Table> {
-    let head = scan_csv(path, src, Some(SAMPLE_ROWS))?;
+    let mut head = scan_csv(path, src, Some(SAMPLE_ROWS))?;
     super::run::trace("CSV sample scanned");
     check_unique_names(src, &head.names)?;
     check_columns(src, &head.names, id_column, strata)?;
@@ -175,6 +175,12 @@ fn read_csv(path: &Path, src: &str, id_column: &str, strata: &[String]) -> Resul
         read_sample(&head, src, index(id_column), &wanted, &index)?
     };
     super::run::trace("CSV sample read");
+    // Where polars starts reading the rest: after this many lines.
+    let newlines = head.bytes[..head.end as usize]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count();
+    head.bytes = Vec::new();
     // The types of the rest: integer ids (when every sampled id is a canonical integer that
     // fits in i64) as Int64, text strata as Categorical, other columns as inferred. A column
     // without values in the sample is read as text and settled below, like a number column
@@ -207,10 +213,6 @@ fn read_csv(path: &Path, src: &str, id_column: &str, strata: &[String]) -> Resul
         types.push((w.clone(), t));
     }
     if !head.eof {
-        let newlines = head.bytes[..head.end as usize]
-            .iter()
-            .filter(|&&b| b == b'\n')
-            .count();
         let read_rest = |types: &[(String, pl::DataType)]| {
             let mut schema = pl::Schema::default();
             for h in &head.names {
@@ -514,6 +516,13 @@ fn scan_csv(path: &Path, src: &str, sample: Option<usize>) -> Result<Scan> {
         rows += 1;
     };
     let bytes = std::mem::take(&mut r.get_mut().bytes);
+    // The csv crate ends a record at the \r of a \r\n and skips the \n when it reads the next
+    // one: the offsets handed to polars must be past it, at the start of a line.
+    let past_lf = |at: u64| at + u64::from(bytes.get(at as usize) == Some(&b'\n'));
+    let (header_end, end) = match sample {
+        Some(_) => (past_lf(header_end), past_lf(end)),
+        None => (header_end, end),
+    };
     Ok(Scan {
         names,
         header_end,
@@ -975,6 +984,21 @@ mod tests {
             let c = read_file(&p, "id", &strata).unwrap();
             assert_eq!((c.ids, c.columns), (t.ids.clone(), t.columns.clone()));
         }
+    }
+
+    #[test]
+    fn crlf_line_ends_read_like_lf() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = big_csv(SAMPLE_ROWS + 30, "");
+        let lf = dir.path().join("lf.csv");
+        std::fs::write(&lf, &text).unwrap();
+        let crlf = dir.path().join("crlf.csv");
+        std::fs::write(&crlf, text.replace('\n', "\r\n")).unwrap();
+        let strata = ["g".to_string(), "x".to_string()];
+        let a = read_file(&lf, "id", &strata).unwrap();
+        let b = read_file(&crlf, "id", &strata).unwrap();
+        assert_eq!(a.len(), SAMPLE_ROWS + 30);
+        assert_eq!((a.ids, a.columns), (b.ids, b.columns));
     }
 
     #[test]
