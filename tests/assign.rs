@@ -647,6 +647,18 @@ fn unreadable_input_and_directory_are_runtime_failures() {
             "{err}"
         );
     }
+    // A socket named like a CSV file: not a regular file (nothing to read, even for root).
+    let sock = dir.path().join("s.csv");
+    let _listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let (c, err) = run_err(&assign_args(sock.to_str().unwrap(), "g"));
+    assert_eq!(c, 1, "{err}");
+    assert!(
+        err.ends_with(&format!(
+            "{}: not a regular file; give the path of a CSV or Parquet file",
+            sock.display()
+        )),
+        "{err}"
+    );
     let p = numbered_csv(dir.path(), "locked.csv", 10, |_, r| r.into_bytes());
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o000)).unwrap();
