@@ -202,7 +202,7 @@ fn read_csv(path: &Path, src: &str, id_column: &str, strata: &[String]) -> Resul
             }
         } else {
             match c.dtype() {
-                _ if c.len() > 0 && c.null_count() == c.len() => {
+                _ if !c.is_empty() && c.null_count() == c.len() => {
                     pending.push((i, pl::DataType::Int64));
                     pl::DataType::String
                 }
