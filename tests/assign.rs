@@ -772,7 +772,8 @@ fn input_errors_name_the_file_and_the_line() {
     // Each problem in the first records (the sample) and after the first 10,000.
     for at in [5, 10_050] {
         let line = at + 1;
-        let cases: [(&str, Box<dyn Fn(String) -> Vec<u8>>, String); 5] = [
+        type Edit = Box<dyn Fn(String) -> Vec<u8>>;
+        let cases: [(&str, Edit, String); 5] = [
             (
                 "utf8.csv",
                 Box::new(|rec: String| {
