@@ -1051,6 +1051,31 @@ mod tests {
     }
 
     #[test]
+    fn notice_only_for_text_columns_of_mostly_numbers() {
+        let col = |name: &str, v: &[Option<&str>]| Column {
+            name: name.into(),
+            data: ColumnData::text_from(v.iter().copied()),
+        };
+        let t = Table {
+            source: "p.csv".into(),
+            id_column: "id".into(),
+            ids: Ids::Int(vec![10, 11, 12, 13]),
+            columns: vec![
+                col("score", &[Some("1.5"), None, Some("n/a"), Some("2")]),
+                col("grade", &[Some("K"), Some("1"), Some("K"), Some("2")]),
+                col("name", &[Some("ann"), Some("7"), Some("bob"), Some("cy")]),
+            ],
+            origin: None,
+        };
+        assert_eq!(
+            mixed_number_notices(&t),
+            vec![
+                "p.csv: column score is read as text, not as numbers: 1 of its 3 values are not numbers, the first `n/a` for participant id 12; correct them (leave a missing value empty) to use score as numbers"
+            ]
+        );
+    }
+
+    #[test]
     fn header_only_file_is_an_empty_audience() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("p.csv");
