@@ -603,14 +603,17 @@ fn long_field_is_read_in_full_wherever_it_is() {
     // Quoted fields longer than polars' 512 KiB read step (with a doubled quote inside): in the
     // first record, right after the 10,000-record sample and further down.
     let dir = tempfile::tempdir().unwrap();
-    let raw = |c: &str| format!("\"{}\"\"{c}\"", c.repeat(700_000));
-    let value = |c: &str| format!("{}\"{c}", c.repeat(700_000));
+    // y is longer than 1 MiB: the sample grows to hold it; z is the first record of the rest.
+    let len = |c: &str| if c == "y" { 1_200_000 } else { 700_000 };
+    let raw = |c: &str| format!("\"{}\"\"{c}\"", c.repeat(len(c)));
+    let value = |c: &str| format!("{}\"{c}", c.repeat(len(c)));
     let p = numbered_csv(dir.path(), "long.csv", 10_300, |i, rec| {
         let f: Vec<&str> = rec.split(',').collect();
         match i {
             1 => format!("{},{},{}", f[0], raw("x"), f[2]),
             10_001 => format!("{},{},{}", f[0], raw("y"), f[2]),
-            10_200 => format!("{},{},{}", f[0], raw("z"), f[2]),
+            10_002 => format!("{},{},{}", f[0], raw("z"), f[2]),
+            10_200 => format!("{},{},{}", f[0], raw("w"), f[2]),
             _ => rec,
         }
         .into_bytes()
@@ -629,7 +632,8 @@ fn long_field_is_read_in_full_wherever_it_is() {
     };
     assert_eq!(g_of("1"), value("x"));
     assert_eq!(g_of("10001"), value("y"));
-    assert_eq!(g_of("10200"), value("z"));
+    assert_eq!(g_of("10002"), value("z"));
+    assert_eq!(g_of("10200"), value("w"));
     assert_eq!(g_of("2"), "a");
     assert_eq!(g_of("10300"), "a");
 }

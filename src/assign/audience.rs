@@ -376,8 +376,10 @@ fn check_unique_names(src: &str, names: &[String]) -> Result<()> {
 }
 
 /// A CSV record at least this long is read with the sample, never as the first record of the
-/// rest of the file (see [`read_csv`]).
-const LONG_RECORD: u64 = 16 * 1024;
+/// rest of the file (see [`read_csv`]). Polars looks for the end of that first record in reads
+/// of 32 KiB, 128 KiB, then 512 KiB more each time, rescanning from its start: below 1 MiB that
+/// is a few passes at most; wide files (records of tens of KiB) do not grow the sample.
+const LONG_RECORD: u64 = 1 << 20;
 
 /// What [`scan_csv`] found.
 struct Scan {
@@ -940,7 +942,12 @@ mod tests {
     /// `n` records `id,g,x` with a 600 KB quoted field in record 1 and in the record right
     /// after the sample, and `tail` appended.
     fn big_csv(n: usize, tail: &str) -> String {
-        let long = |c: &str| format!("\"{}\"\"{c}\"", c.repeat(600_000));
+        // Longer than polars' 512 KiB read step; q (right after the sample) longer than
+        // LONG_RECORD, so it is read with the sample.
+        let long = |c: &str| {
+            let n = if c == "q" { 1_100_000 } else { 600_000 };
+            format!("\"{}\"\"{c}\"", c.repeat(n))
+        };
         let mut s = String::from("id,g,x\n");
         for i in 1..=n {
             let g = match i {
@@ -976,7 +983,7 @@ mod tests {
         assert_eq!(g.text(0).unwrap(), format!("{}\"p", "p".repeat(600_000)));
         assert_eq!(
             g.text(SAMPLE_ROWS).unwrap(),
-            format!("{}\"q", "q".repeat(600_000))
+            format!("{}\"q", "q".repeat(1_100_000))
         );
         assert_eq!(g.text(SAMPLE_ROWS + 1).as_deref(), Some("a"));
         assert!(matches!(t.column("x").unwrap().data, ColumnData::Int(_)));
@@ -984,6 +991,23 @@ mod tests {
             let c = read_file(&p, "id", &strata).unwrap();
             assert_eq!((c.ids, c.columns), (t.ids.clone(), t.columns.clone()));
         }
+    }
+
+    #[test]
+    fn polars_never_starts_the_rest_at_a_long_record() {
+        // The mechanism that keeps reading linear: records of LONG_RECORD or more right after
+        // the sample join it (polars reads the sample in one piece), so the rest starts at a
+        // short record.
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("p.csv");
+        let text = big_csv(SAMPLE_ROWS + 5, "");
+        std::fs::write(&p, &text).unwrap();
+        let head = scan_csv(&p, "p.csv", Some(SAMPLE_ROWS)).unwrap();
+        assert_eq!(head.rows, SAMPLE_ROWS + 1);
+        assert!(!head.eof);
+        let rest = &text.as_bytes()[head.end as usize..];
+        assert!(rest.starts_with(format!("{},a,", SAMPLE_ROWS + 2).as_bytes()));
+        assert_eq!(head.names, ["id", "g", "x"]);
     }
 
     #[test]
