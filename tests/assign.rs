@@ -517,9 +517,10 @@ fn bad_input_exit_codes_and_messages() {
     ]);
     assert_eq!(c, 3);
     assert!(
-        err.ends_with(
-            "the id column id has 2 duplicate value(s) (e.g. 1, 3); participant ids must be unique"
-        ),
+        err.ends_with(&format!(
+            "{}: the id column id has 2 duplicate value(s) (e.g. 1 on lines 2 and 4; 3 on lines 5 and 6); participant ids must be unique",
+            d.display()
+        )),
         "{err}"
     );
     std::fs::write(&d, "id,g\n1,a\n,b\n3,a\n").unwrap();
@@ -548,6 +549,322 @@ fn bad_input_exit_codes_and_messages() {
     ]);
     assert_eq!(c, 1);
     assert!(err.contains("/nonexistent.csv: no such file"), "{err}");
+}
+
+/// `rows` records `id,g,score` (g alternating a/b, score = id * 1.5), with `edit(id, record)`
+/// changing some of them; returns the file's path.
+fn numbered_csv(
+    dir: &Path,
+    name: &str,
+    rows: usize,
+    edit: impl Fn(usize, String) -> Vec<u8>,
+) -> PathBuf {
+    let mut s: Vec<u8> = b"id,g,score\n".to_vec();
+    for i in 1..=rows {
+        let rec = format!("{i},{},{}", ["a", "b"][i % 2], i as f64 * 1.5);
+        s.extend(edit(i, rec));
+        s.push(b'\n');
+    }
+    let p = dir.join(name);
+    std::fs::write(&p, s).unwrap();
+    p
+}
+
+fn assign_args<'a>(input: &'a str, strata: &'a str) -> Vec<&'a str> {
+    vec![
+        "assign",
+        "--input",
+        input,
+        "--id-column",
+        "id",
+        "--arms",
+        "a,b",
+        "--seed",
+        "1",
+        "--strata",
+        strata,
+        "--format",
+        "csv",
+    ]
+}
+
+fn csv_records(text: &str) -> (Vec<String>, Vec<Vec<String>>) {
+    let mut r = csv::Reader::from_reader(text.as_bytes());
+    let h = r.headers().unwrap().iter().map(str::to_string).collect();
+    let rows = r
+        .records()
+        .map(|x| x.unwrap().iter().map(str::to_string).collect())
+        .collect();
+    (h, rows)
+}
+
+#[test]
+fn long_field_is_read_in_full_wherever_it_is() {
+    // Quoted fields longer than polars' 512 KiB read step (with a doubled quote inside): in the
+    // first record, right after the 10,000-record sample and further down.
+    let dir = tempfile::tempdir().unwrap();
+    // y is longer than 1 MiB: the sample grows to hold it; z is the first record of the rest.
+    let len = |c: &str| if c == "y" { 1_200_000 } else { 700_000 };
+    let raw = |c: &str| format!("\"{}\"\"{c}\"", c.repeat(len(c)));
+    let value = |c: &str| format!("{}\"{c}", c.repeat(len(c)));
+    let p = numbered_csv(dir.path(), "long.csv", 10_300, |i, rec| {
+        let f: Vec<&str> = rec.split(',').collect();
+        match i {
+            1 => format!("{},{},{}", f[0], raw("x"), f[2]),
+            10_001 => format!("{},{},{}", f[0], raw("y"), f[2]),
+            10_002 => format!("{},{},{}", f[0], raw("z"), f[2]),
+            10_200 => format!("{},{},{}", f[0], raw("w"), f[2]),
+            _ => rec,
+        }
+        .into_bytes()
+    });
+    let (out, _) = run_ok(&assign_args(p.to_str().unwrap(), "g"));
+    let (h, rows) = csv_records(&out);
+    assert_eq!(h.last().unwrap(), "g");
+    assert_eq!(rows.len(), 10_300);
+    let g_of = |id: &str| {
+        rows.iter()
+            .find(|r| r[0] == id)
+            .unwrap()
+            .last()
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(g_of("1"), value("x"));
+    assert_eq!(g_of("10001"), value("y"));
+    assert_eq!(g_of("10002"), value("z"));
+    assert_eq!(g_of("10200"), value("w"));
+    assert_eq!(g_of("2"), "a");
+    assert_eq!(g_of("10300"), "a");
+}
+
+#[test]
+fn unreadable_input_and_directory_are_runtime_failures() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["x.csv", "x.parquet"] {
+        let d = dir.path().join(name);
+        std::fs::create_dir(&d).unwrap();
+        let (c, err) = run_err(&assign_args(d.to_str().unwrap(), "g"));
+        assert_eq!(c, 1, "{err}");
+        assert!(
+            err.ends_with(&format!("{}: is a directory, expected a file", d.display())),
+            "{err}"
+        );
+    }
+    // A socket named like a CSV file: not a regular file (nothing to read, even for root).
+    let sock = dir.path().join("s.csv");
+    let _listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let (c, err) = run_err(&assign_args(sock.to_str().unwrap(), "g"));
+    assert_eq!(c, 1, "{err}");
+    assert!(
+        err.ends_with(&format!(
+            "{}: not a regular file; give the path of a CSV or Parquet file",
+            sock.display()
+        )),
+        "{err}"
+    );
+    let p = numbered_csv(dir.path(), "locked.csv", 10, |_, r| r.into_bytes());
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o000)).unwrap();
+    if std::fs::File::open(&p).is_ok() {
+        eprintln!("running as root: a mode 000 file is still readable; permission case skipped");
+        return;
+    }
+    let (c, err) = run_err(&assign_args(p.to_str().unwrap(), "g"));
+    assert_eq!(c, 1, "{err}");
+    assert!(
+        err.ends_with(&format!("{}: permission denied", p.display())),
+        "{err}"
+    );
+}
+
+#[test]
+fn duplicate_header_is_rejected_naming_both_columns() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("dup.csv");
+    std::fs::write(&p, "id,g,h,g\n1,a,x,b\n2,b,y,a\n3,a,x,a\n").unwrap();
+    let (c, err) = run_err(&assign_args(p.to_str().unwrap(), "h"));
+    assert_eq!(c, 3, "{err}");
+    assert_eq!(
+        err,
+        format!(
+            "{}: line 1: columns 2 and 4 are both named g; give every column its own name",
+            p.display()
+        )
+    );
+}
+
+#[test]
+fn doubled_quotes_in_header_are_one_quote() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("q.csv");
+    std::fs::write(
+        &p,
+        "id,\"g\"\"x\",\"\"\"double quoted\"\"\"\n1,a,x\n2,b,y\n3,a,y\n4,b,x\n",
+    )
+    .unwrap();
+    let (out, _) = run_ok(&assign_args(p.to_str().unwrap(), "g\"x,\"double quoted\""));
+    let (h, rows) = csv_records(&out);
+    assert_eq!(h[h.len() - 2..], ["\"double quoted\"", "g\"x"]);
+    assert_eq!(rows[0][h.len() - 2..], ["x", "a"]);
+    // The old reading (quotes kept doubled) is not a column name.
+    let (c, err) = run_err(&assign_args(p.to_str().unwrap(), "g\"\"x"));
+    assert_eq!(c, 3);
+    assert!(
+        err.contains("(columns: id, g\"x, \"double quoted\")"),
+        "{err}"
+    );
+}
+
+#[test]
+fn non_number_in_numeric_column_is_text_with_a_notice_naming_the_line() {
+    // The rule: a column is numeric only if all its values are numbers, wherever the others
+    // are; else it is text and a notice names the first other value and its line. So the
+    // result is the same whether the typo is in the first 10,000 records (polars' sample) or
+    // after them.
+    let dir = tempfile::tempdir().unwrap();
+    let mut outs = Vec::new();
+    for (name, bad) in [("early.csv", 7), ("late.csv", 10_050)] {
+        let p = numbered_csv(dir.path(), name, 10_100, |i, rec| {
+            if i == bad {
+                format!("{i},a,abc").into_bytes()
+            } else {
+                rec.into_bytes()
+            }
+        });
+        let out = xngin()
+            .args(assign_args(p.to_str().unwrap(), "g,score"))
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(out.status.success(), "{err}");
+        assert!(
+            err.contains(&format!(
+                "{}: column score is read as text, not as numbers: 1 of its 10100 values are not numbers, the first `abc` for participant id {bad} (line {}); correct them",
+                p.display(),
+                bad + 1
+            )),
+            "{err}"
+        );
+        // As text every score differs: the column is dropped, which the notice explains.
+        assert!(
+            err.contains("stratum score not used: unique values"),
+            "{err}"
+        );
+        outs.push(String::from_utf8(out.stdout).unwrap());
+    }
+    // Integers in the sample and a decimal after it: numbers (floats), no notice.
+    let p = numbered_csv(dir.path(), "ints.csv", 10_100, |i, _| {
+        let score = if i == 10_050 {
+            "2.5".to_string()
+        } else {
+            (i % 8).to_string()
+        };
+        format!("{i},{},{score}", ["a", "b"][i % 2]).into_bytes()
+    });
+    let (out, err) = run_ok(&assign_args(p.to_str().unwrap(), "score"));
+    assert!(!err.contains("read as text"), "{err}");
+    let (_, rows) = csv_records(&out);
+    let strata: std::collections::BTreeSet<&str> = rows.iter().map(|r| r[3].as_str()).collect();
+    assert_eq!(strata.len(), 4, "score binned in quartiles");
+    assert_eq!(rows.iter().find(|r| r[0] == "10050").unwrap()[4], "2.5");
+}
+
+#[test]
+fn input_errors_name_the_file_and_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    // Each problem in the first records (the sample) and after the first 10,000.
+    for at in [5, 10_050] {
+        let line = at + 1;
+        type Edit = Box<dyn Fn(String) -> Vec<u8>>;
+        let cases: [(&str, Edit, String); 5] = [
+            (
+                "utf8.csv",
+                Box::new(|rec: String| {
+                    let mut b = rec.into_bytes();
+                    b.extend(b"\xff\xfe");
+                    b
+                }),
+                format!("line {line} is not valid UTF-8 text; save the file with UTF-8 encoding"),
+            ),
+            (
+                "ragged.csv",
+                Box::new(|rec: String| format!("{rec},extra").into_bytes()),
+                format!(
+                    "line {line} has 4 fields but the header has 3; quote values that contain a comma"
+                ),
+            ),
+            (
+                "quote.csv",
+                Box::new(|rec: String| {
+                    let f: Vec<&str> = rec.split(',').collect();
+                    format!("{},\"{},{}", f[0], f[1], f[2]).into_bytes()
+                }),
+                format!("line {line} has a quote (\") that is never closed"),
+            ),
+            (
+                "stray.csv",
+                Box::new(|rec: String| {
+                    let f: Vec<&str> = rec.split(',').collect();
+                    format!("{},12\" pizza,{}", f[0], f[2]).into_bytes()
+                }),
+                format!("line {line} has a quote (\") that is never closed"),
+            ),
+            (
+                "dupid.csv",
+                Box::new(|rec: String| {
+                    let f: Vec<&str> = rec.split(',').collect();
+                    format!("3,{},{}", f[1], f[2]).into_bytes()
+                }),
+                format!(
+                    "the id column id has 1 duplicate value(s) (e.g. 3 on lines 4 and {line}); participant ids must be unique"
+                ),
+            ),
+        ];
+        for (name, edit, msg) in cases {
+            let p = numbered_csv(dir.path(), name, 10_100, |i, rec| {
+                if i == at { edit(rec) } else { rec.into_bytes() }
+            });
+            let (c, err) = run_err(&assign_args(p.to_str().unwrap(), "g,score"));
+            assert_eq!(c, 3, "{name} at {at}: {err}");
+            assert!(
+                err.ends_with(&format!("{}: {msg}", p.display()))
+                    || err.contains(&format!("{}: {msg}", p.display())),
+                "{name} at {at}: {err}"
+            );
+            assert_eq!(err.lines().count(), 1, "{err}");
+        }
+    }
+}
+
+#[test]
+fn infinite_metric_is_named_not_reported_as_no_covariate_varying() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = numbered_csv(dir.path(), "inf.csv", 40, |i, rec| {
+        if i == 3 { "3,b,inf".into() } else { rec }.into_bytes()
+    });
+    let f = p.to_str().unwrap();
+    let (c, err) = run_err(&[
+        "assign",
+        "--input",
+        f,
+        "--id-column",
+        "id",
+        "--arms",
+        "a,b",
+        "--seed",
+        "1",
+        "--metrics",
+        "score",
+    ]);
+    assert_eq!(c, 3, "{err}");
+    assert_eq!(
+        err,
+        format!(
+            "{f}: column score is infinite (inf) for participant id 3 (line 4); strata and metrics must be finite numbers (correct the value, or leave it empty for a missing value)"
+        )
+    );
+    assert!(!err.contains("no covariate varies"));
 }
 
 #[test]

@@ -88,9 +88,9 @@ impl Ids {
         }
     }
 
-    /// Row indices sorted by id (numeric order for integer ids, byte order for text ids).
-    /// Duplicates are an error listing up to five of them.
-    pub fn sorted_order(&self, id_column: &str) -> crate::Result<Vec<u32>> {
+    /// Row indices sorted by id (numeric order for integer ids, byte order for text ids), or
+    /// the duplicates found ([`Table::sorted_order`] turns them into a message).
+    pub fn sorted_order(&self) -> std::result::Result<Vec<u32>, Duplicates> {
         let n = self.len();
         let mut order: Vec<u32> = match self {
             Ids::Int(v) => {
@@ -109,26 +109,33 @@ impl Ids {
                 o
             }
         };
-        let mut dups: Vec<String> = Vec::new();
-        let mut n_dups = 0usize;
+        // Equal ids are adjacent, in row order: the first two rows of each duplicated id.
+        let mut dups = Duplicates::default();
         for w in order.windows(2) {
             if self.cmp_rows(w[0] as usize, w[1] as usize) == Ordering::Equal {
-                n_dups += 1;
-                let t = self.text(w[0] as usize);
-                if dups.len() < 5 && dups.last() != Some(&t) {
-                    dups.push(t);
+                dups.count += 1;
+                let new_id = dups.pairs.last().is_none_or(|&(a, _)| {
+                    self.cmp_rows(a as usize, w[0] as usize) != Ordering::Equal
+                });
+                if dups.pairs.len() < 5 && new_id {
+                    dups.pairs.push((w[0], w[1]));
                 }
             }
         }
-        if n_dups > 0 {
-            return Err(crate::Error::invalid(format!(
-                "the id column {id_column} has {n_dups} duplicate value(s) (e.g. {}); participant ids must be unique",
-                dups.join(", ")
-            )));
+        if dups.count > 0 {
+            return Err(dups);
         }
         order.shrink_to_fit();
         Ok(order)
     }
+}
+
+/// Duplicate ids: how many rows repeat an earlier id, and up to five (first row, second row)
+/// pairs with distinct ids, in id order.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Duplicates {
+    pub count: usize,
+    pub pairs: Vec<(u32, u32)>,
 }
 
 /// `-?(0|[1-9][0-9]*)`.
@@ -335,6 +342,9 @@ pub struct Table {
     pub id_column: String,
     pub ids: Ids,
     pub columns: Vec<Column>,
+    /// The CSV file the rows were read from, row `i` being its `i`-th data record, so that
+    /// messages can name lines; `None` for other sources and after [`Table::take`].
+    pub origin: Option<std::path::PathBuf>,
 }
 
 impl Table {
@@ -371,7 +381,56 @@ impl Table {
                     data: c.data.take(rows),
                 })
                 .collect(),
+            origin: None,
         }
+    }
+
+    /// The lines of the CSV file the table was read from on which the given rows start, for
+    /// messages; `None` for other sources or when the file cannot be read again. One pass over
+    /// the file: only for error paths and notices.
+    pub fn lines(&self, rows: &[u32]) -> Option<Vec<u64>> {
+        let path = self.origin.as_ref()?;
+        super::audience::record_lines(path, rows).ok()
+    }
+
+    /// Where row `i` is, for messages: `participant id X (line N)`, the line when known.
+    pub fn describe_row(&self, i: u32) -> String {
+        match self.lines(&[i]) {
+            Some(l) => format!(
+                "participant id {} (line {})",
+                self.ids.text(i as usize),
+                l[0]
+            ),
+            None => format!("participant id {}", self.ids.text(i as usize)),
+        }
+    }
+
+    /// Row indices sorted by id; duplicate ids are an error naming the source, up to five of
+    /// the ids and, for a CSV file, their lines.
+    pub fn sorted_order(&self) -> crate::Result<Vec<u32>> {
+        self.ids.sorted_order().map_err(|d| {
+            let rows: Vec<u32> = d.pairs.iter().flat_map(|&(a, b)| [a, b]).collect();
+            let lines = self.lines(&rows);
+            let examples: Vec<String> = d
+                .pairs
+                .iter()
+                .enumerate()
+                .map(|(k, &(a, _))| {
+                    let id = self.ids.text(a as usize);
+                    match &lines {
+                        Some(l) => format!("{id} on lines {} and {}", l[2 * k], l[2 * k + 1]),
+                        None => id,
+                    }
+                })
+                .collect();
+            crate::Error::invalid(format!(
+                "{}: the id column {} has {} duplicate value(s) (e.g. {}); participant ids must be unique",
+                self.source,
+                self.id_column,
+                d.count,
+                examples.join(if lines.is_some() { "; " } else { ", " })
+            ))
+        })
     }
 }
 
@@ -388,7 +447,7 @@ mod tests {
             "9007199254740992".into(),
         ]);
         assert!(matches!(ids, Ids::Int(_)));
-        let o = ids.sorted_order("id").unwrap();
+        let o = ids.sorted_order().unwrap();
         assert_eq!(o, vec![1, 0, 3, 2]);
         let big = Ids::from_strings(vec![
             "99999999999999999999".into(),
@@ -396,19 +455,33 @@ mod tests {
             "99999999999999999998".into(),
         ]);
         assert!(matches!(big, Ids::Text { numeric: true, .. }));
-        assert_eq!(big.sorted_order("id").unwrap(), vec![1, 2, 0]);
+        assert_eq!(big.sorted_order().unwrap(), vec![1, 2, 0]);
         let text = Ids::from_strings(vec!["b".into(), "007".into(), "a".into()]);
         assert!(matches!(text, Ids::Text { numeric: false, .. }));
-        assert_eq!(text.sorted_order("id").unwrap(), vec![1, 2, 0]);
+        assert_eq!(text.sorted_order().unwrap(), vec![1, 2, 0]);
     }
 
     #[test]
-    fn duplicates_are_listed() {
+    fn duplicates_are_listed_with_source_and_rows() {
         let ids = Ids::Int(vec![3, 1, 3, 2, 1]);
-        let e = ids.sorted_order("pid").unwrap_err().to_string();
+        assert_eq!(
+            ids.sorted_order().unwrap_err(),
+            Duplicates {
+                count: 2,
+                pairs: vec![(1, 4), (0, 2)]
+            }
+        );
+        let t = Table {
+            source: "people".into(),
+            id_column: "pid".into(),
+            ids,
+            columns: vec![],
+            origin: None,
+        };
+        let e = t.sorted_order().unwrap_err().to_string();
         assert_eq!(
             e,
-            "the id column pid has 2 duplicate value(s) (e.g. 1, 3); participant ids must be unique"
+            "people: the id column pid has 2 duplicate value(s) (e.g. 1, 3); participant ids must be unique"
         );
     }
 

@@ -145,6 +145,32 @@ pub fn check_strata(table: &Table, strata: &[String]) -> Result<()> {
     }
 }
 
+/// Numeric strata must be finite: an infinite value can be neither binned nor used in the
+/// balance regression (NaN is read as a missing value).
+pub fn check_finite(table: &Table, strata: &[String]) -> Result<()> {
+    let mut errs = Vec::new();
+    for s in strata {
+        if let Some(Column {
+            data: ColumnData::Float(v),
+            ..
+        }) = table.column(s)
+            && let Some(i) = v.iter().position(|x| x.is_some_and(f64::is_infinite))
+        {
+            errs.push(format!(
+                "{}: column {s} is infinite ({}) for {}; strata and metrics must be finite numbers (correct the value, or leave it empty for a missing value)",
+                table.source,
+                v[i].unwrap_or_default(),
+                table.describe_row(i as u32)
+            ));
+        }
+    }
+    if errs.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Invalid(errs))
+    }
+}
+
 /// A uniformly random subset of `k` rows, drawn with `seed` on the sampling stream from the rows
 /// in id order (so the subset does not depend on the rows' order).
 pub fn sample(table: &Table, k: usize, seed: u64) -> Result<Table> {
@@ -155,7 +181,7 @@ pub fn sample(table: &Table, k: usize, seed: u64) -> Result<Table> {
             table.source
         )));
     }
-    let mut order = table.ids.sorted_order(&table.id_column)?;
+    let mut order = table.sorted_order()?;
     let mut rng = SeededRng::new(seed, STREAM_SAMPLE);
     rng.choose(&mut order, k);
     order.truncate(k);
@@ -180,7 +206,8 @@ pub fn assign(table: &Table, design: &Design) -> Result<Outcome> {
     }
     let strata = strata_fields(&design.strata, &[]);
     check_strata(table, &strata)?;
-    let order = table.ids.sorted_order(&table.id_column)?;
+    check_finite(table, &strata)?;
+    let order = table.sorted_order()?;
     run::trace("ids sorted");
     let prepared = preprocess::preprocess(table, &strata, design.quantiles);
     run::trace("strata preprocessed");

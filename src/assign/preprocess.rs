@@ -330,6 +330,7 @@ mod tests {
                     data: d,
                 })
                 .collect(),
+            origin: None,
         }
     }
 

@@ -58,6 +58,7 @@ fn build(
             id_column: "id".into(),
             ids: Ids::Int(ids),
             columns,
+            origin: None,
         },
         design: Design {
             arms,

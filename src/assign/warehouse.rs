@@ -187,6 +187,7 @@ pub async fn read_participants(
         id_column: id.clone(),
         ids,
         columns,
+        origin: None,
     };
     let rec = AudienceRecord {
         participant_type: Some(resolved.participant_type.clone()),
