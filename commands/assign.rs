@@ -18,7 +18,7 @@ use crate::Globals;
 #[command(after_help = "Examples:\n  \
 xngin assign --participant-type test_participant_type --arms control,treatment --strata gender,ethnicity\n  \
 xngin assign --input people.csv --id-column id --arms a,b --arm-weights 20,80 --strata region --seed 7 --output out.csv\n  \
-xngin assign --participant-type people --filter 'age between 18 65' --arms a,b --write-table assignments")]
+xngin assign --participant-type test_participant_type --filter 'income between 20000,80000' --arms a,b --write-table assignments")]
 #[command(group(clap::ArgGroup::new("audience").required(true).args(["participant_type", "input"])))]
 pub struct Args {
     /// Participant type whose warehouse table is the audience (resolved through the settings).

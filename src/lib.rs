@@ -10,6 +10,7 @@
 //! * [`filters`]: audience filters and their SQL.
 //! * [`power`]: sample size and minimum detectable effect.
 //! * [`assign`]: stratified random assignment, balance check, outputs.
+//! * [`weights`]: arm weights in the Python tool's forms, read as exact fractions.
 
 pub mod assign;
 pub mod datatype;
@@ -23,6 +24,7 @@ pub mod settings;
 pub mod sheet;
 pub mod testing_dwh;
 pub mod warehouse;
+pub mod weights;
 
 pub use error::{Error, Result};
 

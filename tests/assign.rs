@@ -468,7 +468,7 @@ fn bad_input_exit_codes_and_messages() {
     check(
         &["--arms", "a,b", "--arm-weights", "1,0"],
         2,
-        "weights must be positive",
+        "weight must be a positive number",
     );
     check(
         &["--arms", "a,b", "--strata", "nope"],
@@ -1136,4 +1136,53 @@ fn participant_type_quick_start() {
         err.contains("no field named shoe_size in --strata/--metrics"),
         "{err}"
     );
+}
+
+/// The examples in `xngin assign --help` run as written (issue: `'age between 18 65'` was
+/// rejected by the filter syntax, which separates values with a comma). Each line is run by the
+/// shell, with the built binary first on PATH, an empty XNGIN_HOME (the built-in testing
+/// warehouse) and a `people.csv` in the working directory.
+#[test]
+fn help_examples_run_as_written() {
+    let home = tempfile::tempdir().unwrap();
+    let cwd = tempfile::tempdir().unwrap();
+    let mut people = String::from("id,region\n");
+    for i in 0..200 {
+        people.push_str(&format!("{i},{}\n", ["north", "south", "east"][i % 3]));
+    }
+    std::fs::write(cwd.path().join("people.csv"), people).unwrap();
+    let (help, _) = run_ok(&["assign", "--help"]);
+    let examples: Vec<&str> = help
+        .split("Examples:")
+        .nth(1)
+        .expect("assign --help has examples")
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("xngin "))
+        .collect();
+    assert_eq!(examples.len(), 3, "{help}");
+    assert!(examples.iter().any(|e| e.contains("--filter")), "{help}");
+    let bin = assert_cmd::cargo::cargo_bin("xngin");
+    let path = format!(
+        "{}:{}",
+        bin.parent().unwrap().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    for example in examples {
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(example)
+            .current_dir(cwd.path())
+            .env("PATH", &path)
+            .env("XNGIN_HOME", home.path())
+            .env_remove("XNGIN_SETTINGS")
+            .env_remove("XNGIN_DATASOURCE")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{example}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }

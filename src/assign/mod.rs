@@ -183,7 +183,7 @@ pub fn assign(table: &Table, design: &Design) -> Result<Outcome> {
     run::trace("ids sorted");
     let prepared = preprocess::preprocess(table, &strata, design.quantiles);
     run::trace("strata preprocessed");
-    let mut notes = Vec::new();
+    let mut notes = prepared.notes.clone();
     for d in &prepared.dropped {
         notes.push(format!("stratum {} not used: {}", d.field, d.reason));
     }
