@@ -41,7 +41,8 @@ pub fn parse_exact(s: &str) -> Result<BigRational, String> {
 }
 
 fn parse_decimal(s: &str) -> Result<BigRational, String> {
-    const NOT_A_NUMBER: &str = "not a number (give a decimal such as 33.3 or a fraction such as 1/3)";
+    const NOT_A_NUMBER: &str =
+        "not a number (give a decimal such as 33.3 or a fraction such as 1/3)";
     let s = s.trim();
     let (neg, body) = match s.strip_prefix('-') {
         Some(rest) => (true, rest),
@@ -86,12 +87,8 @@ pub fn limit_denominator(x: &BigRational, max_den: &BigInt) -> BigRational {
     if x.denom() <= max_den {
         return x.clone();
     }
-    let (mut p0, mut q0, mut p1, mut q1) = (
-        BigInt::zero(),
-        BigInt::one(),
-        BigInt::one(),
-        BigInt::zero(),
-    );
+    let (mut p0, mut q0, mut p1, mut q1) =
+        (BigInt::zero(), BigInt::one(), BigInt::one(), BigInt::zero());
     let (mut n, mut d) = (x.numer().clone(), x.denom().clone());
     loop {
         let a = n.div_floor(&d);
@@ -160,7 +157,10 @@ pub fn decimal_of_f64(x: f64) -> Option<Ratio<i128>> {
         return None;
     }
     let exact = parse_decimal(&format!("{x}")).ok()?;
-    Some(Ratio::new(exact.numer().to_i128()?, exact.denom().to_i128()?))
+    Some(Ratio::new(
+        exact.numer().to_i128()?,
+        exact.denom().to_i128()?,
+    ))
 }
 
 #[cfg(test)]
@@ -204,11 +204,27 @@ mod tests {
         assert!(parse_weight("0").unwrap_err().contains("positive"));
         assert!(parse_weight("-1").unwrap_err().contains("positive"));
         assert!(parse_weight("abc").unwrap_err().contains("not a number"));
-        assert!(parse_weight("1/0").unwrap_err().contains("denominator is 0"));
-        assert!(parse_weight("0.000000001").unwrap_err().contains("at least 1/2000000"));
-        assert!(parse_weight("1e99999999999").unwrap_err().contains("exponent"));
+        assert!(
+            parse_weight("1/0")
+                .unwrap_err()
+                .contains("denominator is 0")
+        );
+        assert!(
+            parse_weight("0.000000001")
+                .unwrap_err()
+                .contains("at least 1/2000000")
+        );
+        assert!(
+            parse_weight("1e99999999999")
+                .unwrap_err()
+                .contains("exponent")
+        );
         assert!(parse_weight("1e30").unwrap_err().contains("below 10^18"));
-        assert!(parse_weight(&"9".repeat(100)).unwrap_err().contains("at most 64 characters"));
+        assert!(
+            parse_weight(&"9".repeat(100))
+                .unwrap_err()
+                .contains("at most 64 characters")
+        );
     }
 
     #[test]

@@ -229,7 +229,11 @@ mod tests {
         assert_eq!((a.block, a.mask_counts.clone()), (7, vec![1, 6]));
         let a = Arms::new(
             &names(&["a", "b", "c"]),
-            Some(&names(&["0.3333333333333333", "0.16666666666666666", "0.5"])),
+            Some(&names(&[
+                "0.3333333333333333",
+                "0.16666666666666666",
+                "0.5",
+            ])),
         )
         .unwrap();
         assert_eq!((a.block, a.mask_counts.clone()), (6, vec![2, 1, 3]));

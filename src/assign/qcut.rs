@@ -152,7 +152,10 @@ mod tests {
             assert_eq!(l.iter().filter(|x| x.is_none()).count(), 1);
             assert!(bins <= 17, "q {q}: {bins} bins");
         }
-        assert_eq!(want.iter().flatten().max(), qcut(&v, u32::MAX).0.iter().flatten().max());
+        assert_eq!(
+            want.iter().flatten().max(),
+            qcut(&v, u32::MAX).0.iter().flatten().max()
+        );
         assert_eq!(effective_quantiles(u32::MAX, 8), 16);
         assert_eq!(effective_quantiles(4, 8), 4);
         assert_eq!(effective_quantiles(4, 0), 1);
