@@ -1331,7 +1331,8 @@ fn stratum_with_many_levels_warns_and_is_left_out_of_balance() {
     assert!(err.contains("blocks are partial"), "{err}");
     assert!(
         err.contains(
-            "the balance test of b vs a leaves out stratum zip: its 4000 levels among 6000"
+            "the balance test of b vs a leaves out stratum zip: its 4000 levels among 6000 compared \
+             participants (fewer than 10 per level)"
         ),
         "{err}"
     );

@@ -39,7 +39,7 @@
 //!
 //! Covariates that make no sense in a balance test are left out and reported ([`LeftOut`]):
 //! a categorical covariate with more than [`MIN_LEVELS_LEFT_OUT`] levels present and fewer than
-//! two compared participants per level, and — largest first — categorical covariates other
+//! [`MIN_PER_LEVEL`] compared participants per level, and — largest first — categorical covariates other
 //! than the wide one while the other columns exceed [`MAX_OTHER_COLUMNS`] or the work
 //! (levels × (2m)²) exceeds [`MAX_LEVEL_WORK`].
 
@@ -48,8 +48,12 @@ use statrs::distribution::{ContinuousCDF, FisherSnedecor};
 use super::preprocess::Codes;
 
 /// A categorical covariate with more levels than this (present among the compared
-/// participants) and fewer than two compared participants per level is left out.
+/// participants) and fewer than [`MIN_PER_LEVEL`] compared participants per level on average
+/// is left out: most of its levels would hold one arm only, and the robust covariance of such
+/// levels is degenerate (zero or, with a numeric covariate, next to zero).
 pub const MIN_LEVELS_LEFT_OUT: usize = 20;
+/// See [`MIN_LEVELS_LEFT_OUT`].
+pub const MIN_PER_LEVEL: usize = 10;
 /// Most design columns besides the dummies of the categorical covariate with the most levels.
 pub const MAX_OTHER_COLUMNS: usize = 200;
 /// Most per-level work: (levels of the widest covariate) × (2 × other columns)².
@@ -323,13 +327,14 @@ fn screen(covs: &[Covariate], npres: &[usize], n: usize) -> (Vec<bool>, Vec<Left
     for (j, c) in covs.iter().enumerate() {
         if matches!(c, Covariate::Categorical { .. })
             && npres[j] > MIN_LEVELS_LEFT_OUT
-            && 2 * npres[j] > n
+            && MIN_PER_LEVEL * npres[j] > n
         {
             included[j] = false;
             left_out.push(LeftOut {
                 covariate: j,
                 why: format!(
-                    "its {} levels among {n} compared participants (fewer than 2 per level) are too many to test balance on",
+                    "its {} levels among {n} compared participants (fewer than {MIN_PER_LEVEL} per level) are too many \
+                     to test balance on",
                     npres[j]
                 ),
             });
@@ -1578,14 +1583,16 @@ mod tests {
 
     #[test]
     fn stratum_with_many_levels_is_tested_in_linear_time() {
-        // 100,000 levels (two participants each, plus a second stratum and a numeric
-        // covariate): the dense test needed a 60 GB matrix. Here a few passes.
-        let levels = 100_000u32;
-        let n = 2 * levels as usize + 10;
+        // 30,000 levels (ten participants each, plus a second stratum and a numeric
+        // covariate): the dense test needed 30,000² matrices and hours. Here a few passes.
+        let levels = 30_000u32;
+        let n = 10 * levels as usize + 10;
         let a: Vec<u32> = (0..n as u32).map(|i| i % levels).collect();
-        let b: Vec<u32> = (0..n as u32).map(|i| (i / 3) % 5).collect();
+        let b: Vec<u32> = (0..n as u32).map(|i| (i / 7) % 5).collect();
         let x: Vec<f64> = (0..n).map(|i| ((i * 31) % 101) as f64).collect();
-        let y: Vec<f64> = (0..n).map(|i| ((i * 7 + i / 3) % 2) as f64).collect();
+        let y: Vec<f64> = (0..n as u64)
+            .map(|i| ((i.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 33) % 2) as f64)
+            .collect();
         let (ac, bc) = (Codes::Owned(a), Codes::Owned(b));
         let rows: Vec<u32> = (0..n as u32).collect();
         let t0 = std::time::Instant::now();
@@ -1609,8 +1616,8 @@ mod tests {
     }
 
     #[test]
-    fn stratum_with_more_levels_than_half_the_participants_is_left_out() {
-        let n = 100usize;
+    fn stratum_with_fewer_than_ten_participants_per_level_is_left_out() {
+        let n = 500usize;
         let fine: Vec<u32> = (0..n as u32).map(|i| i % 60).collect();
         let coarse: Vec<u32> = (0..n as u32).map(|i| i % 3).collect();
         let y: Vec<f64> = (0..n).map(|i| ((i * 13 + i / 7) % 2) as f64).collect();
@@ -1633,7 +1640,7 @@ mod tests {
         assert_eq!(got.left_out.len(), 1);
         assert_eq!(got.left_out[0].covariate, 1);
         assert!(
-            got.left_out[0].why.contains("60 levels among 100"),
+            got.left_out[0].why.contains("60 levels among 500"),
             "{:?}",
             got.left_out
         );
@@ -1651,7 +1658,7 @@ mod tests {
 
     #[test]
     fn many_columns_besides_the_widest_stratum_leave_out_the_next_widest() {
-        let n = 5000usize;
+        let n = 10_000usize;
         let a: Vec<u32> = (0..n as u32).map(|i| i % 1000).collect();
         let b: Vec<u32> = (0..n as u32).map(|i| (i / 7) % 300).collect();
         let c: Vec<u32> = (0..n as u32).map(|i| (i / 11) % 4).collect();
