@@ -40,7 +40,8 @@ pub fn parse_exact(s: &str) -> Result<BigRational, String> {
     }
 }
 
-fn parse_decimal(s: &str) -> Result<BigRational, String> {
+/// The exact value of a decimal (`-12.5`, `.5`, `3e-4`), of any length (exponents up to 30).
+pub fn parse_decimal(s: &str) -> Result<BigRational, String> {
     const NOT_A_NUMBER: &str =
         "not a number (give a decimal such as 33.3 or a fraction such as 1/3)";
     let s = s.trim();
@@ -151,18 +152,6 @@ pub fn normalise(weights: &[Ratio<i128>]) -> Result<Vec<Ratio<i128>>, String> {
         .collect()
 }
 
-/// The decimal `x`'s shortest round-trip form shows (`0.1` is 1/10), when it fits in 128 bits.
-pub fn decimal_of_f64(x: f64) -> Option<Ratio<i128>> {
-    if !x.is_finite() {
-        return None;
-    }
-    let exact = parse_decimal(&format!("{x}")).ok()?;
-    Some(Ratio::new(
-        exact.numer().to_i128()?,
-        exact.denom().to_i128()?,
-    ))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -227,19 +216,29 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        #[test]
+        fn limit_denominator_is_the_closest_fraction(
+            n in 0i64..1_000_000, d in 1i64..1_000_000, max_den in 1i64..60,
+        ) {
+            let x = BigRational::new(n.into(), d.into());
+            let got = limit_denominator(&x, &BigInt::from(max_den));
+            proptest::prop_assert!(got.denom() <= &BigInt::from(max_den));
+            // No fraction with a denominator up to max_den is closer (brute force).
+            let dist = (&got - &x).abs();
+            for q in 1..=max_den {
+                let p = (&x * BigRational::from_integer(q.into())).round();
+                let cand = p / BigRational::from_integer(q.into());
+                proptest::prop_assert!((&cand - &x).abs() >= dist, "{cand} beats {got} for {x}");
+            }
+        }
+    }
+
     #[test]
     fn normalise_is_exact() {
         let w = ["33.333333333333336"; 3].map(|s| parse_weight(s).unwrap());
         assert_eq!(normalise(&w).unwrap(), vec![q(1, 3); 3]);
         let w = [q(29, 1), q(71, 1)];
         assert_eq!(normalise(&w).unwrap(), vec![q(29, 100), q(71, 100)]);
-    }
-
-    #[test]
-    fn shortest_decimal_of_a_float() {
-        assert_eq!(decimal_of_f64(0.15), Some(q(3, 20)));
-        assert_eq!(decimal_of_f64(-2.5), Some(q(-5, 2)));
-        assert_eq!(decimal_of_f64(1e308), None);
-        assert_eq!(decimal_of_f64(f64::NAN), None);
     }
 }
