@@ -16,9 +16,12 @@ use crate::Globals;
 /// rows (in any order) + same design + same --seed give a byte-identical assignment.
 #[derive(clap::Args, Debug)]
 #[command(after_help = "Examples:\n  \
-xngin assign --participant-type test_participant_type --arms control,treatment --strata gender,ethnicity\n  \
-xngin assign --input people.csv --id-column id --arms a,b --arm-weights 20,80 --strata region --seed 7 --output out.csv\n  \
-xngin assign --participant-type people --filter 'age between 18 65' --arms a,b --write-table assignments")]
+xngin assign --participant-type test_participant_type --arms control,treatment \\\n      \
+--strata gender,ethnicity\n  \
+xngin assign --input people.csv --id-column id --arms a,b --arm-weights 20,80 \\\n      \
+--strata region --seed 7 --output out.csv\n  \
+xngin assign --participant-type test_participant_type \\\n      \
+--filter 'income between 20000,80000' --arms a,b --write-table assignments")]
 #[command(group(clap::ArgGroup::new("audience").required(true).args(["participant_type", "input"])))]
 pub struct Args {
     /// Participant type whose warehouse table is the audience (resolved through the settings).
@@ -33,7 +36,9 @@ pub struct Args {
     /// Arm names, the first is the control (e.g. control,treatment).
     #[arg(long, value_delimiter = ',', required = true, num_args = 1.., value_name = "NAMES")]
     arms: Vec<String>,
-    /// Relative arm weights, one per arm (e.g. 20,80 or 1,1,2); default equal.
+    /// Relative arm weights, one per arm (e.g. 20,80, 1,1,2 or 1/3,2/3); default equal. Each is
+    /// read as its closest fraction with denominator at most 10^6, as the Python tool does, so
+    /// 33.333333333333336 is exactly 100/3.
     #[arg(long, value_delimiter = ',', num_args = 1.., value_name = "WEIGHTS")]
     arm_weights: Option<Vec<String>>,
     /// Strata fields.
@@ -42,7 +47,8 @@ pub struct Args {
     /// Metric fields (also used as strata, as the reference does).
     #[arg(long, value_delimiter = ',', num_args = 1.., value_name = "FIELDS")]
     metrics: Vec<String>,
-    /// Quantile bins for numeric strata.
+    /// Quantile bins for numeric strata (asking for more than a column's values can fill puts
+    /// each distinct value in its own bin).
     #[arg(long, default_value_t = DEFAULT_QUANTILES, value_name = "N")]
     quantiles: u32,
     /// What to do with the rows of a stratum that do not fill a whole block.

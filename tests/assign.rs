@@ -468,7 +468,7 @@ fn bad_input_exit_codes_and_messages() {
     check(
         &["--arms", "a,b", "--arm-weights", "1,0"],
         2,
-        "weights must be positive",
+        "weight must be a positive number",
     );
     check(
         &["--arms", "a,b", "--strata", "nope"],
@@ -2066,4 +2066,209 @@ async fn concurrent_writers_loser_is_told_another_run_holds_the_table_mysql() {
         return;
     };
     concurrent_writers(&url, "mysql").await;
+}
+
+/// The examples in `xngin assign --help` run as written (issue: `'age between 18 65'` was
+/// rejected by the filter syntax, which separates values with a comma). Each line is run by the
+/// shell, with the built binary first on PATH, an empty XNGIN_HOME (the built-in testing
+/// warehouse) and a `people.csv` in the working directory.
+#[test]
+fn help_examples_run_as_written() {
+    let home = tempfile::tempdir().unwrap();
+    let cwd = tempfile::tempdir().unwrap();
+    let mut people = String::from("id,region\n");
+    for i in 0..200 {
+        people.push_str(&format!("{i},{}\n", ["north", "south", "east"][i % 3]));
+    }
+    std::fs::write(cwd.path().join("people.csv"), people).unwrap();
+    let (help, _) = run_ok(&["assign", "--help"]);
+    // One example per line starting with `xngin`; longer ones go on with `\` continuations.
+    let mut examples: Vec<String> = Vec::new();
+    for line in help
+        .split("Examples:")
+        .nth(1)
+        .expect("assign --help has examples")
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+    {
+        match examples.last_mut() {
+            Some(e) if e.ends_with('\\') => {
+                e.push('\n');
+                e.push_str(line);
+            }
+            _ => examples.push(line.to_string()),
+        }
+    }
+    assert!(examples.iter().all(|e| e.starts_with("xngin ")), "{help}");
+    assert_eq!(examples.len(), 3, "{help}");
+    assert!(examples.iter().any(|e| e.contains("--filter")), "{help}");
+    let bin = assert_cmd::cargo::cargo_bin("xngin");
+    let path = format!(
+        "{}:{}",
+        bin.parent().unwrap().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    for example in &examples {
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(example)
+            .current_dir(cwd.path())
+            .env("PATH", &path)
+            .env("XNGIN_HOME", home.path())
+            .env_remove("XNGIN_SETTINGS")
+            .env_remove("XNGIN_DATASOURCE")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{example}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// The Python tool's float weights (three times 100/3 as a float) are read as the fractions
+/// they stand for: 1000 units split 333/333/334, and the record shows both forms.
+#[test]
+fn arm_weights_as_the_python_tool_writes_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = write_csv(dir.path(), "a.csv", &participants(1000, false));
+    let w = "33.333333333333336";
+    let (json, _) = run_ok(&[
+        "assign",
+        "--input",
+        a.to_str().unwrap(),
+        "--id-column",
+        "id",
+        "--arms",
+        "a,b,c",
+        "--arm-weights",
+        &format!("{w},{w},{w}"),
+        "--seed",
+        "4",
+        "--format",
+        "json",
+        "-q",
+    ]);
+    let rec: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let arms = rec["arms"].as_array().unwrap();
+    let mut counts: Vec<u64> = arms
+        .iter()
+        .map(|a| a["assigned"].as_u64().unwrap())
+        .collect();
+    counts.sort();
+    assert_eq!(counts, vec![333, 333, 334]);
+    for a in arms {
+        assert_eq!(a["weight"], w);
+        assert_eq!(a["exact_weight"], "100/3");
+        assert_eq!(a["share"], "1/3");
+    }
+    assert_eq!(rec["block_size"], 3);
+    // 100/7-like weights and fractions: blocks of 7 and 6.
+    let (json, _) = run_ok(&[
+        "assign",
+        "--input",
+        a.to_str().unwrap(),
+        "--id-column",
+        "id",
+        "--arms",
+        "a,b,c",
+        "--arm-weights",
+        "1/3,1/6,0.5",
+        "--strata",
+        "region",
+        "--seed",
+        "4",
+        "--format",
+        "json",
+        "-q",
+    ]);
+    let rec: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(rec["block_size"], 6);
+    assert_eq!(rec["arms"][1]["exact_weight"], "1/6");
+}
+
+/// `--quantiles 4294967295` used to allocate 34 GB before looking at the data; now the bins
+/// are bounded by the values (every distinct value its own bin) and the run says so.
+#[test]
+fn huge_quantiles_are_bounded_by_the_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = write_csv(dir.path(), "a.csv", &participants(300, false));
+    for q in ["4294967295", "4000000000"] {
+        let (json, err) = run_ok(&[
+            "assign",
+            "--input",
+            a.to_str().unwrap(),
+            "--id-column",
+            "id",
+            "--arms",
+            "a,b",
+            "--metrics",
+            "score",
+            "--quantiles",
+            q,
+            "--seed",
+            "2",
+            "--format",
+            "json",
+        ]);
+        assert!(
+            err.contains(&format!(
+                "--quantiles {q} is more than the 300 value(s) of score can fill"
+            )),
+            "{err}"
+        );
+        let rec: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(rec["quantiles"].as_u64().unwrap().to_string(), q);
+        assert_eq!(rec["strata_used"], serde_json::json!(["score"]));
+    }
+}
+
+/// A stratum with thousands of levels (most participants alone in their stratum): the
+/// balance test leaves it out with the reason, in linear time, and the run warns that most
+/// blocks are partial.
+#[test]
+fn stratum_with_many_levels_warns_and_is_left_out_of_balance() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("fine.csv");
+    let mut s = String::from("id,zip,region\n");
+    for i in 0..6000 {
+        s.push_str(&format!(
+            "{i},z{},{}\n",
+            (i * 7) % 4000,
+            ["n", "s", "e"][i % 3]
+        ));
+    }
+    std::fs::write(&p, s).unwrap();
+    let started = std::time::Instant::now();
+    let (json, err) = run_ok(&[
+        "assign",
+        "--input",
+        p.to_str().unwrap(),
+        "--id-column",
+        "id",
+        "--arms",
+        "a,b",
+        "--strata",
+        "zip,region",
+        "--seed",
+        "5",
+        "--format",
+        "json",
+    ]);
+    assert!(started.elapsed().as_secs() < 60, "{:?}", started.elapsed());
+    assert!(err.contains("blocks are partial"), "{err}");
+    assert!(
+        err.contains(
+            "the balance test of b vs a leaves out stratum zip: its 4000 levels among 6000 compared \
+             participants (fewer than 10 per level)"
+        ),
+        "{err}"
+    );
+    let rec: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let b = &rec["balance"][0];
+    assert_eq!(b["left_out"][0]["field"], "zip");
+    assert_eq!(b["numerator_df"], 2, "{b}");
+    assert!(b["p_value"].as_f64().is_some(), "{b}");
 }

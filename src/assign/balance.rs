@@ -1,25 +1,92 @@
-//! Balance check (docs/statistics.md#balance-test): OLS of the arm indicator on the covariates,
-//! HC1 robust covariance, joint Wald F test that every slope is zero.
+//! Balance check (docs/statistics.md, "Balance test"): OLS of the arm indicator on the strata
+//! covariates, HC1 robust covariance, joint Wald F test that every slope is zero.
 //!
 //! * Design matrix: an intercept; numeric covariates (numeric strata without NULLs, original
 //!   values) as they are; every other covariate (text, booleans, quantile bins incl.
 //!   `__NULL__`) one-hot encoded with the first level present in the compared rows dropped.
-//!   Rows are handled sparsely (one non-zero per categorical covariate), so millions of rows
-//!   cost a few passes over small vectors.
-//! * Rank deficiency (collinear dummies, e.g. nested strata): columns are taken in order and a
-//!   column whose residual sum of squares after projection on the columns before it is below
-//!   1e-10 of its own sum of squares is dropped (a Cholesky factorisation of X'X with rank
-//!   detection). The fit then uses the full-rank design, which has the same column space and
-//!   so the same fitted values and residuals as statsmodels' pseudo-inverse solution; q (the
-//!   numerator df) is rank(X) − 1 and the denominator df n − rank(X), as statsmodels reports.
-//! * HC1: V = n/(n−r)·(X'X)⁻¹ X' diag(e²) X (X'X)⁻¹; F = b'(W)⁺b / q with b the slopes and W
-//!   their block of V (a pseudo-inverse through a symmetric eigen-decomposition, so a singular
-//!   W — e.g. a stratum entirely in one arm — still gives a statistic); p = upper tail of
-//!   F(q, n − r) (statrs).
+//! * Rank deficiency (collinear dummies, e.g. nested strata): columns are taken in the order
+//!   intercept, the dummies of the categorical covariate with the most levels (the "wide"
+//!   one), then the other covariates in order; a column whose residual sum of squares after
+//!   projection on the columns before it is below 1e-10 of its own sum of squares is dropped.
+//!   The fit uses the full-rank design, which has the same column space and so the same fitted
+//!   values and residuals as statsmodels' pseudo-inverse solution; q (the numerator df) is
+//!   rank(X) − 1 and the denominator df n − rank(X), as statsmodels reports.
+//! * HC1: V = n/(n−r)·(X'X)⁻¹ X' diag(e²) X (X'X)⁻¹; F = b'W⁺b / q with b the slopes and W
+//!   their block of V (a pseudo-inverse, so a singular W — e.g. strata entirely in one arm —
+//!   still gives a statistic); p = upper tail of F(q, n − r) (statrs). Squared residuals below
+//!   1e-20 per participant are rounding noise of an exact fit and count as zero; when every
+//!   residual is zero (each stratum entirely in one arm) there is no test.
+//!
+//! Cost: linear in the rows and in the levels of the wide covariate. Its dummies have disjoint
+//! supports, so X'X is an arrow matrix (a diagonal block of level counts bordered by the m
+//! other columns): everything is computed from per-level sums and the m×m Schur complement
+//! K = C − B'D⁻¹B. The robust covariance of the slopes is then W = Δ + U·G·U' with Δ diagonal
+//! (one entry per wide level: n/(n−r)·Σe²/n_l²) and U of width 2m, so b'W⁺b is reduced exactly
+//! to 2m-sized problems:
+//! 1. levels whose Δ is zero (all residuals zero, e.g. a level with one compared participant)
+//!    and the other slopes span only the range of their rows of U: the part of b outside it is
+//!    in W's null space and dropped, the rest is kept in an orthonormal basis of that range;
+//! 2. the block P = Δ_T + U_T·G·U_T' of the levels with Δ > 0 is solved through the Woodbury
+//!    identity, refined iteratively against P, leaving a small Schur complement S; a null
+//!    space of S (W singular beyond step 1) is projected out of b exactly (orthogonally, as the
+//!    pseudo-inverse does).
+//!
+//! Time O(rows·p² + levels·m²), memory O(rows + levels·m). The dense computation (`dense`) is
+//! the test oracle — a property test checks the two agree to 1e-9 — and also computes the
+//! small designs (at most 200 columns) whose reductions are ill-conditioned (a level's
+//! residual variance below 1e-6 of the largest but not zero), where the eliminations would
+//! lose digits; large designs keep the fast result there.
+//!
+//! Covariates that make no sense in a balance test are left out and reported ([`LeftOut`]):
+//! a categorical covariate with more than [`MIN_LEVELS_LEFT_OUT`] levels present and fewer than
+//! [`MIN_PER_LEVEL`] compared participants per level, and — largest first — categorical covariates other
+//! than the wide one while the other columns exceed [`MAX_OTHER_COLUMNS`] or the work
+//! (levels × (2m)²) exceeds [`MAX_LEVEL_WORK`].
 
 use statrs::distribution::{ContinuousCDF, FisherSnedecor};
 
 use super::preprocess::Codes;
+
+/// A categorical covariate with more levels than this (present among the compared
+/// participants) and fewer than [`MIN_PER_LEVEL`] compared participants per level on average
+/// is left out: most of its levels would hold one arm only, and the robust covariance of such
+/// levels is degenerate (zero or, with a numeric covariate, next to zero).
+pub const MIN_LEVELS_LEFT_OUT: usize = 20;
+/// See [`MIN_LEVELS_LEFT_OUT`].
+pub const MIN_PER_LEVEL: usize = 10;
+/// Most design columns besides the dummies of the categorical covariate with the most levels.
+pub const MAX_OTHER_COLUMNS: usize = 200;
+/// Most per-level work: (levels of the widest covariate) × (2 × other columns)².
+pub const MAX_LEVEL_WORK: f64 = 2e9;
+/// Designs of at most this many columns whose reduced problems are ill-conditioned (near-zero
+/// but not zero residual variances) are computed densely instead.
+const DENSE_FALLBACK_COLUMNS: usize = 200;
+const ILL_CONDITIONED: f64 = 1e-8;
+/// A residual variance (or Schur complement eigenvalue) this far below the largest makes the
+/// eliminations lose digits.
+const NEAR_ZERO: f64 = 1e-6;
+const FALLBACK: &str = "(ill-conditioned: dense)";
+const ALL_FIT: &str = "the strata predict every compared participant's arm exactly (each stratum lies in one arm), \
+                       so no variation is left to test balance on";
+
+/// Σ(y − fitted)² over a unit of `c` participants with Σy = `sy`, Σy² = `syy`. For a 0/1
+/// outcome (Σy² = Σy) it is sy·(1 − f)² + (c − sy)·f², which keeps its digits when the fit is
+/// exact (the expansion Σy² − 2fΣy + cf² would leave rounding noise of 1e-16).
+fn unit_e2(c: f64, sy: f64, syy: f64, fitted: f64) -> f64 {
+    let e2 = if syy == sy {
+        sy * (1.0 - fitted) * (1.0 - fitted) + (c - sy) * fitted * fitted
+    } else {
+        syy - 2.0 * fitted * sy + c * fitted * fitted
+    };
+    zero_small(e2.max(0.0), c)
+}
+
+/// A unit's Σ(y − fitted)², with rounding noise (below 1e-20 per participant, |e| < 1e-10 for a
+/// 0/1 outcome) set to exactly zero: a stratum entirely in one arm has no residual variance,
+/// and the pseudo-inverse must see an exact zero there, not noise.
+fn zero_small(e2: f64, count: f64) -> f64 {
+    if e2 <= 1e-20 * count { 0.0 } else { e2 }
+}
 
 /// One covariate of the balance regression.
 pub enum Covariate<'a> {
@@ -72,12 +139,20 @@ impl Sample<'_> {
             }
         }
     }
+
+    fn len(&self) -> usize {
+        match self {
+            Sample::Rows { rows, .. } => rows.len(),
+            Sample::Arms { n, .. } => *n,
+        }
+    }
 }
 
 /// A fitted regression and its joint test.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FTest {
-    /// Coefficients of the kept design columns (intercept first).
+    /// Coefficients of the kept design columns: the intercept, then each covariate's kept
+    /// columns in covariate order.
     pub beta: Vec<f64>,
     pub f_statistic: f64,
     pub numerator_df: u64,
@@ -89,117 +164,376 @@ pub struct FTest {
 /// Why no test could be computed.
 pub type NoTest = String;
 
-/// Regress `y[row]` (0/1) on the covariates over `rows`; HC1 joint F test of the slopes.
-pub fn f_test(rows: &[u32], y: &[f64], covs: &[Covariate]) -> Result<FTest, NoTest> {
-    f_test_grouped(&Sample::Rows { rows, y }, covs, None)
+/// A covariate left out of the balance test.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LeftOut {
+    /// Index into the covariates given.
+    pub covariate: usize,
+    pub why: String,
 }
 
+/// The balance test and the covariates it left out.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Balance {
+    pub left_out: Vec<LeftOut>,
+    pub test: Result<FTest, NoTest>,
+}
+
+/// Regress `y[row]` (0/1) on the covariates over `rows`; HC1 joint F test of the slopes.
+pub fn f_test(rows: &[u32], y: &[f64], covs: &[Covariate]) -> Result<FTest, NoTest> {
+    f_test_grouped(&Sample::Rows { rows, y }, covs, None).test
+}
+
+/// The compared units: rows, or groups of rows with identical covariates.
+enum Units<'a> {
+    Rows {
+        rows: Vec<u32>,
+        sample: &'a Sample<'a>,
+    },
+    /// (representative row, count, Σy, Σy²).
+    Cells(Vec<(u32, f64, f64, f64)>),
+}
+
+impl Units<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Units::Rows { rows, .. } => rows.len(),
+            Units::Cells(c) => c.len(),
+        }
+    }
+
+    /// (row, count, Σy, Σy²) of unit `i`.
+    #[inline]
+    fn get(&self, i: usize) -> (usize, f64, f64, f64) {
+        match self {
+            Units::Rows { rows, sample } => {
+                let r = rows[i] as usize;
+                let y = match sample {
+                    Sample::Rows { y, .. } => y[r],
+                    Sample::Arms { arm, treatment, .. } => {
+                        if arm[r] == *treatment {
+                            1.0
+                        } else {
+                            0.0
+                        }
+                    }
+                };
+                (r, 1.0, y, y * y)
+            }
+            Units::Cells(c) => {
+                let (r, n, sy, syy) = c[i];
+                (r as usize, n, sy, syy)
+            }
+        }
+    }
+}
+
+const NONE: u32 = u32::MAX;
 /// [`f_test`], with `cells[row]` an id shared by rows whose covariates are identical (the
 /// stratum id when every covariate is categorical): sums are then taken per cell, so the cost
-/// is one pass over the rows plus a small one over the cells. The statistics are the same.
+/// is one pass over the rows plus passes over the cells. The statistics are the same.
 pub fn f_test_grouped(
     sample: &Sample,
     covs: &[Covariate],
     cells: Option<(&[u32], u32)>,
-) -> Result<FTest, NoTest> {
-    let n = match sample {
-        Sample::Rows { rows, .. } => rows.len(),
-        Sample::Arms { n, .. } => *n,
+) -> Balance {
+    grouped(sample, covs, cells, true)
+}
+
+/// [`f_test_grouped`]; with `dense_fallback` false an ill-conditioned small design gives the
+/// error `FALLBACK` instead of the dense computation (for the tests).
+fn grouped(
+    sample: &Sample,
+    covs: &[Covariate],
+    cells: Option<(&[u32], u32)>,
+    dense_fallback: bool,
+) -> Balance {
+    let n = sample.len();
+    let units = match cells {
+        Some((cell, n_cells)) => {
+            let mut g: Vec<(u32, f64, f64, f64)> = vec![(NONE, 0.0, 0.0, 0.0); n_cells as usize];
+            sample.for_each(&mut |r, yr| {
+                let e = &mut g[cell[r] as usize];
+                if e.0 == NONE {
+                    e.0 = r as u32;
+                }
+                e.1 += 1.0;
+                e.2 += yr;
+                e.3 += yr * yr;
+            });
+            g.retain(|e| e.0 != NONE);
+            Units::Cells(g)
+        }
+        None => {
+            let mut rows = Vec::with_capacity(n);
+            sample.for_each(&mut |r, _| rows.push(r as u32));
+            Units::Rows { rows, sample }
+        }
     };
-    // Groups of rows with identical covariates: (representative row, count, Σy, Σy²).
-    let grouped: Option<Vec<(u32, f64, f64, f64)>> = cells.map(|(cell, n_cells)| {
-        let mut g: Vec<(u32, f64, f64, f64)> = vec![(u32::MAX, 0.0, 0.0, 0.0); n_cells as usize];
-        sample.for_each(&mut |r, yr| {
-            let e = &mut g[cell[r] as usize];
-            if e.0 == u32::MAX {
-                e.0 = r as u32;
+    // Levels present among the compared units, per categorical covariate.
+    let present: Vec<Vec<bool>> = covs
+        .iter()
+        .map(|c| match c {
+            Covariate::Numeric(_) => Vec::new(),
+            Covariate::Categorical { codes, levels } => {
+                let mut p = vec![false; *levels as usize];
+                for i in 0..units.len() {
+                    p[codes.get(units.get(i).0) as usize] = true;
+                }
+                p
             }
-            e.1 += 1.0;
-            e.2 += yr;
-            e.3 += yr * yr;
+        })
+        .collect();
+    let npres: Vec<usize> = present
+        .iter()
+        .map(|p| p.iter().filter(|x| **x).count())
+        .collect();
+    let (included, left_out) = screen(covs, &npres, n);
+    let mut test = fit(&units, n, covs, &present, &npres, &included);
+    if dense_fallback && test.as_ref().is_err_and(|e| e == FALLBACK) {
+        // Ill-conditioned and small: the dense computation, on the covariates kept.
+        let kept: Vec<&Covariate> = covs
+            .iter()
+            .zip(&included)
+            .filter_map(|(c, i)| i.then_some(c))
+            .collect();
+        test = dense::f_test_dense(sample, &kept, cells);
+    }
+    Balance { left_out, test }
+}
+
+/// The included categorical covariate with the most present levels (ties: the first).
+fn widest<'a, C: std::borrow::Borrow<Covariate<'a>>>(
+    covs: &[C],
+    npres: &[usize],
+    included: &[bool],
+) -> Option<usize> {
+    let mut best: Option<usize> = None;
+    for (j, c) in covs.iter().enumerate() {
+        if included[j]
+            && matches!(c.borrow(), Covariate::Categorical { .. })
+            && best.is_none_or(|b| npres[j] > npres[b])
+        {
+            best = Some(j);
+        }
+    }
+    best
+}
+
+/// Which covariates the test can use, and why the others are left out.
+fn screen(covs: &[Covariate], npres: &[usize], n: usize) -> (Vec<bool>, Vec<LeftOut>) {
+    let mut included = vec![true; covs.len()];
+    let mut left_out = Vec::new();
+    for (j, c) in covs.iter().enumerate() {
+        if matches!(c, Covariate::Categorical { .. })
+            && npres[j] > MIN_LEVELS_LEFT_OUT
+            && MIN_PER_LEVEL * npres[j] > n
+        {
+            included[j] = false;
+            left_out.push(LeftOut {
+                covariate: j,
+                why: format!(
+                    "its {} levels among {n} compared participants (fewer than {MIN_PER_LEVEL} per level) are too many \
+                     to test balance on",
+                    npres[j]
+                ),
+            });
+        }
+    }
+    loop {
+        let wide = widest(covs, npres, &included);
+        let others: usize = 1
+            + (0..covs.len())
+                .filter(|&j| included[j] && Some(j) != wide)
+                .map(|j| match covs[j] {
+                    Covariate::Numeric(_) => 1,
+                    Covariate::Categorical { .. } => npres[j].saturating_sub(1),
+                })
+                .sum::<usize>();
+        let levels = wide.map_or(1, |w| npres[w]) as f64;
+        if others <= MAX_OTHER_COLUMNS && levels * (2.0 * others as f64).powi(2) <= MAX_LEVEL_WORK {
+            break;
+        }
+        let candidate = (0..covs.len())
+            .filter(|&j| {
+                included[j] && Some(j) != wide && matches!(covs[j], Covariate::Categorical { .. })
+            })
+            .max_by_key(|&j| (npres[j], std::cmp::Reverse(j)));
+        let Some(j) = candidate else { break };
+        included[j] = false;
+        left_out.push(LeftOut {
+            covariate: j,
+            why: format!(
+                "its {} levels are too many to test balance on together with the {} levels of another stratum \
+                 (at most {MAX_OTHER_COLUMNS} columns besides the stratum with the most levels)",
+                npres[j], levels
+            ),
         });
-        g.retain(|e| e.0 != u32::MAX);
-        g
-    });
-    let each = |f: &mut dyn FnMut(usize, f64, f64, f64)| match &grouped {
-        Some(g) => {
-            for &(r, c, sy, syy) in g {
-                f(r as usize, c, sy, syy)
+    }
+    left_out.sort_by_key(|l| l.covariate);
+    (included, left_out)
+}
+
+/// Per-level sums over the other (non-wide) columns.
+struct LevelSums {
+    n: f64,
+    sy: f64,
+    /// Σ c·x over the level's units.
+    b: Vec<f64>,
+    /// Σ e² and Σ e²·x (with a fit).
+    de: f64,
+    be: Vec<f64>,
+}
+
+fn fit(
+    units: &Units,
+    n: usize,
+    covs: &[Covariate],
+    present: &[Vec<bool>],
+    npres: &[usize],
+    included: &[bool],
+) -> Result<FTest, NoTest> {
+    let wide = widest(covs, npres, included);
+    // The wide covariate: level -> coordinate (NONE: the dropped first level, or absent).
+    let mut coord: Vec<u32> = vec![NONE; 1];
+    let mut d = 0usize;
+    if let Some(w) = wide {
+        coord = vec![NONE; present[w].len()];
+        let mut first = true;
+        for (l, p) in present[w].iter().enumerate() {
+            if *p {
+                if first {
+                    first = false;
+                } else {
+                    coord[l] = d as u32;
+                    d += 1;
+                }
             }
         }
-        None => sample.for_each(&mut |r, yr| f(r, 1.0, yr, yr * yr)),
+    }
+    let level_of = |r: usize| -> usize {
+        match wide.map(|w| &covs[w]) {
+            Some(Covariate::Categorical { codes, .. }) => codes.get(r) as usize,
+            _ => 0,
+        }
     };
-    // Layout: column 0 the intercept; numeric covariates one column; categorical one column per
-    // present level except the first present one.
-    let mut col_of: Vec<Vec<u32>> = Vec::with_capacity(covs.len()); // categorical: level -> col+1 (0 = none)
-    let mut base: Vec<u32> = Vec::with_capacity(covs.len());
-    let mut k: usize = 1;
-    for c in covs {
+    // The other columns: 0 the intercept, then numeric covariates one column each and
+    // categorical ones a column per present level but the first.
+    let mut base: Vec<u32> = vec![NONE; covs.len()];
+    let mut col_of: Vec<Vec<u32>> = vec![Vec::new(); covs.len()]; // level -> column + 1 (0: none)
+    let mut m = 1usize;
+    for (j, c) in covs.iter().enumerate() {
+        if !included[j] || Some(j) == wide {
+            continue;
+        }
         match c {
             Covariate::Numeric(_) => {
-                base.push(k as u32);
-                col_of.push(Vec::new());
-                k += 1;
+                base[j] = m as u32;
+                m += 1;
             }
-            Covariate::Categorical { codes, levels } => {
-                let mut present = vec![false; *levels as usize];
-                each(&mut |r, _, _, _| present[codes.get(r) as usize] = true);
+            Covariate::Categorical { levels, .. } => {
                 let mut map = vec![0u32; *levels as usize];
                 let mut first = true;
-                for (l, p) in present.iter().enumerate() {
+                for (l, p) in present[j].iter().enumerate() {
                     if *p {
                         if first {
                             first = false;
                         } else {
-                            map[l] = k as u32 + 1;
-                            k += 1;
+                            map[l] = m as u32 + 1;
+                            m += 1;
                         }
                     }
                 }
-                base.push(0);
-                col_of.push(map);
+                col_of[j] = map;
             }
         }
     }
-    let nz = 1 + covs.len();
-    let row_entries = |r: usize, buf: &mut Vec<(usize, f64)>| {
+    let entries = |r: usize, buf: &mut Vec<(usize, f64)>| {
         buf.clear();
         buf.push((0, 1.0));
         for (j, c) in covs.iter().enumerate() {
             match c {
-                Covariate::Numeric(v) => buf.push((base[j] as usize, v[r])),
-                Covariate::Categorical { codes, .. } => {
-                    let m = col_of[j][codes.get(r) as usize];
-                    if m > 0 {
-                        buf.push(((m - 1) as usize, 1.0));
+                Covariate::Numeric(v) if base[j] != NONE => buf.push((base[j] as usize, v[r])),
+                Covariate::Categorical { codes, .. } if !col_of[j].is_empty() => {
+                    let k = col_of[j][codes.get(r) as usize];
+                    if k > 0 {
+                        buf.push(((k - 1) as usize, 1.0));
+                    }
+                }
+                _ => {}
+            }
+        }
+    };
+    // Units grouped by wide level (counting sort).
+    let n_lev = coord.len();
+    let mut start = vec![0usize; n_lev + 1];
+    for i in 0..units.len() {
+        start[level_of(units.get(i).0) + 1] += 1;
+    }
+    for l in 0..n_lev {
+        start[l + 1] += start[l];
+    }
+    let mut by_level = vec![0u32; units.len()];
+    {
+        let mut fill = start.clone();
+        for i in 0..units.len() {
+            let l = level_of(units.get(i).0);
+            by_level[fill[l]] = i as u32;
+            fill[l] += 1;
+        }
+    }
+    let mut buf: Vec<(usize, f64)> = Vec::with_capacity(1 + covs.len());
+
+    // Pass A: C = Σ c·x x', X'y, and the Schur complement K = C − Σ_l B_l B_l'/n_l,
+    // t = X'y − Σ_l B_l·Sy_l/n_l over the wide coordinates.
+    let mut cm = vec![0.0f64; m * m];
+    let mut xty = vec![0.0f64; m];
+    let mut sub = vec![0.0f64; m * m];
+    let mut tsub = vec![0.0f64; m];
+    let mut bl = vec![0.0f64; m];
+    for l in 0..n_lev {
+        let idx = &by_level[start[l]..start[l + 1]];
+        if idx.is_empty() {
+            continue;
+        }
+        bl.fill(0.0);
+        let (mut nl, mut syl) = (0.0, 0.0);
+        for &u in idx {
+            let (r, c, sy, _) = units.get(u as usize);
+            entries(r, &mut buf);
+            nl += c;
+            syl += sy;
+            for &(a, va) in &buf {
+                bl[a] += c * va;
+                xty[a] += va * sy;
+                for &(b, vb) in &buf {
+                    if b <= a {
+                        cm[a * m + b] += c * va * vb;
                     }
                 }
             }
         }
-    };
-    // X'X and X'y.
-    let mut xtx = vec![0.0f64; k * k];
-    let mut xty = vec![0.0f64; k];
-    let mut buf: Vec<(usize, f64)> = Vec::with_capacity(nz);
-    each(&mut |r, c, sy, _| {
-        row_entries(r, &mut buf);
-        for &(a, va) in &buf {
-            xty[a] += va * sy;
-            for &(b, vb) in &buf {
-                if b <= a {
-                    xtx[a * k + b] += c * va * vb;
+        if coord[l] != NONE {
+            for a in 0..m {
+                if bl[a] != 0.0 {
+                    tsub[a] += bl[a] * syl / nl;
+                    for b in 0..=a {
+                        sub[a * m + b] += bl[a] * bl[b] / nl;
+                    }
                 }
             }
         }
-    });
-    for a in 0..k {
-        for b in 0..a {
-            xtx[b * k + a] = xtx[a * k + b];
-        }
     }
-    // Columns kept by a rank-revealing Cholesky in column order.
-    let keep = independent_columns(&xtx, k);
-    let rk = keep.len();
+    symmetrize_lower(&mut cm, m);
+    symmetrize_lower(&mut sub, m);
+    let kfull: Vec<f64> = cm.iter().zip(&sub).map(|(c, s)| c - s).collect();
+    let diag: Vec<f64> = (0..m).map(|i| cm[i * m + i]).collect();
+    let keep = independent_columns(&kfull, m, &diag);
+    if keep.first() != Some(&0) {
+        return Err("no covariate varies among the compared participants".into());
+    }
+    let mk = keep.len();
+    let rk = d + mk;
     if rk < 2 {
         return Err("no covariate varies among the compared participants".into());
     }
@@ -208,71 +542,359 @@ pub fn f_test_grouped(
             "too few participants ({n}) for {rk} regression terms"
         ));
     }
-    let sub = |m: &[f64]| -> Vec<f64> {
-        let mut s = vec![0.0; rk * rk];
-        for (i, &a) in keep.iter().enumerate() {
-            for (j, &b) in keep.iter().enumerate() {
-                s[i * rk + j] = m[a * k + b];
+    let mut pos = vec![usize::MAX; m];
+    for (i, &c) in keep.iter().enumerate() {
+        pos[c] = i;
+    }
+    let kk: Vec<f64> = keep
+        .iter()
+        .flat_map(|&a| keep.iter().map(move |&b| (a, b)))
+        .map(|(a, b)| kfull[a * m + b])
+        .collect();
+    let tk: Vec<f64> = keep.iter().map(|&a| xty[a] - tsub[a]).collect();
+    let kinv = spd_inverse(&kk, mk).ok_or("the covariates are collinear")?;
+    let beta_s = mat_vec(&kinv, mk, mk, &tk);
+
+    // Sums over one level's units in the kept columns; with `fit` = the level's coefficient,
+    // the residual sums too (and Σ e² x x' into `ce`).
+    let level_sums = |idx: &[u32],
+                      fit: Option<f64>,
+                      ce: Option<&mut Vec<f64>>,
+                      buf: &mut Vec<(usize, f64)>|
+     -> LevelSums {
+        let mut s = LevelSums {
+            n: 0.0,
+            sy: 0.0,
+            b: vec![0.0; mk],
+            de: 0.0,
+            be: vec![0.0; mk],
+        };
+        let mut ce = ce;
+        let mut kb: Vec<(usize, f64)> = Vec::with_capacity(buf.capacity());
+        for &u in idx {
+            let (r, c, sy, syy) = units.get(u as usize);
+            entries(r, buf);
+            kb.clear();
+            kb.extend(
+                buf.iter()
+                    .filter(|(col, _)| pos[*col] != usize::MAX)
+                    .map(|(col, v)| (pos[*col], *v)),
+            );
+            s.n += c;
+            s.sy += sy;
+            for &(a, va) in &kb {
+                s.b[a] += c * va;
+            }
+            if let Some(bl) = fit {
+                let fitted: f64 = bl + kb.iter().map(|(i, v)| beta_s[*i] * v).sum::<f64>();
+                // Σ over the unit of (y − fitted)².
+                let e2 = unit_e2(c, sy, syy, fitted);
+                s.de += e2;
+                for &(a, va) in &kb {
+                    s.be[a] += e2 * va;
+                }
+                if let Some(ce) = ce.as_deref_mut() {
+                    for &(a, va) in &kb {
+                        for &(b, vb) in &kb {
+                            if b <= a {
+                                ce[a * mk + b] += e2 * va * vb;
+                            }
+                        }
+                    }
+                }
             }
         }
         s
     };
-    let a = sub(&xtx);
-    let ainv = spd_inverse(&a, rk).ok_or("the covariates are collinear")?;
-    let xty_k: Vec<f64> = keep.iter().map(|&c| xty[c]).collect();
-    let beta: Vec<f64> = (0..rk)
-        .map(|i| (0..rk).map(|j| ainv[i * rk + j] * xty_k[j]).sum())
-        .collect();
-    // Position of each full column in the kept list (usize::MAX: dropped).
-    let mut pos = vec![usize::MAX; k];
-    for (i, &c) in keep.iter().enumerate() {
-        pos[c] = i;
-    }
-    // Meat: Σ e² x x' over kept columns.
-    let mut meat = vec![0.0f64; rk * rk];
-    let mut kb: Vec<(usize, f64)> = Vec::with_capacity(nz);
-    each(&mut |r, c, sy, syy| {
-        row_entries(r, &mut buf);
-        kb.clear();
-        kb.extend(
-            buf.iter()
-                .filter(|(col, _)| pos[*col] != usize::MAX)
-                .map(|(col, v)| (pos[*col], *v)),
-        );
-        let fitted: f64 = kb.iter().map(|(i, v)| beta[*i] * v).sum();
-        // Σ over the group of (y − fitted)².
-        let e2 = (syy - 2.0 * fitted * sy + c * fitted * fitted).max(0.0);
-        for &(i, vi) in &kb {
-            for &(j, vj) in &kb {
-                if j <= i {
-                    meat[i * rk + j] += e2 * vi * vj;
+
+    // Pass B: the wide coefficients, the residual sums, H = F'MF (M the meat X'diag(e²)X,
+    // F = [−D⁻¹B; I]) and Δ.
+    let scale = n as f64 / (n - rk) as f64;
+    let mut beta_w = vec![0.0f64; d];
+    let mut delta = vec![0.0f64; d];
+    let mut ce = vec![0.0f64; mk * mk];
+    let mut h = vec![0.0f64; mk * mk];
+    for l in 0..n_lev {
+        let idx = &by_level[start[l]..start[l + 1]];
+        if idx.is_empty() {
+            continue;
+        }
+        let bl = if coord[l] != NONE {
+            let s = level_sums(idx, None, None, &mut buf);
+            (s.sy - dot(&s.b, &beta_s)) / s.n
+        } else {
+            0.0
+        };
+        let s = level_sums(idx, Some(bl), Some(&mut ce), &mut buf);
+        if coord[l] != NONE {
+            let c = coord[l] as usize;
+            beta_w[c] = bl;
+            delta[c] = scale * s.de / (s.n * s.n);
+            for a in 0..mk {
+                for b in 0..=a {
+                    h[a * mk + b] += s.de * s.b[a] * s.b[b] / (s.n * s.n)
+                        - (s.b[a] * s.be[b] + s.be[a] * s.b[b]) / s.n;
                 }
             }
         }
-    });
-    for i in 0..rk {
-        for j in 0..i {
-            meat[j * rk + i] = meat[i * rk + j];
+    }
+    if ce.iter().all(|x| *x == 0.0) {
+        return Err(ALL_FIT.into());
+    }
+    symmetrize_lower(&mut ce, mk);
+    symmetrize_lower(&mut h, mk);
+    for (x, c) in h.iter_mut().zip(&ce) {
+        *x += c;
+    }
+    // W = Δ + U·G·U' over the slopes; U's row for a wide level is [y_l, f_l] (2·mk), for an
+    // other slope j the unit vector at mk + j. G = scale·[[0, K⁻¹], [K⁻¹, K⁻¹HK⁻¹]].
+    let w = 2 * mk;
+    let khk = mat_mul(&mat_mul(&kinv, mk, mk, &h, mk), mk, mk, &kinv, mk);
+    let mut g = vec![0.0f64; w * w];
+    let mut ginv = vec![0.0f64; w * w];
+    for a in 0..mk {
+        for b in 0..mk {
+            g[a * w + mk + b] = scale * kinv[a * mk + b];
+            g[(mk + a) * w + b] = scale * kinv[a * mk + b];
+            g[(mk + a) * w + mk + b] = scale * khk[a * mk + b];
+            ginv[a * w + b] = -h[a * mk + b] / scale;
+            ginv[a * w + mk + b] = kk[a * mk + b] / scale;
+            ginv[(mk + a) * w + b] = kk[a * mk + b] / scale;
         }
     }
-    let scale = n as f64 / (n - rk) as f64;
-    let v = matmul(&matmul(&ainv, &meat, rk), &ainv, rk);
+    let u_row = |s: &LevelSums| -> Vec<f64> {
+        let mut u = vec![0.0; w];
+        for i in 0..mk {
+            u[i] = (s.be[i] - s.de * s.b[i] / s.n) / s.n;
+            u[mk + i] = -s.b[i] / s.n;
+        }
+        u
+    };
+    let max_delta = delta.iter().fold(0.0f64, |a, b| a.max(*b));
+    let tau = 1e-12 * max_delta;
+
+    // Pass C: levels with Δ > τ (T: their rows of U, Δ and slopes are kept) and with Δ = 0
+    // (Z, with the other slopes: only U_Z'U_Z and U_Z'b_Z are needed).
+    let mut ut: Vec<f64> = Vec::new();
+    let mut dt: Vec<f64> = Vec::new();
+    let mut ct: Vec<f64> = Vec::new();
+    let mut gram_z = vec![0.0f64; w * w];
+    let mut uzb = vec![0.0f64; w];
+    for l in 0..n_lev {
+        if coord[l] == NONE {
+            continue;
+        }
+        let c = coord[l] as usize;
+        let idx = &by_level[start[l]..start[l + 1]];
+        let s = level_sums(idx, Some(beta_w[c]), None, &mut buf);
+        let u = u_row(&s);
+        let (dl, bl) = (delta[c], beta_w[c]);
+        if dl > tau {
+            ut.extend_from_slice(&u);
+            dt.push(dl);
+            ct.push(bl);
+        } else {
+            add_outer(&mut gram_z, &u, 1.0);
+            for (a, x) in uzb.iter_mut().zip(&u) {
+                *a += x * bl;
+            }
+        }
+    }
+    for j in 1..mk {
+        gram_z[(mk + j) * w + mk + j] += 1.0;
+        uzb[mk + j] += beta_s[j];
+    }
+    let nt = dt.len();
+    if rk <= DENSE_FALLBACK_COLUMNS && dt.iter().any(|&x| x < NEAR_ZERO * max_delta) {
+        return Err(FALLBACK.into());
+    }
+    // Step 1: an orthonormal basis of the range of U_Z; R_Z with U_Z = Q_Z·R_Z, c_Z = Q_Z'b_Z.
+    let (lz, vz) = sym_eigen(&gram_z, w);
+    let lz_max = lz.iter().fold(0.0f64, |a, b| a.max(*b));
+    let zi: Vec<usize> = (0..w)
+        .filter(|&i| lz[i] > 1e-20 * lz_max && lz[i] > 0.0)
+        .collect();
+    let rz_n = zi.len();
+    let near_rank_loss = lz
+        .iter()
+        .any(|&x| x > 1e-20 * lz_max && x < ILL_CONDITIONED * ILL_CONDITIONED * lz_max);
+    if rk <= DENSE_FALLBACK_COLUMNS && near_rank_loss {
+        return Err(FALLBACK.into());
+    }
+    let mut rz = vec![0.0f64; rz_n * w];
+    let mut cz = vec![0.0f64; rz_n];
+    for (i, &e) in zi.iter().enumerate() {
+        let sq = lz[e].sqrt();
+        let mut proj = 0.0;
+        for k in 0..w {
+            rz[i * w + k] = sq * vz[k * w + e];
+            proj += vz[k * w + e] * uzb[k];
+        }
+        cz[i] = proj / sq;
+    }
+    // Step 2: P = Δ_T + U_T·G·U_T' is solved by the Woodbury identity
+    // P⁻¹ ≈ Δ⁻¹ − Δ⁻¹U_T·Γ·U_T'Δ⁻¹ with Γ = (G⁻¹ + U_T'Δ⁻¹U_T)⁻¹, refined iteratively against P
+    // itself (the identity loses digits when some Δ are small beside the low-rank part).
+    let mut omega = vec![0.0f64; w * w];
+    for t in 0..nt {
+        add_outer(&mut omega, &ut[t * w..(t + 1) * w], 1.0 / dt[t]);
+    }
+    let mmat: Vec<f64> = ginv.iter().zip(&omega).map(|(a, b)| a + b).collect();
+    let (lm, vm) = sym_eigen(&mmat, w);
+    let lm_max = lm.iter().fold(0.0f64, |a, b| a.max(b.abs()));
+    let lm_min = lm.iter().fold(f64::INFINITY, |a, b| a.min(b.abs()));
+    if lm_min <= ILL_CONDITIONED * lm_max && rk <= DENSE_FALLBACK_COLUMNS {
+        return Err(FALLBACK.into());
+    }
+    let mut gamma = vec![0.0f64; w * w];
+    for (e, &lam) in lm.iter().enumerate() {
+        if lam.abs() <= 1e-15 * lm_max {
+            continue;
+        }
+        for i in 0..w {
+            for j in 0..w {
+                gamma[i * w + j] += vm[i * w + e] * vm[j * w + e] / lam;
+            }
+        }
+    }
+    // U_T'·X for X (nt × cols).
+    let ut_x = |x: &[f64], cols: usize| -> Vec<f64> {
+        let mut out = vec![0.0f64; w * cols];
+        for t in 0..nt {
+            for i in 0..w {
+                let u = ut[t * w + i];
+                if u != 0.0 {
+                    for c in 0..cols {
+                        out[i * cols + c] += u * x[t * cols + c];
+                    }
+                }
+            }
+        }
+        out
+    };
+    // X + U_T·Y row by row, scaled: out[t] = (a[t] + s·(U_T·Y)[t]) · f(t).
+    let add_u_y = |a: &[f64], y: &[f64], cols: usize, sign: f64, f: &dyn Fn(usize) -> f64| {
+        let mut out = vec![0.0f64; nt * cols];
+        for t in 0..nt {
+            for c in 0..cols {
+                let uy: f64 = (0..w).map(|i| ut[t * w + i] * y[i * cols + c]).sum();
+                out[t * cols + c] = (a[t * cols + c] + sign * uy) * f(t);
+            }
+        }
+        out
+    };
+    let apply_p = |x: &[f64], cols: usize| -> Vec<f64> {
+        let gy = mat_mul(&g, w, w, &ut_x(x, cols), cols);
+        let dx: Vec<f64> = (0..nt * cols).map(|i| dt[i / cols] * x[i]).collect();
+        add_u_y(&dx, &gy, cols, 1.0, &|_| 1.0)
+    };
+    let woodbury = |r: &[f64], cols: usize| -> Vec<f64> {
+        let dr: Vec<f64> = (0..nt * cols).map(|i| r[i] / dt[i / cols]).collect();
+        let gy = mat_mul(&gamma, w, w, &ut_x(&dr, cols), cols);
+        add_u_y(r, &gy, cols, -1.0, &|t| 1.0 / dt[t])
+    };
+    let solve = |r: &[f64], cols: usize| -> Vec<f64> {
+        let mut x = woodbury(r, cols);
+        for _ in 0..4 {
+            let px = apply_p(&x, cols);
+            let res: Vec<f64> = r.iter().zip(&px).map(|(a, b)| a - b).collect();
+            let dx = woodbury(&res, cols);
+            for (xi, d) in x.iter_mut().zip(&dx) {
+                *xi += d;
+            }
+        }
+        x
+    };
+    // X = P⁻¹·[c_T, U_T].
+    let cols = w + 1;
+    let mut rhs = vec![0.0f64; nt * cols];
+    for t in 0..nt {
+        rhs[t * cols] = ct[t];
+        rhs[t * cols + 1..(t + 1) * cols].copy_from_slice(&ut[t * w..(t + 1) * w]);
+    }
+    let x = solve(&rhs, cols);
+    let xc: Vec<f64> = (0..nt).map(|t| x[t * cols]).collect();
+    let xu: Vec<f64> = (0..nt)
+        .flat_map(|t| x[t * cols + 1..(t + 1) * cols].to_vec())
+        .collect();
+    let c_p_c = dot(&ct, &xc);
+    let u_p_c = ut_x(&xc, 1);
+    let u_p_u = ut_x(&xu, w);
+    // The Schur complement of the T block: S = R_Z·(G − G·U_T'P⁻¹U_T·G)·R_Z'.
+    let g_upu_g = mat_mul(&mat_mul(&g, w, w, &u_p_u, w), w, w, &g, w);
+    let smid: Vec<f64> = g.iter().zip(&g_upu_g).map(|(a, b)| a - b).collect();
+    let rzt = transpose(&rz, rz_n, w);
+    let sc = mat_mul(&mat_mul(&rz, rz_n, w, &smid, w), rz_n, w, &rzt, rz_n);
+    let rz_g = mat_mul(&rz, rz_n, w, &g, w);
+    let (ls, vs) = sym_eigen(&sc, rz_n);
+    let ls_max = ls.iter().fold(max_delta, |a, b| a.max(*b));
+    let null: Vec<usize> = (0..rz_n).filter(|&i| ls[i] <= 1e-12 * ls_max).collect();
+    if rk <= DENSE_FALLBACK_COLUMNS
+        && ls
+            .iter()
+            .any(|&x| x > 1e-12 * ls_max && x < NEAR_ZERO * ls_max)
+    {
+        return Err(FALLBACK.into());
+    }
+    let quad_s = |dv: &[f64]| -> f64 {
+        (0..rz_n)
+            .filter(|i| !null.contains(i))
+            .map(|i| {
+                let p: f64 = (0..rz_n).map(|k| vs[k * rz_n + i] * dv[k]).sum();
+                p * p / ls[i]
+            })
+            .sum()
+    };
+    // d = c_Z − Q'P⁻¹c_T with Q = U_T·G·R_Z'.
+    let d0: Vec<f64> = cz
+        .iter()
+        .zip(mat_vec(&rz_g, rz_n, w, &u_p_c))
+        .map(|(c, x)| c - x)
+        .collect();
+    let value = if null.is_empty() {
+        c_p_c + quad_s(&d0)
+    } else {
+        // W is singular beyond step 1: its null space is {(−P⁻¹Q·y, y) : S·y = 0}; project b
+        // onto the range orthogonally, then evaluate.
+        let nu = null.len();
+        let y0: Vec<f64> = (0..rz_n)
+            .flat_map(|k| null.iter().map(move |&i| (k, i)))
+            .map(|(k, i)| vs[k * rz_n + i])
+            .collect(); // rz_n × ν
+        // Q'P⁻²Q = R_Z·G·(P⁻¹U_T)'(P⁻¹U_T)·G·R_Z'.
+        let up2u = mat_mul(&transpose(&xu, nt, w), w, nt, &xu, w);
+        let mut ia2 = mat_mul(
+            &mat_mul(&rz_g, rz_n, w, &up2u, w),
+            rz_n,
+            w,
+            &transpose(&rz_g, rz_n, w),
+            rz_n,
+        );
+        for i in 0..rz_n {
+            ia2[i * rz_n + i] += 1.0;
+        }
+        let y0t = transpose(&y0, rz_n, nu);
+        let nn = mat_mul(&mat_mul(&y0t, nu, rz_n, &ia2, rz_n), nu, rz_n, &y0, nu);
+        let nc = mat_vec(&y0t, nu, rz_n, &d0);
+        let nn_inv = spd_inverse(&nn, nu).ok_or("the robust covariance is degenerate")?;
+        let z = mat_vec(&y0, rz_n, nu, &mat_vec(&nn_inv, nu, nu, &nc));
+        // The projected slopes: c_T + P⁻¹Q·z and c_Z − z.
+        let gz = mat_vec(&transpose(&rz_g, rz_n, w), w, rz_n, &z);
+        let shift: Vec<f64> = (0..nt).map(|t| dot(&xu[t * w..(t + 1) * w], &gz)).collect();
+        let cr: Vec<f64> = ct.iter().zip(&shift).map(|(a, b)| a + b).collect();
+        let p_shift = solve(&shift, 1);
+        let p_cr: Vec<f64> = xc.iter().zip(&p_shift).map(|(a, b)| a + b).collect();
+        let u_p_cr = ut_x(&p_cr, 1);
+        let dr: Vec<f64> = cz
+            .iter()
+            .zip(&z)
+            .zip(mat_vec(&rz_g, rz_n, w, &u_p_cr))
+            .map(|((c, z), x)| c - z - x)
+            .collect();
+        dot(&cr, &p_cr) + quad_s(&dr)
+    };
     let q = rk - 1;
-    let mut w = vec![0.0; q * q];
-    for i in 0..q {
-        for j in 0..q {
-            w[i * q + j] = scale * v[(i + 1) * rk + (j + 1)];
-        }
-    }
-    let b = &beta[1..];
-    let winv = pinv_sym(&w, q);
-    let mut quad = 0.0;
-    for i in 0..q {
-        for j in 0..q {
-            quad += b[i] * winv[i * q + j] * b[j];
-        }
-    }
-    let f = quad / q as f64;
+    let f = value.max(0.0) / q as f64;
     let df2 = (n - rk) as f64;
     let p = if f.is_finite() {
         FisherSnedecor::new(q as f64, df2)
@@ -281,6 +903,23 @@ pub fn f_test_grouped(
     } else {
         0.0
     };
+    // Coefficients in covariate order.
+    let mut beta = vec![beta_s[0]];
+    for (j, c) in covs.iter().enumerate() {
+        if Some(j) == wide {
+            beta.extend_from_slice(&beta_w);
+        } else if base[j] != NONE {
+            if pos[base[j] as usize] != usize::MAX {
+                beta.push(beta_s[pos[base[j] as usize]]);
+            }
+        } else if let Covariate::Categorical { .. } = c {
+            for &k in &col_of[j] {
+                if k > 0 && pos[(k - 1) as usize] != usize::MAX {
+                    beta.push(beta_s[pos[(k - 1) as usize]]);
+                }
+            }
+        }
+    }
     Ok(FTest {
         beta,
         f_statistic: f,
@@ -291,14 +930,289 @@ pub fn f_test_grouped(
     })
 }
 
-/// Indices of a maximal set of linearly independent columns, taken in order.
-pub(crate) fn independent_columns(a: &[f64], k: usize) -> Vec<usize> {
+fn symmetrize_lower(a: &mut [f64], k: usize) {
+    for i in 0..k {
+        for j in 0..i {
+            a[j * k + i] = a[i * k + j];
+        }
+    }
+}
+
+fn dot(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+/// a += s·u u'.
+fn add_outer(a: &mut [f64], u: &[f64], s: f64) {
+    let k = u.len();
+    for i in 0..k {
+        if u[i] != 0.0 {
+            let ui = s * u[i];
+            for j in 0..k {
+                a[i * k + j] += ui * u[j];
+            }
+        }
+    }
+}
+
+/// (r×k)·(k×c), row-major.
+fn mat_mul(a: &[f64], r: usize, k: usize, b: &[f64], c: usize) -> Vec<f64> {
+    let mut out = vec![0.0; r * c];
+    for i in 0..r {
+        for t in 0..k {
+            let x = a[i * k + t];
+            if x != 0.0 {
+                for j in 0..c {
+                    out[i * c + j] += x * b[t * c + j];
+                }
+            }
+        }
+    }
+    out
+}
+
+fn mat_vec(a: &[f64], r: usize, c: usize, x: &[f64]) -> Vec<f64> {
+    (0..r).map(|i| dot(&a[i * c..(i + 1) * c], x)).collect()
+}
+
+fn transpose(a: &[f64], r: usize, c: usize) -> Vec<f64> {
+    let mut t = vec![0.0; r * c];
+    for i in 0..r {
+        for j in 0..c {
+            t[j * r + i] = a[i * c + j];
+        }
+    }
+    t
+}
+
+pub(crate) mod dense {
+    use super::*;
+
+    /// The dense computation (k×k matrices, a Jacobi pseudo-inverse): the test oracle for
+    /// [`f_test_grouped`]. Columns: the intercept, the dummies of the categorical covariate with
+    /// the most present levels, then the other covariates in order (coefficients in that order).
+    pub fn f_test_dense(
+        sample: &Sample,
+        covs: &[&Covariate],
+        cells: Option<(&[u32], u32)>,
+    ) -> Result<FTest, NoTest> {
+        let n = match sample {
+            Sample::Rows { rows, .. } => rows.len(),
+            Sample::Arms { n, .. } => *n,
+        };
+        // Groups of rows with identical covariates: (representative row, count, Σy, Σy²).
+        let grouped: Option<Vec<(u32, f64, f64, f64)>> = cells.map(|(cell, n_cells)| {
+            let mut g: Vec<(u32, f64, f64, f64)> =
+                vec![(u32::MAX, 0.0, 0.0, 0.0); n_cells as usize];
+            sample.for_each(&mut |r, yr| {
+                let e = &mut g[cell[r] as usize];
+                if e.0 == u32::MAX {
+                    e.0 = r as u32;
+                }
+                e.1 += 1.0;
+                e.2 += yr;
+                e.3 += yr * yr;
+            });
+            g.retain(|e| e.0 != u32::MAX);
+            g
+        });
+        let each = |f: &mut dyn FnMut(usize, f64, f64, f64)| match &grouped {
+            Some(g) => {
+                for &(r, c, sy, syy) in g {
+                    f(r as usize, c, sy, syy)
+                }
+            }
+            None => sample.for_each(&mut |r, yr| f(r, 1.0, yr, yr * yr)),
+        };
+        // Layout: column 0 the intercept; numeric covariates one column; categorical one column per
+        // present level except the first present one.
+        let mut col_of: Vec<Vec<u32>> = vec![Vec::new(); covs.len()]; // categorical: level -> col+1 (0 = none)
+        let mut base: Vec<u32> = vec![0; covs.len()];
+        let mut k: usize = 1;
+        let mut npres = vec![0usize; covs.len()];
+        let mut presents: Vec<Vec<bool>> = vec![Vec::new(); covs.len()];
+        for (j, c) in covs.iter().enumerate() {
+            if let Covariate::Categorical { codes, levels } = **c {
+                let mut present = vec![false; levels as usize];
+                each(&mut |r, _, _, _| present[codes.get(r) as usize] = true);
+                npres[j] = present.iter().filter(|p| **p).count();
+                presents[j] = present;
+            }
+        }
+        let wide = widest(covs, &npres, &vec![true; covs.len()]);
+        let order: Vec<usize> = wide
+            .into_iter()
+            .chain((0..covs.len()).filter(|j| Some(*j) != wide))
+            .collect();
+        for j in order {
+            match *covs[j] {
+                Covariate::Numeric(_) => {
+                    base[j] = k as u32;
+                    k += 1;
+                }
+                Covariate::Categorical { levels, .. } => {
+                    let mut map = vec![0u32; levels as usize];
+                    let mut first = true;
+                    for (l, p) in presents[j].iter().enumerate() {
+                        if *p {
+                            if first {
+                                first = false;
+                            } else {
+                                map[l] = k as u32 + 1;
+                                k += 1;
+                            }
+                        }
+                    }
+                    col_of[j] = map;
+                }
+            }
+        }
+        let nz = 1 + covs.len();
+        let row_entries = |r: usize, buf: &mut Vec<(usize, f64)>| {
+            buf.clear();
+            buf.push((0, 1.0));
+            for (j, c) in covs.iter().enumerate() {
+                match c {
+                    Covariate::Numeric(v) => buf.push((base[j] as usize, v[r])),
+                    Covariate::Categorical { codes, .. } => {
+                        let m = col_of[j][codes.get(r) as usize];
+                        if m > 0 {
+                            buf.push(((m - 1) as usize, 1.0));
+                        }
+                    }
+                }
+            }
+        };
+        // X'X and X'y.
+        let mut xtx = vec![0.0f64; k * k];
+        let mut xty = vec![0.0f64; k];
+        let mut buf: Vec<(usize, f64)> = Vec::with_capacity(nz);
+        each(&mut |r, c, sy, _| {
+            row_entries(r, &mut buf);
+            for &(a, va) in &buf {
+                xty[a] += va * sy;
+                for &(b, vb) in &buf {
+                    if b <= a {
+                        xtx[a * k + b] += c * va * vb;
+                    }
+                }
+            }
+        });
+        for a in 0..k {
+            for b in 0..a {
+                xtx[b * k + a] = xtx[a * k + b];
+            }
+        }
+        // Columns kept by a rank-revealing Cholesky in column order.
+        let diag: Vec<f64> = (0..k).map(|i| xtx[i * k + i]).collect();
+        let keep = independent_columns(&xtx, k, &diag);
+        let rk = keep.len();
+        if rk < 2 {
+            return Err("no covariate varies among the compared participants".into());
+        }
+        if n <= rk {
+            return Err(format!(
+                "too few participants ({n}) for {rk} regression terms"
+            ));
+        }
+        let sub = |m: &[f64]| -> Vec<f64> {
+            let mut s = vec![0.0; rk * rk];
+            for (i, &a) in keep.iter().enumerate() {
+                for (j, &b) in keep.iter().enumerate() {
+                    s[i * rk + j] = m[a * k + b];
+                }
+            }
+            s
+        };
+        let a = sub(&xtx);
+        let ainv = spd_inverse(&a, rk).ok_or("the covariates are collinear")?;
+        let xty_k: Vec<f64> = keep.iter().map(|&c| xty[c]).collect();
+        let beta: Vec<f64> = (0..rk)
+            .map(|i| (0..rk).map(|j| ainv[i * rk + j] * xty_k[j]).sum())
+            .collect();
+        // Position of each full column in the kept list (usize::MAX: dropped).
+        let mut pos = vec![usize::MAX; k];
+        for (i, &c) in keep.iter().enumerate() {
+            pos[c] = i;
+        }
+        // Meat: Σ e² x x' over kept columns.
+        let mut meat = vec![0.0f64; rk * rk];
+        let mut kb: Vec<(usize, f64)> = Vec::with_capacity(nz);
+        each(&mut |r, c, sy, syy| {
+            row_entries(r, &mut buf);
+            kb.clear();
+            kb.extend(
+                buf.iter()
+                    .filter(|(col, _)| pos[*col] != usize::MAX)
+                    .map(|(col, v)| (pos[*col], *v)),
+            );
+            let fitted: f64 = kb.iter().map(|(i, v)| beta[*i] * v).sum();
+            // Σ over the group of (y − fitted)².
+            let e2 = unit_e2(c, sy, syy, fitted);
+            for &(i, vi) in &kb {
+                for &(j, vj) in &kb {
+                    if j <= i {
+                        meat[i * rk + j] += e2 * vi * vj;
+                    }
+                }
+            }
+        });
+        for i in 0..rk {
+            for j in 0..i {
+                meat[j * rk + i] = meat[i * rk + j];
+            }
+        }
+        if meat.iter().all(|x| *x == 0.0) {
+            return Err(ALL_FIT.into());
+        }
+        let scale = n as f64 / (n - rk) as f64;
+        let v = matmul(&matmul(&ainv, &meat, rk), &ainv, rk);
+        let q = rk - 1;
+        let mut w = vec![0.0; q * q];
+        for i in 0..q {
+            for j in 0..q {
+                w[i * q + j] = scale * v[(i + 1) * rk + (j + 1)];
+            }
+        }
+        let b = &beta[1..];
+        let winv = pinv_sym(&w, q);
+        let mut quad = 0.0;
+        for i in 0..q {
+            for j in 0..q {
+                quad += b[i] * winv[i * q + j] * b[j];
+            }
+        }
+        let f = quad / q as f64;
+        let df2 = (n - rk) as f64;
+        let p = if f.is_finite() {
+            FisherSnedecor::new(q as f64, df2)
+                .map_err(|e| format!("F distribution: {e}"))?
+                .sf(f)
+        } else {
+            0.0
+        };
+        Ok(FTest {
+            beta,
+            f_statistic: f,
+            numerator_df: q as u64,
+            denominator_df: n as u64 - rk as u64,
+            p_value: p,
+            n: n as u64,
+        })
+    }
+}
+
+/// Indices of a maximal set of linearly independent columns of the Gram matrix `a`, taken in
+/// order: a column is dependent when its residual sum of squares (after the kept columns
+/// before it) is at most 1e-10 of `reference[j]`, its own sum of squares. (With `a` a Schur
+/// complement the reference is the column's sum of squares in the full design.)
+pub(crate) fn independent_columns(a: &[f64], k: usize, reference: &[f64]) -> Vec<usize> {
     let mut keep: Vec<usize> = Vec::new();
     // l: rows of the Cholesky factor of the kept columns, l[i][m] for m < i (kept index space).
     let mut l: Vec<Vec<f64>> = Vec::new();
     for j in 0..k {
         let ajj = a[j * k + j];
-        if ajj <= 0.0 {
+        if ajj <= 0.0 || reference[j] <= 0.0 {
             continue;
         }
         let mut row: Vec<f64> = Vec::with_capacity(keep.len() + 1);
@@ -307,7 +1221,7 @@ pub(crate) fn independent_columns(a: &[f64], k: usize) -> Vec<usize> {
             row.push(s / l[m][m]);
         }
         let d = ajj - row.iter().map(|x| x * x).sum::<f64>();
-        if d > 1e-10 * ajj {
+        if d > 1e-10 * reference[j] {
             row.push(d.sqrt());
             l.push(row);
             keep.push(j);
@@ -367,9 +1281,9 @@ pub(crate) fn matmul(a: &[f64], b: &[f64], k: usize) -> Vec<f64> {
     c
 }
 
-/// Moore–Penrose pseudo-inverse of a symmetric matrix (cyclic Jacobi eigen-decomposition;
-/// eigenvalues below 1e-12 of the largest are treated as zero).
-pub fn pinv_sym(a: &[f64], k: usize) -> Vec<f64> {
+/// Eigenvalues and eigenvectors of a symmetric matrix (cyclic Jacobi): `(λ, V)` with the
+/// eigenvector of λ[e] in column e of V (`V[i·k + e]`).
+pub fn sym_eigen(a: &[f64], k: usize) -> (Vec<f64>, Vec<f64>) {
     let mut m = a.to_vec();
     let mut v = vec![0.0f64; k * k];
     for i in 0..k {
@@ -418,7 +1332,13 @@ pub fn pinv_sym(a: &[f64], k: usize) -> Vec<f64> {
             }
         }
     }
-    let eig: Vec<f64> = (0..k).map(|i| m[i * k + i]).collect();
+    ((0..k).map(|i| m[i * k + i]).collect(), v)
+}
+
+/// Moore–Penrose pseudo-inverse of a symmetric matrix (eigenvalues below 1e-12 of the largest
+/// are treated as zero).
+pub fn pinv_sym(a: &[f64], k: usize) -> Vec<f64> {
+    let (eig, v) = sym_eigen(a, k);
     let max = eig.iter().fold(0.0f64, |a, b| a.max(b.abs()));
     let mut out = vec![0.0; k * k];
     for (e, &lam) in eig.iter().enumerate() {
@@ -439,7 +1359,7 @@ mod tests {
 
     #[test]
     fn reference_vector_6_8() {
-        // The test vector of docs/statistics.md#balance-test (statsmodels OLS, cov_type HC1).
+        // The reference tool's balance vector (statsmodels OLS, cov_type HC1; docs/statistics.md).
         let gender = ["M", "F", "M", "F", "M", "F", "M", "F", "M", "M", "F", "F"];
         let income = [
             10.0, 12.0, 9.0, 15.0, 11.0, 13.0, 8.0, 14.0, 10.5, 9.5, 12.5, 16.0,
@@ -501,6 +1421,7 @@ mod tests {
             &covs,
             Some((&cell, 20)),
         )
+        .test
         .unwrap();
         // The same through the arms view (arm 1 = treatment, arm 0 = control, arm 2 left out).
         let arm: Vec<u32> = (0..200)
@@ -518,6 +1439,7 @@ mod tests {
             &covs,
             None,
         )
+        .test
         .unwrap();
         assert!((one.f_statistic - three.f_statistic).abs() < 1e-10 * one.f_statistic.max(1.0));
         assert_eq!(one.n, three.n);
@@ -578,6 +1500,267 @@ mod tests {
         let want = [0.375, -0.25, -0.25, 0.5];
         for (x, w) in inv.iter().zip(want) {
             assert!((x - w).abs() < 1e-12);
+        }
+    }
+
+    /// Compare the fast test with the dense oracle (F, p, dfs; 1e-9 relative).
+    fn agree(sample: &Sample, covs: &[Covariate], cells: Option<(&[u32], u32)>) -> Option<FTest> {
+        // The fast path alone: equal to the dense computation, or declining (ill-conditioned).
+        let fast = grouped(sample, covs, cells, false);
+        assert!(fast.left_out.is_empty());
+        if fast.test.as_ref().is_err_and(|e| e == FALLBACK) {
+            return None;
+        }
+        let refs: Vec<&Covariate> = covs.iter().collect();
+        let dense = dense::f_test_dense(sample, &refs, cells);
+        match (&fast.test, &dense) {
+            (Ok(a), Ok(b)) => {
+                assert_eq!(
+                    (a.numerator_df, a.denominator_df, a.n),
+                    (b.numerator_df, b.denominator_df, b.n)
+                );
+                let tol = |x: f64, y: f64| (x - y).abs() <= 1e-9 * x.abs().max(y.abs()).max(1.0);
+                assert!(
+                    tol(a.f_statistic, b.f_statistic),
+                    "F fast {} dense {}",
+                    a.f_statistic,
+                    b.f_statistic
+                );
+                assert!(
+                    tol(a.p_value, b.p_value),
+                    "p fast {} dense {}",
+                    a.p_value,
+                    b.p_value
+                );
+                Some(a.clone())
+            }
+            (Err(a), Err(b)) => {
+                assert_eq!(a, b);
+                None
+            }
+            (a, b) => panic!("fast {a:?} dense {b:?}"),
+        }
+    }
+
+    #[test]
+    fn fast_equals_dense_with_strata_all_in_one_arm_and_nested_strata() {
+        // Wide covariate a (12 levels, several with one participant or all in one arm, the
+        // first level too), b nested in a (a's level / 4), and a numeric covariate.
+        let n = 60usize;
+        let a: Vec<u32> = (0..n as u32)
+            .map(|i| if i < 2 { 0 } else { 1 + (i * 7) % 11 })
+            .collect();
+        let b: Vec<u32> = a.iter().map(|x| x / 4).collect();
+        let x: Vec<f64> = (0..n).map(|i| ((i * 37) % 17) as f64 / 3.0).collect();
+        let y: Vec<f64> = (0..n)
+            .map(|i| match a[i] {
+                0 | 3 => 1.0,
+                5 => 0.0,
+                _ => ((i * 13 + i / 5) % 2) as f64,
+            })
+            .collect();
+        let (ac, bc) = (Codes::Owned(a.clone()), Codes::Owned(b));
+        let rows: Vec<u32> = (0..n as u32).collect();
+        let sample = Sample::Rows { rows: &rows, y: &y };
+        let cat = |c| Covariate::Categorical {
+            codes: c,
+            levels: 12,
+        };
+        // (unwrap: the fast path computed these itself; with the numeric covariate the levels
+        // all in one arm have tiny, not zero, residual variances, and the dense path is used.)
+        agree(&sample, &[cat(&ac)], None).unwrap();
+        agree(&sample, &[cat(&bc), cat(&ac)], None).unwrap();
+        agree(&sample, &[Covariate::Numeric(&x), cat(&ac), cat(&bc)], None);
+        // Every level of the wide covariate in one arm: W has a large null space.
+        let y1: Vec<f64> = a.iter().map(|l| (l % 2) as f64).collect();
+        let s1 = Sample::Rows {
+            rows: &rows,
+            y: &y1,
+        };
+        agree(&s1, &[cat(&ac), Covariate::Numeric(&x)], None);
+        agree(&s1, &[cat(&ac)], None);
+    }
+
+    #[test]
+    fn stratum_with_many_levels_is_tested_in_linear_time() {
+        // 30,000 levels (ten participants each, plus a second stratum and a numeric
+        // covariate): the dense test needed 30,000² matrices and hours. Here a few passes.
+        let levels = 30_000u32;
+        let n = 10 * levels as usize + 10;
+        let a: Vec<u32> = (0..n as u32).map(|i| i % levels).collect();
+        let b: Vec<u32> = (0..n as u32).map(|i| (i / 7) % 5).collect();
+        let x: Vec<f64> = (0..n).map(|i| ((i * 31) % 101) as f64).collect();
+        let y: Vec<f64> = (0..n as u64)
+            .map(|i| ((i.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 33) % 2) as f64)
+            .collect();
+        let (ac, bc) = (Codes::Owned(a), Codes::Owned(b));
+        let rows: Vec<u32> = (0..n as u32).collect();
+        let t0 = std::time::Instant::now();
+        let got = f_test_grouped(
+            &Sample::Rows { rows: &rows, y: &y },
+            &[
+                Covariate::Categorical { codes: &ac, levels },
+                Covariate::Categorical {
+                    codes: &bc,
+                    levels: 5,
+                },
+                Covariate::Numeric(&x),
+            ],
+            None,
+        );
+        assert!(got.left_out.is_empty());
+        let t = got.test.unwrap();
+        assert_eq!(t.numerator_df, (levels - 1 + 4 + 1) as u64);
+        assert!(t.p_value.is_finite() && (0.0..=1.0).contains(&t.p_value));
+        assert!(t0.elapsed().as_secs() < 60, "{:?}", t0.elapsed());
+    }
+
+    #[test]
+    fn stratum_with_fewer_than_ten_participants_per_level_is_left_out() {
+        let n = 500usize;
+        let fine: Vec<u32> = (0..n as u32).map(|i| i % 60).collect();
+        let coarse: Vec<u32> = (0..n as u32).map(|i| i % 3).collect();
+        let y: Vec<f64> = (0..n).map(|i| ((i * 13 + i / 7) % 2) as f64).collect();
+        let (fc, cc) = (Codes::Owned(fine), Codes::Owned(coarse));
+        let rows: Vec<u32> = (0..n as u32).collect();
+        let got = f_test_grouped(
+            &Sample::Rows { rows: &rows, y: &y },
+            &[
+                Covariate::Categorical {
+                    codes: &cc,
+                    levels: 3,
+                },
+                Covariate::Categorical {
+                    codes: &fc,
+                    levels: 60,
+                },
+            ],
+            None,
+        );
+        assert_eq!(got.left_out.len(), 1);
+        assert_eq!(got.left_out[0].covariate, 1);
+        assert!(
+            got.left_out[0].why.contains("60 levels among 500"),
+            "{:?}",
+            got.left_out
+        );
+        let alone = f_test(
+            &rows,
+            &y,
+            &[Covariate::Categorical {
+                codes: &cc,
+                levels: 3,
+            }],
+        )
+        .unwrap();
+        assert_eq!(got.test.unwrap(), alone);
+    }
+
+    #[test]
+    fn many_columns_besides_the_widest_stratum_leave_out_the_next_widest() {
+        let n = 10_000usize;
+        let a: Vec<u32> = (0..n as u32).map(|i| i % 1000).collect();
+        let b: Vec<u32> = (0..n as u32).map(|i| (i / 7) % 300).collect();
+        let c: Vec<u32> = (0..n as u32).map(|i| (i / 11) % 4).collect();
+        let y: Vec<f64> = (0..n).map(|i| ((i * 7 + i / 3) % 2) as f64).collect();
+        let (ac, bc, cc) = (Codes::Owned(a), Codes::Owned(b), Codes::Owned(c));
+        let rows: Vec<u32> = (0..n as u32).collect();
+        let got = f_test_grouped(
+            &Sample::Rows { rows: &rows, y: &y },
+            &[
+                Covariate::Categorical {
+                    codes: &ac,
+                    levels: 1000,
+                },
+                Covariate::Categorical {
+                    codes: &bc,
+                    levels: 300,
+                },
+                Covariate::Categorical {
+                    codes: &cc,
+                    levels: 4,
+                },
+            ],
+            None,
+        );
+        assert_eq!(got.left_out.len(), 1, "{:?}", got.left_out);
+        assert_eq!(got.left_out[0].covariate, 1);
+        assert_eq!(got.test.unwrap().numerator_df, 999 + 3);
+    }
+
+    type Generated = (Vec<(Vec<u32>, u32, bool)>, Vec<Vec<f64>>, Vec<f64>);
+
+    /// A random small design for the property test.
+    fn generate(n: usize, spec: &[(u32, u8)], p_treat: f64, skew: u32, seed: u64) -> Generated {
+        let mut rng = super::super::rng::SeededRng::new(seed, 5);
+        let mut cols: Vec<(Vec<u32>, u32, bool)> = Vec::new();
+        for (j, &(levels, kind)) in spec.iter().enumerate() {
+            let levels = levels.max(1);
+            let codes: Vec<u32> = match (kind, j) {
+                // nested in the previous covariate
+                (1, j) if j > 0 => cols[j - 1].0.iter().map(|c| c / 2).collect(),
+                // skewed: many small levels
+                _ => (0..n)
+                    .map(|_| {
+                        let c = rng.below(levels as u64) as u32;
+                        if skew > 0 && rng.below(4) < skew as u64 {
+                            c
+                        } else {
+                            c.min(1)
+                        }
+                    })
+                    .collect(),
+            };
+            let lv = codes.iter().max().copied().unwrap_or(0) + 1;
+            cols.push((codes, lv, kind == 2));
+        }
+        let numeric: Vec<Vec<f64>> = cols
+            .iter()
+            .map(|(c, _, _)| {
+                c.iter()
+                    .map(|&x| x as f64 * 1.5 + (rng.below(1000) as f64) / 250.0)
+                    .collect()
+            })
+            .collect();
+        let y: Vec<f64> = cols[0]
+            .0
+            .iter()
+            .map(|&c| {
+                // level 0 of the first covariate sometimes all in one arm
+                let treated =
+                    (c == 0 && skew == 3) || (rng.below(1_000_000) as f64) < p_treat * 1e6;
+                f64::from(u8::from(treated))
+            })
+            .collect();
+        (cols, numeric, y)
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(1000))]
+        /// On small random designs (1–3 covariates, categorical with 1–8 levels, some levels
+        /// all in one arm or with one participant, nested strata, a numeric covariate) the fast
+        /// test gives the dense computation's F, p and dfs.
+        #[test]
+        fn fast_balance_test_equals_dense(
+            n in 4usize..90,
+            spec in proptest::collection::vec((0u32..9, 0u8..3), 1..4),
+            p_treat in 0.05f64..0.95,
+            skew in 0u32..4,
+            seed in 0u64..u64::MAX,
+            grouped in proptest::bool::ANY,
+        ) {
+            let (cols, numeric, y) = generate(n, &spec, p_treat, skew, seed);
+            let codes: Vec<Codes> = cols.iter().map(|(c, _, _)| Codes::Owned(c.clone())).collect();
+            let covs: Vec<Covariate> = cols.iter().enumerate().map(|(j, (_, lv, num))| {
+                if *num { Covariate::Numeric(&numeric[j]) } else { Covariate::Categorical { codes: &codes[j], levels: *lv } }
+            }).collect();
+            let rows: Vec<u32> = (0..n as u32).collect();
+            let sample = Sample::Rows { rows: &rows, y: &y };
+            let all_cat = cols.iter().all(|c| !c.2);
+            let cell: Vec<u32> = (0..n).map(|i| cols.iter().fold(0u32, |acc, (c, lv, _)| acc * lv + c[i])).collect();
+            let n_cells = cols.iter().fold(1u32, |acc, (_, lv, _)| acc * lv);
+            let cells = if grouped && all_cat { Some((cell.as_slice(), n_cells)) } else { None };
+            agree(&sample, &covs, cells);
         }
     }
 }

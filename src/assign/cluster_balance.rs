@@ -167,7 +167,8 @@ pub fn f_test_clustered(
             xtx[b * k + a] = xtx[a * k + b];
         }
     }
-    let keep = independent_columns(&xtx, k);
+    let diag: Vec<f64> = (0..k).map(|i| xtx[i * k + i]).collect();
+    let keep = independent_columns(&xtx, k, &diag);
     let rk = keep.len();
     if rk < 2 {
         return Err("no covariate varies among the compared participants".into());

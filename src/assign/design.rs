@@ -47,7 +47,8 @@ impl MisfitStrategy {
 pub struct Arm {
     pub name: String,
     pub weight: Ratio<i128>,
-    /// The weight as the user wrote it (for the design record).
+    /// The weight as the user wrote it (for the design record); `weight` is its closest
+    /// fraction with denominator at most 10⁶ (see [`crate::weights`]).
     pub weight_text: String,
 }
 
@@ -100,15 +101,15 @@ impl Arms {
                 }
                 let mut v = Vec::new();
                 for (w, n) in ws.iter().zip(names) {
-                    v.push(parse_weight(w).map_err(|m| {
+                    v.push(crate::weights::parse_weight(w).map_err(|m| {
                         Error::usage(format!("--arm-weights: the weight {w:?} of arm {n}: {m}"))
                     })?);
                 }
                 (v, ws.to_vec())
             }
         };
-        let total: Ratio<i128> = weights.iter().copied().sum();
-        let probs: Vec<Ratio<i128>> = weights.iter().map(|w| w / total).collect();
+        let probs = crate::weights::normalise(&weights)
+            .map_err(|m| Error::usage(format!("--arm-weights {}: {m}", texts.join(","))))?;
         let mut block: i128 = 1;
         for p in &probs {
             block = block.lcm(p.denom());
@@ -180,27 +181,6 @@ impl Arms {
     }
 }
 
-/// Parse a positive decimal weight exactly (`20`, `0.29`, `33.5`).
-pub fn parse_weight(s: &str) -> std::result::Result<Ratio<i128>, String> {
-    let t = s.trim();
-    let (int, frac) = t.split_once('.').unwrap_or((t, ""));
-    let ok = !t.is_empty()
-        && (!int.is_empty() || !frac.is_empty())
-        && int.bytes().all(|b| b.is_ascii_digit())
-        && frac.bytes().all(|b| b.is_ascii_digit());
-    if !ok {
-        return Err("not a positive decimal number".into());
-    }
-    if int.len() > 12 || frac.len() > 9 {
-        return Err("use at most 12 integer and 9 decimal digits".into());
-    }
-    let digits: i128 = format!("{int}{frac}").parse().unwrap_or(0);
-    if digits == 0 {
-        return Err("weights must be positive".into());
-    }
-    Ok(Ratio::new(digits, 10i128.pow(frac.len() as u32)))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -230,6 +210,36 @@ mod tests {
     }
 
     #[test]
+    fn python_float_weights_give_exact_thirds_and_sevenths() {
+        // The Python tool's weights are floats summing to 100: 100/3 three times, and
+        // 100/7-like values; each is read as its closest fraction with denominator <= 10^6.
+        let third = "33.333333333333336";
+        let a = Arms::new(&names(&["a", "b", "c"]), Some(&names(&[third; 3]))).unwrap();
+        assert_eq!((a.block, a.mask_counts.clone()), (3, vec![1, 1, 1]));
+        assert_eq!(a.arms[0].weight, Ratio::new(100, 3));
+        assert_eq!(a.arms[0].weight_text, third);
+        let mut c = a.largest_remainder_counts(1000);
+        c.sort();
+        assert_eq!(c, vec![333, 333, 334]);
+        let a = Arms::new(
+            &names(&["a", "b"]),
+            Some(&names(&["14.285714285714286", "85.71428571428571"])),
+        )
+        .unwrap();
+        assert_eq!((a.block, a.mask_counts.clone()), (7, vec![1, 6]));
+        let a = Arms::new(
+            &names(&["a", "b", "c"]),
+            Some(&names(&[
+                "0.3333333333333333",
+                "0.16666666666666666",
+                "0.5",
+            ])),
+        )
+        .unwrap();
+        assert_eq!((a.block, a.mask_counts.clone()), (6, vec![2, 1, 3]));
+    }
+
+    #[test]
     fn largest_remainder() {
         let a = Arms::new(&names(&["a", "b", "c"]), None).unwrap();
         assert_eq!(a.largest_remainder_counts(10), vec![4, 3, 3]);
@@ -249,7 +259,7 @@ mod tests {
         assert!(e(&["a", "a"], None).contains("appears twice"));
         assert!(e(&["a", "b"], Some(&["1"])).contains("1 value(s) but --arms names 2"));
         assert!(e(&["a", "b"], Some(&["1", "0"])).contains("positive"));
-        assert!(e(&["a", "b"], Some(&["1", "-1"])).contains("not a positive decimal"));
+        assert!(e(&["a", "b"], Some(&["1", "-1"])).contains("positive number"));
         assert!(e(&["a", "b"], Some(&["1", "x"])).contains("\"x\" of arm b"));
         assert!(e(&["a", "b"], Some(&["1.000001", "1"])).contains("blocks of more than"));
     }

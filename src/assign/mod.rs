@@ -76,6 +76,9 @@ pub struct BalanceTest {
     /// Why there is no test, when there is none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// Strata the test left out (too many levels for a meaningful test), and why.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub left_out: Vec<Dropped>,
 }
 
 /// The result of [`assign`].
@@ -211,7 +214,7 @@ pub fn assign(table: &Table, design: &Design) -> Result<Outcome> {
     run::trace("ids sorted");
     let prepared = preprocess::preprocess(table, &strata, design.quantiles);
     run::trace("strata preprocessed");
-    let mut notes = Vec::new();
+    let mut notes = prepared.notes.clone();
     for d in &prepared.dropped {
         notes.push(format!("stratum {} not used: {}", d.field, d.reason));
     }
@@ -229,6 +232,16 @@ pub fn assign(table: &Table, design: &Design) -> Result<Outcome> {
         )
     } else {
         let (sid, count) = preprocess::stratum_ids(&prepared.kept, n);
+        let (full, partial) = stochatreat::block_counts(&sid, count, design.arms.block);
+        if partial > full {
+            notes.push(format!(
+                "{partial} of the {} blocks are partial: {count} strata for {n} participants leave most strata \
+                 smaller than a block of {} or with leftovers (misfits), so the arm shares are exact in few \
+                 blocks; use fewer or coarser strata (or fewer --quantiles)",
+                full + partial,
+                design.arms.block
+            ));
+        }
         let arm = stochatreat::stochatreat(
             &order,
             &sid,
@@ -301,6 +314,7 @@ pub fn assign(table: &Table, design: &Design) -> Result<Outcome> {
                 p_value: None,
                 balance_ok: None,
                 note: None,
+                left_out: Vec::new(),
             };
             if counts[0] == 0 || counts[t] == 0 {
                 test.note = Some("one of the two arms is empty".into());
@@ -310,7 +324,19 @@ pub fn assign(table: &Table, design: &Design) -> Result<Outcome> {
                     (Some(sid), true) => Some((sid.as_slice(), n_strata)),
                     _ => None,
                 };
-                match balance::f_test_grouped(&sample, &covs, cells) {
+                let res = balance::f_test_grouped(&sample, &covs, cells);
+                for lo in res.left_out {
+                    let field = prepared.kept[lo.covariate].name.clone();
+                    notes.push(format!(
+                        "the balance test of {} vs {} leaves out stratum {field}: {}",
+                        test.treatment_arm, test.control_arm, lo.why
+                    ));
+                    test.left_out.push(Dropped {
+                        field,
+                        reason: lo.why,
+                    });
+                }
+                match res.test {
                     Ok(f) => {
                         test.f_statistic = Some(f.f_statistic);
                         test.numerator_df = Some(f.numerator_df);

@@ -382,7 +382,11 @@ pub struct AudienceRecord {
 pub struct ArmRecord {
     pub arm_id: u32,
     pub arm_name: String,
+    /// The weight as given.
     pub weight: String,
+    /// The weight used: the closest fraction to the given one with denominator at most 10⁶
+    /// (`33.333333333333336` is `100/3`), as `p/q` or an integer.
+    pub exact_weight: String,
     /// Exact share, as a fraction `p/q`.
     pub share: String,
     pub assigned: u64,
@@ -456,6 +460,7 @@ impl DesignRecord {
                 arm_id: i as u32,
                 arm_name: a.name.clone(),
                 weight: a.weight_text.clone(),
+                exact_weight: a.weight.to_string(),
                 share: format!(
                     "{}/{}",
                     design.arms.probs[i].numer(),

@@ -68,6 +68,8 @@ pub struct Coded<'a> {
 pub struct Prepared<'a> {
     pub kept: Vec<Coded<'a>>,
     pub dropped: Vec<Dropped>,
+    /// Messages for the operator (e.g. more quantiles asked for than a column's values fill).
+    pub notes: Vec<String>,
 }
 
 /// Preprocess the columns named `strata` (sorted, deduplicated, all present in `table`).
@@ -80,6 +82,15 @@ pub fn preprocess<'a>(table: &'a Table, strata: &[String], quantiles: u32) -> Pr
             .position(|c| &c.name == name)
             .expect("strata columns checked by the caller");
         let col = &table.columns[idx].data;
+        if col.is_numeric() {
+            let values = (0..col.len()).filter(|&i| !col.is_null(i)).count();
+            if quantiles as usize > values {
+                out.notes.push(format!(
+                    "--quantiles {quantiles} is more than the {values} value(s) of {name} can fill: \
+                     each distinct value of {name} is its own bin"
+                ));
+            }
+        }
         match code_column(col, quantiles) {
             Ok((codes, levels)) => out.kept.push(Coded {
                 name: name.clone(),

@@ -52,8 +52,19 @@ pub fn label(edges: &[f64], x: f64) -> u32 {
     }
 }
 
+/// The number of quantiles actually computed for `n` non-null values: at most `2n`. From
+/// `n − 1` quantiles on, every interval between two consecutive sorted values holds an edge, so
+/// every distinct value is its own bin; at `2n` each interval holds an edge strictly inside it
+/// whatever the rounding, so asking for more changes no row's bin (only the bins' numbering,
+/// and the numbering keeps the values' order). This bounds the work and memory by the data,
+/// not by the `q` asked for.
+pub fn effective_quantiles(q: u32, n: usize) -> u32 {
+    let cap = u32::try_from(n.saturating_mul(2)).unwrap_or(u32::MAX);
+    q.min(cap.max(1))
+}
+
 /// Bin labels for a column (`None` = NULL or NaN stays unlabeled). Returns the labels and the
-/// number of bins.
+/// number of bins. `q` is bounded by [`effective_quantiles`].
 pub fn qcut(values: &[Option<f64>], q: u32) -> (Vec<Option<u32>>, u32) {
     let mut sorted: Vec<f64> = values
         .iter()
@@ -62,7 +73,7 @@ pub fn qcut(values: &[Option<f64>], q: u32) -> (Vec<Option<u32>>, u32) {
         .filter(|v| !v.is_nan())
         .collect();
     sorted.sort_unstable_by(|a, b| a.total_cmp(b));
-    let e = edges(&sorted, q);
+    let e = edges(&sorted, effective_quantiles(q, sorted.len()));
     if e.len() < 2 {
         let labels = values
             .iter()
@@ -116,6 +127,38 @@ mod tests {
         let (l, b) = qcut(&v, 2);
         assert_eq!(b, 2);
         assert_eq!(l, vec![Some(0), Some(1), None, Some(0), Some(0), Some(1)]);
+    }
+
+    #[test]
+    fn huge_quantiles_allocate_by_the_data_and_give_the_same_bins() {
+        // --quantiles 4294967295 / 4000000000 used to allocate q + 1 edges (34 GB) up front.
+        // Any q from 2n on puts every distinct value in its own bin, in value order.
+        let v: Vec<Option<f64>> = [5., 1., 3., 3., 9., 7.5, 1., 2.]
+            .iter()
+            .map(|x| Some(*x))
+            .chain([None])
+            .collect();
+        let want = qcut(&v, 16).0;
+        for q in [u32::MAX, 4_000_000_000, 1_000_000, 17] {
+            let (l, bins) = qcut(&v, q);
+            // Same partition and same order of bins as with q = 16 (= 2n).
+            for (a, b) in l.iter().zip(&v) {
+                for (c, d) in l.iter().zip(&v) {
+                    if let (Some(a), Some(c), Some(b), Some(d)) = (a, c, b, d) {
+                        assert_eq!(a.cmp(c), b.total_cmp(d), "q {q}");
+                    }
+                }
+            }
+            assert_eq!(l.iter().filter(|x| x.is_none()).count(), 1);
+            assert!(bins <= 17, "q {q}: {bins} bins");
+        }
+        assert_eq!(
+            want.iter().flatten().max(),
+            qcut(&v, u32::MAX).0.iter().flatten().max()
+        );
+        assert_eq!(effective_quantiles(u32::MAX, 8), 16);
+        assert_eq!(effective_quantiles(4, 8), 4);
+        assert_eq!(effective_quantiles(4, 0), 1);
     }
 
     #[test]

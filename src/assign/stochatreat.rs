@@ -84,6 +84,18 @@ pub fn stochatreat(
     arm
 }
 
+/// The numbers of full and of partial blocks (misfits of the `stratum` strategy) that strata of
+/// the sizes given by `stratum` (ids < `n_strata`) make with blocks of `block` rows.
+pub fn block_counts(stratum: &[u32], n_strata: u32, block: u64) -> (u64, u64) {
+    let mut size = vec![0u64; n_strata as usize];
+    for &s in stratum {
+        size[s as usize] += 1;
+    }
+    size.iter().fold((0, 0), |(full, partial), &s| {
+        (full + s / block, partial + u64::from(s % block > 0))
+    })
+}
+
 /// Give `rows` (at most one block) the first entries of a fresh random permutation of the mask.
 fn assign_block(rows: &[u32], perm: &mut [u32], rng: &mut SeededRng, arm: &mut [u32]) {
     if rows.is_empty() {
@@ -145,6 +157,16 @@ mod tests {
         let mut rng = SeededRng::new(1, STREAM_ASSIGN);
         let arm = stochatreat(&order, &stratum, 3, &[0, 1], MisfitStrategy::None, &mut rng);
         assert_eq!(arm.iter().filter(|a| **a == UNASSIGNED).count(), 2); // 5 mod 2 + 3 mod 2
+    }
+
+    #[test]
+    fn block_counts_of_fine_strata() {
+        // Sizes 5, 3, 2 with blocks of 2: full 2+1+1, partial 1+1+0.
+        let stratum: Vec<u32> = vec![0, 0, 0, 0, 0, 1, 1, 1, 2, 2];
+        assert_eq!(block_counts(&stratum, 3, 2), (4, 2));
+        // One participant per stratum: every block partial.
+        let single: Vec<u32> = (0..10).collect();
+        assert_eq!(block_counts(&single, 10, 2), (0, 10));
     }
 
     #[test]
