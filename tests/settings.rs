@@ -1046,3 +1046,67 @@ mod locate {
         }
     }
 }
+
+/// Structural problems come from the schema derived from the model, reworded and located:
+/// the branch a union's tag chose, the older key names, secrets, ranges, lengths, TOML dates.
+#[test]
+fn schema_errors_are_reworded_at_their_key_or_value() {
+    let base = r#"{"datasources": [{"id": "a", "config": {"type": "remote", "participants": [], "dwh": DWH}}]}"#;
+    let cases = [
+        (
+            r#"{"host": "h", "user": "u", "password": "p", "dbname": "d"}"#,
+            "x.json:1:86: datasources.0.config.dwh.driver: missing required key 'driver'",
+        ),
+        (
+            "5",
+            "x.json:1:86: datasources.0.config.dwh: expected a string or an object, found an integer",
+        ),
+        (
+            r#"{"url": 5}"#,
+            "x.json:1:94: datasources.0.config.dwh.url: expected a string, found an integer",
+        ),
+        (
+            r#"{"driver": "postgresql", "host": "h", "user": "u", "password": "p", "dbname": "d", "sslmode": "${secret:SSL}"}"#,
+            "x.json:1:180: datasources.0.config.dwh.sslmode: sslmode cannot come from a secret; write one of: disable, allow, prefer, require, verify-ca, verify-full",
+        ),
+        (
+            r#"{"driver": "bigquery", "project_id": "abc", "dataset_id": "d", "credentials": {"type": "serviceaccountfile", "path": "x"}}"#,
+            "x.json:1:123: datasources.0.config.dwh.project_id: project_id must be 6 to 30 characters long, found 3",
+        ),
+        (
+            r#"{"driver": "postgresql", "host": "h", "user": "u", "password": "p", "dbname": "d", "project_id": "x"}"#,
+            "x.json:1:169: datasources.0.config.dwh.project_id: unknown key 'project_id' (project_id belongs to driver = \"bigquery\")",
+        ),
+        (
+            r#"{"driver": "postgresql", "host": "h", "user": "u", "password": "p", "dbname": "d", "port": null}"#,
+            "",
+        ),
+    ];
+    for (dwh, expected) in cases {
+        let c = settings::check_text("x.json", &base.replace("DWH", dwh), Syntax::Json, None);
+        let lines: Vec<String> = c.diagnostics.iter().map(|d| d.to_string()).collect();
+        assert_eq!(lines.join("\n"), expected, "{dwh}");
+    }
+    let fields = r#"{"datasources": [{"id": "a", "config": {"type": "sqlite_local", "sqlite_filename": "a.db", "participants": [{"type": "schema", "participant_type": "p", "table_name": "t", "fields": [{"data_type": "integer", "is_unique_id": true}, {"field_name": "x", "column_name": "x", "data_type": "Integer"}]}]}}], "db_connect_timeout_secs": 0}"#;
+    let c = settings::check_text("f.json", fields, Syntax::Json, None);
+    let lines: Vec<String> = c.diagnostics.iter().map(|d| d.to_string()).collect();
+    assert_eq!(
+        lines,
+        [
+            "f.json:1:183: datasources.0.config.participants.0.fields.0.column_name: missing required key 'column_name' (or its older name 'field_name')",
+            "f.json:1:266: datasources.0.config.participants.0.fields.1.column_name: give either field_name or column_name, not both",
+            "f.json:1:284: datasources.0.config.participants.0.fields.1.data_type: 'Integer' is not a valid DataType (write it in lower case: 'integer'); expected one of: boolean, character varying, date, integer, double precision, numeric, timestamp without time zone, bigint, uuid, timestamp with time zone, jsonb (unsupported), json (unsupported), unsupported",
+            "f.json:1:329: db_connect_timeout_secs: db_connect_timeout_secs must be at least 1, found 0",
+        ]
+    );
+    let dates = "db_connect_timeout_secs = 1979-05-27\n[[datasources]]\nid = 1979-05-27\n[datasources.config]\ntype = \"sqlite_local\"\nsqlite_filename = \"a.db\"\nparticipants = []\n";
+    let c = settings::check_text("d.toml", dates, Syntax::Toml, None);
+    let lines: Vec<String> = c.diagnostics.iter().map(|d| d.to_string()).collect();
+    assert_eq!(
+        lines,
+        [
+            "d.toml:1:27: db_connect_timeout_secs: expected an integer, found a date/time",
+            "d.toml:3:6: datasources.0.id: expected a string, found a date/time",
+        ]
+    );
+}

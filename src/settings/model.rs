@@ -1,8 +1,10 @@
 //! The typed settings model (xngin-reference.md §3.2; DECISIONS.md §3).
 //!
-//! Every struct rejects unknown keys. Files are first checked by [`super::validate`], which
-//! reports every problem with its position; these types are then filled from the validated tree
-//! and also generate `XnginSettings.schema.json` (see [`super::schema`]).
+//! Every struct rejects unknown keys. The types are the schema: their attributes carry every
+//! structural rule (ranges, patterns, lengths, the Redshift rule, the older key names), so
+//! `XnginSettings.schema.json` ([`super::schema`]) is derived from them, [`super::validate`]
+//! reports a file's structural problems by validating it against that schema, and a valid file
+//! then fills these types.
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -11,11 +13,6 @@ use super::schema::older_name;
 use crate::sheet::ColumnDescriptor;
 
 pub use crate::dsn::SSLMODES;
-/// Valid webhook methods (exact, upper-case).
-pub const METHODS: [&str; 5] = ["GET", "POST", "PUT", "PATCH", "DELETE"];
-/// Ports accepted in a `dwh` object.
-pub const PORT_MIN: i64 = 1024;
-pub const PORT_MAX: i64 = 65535;
 /// DSN URL schemes accepted in `dwh` (or a value that holds a `${secret:NAME}`).
 const DSN_URL_PATTERN: &str = r"^((sqlite3?|postgres|postgresql|redshift|mysql|mariadb)(\+[A-Za-z0-9_]+)?:|.*\$\{secret:[A-Za-z0-9_]+\})";
 /// Webhook URLs are http(s), unless they come from a secret.
@@ -109,8 +106,8 @@ pub struct DbapiArg {
 pub enum Dwh {
     Url(#[schemars(regex(pattern = DSN_URL_PATTERN))] String),
     UrlObject(DwhUrl),
-    BigQuery(BqDsn),
     Dsn(DsnConfig),
+    BigQuery(BqDsn),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -136,17 +133,6 @@ pub enum Driver {
     #[serde(rename = "mariadb")]
     Mariadb,
 }
-
-/// Drivers accepted in a `dwh` object, as written.
-pub const DRIVERS: [&str; 7] = [
-    "postgresql+psycopg",
-    "postgresql+psycopg2",
-    "postgresql",
-    "mysql",
-    "mysql+pymysql",
-    "mariadb",
-    "bigquery",
-];
 
 impl Driver {
     pub fn as_str(self) -> &'static str {

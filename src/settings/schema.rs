@@ -77,19 +77,20 @@ fn sorted(v: Value) -> Value {
     }
 }
 
-/// `XnginSettings.schema.json`.
+/// `XnginSettings.schema.json` (properties in declaration order; [`render`] sorts them).
 pub fn settings_schema() -> Value {
-    sorted(generate::<XnginSettings>())
+    generate::<XnginSettings>()
 }
 
 /// `ConfigWorksheet.schema.json` (a parsed sheet, as `parse-config-spreadsheet` prints it).
 pub fn worksheet_schema() -> Value {
-    sorted(generate::<ConfigWorksheet>())
+    generate::<ConfigWorksheet>()
 }
 
 /// Render a schema: sorted keys, 2-space indent, trailing newline.
 pub fn render(schema: &Value) -> String {
-    let mut s = serde_json::to_string_pretty(schema).expect("a JSON value serializes");
+    let mut s =
+        serde_json::to_string_pretty(&sorted(schema.clone())).expect("a JSON value serializes");
     s.push('\n');
     s
 }
