@@ -1081,6 +1081,10 @@ fn schema_errors_are_reworded_at_their_key_or_value() {
             r#"{"driver": "postgresql", "host": "h", "user": "u", "password": "p", "dbname": "d", "port": null}"#,
             "",
         ),
+        (
+            r#"{"driver": "postgresql", "host": "h", "user": "u", "password": "p", "dbname": "d", "port": 5432.0}"#,
+            "x.json:1:177: datasources.0.config.dwh.port: expected an integer, found a float",
+        ),
     ];
     for (dwh, expected) in cases {
         let c = settings::check_text("x.json", &base.replace("DWH", dwh), Syntax::Json, None);

@@ -725,8 +725,9 @@ impl<'a> V<'a> {
         }
     }
 
-    /// Duplicate keys (JSON keeps them; TOML rejects them while parsing), and TOML date/times
-    /// where the model has a string (elsewhere the schema reports the type).
+    /// Duplicate keys (JSON keeps them; TOML rejects them while parsing), TOML date/times where
+    /// the model has a string and whole floats where it has an integer (elsewhere the schema
+    /// reports the type).
     fn keys_and_dates(&mut self, node: &Node, path: &str) {
         match &node.kind {
             Kind::Object(entries) => {
@@ -753,6 +754,11 @@ impl<'a> V<'a> {
             }
             Kind::Datetime(_) if !self.out.iter().any(|p| p.path == path) => {
                 self.push(node.pos, path, "expected a string, found a date/time");
+            }
+            // JSON Schema counts 5432.0 as an integer; the model (serde) does not, and has no
+            // floats anywhere, so a float the schema let through stood for an integer.
+            Kind::Float(_) if !self.out.iter().any(|p| p.path == path) => {
+                self.push(node.pos, path, "expected an integer, found a float");
             }
             _ => {}
         }
