@@ -865,3 +865,252 @@ fn deep_reads_sheets_without_a_warehouse() {
         out.stderr
     );
 }
+
+/// Positions and parsing of the JSON and TOML readers (`settings::locate`).
+mod locate {
+    use proptest::prelude::*;
+    use xngin::settings::locate::{Kind, LineIndex, Node, parse_json, parse_toml};
+
+    fn at(text: &str, pos: usize) -> (usize, usize) {
+        LineIndex::new(text).line_col(pos)
+    }
+
+    #[test]
+    fn json_values_and_keys_are_located_in_characters() {
+        let t = "\u{feff}{\n  \"a\": [1, \"x\"],\n  \"é\": {\"b\": null}\n}";
+        let n = parse_json(t).unwrap();
+        let a = n.get("a").unwrap();
+        assert_eq!(at(t, a.pos), (2, 8));
+        let Kind::Array(items) = &a.kind else {
+            panic!("{a:?}")
+        };
+        assert_eq!(at(t, items[1].pos), (2, 12));
+        let Kind::Object(es) = &n.kind else {
+            panic!("{n:?}")
+        };
+        assert_eq!(es[1].key, "é");
+        assert_eq!(at(t, es[1].key_pos), (3, 3));
+        // columns count characters: the value after the 1-char key "é" (2 bytes)
+        assert_eq!(at(t, es[1].value.pos), (3, 8));
+    }
+
+    #[test]
+    fn json_syntax_errors_name_the_problem_where_it_is() {
+        let cases = [
+            ("{\"a\": 1,}", 8, "trailing comma before '}'"),
+            ("{\"a\": 1 \"b\": 2}", 8, "expected ',' or '}'"),
+            ("{\"a\": tru}", 6, "unexpected 'tru'"),
+            ("{\"a\": \"x}", 6, "not closed (missing"),
+            ("{\"a\": \"x\\\"\n\"}", 6, "end of the line"),
+            ("{\"a\": \"x\ty\"}", 8, "control character"),
+            ("{\"a\": 01}", 7, "invalid number"),
+            ("{'a': 1}", 1, "double quotes"),
+            ("{\"a\": 'b'}", 6, "double quotes"),
+            ("{\"a\": 1} x", 9, "after the end"),
+            ("", 0, "empty"),
+            (" \n", 2, "empty"),
+            ("{\"a\": [1,]}", 9, "trailing comma before ']'"),
+            ("{\"a\": [1 2]}", 9, "expected ',' or ']'"),
+            ("{\"a\": [1, 2", 11, "an array is not closed"),
+            ("{ // c\n}", 2, "comments"),
+            ("{\"a\": /* c */ 1}", 6, "comments"),
+            ("{\"a\" 1}", 5, "expected ':'"),
+            ("{\"a\": 1e400}", 10, "number out of range"),
+            ("{\"é\": éa}", 7, "unexpected 'éa'"),
+            ("{} é", 3, "unexpected 'é' after the end"),
+            ("{\"a\": \"é\\\"é", 6, "not closed (missing"),
+        ];
+        for (text, pos, msg) in cases {
+            let e = parse_json(text).unwrap_err();
+            assert_eq!(e.pos, pos, "{text}: {e:?}");
+            assert!(e.message.contains(msg), "{text}: {e:?}");
+        }
+        let deep = "[".repeat(200) + &"]".repeat(200);
+        assert!(
+            parse_json(&deep)
+                .unwrap_err()
+                .message
+                .contains("recursion limit")
+        );
+    }
+
+    #[test]
+    fn json_strings_and_numbers_decode_like_serde_json() {
+        let n = parse_json(r#"{"s": "a\"b\u00e9\ud83d\ude00", "i": -12, "f": 1.5e2, "big": 123456789012345678901}"#).unwrap();
+        assert_eq!(n.get("s").unwrap().as_str(), Some("a\"bé😀"));
+        assert_eq!(n.get("i").unwrap().kind, Kind::Int(-12));
+        assert_eq!(n.get("f").unwrap().kind, Kind::Float(150.0));
+        assert!(matches!(n.get("big").unwrap().kind, Kind::Float(_)));
+    }
+
+    #[test]
+    fn toml_positions_and_errors() {
+        let t = "a = 1\n\n[[datasources]]\nid = \"x\"\n[datasources.config]\ntype = 'remote'\n";
+        let n = parse_toml(t).unwrap();
+        let Kind::Array(ds) = &n.get("datasources").unwrap().kind else {
+            panic!("{n:?}")
+        };
+        assert_eq!(at(t, ds[0].pos), (3, 1));
+        assert_eq!(at(t, ds[0].get("id").unwrap().pos), (4, 6));
+        let cfg = ds[0].get("config").unwrap();
+        assert_eq!(at(t, cfg.pos), (5, 1));
+        assert_eq!(at(t, cfg.get("type").unwrap().pos), (6, 8));
+        let e = parse_toml("a = 1\nb = \n").unwrap_err();
+        assert_eq!(at("a = 1\nb = \n", e.pos).0, 2);
+        let e = parse_toml("a = 1\na = 2\n").unwrap_err();
+        assert_eq!(at("a = 1\na = 2\n", e.pos), (2, 1));
+        assert!(e.message.contains("duplicate key 'a'"), "{e:?}");
+    }
+
+    fn json_value() -> impl Strategy<Value = serde_json::Value> {
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::Bool),
+            any::<i64>().prop_map(serde_json::Value::from),
+            (-1e6f64..1e6).prop_map(serde_json::Value::from),
+            "[a-z\\\\\"é😀 \\n\\t\\u{1}]{0,8}".prop_map(serde_json::Value::String),
+        ];
+        leaf.prop_recursive(4, 32, 5, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..5).prop_map(serde_json::Value::Array),
+                prop::collection::btree_map("[a-z_é]{1,6}", inner, 0..5)
+                    .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    /// Every node's position is where its value's text starts.
+    fn check_positions(text: &str, n: &Node) {
+        let rest = &text[n.pos..];
+        let ok = match &n.kind {
+            Kind::Null => rest.starts_with("null"),
+            Kind::Bool(b) => rest.starts_with(if *b { "true" } else { "false" }),
+            Kind::Int(_) | Kind::Float(_) => {
+                rest.starts_with(|c: char| c == '-' || c.is_ascii_digit())
+            }
+            Kind::Str(_) => rest.starts_with('"'),
+            Kind::Array(items) => {
+                items.iter().for_each(|i| check_positions(text, i));
+                rest.starts_with('[')
+            }
+            Kind::Object(es) => {
+                for e in es {
+                    assert!(text[e.key_pos..].starts_with('"'));
+                    check_positions(text, &e.value);
+                }
+                rest.starts_with('{')
+            }
+            Kind::Datetime(_) => false,
+        };
+        assert!(
+            ok,
+            "node {:?} at {} -> {:?}",
+            n.kind,
+            n.pos,
+            &rest[..rest.len().min(10)]
+        );
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+
+        /// The reader reads what serde_json writes (compact and pretty), with exact positions.
+        #[test]
+        fn json_round_trips_serde_json_with_positions(v in json_value()) {
+            for text in [serde_json::to_string(&v).unwrap(), serde_json::to_string_pretty(&v).unwrap()] {
+                let n = parse_json(&text).unwrap();
+                check_positions(&text, &n);
+                prop_assert_eq!(n.to_json(), v.clone());
+            }
+        }
+
+        /// After deleting or inserting a character, the reader accepts exactly what serde_json
+        /// accepts.
+        #[test]
+        fn json_accepts_exactly_what_serde_json_accepts(
+            v in json_value(),
+            at in any::<prop::sample::Index>(),
+            insert in prop::option::of(prop::sample::select(vec!['{', '}', '[', ']', ',', ':', '"', '\\', ' ', '0', '-', 'e', '.', 'a', '\n', '/'])),
+        ) {
+            let mut chars: Vec<char> = serde_json::to_string_pretty(&v).unwrap().chars().collect();
+            let i = at.index(chars.len() + 1);
+            match insert {
+                Some(c) => chars.insert(i, c),
+                None if i < chars.len() => { chars.remove(i); }
+                None => {}
+            }
+            let text: String = chars.into_iter().collect();
+            let ours = parse_json(&text);
+            let theirs = serde_json::from_str::<serde_json::Value>(&text);
+            prop_assert_eq!(ours.is_ok(), theirs.is_ok(), "{:?}: ours {:?}, serde_json {:?}", text, ours.err(), theirs.err());
+        }
+    }
+}
+
+/// Structural problems come from the schema derived from the model, reworded and located:
+/// the branch a union's tag chose, the older key names, secrets, ranges, lengths, TOML dates.
+#[test]
+fn schema_errors_are_reworded_at_their_key_or_value() {
+    let base = r#"{"datasources": [{"id": "a", "config": {"type": "remote", "participants": [], "dwh": DWH}}]}"#;
+    let cases = [
+        (
+            r#"{"host": "h", "user": "u", "password": "p", "dbname": "d"}"#,
+            "x.json:1:86: datasources.0.config.dwh.driver: missing required key 'driver'",
+        ),
+        (
+            "5",
+            "x.json:1:86: datasources.0.config.dwh: expected a string or an object, found an integer",
+        ),
+        (
+            r#"{"url": 5}"#,
+            "x.json:1:94: datasources.0.config.dwh.url: expected a string, found an integer",
+        ),
+        (
+            r#"{"driver": "postgresql", "host": "h", "user": "u", "password": "p", "dbname": "d", "sslmode": "${secret:SSL}"}"#,
+            "x.json:1:180: datasources.0.config.dwh.sslmode: sslmode cannot come from a secret; write one of: disable, allow, prefer, require, verify-ca, verify-full",
+        ),
+        (
+            r#"{"driver": "bigquery", "project_id": "abc", "dataset_id": "d", "credentials": {"type": "serviceaccountfile", "path": "x"}}"#,
+            "x.json:1:123: datasources.0.config.dwh.project_id: project_id must be 6 to 30 characters long, found 3",
+        ),
+        (
+            r#"{"driver": "postgresql", "host": "h", "user": "u", "password": "p", "dbname": "d", "project_id": "x"}"#,
+            "x.json:1:169: datasources.0.config.dwh.project_id: unknown key 'project_id' (project_id belongs to driver = \"bigquery\")",
+        ),
+        (
+            r#"{"driver": "postgresql", "host": "h", "user": "u", "password": "p", "dbname": "d", "port": null}"#,
+            "",
+        ),
+        (
+            r#"{"driver": "postgresql", "host": "h", "user": "u", "password": "p", "dbname": "d", "port": 5432.0}"#,
+            "x.json:1:177: datasources.0.config.dwh.port: expected an integer, found a float",
+        ),
+    ];
+    for (dwh, expected) in cases {
+        let c = settings::check_text("x.json", &base.replace("DWH", dwh), Syntax::Json, None);
+        let lines: Vec<String> = c.diagnostics.iter().map(|d| d.to_string()).collect();
+        assert_eq!(lines.join("\n"), expected, "{dwh}");
+    }
+    let fields = r#"{"datasources": [{"id": "a", "config": {"type": "sqlite_local", "sqlite_filename": "a.db", "participants": [{"type": "schema", "participant_type": "p", "table_name": "t", "fields": [{"data_type": "integer", "is_unique_id": true}, {"field_name": "x", "column_name": "x", "data_type": "Integer"}]}]}}], "db_connect_timeout_secs": 0}"#;
+    let c = settings::check_text("f.json", fields, Syntax::Json, None);
+    let lines: Vec<String> = c.diagnostics.iter().map(|d| d.to_string()).collect();
+    assert_eq!(
+        lines,
+        [
+            "f.json:1:183: datasources.0.config.participants.0.fields.0.column_name: missing required key 'column_name' (or its older name 'field_name')",
+            "f.json:1:266: datasources.0.config.participants.0.fields.1.column_name: give either field_name or column_name, not both",
+            "f.json:1:284: datasources.0.config.participants.0.fields.1.data_type: 'Integer' is not a valid DataType (write it in lower case: 'integer'); expected one of: boolean, character varying, date, integer, double precision, numeric, timestamp without time zone, bigint, uuid, timestamp with time zone, jsonb (unsupported), json (unsupported), unsupported",
+            "f.json:1:329: db_connect_timeout_secs: db_connect_timeout_secs must be at least 1, found 0",
+        ]
+    );
+    let dates = "db_connect_timeout_secs = 1979-05-27\n[[datasources]]\nid = 1979-05-27\n[datasources.config]\ntype = \"sqlite_local\"\nsqlite_filename = \"a.db\"\nparticipants = []\n";
+    let c = settings::check_text("d.toml", dates, Syntax::Toml, None);
+    let lines: Vec<String> = c.diagnostics.iter().map(|d| d.to_string()).collect();
+    assert_eq!(
+        lines,
+        [
+            "d.toml:1:27: db_connect_timeout_secs: expected an integer, found a date/time",
+            "d.toml:3:6: datasources.0.id: expected a string, found a date/time",
+        ]
+    );
+}

@@ -12,6 +12,7 @@ pub mod model;
 mod resolve;
 pub mod schema;
 pub mod secrets;
+mod tree;
 pub mod validate;
 
 use std::fmt;

@@ -1,31 +1,38 @@
 //! The typed settings model (docs/compatibility.md#settings).
 //!
-//! Every struct rejects unknown keys. Files are first checked by [`super::validate`], which
-//! reports every problem with its position; these types are then filled from the validated tree
-//! and also generate `XnginSettings.schema.json` (see [`super::schema`]).
+//! Every struct rejects unknown keys. The types are the schema: their attributes carry every
+//! structural rule (ranges, patterns, lengths, the Redshift rule, the older key names), so
+//! `XnginSettings.schema.json` ([`super::schema`]) is derived from them, [`super::validate`]
+//! reports a file's structural problems by validating it against that schema, and a valid file
+//! then fills these types.
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::schema::older_name;
 use crate::sheet::ColumnDescriptor;
 
 pub use crate::dsn::SSLMODES;
-/// Valid webhook methods (exact, upper-case).
-pub const METHODS: [&str; 5] = ["GET", "POST", "PUT", "PATCH", "DELETE"];
-/// Ports accepted in a `dwh` object.
-pub const PORT_MIN: i64 = 1024;
-pub const PORT_MAX: i64 = 65535;
+/// DSN URL schemes accepted in `dwh` (or a value that holds a `${secret:NAME}`).
+const DSN_URL_PATTERN: &str = r"^((sqlite3?|postgres|postgresql|redshift|mysql|mariadb)(\+[A-Za-z0-9_]+)?:|.*\$\{secret:[A-Za-z0-9_]+\})";
+/// Webhook URLs are http(s), unless they come from a secret.
+const WEBHOOK_URL_PATTERN: &str = r"^(https?://[^/\s]+|.*\$\{secret:[A-Za-z0-9_]+\})";
 
 /// A tenant settings file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-#[schemars(title = "XnginSettings")]
+#[schemars(
+    title = "XnginSettings",
+    extend("$id" = "https://xngin.invalid/schemas/XnginSettings.schema.json"),
+    transform = older_name("datasources", "client_configs")
+)]
 pub struct XnginSettings {
     /// Editors' JSON Schema reference; ignored.
     #[serde(rename = "$schema", default, skip_serializing_if = "Option::is_none")]
     pub schema: Option<String>,
     /// The tenant's datasources (`client_configs` is accepted as the older name).
     #[serde(alias = "client_configs")]
+    #[schemars(length(min = 1))]
     pub datasources: Vec<Datasource>,
     /// Older server setting, accepted and ignored.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -97,17 +104,17 @@ pub struct DbapiArg {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(untagged)]
 pub enum Dwh {
-    Url(String),
+    Url(#[schemars(regex(pattern = DSN_URL_PATTERN))] String),
     UrlObject(DwhUrl),
-    BigQuery(BqDsn),
     Dsn(DsnConfig),
+    BigQuery(BqDsn),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DwhUrl {
     /// e.g. `postgresql+psycopg://user:${secret:PW}@host:5432/db?sslmode=require`
-    #[schemars(length(min = 1))]
+    #[schemars(length(min = 1), regex(pattern = DSN_URL_PATTERN))]
     pub url: String,
 }
 
@@ -126,17 +133,6 @@ pub enum Driver {
     #[serde(rename = "mariadb")]
     Mariadb,
 }
-
-/// Drivers accepted in a `dwh` object, as written.
-pub const DRIVERS: [&str; 7] = [
-    "postgresql+psycopg",
-    "postgresql+psycopg2",
-    "postgresql",
-    "mysql",
-    "mysql+pymysql",
-    "mariadb",
-    "bigquery",
-];
 
 impl Driver {
     pub fn as_str(self) -> &'static str {
@@ -180,6 +176,13 @@ impl SslMode {
 /// `redshift.amazonaws.com`) must use `postgresql+psycopg2` and `sslmode = "verify-full"`.
 #[derive(Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(extend(
+    "if" = {"properties": {"host": {"pattern": "redshift\\.amazonaws\\.com\\.?$"}}, "required": ["host"]},
+    "then" = {
+        "properties": {"driver": {"const": "postgresql+psycopg2"}, "sslmode": {"const": "verify-full"}},
+        "required": ["sslmode"]
+    }
+))]
 pub struct DsnConfig {
     pub driver: Driver,
     #[schemars(length(min = 1))]
@@ -312,7 +315,14 @@ pub struct SchemaParticipants {
     #[schemars(length(min = 1))]
     pub table_name: String,
     /// The sheet rows inline (`field_name` or `column_name`); exactly one `is_unique_id`.
-    #[schemars(length(min = 1))]
+    #[schemars(
+        length(min = 1),
+        extend(
+            "contains" = {"properties": {"is_unique_id": {"const": true}}, "required": ["is_unique_id"]},
+            "minContains" = 1,
+            "maxContains" = 1
+        )
+    )]
     pub fields: Vec<ColumnDescriptor>,
 }
 
@@ -373,7 +383,7 @@ impl std::fmt::Debug for WebhookCommonHeaders {
 #[serde(deny_unknown_fields)]
 pub struct WebhookUrl {
     pub method: Method,
-    #[schemars(length(min = 1))]
+    #[schemars(length(min = 1), regex(pattern = WEBHOOK_URL_PATTERN))]
     pub url: String,
 }
 

@@ -1,21 +1,27 @@
-//! Structural validation of a settings tree (docs/compatibility.md#settings): every problem is
-//! collected, each with the position of the offending value (or key) and its dotted path.
+//! Validation of a settings tree; every problem is collected, each with the position of the
+//! offending value (or key) and its dotted path.
 //!
-//! The rules mirror [`super::model`] (which serde then fills from a valid tree) plus the checks
-//! serde cannot express: ports, sslmode, the Redshift rules, unique participant types and
-//! datasource ids, BigQuery shapes, webhook methods and URLs, and the sheet rules for inline
-//! `schema` participants. Strings that still hold an unresolved `${secret:NAME}` are only
-//! type-checked (their content is unknown until `--deep` resolves them). Messages never echo a
-//! value that came from a secret, nor a password.
+//! Structural problems come from validating the tree against the JSON Schema derived from the
+//! model ([`super::schema`]): the schema's errors are reworded here and located in the file.
+//! Where the model is a union (the datasource `type`, the warehouse `driver`, the participants
+//! `type`), the branch the file chose by its tag is the one reported. The rules a schema cannot
+//! express are checked by hand: duplicate keys, unique datasource ids and participant types, DSN
+//! URLs and the Redshift rules they carry, webhook URLs, BigQuery service-account content, and
+//! the sheet rules for inline `schema` participants. Strings that still hold an unresolved
+//! `${secret:NAME}` are only type-checked (their content is unknown until `--deep` resolves
+//! them). Messages never echo a value that came from a secret, nor a password.
 
 use std::collections::HashMap;
+use std::sync::{Arc, LazyLock};
 
 use base64::Engine;
+use jsonschema::error::{TypeKind, ValidationErrorKind as K};
+use jsonschema::paths::LocationSegment;
+use jsonschema::{JsonType, ValidationError};
+use serde_json::Value;
 
 use super::locate::{Kind, LineIndex, Node};
-use super::model::{DRIVERS, METHODS, PORT_MAX, PORT_MIN, SSLMODES};
 use super::secrets::has_reference;
-use crate::datatype::DataType;
 
 /// One problem: byte position in the source, dotted path, message.
 #[derive(Debug, Clone, PartialEq)]
@@ -25,22 +31,265 @@ pub struct Problem {
     pub message: String,
 }
 
+/// The settings schema (as derived, properties in declaration order) and its validator.
+static SCHEMA: LazyLock<(Value, jsonschema::Validator)> = LazyLock::new(|| {
+    let schema = super::schema::settings_schema();
+    let validator =
+        jsonschema::draft202012::new(&schema).expect("the schema derived from the model compiles");
+    (schema, validator)
+});
+
 /// Validate the whole settings tree.
 pub fn validate(root: &Node, lines: &LineIndex<'_>) -> Vec<Problem> {
+    let (schema, validator) = &*SCHEMA;
     let mut v = V {
         out: Vec::new(),
         lines,
+        root,
+        schema,
     };
-    v.root(root);
+    for e in validator.iter_errors(&root.to_json()) {
+        for leaf in flatten(schema, e) {
+            v.leaf(leaf);
+        }
+    }
+    v.semantic();
     v.out
         .sort_by(|a, b| a.pos.cmp(&b.pos).then_with(|| a.path.cmp(&b.path)));
     v.out.dedup();
     v.out
 }
 
-struct V<'a> {
-    out: Vec<Problem>,
-    lines: &'a LineIndex<'a>,
+/// A schema error after unions are resolved: where in the instance, which schema keyword.
+struct Leaf {
+    path: Vec<String>,
+    schema: String,
+    kind: K,
+}
+
+fn leaf_of(e: ValidationError<'_>) -> Leaf {
+    let parts = e.into_parts();
+    Leaf {
+        path: (parts.instance_path.iter())
+            .map(|s| match s {
+                LocationSegment::Property(p) => p.into_owned(),
+                LocationSegment::Index(i) => i.to_string(),
+            })
+            .collect(),
+        schema: parts.schema_path.as_str().to_string(),
+        kind: parts.kind,
+    }
+}
+
+/// The errors to report for one schema error: a union (`oneOf` / `anyOf`) is replaced by the
+/// errors of the branch the value meant.
+fn flatten(schema: &Value, e: ValidationError<'_>) -> Vec<Leaf> {
+    let mut leaf = leaf_of(e);
+    let context = match &mut leaf.kind {
+        K::AnyOf { context } | K::OneOfNotValid { context } => std::mem::take(context),
+        _ => return vec![leaf],
+    };
+    let branches: Vec<Vec<Leaf>> = (context.into_iter())
+        .map(|b| b.into_iter().flat_map(|e| flatten(schema, e)).collect())
+        .collect();
+    let at = |l: &Leaf, depth: usize| {
+        l.path.len() == leaf.path.len() + depth && l.path.starts_with(&leaf.path)
+    };
+    // 1. Branches of another JSON type than the value (a string where an object is expected).
+    let typed: Vec<&Vec<Leaf>> = (branches.iter())
+        .filter(|b| {
+            !b.iter()
+                .any(|l| at(l, 0) && matches!(l.kind, K::Type { .. }))
+        })
+        .collect();
+    if typed.is_empty() {
+        let mut types = Vec::new();
+        for l in branches.iter().flatten() {
+            if let K::Type { kind } = &l.kind {
+                for t in type_names(kind) {
+                    if !types.contains(&t) {
+                        types.push(t);
+                    }
+                }
+            }
+        }
+        return vec![custom(leaf.path, "x-type", types.join(" or "))];
+    }
+    // 2. The tag: a key whose value a branch rejects as not its constant (a Redshift rule,
+    // under `then`, is not a tag).
+    let is_tag = |l: &Leaf, key: Option<&String>| {
+        at(l, 1)
+            && key.is_none_or(|k| l.path.last() == Some(k))
+            && matches!(l.kind, K::Constant { .. } | K::Enum { .. })
+            && !l.schema.contains("/then/")
+    };
+    let tag = (typed.iter().copied().flatten())
+        .find(|l| is_tag(l, None))
+        .and_then(|l| l.path.last().cloned());
+    let mut candidates = typed.clone();
+    if let Some(key) = &tag {
+        let unexpected = |l: &Leaf| {
+            at(l, 0)
+                && matches!(&l.kind, K::AdditionalProperties { unexpected } if unexpected.contains(key))
+        };
+        candidates.retain(|b| !b.iter().any(|l| is_tag(l, Some(key)) || unexpected(l)));
+        let rejecting = typed
+            .iter()
+            .filter(|b| b.iter().any(|l| is_tag(l, Some(key))))
+            .count();
+        if candidates.is_empty() && rejecting >= 2 {
+            let mut values: Vec<Value> = Vec::new();
+            for l in typed
+                .iter()
+                .copied()
+                .flatten()
+                .filter(|l| is_tag(l, Some(key)))
+            {
+                let found: Vec<Value> = match &l.kind {
+                    K::Constant { expected_value } => vec![(**expected_value).clone()],
+                    K::Enum { options } => options.as_array().cloned().unwrap_or_default(),
+                    _ => vec![],
+                };
+                for v in found {
+                    if !values.contains(&v) {
+                        values.push(v);
+                    }
+                }
+            }
+            let mut path = leaf.path;
+            path.push(key.clone());
+            let options = Arc::new(Value::Array(values));
+            return vec![Leaf {
+                path,
+                schema: leaf.schema,
+                kind: K::Enum { options },
+            }];
+        }
+        if candidates.is_empty() {
+            candidates = typed.clone();
+        }
+    }
+    // 3. A tag that is missing: every branch requires the same key.
+    let missing: Vec<Option<&Leaf>> = (candidates.iter())
+        .map(|b| {
+            b.iter()
+                .find(|l| at(l, 0) && matches!(l.kind, K::Required { .. }))
+        })
+        .collect();
+    if candidates.len() >= 2
+        && let Some(Some(first)) = missing.first()
+        && let K::Required { property } = &first.kind
+        && let Some(key) = property.as_str()
+        && missing.iter().all(|m| {
+            m.is_some_and(|l| matches!(&l.kind, K::Required { property: p } if p == property))
+        })
+    {
+        let mut values: Vec<String> = Vec::new();
+        for l in missing.iter().flatten() {
+            let owner = l.schema.rsplit_once('/').map_or("", |(o, _)| o);
+            let sub = schema
+                .pointer(owner)
+                .and_then(|o| o.pointer(&format!("/properties/{key}")));
+            for v in sub.map(|s| allowed_values(schema, s)).unwrap_or_default() {
+                if !values.contains(&v) {
+                    values.push(v);
+                }
+            }
+        }
+        if !values.is_empty() {
+            let message = format!(
+                "missing required key '{key}' (one of: {})",
+                values.join(", ")
+            );
+            let mut path = leaf.path;
+            path.push(key.to_string());
+            return vec![custom(path, "x-at-parent", message)];
+        }
+    }
+    // 4. An alias pair (`datasources` / `client_configs`) that is missing altogether.
+    let required = |b: &Vec<Leaf>| match b.as_slice() {
+        [l] if at(l, 0) => match &l.kind {
+            K::Required { property } => property.as_str().map(str::to_string),
+            _ => None,
+        },
+        _ => None,
+    };
+    if let [a, b] = candidates.as_slice()
+        && let (Some(name), Some(alias)) = (required(a), required(b))
+    {
+        let message = format!("missing required key '{name}' (or its older name '{alias}')");
+        let mut path = leaf.path;
+        path.push(name);
+        return vec![custom(path, "x-at-parent", message)];
+    }
+    // 5. Otherwise the branch the value comes closest to.
+    let fewest = candidates.iter().map(|b| b.len()).min().unwrap_or(0);
+    let best = candidates
+        .iter()
+        .position(|b| b.len() == fewest)
+        .unwrap_or(0);
+    let keep = branches
+        .iter()
+        .position(|b| std::ptr::eq(b, candidates[best]))
+        .unwrap_or(0);
+    branches.into_iter().nth(keep).unwrap_or_default()
+}
+
+/// The constant values a property schema allows (through `$ref` and `anyOf`).
+fn allowed_values(root: &Value, sub: &Value) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    if let Some(c) = sub.get("const").and_then(Value::as_str) {
+        out.push(c.to_string());
+    }
+    if let Some(e) = sub.get("enum").and_then(Value::as_array) {
+        out.extend(e.iter().filter_map(Value::as_str).map(str::to_string));
+    }
+    if let Some(r) = sub.get("$ref").and_then(Value::as_str)
+        && let Some(target) = r.strip_prefix('#').and_then(|p| root.pointer(p))
+    {
+        out.extend(allowed_values(root, target));
+    }
+    for alt in sub
+        .get("anyOf")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        out.extend(allowed_values(root, alt));
+    }
+    out
+}
+
+fn custom(path: Vec<String>, keyword: &str, message: String) -> Leaf {
+    Leaf {
+        path,
+        schema: String::new(),
+        kind: K::Custom {
+            keyword: keyword.to_string(),
+            message,
+        },
+    }
+}
+
+fn type_names(kind: &TypeKind) -> Vec<&'static str> {
+    let name = |t: JsonType| match t {
+        JsonType::Null => "null",
+        JsonType::Boolean => "a boolean",
+        JsonType::Integer => "an integer",
+        JsonType::Number => "a number",
+        JsonType::String => "a string",
+        JsonType::Array => "an array",
+        JsonType::Object => "an object",
+    };
+    let mut names: Vec<&str> = match kind {
+        TypeKind::Single(t) => vec![name(*t)],
+        TypeKind::Multiple(set) => set.iter().map(name).collect(),
+    };
+    // An optional key may be null too; say what it is meant to hold.
+    if names.len() > 1 {
+        names.retain(|n| *n != "null");
+    }
+    names
 }
 
 fn join(path: &str, seg: &str) -> String {
@@ -97,9 +346,73 @@ fn shown(node: &Node, s: &str) -> String {
     }
 }
 
-type Fields<'n> = HashMap<&'n str, &'n Node>;
+/// Hints for a key written in the wrong kind of object: (key, a key of the object it was
+/// written in, hint).
+const MISPLACED: [(&str, &str, &str); 7] = [
+    (
+        "sqlite_filename",
+        "dwh",
+        "(sqlite_filename belongs to type = \"sqlite_local\")",
+    ),
+    (
+        "dwh",
+        "sqlite_filename",
+        "(dwh belongs to type = \"remote\"; a sqlite_local datasource names its sqlite_filename)",
+    ),
+    (
+        "project_id",
+        "host",
+        "(project_id belongs to driver = \"bigquery\")",
+    ),
+    (
+        "dataset_id",
+        "host",
+        "(dataset_id belongs to driver = \"bigquery\")",
+    ),
+    (
+        "credentials",
+        "host",
+        "(credentials belongs to driver = \"bigquery\")",
+    ),
+    (
+        "fields",
+        "sheet",
+        "(inline fields need type = \"schema\" instead of a sheet)",
+    ),
+    (
+        "sheet",
+        "fields",
+        "(type = \"schema\" carries its fields inline; use type = \"sheet\" to reference a sheet)",
+    ),
+];
 
-impl V<'_> {
+/// What an enumerated value is called in messages, by its key (and its parent's key).
+fn noun(path: &[String]) -> &'static str {
+    let parent = path
+        .len()
+        .checked_sub(2)
+        .and_then(|i| path.get(i))
+        .map(String::as_str);
+    match (path.last().map(String::as_str), parent) {
+        (Some("type"), Some("config")) => "datasource type",
+        (Some("type"), Some("credentials")) => "credentials type",
+        (Some("type"), _) => "participants type",
+        (Some("method"), _) => "HTTP method",
+        (Some("data_type"), _) => "DataType",
+        (Some("sslmode"), _) => "sslmode",
+        (Some("driver"), _) => "driver",
+        _ => "value",
+    }
+}
+
+struct V<'a> {
+    out: Vec<Problem>,
+    lines: &'a LineIndex<'a>,
+    root: &'a Node,
+    schema: &'a Value,
+}
+
+impl<'a> V<'a> {
     fn push(&mut self, pos: usize, path: impl Into<String>, message: impl Into<String>) {
         self.out.push(Problem {
             pos,
@@ -108,573 +421,540 @@ impl V<'_> {
         });
     }
 
-    fn type_err(&mut self, node: &Node, path: &str, expected: &str) {
-        self.push(
-            node.pos,
-            path,
-            format!("expected {expected}, found {}", node.type_name()),
-        );
+    /// The node at `path`, or its nearest existing ancestor.
+    fn node(&self, path: &[String]) -> &'a Node {
+        let mut node: &'a Node = self.root;
+        for seg in path {
+            let next = match &node.kind {
+                Kind::Object(es) => es.iter().find(|e| &e.key == seg).map(|e| &e.value),
+                Kind::Array(items) => seg.parse::<usize>().ok().and_then(|i| items.get(i)),
+                _ => None,
+            };
+            match next {
+                Some(n) => node = n,
+                None => break,
+            }
+        }
+        node
     }
 
-    /// Check an object's keys: unknown keys (with a hint), duplicates, missing required keys.
-    /// `hints` give a specific message for a known-but-misplaced key.
-    fn object<'n>(
-        &mut self,
-        node: &'n Node,
-        path: &str,
-        allowed: &[&str],
-        required: &[&str],
-        hints: &[(&str, &str)],
-    ) -> Option<Fields<'n>> {
-        let Kind::Object(entries) = &node.kind else {
-            self.type_err(node, path, "an object");
-            return None;
+    /// The schema object that holds the keyword at `schema_path` (a JSON pointer).
+    fn keyword_owner(&self, schema_path: &str) -> Option<&Value> {
+        let owner = schema_path.rsplit_once('/').map_or("", |(o, _)| o);
+        self.schema.pointer(owner)
+    }
+
+    fn leaf(&mut self, l: Leaf) {
+        // With both names, only `datasources` is read (and "not both" reported).
+        if l.path.first().is_some_and(|k| k == "client_configs")
+            && self.root.get("datasources").is_some()
+        {
+            return;
+        }
+        let node = self.node(&l.path);
+        let pos = node.pos;
+        let dotted = l.path.join(".");
+        let key = l.path.last().cloned().unwrap_or_default();
+        let secret_ref = node.as_str().is_some_and(has_reference);
+        let redshift = l.schema.contains("/then/");
+        let number = |n: &Node| match n.kind {
+            Kind::Int(i) => i.to_string(),
+            Kind::Float(f) => f.to_string(),
+            _ => String::new(),
         };
-        let mut fields: Fields<'n> = HashMap::new();
-        let mut first_pos: HashMap<&str, usize> = HashMap::new();
-        for e in entries {
-            let kp = join(path, &e.key);
-            if let Some(first) = first_pos.get(e.key.as_str()) {
-                let (l, _) = self.lines.line_col(*first);
-                self.push(
-                    e.key_pos,
-                    kp,
-                    format!("duplicate key '{}' (first defined on line {l})", e.key),
-                );
-                continue;
+        let message = match l.kind {
+            K::Custom { keyword, message } if keyword == "x-type" => {
+                format!("expected {message}, found {}", node.type_name())
             }
-            first_pos.insert(&e.key, e.key_pos);
-            if allowed.contains(&e.key.as_str()) {
-                fields.insert(&e.key, &e.value);
-            } else if let Some((_, hint)) = hints.iter().find(|(k, _)| *k == e.key) {
-                self.push(e.key_pos, kp, format!("unknown key '{}' {hint}", e.key));
-            } else if let Some(s) = suggest(
-                &e.key,
-                allowed.iter().copied().filter(|a| !a.starts_with('$')),
-            ) {
-                self.push(
-                    e.key_pos,
-                    kp,
-                    format!("unknown key '{}' (did you mean '{s}'?)", e.key),
-                );
-            } else {
-                let list: Vec<&str> = allowed
-                    .iter()
-                    .copied()
-                    .filter(|a| !a.starts_with('$'))
-                    .collect();
-                self.push(
-                    e.key_pos,
-                    kp,
-                    format!("unknown key '{}'; allowed keys: {}", e.key, list.join(", ")),
-                );
+            K::Custom { keyword, message } if keyword == "x-at-parent" => {
+                let parent = self.node(&l.path[..l.path.len().saturating_sub(1)]).pos;
+                self.push(parent, dotted, message);
+                return;
             }
-        }
-        for r in required {
-            if !first_pos.contains_key(r) {
-                self.push(
-                    node.pos,
-                    join(path, r),
-                    format!("missing required key '{r}'"),
-                );
+            K::Custom { message, .. } => message,
+            K::Type { .. } if l.path.is_empty() => {
+                format!("the settings must be an object, found {}", node.type_name())
             }
-        }
-        Some(fields)
-    }
-
-    fn string<'n>(&mut self, node: &'n Node, path: &str) -> Option<&'n str> {
-        match &node.kind {
-            Kind::Str(s) => Some(s),
-            _ => {
-                self.type_err(node, path, "a string");
-                None
-            }
-        }
-    }
-
-    fn nonempty<'n>(&mut self, node: &'n Node, path: &str) -> Option<&'n str> {
-        let s = self.string(node, path)?;
-        if s.trim().is_empty() {
-            self.push(node.pos, path, "must not be empty");
-            return None;
-        }
-        Some(s)
-    }
-
-    fn opt_string<'n>(&mut self, node: Option<&&'n Node>, path: &str) -> Option<&'n str> {
-        match node {
-            None => None,
-            Some(n) if n.kind == Kind::Null => None,
-            Some(n) => self.string(n, path),
-        }
-    }
-
-    fn boolean(&mut self, node: &Node, path: &str, nullable: bool) -> Option<bool> {
-        match node.kind {
-            Kind::Bool(b) => Some(b),
-            Kind::Null if nullable => None,
-            _ => {
-                if let Kind::Str(s) = &node.kind
-                    && matches!(s.to_lowercase().as_str(), "true" | "false")
-                {
-                    self.push(
-                        node.pos,
-                        path,
+            K::Type { kind } => {
+                let types = type_names(&kind);
+                let found = node.type_name();
+                match node.as_str().map(str::trim) {
+                    Some(s)
+                        if types.contains(&"a boolean")
+                            && matches!(s.to_lowercase().as_str(), "true" | "false") =>
+                    {
                         format!(
                             "expected a boolean, found a string; write {} without quotes",
                             s.to_lowercase()
-                        ),
-                    );
-                } else {
-                    self.type_err(
-                        node,
-                        path,
-                        if nullable {
-                            "a boolean or null"
-                        } else {
-                            "a boolean"
-                        },
-                    );
+                        )
+                    }
+                    Some(s) if types.contains(&"an integer") && s.parse::<i64>().is_ok() => {
+                        format!("expected an integer, found a string; write {s} without quotes")
+                    }
+                    _ => format!("expected {}, found {found}", types.join(" or ")),
                 }
-                None
             }
-        }
+            K::Required { property } if redshift => {
+                let p = property.as_str().unwrap_or_default();
+                self.push(pos, join(&dotted, p), "Redshift connections must use sslmode=verify-full (add sslmode = \"verify-full\")");
+                return;
+            }
+            K::Required { property } => {
+                let p = property.as_str().unwrap_or_default();
+                self.push(pos, join(&dotted, p), format!("missing required key '{p}'"));
+                return;
+            }
+            K::AdditionalProperties { unexpected } => {
+                let props = (self.keyword_owner(&l.schema))
+                    .and_then(|o| o.get("properties"))
+                    .and_then(Value::as_object);
+                let allowed: Vec<String> = props
+                    .map(|p| p.keys().filter(|k| !k.starts_with('$')).cloned().collect())
+                    .unwrap_or_default();
+                let Kind::Object(entries) = &node.kind else {
+                    return;
+                };
+                for k in unexpected {
+                    let kp = entries
+                        .iter()
+                        .find(|e| e.key == k)
+                        .map_or(pos, |e| e.key_pos);
+                    let hint = MISPLACED
+                        .iter()
+                        .find(|(m, near, _)| *m == k && allowed.iter().any(|a| a == near));
+                    let message = match (hint, suggest(&k, allowed.iter().map(String::as_str))) {
+                        (Some((_, _, hint)), _) => format!("unknown key '{k}' {hint}"),
+                        (None, Some(s)) => format!("unknown key '{k}' (did you mean '{s}'?)"),
+                        (None, None) => {
+                            format!("unknown key '{k}'; allowed keys: {}", allowed.join(", "))
+                        }
+                    };
+                    self.push(kp, join(&dotted, &k), message);
+                }
+                return;
+            }
+            K::Constant { .. } if redshift && key == "driver" => {
+                "Redshift connections must use the postgresql+psycopg2 driver".to_string()
+            }
+            K::Constant { .. } if redshift => {
+                // An sslmode that is not valid at all is reported as such, once.
+                if node
+                    .as_str()
+                    .is_some_and(|s| !crate::dsn::SSLMODES.contains(&s))
+                {
+                    return;
+                }
+                "Redshift connections must use sslmode=verify-full".to_string()
+            }
+            K::Constant { expected_value } => {
+                self.not_one_of(node, &l.path, &[(*expected_value).clone()])
+            }
+            K::Enum { options } => self.not_one_of(
+                node,
+                &l.path,
+                options.as_array().map_or(&[][..], Vec::as_slice),
+            ),
+            K::Minimum { .. } | K::Maximum { .. } => {
+                let owner = self.keyword_owner(&l.schema);
+                let bound = |k: &str| owner.and_then(|o| o.get(k)).map(Value::to_string);
+                match (bound("minimum"), bound("maximum")) {
+                    (Some(lo), Some(hi)) => format!(
+                        "{key} must be between {lo} and {hi}, found {}",
+                        number(node)
+                    ),
+                    (Some(lo), None) => {
+                        format!("{key} must be at least {lo}, found {}", number(node))
+                    }
+                    (_, hi) => format!(
+                        "{key} must be at most {}, found {}",
+                        hi.unwrap_or_default(),
+                        number(node)
+                    ),
+                }
+            }
+            K::MinLength { .. } | K::MaxLength { .. } | K::Pattern { .. } if secret_ref => return,
+            K::MinLength { limit: 1 } => "must not be empty".to_string(),
+            K::MinLength { .. } | K::MaxLength { .. } => {
+                let owner = self.keyword_owner(&l.schema);
+                let bound = |k: &str| {
+                    owner
+                        .and_then(|o| o.get(k))
+                        .map_or("?".into(), Value::to_string)
+                };
+                let n = node.as_str().map_or(0, |s| s.chars().count());
+                format!(
+                    "{key} must be {} to {} characters long, found {n}",
+                    bound("minLength"),
+                    bound("maxLength")
+                )
+            }
+            K::Pattern { pattern } => match key.as_str() {
+                "project_id" => format!(
+                    "project_id may only contain lower-case letters, digits and '-' (pattern {pattern})"
+                ),
+                "dataset_id" => format!(
+                    "dataset_id may only contain letters, digits and '_' (pattern {pattern})"
+                ),
+                "sqlite_filename" => {
+                    "sqlite_filename is a file path, not a URL: drop the 'sqlite://' prefix"
+                        .to_string()
+                }
+                // DSN and webhook URLs: checked below with their own, more precise, messages.
+                _ => return,
+            },
+            K::MinItems { .. } if key == "fields" => "must contain at least one field".to_string(),
+            K::MinItems { .. } => "must list at least one datasource".to_string(),
+            // The unique-id rule of inline fields: checked below with the sheet's wording.
+            K::Contains => return,
+            K::OneOfMultipleValid { .. } => {
+                let pair = (self.schema.pointer(&l.schema))
+                    .and_then(Value::as_array)
+                    .map(|alts| {
+                        alts.iter()
+                            .filter_map(|a| a.pointer("/required/0").and_then(Value::as_str))
+                            .map(str::to_string)
+                            .collect::<Vec<_>>()
+                    })
+                    .unwrap_or_default();
+                match pair.as_slice() {
+                    // Not an object (reported as such), or not both after all.
+                    [name, alias] if node.get(name).is_none() || node.get(alias).is_none() => {}
+                    [name, alias] if name == "datasources" => {
+                        let at = self.root.get(alias).map_or(pos, |n| n.pos);
+                        self.push(
+                            at,
+                            alias.clone(),
+                            format!("use either '{name}' or '{alias}' (its older name), not both"),
+                        );
+                    }
+                    [name, alias] => {
+                        let at = node.get(name).map_or(pos, |n| n.pos);
+                        self.push(
+                            at,
+                            join(&dotted, name),
+                            format!("give either {alias} or {name}, not both"),
+                        );
+                    }
+                    _ => self.push(pos, dotted, "matches more than one of the allowed forms"),
+                }
+                return;
+            }
+            other => {
+                let e = format!("{other:?}");
+                format!(
+                    "is not valid ({})",
+                    e.split([' ', '{']).next().unwrap_or_default()
+                )
+            }
+        };
+        self.push(pos, dotted, message);
     }
 
-    /// A string that must be one of `allowed` (exact).
-    fn one_of<'n>(
-        &mut self,
-        node: &'n Node,
-        path: &str,
-        what: &str,
-        allowed: &[&str],
-    ) -> Option<&'n str> {
-        let s = self.string(node, path)?;
-        if allowed.contains(&s) {
-            return Some(s);
-        }
-        if has_reference(s) {
-            self.push(
-                node.pos,
-                path,
-                format!(
-                    "{what} cannot come from a secret; write one of: {}",
-                    allowed.join(", ")
-                ),
+    /// "'x' is not a valid sslmode (did you mean ...); expected one of: ..."
+    fn not_one_of(&self, node: &Node, path: &[String], options: &[Value]) -> String {
+        let what = noun(path);
+        let allowed: Vec<&str> = options.iter().filter_map(Value::as_str).collect();
+        let Some(s) = node.as_str() else {
+            return format!(
+                "expected one of: {}, found {}",
+                allowed.join(", "),
+                node.type_name()
             );
-            return None;
+        };
+        if has_reference(s) {
+            return format!(
+                "{what} cannot come from a secret; write one of: {}",
+                allowed.join(", ")
+            );
         }
         let hint = match allowed
             .iter()
             .find(|a| a.eq_ignore_ascii_case(s) || a.replace('-', "_") == s)
         {
+            Some(a) if what == "DataType" => format!(" (write it in lower case: '{a}')"),
             Some(a) => format!(" (did you mean '{a}'?)"),
             None => match suggest(s, allowed.iter().copied()) {
-                Some(a) if !node.secret => format!(" (did you mean '{a}'?)"),
+                Some(a) if !node.secret && what != "DataType" => format!(" (did you mean '{a}'?)"),
                 _ => String::new(),
             },
         };
-        self.push(
-            node.pos,
-            path,
-            format!(
-                "{} is not a valid {what}{hint}; expected one of: {}",
-                shown(node, s),
-                allowed.join(", ")
-            ),
-        );
-        None
-    }
-
-    fn array<'n>(&mut self, node: &'n Node, path: &str) -> Option<&'n [Node]> {
-        match &node.kind {
-            Kind::Array(items) => Some(items),
-            _ => {
-                self.type_err(node, path, "an array");
-                None
-            }
-        }
+        format!(
+            "{} is not a valid {what}{hint}; expected one of: {}",
+            shown(node, s),
+            allowed.join(", ")
+        )
     }
 
     // -----------------------------------------------------------------------------------------
+    // The rules a JSON Schema cannot express.
 
-    fn root(&mut self, node: &Node) {
-        let Kind::Object(_) = node.kind else {
-            self.push(
-                node.pos,
-                "",
-                format!("the settings must be an object, found {}", node.type_name()),
-            );
+    fn semantic(&mut self) {
+        let root = self.root;
+        self.keys_and_dates(root, "");
+        let Some((name, list)) = ["datasources", "client_configs"]
+            .into_iter()
+            .find_map(|k| root.get(k).map(|l| (k, l)))
+        else {
             return;
         };
-        let allowed = [
-            "$schema",
-            "datasources",
-            "client_configs",
-            "trusted_ips",
-            "db_connect_timeout_secs",
-        ];
-        let Some(f) = self.object(node, "", &allowed, &[], &[]) else {
+        let Kind::Array(items) = &list.kind else {
             return;
         };
-        if let Some(s) = f.get("$schema") {
-            self.string(s, "$schema");
-        }
-        let list = match (f.get("datasources"), f.get("client_configs")) {
-            (Some(d), Some(c)) => {
-                self.push(
-                    c.pos,
-                    "client_configs",
-                    "use either 'datasources' or 'client_configs' (its older name), not both",
-                );
-                Some(("datasources", *d))
-            }
-            (Some(d), None) => Some(("datasources", *d)),
-            (None, Some(c)) => Some(("client_configs", *c)),
-            (None, None) => {
-                self.push(
-                    node.pos,
-                    "datasources",
-                    "missing required key 'datasources' (or its older name 'client_configs')",
-                );
-                None
-            }
-        };
-        if let Some((name, list)) = list
-            && let Some(items) = self.array(list, name)
-        {
-            if items.is_empty() {
-                self.push(list.pos, name, "must list at least one datasource");
-            }
-            let mut ids: HashMap<String, usize> = HashMap::new();
-            for (i, ds) in items.iter().enumerate() {
-                let path = join(name, &i.to_string());
-                if let Some((id, pos)) = self.datasource(ds, &path) {
-                    if let Some(first) = ids.get(&id) {
-                        let (l, _) = self.lines.line_col(*first);
-                        self.push(pos, join(&path, "id"), format!("datasource id '{id}' is already used (line {l}); ids must be unique"));
-                    } else {
-                        ids.insert(id, pos);
-                    }
+        let mut ids: HashMap<&str, usize> = HashMap::new();
+        for (i, ds) in items.iter().enumerate() {
+            let path = join(name, &i.to_string());
+            if let Some(idn) = ds.get("id")
+                && let Some(id) = idn.as_str().filter(|s| !s.is_empty())
+            {
+                if let Some(first) = ids.get(id) {
+                    let (l, _) = self.lines.line_col(*first);
+                    self.push(
+                        idn.pos,
+                        join(&path, "id"),
+                        format!(
+                            "datasource id '{id}' is already used (line {l}); ids must be unique"
+                        ),
+                    );
+                } else {
+                    ids.insert(id, idn.pos);
                 }
             }
-        }
-        if let Some(t) = f.get("trusted_ips")
-            && let Some(items) = self.array(t, "trusted_ips")
-        {
-            for (i, ip) in items.iter().enumerate() {
-                self.string(ip, &join("trusted_ips", &i.to_string()));
-            }
-        }
-        if let Some(t) = f.get("db_connect_timeout_secs") {
-            match t.kind {
-                Kind::Int(n) if n >= 1 && n <= u32::MAX as i64 => {}
-                Kind::Int(n) => self.push(
-                    t.pos,
-                    "db_connect_timeout_secs",
-                    format!("must be a positive number of seconds, found {n}"),
-                ),
-                _ => self.type_err(t, "db_connect_timeout_secs", "an integer"),
+            if let Some(c) = ds.get("config") {
+                self.config(c, &join(&path, "config"));
             }
         }
     }
 
-    /// Returns the datasource id and its position.
-    fn datasource(&mut self, node: &Node, path: &str) -> Option<(String, usize)> {
-        let f = self.object(
-            node,
-            path,
-            &["id", "config", "require_api_key"],
-            &["id", "config"],
-            &[],
-        )?;
-        if let Some(r) = f.get("require_api_key") {
-            self.boolean(r, &join(path, "require_api_key"), true);
+    /// Duplicate keys (JSON keeps them; TOML rejects them while parsing), TOML date/times where
+    /// the model has a string and whole floats where it has an integer (elsewhere the schema
+    /// reports the type).
+    fn keys_and_dates(&mut self, node: &Node, path: &str) {
+        match &node.kind {
+            Kind::Object(entries) => {
+                let mut first: HashMap<&str, usize> = HashMap::new();
+                for e in entries {
+                    let kp = join(path, &e.key);
+                    if let Some(f) = first.get(e.key.as_str()) {
+                        let (l, _) = self.lines.line_col(*f);
+                        self.push(
+                            e.key_pos,
+                            kp,
+                            format!("duplicate key '{}' (first defined on line {l})", e.key),
+                        );
+                        continue;
+                    }
+                    first.insert(&e.key, e.key_pos);
+                    self.keys_and_dates(&e.value, &kp);
+                }
+            }
+            Kind::Array(items) => {
+                for (i, it) in items.iter().enumerate() {
+                    self.keys_and_dates(it, &join(path, &i.to_string()));
+                }
+            }
+            Kind::Datetime(_) if !self.out.iter().any(|p| p.path == path) => {
+                self.push(node.pos, path, "expected a string, found a date/time");
+            }
+            // JSON Schema counts 5432.0 as an integer; the model (serde) does not, and has no
+            // floats anywhere, so a float the schema let through stood for an integer.
+            Kind::Float(_) if !self.out.iter().any(|p| p.path == path) => {
+                self.push(node.pos, path, "expected an integer, found a float");
+            }
+            _ => {}
         }
-        if let Some(c) = f.get("config") {
-            self.config(c, &join(path, "config"));
-        }
-        let idn = f.get("id")?;
-        let id = self.nonempty(idn, &join(path, "id"))?;
-        Some((id.to_string(), idn.pos))
     }
 
     fn config(&mut self, node: &Node, path: &str) {
-        let Kind::Object(_) = node.kind else {
-            self.type_err(node, path, "an object");
-            return;
-        };
-        let Some(t) = node.get("type") else {
-            self.push(
-                node.pos,
-                join(path, "type"),
-                "missing required key 'type' (one of: remote, sqlite_local)",
-            );
-            return;
-        };
-        let Some(kind) = self.one_of(
-            t,
-            &join(path, "type"),
-            "datasource type",
-            &["remote", "sqlite_local"],
-        ) else {
-            return;
-        };
-        let participants = if kind == "remote" {
-            let Some(f) = self.object(
-                node,
-                path,
-                &[
-                    "type",
-                    "participants",
-                    "webhook_config",
-                    "dwh",
-                    "dbapi_args",
-                ],
-                &["participants", "dwh"],
-                &[(
-                    "sqlite_filename",
-                    "(sqlite_filename belongs to type = \"sqlite_local\")",
-                )],
-            ) else {
-                return;
-            };
-            if let Some(d) = f.get("dwh") {
-                self.dwh(d, &join(path, "dwh"));
-            }
-            if let Some(w) = f.get("webhook_config")
-                && w.kind != Kind::Null
-            {
-                self.webhook(w, &join(path, "webhook_config"));
-            }
-            if let Some(a) = f.get("dbapi_args")
-                && a.kind != Kind::Null
-            {
-                let ap = join(path, "dbapi_args");
-                if let Some(items) = self.array(a, &ap) {
-                    for (i, it) in items.iter().enumerate() {
-                        let ip = join(&ap, &i.to_string());
-                        if let Some(g) =
-                            self.object(it, &ip, &["arg", "value"], &["arg", "value"], &[])
-                        {
-                            for k in ["arg", "value"] {
-                                if let Some(n) = g.get(k) {
-                                    self.string(n, &join(&ip, k));
-                                }
-                            }
-                        }
-                    }
+        match node.get("dwh") {
+            Some(
+                d @ Node {
+                    kind: Kind::Str(s), ..
+                },
+            ) => self.dwh_url(d, s, &join(path, "dwh")),
+            Some(d) => {
+                if let Some(u) = d.get("url")
+                    && let Some(s) = u.as_str()
+                {
+                    self.dwh_url(u, s, &join(path, "dwh.url"));
+                }
+                // One host name or address (a secret's value is checked once resolved; the
+                // message never shows the value).
+                if let Some(h) = d.get("host")
+                    && let Some(hs) = h.as_str().filter(|s| !s.is_empty() && !has_reference(s))
+                    && let Err(e) = crate::dsn::check_host(hs)
+                {
+                    self.push(h.pos, join(path, "dwh.host"), e.to_string());
+                }
+                if let Some(c) = d.get("credentials").and_then(|c| c.get("content_base64")) {
+                    self.service_account(c, &join(path, "dwh.credentials.content_base64"));
                 }
             }
-            f.get("participants").copied()
-        } else {
-            let Some(f) = self.object(
-                node,
-                path,
-                &["type", "sqlite_filename", "participants"],
-                &["sqlite_filename", "participants"],
-                &[("dwh", "(dwh belongs to type = \"remote\"; a sqlite_local datasource names its sqlite_filename)")],
-            ) else {
-                return;
-            };
-            if let Some(n) = f.get("sqlite_filename") {
-                let p = join(path, "sqlite_filename");
-                if let Some(s) = self.nonempty(n, &p)
-                    && s.starts_with("sqlite:")
-                {
-                    self.push(
-                        n.pos,
-                        p,
-                        "sqlite_filename is a file path, not a URL: drop the 'sqlite://' prefix",
+            None => {}
+        }
+        if let Some(Kind::Object(actions)) = node
+            .get("webhook_config")
+            .and_then(|w| w.get("actions"))
+            .map(|a| &a.kind)
+        {
+            for a in actions {
+                if let Some(u) = a.value.get("url") {
+                    self.webhook_url(
+                        u,
+                        &join(path, &format!("webhook_config.actions.{}.url", a.key)),
                     );
                 }
             }
-            f.get("participants").copied()
-        };
-        if let Some(p) = participants {
-            self.participants(p, &join(path, "participants"));
         }
-    }
-
-    fn participants(&mut self, node: &Node, path: &str) {
-        let Some(items) = self.array(node, path) else {
+        let Some(Kind::Array(items)) = node.get("participants").map(|p| &p.kind) else {
             return;
         };
-        let mut seen: HashMap<String, usize> = HashMap::new();
+        let ppath = join(path, "participants");
+        let mut seen: HashMap<&str, usize> = HashMap::new();
         for (i, item) in items.iter().enumerate() {
-            let ip = join(path, &i.to_string());
-            if let Some((pt, pos)) = self.participant(item, &ip) {
-                if let Some(first) = seen.get(&pt) {
+            let ip = join(&ppath, &i.to_string());
+            if let Some(pn) = item.get("participant_type")
+                && let Some(pt) = pn.as_str().filter(|s| !s.is_empty())
+            {
+                if let Some(first) = seen.get(pt) {
                     let (l, _) = self.lines.line_col(*first);
                     self.push(
-                        pos,
+                        pn.pos,
                         join(&ip, "participant_type"),
                         format!("Participants with conflicting identifiers found: participant type '{pt}' is already defined on line {l}"),
                     );
                 } else {
-                    seen.insert(pt, pos);
+                    seen.insert(pt, pn.pos);
                 }
             }
-        }
-    }
-
-    /// Returns the participant type and its position.
-    fn participant(&mut self, node: &Node, path: &str) -> Option<(String, usize)> {
-        if !matches!(node.kind, Kind::Object(_)) {
-            self.type_err(node, path, "an object");
-            return None;
-        }
-        let kind = match node.get("type") {
-            None => "sheet",
-            Some(t) => self.one_of(
-                t,
-                &join(path, "type"),
-                "participants type",
-                &["sheet", "schema"],
-            )?,
-        };
-        let f = if kind == "sheet" {
-            self.object(
-                node,
-                path,
-                &["type", "participant_type", "table_name", "sheet"],
-                &["participant_type", "table_name", "sheet"],
-                &[(
-                    "fields",
-                    "(inline fields need type = \"schema\" instead of a sheet)",
-                )],
-            )?
-        } else {
-            self.object(
-                node,
-                path,
-                &["type", "participant_type", "table_name", "fields"],
-                &["participant_type", "table_name", "fields"],
-                &[("sheet", "(type = \"schema\" carries its fields inline; use type = \"sheet\" to reference a sheet)")],
-            )?
-        };
-        if let Some(t) = f.get("table_name") {
-            self.nonempty(t, &join(path, "table_name"));
-        }
-        if let Some(s) = f.get("sheet") {
-            let sp = join(path, "sheet");
-            if let Some(g) = self.object(s, &sp, &["url", "worksheet"], &["url", "worksheet"], &[])
+            if item.get("type").and_then(Node::as_str) == Some("schema")
+                && let Some(f) = item.get("fields")
             {
-                for k in ["url", "worksheet"] {
-                    if let Some(n) = g.get(k) {
-                        self.nonempty(n, &join(&sp, k));
-                    }
-                }
+                self.fields(f, &join(&ip, "fields"));
             }
         }
-        if let Some(fl) = f.get("fields") {
-            self.fields(fl, &join(path, "fields"));
-        }
-        let pn = f.get("participant_type")?;
-        let pt = self.nonempty(pn, &join(path, "participant_type"))?;
-        Some((pt.to_string(), pn.pos))
     }
 
-    /// Inline sheet rows: the sheet's cell rules as JSON types, then the worksheet rules.
+    fn dwh_url(&mut self, node: &Node, s: &str, path: &str) {
+        if has_reference(s) || s.is_empty() {
+            return; // checked once --deep resolves the secrets; empty: reported by the schema
+        }
+        match crate::dsn::Dsn::parse(s) {
+            Err(e) => {
+                // Dsn::parse shows the DSN redacted; a secret-derived DSN is not shown at all.
+                let msg = if node.secret {
+                    "the DSN (from a secret) is not valid".to_string()
+                } else {
+                    e.to_string()
+                };
+                self.push(node.pos, path, msg);
+            }
+            Ok(dsn) if dsn.redshift => {
+                if dsn.scheme != "postgresql+psycopg2" {
+                    self.push(
+                        node.pos,
+                        path,
+                        "Redshift connections must use the postgresql+psycopg2 driver (scheme)",
+                    );
+                }
+                if dsn.sslmode.as_deref() != Some("verify-full") {
+                    self.push(
+                        node.pos,
+                        path,
+                        "Redshift connections must use sslmode=verify-full",
+                    );
+                }
+            }
+            Ok(_) => {}
+        }
+    }
+
+    fn webhook_url(&mut self, un: &Node, path: &str) {
+        let Some(s) = un.as_str().filter(|s| !s.is_empty() && !has_reference(s)) else {
+            return;
+        };
+        let ok = url::Url::parse(s)
+            .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
+        if !ok {
+            self.push(
+                un.pos,
+                path,
+                format!("{} is not an http:// or https:// URL", shown(un, s)),
+            );
+        }
+    }
+
+    fn service_account(&mut self, b: &Node, path: &str) {
+        let Some(s) = b.as_str().filter(|s| !has_reference(s)) else {
+            return;
+        };
+        if !(4..=8000).contains(&s.chars().count()) {
+            return; // reported by the schema
+        }
+        let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(s.trim()) else {
+            self.push(b.pos, path, "Invalid base64 content");
+            return;
+        };
+        let Ok(Value::Object(m)) = serde_json::from_slice::<Value>(&bytes) else {
+            self.push(b.pos, path, "Invalid JSON in service account credentials");
+            return;
+        };
+        let missing: Vec<&str> = [
+            "type",
+            "project_id",
+            "private_key_id",
+            "private_key",
+            "client_email",
+        ]
+        .into_iter()
+        .filter(|k| !m.contains_key(*k))
+        .collect();
+        if !missing.is_empty() {
+            self.push(
+                b.pos,
+                path,
+                format!(
+                    "Missing required fields in service account JSON: {}",
+                    missing.join(", ")
+                ),
+            );
+        } else if m.get("type").and_then(|t| t.as_str()) != Some("service_account") {
+            self.push(
+                b.pos,
+                path,
+                "Service account JSON must have type=\"service_account\"",
+            );
+        }
+    }
+
+    /// Inline sheet rows: unique names, exactly one unique id, then the sheet's own rules.
     fn fields(&mut self, node: &Node, path: &str) {
-        let Some(items) = self.array(node, path) else {
+        let Kind::Array(items) = &node.kind else {
             return;
         };
         let before = self.out.len();
-        if items.is_empty() {
-            self.push(node.pos, path, "must contain at least one field");
-            return;
-        }
-        const KEYS: [&str; 10] = [
-            "field_name",
-            "column_name",
-            "data_type",
-            "column_group",
-            "description",
-            "is_unique_id",
-            "is_strata",
-            "is_filter",
-            "is_metric",
-            "extra",
-        ];
-        let mut names: HashMap<String, usize> = HashMap::new();
-        let mut uniques: Vec<(String, usize, String)> = Vec::new();
+        let mut names: HashMap<&str, usize> = HashMap::new();
+        let mut uniques: Vec<(&str, usize, String)> = Vec::new();
         let mut unique_unknown = false; // an is_unique_id of the wrong type: do not count
         for (i, it) in items.iter().enumerate() {
             let ip = join(path, &i.to_string());
-            let Some(f) = self.object(it, &ip, &KEYS, &["data_type"], &[]) else {
-                continue;
+            let name = match (it.get("field_name"), it.get("column_name")) {
+                (Some(n), None) => n.as_str().map(|s| (s, n.pos, "field_name")),
+                (None, Some(n)) => n.as_str().map(|s| (s, n.pos, "column_name")),
+                _ => None,
             };
-            let name = match (f.get("field_name"), f.get("column_name")) {
-                (Some(_), Some(c)) => {
-                    self.push(
-                        c.pos,
-                        join(&ip, "column_name"),
-                        "give either field_name or column_name, not both",
-                    );
-                    None
-                }
-                (Some(n), None) => self
-                    .nonempty(n, &join(&ip, "field_name"))
-                    .map(|s| (s, n.pos, "field_name")),
-                (None, Some(n)) => self
-                    .nonempty(n, &join(&ip, "column_name"))
-                    .map(|s| (s, n.pos, "column_name")),
-                (None, None) => {
-                    self.push(
-                        it.pos,
-                        join(&ip, "field_name"),
-                        "missing required key 'field_name'",
-                    );
-                    None
-                }
-            };
-            if let Some(d) = f.get("data_type") {
-                let dp = join(&ip, "data_type");
-                if let Some(s) = self.string(d, &dp)
-                    && !DataType::ALL.iter().any(|t| t.as_str() == s)
-                {
-                    let allowed: Vec<&str> = DataType::ALL.iter().map(|t| t.as_str()).collect();
-                    let hint = match DataType::parse(s) {
-                        Some(t) => format!(" (write it in lower case: '{t}')"),
-                        None => String::new(),
-                    };
-                    self.push(
-                        d.pos,
-                        dp,
-                        format!(
-                            "'{s}' is not a valid DataType{hint}; expected one of: {}",
-                            allowed.join(", ")
-                        ),
-                    );
-                }
-            }
-            for k in ["column_group", "description"] {
-                if let Some(n) = f.get(k) {
-                    self.string(n, &join(&ip, k));
-                }
-            }
-            for k in ["is_unique_id", "is_strata", "is_filter", "is_metric"] {
-                let Some(n) = f.get(k) else { continue };
-                match self.boolean(n, &join(&ip, k), false) {
-                    Some(true) if k == "is_unique_id" => uniques.push((
-                        name.map(|n| n.0.to_string()).unwrap_or_default(),
-                        n.pos,
-                        join(&ip, k),
-                    )),
-                    None if k == "is_unique_id" => unique_unknown = true,
-                    _ => {}
-                }
-            }
-            if let Some(x) = f.get("extra") {
-                let xp = join(&ip, "extra");
-                if let Kind::Object(es) = &x.kind {
-                    for e in es {
-                        self.string(&e.value, &join(&xp, &e.key));
-                    }
-                } else {
-                    self.type_err(x, &xp, "an object of strings");
-                }
+            let name = name.filter(|(s, _, _)| !s.is_empty());
+            match it.get("is_unique_id") {
+                Some(Node {
+                    kind: Kind::Bool(true),
+                    pos,
+                    ..
+                }) => uniques.push((name.map_or("", |n| n.0), *pos, join(&ip, "is_unique_id"))),
+                Some(Node {
+                    kind: Kind::Bool(false),
+                    ..
+                })
+                | None => {}
+                Some(_) => unique_unknown = true,
             }
             if let Some((name, pos, key)) = name {
                 if let Some(first) = names.get(name) {
@@ -685,12 +965,12 @@ impl V<'_> {
                         format!("Duplicate field name '{name}' (first defined on line {l})"),
                     );
                 } else {
-                    names.insert(name.to_string(), pos);
+                    names.insert(name, pos);
                 }
             }
         }
         match uniques.len() {
-            0 if unique_unknown => {}
+            0 if unique_unknown || items.is_empty() => {}
             0 => self.push(
                 node.pos,
                 path,
@@ -698,21 +978,22 @@ impl V<'_> {
             ),
             1 => {}
             k => {
-                let mut all: Vec<&str> = uniques.iter().map(|u| u.0.as_str()).collect();
+                let mut all: Vec<&str> = uniques.iter().map(|u| u.0).collect();
                 all.sort();
+                let message = format!(
+                    "There are {k} fields marked as the unique ID, but there should only be one: {}",
+                    all.join(", ")
+                );
                 for (_, pos, p) in uniques.iter().skip(1) {
-                    self.push(
-                        *pos,
-                        p.clone(),
-                        format!(
-                            "There are {k} fields marked as the unique ID, but there should only be one: {}",
-                            all.join(", ")
-                        ),
-                    );
+                    self.push(*pos, p.clone(), message.clone());
                 }
             }
         }
-        if self.out.len() == before {
+        let clean = !self
+            .out
+            .iter()
+            .any(|p| p.path == path || p.path.starts_with(&format!("{path}.")));
+        if self.out.len() == before && clean {
             self.sheet_rules(node, items, path);
         }
     }
@@ -746,395 +1027,6 @@ impl V<'_> {
             }
         }
     }
-
-    fn dwh(&mut self, node: &Node, path: &str) {
-        match &node.kind {
-            Kind::Str(s) => self.dwh_url(node, s, path),
-            Kind::Object(_) => {
-                if node.get("url").is_some() {
-                    if let Some(f) = self.object(node, path, &["url"], &["url"], &[])
-                        && let Some(u) = f.get("url")
-                    {
-                        let up = join(path, "url");
-                        if let Some(s) = self.nonempty(u, &up) {
-                            self.dwh_url(u, s, &up);
-                        }
-                    }
-                    return;
-                }
-                let Some(d) = node.get("driver") else {
-                    self.push(
-                        node.pos,
-                        join(path, "driver"),
-                        format!(
-                            "missing required key 'driver' (one of: {})",
-                            DRIVERS.join(", ")
-                        ),
-                    );
-                    return;
-                };
-                let Some(driver) = self.one_of(d, &join(path, "driver"), "driver", &DRIVERS) else {
-                    return;
-                };
-                if driver == "bigquery" {
-                    self.bigquery(node, path);
-                } else {
-                    self.dsn(node, path, driver);
-                }
-            }
-            _ => self.type_err(node, path, "a DSN object or a DSN URL string"),
-        }
-    }
-
-    fn dwh_url(&mut self, node: &Node, s: &str, path: &str) {
-        if has_reference(s) {
-            return; // checked once --deep resolves the secrets
-        }
-        match crate::dsn::Dsn::parse(s) {
-            Err(e) => {
-                let msg = e.to_string();
-                // Dsn::parse shows the DSN redacted; a secret-derived DSN is not shown at all.
-                let msg = if node.secret {
-                    "the DSN (from a secret) is not valid".to_string()
-                } else {
-                    msg
-                };
-                self.push(node.pos, path, msg);
-            }
-            Ok(dsn) => {
-                if dsn.redshift {
-                    if dsn.scheme != "postgresql+psycopg2" {
-                        self.push(
-                            node.pos,
-                            path,
-                            "Redshift connections must use the postgresql+psycopg2 driver (scheme)",
-                        );
-                    }
-                    if dsn.sslmode.as_deref() != Some("verify-full") {
-                        self.push(
-                            node.pos,
-                            path,
-                            "Redshift connections must use sslmode=verify-full",
-                        );
-                    }
-                }
-            }
-        }
-    }
-
-    fn dsn(&mut self, node: &Node, path: &str, driver: &str) {
-        let keys = [
-            "driver",
-            "host",
-            "port",
-            "user",
-            "password",
-            "dbname",
-            "sslmode",
-            "search_path",
-        ];
-        let hints = [
-            (
-                "project_id",
-                "(project_id belongs to driver = \"bigquery\")",
-            ),
-            (
-                "dataset_id",
-                "(dataset_id belongs to driver = \"bigquery\")",
-            ),
-            (
-                "credentials",
-                "(credentials belongs to driver = \"bigquery\")",
-            ),
-        ];
-        let Some(f) = self.object(
-            node,
-            path,
-            &keys,
-            &["driver", "host", "user", "password", "dbname"],
-            &hints,
-        ) else {
-            return;
-        };
-        let host = f
-            .get("host")
-            .and_then(|h| self.nonempty(h, &join(path, "host")));
-        // One host name or address (a secret's value is checked once resolved; the message
-        // never shows the value).
-        if let (Some(h), Some(node)) = (host, f.get("host"))
-            && !has_reference(h)
-            && let Err(e) = crate::dsn::check_host(h)
-        {
-            self.push(node.pos, join(path, "host"), e.to_string());
-        }
-        if let Some(p) = f.get("port") {
-            let pp = join(path, "port");
-            match p.kind {
-                Kind::Int(n) if (PORT_MIN..=PORT_MAX).contains(&n) => {}
-                Kind::Int(n) => self.push(
-                    p.pos,
-                    pp,
-                    format!("port must be between {PORT_MIN} and {PORT_MAX}, found {n}"),
-                ),
-                Kind::Str(ref s) if s.trim().parse::<i64>().is_ok() => self.push(
-                    p.pos,
-                    pp,
-                    format!(
-                        "expected an integer, found a string; write {} without quotes",
-                        s.trim()
-                    ),
-                ),
-                _ => self.type_err(p, &pp, "an integer"),
-            }
-        }
-        if let Some(u) = f.get("user") {
-            self.string(u, &join(path, "user"));
-        }
-        if let Some(u) = f.get("password") {
-            self.string(u, &join(path, "password"));
-        }
-        if let Some(u) = f.get("dbname") {
-            self.nonempty(u, &join(path, "dbname"));
-        }
-        let sslmode = match f.get("sslmode") {
-            Some(n) if n.kind != Kind::Null => self
-                .one_of(n, &join(path, "sslmode"), "sslmode", &SSLMODES)
-                .map(|s| (s, n.pos)),
-            _ => None,
-        };
-        self.opt_string(f.get("search_path"), &join(path, "search_path"));
-        // Redshift rules (only when the host is known).
-        if let Some(h) = host
-            && !has_reference(h)
-            && h.trim_end_matches('.')
-                .to_ascii_lowercase()
-                .ends_with("redshift.amazonaws.com")
-        {
-            if driver != "postgresql+psycopg2"
-                && let Some(d) = f.get("driver")
-            {
-                self.push(
-                    d.pos,
-                    join(path, "driver"),
-                    "Redshift connections must use the postgresql+psycopg2 driver",
-                );
-            }
-            match f.get("sslmode") {
-                Some(_) if sslmode.is_some_and(|(s, _)| s == "verify-full") => {}
-                Some(n) if n.kind == Kind::Null || sslmode.is_some() => {
-                    self.push(n.pos, join(path, "sslmode"), "Redshift connections must use sslmode=verify-full")
-                }
-                Some(_) => {} // an invalid sslmode is already reported
-                None => self.push(
-                    node.pos,
-                    join(path, "sslmode"),
-                    "Redshift connections must use sslmode=verify-full (add sslmode = \"verify-full\")",
-                ),
-            }
-        }
-    }
-
-    fn bigquery(&mut self, node: &Node, path: &str) {
-        let keys = ["driver", "project_id", "dataset_id", "credentials"];
-        let Some(f) = self.object(node, path, &keys, &keys, &[]) else {
-            return;
-        };
-        if let Some(p) = f.get("project_id") {
-            let pp = join(path, "project_id");
-            if let Some(s) = self.string(p, &pp)
-                && !has_reference(s)
-            {
-                let n = s.chars().count();
-                if !(6..=30).contains(&n) {
-                    self.push(
-                        p.pos,
-                        pp,
-                        format!("project_id must be 6 to 30 characters long, found {n}"),
-                    );
-                } else if !s
-                    .chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-                {
-                    self.push(p.pos, pp, "project_id may only contain lower-case letters, digits and '-' (pattern ^[a-z0-9-]+$)");
-                }
-            }
-        }
-        if let Some(p) = f.get("dataset_id") {
-            let pp = join(path, "dataset_id");
-            if let Some(s) = self.string(p, &pp)
-                && !has_reference(s)
-            {
-                let n = s.chars().count();
-                if !(1..=1024).contains(&n) {
-                    self.push(
-                        p.pos,
-                        pp,
-                        format!("dataset_id must be 1 to 1024 characters long, found {n}"),
-                    );
-                } else if !s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-                    self.push(p.pos, pp, "dataset_id may only contain letters, digits and '_' (pattern ^[a-zA-Z0-9_]+$)");
-                }
-            }
-        }
-        let Some(c) = f.get("credentials") else {
-            return;
-        };
-        let cp = join(path, "credentials");
-        if !matches!(c.kind, Kind::Object(_)) {
-            self.type_err(c, &cp, "an object");
-            return;
-        }
-        let Some(t) = c.get("type") else {
-            self.push(
-                c.pos,
-                join(&cp, "type"),
-                "missing required key 'type' (one of: serviceaccountinfo, serviceaccountfile)",
-            );
-            return;
-        };
-        let Some(kind) = self.one_of(
-            t,
-            &join(&cp, "type"),
-            "credentials type",
-            &["serviceaccountinfo", "serviceaccountfile"],
-        ) else {
-            return;
-        };
-        if kind == "serviceaccountfile" {
-            if let Some(g) = self.object(c, &cp, &["type", "path"], &["path"], &[])
-                && let Some(p) = g.get("path")
-            {
-                self.nonempty(p, &join(&cp, "path"));
-            }
-            return;
-        }
-        let Some(g) = self.object(
-            c,
-            &cp,
-            &["type", "content_base64"],
-            &["content_base64"],
-            &[],
-        ) else {
-            return;
-        };
-        let Some(b) = g.get("content_base64") else {
-            return;
-        };
-        let bp = join(&cp, "content_base64");
-        let Some(s) = self.string(b, &bp) else { return };
-        if has_reference(s) {
-            return;
-        }
-        let n = s.chars().count();
-        if !(4..=8000).contains(&n) {
-            self.push(
-                b.pos,
-                bp,
-                format!("content_base64 must be 4 to 8000 characters long, found {n}"),
-            );
-            return;
-        }
-        let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(s.trim()) else {
-            self.push(b.pos, bp, "Invalid base64 content");
-            return;
-        };
-        let Ok(serde_json::Value::Object(m)) = serde_json::from_slice::<serde_json::Value>(&bytes)
-        else {
-            self.push(b.pos, bp, "Invalid JSON in service account credentials");
-            return;
-        };
-        let missing: Vec<&str> = [
-            "type",
-            "project_id",
-            "private_key_id",
-            "private_key",
-            "client_email",
-        ]
-        .into_iter()
-        .filter(|k| !m.contains_key(*k))
-        .collect();
-        if !missing.is_empty() {
-            self.push(
-                b.pos,
-                bp,
-                format!(
-                    "Missing required fields in service account JSON: {}",
-                    missing.join(", ")
-                ),
-            );
-        } else if m.get("type").and_then(|t| t.as_str()) != Some("service_account") {
-            self.push(
-                b.pos,
-                bp,
-                "Service account JSON must have type=\"service_account\"",
-            );
-        }
-    }
-
-    fn webhook(&mut self, node: &Node, path: &str) {
-        let Some(f) = self.object(
-            node,
-            path,
-            &["actions", "common_headers"],
-            &["actions", "common_headers"],
-            &[],
-        ) else {
-            return;
-        };
-        if let Some(a) = f.get("actions") {
-            let ap = join(path, "actions");
-            let names = [
-                "commit",
-                "assignment_file",
-                "update_timestamps",
-                "update_description",
-            ];
-            if let Some(g) = self.object(a, &ap, &names, &[], &[]) {
-                for k in names {
-                    let Some(u) = g.get(k) else { continue };
-                    if u.kind == Kind::Null {
-                        continue;
-                    }
-                    let up = join(&ap, k);
-                    let Some(h) = self.object(u, &up, &["method", "url"], &["method", "url"], &[])
-                    else {
-                        continue;
-                    };
-                    if let Some(m) = h.get("method") {
-                        self.one_of(m, &join(&up, "method"), "HTTP method", &METHODS);
-                    }
-                    if let Some(un) = h.get("url") {
-                        let upp = join(&up, "url");
-                        if let Some(s) = self.nonempty(un, &upp)
-                            && !has_reference(s)
-                        {
-                            let ok = url::Url::parse(s).is_ok_and(|u| {
-                                matches!(u.scheme(), "http" | "https") && u.host().is_some()
-                            });
-                            if !ok {
-                                let what = if un.secret {
-                                    "the value (from a secret)".to_string()
-                                } else {
-                                    format!("'{s}'")
-                                };
-                                self.push(
-                                    un.pos,
-                                    upp,
-                                    format!("{what} is not an http:// or https:// URL"),
-                                );
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        if let Some(h) = f.get("common_headers") {
-            let hp = join(path, "common_headers");
-            if let Some(g) = self.object(h, &hp, &["authorization"], &["authorization"], &[]) {
-                self.opt_string(g.get("authorization"), &join(&hp, "authorization"));
-            }
-        }
-    }
 }
 
 #[cfg(test)]
@@ -1149,5 +1041,15 @@ mod tests {
         assert_eq!(suggest("hots", ["port", "host"]), Some("host"));
         assert_eq!(suggest("Port", ["port"]), Some("port"));
         assert_eq!(suggest("colour", ["port", "host"]), None);
+    }
+
+    #[test]
+    fn the_derived_schema_compiles() {
+        assert!(
+            SCHEMA
+                .1
+                .is_valid(&serde_json::json!({"datasources": [{"id": "a", "config": {
+            "type": "sqlite_local", "sqlite_filename": "a.db", "participants": []}}]}))
+        );
     }
 }

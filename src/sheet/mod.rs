@@ -10,10 +10,12 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::datatype::DataType;
+use crate::settings::schema::older_name;
 
 /// One annotated column (the E1 `ColumnDescriptor`; `field_name` is accepted for `column_name`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(transform = older_name("column_name", "field_name"))]
 pub struct ColumnDescriptor {
     #[serde(alias = "field_name")]
     pub column_name: String,
@@ -37,6 +39,10 @@ pub struct ColumnDescriptor {
 /// A parsed sheet: the worksheet name as `table_name` and its columns (the E1 `ConfigWorksheet`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(
+    extend("$id" = "https://xngin.invalid/schemas/ConfigWorksheet.schema.json"),
+    transform = older_name("columns", "fields")
+)]
 pub struct ConfigWorksheet {
     pub table_name: String,
     #[serde(alias = "fields")]
