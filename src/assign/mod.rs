@@ -6,17 +6,18 @@
 //! to a warehouse table ([`warehouse`]) are separate.
 //!
 //! Steps:
-//! 1. Rows are ordered by participant id (numeric for integer ids, exact beyond 2^53); ids
-//!    must be non-null and unique.
+//! 1. Rows are ordered by participant id (numeric for integer ids, exact beyond 2^53) for the
+//!    outputs; ids must be non-null and unique.
 //! 2. Strata = the requested strata and metric fields, sorted and deduplicated; preprocessing
 //!    ([`preprocess`]) drops single-valued and unique non-numeric columns and quantile-bins
 //!    numeric ones ([`qcut`]).
-//! 3. With strata left: the stochatreat block algorithm ([`stochatreat`]); without: complete
-//!    random assignment with exact largest-remainder counts.
+//! 3. With strata left: the stochatreat block algorithm in unit-key order ([`stochatreat`]);
+//!    without: complete random assignment with exact largest-remainder counts.
 //! 4. Balance ([`balance`]): one HC1 F test per treatment arm against the first arm (control).
 //!
-//! Randomness: [`rng`] (ChaCha20, documented derivation). The result depends only on the set
-//! of rows (not their order), the design and the seed.
+//! Randomness: [`rng`], a keyed hash (each unit's key is MD5 of `"{seed}:{id}"`), defined in
+//! docs/assignment-algorithm.md so that any engine can recompute a draw. The result depends
+//! only on the set of rows (not their order), the design and the seed.
 
 pub mod audience;
 pub mod balance;
@@ -40,7 +41,6 @@ pub use stochatreat::UNASSIGNED;
 
 use crate::error::{Error, Result};
 use balance::Covariate;
-use rng::{STREAM_ASSIGN, STREAM_SAMPLE, SeededRng};
 
 /// Default number of quantile bins for numeric strata.
 pub const DEFAULT_QUANTILES: u32 = 4;
@@ -144,8 +144,8 @@ pub fn check_strata(table: &Table, strata: &[String]) -> Result<()> {
     }
 }
 
-/// A uniformly random subset of `k` rows, drawn with `seed` on the sampling stream from the rows
-/// in id order (so the subset does not depend on the rows' order).
+/// The `k` rows with the smallest unit keys (ties by id): a uniformly random subset that does
+/// not depend on the rows' order.
 pub fn sample(table: &Table, k: usize, seed: u64) -> Result<Table> {
     if k > table.len() {
         return Err(Error::invalid(format!(
@@ -154,12 +154,9 @@ pub fn sample(table: &Table, k: usize, seed: u64) -> Result<Table> {
             table.source
         )));
     }
-    let mut order = table.ids.sorted_order(&table.id_column)?;
-    let mut rng = SeededRng::new(seed, STREAM_SAMPLE);
-    rng.choose(&mut order, k);
-    order.truncate(k);
-    order.sort_unstable();
-    Ok(table.take(&order))
+    // Duplicate ids are refused before any draw.
+    table.ids.sorted_order(&table.id_column)?;
+    Ok(table.take(&rng::smallest(&table.ids, seed, k)))
 }
 
 /// Draw the assignment.
@@ -187,7 +184,8 @@ pub fn assign(table: &Table, design: &Design) -> Result<Outcome> {
     for d in &prepared.dropped {
         notes.push(format!("stratum {} not used: {}", d.field, d.reason));
     }
-    let mut rng = SeededRng::new(design.seed, STREAM_ASSIGN);
+    let keys = rng::sort_keys(&table.ids, design.seed);
+    run::trace("keys hashed");
     let k = design.arms.len();
     let (arm, stratum_id, n_strata) = if prepared.kept.is_empty() {
         if !strata.is_empty() {
@@ -195,20 +193,33 @@ pub fn assign(table: &Table, design: &Design) -> Result<Outcome> {
         }
         let counts = design.arms.largest_remainder_counts(n as u64);
         (
-            stochatreat::complete_random(&order, &counts, &mut rng),
+            stochatreat::complete_random(&table.ids, keys, design.seed, &counts),
             None,
             0,
         )
     } else {
         let (sid, count) = preprocess::stratum_ids(&prepared.kept, n);
         let arm = stochatreat::stochatreat(
-            &order,
+            &table.ids,
+            keys,
+            design.seed,
             &sid,
             count,
             &design.arms.mask(),
             design.misfit,
-            &mut rng,
-        );
+        )
+        .map_err(|e| {
+            Error::invalid(format!(
+                "{}: with blocks of {}, {} strata have leftover participants, and misfit strategy \
+                 stratum would hash one block mask for each ({} hashes, over the limit of {}): use \
+                 simpler --arm-weights (smaller blocks), fewer strata, or --misfit-strategy global",
+                table.source,
+                e.block,
+                e.strata,
+                e.strata * e.block,
+                stochatreat::MAX_MASK_HASHES
+            ))
+        })?;
         (arm, Some(sid), count)
     };
     let mut counts = vec![0u64; k];

@@ -7,8 +7,36 @@ use std::collections::HashMap;
 
 use proptest::prelude::*;
 
-use super::rng::SeededRng;
+use rand_chacha::ChaCha8Rng;
+use rand_chacha::rand_core::{Rng, SeedableRng};
+
+use super::rng::Keyer;
 use super::*;
+
+/// The generator of the synthetic tables (not of the draws, which are keyed hashes).
+struct DataRng(ChaCha8Rng);
+
+impl DataRng {
+    fn new(seed: u64) -> DataRng {
+        DataRng(ChaCha8Rng::seed_from_u64(seed))
+    }
+    /// Uniform in `0..n` by rejection.
+    fn below(&mut self, n: u64) -> u64 {
+        let zone = u64::MAX - (u64::MAX % n);
+        loop {
+            let x = self.0.next_u64();
+            if x < zone {
+                return x % n;
+            }
+        }
+    }
+    fn shuffle<T>(&mut self, v: &mut [T]) {
+        for i in (1..v.len()).rev() {
+            let j = self.below(i as u64 + 1) as usize;
+            v.swap(i, j);
+        }
+    }
+}
 
 struct Case {
     table: Table,
@@ -24,7 +52,7 @@ fn build(
     data_seed: u64,
     seed: u64,
 ) -> Case {
-    let mut r = SeededRng::new(data_seed, 99);
+    let mut r = DataRng::new(data_seed);
     // Unique ids: a random permutation of spread-out integers (some beyond 2^53).
     let mut ids: Vec<i64> = (0..n as i64)
         .map(|i| i * 1_000_003 + (1 << 53) - 5_000_000)
@@ -126,10 +154,15 @@ proptest! {
                     prop_assert_eq!(*seen_t.entry(t).or_insert(sid[i]), sid[i]);
                 }
                 prop_assert_eq!(seen.len() as u32, o.n_strata);
-                // Per stratum, rows in id order.
+                // Per stratum, rows in unit-key order.
+                let mut keyer = Keyer::unit(c.design.seed);
+                let keys: Vec<u128> = (0..n).map(|r| keyer.key(&c.table.ids, r)).collect();
                 let mut strata: Vec<Vec<usize>> = vec![Vec::new(); o.n_strata as usize];
                 for &r in &o.order {
                     strata[sid[r as usize] as usize].push(r as usize);
+                }
+                for rows in strata.iter_mut() {
+                    rows.sort_by_key(|r| keys[*r]);
                 }
                 for rows in &strata {
                     let s = rows.len();
@@ -142,7 +175,7 @@ proptest! {
                     match misfit {
                         MisfitStrategy::Stratum => {
                             prop_assert_eq!(un, 0);
-                            // Every full block of L rows (in id order) is split exactly.
+                            // Every full block of L rows (in key order) is split exactly.
                             for block in rows.chunks(l) {
                                 let mut b = vec![0u64; arms.len()];
                                 for &r in block { b[o.arm[r] as usize] += 1; }
@@ -156,14 +189,24 @@ proptest! {
                             }
                         }
                         MisfitStrategy::None => {
-                            // Exactly the misfits unassigned, the rest split exactly.
+                            // Exactly the misfits (the largest keys) unassigned, the rest split
+                            // exactly.
                             prop_assert_eq!(un, s % l);
+                            for &r in &rows[full * l..] {
+                                prop_assert_eq!(o.arm[r], UNASSIGNED);
+                            }
                             for i in 0..arms.len() {
                                 prop_assert_eq!(cnt[i], full as u64 * arms.mask_counts[i]);
                             }
                         }
                         MisfitStrategy::Global => {
                             prop_assert_eq!(un, 0);
+                            // Full blocks (in key order) exact; the leftovers left the stratum.
+                            for block in rows.chunks_exact(l) {
+                                let mut b = vec![0u64; arms.len()];
+                                for &r in block { b[o.arm[r] as usize] += 1; }
+                                prop_assert_eq!(&b, &arms.mask_counts);
+                            }
                             for i in 0..arms.len() {
                                 prop_assert!(cnt[i] >= full as u64 * arms.mask_counts[i]);
                             }
@@ -196,7 +239,7 @@ proptest! {
         let again = assign(&c.table, &c.design).unwrap();
         prop_assert_eq!(&again.arm, &o.arm);
         let mut perm: Vec<u32> = (0..n as u32).collect();
-        SeededRng::new(data_seed ^ 0x5555, 7).shuffle(&mut perm);
+        DataRng::new(data_seed ^ 0x5555).shuffle(&mut perm);
         let shuffled = c.table.take(&perm);
         let o2 = assign(&shuffled, &c.design).unwrap();
         prop_assert_eq!(by_id(&c.table, &o), by_id(&shuffled, &o2));

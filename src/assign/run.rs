@@ -194,7 +194,7 @@ pub async fn run(req: &Request) -> Result<Report> {
     trace("assigned");
     // The input fingerprint is hashed while the assignment file is written.
     let (fp, written) = std::thread::scope(|sc| {
-        let h = sc.spawn(|| super::output::fingerprint(&table, &outcome.order));
+        let h = sc.spawn(|| super::output::fingerprint(&table));
         let written = match &req.output {
             Some(out) => super::output::write_file(out, req.replace, &table, &outcome, &design),
             None => Ok(()),

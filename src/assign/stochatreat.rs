@@ -1,117 +1,161 @@
-//! The stochatreat block algorithm (xngin-reference.md §6.5), and complete random assignment
-//! for designs without strata (§6.4).
+//! The stochatreat block algorithm on keyed-hash order, and complete random assignment for
+//! designs without strata (definition: docs/assignment-algorithm.md).
 //!
-//! Within each stratum, rows are taken in participant-id order and cut into blocks of L rows
-//! (L = lcm of the denominators of the exact arm shares); every block receives an independent
-//! uniformly random permutation of the mask (arm i repeated L·p_i times). So every full block
-//! is split exactly by the weights. The rows that do not fill a last block (the "misfits",
-//! s mod L of a stratum of s rows) are handled by the misfit strategy:
-//! * `stratum`: the misfits are the stratum's last partial block; they receive the first
-//!   s mod L entries of one random permutation of the mask (a draw without replacement).
-//! * `global`: s mod L rows of each stratum, chosen at random, are pooled (in stratum order)
-//!   and assigned like one more stratum.
-//! * `none`: s mod L rows of each stratum, chosen at random, stay unassigned.
-//!
-//! All randomness comes from one [`SeededRng`] in a fixed order (strata by id, blocks in
-//! order), so the result depends only on the rows' ids, their strata, the design and the seed.
+//! Within each stratum, units are taken in unit-key order ([`super::rng`]) and cut into blocks
+//! of L (L = lcm of the denominators of the exact arm shares). Position j of every full block
+//! goes to arm `pattern[j]`, the fixed pattern "arm i repeated L·p_i times, in arm order": a
+//! fixed pattern over a uniformly random order of the units is a uniformly random exact split,
+//! so every full block is split exactly by the weights, as stochatreat's permuted masks are.
+//! The r = s mod L units left over (the r largest keys of a stratum of s units) follow the
+//! misfit strategy, with stochatreat's distribution:
+//! * `stratum`: leftover t (t = 0…r−1 in key order) gets `pattern[π(t)]`, π the positions of one
+//!   block mask in mask-key order (`label` = the stratum id): a draw without replacement from a
+//!   randomly permuted mask.
+//! * `global`: all leftovers are pooled, ordered by their pool keys (not their unit keys, which
+//!   are biased upwards by being the largest of their stratum), and assigned like one more
+//!   stratum (its own leftovers by the mask labelled `global`).
+//! * `none`: the leftovers stay unassigned.
 
-use super::rng::SeededRng;
+use super::data::Ids;
+use super::rng::{self, Keyer};
 
 /// Marks a row left unassigned (misfit strategy `none`).
 pub const UNASSIGNED: u32 = u32::MAX;
 
+/// Most mask-key hashes that misfit strategy `stratum` may need (one block mask of L keys per
+/// stratum with leftovers); beyond it a run would take minutes for a design that stratifies
+/// nothing (strata smaller than a block).
+pub const MAX_MASK_HASHES: u64 = 20_000_000;
+
+/// The design needs more than [`MAX_MASK_HASHES`] mask-key hashes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TooManyMasks {
+    /// Strata with leftover units.
+    pub strata: u64,
+    pub block: u64,
+}
+
 /// Assign rows to arms by blocks within strata.
 ///
-/// `order`: the row indices sorted by participant id; `stratum[row]`: the row's stratum id
-/// (< `n_strata`); `mask`: the block mask. Returns the arm per row (or [`UNASSIGNED`]).
+/// `keys[row]`: the row's sort key ([`rng::sort_keys`]); `stratum[row]`: its stratum id
+/// (< `n_strata`); `pattern`: the block pattern. Returns the arm per row (or [`UNASSIGNED`]).
 pub fn stochatreat(
-    order: &[u32],
+    ids: &Ids,
+    keys: Vec<u64>,
+    seed: u64,
     stratum: &[u32],
     n_strata: u32,
-    mask: &[u32],
+    pattern: &[u32],
     misfit: super::MisfitStrategy,
-    rng: &mut SeededRng,
-) -> Vec<u32> {
+) -> Result<Vec<u32>, TooManyMasks> {
     use super::MisfitStrategy as M;
-    let n = order.len();
-    let l = mask.len();
-    let mut arm = vec![UNASSIGNED; n];
-    // Counting sort of the id-ordered rows by stratum (stable: id order within a stratum).
+    let n = keys.len();
+    let l = pattern.len();
+    // Counting sort of the rows by stratum.
     let mut start = vec![0usize; n_strata as usize + 1];
-    for &r in order {
-        start[stratum[r as usize] as usize + 1] += 1;
+    for &s in stratum {
+        start[s as usize + 1] += 1;
     }
     for s in 0..n_strata as usize {
         start[s + 1] += start[s];
     }
-    let mut grouped = vec![0u32; n];
+    if misfit == M::Stratum {
+        let with_leftovers = (0..n_strata as usize)
+            .filter(|&s| !(start[s + 1] - start[s]).is_multiple_of(l))
+            .count() as u64;
+        if with_leftovers.saturating_mul(l as u64) > MAX_MASK_HASHES {
+            return Err(TooManyMasks {
+                strata: with_leftovers,
+                block: l as u64,
+            });
+        }
+    }
+    let mut grouped = vec![(0u64, 0u32); n];
     let mut fill = start.clone();
-    for &r in order {
-        let s = stratum[r as usize] as usize;
-        grouped[fill[s]] = r;
-        fill[s] += 1;
+    for (r, (&s, k)) in stratum.iter().zip(keys).enumerate() {
+        grouped[fill[s as usize]] = (k, r as u32);
+        fill[s as usize] += 1;
     }
     drop(fill);
 
-    let mut perm: Vec<u32> = mask.to_vec();
+    let mut arm = vec![UNASSIGNED; n];
     let mut pool: Vec<u32> = Vec::new();
     for s in 0..n_strata as usize {
-        let rows = &mut grouped[start[s]..start[s + 1]];
-        let misfits = rows.len() % l;
-        let full = rows.len() - misfits;
-        let (blocks, rest) = if misfit == M::Stratum {
-            rows.split_at_mut(full)
-        } else {
-            // A random choice of the misfits goes to the front.
-            rng.choose(rows, misfits);
-            let (a, b) = rows.split_at_mut(misfits);
-            (b, a)
-        };
-        for block in blocks.chunks_exact(l) {
-            assign_block(block, &mut perm, rng, &mut arm);
+        let units = &mut grouped[start[s]..start[s + 1]];
+        rng::sort_pairs(units, ids, seed);
+        let full = units.len() - units.len() % l;
+        for (j, &(_, r)) in units[..full].iter().enumerate() {
+            arm[r as usize] = pattern[j % l];
         }
+        let rest = &units[full..];
         match misfit {
-            M::Stratum => assign_block(rest, &mut perm, rng, &mut arm),
-            M::Global => pool.extend_from_slice(rest),
+            M::Stratum => assign_leftovers(
+                rest.iter().map(|p| p.1),
+                &s.to_string(),
+                seed,
+                pattern,
+                &mut arm,
+            ),
+            M::Global => pool.extend(rest.iter().map(|p| p.1)),
             M::None => {}
         }
     }
-    if misfit == M::Global {
-        for block in pool.chunks(l) {
-            assign_block(block, &mut perm, rng, &mut arm);
+    if misfit == M::Global && !pool.is_empty() {
+        let mut k = Keyer::pool(seed);
+        let mut keyed: Vec<(u128, u32)> =
+            pool.iter().map(|&r| (k.key(ids, r as usize), r)).collect();
+        keyed.sort_unstable_by(|a, b| {
+            a.0.cmp(&b.0)
+                .then_with(|| ids.cmp_rows(a.1 as usize, b.1 as usize))
+        });
+        let full = keyed.len() - keyed.len() % l;
+        for (j, &(_, r)) in keyed[..full].iter().enumerate() {
+            arm[r as usize] = pattern[j % l];
         }
+        assign_leftovers(
+            keyed[full..].iter().map(|p| p.1),
+            "global",
+            seed,
+            pattern,
+            &mut arm,
+        );
     }
-    arm
+    Ok(arm)
 }
 
-/// Give `rows` (at most one block) the first entries of a fresh random permutation of the mask.
-fn assign_block(rows: &[u32], perm: &mut [u32], rng: &mut SeededRng, arm: &mut [u32]) {
-    if rows.is_empty() {
+/// Leftover t (in order) gets `pattern[π(t)]`, π the mask positions in mask-key order.
+fn assign_leftovers(
+    rows: impl ExactSizeIterator<Item = u32>,
+    label: &str,
+    seed: u64,
+    pattern: &[u32],
+    arm: &mut [u32],
+) {
+    if rows.len() == 0 {
         return;
     }
-    if rows.len() == perm.len() {
-        rng.shuffle(perm);
-    } else {
-        rng.choose(perm, rows.len());
-    }
-    for (r, a) in rows.iter().zip(perm.iter()) {
-        arm[*r as usize] = *a;
+    let order = rng::mask_order(seed, label, pattern.len());
+    for (r, p) in rows.zip(order) {
+        arm[r as usize] = pattern[p as usize];
     }
 }
 
-/// Complete random assignment: exactly `counts[i]` rows to arm i (Σcounts = rows), the
-/// id-ordered rows receiving a uniformly random permutation of the count mask.
-pub fn complete_random(order: &[u32], counts: &[u64], rng: &mut SeededRng) -> Vec<u32> {
-    let mut mask: Vec<u32> = counts
-        .iter()
+/// Complete random assignment: exactly `counts[i]` rows to arm i (Σcounts = rows): in unit-key
+/// order, the first `counts[0]` rows to arm 0, the next `counts[1]` to arm 1, and so on.
+pub fn complete_random(ids: &Ids, keys: Vec<u64>, seed: u64, counts: &[u64]) -> Vec<u32> {
+    let mut pairs: Vec<(u64, u32)> = keys
+        .into_iter()
         .enumerate()
-        .flat_map(|(i, &c)| std::iter::repeat_n(i as u32, c as usize))
+        .map(|(r, k)| (k, r as u32))
         .collect();
-    debug_assert_eq!(mask.len(), order.len());
-    rng.shuffle(&mut mask);
-    let mut arm = vec![UNASSIGNED; order.len()];
-    for (r, a) in order.iter().zip(mask) {
-        arm[*r as usize] = a;
+    debug_assert_eq!(counts.iter().sum::<u64>(), pairs.len() as u64);
+    rng::sort_pairs(&mut pairs, ids, seed);
+    let mut arm = vec![UNASSIGNED; pairs.len()];
+    let mut it = pairs.iter();
+    for (a, &c) in counts.iter().enumerate() {
+        for &(_, r) in it.by_ref().take(c as usize) {
+            arm[r as usize] = a as u32;
+        }
     }
     arm
 }
@@ -120,18 +164,28 @@ pub fn complete_random(order: &[u32], counts: &[u64], rng: &mut SeededRng) -> Ve
 mod tests {
     use super::*;
     use crate::assign::MisfitStrategy;
-    use crate::assign::rng::STREAM_ASSIGN;
+
+    fn run(
+        n: usize,
+        stratum: &[u32],
+        n_strata: u32,
+        pattern: &[u32],
+        m: MisfitStrategy,
+        seed: u64,
+    ) -> Vec<u32> {
+        let ids = Ids::Int((0..n as i64).collect());
+        let keys = rng::sort_keys(&ids, seed);
+        stochatreat(&ids, keys, seed, stratum, n_strata, pattern, m).unwrap()
+    }
 
     #[test]
     fn reference_example_counts() {
-        // §6.5: 2 arms, strata sizes 5, 3, 2: per-stratum counts arm0+arm1 = 5, 3, 2, every full
+        // 2 arms, strata sizes 5, 3, 2: per-stratum counts arm0+arm1 = 5, 3, 2, every full
         // pair split 1:1, so arm counts differ by at most one per stratum.
         let stratum: Vec<u32> = vec![0, 0, 0, 0, 0, 1, 1, 1, 2, 2];
-        let order: Vec<u32> = (0..10).collect();
         for strat in [MisfitStrategy::Stratum, MisfitStrategy::Global] {
             for seed in 0..20 {
-                let mut rng = SeededRng::new(seed, STREAM_ASSIGN);
-                let arm = stochatreat(&order, &stratum, 3, &[0, 1], strat, &mut rng);
+                let arm = run(10, &stratum, 3, &[0, 1], strat, seed);
                 for (s, size) in [(0u32, 5usize), (1, 3), (2, 2)] {
                     let a1 = (0..10).filter(|&i| stratum[i] == s && arm[i] == 1).count();
                     assert!(
@@ -142,17 +196,122 @@ mod tests {
                 assert!(arm.iter().all(|a| *a < 2));
             }
         }
-        let mut rng = SeededRng::new(1, STREAM_ASSIGN);
-        let arm = stochatreat(&order, &stratum, 3, &[0, 1], MisfitStrategy::None, &mut rng);
+        let arm = run(10, &stratum, 3, &[0, 1], MisfitStrategy::None, 1);
         assert_eq!(arm.iter().filter(|a| **a == UNASSIGNED).count(), 2); // 5 mod 2 + 3 mod 2
     }
 
     #[test]
+    fn full_blocks_follow_the_pattern_in_key_order() {
+        // One stratum of 7, pattern a,b,b (weights 1:2): the 6 smallest keys get a,b,b,a,b,b.
+        let ids = Ids::Int((100..107).collect());
+        let seed = 5;
+        let arm = run_ids(&ids, &[0; 7], 1, &[0, 1, 1], MisfitStrategy::None, seed);
+        let mut k = Keyer::unit(seed);
+        let mut by_key: Vec<(u128, usize)> = (0..7).map(|r| (k.key(&ids, r), r)).collect();
+        by_key.sort();
+        let got: Vec<u32> = by_key.iter().map(|x| arm[x.1]).collect();
+        assert_eq!(got, vec![0, 1, 1, 0, 1, 1, UNASSIGNED]);
+    }
+
+    fn run_ids(
+        ids: &Ids,
+        stratum: &[u32],
+        n_strata: u32,
+        pattern: &[u32],
+        m: MisfitStrategy,
+        seed: u64,
+    ) -> Vec<u32> {
+        let keys = rng::sort_keys(ids, seed);
+        stochatreat(ids, keys, seed, stratum, n_strata, pattern, m).unwrap()
+    }
+
+    #[test]
+    fn stratum_leftovers_draw_from_the_keyed_mask() {
+        // Stratum 0 of 3 units with L = 5 (pattern 0,1,1,1,1): all are leftovers; leftover t
+        // gets pattern[mask_order(seed, "0")[t]].
+        let ids = Ids::Int(vec![1, 2, 3]);
+        let seed = 11;
+        let pattern = [0, 1, 1, 1, 1];
+        let arm = run_ids(&ids, &[0, 0, 0], 1, &pattern, MisfitStrategy::Stratum, seed);
+        let mut k = Keyer::unit(seed);
+        let mut by_key: Vec<(u128, usize)> = (0..3).map(|r| (k.key(&ids, r), r)).collect();
+        by_key.sort();
+        let order = rng::mask_order(seed, "0", 5);
+        for (t, &(_, r)) in by_key.iter().enumerate() {
+            assert_eq!(arm[r], pattern[order[t] as usize]);
+        }
+    }
+
+    #[test]
+    fn global_pool_is_ordered_by_pool_keys() {
+        // Two strata of 1 unit each, L = 2: both leftovers pooled into one full block, the
+        // lower pool key gets arm 0.
+        let ids = Ids::Int(vec![8, 9]);
+        let seed = 3;
+        let arm = run_ids(&ids, &[0, 1], 2, &[0, 1], MisfitStrategy::Global, seed);
+        let mut k = Keyer::pool(seed);
+        let first = if k.key(&ids, 0) < k.key(&ids, 1) {
+            0
+        } else {
+            1
+        };
+        assert_eq!(arm[first], 0);
+        assert_eq!(arm[1 - first], 1);
+    }
+
+    #[test]
+    fn too_many_leftover_masks_are_refused() {
+        let n = 300;
+        let ids = Ids::Int((0..n as i64).collect());
+        let stratum: Vec<u32> = (0..n as u32).collect();
+        let pattern: Vec<u32> = (0..100_000).map(|i| (i % 2) as u32).collect();
+        let keys = rng::sort_keys(&ids, 1);
+        let e = stochatreat(
+            &ids,
+            keys.clone(),
+            1,
+            &stratum,
+            n as u32,
+            &pattern,
+            MisfitStrategy::Stratum,
+        )
+        .unwrap_err();
+        assert_eq!(
+            e,
+            TooManyMasks {
+                strata: 300,
+                block: 100_000
+            }
+        );
+        // The other strategies need at most one mask.
+        assert!(
+            stochatreat(
+                &ids,
+                keys,
+                1,
+                &stratum,
+                n as u32,
+                &pattern,
+                MisfitStrategy::Global
+            )
+            .is_ok()
+        );
+    }
+
+    #[test]
     fn complete_random_counts() {
-        let order: Vec<u32> = (0..7).rev().collect();
-        let mut rng = SeededRng::new(9, STREAM_ASSIGN);
-        let arm = complete_random(&order, &[2, 5], &mut rng);
+        let ids = Ids::Int((0..7).rev().collect());
+        let keys = rng::sort_keys(&ids, 9);
+        let arm = complete_random(&ids, keys, 9, &[2, 5]);
         assert_eq!(arm.iter().filter(|a| **a == 0).count(), 2);
         assert_eq!(arm.iter().filter(|a| **a == 1).count(), 5);
+        // Arm 0 = the two smallest keys.
+        let mut k = Keyer::unit(9);
+        let mut by_key: Vec<(u128, usize)> = (0..7).map(|r| (k.key(&ids, r), r)).collect();
+        by_key.sort();
+        assert_eq!(
+            (arm[by_key[0].1], arm[by_key[1].1], arm[by_key[2].1]),
+            (0, 0, 1)
+        );
     }
 }
