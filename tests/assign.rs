@@ -1135,3 +1135,156 @@ fn participant_type_quick_start() {
         "{err}"
     );
 }
+
+/// MD5 of a text as 32 lowercase hex digits (the keys of docs/assignment-algorithm.md).
+fn md5_hex(text: &str) -> String {
+    use md5::Digest;
+    let d: [u8; 16] = md5::Md5::digest(text.as_bytes()).into();
+    d.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The cells of the markdown table whose header line starts with `header`, in `doc`.
+fn doc_table(doc: &str, header: &str) -> Vec<Vec<String>> {
+    let mut lines = doc.lines().skip_while(|l| !l.starts_with(header));
+    assert!(lines.next().is_some(), "no table {header:?} in the doc");
+    lines
+        .skip(1) // |---|---|
+        .take_while(|l| l.starts_with('|'))
+        .map(|l| {
+            l.trim()
+                .trim_matches('|')
+                .split('|')
+                .map(|c| c.trim().to_string())
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn worked_example_in_docs_is_reproduced() {
+    let doc_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/assignment-algorithm.md");
+    let doc = std::fs::read_to_string(&doc_path).unwrap();
+    let doc = &doc[doc.find("<!-- worked-example").expect("example marker")..];
+    // The command, its seed and its arms.
+    let cmd: Vec<&str> = doc
+        .lines()
+        .find(|l| l.trim_start().starts_with("xngin assign"))
+        .unwrap()
+        .split_whitespace()
+        .skip(1)
+        .collect();
+    let flag = |f: &str| cmd[cmd.iter().position(|a| *a == f).unwrap() + 1];
+    let seed = flag("--seed");
+    let table = doc_table(doc, "| id |");
+    assert_eq!(table.len(), 10);
+    let dir = tempfile::tempdir().unwrap();
+    let mut csv = String::from("id,region\n");
+    for r in &table {
+        csv.push_str(&format!("{},{}\n", r[0], r[1]));
+    }
+    let input = dir.path().join("example.csv");
+    std::fs::write(&input, csv).unwrap();
+    let run = |extra: &[&str], out: &Path| {
+        let mut args: Vec<&str> = cmd.clone();
+        let i = args.iter().position(|a| *a == "--input").unwrap();
+        args[i + 1] = input.to_str().unwrap();
+        args.extend(extra);
+        args.extend(["--output", out.to_str().unwrap(), "-q"]);
+        run_ok(&args);
+        let text = std::fs::read_to_string(out).unwrap();
+        let rows: Vec<Vec<String>> = text
+            .lines()
+            .skip(1)
+            .map(|l| l.split(',').map(str::to_string).collect())
+            .collect();
+        let record: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(format!("{}.design.json", out.display())).unwrap(),
+        )
+        .unwrap();
+        (rows, record)
+    };
+    // Arms per misfit strategy (columns 5, 7, 8) and stratum ids (column 2).
+    let mut record = serde_json::Value::Null;
+    for (strategy, col) in [("stratum", 5), ("global", 7), ("none", 8)] {
+        let out = dir.path().join(format!("{strategy}.csv"));
+        let (rows, rec) = run(&["--misfit-strategy", strategy], &out);
+        let got: Vec<(String, String, String)> = rows
+            .iter()
+            .map(|r| (r[0].clone(), r[3].clone(), r[2].clone()))
+            .collect();
+        let mut want: Vec<(String, String, String)> = table
+            .iter()
+            .map(|r| (r[0].clone(), r[2].clone(), r[col].clone()))
+            .collect();
+        want.sort_by_key(|w| w.0.parse::<i64>().unwrap());
+        assert_eq!(got, want, "misfit strategy {strategy}");
+        if strategy == "stratum" {
+            record = rec;
+        }
+    }
+    assert_eq!(record["seed"].as_u64().unwrap().to_string(), seed);
+    let l = record["block_size"].as_u64().unwrap() as usize;
+    // Unit keys, pool keys (for leftovers only) and each unit's place in its stratum.
+    for r in &table {
+        assert_eq!(
+            r[3],
+            md5_hex(&format!("{seed}:{}", r[0])),
+            "unit key of {}",
+            r[0]
+        );
+        if r[4].starts_with("leftover") {
+            assert_eq!(r[6], md5_hex(&format!("pool:{seed}:{}", r[0])));
+        } else {
+            assert_eq!(r[6], "");
+        }
+    }
+    let mut strata: std::collections::BTreeMap<&str, Vec<&Vec<String>>> = Default::default();
+    for r in &table {
+        strata.entry(r[2].as_str()).or_default().push(r);
+    }
+    for units in strata.values_mut() {
+        units.sort_by(|a, b| a[3].cmp(&b[3]));
+        let full = units.len() - units.len() % l;
+        for (j, u) in units.iter().enumerate() {
+            let place = if j < full {
+                format!("block {} position {}", j / l, j % l)
+            } else {
+                format!("leftover {}", j - full)
+            };
+            assert_eq!(u[4], place, "place of {}", u[0]);
+        }
+    }
+    // Mask keys and their order.
+    let masks = doc_table(doc, "| label |");
+    assert_eq!(masks.len(), 4);
+    for m in &masks {
+        let keys: Vec<String> = (0..l)
+            .map(|p| md5_hex(&format!("mask:{seed}:{}:{p}", m[0])))
+            .collect();
+        assert_eq!(&m[1..=l], &keys[..], "mask keys of {}", m[0]);
+        let mut pi: Vec<usize> = (0..l).collect();
+        pi.sort_by(|a, b| keys[*a].cmp(&keys[*b]));
+        let pi: Vec<String> = pi.iter().map(|p| p.to_string()).collect();
+        assert_eq!(m[l + 1], pi.join(", "));
+    }
+    // Sample and fingerprint lines.
+    let line = |start: &str| doc.lines().find(|l| l.starts_with(start)).unwrap();
+    let sample = line("Sample:");
+    let (k, kept) = sample
+        .strip_prefix("Sample: `--sample-size ")
+        .and_then(|s| s.split_once("` keeps the ids "))
+        .unwrap();
+    let kept = kept.split(" (").next().unwrap();
+    let (rows, _) = run(&["--sample-size", k], &dir.path().join("sample.csv"));
+    let ids: Vec<&str> = rows.iter().map(|r| r[0].as_str()).collect();
+    assert_eq!(ids.join(", "), kept);
+    let fp = line("Fingerprint:");
+    assert_eq!(
+        fp,
+        format!(
+            "Fingerprint: rows {}, md5_sum_ids {}.",
+            record["input_fingerprint"]["rows"],
+            record["input_fingerprint"]["md5_sum_ids"].as_str().unwrap()
+        )
+    );
+}
