@@ -268,3 +268,42 @@ fn single_row_and_empty_audiences_are_refused() {
             .contains("only 1 participant")
     );
 }
+
+#[test]
+fn strata_smaller_than_huge_blocks_are_refused_not_hashed_for_minutes() {
+    // 300 strata of 2 units, blocks of 100000 (weights 0.33333 : 0.66667): 3e7 mask hashes.
+    let n = 600;
+    let vals: Vec<String> = (0..n).map(|i| format!("g{}", i / 2)).collect();
+    let arms = Arms::new(
+        &["a".to_string(), "b".to_string()],
+        Some(&["0.33333".to_string(), "0.66667".to_string()]),
+    )
+    .unwrap();
+    assert_eq!(arms.block, 100_000);
+    let table = Table {
+        source: "people.csv".into(),
+        id_column: "id".into(),
+        ids: Ids::Int((0..n as i64).collect()),
+        columns: vec![Column {
+            name: "g".into(),
+            data: ColumnData::text_from(vals.iter().map(|v| Some(v.as_str()))),
+        }],
+    };
+    let design = Design {
+        arms,
+        strata: vec!["g".into()],
+        quantiles: 4,
+        misfit: MisfitStrategy::Stratum,
+        seed: 1,
+        fstat_thresh: 0.6,
+    };
+    let e = assign(&table, &design).unwrap_err();
+    assert_eq!(e.exit_code(), 3);
+    assert_eq!(
+        e.to_string(),
+        "people.csv: with blocks of 100000, 300 strata have leftover participants, and misfit \
+         strategy stratum would hash one block mask for each (30000000 hashes, over the limit of \
+         20000000): use simpler --arm-weights (smaller blocks), fewer strata, or --misfit-strategy \
+         global"
+    );
+}

@@ -323,4 +323,24 @@ mod tests {
         assert_ne!(o, mask_order(42, "4", 10));
         assert_ne!(o, mask_order(43, "3", 10));
     }
+
+    #[test]
+    fn sample_inclusion_frequency_is_k_over_n() {
+        // 20 units, samples of 5 over 4000 fixed seeds: each unit is drawn with probability
+        // 1/4; chi-square (1 df) per unit at 1e-4.
+        use statrs::distribution::{ChiSquared, ContinuousCDF};
+        let ids = Ids::Int((0..20).map(|i| i * 1_000_003).collect());
+        let mut freq = [0u64; 20];
+        for seed in 0..4000 {
+            for r in smallest(&ids, seed, 5) {
+                freq[r as usize] += 1;
+            }
+        }
+        for (u, &f) in freq.iter().enumerate() {
+            let (e_in, e_out) = (1000.0, 3000.0);
+            let x2 = (f as f64 - e_in).powi(2) / e_in + ((4000 - f) as f64 - e_out).powi(2) / e_out;
+            let p = 1.0 - ChiSquared::new(1.0).unwrap().cdf(x2);
+            assert!(p > 1e-4, "unit {u}: {f} of 4000, p = {p}");
+        }
+    }
 }

@@ -314,4 +314,102 @@ mod tests {
             (0, 0, 1)
         );
     }
+
+    /// Upper-tail p-value of Pearson's chi-square of `observed` against `expected` counts.
+    fn chi_square_p(observed: &[u64], expected: &[f64]) -> f64 {
+        use statrs::distribution::{ChiSquared, ContinuousCDF};
+        let x2: f64 = observed
+            .iter()
+            .zip(expected)
+            .map(|(&o, &e)| (o as f64 - e).powi(2) / e)
+            .sum();
+        1.0 - ChiSquared::new((observed.len() - 1) as f64)
+            .unwrap()
+            .cdf(x2)
+    }
+
+    /// Over a fixed list of seeds, count each unit's arms (last slot: unassigned).
+    fn arm_frequencies(
+        sizes: &[usize],
+        pattern: &[u32],
+        k: usize,
+        m: MisfitStrategy,
+        seeds: std::ops::Range<u64>,
+    ) -> (Vec<u32>, Vec<Vec<u64>>) {
+        let stratum: Vec<u32> = sizes
+            .iter()
+            .enumerate()
+            .flat_map(|(s, &n)| std::iter::repeat_n(s as u32, n))
+            .collect();
+        let n = stratum.len();
+        // Ids interleaved across strata, some negative.
+        let ids = Ids::Int((0..n as i64).map(|i| (i * 37) % 101 - 50).collect());
+        let mut freq = vec![vec![0u64; k + 1]; n];
+        for seed in seeds {
+            let keys = rng::sort_keys(&ids, seed);
+            let arm =
+                stochatreat(&ids, keys, seed, &stratum, sizes.len() as u32, pattern, m).unwrap();
+            for (f, a) in freq.iter_mut().zip(arm) {
+                f[if a == UNASSIGNED { k } else { a as usize }] += 1;
+            }
+        }
+        (stratum, freq)
+    }
+
+    #[test]
+    fn each_units_arm_frequency_matches_its_weight() {
+        // Weights 1:2:3 (L = 6), strata of 13, 7, 4 and 1 units: full blocks and leftovers in
+        // every stratum. 4000 fixed seeds; each unit's arm counts against 1/6, 2/6, 3/6 by a
+        // chi-square test at 1e-4 (deterministic: the seeds are fixed). Ordering the `global`
+        // pool by unit keys instead of pool keys fails this (p = 4e-5 for one unit).
+        let pattern = [0, 1, 1, 2, 2, 2];
+        let sizes = [13, 7, 4, 1];
+        let seeds = 0..4000u64;
+        let total = seeds.end as f64;
+        for m in [MisfitStrategy::Stratum, MisfitStrategy::Global] {
+            let (_, freq) = arm_frequencies(&sizes, &pattern, 3, m, seeds.clone());
+            for (u, f) in freq.iter().enumerate() {
+                assert_eq!(f[3], 0);
+                let expected = [total / 6.0, total * 2.0 / 6.0, total * 3.0 / 6.0];
+                let p = chi_square_p(&f[..3], &expected);
+                assert!(p > 1e-4, "{m:?} unit {u}: counts {f:?}, p = {p}");
+            }
+        }
+        // `none`: a unit of a stratum of s is unassigned with probability (s mod L)/s, else
+        // its arm follows the weights.
+        let (stratum, freq) = arm_frequencies(&sizes, &pattern, 3, MisfitStrategy::None, seeds);
+        for (u, f) in freq.iter().enumerate() {
+            let s = sizes[stratum[u] as usize];
+            let left = (s % 6) as f64 / s as f64;
+            let a = (1.0 - left) * total;
+            let expected = [a / 6.0, a * 2.0 / 6.0, a * 3.0 / 6.0, left * total];
+            if s < 6 {
+                assert_eq!(
+                    f[3], total as u64,
+                    "unit {u} of a stratum smaller than a block"
+                );
+                continue;
+            }
+            let p = chi_square_p(f, &expected);
+            assert!(p > 1e-4, "None unit {u}: counts {f:?}, p = {p}");
+        }
+    }
+
+    #[test]
+    fn complete_random_unit_frequencies_match_the_counts() {
+        // 10 units, 3 equal arms: counts 4, 3, 3, so each unit has arm i with probability
+        // c_i / 10.
+        let ids = Ids::from_strings((0..10).map(|i| format!("p{i}")).collect());
+        let mut freq = vec![[0u64; 3]; 10];
+        for seed in 0..3000 {
+            let arm = complete_random(&ids, rng::sort_keys(&ids, seed), seed, &[4, 3, 3]);
+            for (f, a) in freq.iter_mut().zip(arm) {
+                f[a as usize] += 1;
+            }
+        }
+        for (u, f) in freq.iter().enumerate() {
+            let p = chi_square_p(f, &[1200.0, 900.0, 900.0]);
+            assert!(p > 1e-4, "unit {u}: counts {f:?}, p = {p}");
+        }
+    }
 }
