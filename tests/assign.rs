@@ -187,14 +187,14 @@ fn csv_output_sorted_reproducible_and_order_invariant() {
         let p = b["p_value"].as_f64().unwrap();
         assert_eq!(b["balance_ok"].as_bool().unwrap(), p > 0.6);
     }
-    // Fingerprint: the sum of the ids' MD5 digests (128-bit big-endian) modulo 2^128.
+    // Fingerprint: the sum of the unit keys MD5("42:{id}") (128-bit big-endian) mod 2^128.
     use md5::Digest;
     let sum = rows.iter().fold(0u128, |acc, r| {
-        let d: [u8; 16] = md5::Md5::digest(r.0.to_string().as_bytes()).into();
+        let d: [u8; 16] = md5::Md5::digest(format!("42:{}", r.0).as_bytes()).into();
         acc.wrapping_add(u128::from_be_bytes(d))
     });
     assert_eq!(
-        record["input_fingerprint"]["md5_sum_ids"],
+        record["input_fingerprint"]["unit_key_sum"],
         format!("{sum:032x}")
     );
     // Another seed draws differently.
@@ -1282,9 +1282,11 @@ fn worked_example_in_docs_is_reproduced() {
     assert_eq!(
         fp,
         format!(
-            "Fingerprint: rows {}, md5_sum_ids {}.",
+            "Fingerprint: rows {}, unit_key_sum {}.",
             record["input_fingerprint"]["rows"],
-            record["input_fingerprint"]["md5_sum_ids"].as_str().unwrap()
+            record["input_fingerprint"]["unit_key_sum"]
+                .as_str()
+                .unwrap()
         )
     );
 }

@@ -93,6 +93,8 @@ pub struct Outcome {
     pub dropped: Vec<Dropped>,
     /// Rows per arm.
     pub counts: Vec<u64>,
+    /// Σ unit keys modulo 2^128 (the input fingerprint).
+    pub key_sum: u128,
     pub unassigned: u64,
     pub balance: Vec<BalanceTest>,
     /// Messages for the operator (dropped strata, fallbacks).
@@ -184,24 +186,21 @@ pub fn assign(table: &Table, design: &Design) -> Result<Outcome> {
     for d in &prepared.dropped {
         notes.push(format!("stratum {} not used: {}", d.field, d.reason));
     }
-    let keys = rng::sort_keys(&table.ids, design.seed);
-    run::trace("keys hashed");
     let k = design.arms.len();
-    let (arm, stratum_id, n_strata) = if prepared.kept.is_empty() {
+    let ((arm, key_sum), stratum_id, n_strata) = if prepared.kept.is_empty() {
         if !strata.is_empty() {
             notes.push("no usable strata left: falling back to complete random assignment".into());
         }
         let counts = design.arms.largest_remainder_counts(n as u64);
         (
-            stochatreat::complete_random(&table.ids, keys, design.seed, &counts),
+            stochatreat::complete_random(&table.ids, design.seed, &counts),
             None,
             0,
         )
     } else {
         let (sid, count) = preprocess::stratum_ids(&prepared.kept, n);
-        let arm = stochatreat::stochatreat(
+        let drawn = stochatreat::stochatreat(
             &table.ids,
-            keys,
             design.seed,
             &sid,
             count,
@@ -220,7 +219,7 @@ pub fn assign(table: &Table, design: &Design) -> Result<Outcome> {
                 stochatreat::MAX_MASK_HASHES
             ))
         })?;
-        (arm, Some(sid), count)
+        (drawn, Some(sid), count)
     };
     let mut counts = vec![0u64; k];
     let mut unassigned = 0u64;
@@ -322,6 +321,7 @@ pub fn assign(table: &Table, design: &Design) -> Result<Outcome> {
         used: prepared.kept.iter().map(|c| c.name.clone()).collect(),
         dropped: prepared.dropped,
         counts,
+        key_sum,
         unassigned,
         balance,
         notes,

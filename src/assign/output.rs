@@ -284,20 +284,20 @@ pub fn design_path(output: &Path) -> std::path::PathBuf {
     s.into()
 }
 
-/// The input fingerprint: the row count and the sum of the ids' MD5 digests. Independent of
-/// the rows' order and of the seed, and computable by SQL (docs/assignment-algorithm.md).
+/// The input fingerprint: the row count and the sum of the unit keys. Independent of the
+/// rows' order, computed with the keys, and computable by SQL (docs/assignment-algorithm.md).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Fingerprint {
     pub rows: u64,
-    /// Σ MD5(id text) over the rows, each digest a 128-bit big-endian integer, modulo 2^128,
-    /// as 32 lowercase hex digits.
-    pub md5_sum_ids: String,
+    /// Σ MD5("{seed}:{id}") over the rows, each digest a 128-bit big-endian integer, modulo
+    /// 2^128, as 32 lowercase hex digits.
+    pub unit_key_sum: String,
 }
 
-pub fn fingerprint(table: &Table) -> Fingerprint {
+pub fn fingerprint(outcome: &Outcome) -> Fingerprint {
     Fingerprint {
-        rows: table.len() as u64,
-        md5_sum_ids: super::rng::hex128(super::rng::id_digest_sum(&table.ids)),
+        rows: outcome.arm.len() as u64,
+        unit_key_sum: super::rng::hex128(outcome.key_sum),
     }
 }
 

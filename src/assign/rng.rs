@@ -12,7 +12,6 @@
 //!   (`label` = the stratum id, or `global` for the pooled leftovers).
 //! * Pool key: `MD5("pool:{seed}:{id}")`, orders the pooled leftovers of misfit strategy
 //!   `global` (a fresh key: the unit keys of leftovers are the largest of their stratum).
-//! * Id digest: `MD5("{id}")`, summed over the audience for the input fingerprint.
 //!
 //! The texts of different purposes cannot coincide: unit keys start with a digit, the others
 //! with a word. Hashing reuses one buffer per thread; nothing is allocated per unit.
@@ -50,11 +49,6 @@ impl Keyer {
     /// Pool keys `MD5("pool:{seed}:{id}")`.
     pub fn pool(seed: u64) -> Keyer {
         Keyer::with_prefix(format!("pool:{seed}:").as_bytes())
-    }
-
-    /// Id digests `MD5("{id}")`.
-    pub fn id_digest() -> Keyer {
-        Keyer::with_prefix(b"")
     }
 
     fn with_prefix(prefix: &[u8]) -> Keyer {
@@ -131,6 +125,70 @@ pub fn sort_pairs(pairs: &mut [(u64, u32)], ids: &Ids, seed: u64) {
     fix_ties(pairs, ids, seed);
 }
 
+/// Set the sort key of every `(_, row)` pair, hashing in parallel; returns the sum of the full
+/// unit keys modulo 2^128 (the input fingerprint's `unit_key_sum`).
+pub fn fill_keys(pairs: &mut [(u64, u32)], ids: &Ids, seed: u64) -> u128 {
+    let n = pairs.len();
+    let chunk = n.div_ceil(threads(n)).max(1);
+    std::thread::scope(|sc| {
+        let handles: Vec<_> = pairs
+            .chunks_mut(chunk)
+            .map(|part| {
+                sc.spawn(move || {
+                    let mut k = Keyer::unit(seed);
+                    part.iter_mut().fold(0u128, |sum, p| {
+                        let key = k.key(ids, p.1 as usize);
+                        p.0 = (key >> 64) as u64;
+                        sum.wrapping_add(key)
+                    })
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("hashing thread panicked"))
+            .fold(0u128, u128::wrapping_add)
+    })
+}
+
+/// Sort each group `pairs[bounds[g]..bounds[g + 1]]` into unit-key order ([`sort_pairs`]),
+/// the groups shared among threads in contiguous runs of about equal size.
+pub fn sort_groups(pairs: &mut [(u64, u32)], bounds: &[usize], ids: &Ids, seed: u64) {
+    let n = pairs.len();
+    let t = threads(n);
+    // Cut into at most t runs at group boundaries (`bounds` starts at 0 and ends at n).
+    let mut cuts = vec![0usize];
+    for &b in bounds {
+        let last = *cuts.last().unwrap_or(&0);
+        if cuts.len() < t && b > last && b >= cuts.len() * n / t {
+            cuts.push(b);
+        }
+    }
+    if cuts.last() != Some(&n) {
+        cuts.push(n);
+    }
+    std::thread::scope(|sc| {
+        let mut rest = pairs;
+        let mut done = 0usize;
+        for w in cuts.windows(2) {
+            let (part, tail) = rest.split_at_mut(w[1] - done);
+            rest = tail;
+            let base = done;
+            done = w[1];
+            let groups: Vec<(usize, usize)> = bounds
+                .windows(2)
+                .filter(|g| g[0] >= w[0] && g[1] <= w[1])
+                .map(|g| (g[0] - base, g[1] - base))
+                .collect();
+            sc.spawn(move || {
+                for (a, b) in groups {
+                    sort_pairs(&mut part[a..b], ids, seed);
+                }
+            });
+        }
+    });
+}
+
 /// Re-sort the runs of equal 64-bit sort keys by the exact rule.
 fn fix_ties(pairs: &mut [(u64, u32)], ids: &Ids, seed: u64) {
     let mut i = 0;
@@ -197,29 +255,6 @@ pub fn mask_order(seed: u64, label: &str, l: usize) -> Vec<u32> {
     keyed.into_iter().map(|x| x.1).collect()
 }
 
-/// The id digest sum of the input fingerprint: Σ MD5("{id}") over all rows, as 128-bit
-/// big-endian integers, modulo 2^128 (order-independent; ids are unique).
-pub fn id_digest_sum(ids: &Ids) -> u128 {
-    let n = ids.len();
-    let chunk = n.div_ceil(threads(n)).max(1);
-    let starts: Vec<usize> = (0..n).step_by(chunk).collect();
-    std::thread::scope(|sc| {
-        let handles: Vec<_> = starts
-            .iter()
-            .map(|&s| {
-                sc.spawn(move || {
-                    let mut k = Keyer::id_digest();
-                    (s..(s + chunk).min(n)).fold(0u128, |acc, r| acc.wrapping_add(k.key(ids, r)))
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("hashing thread panicked"))
-            .fold(0u128, u128::wrapping_add)
-    })
-}
-
 /// A fresh seed from the operating system's entropy (for runs without `--seed`).
 pub fn fresh_seed() -> u64 {
     rand::random::<u64>()
@@ -253,7 +288,6 @@ mod tests {
             md5_u128(format!("{}:Ab-9", u64::MAX).as_bytes())
         });
         assert_eq!(Keyer::pool(3).key(&ids, 1), md5_u128(b"pool:3:12"));
-        assert_eq!(Keyer::id_digest().key(&ids, 0), md5_u128(b"-7"));
     }
 
     #[test]
@@ -279,10 +313,25 @@ mod tests {
         for r in [0, 1, 59_999, 60_000, 119_999] {
             assert_eq!(keys[r], (k.key(&ids, r) >> 64) as u64);
         }
-        let sum = id_digest_sum(&ids);
-        let mut d = Keyer::id_digest();
-        let serial = (0..ids.len()).fold(0u128, |a, r| a.wrapping_add(d.key(&ids, r)));
+        let mut pairs: Vec<(u64, u32)> = (0..ids.len() as u32).rev().map(|r| (0, r)).collect();
+        let sum = fill_keys(&mut pairs, &ids, 9);
+        let serial = (0..ids.len()).fold(0u128, |a, r| a.wrapping_add(k.key(&ids, r)));
         assert_eq!(sum, serial);
+        assert!(pairs.iter().all(|p| p.0 == keys[p.1 as usize]));
+        // Groups sorted each on its own, whichever thread sorts them.
+        let bounds = [0, 1, 5, 70_000, 70_001, 119_000, 120_000];
+        sort_groups(&mut pairs, &bounds, &ids, 9);
+        for g in bounds.windows(2) {
+            let part = &pairs[g[0]..g[1]];
+            assert!(part.windows(2).all(|w| w[0] < w[1]), "group {g:?}");
+            let mut rows: Vec<u32> = part.iter().map(|p| p.1).collect();
+            rows.sort();
+            let want: Vec<u32> = (g[0]..g[1])
+                .map(|i| (ids.len() - 1 - i) as u32)
+                .rev()
+                .collect();
+            assert_eq!(rows, want);
+        }
     }
 
     #[test]

@@ -192,15 +192,11 @@ pub async fn run(req: &Request) -> Result<Report> {
         notice(n);
     }
     trace("assigned");
-    // The input fingerprint is hashed while the assignment file is written.
-    let (fp, written) = std::thread::scope(|sc| {
-        let h = sc.spawn(|| super::output::fingerprint(&table));
-        let written = match &req.output {
-            Some(out) => super::output::write_file(out, req.replace, &table, &outcome, &design),
-            None => Ok(()),
-        };
-        (h.join().expect("fingerprint thread panicked"), written)
-    });
+    let fp = super::output::fingerprint(&outcome);
+    let written = match &req.output {
+        Some(out) => super::output::write_file(out, req.replace, &table, &outcome, &design),
+        None => Ok(()),
+    };
     written?;
     trace("assignment file written");
     let mut record = DesignRecord::new(

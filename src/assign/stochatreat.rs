@@ -37,19 +37,18 @@ pub struct TooManyMasks {
 
 /// Assign rows to arms by blocks within strata.
 ///
-/// `keys[row]`: the row's sort key ([`rng::sort_keys`]); `stratum[row]`: its stratum id
-/// (< `n_strata`); `pattern`: the block pattern. Returns the arm per row (or [`UNASSIGNED`]).
+/// `stratum[row]`: the row's stratum id (< `n_strata`); `pattern`: the block pattern. Returns
+/// the arm per row (or [`UNASSIGNED`]) and the sum of the unit keys ([`rng::fill_keys`]).
 pub fn stochatreat(
     ids: &Ids,
-    keys: Vec<u64>,
     seed: u64,
     stratum: &[u32],
     n_strata: u32,
     pattern: &[u32],
     misfit: super::MisfitStrategy,
-) -> Result<Vec<u32>, TooManyMasks> {
+) -> Result<(Vec<u32>, u128), TooManyMasks> {
     use super::MisfitStrategy as M;
-    let n = keys.len();
+    let n = stratum.len();
     let l = pattern.len();
     // Counting sort of the rows by stratum.
     let mut start = vec![0usize; n_strata as usize + 1];
@@ -72,17 +71,18 @@ pub fn stochatreat(
     }
     let mut grouped = vec![(0u64, 0u32); n];
     let mut fill = start.clone();
-    for (r, (&s, k)) in stratum.iter().zip(keys).enumerate() {
-        grouped[fill[s as usize]] = (k, r as u32);
+    for (r, &s) in stratum.iter().enumerate() {
+        grouped[fill[s as usize]].1 = r as u32;
         fill[s as usize] += 1;
     }
     drop(fill);
+    let key_sum = rng::fill_keys(&mut grouped, ids, seed);
+    rng::sort_groups(&mut grouped, &start, ids, seed);
 
     let mut arm = vec![UNASSIGNED; n];
     let mut pool: Vec<u32> = Vec::new();
     for s in 0..n_strata as usize {
-        let units = &mut grouped[start[s]..start[s + 1]];
-        rng::sort_pairs(units, ids, seed);
+        let units = &grouped[start[s]..start[s + 1]];
         let full = units.len() - units.len() % l;
         for (j, &(_, r)) in units[..full].iter().enumerate() {
             arm[r as usize] = pattern[j % l];
@@ -100,6 +100,7 @@ pub fn stochatreat(
             M::None => {}
         }
     }
+    drop(grouped);
     if misfit == M::Global && !pool.is_empty() {
         let mut k = Keyer::pool(seed);
         let mut keyed: Vec<(u128, u32)> =
@@ -120,7 +121,7 @@ pub fn stochatreat(
             &mut arm,
         );
     }
-    Ok(arm)
+    Ok((arm, key_sum))
 }
 
 /// Leftover t (in order) gets `pattern[π(t)]`, π the mask positions in mask-key order.
@@ -142,22 +143,21 @@ fn assign_leftovers(
 
 /// Complete random assignment: exactly `counts[i]` rows to arm i (Σcounts = rows): in unit-key
 /// order, the first `counts[0]` rows to arm 0, the next `counts[1]` to arm 1, and so on.
-pub fn complete_random(ids: &Ids, keys: Vec<u64>, seed: u64, counts: &[u64]) -> Vec<u32> {
-    let mut pairs: Vec<(u64, u32)> = keys
-        .into_iter()
-        .enumerate()
-        .map(|(r, k)| (k, r as u32))
-        .collect();
-    debug_assert_eq!(counts.iter().sum::<u64>(), pairs.len() as u64);
-    rng::sort_pairs(&mut pairs, ids, seed);
-    let mut arm = vec![UNASSIGNED; pairs.len()];
+/// Returns the arms and the sum of the unit keys.
+pub fn complete_random(ids: &Ids, seed: u64, counts: &[u64]) -> (Vec<u32>, u128) {
+    let n = ids.len();
+    let mut pairs: Vec<(u64, u32)> = (0..n as u32).map(|r| (0, r)).collect();
+    debug_assert_eq!(counts.iter().sum::<u64>(), n as u64);
+    let key_sum = rng::fill_keys(&mut pairs, ids, seed);
+    rng::sort_groups(&mut pairs, &[0, n], ids, seed);
+    let mut arm = vec![UNASSIGNED; n];
     let mut it = pairs.iter();
     for (a, &c) in counts.iter().enumerate() {
         for &(_, r) in it.by_ref().take(c as usize) {
             arm[r as usize] = a as u32;
         }
     }
-    arm
+    (arm, key_sum)
 }
 
 #[cfg(test)]
@@ -174,8 +174,9 @@ mod tests {
         seed: u64,
     ) -> Vec<u32> {
         let ids = Ids::Int((0..n as i64).collect());
-        let keys = rng::sort_keys(&ids, seed);
-        stochatreat(&ids, keys, seed, stratum, n_strata, pattern, m).unwrap()
+        stochatreat(&ids, seed, stratum, n_strata, pattern, m)
+            .unwrap()
+            .0
     }
 
     #[test]
@@ -221,8 +222,9 @@ mod tests {
         m: MisfitStrategy,
         seed: u64,
     ) -> Vec<u32> {
-        let keys = rng::sort_keys(ids, seed);
-        stochatreat(ids, keys, seed, stratum, n_strata, pattern, m).unwrap()
+        stochatreat(ids, seed, stratum, n_strata, pattern, m)
+            .unwrap()
+            .0
     }
 
     #[test]
@@ -265,10 +267,8 @@ mod tests {
         let ids = Ids::Int((0..n as i64).collect());
         let stratum: Vec<u32> = (0..n as u32).collect();
         let pattern: Vec<u32> = (0..100_000).map(|i| (i % 2) as u32).collect();
-        let keys = rng::sort_keys(&ids, 1);
         let e = stochatreat(
             &ids,
-            keys.clone(),
             1,
             &stratum,
             n as u32,
@@ -287,7 +287,6 @@ mod tests {
         assert!(
             stochatreat(
                 &ids,
-                keys,
                 1,
                 &stratum,
                 n as u32,
@@ -301,8 +300,7 @@ mod tests {
     #[test]
     fn complete_random_counts() {
         let ids = Ids::Int((0..7).rev().collect());
-        let keys = rng::sort_keys(&ids, 9);
-        let arm = complete_random(&ids, keys, 9, &[2, 5]);
+        let (arm, sum) = complete_random(&ids, 9, &[2, 5]);
         assert_eq!(arm.iter().filter(|a| **a == 0).count(), 2);
         assert_eq!(arm.iter().filter(|a| **a == 1).count(), 5);
         // Arm 0 = the two smallest keys.
@@ -313,6 +311,7 @@ mod tests {
             (arm[by_key[0].1], arm[by_key[1].1], arm[by_key[2].1]),
             (0, 0, 1)
         );
+        assert_eq!(sum, by_key.iter().fold(0u128, |a, k| a.wrapping_add(k.0)));
     }
 
     /// Upper-tail p-value of Pearson's chi-square of `observed` against `expected` counts.
@@ -346,9 +345,8 @@ mod tests {
         let ids = Ids::Int((0..n as i64).map(|i| (i * 37) % 101 - 50).collect());
         let mut freq = vec![vec![0u64; k + 1]; n];
         for seed in seeds {
-            let keys = rng::sort_keys(&ids, seed);
-            let arm =
-                stochatreat(&ids, keys, seed, &stratum, sizes.len() as u32, pattern, m).unwrap();
+            let (arm, _) =
+                stochatreat(&ids, seed, &stratum, sizes.len() as u32, pattern, m).unwrap();
             for (f, a) in freq.iter_mut().zip(arm) {
                 f[if a == UNASSIGNED { k } else { a as usize }] += 1;
             }
@@ -402,7 +400,7 @@ mod tests {
         let ids = Ids::from_strings((0..10).map(|i| format!("p{i}")).collect());
         let mut freq = vec![[0u64; 3]; 10];
         for seed in 0..3000 {
-            let arm = complete_random(&ids, rng::sort_keys(&ids, seed), seed, &[4, 3, 3]);
+            let (arm, _) = complete_random(&ids, seed, &[4, 3, 3]);
             for (f, a) in freq.iter_mut().zip(arm) {
                 f[a as usize] += 1;
             }
