@@ -1290,3 +1290,141 @@ fn worked_example_in_docs_is_reproduced() {
         )
     );
 }
+
+/// The keyed assignment computed by PostgreSQL (`assign::pushdown`) equals the local one, row
+/// for row, for every misfit strategy, without strata, and for text ids.
+#[tokio::test]
+async fn pushdown_query_on_postgres_equals_the_local_assignment() {
+    use xngin::assign::{self, Arms, Column, ColumnData, Design, Ids, MisfitStrategy, Table};
+    use xngin::warehouse::{Value, Warehouse};
+    let Ok(url) = std::env::var("XNGIN_TEST_POSTGRES_URL") else {
+        eprintln!("skipped: XNGIN_TEST_POSTGRES_URL not set");
+        return;
+    };
+    let wh = Warehouse::connect(&xngin::dsn::Dsn::parse(&url).unwrap())
+        .await
+        .unwrap();
+    let levels = ["a", "B", "b", "é", "Z"];
+    for text_ids in [false, true] {
+        // One table per id type (a statement prepared for one is not reused on the other).
+        let name = format!("pushdown_{}_{text_ids}", std::process::id());
+        let n = 1237usize;
+        let ids: Vec<String> = (0..n)
+            .map(|i| {
+                let v = (i as i64 * 7919) % 100_003 - 40_000;
+                if text_ids {
+                    format!("P-{v}")
+                } else {
+                    v.to_string()
+                }
+            })
+            .collect();
+        let g: Vec<Option<&str>> = (0..n)
+            .map(|i| (i % 13 != 0).then(|| levels[(i * i) % levels.len()]))
+            .collect();
+        let flag: Vec<Option<bool>> = (0..n)
+            .map(|i| (i % 17 != 0).then_some(i % 3 == 0))
+            .collect();
+        let id_type = if text_ids { "TEXT" } else { "BIGINT" };
+        wh.execute(&format!("DROP TABLE IF EXISTS \"{name}\""), &[])
+            .await
+            .unwrap();
+        wh.execute(
+            &format!("CREATE TABLE \"{name}\" (id {id_type} PRIMARY KEY, g TEXT, flag BOOLEAN)"),
+            &[],
+        )
+        .await
+        .unwrap();
+        for i in 0..n {
+            let id = if text_ids {
+                Value::Text(ids[i].clone())
+            } else {
+                Value::Int(ids[i].parse().unwrap())
+            };
+            wh.execute(
+                &format!("INSERT INTO \"{name}\" VALUES ($1, $2, $3)"),
+                &[
+                    id,
+                    g[i].map_or(Value::Null, |s| Value::Text(s.into())),
+                    flag[i].map_or(Value::Null, Value::Bool),
+                ],
+            )
+            .await
+            .unwrap();
+        }
+        let table = Table {
+            source: "t".into(),
+            id_column: "id".into(),
+            ids: Ids::from_strings(ids.clone()),
+            columns: vec![
+                Column {
+                    name: "flag".into(),
+                    data: ColumnData::Bool(flag.clone()),
+                },
+                Column {
+                    name: "g".into(),
+                    data: ColumnData::text_from(g.iter().copied()),
+                },
+            ],
+        };
+        let names = ["c".to_string(), "t1".to_string(), "t2".to_string()];
+        let weights = ["1".to_string(), "2".to_string(), "3".to_string()];
+        let arms = Arms::new(&names, Some(&weights)).unwrap();
+        for (strata, misfit, seed) in [
+            (vec!["flag", "g"], MisfitStrategy::Stratum, 42u64),
+            (vec!["flag", "g"], MisfitStrategy::Global, 7),
+            (vec!["flag", "g"], MisfitStrategy::None, u64::MAX),
+            (vec!["g"], MisfitStrategy::Stratum, 0),
+            (vec![], MisfitStrategy::Stratum, 3),
+        ] {
+            let design = Design {
+                arms: arms.clone(),
+                strata: strata.iter().map(|s| s.to_string()).collect(),
+                quantiles: 4,
+                misfit,
+                seed,
+                fstat_thresh: 0.6,
+            };
+            let local = assign::assign(&table, &design).unwrap();
+            assert_eq!(local.used, design.strata);
+            let cols: Vec<(String, bool)> = strata
+                .iter()
+                .map(|s| (format!("\"{s}\""), *s == "g"))
+                .collect();
+            let rel = format!("\"{name}\"");
+            let audience = assign::pushdown::Audience {
+                relation: &rel,
+                id: "\"id\"",
+                integer_ids: !text_ids,
+                strata: &cols,
+            };
+            let (sql, params) = assign::pushdown::postgres_assignment(&audience, &design, n as u64);
+            let rows = wh.fetch_all(&sql, &params).await.unwrap();
+            let mut got: Vec<(String, Option<i64>, Option<i64>)> = rows
+                .rows
+                .iter()
+                .map(|r| (r[0].to_text().unwrap(), r[1].as_i64(), r[2].as_i64()))
+                .collect();
+            got.sort();
+            let mut want: Vec<(String, Option<i64>, Option<i64>)> = (0..n)
+                .map(|i| {
+                    let a = local.arm[i];
+                    (
+                        ids[i].clone(),
+                        (a != assign::UNASSIGNED).then_some(a as i64),
+                        local.stratum_id.as_ref().map(|s| s[i] as i64),
+                    )
+                })
+                .collect();
+            want.sort();
+            assert_eq!(
+                got, want,
+                "text ids {text_ids}, strata {strata:?}, {misfit:?}, seed {seed}"
+            );
+        }
+        wh.execute(&format!("DROP TABLE IF EXISTS \"{name}\""), &[])
+            .await
+            .unwrap();
+    }
+    wh.close().await;
+}

@@ -25,6 +25,7 @@ pub mod data;
 pub mod design;
 pub mod output;
 pub mod preprocess;
+pub mod pushdown;
 pub mod qcut;
 pub mod rng;
 pub mod run;
