@@ -1325,12 +1325,31 @@ async fn pushdown_query_on_postgres_equals_the_local_assignment() {
         let flag: Vec<Option<bool>> = (0..n)
             .map(|i| (i % 17 != 0).then_some(i % 3 == 0))
             .collect();
-        let id_type = if text_ids { "TEXT" } else { "BIGINT" };
+        // A linguistic collation where the server has one ("a" < "B"), so that the query must
+        // order text by bytes itself.
+        let icu = wh
+            .fetch_all(
+                "SELECT count(*) FROM pg_collation WHERE collname = 'und-x-icu'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .rows[0][0]
+            .as_i64()
+            == Some(1);
+        let collate = if icu { " COLLATE \"und-x-icu\"" } else { "" };
+        let id_type = if text_ids {
+            format!("TEXT{collate}")
+        } else {
+            "BIGINT".to_string()
+        };
         wh.execute(&format!("DROP TABLE IF EXISTS \"{name}\""), &[])
             .await
             .unwrap();
         wh.execute(
-            &format!("CREATE TABLE \"{name}\" (id {id_type} PRIMARY KEY, g TEXT, flag BOOLEAN)"),
+            &format!(
+                "CREATE TABLE \"{name}\" (id {id_type} PRIMARY KEY, g TEXT{collate}, flag BOOLEAN)"
+            ),
             &[],
         )
         .await
