@@ -193,11 +193,9 @@ pub async fn run(req: &Request) -> Result<Report> {
     }
     trace("assigned");
     let fp = super::output::fingerprint(&outcome);
-    let written = match &req.output {
-        Some(out) => super::output::write_file(out, req.replace, &table, &outcome, &design),
-        None => Ok(()),
-    };
-    written?;
+    if let Some(out) = &req.output {
+        super::output::write_file(out, req.replace, &table, &outcome, &design)?;
+    }
     trace("assignment file written");
     let mut record = DesignRecord::new(
         experiment_id,
