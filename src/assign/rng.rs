@@ -79,37 +79,37 @@ fn threads(n: usize) -> usize {
         .clamp(1, 8)
 }
 
-/// Apply `f(keyer, row)` to every row, in parallel chunks, into a vector indexed by row.
-fn per_row<T: Copy + Default + Send>(
-    ids: &Ids,
-    make: impl Fn() -> Keyer + Sync,
-    f: impl Fn(&mut Keyer, usize) -> T + Sync,
-) -> Vec<T> {
+/// The sort key of every row, the high 64 bits of its unit key (rows with equal sort keys are
+/// ordered by [`tie_break`]), and the sum of the full unit keys modulo 2^128 (the input
+/// fingerprint's `unit_key_sum`). Hashed in parallel chunks of rows in row order, so that the
+/// ids are read sequentially.
+pub fn unit_keys(ids: &Ids, seed: u64) -> (Vec<u64>, u128) {
     let n = ids.len();
-    let mut out = vec![T::default(); n];
+    let mut keys = vec![0u64; n];
     let chunk = n.div_ceil(threads(n)).max(1);
-    std::thread::scope(|sc| {
-        for (c, part) in out.chunks_mut(chunk).enumerate() {
-            let (make, f) = (&make, &f);
-            sc.spawn(move || {
-                let mut k = make();
-                for (j, slot) in part.iter_mut().enumerate() {
-                    *slot = f(&mut k, c * chunk + j);
-                }
-            });
-        }
+    let sum = std::thread::scope(|sc| {
+        let handles: Vec<_> = keys
+            .chunks_mut(chunk)
+            .enumerate()
+            .map(|(c, part)| {
+                sc.spawn(move || {
+                    let mut k = Keyer::unit(seed);
+                    let mut sum = 0u128;
+                    for (j, slot) in part.iter_mut().enumerate() {
+                        let key = k.key(ids, c * chunk + j);
+                        *slot = (key >> 64) as u64;
+                        sum = sum.wrapping_add(key);
+                    }
+                    sum
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("hashing thread panicked"))
+            .fold(0u128, u128::wrapping_add)
     });
-    out
-}
-
-/// The sort key of every row: the high 64 bits of its unit key. Two rows whose sort keys are
-/// equal are ordered by [`tie_break`] (their full keys, then their ids).
-pub fn sort_keys(ids: &Ids, seed: u64) -> Vec<u64> {
-    per_row(
-        ids,
-        || Keyer::unit(seed),
-        |k, r| (k.key(ids, r) >> 64) as u64,
-    )
+    (keys, sum)
 }
 
 /// The order of two rows with equal 64-bit sort keys: full unit keys, then participant ids.
@@ -123,32 +123,6 @@ pub fn tie_break(ids: &Ids, seed: u64, a: usize, b: usize) -> Ordering {
 pub fn sort_pairs(pairs: &mut [(u64, u32)], ids: &Ids, seed: u64) {
     pairs.sort_unstable();
     fix_ties(pairs, ids, seed);
-}
-
-/// Set the sort key of every `(_, row)` pair, hashing in parallel; returns the sum of the full
-/// unit keys modulo 2^128 (the input fingerprint's `unit_key_sum`).
-pub fn fill_keys(pairs: &mut [(u64, u32)], ids: &Ids, seed: u64) -> u128 {
-    let n = pairs.len();
-    let chunk = n.div_ceil(threads(n)).max(1);
-    std::thread::scope(|sc| {
-        let handles: Vec<_> = pairs
-            .chunks_mut(chunk)
-            .map(|part| {
-                sc.spawn(move || {
-                    let mut k = Keyer::unit(seed);
-                    part.iter_mut().fold(0u128, |sum, p| {
-                        let key = k.key(ids, p.1 as usize);
-                        p.0 = (key >> 64) as u64;
-                        sum.wrapping_add(key)
-                    })
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("hashing thread panicked"))
-            .fold(0u128, u128::wrapping_add)
-    })
 }
 
 /// Sort each group `pairs[bounds[g]..bounds[g + 1]]` into unit-key order ([`sort_pairs`]),
@@ -206,7 +180,7 @@ fn fix_ties(pairs: &mut [(u64, u32)], ids: &Ids, seed: u64) {
 
 /// The rows with the `k` smallest unit keys (ties by id), in row order.
 pub fn smallest(ids: &Ids, seed: u64, k: usize) -> Vec<u32> {
-    let keys = sort_keys(ids, seed);
+    let (keys, _) = unit_keys(ids, seed);
     let mut pairs: Vec<(u64, u32)> = keys
         .into_iter()
         .enumerate()
@@ -308,16 +282,17 @@ mod tests {
     #[test]
     fn parallel_sort_keys_equal_serial_ones() {
         let ids = Ids::Int((0..120_000).map(|i| i * 7 - 3).collect());
-        let keys = sort_keys(&ids, 9);
+        let (keys, sum) = unit_keys(&ids, 9);
         let mut k = Keyer::unit(9);
         for r in [0, 1, 59_999, 60_000, 119_999] {
             assert_eq!(keys[r], (k.key(&ids, r) >> 64) as u64);
         }
-        let mut pairs: Vec<(u64, u32)> = (0..ids.len() as u32).rev().map(|r| (0, r)).collect();
-        let sum = fill_keys(&mut pairs, &ids, 9);
         let serial = (0..ids.len()).fold(0u128, |a, r| a.wrapping_add(k.key(&ids, r)));
         assert_eq!(sum, serial);
-        assert!(pairs.iter().all(|p| p.0 == keys[p.1 as usize]));
+        let mut pairs: Vec<(u64, u32)> = (0..ids.len() as u32)
+            .rev()
+            .map(|r| (keys[r as usize], r))
+            .collect();
         // Groups sorted each on its own, whichever thread sorts them.
         let bounds = [0, 1, 5, 70_000, 70_001, 119_000, 120_000];
         sort_groups(&mut pairs, &bounds, &ids, 9);

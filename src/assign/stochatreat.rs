@@ -38,7 +38,7 @@ pub struct TooManyMasks {
 /// Assign rows to arms by blocks within strata.
 ///
 /// `stratum[row]`: the row's stratum id (< `n_strata`); `pattern`: the block pattern. Returns
-/// the arm per row (or [`UNASSIGNED`]) and the sum of the unit keys ([`rng::fill_keys`]).
+/// the arm per row (or [`UNASSIGNED`]) and the sum of the unit keys ([`rng::unit_keys`]).
 pub fn stochatreat(
     ids: &Ids,
     seed: u64,
@@ -69,14 +69,14 @@ pub fn stochatreat(
             });
         }
     }
+    let (keys, key_sum) = rng::unit_keys(ids, seed);
     let mut grouped = vec![(0u64, 0u32); n];
     let mut fill = start.clone();
-    for (r, &s) in stratum.iter().enumerate() {
-        grouped[fill[s as usize]].1 = r as u32;
+    for (r, (&s, k)) in stratum.iter().zip(keys).enumerate() {
+        grouped[fill[s as usize]] = (k, r as u32);
         fill[s as usize] += 1;
     }
     drop(fill);
-    let key_sum = rng::fill_keys(&mut grouped, ids, seed);
     rng::sort_groups(&mut grouped, &start, ids, seed);
 
     let mut arm = vec![UNASSIGNED; n];
@@ -146,9 +146,13 @@ fn assign_leftovers(
 /// Returns the arms and the sum of the unit keys.
 pub fn complete_random(ids: &Ids, seed: u64, counts: &[u64]) -> (Vec<u32>, u128) {
     let n = ids.len();
-    let mut pairs: Vec<(u64, u32)> = (0..n as u32).map(|r| (0, r)).collect();
     debug_assert_eq!(counts.iter().sum::<u64>(), n as u64);
-    let key_sum = rng::fill_keys(&mut pairs, ids, seed);
+    let (keys, key_sum) = rng::unit_keys(ids, seed);
+    let mut pairs: Vec<(u64, u32)> = keys
+        .into_iter()
+        .enumerate()
+        .map(|(r, k)| (k, r as u32))
+        .collect();
     rng::sort_groups(&mut pairs, &[0, n], ids, seed);
     let mut arm = vec![UNASSIGNED; n];
     let mut it = pairs.iter();
