@@ -187,17 +187,15 @@ fn csv_output_sorted_reproducible_and_order_invariant() {
         let p = b["p_value"].as_f64().unwrap();
         assert_eq!(b["balance_ok"].as_bool().unwrap(), p > 0.6);
     }
-    // Fingerprint: sha256 of the sorted ids, one per line.
-    let mut sorted: Vec<i64> = rows.iter().map(|r| r.0).collect();
-    sorted.sort();
-    let mut h = sha2::Sha256::default();
-    use sha2::Digest;
-    for i in &sorted {
-        h.update(format!("{i}\n").as_bytes());
-    }
+    // Fingerprint: the sum of the unit keys MD5("42:{id}") (128-bit big-endian) mod 2^128.
+    use md5::Digest;
+    let sum = rows.iter().fold(0u128, |acc, r| {
+        let d: [u8; 16] = md5::Md5::digest(format!("42:{}", r.0).as_bytes()).into();
+        acc.wrapping_add(u128::from_be_bytes(d))
+    });
     assert_eq!(
-        record["input_fingerprint"]["sha256_sorted_ids"],
-        hex::encode(h.finalize())
+        record["input_fingerprint"]["unit_key_sum"],
+        format!("{sum:032x}")
     );
     // Another seed draws differently.
     let oc = dir.path().join("oc.csv");
@@ -2271,4 +2269,317 @@ fn stratum_with_many_levels_warns_and_is_left_out_of_balance() {
     assert_eq!(b["left_out"][0]["field"], "zip");
     assert_eq!(b["numerator_df"], 2, "{b}");
     assert!(b["p_value"].as_f64().is_some(), "{b}");
+}
+
+/// MD5 of a text as 32 lowercase hex digits (the keys of docs/assignment-algorithm.md).
+fn md5_hex(text: &str) -> String {
+    use md5::Digest;
+    let d: [u8; 16] = md5::Md5::digest(text.as_bytes()).into();
+    d.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The cells of the markdown table whose header line starts with `header`, in `doc`.
+fn doc_table(doc: &str, header: &str) -> Vec<Vec<String>> {
+    let mut lines = doc.lines().skip_while(|l| !l.starts_with(header));
+    assert!(lines.next().is_some(), "no table {header:?} in the doc");
+    lines
+        .skip(1) // |---|---|
+        .take_while(|l| l.starts_with('|'))
+        .map(|l| {
+            l.trim()
+                .trim_matches('|')
+                .split('|')
+                .map(|c| c.trim().to_string())
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn worked_example_in_docs_is_reproduced() {
+    let doc_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/assignment-algorithm.md");
+    let doc = std::fs::read_to_string(&doc_path).unwrap();
+    let doc = &doc[doc.find("<!-- worked-example").expect("example marker")..];
+    // The command, its seed and its arms.
+    let cmd: Vec<&str> = doc
+        .lines()
+        .find(|l| l.trim_start().starts_with("xngin assign"))
+        .unwrap()
+        .split_whitespace()
+        .skip(1)
+        .collect();
+    let flag = |f: &str| cmd[cmd.iter().position(|a| *a == f).unwrap() + 1];
+    let seed = flag("--seed");
+    let table = doc_table(doc, "| id |");
+    assert_eq!(table.len(), 10);
+    let dir = tempfile::tempdir().unwrap();
+    let mut csv = String::from("id,region\n");
+    for r in &table {
+        csv.push_str(&format!("{},{}\n", r[0], r[1]));
+    }
+    let input = dir.path().join("example.csv");
+    std::fs::write(&input, csv).unwrap();
+    let run = |extra: &[&str], out: &Path| {
+        let mut args: Vec<&str> = cmd.clone();
+        let i = args.iter().position(|a| *a == "--input").unwrap();
+        args[i + 1] = input.to_str().unwrap();
+        args.extend(extra);
+        args.extend(["--output", out.to_str().unwrap(), "-q"]);
+        run_ok(&args);
+        let text = std::fs::read_to_string(out).unwrap();
+        let rows: Vec<Vec<String>> = text
+            .lines()
+            .skip(1)
+            .map(|l| l.split(',').map(str::to_string).collect())
+            .collect();
+        let record: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(format!("{}.design.json", out.display())).unwrap(),
+        )
+        .unwrap();
+        (rows, record)
+    };
+    // Arms per misfit strategy (columns 5, 7, 8) and stratum ids (column 2).
+    let mut record = serde_json::Value::Null;
+    for (strategy, col) in [("stratum", 5), ("global", 7), ("none", 8)] {
+        let out = dir.path().join(format!("{strategy}.csv"));
+        let (rows, rec) = run(&["--misfit-strategy", strategy], &out);
+        let got: Vec<(String, String, String)> = rows
+            .iter()
+            .map(|r| (r[0].clone(), r[3].clone(), r[2].clone()))
+            .collect();
+        let mut want: Vec<(String, String, String)> = table
+            .iter()
+            .map(|r| (r[0].clone(), r[2].clone(), r[col].clone()))
+            .collect();
+        want.sort_by_key(|w| w.0.parse::<i64>().unwrap());
+        assert_eq!(got, want, "misfit strategy {strategy}");
+        if strategy == "stratum" {
+            record = rec;
+        }
+    }
+    assert_eq!(record["seed"].as_u64().unwrap().to_string(), seed);
+    let l = record["block_size"].as_u64().unwrap() as usize;
+    // Unit keys, pool keys (for leftovers only) and each unit's place in its stratum.
+    for r in &table {
+        assert_eq!(
+            r[3],
+            md5_hex(&format!("{seed}:{}", r[0])),
+            "unit key of {}",
+            r[0]
+        );
+        if r[4].starts_with("leftover") {
+            assert_eq!(r[6], md5_hex(&format!("pool:{seed}:{}", r[0])));
+        } else {
+            assert_eq!(r[6], "");
+        }
+    }
+    let mut strata: std::collections::BTreeMap<&str, Vec<&Vec<String>>> = Default::default();
+    for r in &table {
+        strata.entry(r[2].as_str()).or_default().push(r);
+    }
+    for units in strata.values_mut() {
+        units.sort_by(|a, b| a[3].cmp(&b[3]));
+        let full = units.len() - units.len() % l;
+        for (j, u) in units.iter().enumerate() {
+            let place = if j < full {
+                format!("block {} position {}", j / l, j % l)
+            } else {
+                format!("leftover {}", j - full)
+            };
+            assert_eq!(u[4], place, "place of {}", u[0]);
+        }
+    }
+    // Mask keys and their order.
+    let masks = doc_table(doc, "| label |");
+    assert_eq!(masks.len(), 4);
+    for m in &masks {
+        let keys: Vec<String> = (0..l)
+            .map(|p| md5_hex(&format!("mask:{seed}:{}:{p}", m[0])))
+            .collect();
+        assert_eq!(&m[1..=l], &keys[..], "mask keys of {}", m[0]);
+        let mut pi: Vec<usize> = (0..l).collect();
+        pi.sort_by(|a, b| keys[*a].cmp(&keys[*b]));
+        let pi: Vec<String> = pi.iter().map(|p| p.to_string()).collect();
+        assert_eq!(m[l + 1], pi.join(", "));
+    }
+    // Sample and fingerprint lines.
+    let line = |start: &str| doc.lines().find(|l| l.starts_with(start)).unwrap();
+    let sample = line("Sample:");
+    let (k, kept) = sample
+        .strip_prefix("Sample: `--sample-size ")
+        .and_then(|s| s.split_once("` keeps the ids "))
+        .unwrap();
+    let kept = kept.split(" (").next().unwrap();
+    let (rows, _) = run(&["--sample-size", k], &dir.path().join("sample.csv"));
+    let ids: Vec<&str> = rows.iter().map(|r| r[0].as_str()).collect();
+    assert_eq!(ids.join(", "), kept);
+    let fp = line("Fingerprint:");
+    assert_eq!(
+        fp,
+        format!(
+            "Fingerprint: rows {}, unit_key_sum {}.",
+            record["input_fingerprint"]["rows"],
+            record["input_fingerprint"]["unit_key_sum"]
+                .as_str()
+                .unwrap()
+        )
+    );
+}
+
+/// The keyed assignment computed by PostgreSQL (`assign::pushdown`) equals the local one, row
+/// for row, for every misfit strategy, without strata, and for text ids.
+#[tokio::test]
+async fn pushdown_query_on_postgres_equals_the_local_assignment() {
+    use xngin::assign::{self, Arms, Column, ColumnData, Design, Ids, MisfitStrategy, Table};
+    use xngin::warehouse::{Value, Warehouse};
+    let Ok(url) = std::env::var("XNGIN_TEST_POSTGRES_URL") else {
+        eprintln!("skipped: XNGIN_TEST_POSTGRES_URL not set");
+        return;
+    };
+    let wh = Warehouse::connect(&xngin::dsn::Dsn::parse(&url).unwrap())
+        .await
+        .unwrap();
+    let levels = ["a", "B", "b", "é", "Z"];
+    for text_ids in [false, true] {
+        // One table per id type (a statement prepared for one is not reused on the other).
+        let name = format!("pushdown_{}_{text_ids}", std::process::id());
+        let n = 1237usize;
+        let ids: Vec<String> = (0..n)
+            .map(|i| {
+                let v = (i as i64 * 7919) % 100_003 - 40_000;
+                if text_ids {
+                    format!("P-{v}")
+                } else {
+                    v.to_string()
+                }
+            })
+            .collect();
+        let g: Vec<Option<&str>> = (0..n)
+            .map(|i| (i % 13 != 0).then(|| levels[(i * i) % levels.len()]))
+            .collect();
+        let flag: Vec<Option<bool>> = (0..n)
+            .map(|i| (i % 17 != 0).then_some(i % 3 == 0))
+            .collect();
+        // A linguistic collation where the server has one ("a" < "B"), so that the query must
+        // order text by bytes itself.
+        let icu = wh
+            .fetch_all(
+                "SELECT count(*) FROM pg_collation WHERE collname = 'und-x-icu'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .rows[0][0]
+            .as_i64()
+            == Some(1);
+        let collate = if icu { " COLLATE \"und-x-icu\"" } else { "" };
+        let id_type = if text_ids {
+            format!("TEXT{collate}")
+        } else {
+            "BIGINT".to_string()
+        };
+        wh.execute(&format!("DROP TABLE IF EXISTS \"{name}\""), &[])
+            .await
+            .unwrap();
+        wh.execute(
+            &format!(
+                "CREATE TABLE \"{name}\" (id {id_type} PRIMARY KEY, g TEXT{collate}, flag BOOLEAN)"
+            ),
+            &[],
+        )
+        .await
+        .unwrap();
+        for i in 0..n {
+            let id = if text_ids {
+                Value::Text(ids[i].clone())
+            } else {
+                Value::Int(ids[i].parse().unwrap())
+            };
+            wh.execute(
+                &format!("INSERT INTO \"{name}\" VALUES ($1, $2, $3)"),
+                &[
+                    id,
+                    g[i].map_or(Value::Null, |s| Value::Text(s.into())),
+                    flag[i].map_or(Value::Null, Value::Bool),
+                ],
+            )
+            .await
+            .unwrap();
+        }
+        let table = Table {
+            source: "t".into(),
+            id_column: "id".into(),
+            ids: Ids::from_strings(ids.clone()),
+            origin: None,
+            columns: vec![
+                Column {
+                    name: "flag".into(),
+                    data: ColumnData::Bool(flag.clone()),
+                },
+                Column {
+                    name: "g".into(),
+                    data: ColumnData::text_from(g.iter().copied()),
+                },
+            ],
+        };
+        let names = ["c".to_string(), "t1".to_string(), "t2".to_string()];
+        let weights = ["1".to_string(), "2".to_string(), "3".to_string()];
+        let arms = Arms::new(&names, Some(&weights)).unwrap();
+        for (strata, misfit, seed) in [
+            (vec!["flag", "g"], MisfitStrategy::Stratum, 42u64),
+            (vec!["flag", "g"], MisfitStrategy::Global, 7),
+            (vec!["flag", "g"], MisfitStrategy::None, u64::MAX),
+            (vec!["g"], MisfitStrategy::Stratum, 0),
+            (vec![], MisfitStrategy::Stratum, 3),
+        ] {
+            let design = Design {
+                arms: arms.clone(),
+                strata: strata.iter().map(|s| s.to_string()).collect(),
+                quantiles: 4,
+                misfit,
+                seed,
+                fstat_thresh: 0.6,
+            };
+            let local = assign::assign(&table, &design).unwrap();
+            assert_eq!(local.used, design.strata);
+            let cols: Vec<(String, bool)> = strata
+                .iter()
+                .map(|s| (format!("\"{s}\""), *s == "g"))
+                .collect();
+            let rel = format!("\"{name}\"");
+            let audience = assign::pushdown::Audience {
+                relation: &rel,
+                id: "\"id\"",
+                integer_ids: !text_ids,
+                strata: &cols,
+            };
+            let (sql, params) = assign::pushdown::postgres_assignment(&audience, &design, n as u64);
+            let rows = wh.fetch_all(&sql, &params).await.unwrap();
+            let mut got: Vec<(String, Option<i64>, Option<i64>)> = rows
+                .rows
+                .iter()
+                .map(|r| (r[0].to_text().unwrap(), r[1].as_i64(), r[2].as_i64()))
+                .collect();
+            got.sort();
+            let mut want: Vec<(String, Option<i64>, Option<i64>)> = (0..n)
+                .map(|i| {
+                    let a = local.arm[i];
+                    (
+                        ids[i].clone(),
+                        (a != assign::UNASSIGNED).then_some(a as i64),
+                        local.stratum_id.as_ref().map(|s| s[i] as i64),
+                    )
+                })
+                .collect();
+            want.sort();
+            assert_eq!(
+                got, want,
+                "text ids {text_ids}, strata {strata:?}, {misfit:?}, seed {seed}"
+            );
+        }
+        wh.execute(&format!("DROP TABLE IF EXISTS \"{name}\""), &[])
+            .await
+            .unwrap();
+    }
+    wh.close().await;
 }

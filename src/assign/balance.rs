@@ -1690,9 +1690,22 @@ mod tests {
 
     type Generated = (Vec<(Vec<u32>, u32, bool)>, Vec<Vec<f64>>, Vec<f64>);
 
+    /// A small deterministic generator for test designs (SplitMix64).
+    struct SplitMix(u64);
+
+    impl SplitMix {
+        fn below(&mut self, n: u64) -> u64 {
+            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            (z ^ (z >> 31)) % n
+        }
+    }
+
     /// A random small design for the property test.
     fn generate(n: usize, spec: &[(u32, u8)], p_treat: f64, skew: u32, seed: u64) -> Generated {
-        let mut rng = super::super::rng::SeededRng::new(seed, 5);
+        let mut rng = SplitMix(seed ^ 5);
         let mut cols: Vec<(Vec<u32>, u32, bool)> = Vec::new();
         for (j, &(levels, kind)) in spec.iter().enumerate() {
             let levels = levels.max(1);

@@ -6,17 +6,18 @@
 //! to a warehouse table ([`warehouse`]) are separate.
 //!
 //! Steps:
-//! 1. Rows are ordered by participant id (numeric for integer ids, exact beyond 2^53); ids
-//!    must be non-null and unique.
+//! 1. Rows are ordered by participant id (numeric for integer ids, exact beyond 2^53) for the
+//!    outputs; ids must be non-null and unique.
 //! 2. Strata = the requested strata and metric fields, sorted and deduplicated; preprocessing
 //!    ([`preprocess`]) drops single-valued and unique non-numeric columns and quantile-bins
 //!    numeric ones ([`qcut`]).
-//! 3. With strata left: the stochatreat block algorithm ([`stochatreat`]); without: complete
-//!    random assignment with exact largest-remainder counts.
+//! 3. With strata left: the stochatreat block algorithm in unit-key order ([`stochatreat`]);
+//!    without: complete random assignment with exact largest-remainder counts.
 //! 4. Balance ([`balance`]): one HC1 F test per treatment arm against the first arm (control).
 //!
-//! Randomness: [`rng`] (ChaCha20, documented derivation). The result depends only on the set
-//! of rows (not their order), the design and the seed.
+//! Randomness: [`rng`], a keyed hash (each unit's key is MD5 of `"{seed}:{id}"`), defined in
+//! docs/assignment-algorithm.md so that any engine can recompute a draw. The result depends
+//! only on the set of rows (not their order), the design and the seed.
 
 pub mod audience;
 pub mod balance;
@@ -25,6 +26,7 @@ pub mod data;
 pub mod design;
 pub mod output;
 pub mod preprocess;
+pub mod pushdown;
 pub mod qcut;
 pub mod rng;
 pub mod run;
@@ -41,7 +43,6 @@ pub use stochatreat::UNASSIGNED;
 
 use crate::error::{Error, Result};
 use balance::Covariate;
-use rng::{STREAM_ASSIGN, STREAM_SAMPLE, SeededRng};
 
 /// Default number of quantile bins for numeric strata.
 pub const DEFAULT_QUANTILES: u32 = 4;
@@ -97,6 +98,8 @@ pub struct Outcome {
     pub dropped: Vec<Dropped>,
     /// Rows per arm.
     pub counts: Vec<u64>,
+    /// Σ unit keys modulo 2^128 (the input fingerprint).
+    pub key_sum: u128,
     pub unassigned: u64,
     pub balance: Vec<BalanceTest>,
     /// Messages for the operator (dropped strata, fallbacks).
@@ -174,8 +177,8 @@ pub fn check_finite(table: &Table, strata: &[String]) -> Result<()> {
     }
 }
 
-/// A uniformly random subset of `k` rows, drawn with `seed` on the sampling stream from the rows
-/// in id order (so the subset does not depend on the rows' order).
+/// The `k` rows with the smallest unit keys (ties by id): a uniformly random subset that does
+/// not depend on the rows' order.
 pub fn sample(table: &Table, k: usize, seed: u64) -> Result<Table> {
     if k > table.len() {
         return Err(Error::invalid(format!(
@@ -184,12 +187,9 @@ pub fn sample(table: &Table, k: usize, seed: u64) -> Result<Table> {
             table.source
         )));
     }
-    let mut order = table.sorted_order()?;
-    let mut rng = SeededRng::new(seed, STREAM_SAMPLE);
-    rng.choose(&mut order, k);
-    order.truncate(k);
-    order.sort_unstable();
-    Ok(table.take(&order))
+    // Duplicate ids are refused before any draw.
+    table.sorted_order()?;
+    Ok(table.take(&rng::smallest(&table.ids, seed, k)))
 }
 
 /// Draw the assignment.
@@ -218,15 +218,14 @@ pub fn assign(table: &Table, design: &Design) -> Result<Outcome> {
     for d in &prepared.dropped {
         notes.push(format!("stratum {} not used: {}", d.field, d.reason));
     }
-    let mut rng = SeededRng::new(design.seed, STREAM_ASSIGN);
     let k = design.arms.len();
-    let (arm, stratum_id, n_strata) = if prepared.kept.is_empty() {
+    let ((arm, key_sum), stratum_id, n_strata) = if prepared.kept.is_empty() {
         if !strata.is_empty() {
             notes.push("no usable strata left: falling back to complete random assignment".into());
         }
         let counts = design.arms.largest_remainder_counts(n as u64);
         (
-            stochatreat::complete_random(&order, &counts, &mut rng),
+            stochatreat::complete_random(&table.ids, design.seed, &counts),
             None,
             0,
         )
@@ -242,15 +241,27 @@ pub fn assign(table: &Table, design: &Design) -> Result<Outcome> {
                 design.arms.block
             ));
         }
-        let arm = stochatreat::stochatreat(
-            &order,
+        let drawn = stochatreat::stochatreat(
+            &table.ids,
+            design.seed,
             &sid,
             count,
             &design.arms.mask(),
             design.misfit,
-            &mut rng,
-        );
-        (arm, Some(sid), count)
+        )
+        .map_err(|e| {
+            Error::invalid(format!(
+                "{}: with blocks of {}, {} strata have leftover participants, and misfit strategy \
+                 stratum would hash one block mask for each ({} hashes, over the limit of {}): use \
+                 simpler --arm-weights (smaller blocks), fewer strata, or --misfit-strategy global",
+                table.source,
+                e.block,
+                e.strata,
+                e.strata * e.block,
+                stochatreat::MAX_MASK_HASHES
+            ))
+        })?;
+        (drawn, Some(sid), count)
     };
     let mut counts = vec![0u64; k];
     let mut unassigned = 0u64;
@@ -365,6 +376,7 @@ pub fn assign(table: &Table, design: &Design) -> Result<Outcome> {
         used: prepared.kept.iter().map(|c| c.name.clone()).collect(),
         dropped: prepared.dropped,
         counts,
+        key_sum,
         unassigned,
         balance,
         notes,

@@ -335,28 +335,20 @@ pub fn design_path(output: &Path) -> std::path::PathBuf {
     s.into()
 }
 
-/// Row count and SHA-256 of the sorted ids: each id's text followed by `\n`, in output order.
+/// The input fingerprint: the row count and the sum of the unit keys. Independent of the
+/// rows' order, computed with the keys, and computable by SQL (docs/assignment-algorithm.md).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Fingerprint {
     pub rows: u64,
-    pub sha256_sorted_ids: String,
+    /// Σ MD5("{seed}:{id}") over the rows, each digest a 128-bit big-endian integer, modulo
+    /// 2^128, as 32 lowercase hex digits.
+    pub unit_key_sum: String,
 }
 
-pub fn fingerprint(table: &Table, order: &[u32]) -> Fingerprint {
-    let mut h = Sha256::new();
-    let mut buf = Vec::with_capacity(1 << 16);
-    for &r in order {
-        table.ids.write_text(r as usize, &mut buf);
-        buf.push(b'\n');
-        if buf.len() > (1 << 16) - 64 {
-            h.update(&buf);
-            buf.clear();
-        }
-    }
-    h.update(&buf);
+pub fn fingerprint(outcome: &Outcome) -> Fingerprint {
     Fingerprint {
-        rows: order.len() as u64,
-        sha256_sorted_ids: hex::encode(h.finalize()),
+        rows: outcome.arm.len() as u64,
+        unit_key_sum: super::rng::hex128(outcome.key_sum),
     }
 }
 
@@ -435,9 +427,10 @@ pub struct Outputs {
     pub table: Option<String>,
 }
 
-/// How the rng is seeded, for the record.
-pub const RNG_DESCRIPTION: &str = "ChaCha20 (rand_chacha), key = seed as 8 little-endian bytes + 24 zero bytes, stream 2 \
-for the assignment and 1 for --sample-size; see src/assign/rng.rs";
+/// How the draw is derived, for the record.
+pub const RNG_DESCRIPTION: &str = "keyed MD5: unit key = md5(\"{seed}:{id}\") in lowercase hex; within a stratum units in \
+key order fill blocks mapped to arms by the weight pattern; leftovers by md5(\"mask:{seed}:{stratum_id|global}:{position}\") \
+(global pool ordered by md5(\"pool:{seed}:{id}\")); --sample-size keeps the smallest keys; see docs/assignment-algorithm.md";
 
 impl DesignRecord {
     #[allow(clippy::too_many_arguments)]

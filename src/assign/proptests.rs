@@ -7,8 +7,36 @@ use std::collections::HashMap;
 
 use proptest::prelude::*;
 
-use super::rng::SeededRng;
+use rand_chacha::ChaCha8Rng;
+use rand_chacha::rand_core::{Rng, SeedableRng};
+
+use super::rng::Keyer;
 use super::*;
+
+/// The generator of the synthetic tables (not of the draws, which are keyed hashes).
+struct DataRng(ChaCha8Rng);
+
+impl DataRng {
+    fn new(seed: u64) -> DataRng {
+        DataRng(ChaCha8Rng::seed_from_u64(seed))
+    }
+    /// Uniform in `0..n` by rejection.
+    fn below(&mut self, n: u64) -> u64 {
+        let zone = u64::MAX - (u64::MAX % n);
+        loop {
+            let x = self.0.next_u64();
+            if x < zone {
+                return x % n;
+            }
+        }
+    }
+    fn shuffle<T>(&mut self, v: &mut [T]) {
+        for i in (1..v.len()).rev() {
+            let j = self.below(i as u64 + 1) as usize;
+            v.swap(i, j);
+        }
+    }
+}
 
 struct Case {
     table: Table,
@@ -24,7 +52,7 @@ fn build(
     data_seed: u64,
     seed: u64,
 ) -> Case {
-    let mut r = SeededRng::new(data_seed, 99);
+    let mut r = DataRng::new(data_seed);
     // Unique ids: a random permutation of spread-out integers (some beyond 2^53).
     let mut ids: Vec<i64> = (0..n as i64)
         .map(|i| i * 1_000_003 + (1 << 53) - 5_000_000)
@@ -127,10 +155,15 @@ proptest! {
                     prop_assert_eq!(*seen_t.entry(t).or_insert(sid[i]), sid[i]);
                 }
                 prop_assert_eq!(seen.len() as u32, o.n_strata);
-                // Per stratum, rows in id order.
+                // Per stratum, rows in unit-key order.
+                let mut keyer = Keyer::unit(c.design.seed);
+                let keys: Vec<u128> = (0..n).map(|r| keyer.key(&c.table.ids, r)).collect();
                 let mut strata: Vec<Vec<usize>> = vec![Vec::new(); o.n_strata as usize];
                 for &r in &o.order {
                     strata[sid[r as usize] as usize].push(r as usize);
+                }
+                for rows in strata.iter_mut() {
+                    rows.sort_by_key(|r| keys[*r]);
                 }
                 for rows in &strata {
                     let s = rows.len();
@@ -143,7 +176,7 @@ proptest! {
                     match misfit {
                         MisfitStrategy::Stratum => {
                             prop_assert_eq!(un, 0);
-                            // Every full block of L rows (in id order) is split exactly.
+                            // Every full block of L rows (in key order) is split exactly.
                             for block in rows.chunks(l) {
                                 let mut b = vec![0u64; arms.len()];
                                 for &r in block { b[o.arm[r] as usize] += 1; }
@@ -157,14 +190,24 @@ proptest! {
                             }
                         }
                         MisfitStrategy::None => {
-                            // Exactly the misfits unassigned, the rest split exactly.
+                            // Exactly the misfits (the largest keys) unassigned, the rest split
+                            // exactly.
                             prop_assert_eq!(un, s % l);
+                            for &r in &rows[full * l..] {
+                                prop_assert_eq!(o.arm[r], UNASSIGNED);
+                            }
                             for i in 0..arms.len() {
                                 prop_assert_eq!(cnt[i], full as u64 * arms.mask_counts[i]);
                             }
                         }
                         MisfitStrategy::Global => {
                             prop_assert_eq!(un, 0);
+                            // Full blocks (in key order) exact; the leftovers left the stratum.
+                            for block in rows.chunks_exact(l) {
+                                let mut b = vec![0u64; arms.len()];
+                                for &r in block { b[o.arm[r] as usize] += 1; }
+                                prop_assert_eq!(&b, &arms.mask_counts);
+                            }
                             for i in 0..arms.len() {
                                 prop_assert!(cnt[i] >= full as u64 * arms.mask_counts[i]);
                             }
@@ -197,7 +240,7 @@ proptest! {
         let again = assign(&c.table, &c.design).unwrap();
         prop_assert_eq!(&again.arm, &o.arm);
         let mut perm: Vec<u32> = (0..n as u32).collect();
-        SeededRng::new(data_seed ^ 0x5555, 7).shuffle(&mut perm);
+        DataRng::new(data_seed ^ 0x5555).shuffle(&mut perm);
         let shuffled = c.table.take(&perm);
         let o2 = assign(&shuffled, &c.design).unwrap();
         prop_assert_eq!(by_id(&c.table, &o), by_id(&shuffled, &o2));
@@ -224,5 +267,45 @@ fn single_row_and_empty_audiences_are_refused() {
             .unwrap_err()
             .to_string()
             .contains("only 1 participant")
+    );
+}
+
+#[test]
+fn strata_smaller_than_huge_blocks_are_refused_not_hashed_for_minutes() {
+    // 300 strata of 2 units, blocks of 100000 (weights 0.33333 : 0.66667): 3e7 mask hashes.
+    let n = 600;
+    let vals: Vec<String> = (0..n).map(|i| format!("g{}", i / 2)).collect();
+    let arms = Arms::new(
+        &["a".to_string(), "b".to_string()],
+        Some(&["0.33333".to_string(), "0.66667".to_string()]),
+    )
+    .unwrap();
+    assert_eq!(arms.block, 100_000);
+    let table = Table {
+        source: "people.csv".into(),
+        id_column: "id".into(),
+        ids: Ids::Int((0..n as i64).collect()),
+        origin: None,
+        columns: vec![Column {
+            name: "g".into(),
+            data: ColumnData::text_from(vals.iter().map(|v| Some(v.as_str()))),
+        }],
+    };
+    let design = Design {
+        arms,
+        strata: vec!["g".into()],
+        quantiles: 4,
+        misfit: MisfitStrategy::Stratum,
+        seed: 1,
+        fstat_thresh: 0.6,
+    };
+    let e = assign(&table, &design).unwrap_err();
+    assert_eq!(e.exit_code(), 3);
+    assert_eq!(
+        e.to_string(),
+        "people.csv: with blocks of 100000, 300 strata have leftover participants, and misfit \
+         strategy stratum would hash one block mask for each (30000000 hashes, over the limit of \
+         20000000): use simpler --arm-weights (smaller blocks), fewer strata, or --misfit-strategy \
+         global"
     );
 }

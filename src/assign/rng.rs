@@ -1,77 +1,232 @@
-//! The one seeded random generator of `assign`, documented so that a draw can be reproduced on
-//! any platform and by any later version of the tool.
+//! The keyed hash behind every draw of `assign` (defined in docs/assignment-algorithm.md).
 //!
-//! * Generator: ChaCha20 (RFC 7539 block function, as implemented by `rand_chacha`'s
-//!   `ChaCha20Rng`), 64-bit block counter, 64-bit stream id.
-//! * Key: the 32-byte key is the seed as 8 little-endian bytes followed by 24 zero bytes
-//!   (`ChaCha20Rng::from_seed`; no hashing or expansion step).
-//! * Streams: each purpose draws from its own stream id so that one does not shift another:
-//!   [`STREAM_SAMPLE`] (1) for `--sample-size`, [`STREAM_ASSIGN`] (2) for the assignment itself.
-//! * Words: `next_u64` takes two consecutive 32-bit output words, low word first.
-//! * Bounded integers: [`SeededRng::below`] uses Lemire's multiply-shift with rejection
-//!   (unbiased), defined here rather than borrowed from `rand` so that a dependency upgrade
-//!   cannot change a draw.
-//! * Shuffles: [`SeededRng::shuffle`] is Fisher–Yates from the last index down:
-//!   for i = n−1 … 1, swap(i, below(i+1)).
-//! * Partial draws without replacement ([`SeededRng::choose`]) are the first k positions of that
-//!   shuffle, computed in O(k) by the same swap sequence run from the front:
-//!   for i = 0 … k−1, swap(i, i + below(n−i)).
+//! There is no random stream: every random choice is the order of MD5 digests of short UTF-8
+//! texts built from the seed, so that Rust, any SQL engine, or a reader with the design record
+//! can recompute it.
+//!
+//! * Unit key: `MD5("{seed}:{id}")`, seed in unsigned decimal, id in its canonical text (the
+//!   text written to the outputs: integers in plain decimal, text as is, UUIDs lowercase).
+//!   Digests are compared as 128-bit big-endian integers, which is the order of their
+//!   lowercase hex strings; ties (never seen in practice) go by participant id.
+//! * Mask key: `MD5("mask:{seed}:{label}:{position}")`, orders the positions of one block mask
+//!   (`label` = the stratum id, or `global` for the pooled leftovers).
+//! * Pool key: `MD5("pool:{seed}:{id}")`, orders the pooled leftovers of misfit strategy
+//!   `global` (a fresh key: the unit keys of leftovers are the largest of their stratum).
+//!
+//! The texts of different purposes cannot coincide: unit keys start with a digit, the others
+//! with a word. Hashing reuses one buffer per thread; nothing is allocated per unit.
 
-use rand_chacha::ChaCha20Rng;
-use rand_chacha::rand_core::{Rng, SeedableRng};
+use std::cmp::Ordering;
+use std::io::Write;
 
-/// Stream used to draw a `--sample-size` subset of the audience.
-pub const STREAM_SAMPLE: u64 = 1;
-/// Stream used for the assignment (misfit selection, block permutations, simple assignment).
-pub const STREAM_ASSIGN: u64 = 2;
+use md5::{Digest, Md5};
 
-/// A seeded ChaCha20 generator on one stream.
-pub struct SeededRng {
-    inner: ChaCha20Rng,
+use super::data::Ids;
+
+/// MD5 of `bytes` as a 128-bit big-endian integer (the order of its lowercase hex).
+pub fn md5_u128(bytes: &[u8]) -> u128 {
+    let d: [u8; 16] = Md5::digest(bytes).into();
+    u128::from_be_bytes(d)
 }
 
-impl SeededRng {
-    pub fn new(seed: u64, stream: u64) -> SeededRng {
-        let mut key = [0u8; 32];
-        key[..8].copy_from_slice(&seed.to_le_bytes());
-        let mut inner = ChaCha20Rng::from_seed(key);
-        inner.set_stream(stream);
-        SeededRng { inner }
+/// A 128-bit key as 32 lowercase hex digits (the text form of every key).
+pub fn hex128(k: u128) -> String {
+    format!("{k:032x}")
+}
+
+/// Builds `"{prefix}{id}{suffix}"` texts in one reused buffer and hashes them.
+pub struct Keyer {
+    buf: Vec<u8>,
+    prefix: usize,
+}
+
+impl Keyer {
+    /// Unit keys `MD5("{seed}:{id}")`.
+    pub fn unit(seed: u64) -> Keyer {
+        Keyer::with_prefix(format!("{seed}:").as_bytes())
     }
 
-    pub fn next_u64(&mut self) -> u64 {
-        self.inner.next_u64()
+    /// Pool keys `MD5("pool:{seed}:{id}")`.
+    pub fn pool(seed: u64) -> Keyer {
+        Keyer::with_prefix(format!("pool:{seed}:").as_bytes())
     }
 
-    /// A uniform integer in `0..n` (n > 0), without bias (Lemire 2019).
-    pub fn below(&mut self, n: u64) -> u64 {
-        debug_assert!(n > 0);
-        let mut m = (self.next_u64() as u128) * (n as u128);
-        if (m as u64) < n {
-            let threshold = n.wrapping_neg() % n;
-            while (m as u64) < threshold {
-                m = (self.next_u64() as u128) * (n as u128);
-            }
-        }
-        (m >> 64) as u64
-    }
-
-    /// Shuffle in place (Fisher–Yates, last index first).
-    pub fn shuffle<T>(&mut self, v: &mut [T]) {
-        for i in (1..v.len()).rev() {
-            let j = self.below(i as u64 + 1) as usize;
-            v.swap(i, j);
+    fn with_prefix(prefix: &[u8]) -> Keyer {
+        let mut buf = Vec::with_capacity(128);
+        buf.extend_from_slice(prefix);
+        Keyer {
+            buf,
+            prefix: prefix.len(),
         }
     }
 
-    /// Move a uniformly random k-subset (in random order) to the front of `v`.
-    pub fn choose<T>(&mut self, v: &mut [T], k: usize) {
-        let n = v.len();
-        for i in 0..k.min(n) {
-            let j = i + self.below((n - i) as u64) as usize;
-            v.swap(i, j);
+    /// The key of row `row`.
+    pub fn key(&mut self, ids: &Ids, row: usize) -> u128 {
+        self.buf.truncate(self.prefix);
+        ids.write_text(row, &mut self.buf);
+        md5_u128(&self.buf)
+    }
+}
+
+/// Threads used to hash millions of ids (the machine's cores, at most 8).
+fn threads(n: usize) -> usize {
+    if n < 50_000 {
+        return 1;
+    }
+    std::thread::available_parallelism()
+        .map(|t| t.get())
+        .unwrap_or(1)
+        .clamp(1, 8)
+}
+
+/// The sort key of every row, the high 64 bits of its unit key (rows with equal sort keys are
+/// ordered by [`tie_break`]), and the sum of the full unit keys modulo 2^128 (the input
+/// fingerprint's `unit_key_sum`). Hashed in parallel chunks of rows in row order, so that the
+/// ids are read sequentially.
+pub fn unit_keys(ids: &Ids, seed: u64) -> (Vec<u64>, u128) {
+    let n = ids.len();
+    let mut keys = vec![0u64; n];
+    let chunk = n.div_ceil(threads(n)).max(1);
+    let sum = std::thread::scope(|sc| {
+        let handles: Vec<_> = keys
+            .chunks_mut(chunk)
+            .enumerate()
+            .map(|(c, part)| {
+                sc.spawn(move || {
+                    let mut k = Keyer::unit(seed);
+                    let mut sum = 0u128;
+                    for (j, slot) in part.iter_mut().enumerate() {
+                        let key = k.key(ids, c * chunk + j);
+                        *slot = (key >> 64) as u64;
+                        sum = sum.wrapping_add(key);
+                    }
+                    sum
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("hashing thread panicked"))
+            .fold(0u128, u128::wrapping_add)
+    });
+    (keys, sum)
+}
+
+/// The order of two rows with equal 64-bit sort keys: full unit keys, then participant ids.
+pub fn tie_break(ids: &Ids, seed: u64, a: usize, b: usize) -> Ordering {
+    let mut k = Keyer::unit(seed);
+    let (ka, kb) = (k.key(ids, a), k.key(ids, b));
+    ka.cmp(&kb).then_with(|| ids.cmp_rows(a, b))
+}
+
+/// Sort `(sort key, row)` pairs into unit-key order (ties by id, see [`tie_break`]).
+pub fn sort_pairs(pairs: &mut [(u64, u32)], ids: &Ids, seed: u64) {
+    pairs.sort_unstable();
+    fix_ties(pairs, ids, seed);
+}
+
+/// Sort each group `pairs[bounds[g]..bounds[g + 1]]` into unit-key order ([`sort_pairs`]),
+/// the groups shared among threads in contiguous runs of about equal size.
+pub fn sort_groups(pairs: &mut [(u64, u32)], bounds: &[usize], ids: &Ids, seed: u64) {
+    let n = pairs.len();
+    let t = threads(n);
+    // Cut into at most t runs at group boundaries (`bounds` starts at 0 and ends at n).
+    let mut cuts = vec![0usize];
+    for &b in bounds {
+        let last = *cuts.last().unwrap_or(&0);
+        if cuts.len() < t && b > last && b >= cuts.len() * n / t {
+            cuts.push(b);
         }
     }
+    if cuts.last() != Some(&n) {
+        cuts.push(n);
+    }
+    std::thread::scope(|sc| {
+        let mut rest = pairs;
+        let mut done = 0usize;
+        for w in cuts.windows(2) {
+            let (part, tail) = rest.split_at_mut(w[1] - done);
+            rest = tail;
+            let base = done;
+            done = w[1];
+            let groups: Vec<(usize, usize)> = bounds
+                .windows(2)
+                .filter(|g| g[0] >= w[0] && g[1] <= w[1])
+                .map(|g| (g[0] - base, g[1] - base))
+                .collect();
+            sc.spawn(move || {
+                for (a, b) in groups {
+                    sort_pairs(&mut part[a..b], ids, seed);
+                }
+            });
+        }
+    });
+}
+
+/// Re-sort the runs of equal 64-bit sort keys by the exact rule.
+fn fix_ties(pairs: &mut [(u64, u32)], ids: &Ids, seed: u64) {
+    let mut i = 0;
+    while i < pairs.len() {
+        let mut j = i + 1;
+        while j < pairs.len() && pairs[j].0 == pairs[i].0 {
+            j += 1;
+        }
+        if j - i > 1 {
+            pairs[i..j].sort_by(|x, y| tie_break(ids, seed, x.1 as usize, y.1 as usize));
+        }
+        i = j;
+    }
+}
+
+/// The rows with the `k` smallest unit keys (ties by id), in row order.
+pub fn smallest(ids: &Ids, seed: u64, k: usize) -> Vec<u32> {
+    let (keys, _) = unit_keys(ids, seed);
+    let mut pairs: Vec<(u64, u32)> = keys
+        .into_iter()
+        .enumerate()
+        .map(|(r, k)| (k, r as u32))
+        .collect();
+    if k < pairs.len() && k > 0 {
+        pairs.select_nth_unstable(k - 1);
+        // Rows sharing the k-th sort key may straddle the cut: order them exactly.
+        let kth = pairs[k - 1].0;
+        let (head, tail) = pairs.split_at_mut(k);
+        if tail.iter().any(|p| p.0 == kth) {
+            let mut tied: Vec<(u64, u32)> = head
+                .iter()
+                .chain(tail.iter())
+                .filter(|p| p.0 == kth)
+                .copied()
+                .collect();
+            fix_ties(&mut tied, ids, seed);
+            let keep_tied = head.iter().filter(|p| p.0 == kth).count();
+            let mut rows: Vec<u32> = head.iter().filter(|p| p.0 != kth).map(|p| p.1).collect();
+            rows.extend(tied[..keep_tied].iter().map(|p| p.1));
+            rows.sort_unstable();
+            return rows;
+        }
+    }
+    pairs.truncate(k);
+    let mut rows: Vec<u32> = pairs.into_iter().map(|p| p.1).collect();
+    rows.sort_unstable();
+    rows
+}
+
+/// The positions `0..l` of a block mask in mask-key order: `MD5("mask:{seed}:{label}:{p}")`,
+/// ties by position. The first r entries are a uniformly random draw without replacement.
+pub fn mask_order(seed: u64, label: &str, l: usize) -> Vec<u32> {
+    let mut buf = Vec::with_capacity(64);
+    let _ = write!(buf, "mask:{seed}:{label}:");
+    let prefix = buf.len();
+    let mut keyed: Vec<(u128, u32)> = (0..l as u32)
+        .map(|p| {
+            buf.truncate(prefix);
+            let _ = write!(buf, "{p}");
+            (md5_u128(&buf), p)
+        })
+        .collect();
+    keyed.sort_unstable();
+    keyed.into_iter().map(|x| x.1).collect()
 }
 
 /// A fresh seed from the operating system's entropy (for runs without `--seed`).
@@ -84,52 +239,132 @@ mod tests {
     use super::*;
 
     #[test]
-    fn streams_are_reproducible_and_distinct() {
-        let a: Vec<u64> = {
-            let mut r = SeededRng::new(7, STREAM_ASSIGN);
-            (0..4).map(|_| r.next_u64()).collect()
-        };
-        let b: Vec<u64> = {
-            let mut r = SeededRng::new(7, STREAM_ASSIGN);
-            (0..4).map(|_| r.next_u64()).collect()
-        };
-        let c: Vec<u64> = {
-            let mut r = SeededRng::new(7, STREAM_SAMPLE);
-            (0..4).map(|_| r.next_u64()).collect()
-        };
-        assert_eq!(a, b);
-        assert_ne!(a, c);
+    fn md5_known_answers() {
+        // RFC 1321 appendix A.5 test suite.
+        assert_eq!(hex128(md5_u128(b"")), "d41d8cd98f00b204e9800998ecf8427e");
+        assert_eq!(hex128(md5_u128(b"abc")), "900150983cd24fb0d6963f7d28e17f72");
+        assert_eq!(
+            hex128(md5_u128(
+                b"12345678901234567890123456789012345678901234567890123456789012345678901234567890"
+            )),
+            "57edf4a22be3c955ac49da2e2107b67a"
+        );
     }
 
     #[test]
-    fn chacha20_known_answer() {
-        // RFC 7539 §2.3.2-style check through rand_chacha: key all zero (seed 0), stream 0,
-        // first block word 0 is 0xade0b876 (the published ChaCha20 zero-key keystream).
-        let mut r = ChaCha20Rng::from_seed([0u8; 32]);
-        let w = r.next_u32();
-        assert_eq!(w, 0xade0_b876);
+    fn unit_key_hashes_seed_colon_id_text() {
+        let ids = Ids::Int(vec![-7, 12]);
+        let mut k = Keyer::unit(42);
+        assert_eq!(k.key(&ids, 0), md5_u128(b"42:-7"));
+        assert_eq!(k.key(&ids, 1), md5_u128(b"42:12"));
+        let text = Ids::from_strings(vec!["Ab-9".into()]);
+        assert_eq!(Keyer::unit(u64::MAX).key(&text, 0), {
+            md5_u128(format!("{}:Ab-9", u64::MAX).as_bytes())
+        });
+        assert_eq!(Keyer::pool(3).key(&ids, 1), md5_u128(b"pool:3:12"));
     }
 
     #[test]
-    fn below_is_in_range_and_roughly_uniform() {
-        let mut r = SeededRng::new(1, STREAM_ASSIGN);
-        let mut counts = [0u32; 3];
-        for _ in 0..30_000 {
-            counts[r.below(3) as usize] += 1;
+    fn u128_order_is_hex_order() {
+        let ids = Ids::Int((0..200).collect());
+        let mut k = Keyer::unit(5);
+        let keys: Vec<u128> = (0..200).map(|r| k.key(&ids, r)).collect();
+        let mut by_int = keys.clone();
+        by_int.sort();
+        let mut by_hex: Vec<String> = keys.iter().map(|k| hex128(*k)).collect();
+        by_hex.sort();
+        assert_eq!(
+            by_int.iter().map(|k| hex128(*k)).collect::<Vec<_>>(),
+            by_hex
+        );
+    }
+
+    #[test]
+    fn parallel_sort_keys_equal_serial_ones() {
+        let ids = Ids::Int((0..120_000).map(|i| i * 7 - 3).collect());
+        let (keys, sum) = unit_keys(&ids, 9);
+        let mut k = Keyer::unit(9);
+        for r in [0, 1, 59_999, 60_000, 119_999] {
+            assert_eq!(keys[r], (k.key(&ids, r) >> 64) as u64);
         }
-        for c in counts {
-            assert!((9_400..10_600).contains(&c), "{counts:?}");
+        let serial = (0..ids.len()).fold(0u128, |a, r| a.wrapping_add(k.key(&ids, r)));
+        assert_eq!(sum, serial);
+        let mut pairs: Vec<(u64, u32)> = (0..ids.len() as u32)
+            .rev()
+            .map(|r| (keys[r as usize], r))
+            .collect();
+        // Groups sorted each on its own, whichever thread sorts them.
+        let bounds = [0, 1, 5, 70_000, 70_001, 119_000, 120_000];
+        sort_groups(&mut pairs, &bounds, &ids, 9);
+        for g in bounds.windows(2) {
+            let part = &pairs[g[0]..g[1]];
+            assert!(part.windows(2).all(|w| w[0] < w[1]), "group {g:?}");
+            let mut rows: Vec<u32> = part.iter().map(|p| p.1).collect();
+            rows.sort();
+            let want: Vec<u32> = (g[0]..g[1])
+                .map(|i| (ids.len() - 1 - i) as u32)
+                .rev()
+                .collect();
+            assert_eq!(rows, want);
         }
     }
 
     #[test]
-    fn shuffle_is_a_permutation() {
-        let mut r = SeededRng::new(3, STREAM_ASSIGN);
-        let mut v: Vec<u32> = (0..100).collect();
-        r.shuffle(&mut v);
-        let mut s = v.clone();
+    fn equal_sort_keys_fall_back_to_full_keys_then_ids() {
+        let ids = Ids::Int(vec![10, 11, 12]);
+        let mut k = Keyer::unit(1);
+        let full: Vec<u128> = (0..3).map(|r| k.key(&ids, r)).collect();
+        // Pretend all three share their high 64 bits.
+        let mut pairs = vec![(7u64, 2u32), (7, 0), (7, 1)];
+        sort_pairs(&mut pairs, &ids, 1);
+        let mut expect: Vec<u32> = vec![0, 1, 2];
+        expect.sort_by_key(|r| full[*r as usize]);
+        assert_eq!(pairs.iter().map(|p| p.1).collect::<Vec<_>>(), expect);
+        assert_eq!(tie_break(&ids, 1, 1, 1), Ordering::Equal);
+    }
+
+    #[test]
+    fn smallest_takes_the_lowest_keys() {
+        let ids = Ids::from_strings((0..500).map(|i| format!("u{i}")).collect());
+        let mut k = Keyer::unit(77);
+        let mut all: Vec<(u128, u32)> = (0..500).map(|r| (k.key(&ids, r), r as u32)).collect();
+        all.sort();
+        for take in [1, 2, 250, 499, 500] {
+            let mut want: Vec<u32> = all[..take].iter().map(|x| x.1).collect();
+            want.sort();
+            assert_eq!(smallest(&ids, 77, take), want, "k = {take}");
+        }
+    }
+
+    #[test]
+    fn mask_order_is_a_keyed_permutation() {
+        let o = mask_order(42, "3", 10);
+        let mut s = o.clone();
         s.sort();
-        assert_eq!(s, (0..100).collect::<Vec<_>>());
-        assert_ne!(v, s);
+        assert_eq!(s, (0..10).collect::<Vec<_>>());
+        let key = |p: u32| md5_u128(format!("mask:42:3:{p}").as_bytes());
+        assert!(o.windows(2).all(|w| key(w[0]) < key(w[1])));
+        assert_ne!(o, mask_order(42, "4", 10));
+        assert_ne!(o, mask_order(43, "3", 10));
+    }
+
+    #[test]
+    fn sample_inclusion_frequency_is_k_over_n() {
+        // 20 units, samples of 5 over 4000 fixed seeds: each unit is drawn with probability
+        // 1/4; chi-square (1 df) per unit at 1e-4.
+        use statrs::distribution::{ChiSquared, ContinuousCDF};
+        let ids = Ids::Int((0..20).map(|i| i * 1_000_003).collect());
+        let mut freq = [0u64; 20];
+        for seed in 0..4000 {
+            for r in smallest(&ids, seed, 5) {
+                freq[r as usize] += 1;
+            }
+        }
+        for (u, &f) in freq.iter().enumerate() {
+            let (e_in, e_out) = (1000.0, 3000.0);
+            let x2 = (f as f64 - e_in).powi(2) / e_in + ((4000 - f) as f64 - e_out).powi(2) / e_out;
+            let p = 1.0 - ChiSquared::new(1.0).unwrap().cdf(x2);
+            assert!(p > 1e-4, "unit {u}: {f} of 4000, p = {p}");
+        }
     }
 }

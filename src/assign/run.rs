@@ -213,18 +213,17 @@ pub async fn run(req: &Request) -> Result<Report> {
     // they were. The pair is tied by the data file's SHA-256 in the record
     // (`outputs.file_sha256`), which `assignment --input` checks, so a run killed between the
     // two renames leaves a pair that readers refuse rather than one that silently disagrees.
-    // The input fingerprint is hashed while the assignment file is written.
-    let (fp, prepared) = std::thread::scope(|sc| {
-        let h = sc.spawn(|| super::output::fingerprint(&table, &outcome.order));
-        let prepared = match &req.output {
-            Some(out) => {
-                super::output::prepare_file(out, req.replace, &table, &outcome, &design).map(Some)
-            }
-            None => Ok(None),
-        };
-        (h.join().expect("fingerprint thread panicked"), prepared)
-    });
-    let prepared = prepared?;
+    let fp = super::output::fingerprint(&outcome);
+    let prepared = match &req.output {
+        Some(out) => Some(super::output::prepare_file(
+            out,
+            req.replace,
+            &table,
+            &outcome,
+            &design,
+        )?),
+        None => None,
+    };
     trace("assignment file written");
     let mut record = DesignRecord::new(
         experiment_id,
