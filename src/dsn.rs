@@ -17,38 +17,23 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 
+/// Which kind of warehouse a DSN names: a plain tag. What SQL each one speaks lives in
+/// `src/warehouse/` ([`crate::warehouse::SqlDialect`], see [`Dsn::dialect`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Dialect {
+pub enum Engine {
     Sqlite,
     Postgres,
     Mysql,
 }
 
-impl Dialect {
+impl Engine {
+    /// The canonical scheme: `sqlite`, `postgres`, `mysql`.
     pub fn name(self) -> &'static str {
         match self {
-            Dialect::Sqlite => "sqlite",
-            Dialect::Postgres => "postgres",
-            Dialect::Mysql => "mysql",
-        }
-    }
-
-    /// Quote an identifier for this dialect: `"` doubled for PostgreSQL/SQLite, backticks
-    /// doubled for MySQL. Any string becomes one identifier, so `x; DROP TABLE y` is a (strange)
-    /// table name, never SQL. NUL bytes cannot be represented and are refused by [`check_ident`].
-    pub fn quote_ident(self, ident: &str) -> String {
-        match self {
-            Dialect::Mysql => format!("`{}`", ident.replace('`', "``")),
-            _ => format!("\"{}\"", ident.replace('"', "\"\"")),
-        }
-    }
-
-    /// `schema.table`, each part quoted.
-    pub fn qualified(self, schema: Option<&str>, table: &str) -> String {
-        match schema {
-            Some(s) => format!("{}.{}", self.quote_ident(s), self.quote_ident(table)),
-            None => self.quote_ident(table),
+            Engine::Sqlite => "sqlite",
+            Engine::Postgres => "postgres",
+            Engine::Mysql => "mysql",
         }
     }
 }
@@ -82,7 +67,7 @@ pub enum SqliteTarget {
 /// A parsed warehouse DSN.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Dsn {
-    pub dialect: Dialect,
+    pub engine: Engine,
     /// The scheme as written (`postgresql+psycopg2`), kept for messages.
     pub scheme: String,
     pub host: Option<String>,
@@ -108,6 +93,11 @@ pub const SSLMODES: [&str; 6] = [
 ];
 
 impl Dsn {
+    /// The SQL dialect of this DSN's warehouse.
+    pub fn dialect(&self) -> &'static dyn crate::warehouse::SqlDialect {
+        crate::warehouse::dialect::dialect_for_dsn(self)
+    }
+
     /// Parse any accepted spelling. Errors are usage errors (exit 2) that show the DSN with
     /// everything that could be a credential masked ([`redact_dsn_text`]).
     pub fn parse(input: &str) -> Result<Dsn> {
@@ -127,9 +117,9 @@ impl Dsn {
         match base {
             "sqlite" | "sqlite3" => Self::parse_sqlite(input, scheme),
             "postgres" | "postgresql" | "redshift" => {
-                Self::parse_url(input, Dialect::Postgres, &scheme_l)
+                Self::parse_url(input, Engine::Postgres, &scheme_l)
             }
-            "mysql" | "mariadb" => Self::parse_url(input, Dialect::Mysql, &scheme_l),
+            "mysql" | "mariadb" => Self::parse_url(input, Engine::Mysql, &scheme_l),
             "bigquery" => Err(Error::usage(format!(
                 "bigquery:// warehouses are not supported by this build of xngin (DSN '{}'); \
                  use PostgreSQL, Redshift, MySQL/MariaDB or SQLite",
@@ -178,7 +168,7 @@ impl Dsn {
             )));
         }
         Ok(Dsn {
-            dialect: Dialect::Sqlite,
+            engine: Engine::Sqlite,
             scheme: scheme.to_string(),
             host: None,
             port: None,
@@ -192,7 +182,7 @@ impl Dsn {
         })
     }
 
-    fn parse_url(input: &str, dialect: Dialect, scheme: &str) -> Result<Dsn> {
+    fn parse_url(input: &str, engine: Engine, scheme: &str) -> Result<Dsn> {
         let bad =
             |why: String| Error::usage(format!("invalid DSN '{}': {why}", redact_dsn_text(input)));
         // `postgres:/u:pw@h/db` would parse as a path (a local socket, with the password in the
@@ -238,7 +228,7 @@ impl Dsn {
             match k.as_ref() {
                 "sslmode" | "ssl-mode" | "ssl_mode" => {
                     let v = v.to_ascii_lowercase().replace('_', "-");
-                    if !SSLMODES.contains(&v.as_str()) && dialect == Dialect::Postgres {
+                    if !SSLMODES.contains(&v.as_str()) && engine == Engine::Postgres {
                         return Err(bad(format!(
                             "sslmode '{v}' is not one of {}",
                             SSLMODES.join(", ")
@@ -265,13 +255,13 @@ impl Dsn {
                 _ => {} // client_encoding, connect_timeout, charset...: harmless, ignored
             }
         }
-        let redshift = dialect == Dialect::Postgres
+        let redshift = engine == Engine::Postgres
             && (scheme == "redshift"
                 || host
                     .as_deref()
                     .is_some_and(|h| h.ends_with("redshift.amazonaws.com")));
         Ok(Dsn {
-            dialect,
+            engine,
             scheme: scheme.to_string(),
             host,
             port: url.port(),
@@ -311,14 +301,14 @@ impl Dsn {
     /// A PostgreSQL or MySQL DSN built from typed parts (a settings DSN object), never by
     /// pasting text into a URL: a host, user or password holding `@`, `/`, `?` or `:` stays
     /// that one part. The host must be a host name or an IP address (see [`check_host`]).
-    pub fn from_parts(dialect: Dialect, scheme: &str, parts: NetParts) -> Result<Dsn> {
+    pub fn from_parts(engine: Engine, scheme: &str, parts: NetParts) -> Result<Dsn> {
         if let Some(p) = &parts.password {
             register_secret(p);
         }
         let host = check_host(&parts.host)?;
-        let redshift = dialect == Dialect::Postgres && host.ends_with("redshift.amazonaws.com");
+        let redshift = engine == Engine::Postgres && host.ends_with("redshift.amazonaws.com");
         Ok(Dsn {
-            dialect,
+            engine,
             scheme: scheme.to_string(),
             host: Some(host),
             port: Some(parts.port),
@@ -343,7 +333,7 @@ impl Dsn {
     /// A DSN for an SQLite file.
     pub fn sqlite_file(path: &Path) -> Dsn {
         Dsn {
-            dialect: Dialect::Sqlite,
+            engine: Engine::Sqlite,
             scheme: "sqlite".into(),
             host: None,
             port: None,
@@ -365,11 +355,7 @@ impl Dsn {
                 SqliteTarget::File(p) => write!(f, "sqlite:///{}", p.display()),
             };
         }
-        let scheme = match self.dialect {
-            Dialect::Postgres => "postgres",
-            Dialect::Mysql => "mysql",
-            Dialect::Sqlite => "sqlite",
-        };
+        let scheme = self.engine.name();
         write!(f, "{scheme}://")?;
         if let Some(u) = &self.user {
             write!(f, "{u}")?;
@@ -722,7 +708,7 @@ mod tests {
             "postgresql+psycopg2://u:sp-unit-9x@h:5433/db",
         ] {
             let d = Dsn::parse(s).unwrap();
-            assert_eq!(d.dialect, Dialect::Postgres);
+            assert_eq!(d.engine, Engine::Postgres);
             assert_eq!(d.host.as_deref(), Some("h"));
             assert_eq!(d.port, Some(5433));
             assert_eq!(d.database.as_deref(), Some("db"));
@@ -753,7 +739,7 @@ mod tests {
             "mysql+pymysql://root@127.0.0.1:3306/test",
         ] {
             let d = Dsn::parse(s).unwrap();
-            assert_eq!(d.dialect, Dialect::Mysql);
+            assert_eq!(d.engine, Engine::Mysql);
             assert_eq!(d.database.as_deref(), Some("test"));
             assert_eq!(d.password(), None);
         }
@@ -944,7 +930,7 @@ mod tests {
             assert_eq!(e.exit_code(), 3, "{bad}");
         }
         let d = Dsn::from_parts(
-            Dialect::Postgres,
+            Engine::Postgres,
             "postgresql",
             NetParts {
                 host: "x.redshift.amazonaws.com".into(),
@@ -962,15 +948,5 @@ mod tests {
         assert_eq!(d.password(), Some("fp/unit@9x?"));
         assert!(d.redshift);
         assert_eq!(scrub_secrets("p=fp/unit@9x?"), "p=***");
-    }
-
-    #[test]
-    fn quoting() {
-        assert_eq!(
-            Dialect::Postgres.quote_ident("x\"; DROP TABLE y"),
-            "\"x\"\"; DROP TABLE y\""
-        );
-        assert_eq!(Dialect::Mysql.quote_ident("a`b"), "`a``b`");
-        assert_eq!(Dialect::Sqlite.qualified(Some("s"), "t"), "\"s\".\"t\"");
     }
 }
