@@ -3,7 +3,8 @@
 //! Accepted: `sqlite:///rel/path`, `sqlite:////abs/path`, `sqlite::memory:`, `sqlite:path`;
 //! `postgres://`, `postgresql://`, `postgresql+psycopg://`, `postgresql+psycopg2://` (Redshift
 //! recognised by a host ending in `redshift.amazonaws.com`); `mysql://`, `mariadb://`,
-//! `mysql+pymysql://` (any `mysql+DRIVER`). `bigquery://` is recognised and refused plainly.
+//! `mysql+pymysql://` (any `mysql+DRIVER`); `bigquery://PROJECT/DATASET` (see
+//! [`crate::warehouse::bigquery::BigQueryTarget::parse`]).
 //!
 //! The password never leaves this module in text form: `Display` and `Debug` print
 //! `postgres://user:***@host:5432/db`. Every password (and every resolved `${secret:NAME}`
@@ -25,6 +26,7 @@ pub enum Engine {
     Sqlite,
     Postgres,
     Mysql,
+    BigQuery,
 }
 
 impl Engine {
@@ -34,6 +36,7 @@ impl Engine {
             Engine::Sqlite => "sqlite",
             Engine::Postgres => "postgres",
             Engine::Mysql => "mysql",
+            Engine::BigQuery => "bigquery",
         }
     }
 }
@@ -80,6 +83,8 @@ pub struct Dsn {
     /// PostgreSQL host ending in `redshift.amazonaws.com`.
     pub redshift: bool,
     pub sqlite: Option<SqliteTarget>,
+    /// The project, dataset and credentials of a `bigquery://` DSN.
+    pub bigquery: Option<crate::warehouse::bigquery::BigQueryTarget>,
 }
 
 /// Valid `sslmode` values (libpq's), shared with the settings model.
@@ -120,15 +125,47 @@ impl Dsn {
                 Self::parse_url(input, Engine::Postgres, &scheme_l)
             }
             "mysql" | "mariadb" => Self::parse_url(input, Engine::Mysql, &scheme_l),
-            "bigquery" => Err(Error::usage(format!(
-                "bigquery:// warehouses are not supported by this build of xngin (DSN '{}'); \
-                 use PostgreSQL, Redshift, MySQL/MariaDB or SQLite",
-                redact_dsn_text(input)
-            ))),
+            "bigquery" => Self::parse_bigquery(input),
             _ => Err(bad(&format!(
                 "unknown scheme '{scheme}'; use sqlite:///PATH, postgres://, postgresql+psycopg://, mysql:// or mariadb://"
             ))),
         }
+    }
+
+    /// `bigquery://PROJECT/DATASET[?credentials_path=FILE|credentials_base64=KEY]`; a base64
+    /// key is registered as a secret before anything can show it.
+    fn parse_bigquery(input: &str) -> Result<Dsn> {
+        let path = input.split('?').next().unwrap_or("");
+        if path.contains('@') {
+            // `bigquery://user:password@...` is not a BigQuery DSN; never echo what it holds.
+            return Err(Error::usage(format!(
+                "invalid DSN '{}': a BigQuery DSN has no user or password; use \
+                 bigquery://PROJECT/DATASET?credentials_path=KEY.json",
+                redact_dsn_text(input)
+            )));
+        }
+        if let Some((_, q)) = input.split_once('?') {
+            for (k, v) in url::form_urlencoded::parse(q.as_bytes()) {
+                if k == "credentials_base64" && !v.is_empty() {
+                    register_secret(&v);
+                }
+            }
+        }
+        let target = crate::warehouse::bigquery::BigQueryTarget::parse(input)?;
+        Ok(Dsn {
+            engine: Engine::BigQuery,
+            scheme: "bigquery".into(),
+            host: None,
+            port: None,
+            database: Some(target.dataset.clone()),
+            user: None,
+            password: None,
+            sslmode: None,
+            search_path: None,
+            redshift: false,
+            sqlite: None,
+            bigquery: Some(target),
+        })
     }
 
     fn parse_sqlite(input: &str, scheme: &str) -> Result<Dsn> {
@@ -179,6 +216,7 @@ impl Dsn {
             search_path: None,
             redshift: false,
             sqlite: Some(target),
+            bigquery: None,
         })
     }
 
@@ -272,6 +310,7 @@ impl Dsn {
             search_path,
             redshift,
             sqlite: None,
+            bigquery: None,
         })
     }
 
@@ -319,6 +358,7 @@ impl Dsn {
             search_path: parts.search_path,
             redshift,
             sqlite: None,
+            bigquery: None,
         })
     }
 
@@ -344,10 +384,15 @@ impl Dsn {
             search_path: None,
             redshift: false,
             sqlite: Some(SqliteTarget::File(path.to_path_buf())),
+            bigquery: None,
         }
     }
 
     fn fmt_redacted(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(t) = &self.bigquery {
+            // Shows a credentials path, never a base64 key.
+            return write!(f, "{t}");
+        }
         if let Some(t) = &self.sqlite {
             return match t {
                 SqliteTarget::Memory => write!(f, "sqlite::memory:"),
@@ -780,10 +825,37 @@ mod tests {
         let e = Dsn::parse("oracle://u:ts-unit-9x@h/db").unwrap_err();
         assert_eq!(e.exit_code(), 2);
         assert!(!e.to_string().contains("ts-unit-9x"), "{e}");
-        let e = Dsn::parse("bigquery://project/dataset").unwrap_err();
-        assert!(e.to_string().contains("not supported by this build"));
+        let e = Dsn::parse("bigquery://u:bq-unit-9x@project-x/ds").unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        assert!(!e.to_string().contains("bq-unit-9x"), "{e}");
+        let e = Dsn::parse("bigquery://project-x").unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        assert!(e.to_string().contains("the dataset is missing"), "{e}");
         let e = Dsn::parse("no-scheme-here").unwrap_err();
         assert_eq!(e.exit_code(), 2);
+    }
+
+    #[test]
+    fn bigquery_dsns_name_project_and_dataset_and_never_show_a_base64_key() {
+        let d = Dsn::parse("bigquery://my-project/my_data").unwrap();
+        assert_eq!(d.engine, Engine::BigQuery);
+        let t = d.bigquery.as_ref().unwrap();
+        assert_eq!(
+            (t.project.as_str(), t.dataset.as_str()),
+            ("my-project", "my_data")
+        );
+        assert_eq!(d.to_string(), "bigquery://my-project/my_data");
+        let d = Dsn::parse("bigquery://my-project/my_data?credentials_base64=c2VjcmV0LWtleS11bml0")
+            .unwrap();
+        assert_eq!(
+            d.to_string(),
+            "bigquery://my-project/my_data?credentials_base64=***"
+        );
+        assert!(!format!("{d:?}").contains("c2VjcmV0LWtleS11bml0"));
+        assert_eq!(
+            scrub_secrets("key c2VjcmV0LWtleS11bml0 here"),
+            "key *** here"
+        );
     }
 
     #[test]

@@ -16,6 +16,9 @@ pub enum BulkLoad {
     /// Multi-row `INSERT ... VALUES (?,..),(?,..)` batches, staying under `max_params` bound
     /// parameters per statement.
     InsertBatches { max_params: usize },
+    /// A load job of newline-delimited JSON through the warehouse's API (BigQuery), outside
+    /// any transaction.
+    LoadJob,
 }
 
 /// How a loaded table replaces an existing one atomically.
@@ -28,6 +31,10 @@ pub enum AtomicReplace {
     /// one multi-table `RENAME TABLE`, holding a named lock on the staging tables meanwhile so
     /// that abandoned ones can be told apart and removed.
     RenameTableWithStagingLock,
+    /// No transactions (BigQuery): load the staging table with one atomic load job, then
+    /// `CREATE OR REPLACE TABLE target AS SELECT * FROM staging` (one statement) and drop the
+    /// staging table.
+    CreateOrReplaceFromStaging,
 }
 
 /// What a warehouse's SQL looks like. Every method returns SQL text or a capability; the
@@ -57,6 +64,12 @@ pub trait SqlDialect: Send + Sync + std::fmt::Debug {
             Some(s) => format!("{}.{}", self.quote_ident(s), self.quote_ident(table)),
             None => self.quote_ident(table),
         }
+    }
+
+    /// `schema.table` for a connection to `dsn`: where the DSN names a default container that
+    /// statements must spell out (BigQuery's project and dataset). Default: [`Self::qualified`].
+    fn qualified_in(&self, _dsn: &crate::dsn::Dsn, schema: Option<&str>, table: &str) -> String {
+        self.qualified(schema, table)
     }
 
     /// The placeholder for the `n`-th (1-based) bound parameter. Default: `?`.
@@ -183,6 +196,7 @@ pub fn dialect_for(engine: Engine) -> &'static dyn SqlDialect {
         Engine::Sqlite => &super::sqlite::Sqlite,
         Engine::Postgres => &super::postgres::Postgres { redshift: false },
         Engine::Mysql => &super::mysql::Mysql,
+        Engine::BigQuery => &super::bigquery::BigQuerySql,
     }
 }
 

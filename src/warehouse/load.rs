@@ -88,6 +88,10 @@ where
     let dialect = tx.dialect();
     match dialect.bulk_load() {
         BulkLoad::Copy => copy_rows(tx, qualified, columns, rows, pb).await,
+        BulkLoad::LoadJob => Err(Error::runtime(format!(
+            "{}: rows are loaded with load jobs, not inside a transaction",
+            dialect.product()
+        ))),
         BulkLoad::InsertBatches { max_params } => {
             let per_batch = (max_params / columns.len().max(1)).clamp(1, 1000);
             let cols: Vec<String> = columns
@@ -511,6 +515,37 @@ where
     };
     let ddl = create_table_sql(dialect, &staging, columns);
     match strategy {
+        AtomicReplace::CreateOrReplaceFromStaging => {
+            let bq = wh.bigquery().ok_or_else(|| {
+                Error::runtime(format!(
+                    "{}: no load-job client for this warehouse",
+                    wh.dsn()
+                ))
+            })?;
+            bq.create_dataset_if_missing().await?;
+            let result: Result<u64> = async {
+                let n = load_job(bq, dialect, &staging_name, columns, rows, pb).await?;
+                // One statement swaps the loaded rows in; a plain CREATE TABLE when the run must
+                // not replace a table another run created meanwhile.
+                let create = if exists || if_exists == IfExists::Replace {
+                    "CREATE OR REPLACE TABLE"
+                } else {
+                    "CREATE TABLE"
+                };
+                wh.execute(
+                    &format!("{create} {target} AS SELECT * FROM {staging}"),
+                    &[],
+                )
+                .await
+                .map_err(|e| concurrent(e, &target))?;
+                Ok(n)
+            }
+            .await;
+            let dropped = bq.drop_table(&staging_name).await;
+            let n = result?;
+            dropped?;
+            Ok(LoadOutcome::Loaded(n))
+        }
         AtomicReplace::RenameInTransaction => {
             let mut tx = wh.begin().await?;
             tx.execute(&ddl, &[]).await?;
@@ -600,6 +635,58 @@ where
             result.map(LoadOutcome::Loaded)
         }
     }
+}
+
+/// BigQuery: write the rows as newline-delimited JSON to a temporary file and load it into the
+/// new table `table` with one (atomic) load job. Returns the rows loaded.
+async fn load_job<I>(
+    bq: &super::bigquery::BigQuery,
+    dialect: &dyn SqlDialect,
+    table: &str,
+    columns: &[ColumnDef],
+    rows: I,
+    pb: &ProgressBar,
+) -> Result<u64>
+where
+    I: Iterator<Item = Result<Vec<Value>>>,
+{
+    use std::io::Write;
+    let file = tempfile::tempfile()
+        .map_err(|e| Error::runtime(format!("cannot create a temporary file for the load: {e}")))?;
+    let mut out = std::io::BufWriter::new(file);
+    let mut total = 0u64;
+    for row in rows {
+        let row = row?;
+        check_width(&row, columns, total)?;
+        let obj: serde_json::Map<String, serde_json::Value> = columns
+            .iter()
+            .zip(&row)
+            .map(|(c, v)| (c.name.clone(), v.to_json()))
+            .collect();
+        serde_json::to_writer(&mut out, &obj)
+            .map_err(|e| Error::runtime(format!("cannot write the load file: {e}")))?;
+        out.write_all(b"\n")
+            .map_err(|e| Error::runtime(format!("cannot write the load file: {e}")))?;
+        total += 1;
+    }
+    let mut file = out
+        .into_inner()
+        .map_err(|e| Error::runtime(format!("cannot write the load file: {}", e.error())))?;
+    std::io::Seek::rewind(&mut file)
+        .map_err(|e| Error::runtime(format!("cannot read the load file back: {e}")))?;
+    let load_cols: Vec<super::bigquery::LoadColumn> = columns
+        .iter()
+        .map(|c| super::bigquery::LoadColumn {
+            name: c.name.clone(),
+            bq_type: dialect.ddl_type(c.data_type).to_string(),
+            required: c.not_null,
+        })
+        .collect();
+    let n = bq
+        .load_ndjson(table, &load_cols, file, super::bigquery::WriteMode::Empty)
+        .await?;
+    pb.inc(total);
+    Ok(n)
 }
 
 /// Staging tables are named `BASE__xngin_XXXXXXXX` (8 hex digits, random per run), and the

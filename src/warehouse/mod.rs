@@ -134,6 +134,8 @@ enum Pool {
     Sqlite(SqlitePool),
     Postgres(PgPool),
     Mysql(MySqlPool),
+    /// No pool: each statement is a query job through the REST client.
+    BigQuery(Box<bigquery::BigQuery>),
 }
 
 /// A connected warehouse.
@@ -267,6 +269,12 @@ impl Warehouse {
                     .map_err(fail)?;
                 Pool::Mysql(pool)
             }
+            Engine::BigQuery => {
+                let target = dsn.bigquery.as_ref().ok_or_else(|| {
+                    Error::usage(format!("{dsn}: a BigQuery DSN needs a project and dataset"))
+                })?;
+                Pool::BigQuery(Box::new(bigquery::BigQuery::connect(target).await?))
+            }
         };
         Ok(Warehouse {
             dsn: dsn.clone(),
@@ -290,7 +298,15 @@ impl Warehouse {
 
     /// `schema.table` (or `table`), quoted.
     pub fn qualified(&self, schema: Option<&str>, table: &str) -> String {
-        self.dialect().qualified(schema, table)
+        self.dialect().qualified_in(&self.dsn, schema, table)
+    }
+
+    /// The REST client, when this is a BigQuery warehouse.
+    pub(crate) fn bigquery(&self) -> Option<&bigquery::BigQuery> {
+        match &self.pool {
+            Pool::BigQuery(bq) => Some(bq),
+            _ => None,
+        }
     }
 
     /// The placeholder for the `n`-th (1-based) bound parameter.
@@ -304,17 +320,30 @@ impl Warehouse {
             Pool::Sqlite(p) => PooledConn::Sqlite(p.acquire().await?),
             Pool::Postgres(p) => PooledConn::Postgres(p.acquire().await?),
             Pool::Mysql(p) => PooledConn::Mysql(p.acquire().await?),
+            Pool::BigQuery(_) => {
+                return Err(Error::runtime(
+                    "BigQuery statements run as jobs, not on a pooled connection",
+                ));
+            }
         })
     }
 
     /// Run a statement; returns the number of rows affected.
     pub async fn execute(&self, sql: &str, params: &[Value]) -> Result<u64> {
+        if let Some(bq) = self.bigquery() {
+            echo(sql, params);
+            return bq.execute(sql, params).await;
+        }
         let mut c = self.acquire().await?;
         exec::execute(c.conn(), sql, params).await
     }
 
     /// Run a query and read every row.
     pub async fn fetch_all(&self, sql: &str, params: &[Value]) -> Result<Rows> {
+        if let Some(bq) = self.bigquery() {
+            echo(sql, params);
+            return bq.fetch_all(sql, params).await;
+        }
         let mut c = self.acquire().await?;
         exec::fetch_all(c.conn(), sql, params).await
     }
@@ -326,6 +355,10 @@ impl Warehouse {
     where
         F: FnMut(Vec<Value>) -> Result<()>,
     {
+        if let Some(bq) = self.bigquery() {
+            echo(sql, params);
+            return bq.fetch_each(sql, params, f).await;
+        }
         let mut c = self.acquire().await?;
         exec::fetch_each(c.conn(), sql, params, f).await
     }
@@ -337,6 +370,12 @@ impl Warehouse {
             Pool::Sqlite(p) => TxInner::Sqlite(p.begin().await?),
             Pool::Postgres(p) => TxInner::Postgres(p.begin().await?),
             Pool::Mysql(p) => TxInner::Mysql(p.begin().await?),
+            Pool::BigQuery(_) => {
+                return Err(Error::runtime(format!(
+                    "{}: BigQuery has no transactions; this operation is not supported there",
+                    self.dsn
+                )));
+            }
         };
         Ok(Tx {
             dialect: self.dialect(),
@@ -347,6 +386,15 @@ impl Warehouse {
     /// Does `schema.table` exist (a table or a view)? Without a schema: the current
     /// database / search path.
     pub async fn table_exists(&self, schema: Option<&str>, table: &str) -> Result<bool> {
+        if let Some(bq) = self.bigquery() {
+            if schema.is_some_and(|s| s != bq.target().dataset) {
+                return Err(Error::usage(format!(
+                    "{}: a BigQuery table is looked up in the DSN's dataset; leave the schema out",
+                    self.dsn
+                )));
+            }
+            return bq.table_exists(table).await;
+        }
         let (sql, params) = self.dialect().table_exists_sql(schema, table);
         let n = self.fetch_all(&sql, &params).await?;
         Ok(count_is_positive(&n))
@@ -358,6 +406,7 @@ impl Warehouse {
             Pool::Sqlite(p) => p.close().await,
             Pool::Postgres(p) => p.close().await,
             Pool::Mysql(p) => p.close().await,
+            Pool::BigQuery(_) => {}
         }
     }
 }
