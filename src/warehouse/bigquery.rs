@@ -569,6 +569,82 @@ impl BigQuery {
         }
     }
 
+    /// The columns of `table` in order: name, type (`INTEGER`, `STRING`, ...) and whether it
+    /// is REQUIRED; `None` when there is no such table.
+    pub async fn table_fields(&self, table: &str) -> Result<Option<Vec<(String, String, bool)>>> {
+        let mut r = self.retrier();
+        let what = format!("BigQuery table {}.{table}", self.target.dataset);
+        match self
+            .timed(
+                self.hub
+                    .tables()
+                    .get(&self.target.project, &self.target.dataset, table)
+                    .delegate(&mut r)
+                    .doit(),
+            )
+            .await
+        {
+            Ok((_, t)) => Ok(Some(
+                t.schema
+                    .and_then(|s| s.fields)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|f| {
+                        (
+                            f.name.unwrap_or_default(),
+                            f.type_.unwrap_or_default().to_ascii_uppercase(),
+                            f.mode.as_deref() == Some("REQUIRED"),
+                        )
+                    })
+                    .collect(),
+            )),
+            Err(e) => {
+                let f = call_failure(e, &r);
+                if f.status == Some(StatusCode::NOT_FOUND) {
+                    Ok(None)
+                } else {
+                    Err(self.explain(&what, f))
+                }
+            }
+        }
+    }
+
+    /// The names of the dataset's tables and views, read page by page.
+    pub async fn list_tables(&self) -> Result<Vec<String>> {
+        let what = format!(
+            "listing the tables of BigQuery dataset {}",
+            self.target.dataset
+        );
+        let mut names = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut r = self.retrier();
+            let mut call = self
+                .hub
+                .tables()
+                .list(&self.target.project, &self.target.dataset)
+                .max_results(1000);
+            if let Some(t) = &token {
+                call = call.page_token(t);
+            }
+            let (_, list) = self
+                .timed(call.delegate(&mut r).doit())
+                .await
+                .map_err(|e| self.explain(&what, call_failure(e, &r)))?;
+            names.extend(
+                list.tables
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(|t| t.table_reference.and_then(|r| r.table_id)),
+            );
+            match list.next_page_token {
+                Some(t) if !t.is_empty() && token.as_deref() != Some(t.as_str()) => token = Some(t),
+                _ => break,
+            }
+        }
+        Ok(names)
+    }
+
     /// Does the dataset exist (and can we see it)?
     pub async fn dataset_exists(&self) -> Result<bool> {
         let mut r = self.retrier();

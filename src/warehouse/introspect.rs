@@ -104,6 +104,22 @@ impl Warehouse {
         table: &str,
     ) -> Result<Vec<ColumnInfo>> {
         let dialect = self.dialect();
+        if let Some(bq) = self.bigquery() {
+            // The table's schema from the API (no primary keys on BigQuery: pass
+            // --unique-id-col or name the key `id`).
+            let fields = bq.table_fields(table).await?.unwrap_or_default();
+            return Ok(fields
+                .into_iter()
+                .map(|(name, sql_type, required)| ColumnInfo {
+                    data_type: dialect.data_type_of(&sql_type, false),
+                    name,
+                    sql_type,
+                    nullable: !required,
+                    primary_key: false,
+                    pk_position: None,
+                })
+                .collect());
+        }
         let (sql, params) = dialect.columns_sql(schema, table);
         let rows = self.fetch_all(&sql, &params).await?;
         let mut out = Vec::with_capacity(rows.rows.len());
@@ -129,6 +145,12 @@ impl Warehouse {
     /// The tables and views of `schema` (default: the DSN's database / the search path),
     /// sorted by name.
     pub async fn list_tables(&self, schema: Option<&str>) -> Result<Vec<String>> {
+        if let Some(bq) = self.bigquery() {
+            let mut names = bq.list_tables().await?;
+            names.sort();
+            names.dedup();
+            return Ok(names);
+        }
         let (sql, params) = self.dialect().list_tables_sql(schema);
         let rows = self.fetch_all(&sql, &params).await?;
         let mut names: Vec<String> = rows
