@@ -437,6 +437,14 @@ async fn write_table_inner(
     )
     .await?;
     let dialect = wh.dialect();
+    if !dialect.has_transactions() {
+        wh.close().await;
+        return Err(Error::runtime(format!(
+            "{dsn}: --write-table writes the assignment and its design record in one transaction, \
+             which {} does not have; write the assignment to files (--output) instead",
+            dialect.product()
+        )));
+    }
     if !dialect.has_schemas() && table_name.contains('.') {
         wh.close().await;
         return Err(no_sqlite_schemas("--write-table", table_name, &name));

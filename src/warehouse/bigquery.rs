@@ -936,6 +936,10 @@ impl SqlDialect for BigQuerySql {
         false
     }
 
+    fn has_transactions(&self) -> bool {
+        false
+    }
+
     fn transactional_ddl(&self) -> bool {
         false
     }

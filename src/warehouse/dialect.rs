@@ -95,6 +95,11 @@ pub trait SqlDialect: Send + Sync + std::fmt::Debug {
         format!("CREATE SCHEMA IF NOT EXISTS {}", self.quote_ident(schema))
     }
 
+    /// Are there transactions at all ([`crate::warehouse::Warehouse::begin`])?
+    fn has_transactions(&self) -> bool {
+        true
+    }
+
     /// Does DDL (CREATE/DROP/RENAME) take part in transactions?
     fn transactional_ddl(&self) -> bool {
         true
@@ -253,6 +258,57 @@ mod tests {
             Some("percentile_cont(0.5) WITHIN GROUP (ORDER BY x)")
         );
         assert_eq!(lite.percentile_cont(0.5, "x"), None);
+    }
+
+    #[test]
+    fn bigquery_speaks_googlesql_without_transactions() {
+        let bq = dialect_for(Engine::BigQuery);
+        assert_eq!(bq.quote_ident("a`b"), "`a\\`b`");
+        assert_eq!(bq.placeholder(2), "?");
+        assert_eq!(bq.ddl_type(DataType::Bigint), "INT64");
+        assert_eq!(bq.ddl_type(DataType::TimestampWithTimeZone), "TIMESTAMP");
+        assert_eq!(bq.ddl_type(DataType::TimestampWithoutTimeZone), "DATETIME");
+        assert_eq!(bq.text_cast("c"), "CAST(c AS STRING)");
+        assert_eq!(bq.bool_to_float("c"), "CAST(CAST(c AS INT64) AS FLOAT64)");
+        assert_eq!(bq.md5_hex("x").as_deref(), Some("TO_HEX(MD5(x))"));
+        assert_eq!(
+            bq.lower_matches_regex("c", "?").as_deref(),
+            Some("REGEXP_CONTAINS(LOWER(c), ?)")
+        );
+        assert!(!bq.has_transactions() && !bq.transactional_ddl());
+        assert_eq!(bq.bulk_load(), BulkLoad::LoadJob);
+        assert_eq!(
+            bq.atomic_replace(),
+            AtomicReplace::CreateOrReplaceFromStaging
+        );
+        for (decl, want) in [
+            ("INTEGER", DataType::Bigint),
+            ("INT64", DataType::Bigint),
+            ("STRING", DataType::CharacterVarying),
+            ("FLOAT", DataType::DoublePrecision),
+            ("BOOLEAN", DataType::Boolean),
+            ("NUMERIC(10, 2)", DataType::Numeric),
+            ("DATE", DataType::Date),
+            ("DATETIME", DataType::TimestampWithoutTimeZone),
+            ("TIMESTAMP", DataType::TimestampWithTimeZone),
+            ("JSON", DataType::JsonUnsupported),
+            ("ARRAY<INT64>", DataType::Unsupported),
+            ("BYTES", DataType::Unsupported),
+        ] {
+            assert_eq!(bq.data_type_of(decl, false), want, "{decl}");
+        }
+        let dsn = crate::dsn::Dsn::parse("bigquery://my-project/my_data").unwrap();
+        assert_eq!(bq.qualified_in(&dsn, None, "t"), "`my-project.my_data.t`");
+        assert_eq!(
+            bq.qualified_in(&dsn, Some("other"), "t"),
+            "`my-project.other.t`"
+        );
+        // The other dialects ignore the DSN.
+        let pg = crate::dsn::Dsn::parse("postgres://u@h/db").unwrap();
+        assert_eq!(
+            pg.dialect().qualified_in(&pg, Some("s"), "t"),
+            "\"s\".\"t\""
+        );
     }
 
     #[test]
