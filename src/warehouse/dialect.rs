@@ -125,6 +125,23 @@ pub trait SqlDialect: Send + Sync + std::fmt::Debug {
         AtomicReplace::RenameInTransaction
     }
 
+    /// For [`AtomicReplace::RenameTableWithStagingLock`]: the statements taking (without
+    /// waiting; 1 when taken) and releasing a named session lock, each with the lock name as
+    /// its one parameter.
+    fn named_lock_sql(&self) -> Option<(&'static str, &'static str)> {
+        None
+    }
+
+    /// For [`AtomicReplace::RenameTableWithStagingLock`]: a query listing the table names of
+    /// `schema` (default: the current database) that match the `LIKE` pattern `pattern`.
+    fn tables_like_sql(
+        &self,
+        _schema: Option<&str>,
+        _pattern: &str,
+    ) -> Option<(String, Vec<Value>)> {
+        None
+    }
+
     /// After renaming the staging table `staging_name` to `table` (in `schema`): the statement
     /// that gives its primary-key index the conventional name, if the dialect names indexes
     /// after their table.

@@ -737,15 +737,20 @@ fn concurrent(e: Error, target: &str) -> Error {
 struct StagingLock {
     tx: super::Tx,
     name: String,
+    release_sql: &'static str,
 }
 
 impl StagingLock {
     async fn acquire(wh: &super::Warehouse, suffix: &str) -> Result<StagingLock> {
         let name = staging_lock_name(suffix);
+        let (get_sql, release_sql) = wh.dialect().named_lock_sql().ok_or_else(|| {
+            Error::runtime(format!(
+                "{} has no named locks for staging tables",
+                wh.dialect().product()
+            ))
+        })?;
         let mut tx = wh.begin().await?;
-        let got = tx
-            .fetch_all("SELECT GET_LOCK(?, 0)", &[Value::Text(name.clone())])
-            .await?;
+        let got = tx.fetch_all(get_sql, &[Value::Text(name.clone())]).await?;
         if got
             .rows
             .first()
@@ -757,13 +762,17 @@ impl StagingLock {
                 "could not take the lock {name} for this run's staging table; run again"
             )));
         }
-        Ok(StagingLock { tx, name })
+        Ok(StagingLock {
+            tx,
+            name,
+            release_sql,
+        })
     }
 
     async fn release(mut self) {
         let _ = self
             .tx
-            .fetch_all("SELECT RELEASE_LOCK(?)", &[Value::Text(self.name.clone())])
+            .fetch_all(self.release_sql, &[Value::Text(self.name.clone())])
             .await;
         let _ = self.tx.rollback().await;
     }
@@ -774,23 +783,10 @@ impl StagingLock {
 /// staging tables are left alone. Best effort: failures are ignored. Returns the names dropped.
 pub async fn remove_abandoned_staging(wh: &super::Warehouse, schema: Option<&str>) -> Vec<String> {
     let pattern = format!("%{}%", STAGING_MARK.replace('_', "\\_"));
-    let listed = match schema {
-        Some(s) => {
-            wh.fetch_all(
-                "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME LIKE ?",
-                &[Value::Text(s.into()), Value::Text(pattern)],
-            )
-            .await
-        }
-        None => {
-            wh.fetch_all(
-                "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = database() AND TABLE_NAME LIKE ?",
-                &[Value::Text(pattern)],
-            )
-            .await
-        }
+    let Some((sql, params)) = wh.dialect().tables_like_sql(schema, &pattern) else {
+        return Vec::new();
     };
-    let Ok(listed) = listed else {
+    let Ok(listed) = wh.fetch_all(&sql, &params).await else {
         return Vec::new();
     };
     let mut dropped = Vec::new();

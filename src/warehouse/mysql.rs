@@ -67,6 +67,23 @@ impl SqlDialect for Mysql {
         AtomicReplace::RenameTableWithStagingLock
     }
 
+    fn named_lock_sql(&self) -> Option<(&'static str, &'static str)> {
+        Some(("SELECT GET_LOCK(?, 0)", "SELECT RELEASE_LOCK(?)"))
+    }
+
+    fn tables_like_sql(&self, schema: Option<&str>, pattern: &str) -> Option<(String, Vec<Value>)> {
+        Some(match schema {
+            Some(s) => (
+                "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME LIKE ?".into(),
+                vec![Value::Text(s.into()), Value::Text(pattern.into())],
+            ),
+            None => (
+                "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = database() AND TABLE_NAME LIKE ?".into(),
+                vec![Value::Text(pattern.into())],
+            ),
+        })
+    }
+
     fn text_cast(&self, expr: &str) -> String {
         format!("CAST({expr} AS CHAR)")
     }
