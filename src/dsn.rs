@@ -3,7 +3,8 @@
 //! Accepted: `sqlite:///rel/path`, `sqlite:////abs/path`, `sqlite::memory:`, `sqlite:path`;
 //! `postgres://`, `postgresql://`, `postgresql+psycopg://`, `postgresql+psycopg2://` (Redshift
 //! recognised by a host ending in `redshift.amazonaws.com`); `mysql://`, `mariadb://`,
-//! `mysql+pymysql://` (any `mysql+DRIVER`). `bigquery://` is recognised and refused plainly.
+//! `mysql+pymysql://` (any `mysql+DRIVER`); `bigquery://PROJECT/DATASET` (see
+//! [`crate::warehouse::bigquery::BigQueryTarget::parse`]).
 //!
 //! The password never leaves this module in text form: `Display` and `Debug` print
 //! `postgres://user:***@host:5432/db`. Every password (and every resolved `${secret:NAME}`
@@ -17,38 +18,25 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 
+/// Which kind of warehouse a DSN names: a plain tag. What SQL each one speaks lives in
+/// `src/warehouse/` ([`crate::warehouse::SqlDialect`], see [`Dsn::dialect`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Dialect {
+pub enum Engine {
     Sqlite,
     Postgres,
     Mysql,
+    BigQuery,
 }
 
-impl Dialect {
+impl Engine {
+    /// The canonical scheme: `sqlite`, `postgres`, `mysql`.
     pub fn name(self) -> &'static str {
         match self {
-            Dialect::Sqlite => "sqlite",
-            Dialect::Postgres => "postgres",
-            Dialect::Mysql => "mysql",
-        }
-    }
-
-    /// Quote an identifier for this dialect: `"` doubled for PostgreSQL/SQLite, backticks
-    /// doubled for MySQL. Any string becomes one identifier, so `x; DROP TABLE y` is a (strange)
-    /// table name, never SQL. NUL bytes cannot be represented and are refused by [`check_ident`].
-    pub fn quote_ident(self, ident: &str) -> String {
-        match self {
-            Dialect::Mysql => format!("`{}`", ident.replace('`', "``")),
-            _ => format!("\"{}\"", ident.replace('"', "\"\"")),
-        }
-    }
-
-    /// `schema.table`, each part quoted.
-    pub fn qualified(self, schema: Option<&str>, table: &str) -> String {
-        match schema {
-            Some(s) => format!("{}.{}", self.quote_ident(s), self.quote_ident(table)),
-            None => self.quote_ident(table),
+            Engine::Sqlite => "sqlite",
+            Engine::Postgres => "postgres",
+            Engine::Mysql => "mysql",
+            Engine::BigQuery => "bigquery",
         }
     }
 }
@@ -82,7 +70,7 @@ pub enum SqliteTarget {
 /// A parsed warehouse DSN.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Dsn {
-    pub dialect: Dialect,
+    pub engine: Engine,
     /// The scheme as written (`postgresql+psycopg2`), kept for messages.
     pub scheme: String,
     pub host: Option<String>,
@@ -95,6 +83,8 @@ pub struct Dsn {
     /// PostgreSQL host ending in `redshift.amazonaws.com`.
     pub redshift: bool,
     pub sqlite: Option<SqliteTarget>,
+    /// The project, dataset and credentials of a `bigquery://` DSN.
+    pub bigquery: Option<crate::warehouse::bigquery::BigQueryTarget>,
 }
 
 /// Valid `sslmode` values (libpq's), shared with the settings model.
@@ -108,6 +98,11 @@ pub const SSLMODES: [&str; 6] = [
 ];
 
 impl Dsn {
+    /// The SQL dialect of this DSN's warehouse.
+    pub fn dialect(&self) -> &'static dyn crate::warehouse::SqlDialect {
+        crate::warehouse::dialect::dialect_for_dsn(self)
+    }
+
     /// Parse any accepted spelling. Errors are usage errors (exit 2) that show the DSN with
     /// everything that could be a credential masked ([`redact_dsn_text`]).
     pub fn parse(input: &str) -> Result<Dsn> {
@@ -127,18 +122,50 @@ impl Dsn {
         match base {
             "sqlite" | "sqlite3" => Self::parse_sqlite(input, scheme),
             "postgres" | "postgresql" | "redshift" => {
-                Self::parse_url(input, Dialect::Postgres, &scheme_l)
+                Self::parse_url(input, Engine::Postgres, &scheme_l)
             }
-            "mysql" | "mariadb" => Self::parse_url(input, Dialect::Mysql, &scheme_l),
-            "bigquery" => Err(Error::usage(format!(
-                "bigquery:// warehouses are not supported by this build of xngin (DSN '{}'); \
-                 use PostgreSQL, Redshift, MySQL/MariaDB or SQLite",
-                redact_dsn_text(input)
-            ))),
+            "mysql" | "mariadb" => Self::parse_url(input, Engine::Mysql, &scheme_l),
+            "bigquery" => Self::parse_bigquery(input),
             _ => Err(bad(&format!(
                 "unknown scheme '{scheme}'; use sqlite:///PATH, postgres://, postgresql+psycopg://, mysql:// or mariadb://"
             ))),
         }
+    }
+
+    /// `bigquery://PROJECT/DATASET[?credentials_path=FILE|credentials_base64=KEY]`; a base64
+    /// key is registered as a secret before anything can show it.
+    fn parse_bigquery(input: &str) -> Result<Dsn> {
+        let path = input.split('?').next().unwrap_or("");
+        if path.contains('@') {
+            // `bigquery://user:password@...` is not a BigQuery DSN; never echo what it holds.
+            return Err(Error::usage(format!(
+                "invalid DSN '{}': a BigQuery DSN has no user or password; use \
+                 bigquery://PROJECT/DATASET?credentials_path=KEY.json",
+                redact_dsn_text(input)
+            )));
+        }
+        if let Some((_, q)) = input.split_once('?') {
+            for (k, v) in url::form_urlencoded::parse(q.as_bytes()) {
+                if k == "credentials_base64" && !v.is_empty() {
+                    register_secret(&v);
+                }
+            }
+        }
+        let target = crate::warehouse::bigquery::BigQueryTarget::parse(input)?;
+        Ok(Dsn {
+            engine: Engine::BigQuery,
+            scheme: "bigquery".into(),
+            host: None,
+            port: None,
+            database: Some(target.dataset.clone()),
+            user: None,
+            password: None,
+            sslmode: None,
+            search_path: None,
+            redshift: false,
+            sqlite: None,
+            bigquery: Some(target),
+        })
     }
 
     fn parse_sqlite(input: &str, scheme: &str) -> Result<Dsn> {
@@ -178,7 +205,7 @@ impl Dsn {
             )));
         }
         Ok(Dsn {
-            dialect: Dialect::Sqlite,
+            engine: Engine::Sqlite,
             scheme: scheme.to_string(),
             host: None,
             port: None,
@@ -189,10 +216,11 @@ impl Dsn {
             search_path: None,
             redshift: false,
             sqlite: Some(target),
+            bigquery: None,
         })
     }
 
-    fn parse_url(input: &str, dialect: Dialect, scheme: &str) -> Result<Dsn> {
+    fn parse_url(input: &str, engine: Engine, scheme: &str) -> Result<Dsn> {
         let bad =
             |why: String| Error::usage(format!("invalid DSN '{}': {why}", redact_dsn_text(input)));
         // `postgres:/u:pw@h/db` would parse as a path (a local socket, with the password in the
@@ -238,7 +266,7 @@ impl Dsn {
             match k.as_ref() {
                 "sslmode" | "ssl-mode" | "ssl_mode" => {
                     let v = v.to_ascii_lowercase().replace('_', "-");
-                    if !SSLMODES.contains(&v.as_str()) && dialect == Dialect::Postgres {
+                    if !SSLMODES.contains(&v.as_str()) && engine == Engine::Postgres {
                         return Err(bad(format!(
                             "sslmode '{v}' is not one of {}",
                             SSLMODES.join(", ")
@@ -265,13 +293,13 @@ impl Dsn {
                 _ => {} // client_encoding, connect_timeout, charset...: harmless, ignored
             }
         }
-        let redshift = dialect == Dialect::Postgres
+        let redshift = engine == Engine::Postgres
             && (scheme == "redshift"
                 || host
                     .as_deref()
                     .is_some_and(|h| h.ends_with("redshift.amazonaws.com")));
         Ok(Dsn {
-            dialect,
+            engine,
             scheme: scheme.to_string(),
             host,
             port: url.port(),
@@ -282,6 +310,7 @@ impl Dsn {
             search_path,
             redshift,
             sqlite: None,
+            bigquery: None,
         })
     }
 
@@ -311,14 +340,14 @@ impl Dsn {
     /// A PostgreSQL or MySQL DSN built from typed parts (a settings DSN object), never by
     /// pasting text into a URL: a host, user or password holding `@`, `/`, `?` or `:` stays
     /// that one part. The host must be a host name or an IP address (see [`check_host`]).
-    pub fn from_parts(dialect: Dialect, scheme: &str, parts: NetParts) -> Result<Dsn> {
+    pub fn from_parts(engine: Engine, scheme: &str, parts: NetParts) -> Result<Dsn> {
         if let Some(p) = &parts.password {
             register_secret(p);
         }
         let host = check_host(&parts.host)?;
-        let redshift = dialect == Dialect::Postgres && host.ends_with("redshift.amazonaws.com");
+        let redshift = engine == Engine::Postgres && host.ends_with("redshift.amazonaws.com");
         Ok(Dsn {
-            dialect,
+            engine,
             scheme: scheme.to_string(),
             host: Some(host),
             port: Some(parts.port),
@@ -329,6 +358,7 @@ impl Dsn {
             search_path: parts.search_path,
             redshift,
             sqlite: None,
+            bigquery: None,
         })
     }
 
@@ -343,7 +373,7 @@ impl Dsn {
     /// A DSN for an SQLite file.
     pub fn sqlite_file(path: &Path) -> Dsn {
         Dsn {
-            dialect: Dialect::Sqlite,
+            engine: Engine::Sqlite,
             scheme: "sqlite".into(),
             host: None,
             port: None,
@@ -354,10 +384,15 @@ impl Dsn {
             search_path: None,
             redshift: false,
             sqlite: Some(SqliteTarget::File(path.to_path_buf())),
+            bigquery: None,
         }
     }
 
     fn fmt_redacted(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(t) = &self.bigquery {
+            // Shows a credentials path, never a base64 key.
+            return write!(f, "{t}");
+        }
         if let Some(t) = &self.sqlite {
             return match t {
                 SqliteTarget::Memory => write!(f, "sqlite::memory:"),
@@ -365,11 +400,7 @@ impl Dsn {
                 SqliteTarget::File(p) => write!(f, "sqlite:///{}", p.display()),
             };
         }
-        let scheme = match self.dialect {
-            Dialect::Postgres => "postgres",
-            Dialect::Mysql => "mysql",
-            Dialect::Sqlite => "sqlite",
-        };
+        let scheme = self.engine.name();
         write!(f, "{scheme}://")?;
         if let Some(u) = &self.user {
             write!(f, "{u}")?;
@@ -722,7 +753,7 @@ mod tests {
             "postgresql+psycopg2://u:sp-unit-9x@h:5433/db",
         ] {
             let d = Dsn::parse(s).unwrap();
-            assert_eq!(d.dialect, Dialect::Postgres);
+            assert_eq!(d.engine, Engine::Postgres);
             assert_eq!(d.host.as_deref(), Some("h"));
             assert_eq!(d.port, Some(5433));
             assert_eq!(d.database.as_deref(), Some("db"));
@@ -753,7 +784,7 @@ mod tests {
             "mysql+pymysql://root@127.0.0.1:3306/test",
         ] {
             let d = Dsn::parse(s).unwrap();
-            assert_eq!(d.dialect, Dialect::Mysql);
+            assert_eq!(d.engine, Engine::Mysql);
             assert_eq!(d.database.as_deref(), Some("test"));
             assert_eq!(d.password(), None);
         }
@@ -794,10 +825,37 @@ mod tests {
         let e = Dsn::parse("oracle://u:ts-unit-9x@h/db").unwrap_err();
         assert_eq!(e.exit_code(), 2);
         assert!(!e.to_string().contains("ts-unit-9x"), "{e}");
-        let e = Dsn::parse("bigquery://project/dataset").unwrap_err();
-        assert!(e.to_string().contains("not supported by this build"));
+        let e = Dsn::parse("bigquery://u:bq-unit-9x@project-x/ds").unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        assert!(!e.to_string().contains("bq-unit-9x"), "{e}");
+        let e = Dsn::parse("bigquery://project-x").unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        assert!(e.to_string().contains("the dataset is missing"), "{e}");
         let e = Dsn::parse("no-scheme-here").unwrap_err();
         assert_eq!(e.exit_code(), 2);
+    }
+
+    #[test]
+    fn bigquery_dsns_name_project_and_dataset_and_never_show_a_base64_key() {
+        let d = Dsn::parse("bigquery://my-project/my_data").unwrap();
+        assert_eq!(d.engine, Engine::BigQuery);
+        let t = d.bigquery.as_ref().unwrap();
+        assert_eq!(
+            (t.project.as_str(), t.dataset.as_str()),
+            ("my-project", "my_data")
+        );
+        assert_eq!(d.to_string(), "bigquery://my-project/my_data");
+        let d = Dsn::parse("bigquery://my-project/my_data?credentials_base64=c2VjcmV0LWtleS11bml0")
+            .unwrap();
+        assert_eq!(
+            d.to_string(),
+            "bigquery://my-project/my_data?credentials_base64=***"
+        );
+        assert!(!format!("{d:?}").contains("c2VjcmV0LWtleS11bml0"));
+        assert_eq!(
+            scrub_secrets("key c2VjcmV0LWtleS11bml0 here"),
+            "key *** here"
+        );
     }
 
     #[test]
@@ -944,7 +1002,7 @@ mod tests {
             assert_eq!(e.exit_code(), 3, "{bad}");
         }
         let d = Dsn::from_parts(
-            Dialect::Postgres,
+            Engine::Postgres,
             "postgresql",
             NetParts {
                 host: "x.redshift.amazonaws.com".into(),
@@ -962,15 +1020,5 @@ mod tests {
         assert_eq!(d.password(), Some("fp/unit@9x?"));
         assert!(d.redshift);
         assert_eq!(scrub_secrets("p=fp/unit@9x?"), "p=***");
-    }
-
-    #[test]
-    fn quoting() {
-        assert_eq!(
-            Dialect::Postgres.quote_ident("x\"; DROP TABLE y"),
-            "\"x\"\"; DROP TABLE y\""
-        );
-        assert_eq!(Dialect::Mysql.quote_ident("a`b"), "`a``b`");
-        assert_eq!(Dialect::Sqlite.qualified(Some("s"), "t"), "\"s\".\"t\"");
     }
 }

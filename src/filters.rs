@@ -47,9 +47,9 @@ use serde::Serialize;
 use serde_json::Value as Json;
 
 use crate::datatype::DataType;
-use crate::dsn::Dialect;
 use crate::error::{Error, Result};
 use crate::sheet::ConfigWorksheet;
+use crate::warehouse::SqlDialect;
 use crate::warehouse::Value;
 
 /// `includes`, `excludes` or `between`.
@@ -697,7 +697,7 @@ fn iso_instant(s: &str) -> std::result::Result<NaiveDateTime, InstantError> {
 /// The `WHERE` fragment for `filters` (AND-ed; `1=1` when there are none) and its parameters,
 /// numbered from `first_param_index` (1-based) for PostgreSQL's `$n`. Validates first.
 pub fn where_clause(
-    dialect: Dialect,
+    dialect: &dyn SqlDialect,
     filters: &[Filter],
     sheet: &ConfigWorksheet,
     first_param_index: usize,
@@ -708,7 +708,7 @@ pub fn where_clause(
 
 /// [`where_clause`] for filters already resolved.
 pub fn where_clause_resolved(
-    dialect: Dialect,
+    dialect: &dyn SqlDialect,
     filters: &[ResolvedFilter],
     first_param_index: usize,
 ) -> (String, Vec<Value>) {
@@ -728,19 +728,16 @@ pub fn where_clause_resolved(
     }
 }
 
-struct SqlBuilder {
-    dialect: Dialect,
+struct SqlBuilder<'d> {
+    dialect: &'d dyn SqlDialect,
     params: Vec<Value>,
     first: usize,
 }
 
-impl SqlBuilder {
+impl SqlBuilder<'_> {
     fn bind(&mut self, v: Value) -> String {
         self.params.push(v);
-        match self.dialect {
-            Dialect::Postgres => format!("${}", self.first + self.params.len() - 1),
-            _ => "?".to_string(),
-        }
+        self.dialect.placeholder(self.first + self.params.len() - 1)
     }
 
     fn list(&mut self, vals: &[&Value]) -> String {
@@ -750,16 +747,13 @@ impl SqlBuilder {
             .join(", ")
     }
 
-    /// The expression `includes`/`excludes` test for membership. On MySQL/MariaDB a text column
-    /// is compared as its UTF-8 bytes: the default collations ignore case and trailing spaces
-    /// (`Bob` = `bob ` there), while PostgreSQL and SQLite compare text exactly. Converting to
-    /// utf8mb4 first makes non-ASCII values of a column in another character set (latin1) match
-    /// the parameters, which arrive as utf8mb4. NULL stays NULL, so the NULL tests are unchanged.
+    /// The expression `includes`/`excludes` test for membership. A text column is compared
+    /// exactly (the dialect's `exact_text`: as its UTF-8 bytes on MySQL/MariaDB, whose default
+    /// collations ignore case and trailing spaces, `Bob` = `bob ` there). NULL stays NULL, so the
+    /// NULL tests are unchanged.
     fn member_operand(&self, col: &str, t: DataType) -> String {
-        match (self.dialect, t) {
-            (Dialect::Mysql, DataType::CharacterVarying) => {
-                format!("CAST(CONVERT({col} USING utf8mb4) AS BINARY)")
-            }
+        match t {
+            DataType::CharacterVarying => self.dialect.exact_text(col),
             _ => col.to_string(),
         }
     }
@@ -855,8 +849,8 @@ impl SqlBuilder {
             .filter_map(|v| v.to_text())
             .map(|s| s.to_lowercase())
             .collect();
-        let matched = match self.dialect {
-            Dialect::Sqlite => {
+        let matched = match self.dialect.lower_matches_regex("", "") {
+            None => {
                 let tests: Vec<String> = ids
                     .iter()
                     .map(|id| {
@@ -866,7 +860,7 @@ impl SqlBuilder {
                     .collect();
                 format!("({})", tests.join(" OR "))
             }
-            dialect => {
+            Some(_) => {
                 let x = format!(
                     "({})",
                     ids.iter()
@@ -876,10 +870,9 @@ impl SqlBuilder {
                 );
                 let pattern = format!("(^{x}$)|(^{x},)|(,{x}$)|(,{x},)");
                 let p = self.bind(Value::Text(pattern));
-                match dialect {
-                    Dialect::Postgres => format!("lower({col}) ~ {p}"),
-                    _ => format!("LOWER({col}) REGEXP {p}"),
-                }
+                self.dialect
+                    .lower_matches_regex(col, &p)
+                    .unwrap_or_default()
             }
         };
         match relation {

@@ -319,3 +319,88 @@ async fn a_refused_request_is_not_retried() {
         .count();
     assert_eq!(calls, 1);
 }
+
+/// `create-testing-dwh --dsn bigquery://PROJECT/DATASET`: the bundled warehouse goes through
+/// `Warehouse::connect`, a load job into a staging table and one `CREATE OR REPLACE TABLE ...
+/// AS SELECT`; without `--replace` an existing table is refused and kept, with it the new rows
+/// are swapped in; `bootstrap-spreadsheet` then introspects the table through the API.
+#[tokio::test]
+async fn create_testing_dwh_loads_the_bundled_warehouse_into_bigquery() {
+    let Some(url) = common::bigquery_url("create_testing_dwh_loads_into_bigquery") else {
+        return;
+    };
+    let t = token().await;
+    let dataset = common::unique("xngin_bq_dwh");
+    let dsn = format!(
+        "bigquery://{PROJECT}/{dataset}?credentials_path={}",
+        t.key.display()
+    );
+    let home = tempfile::tempdir().unwrap();
+    let load = |extra: &[&str]| {
+        let mut c = common::xngin(home.path());
+        c.env("XNGIN_BIGQUERY_API_URL", &url)
+            .args(["create-testing-dwh", "--dsn", &dsn, "--table-name", "dwh"])
+            .args(extra);
+        c.assert()
+    };
+    load(&["--nrows", "40"]).success();
+    let target = BigQueryTarget {
+        project: PROJECT.into(),
+        dataset: dataset.clone(),
+        credentials: Credentials::File(t.key.clone()),
+    };
+    let bq = BigQuery::connect_to(&target, &url, quick()).await.unwrap();
+    let count = |bq: &BigQuery| {
+        let sql = format!("SELECT count(*) FROM {}", bq.qualified("dwh"));
+        let bq = bq.clone();
+        async move { bq.fetch_all(&sql, &[]).await.unwrap().rows[0][0].clone() }
+    };
+    assert_eq!(count(&bq).await, Value::Int(40));
+    // Without --replace an existing table is refused and kept.
+    let out = load(&["--nrows", "7"]).failure();
+    let err = String::from_utf8_lossy(&out.get_output().stderr).to_string();
+    assert!(err.contains("already exists"), "{err}");
+    assert_eq!(count(&bq).await, Value::Int(40));
+    load(&["--nrows", "7", "--replace"]).success();
+    assert_eq!(count(&bq).await, Value::Int(7));
+    let positive = bq
+        .fetch_all(
+            &format!("SELECT count(*) FROM {} WHERE id > ?", bq.qualified("dwh")),
+            &[Value::Int(0)],
+        )
+        .await
+        .unwrap();
+    assert_eq!(positive.rows[0][0], Value::Int(7));
+
+    // Introspection through the API: bootstrap-spreadsheet lists every column with its type,
+    // the `id` column first.
+    let sheet = home.path().join("dwh_sheet.csv");
+    let mut c = common::xngin(home.path());
+    c.env("XNGIN_BIGQUERY_API_URL", &url)
+        .args(["bootstrap-spreadsheet", &dsn, "dwh", "--output"])
+        .arg(&sheet)
+        .assert()
+        .success();
+    let text = std::fs::read_to_string(&sheet).unwrap();
+    let mut lines = text.lines().skip(1);
+    assert!(lines.next().unwrap().starts_with("id,bigint,"), "{text}");
+    for want in [
+        "gender,character varying,",
+        "income,double precision,",
+        "is_engaged,boolean,",
+        "sample_date,date,",
+        "sample_timestamp,timestamp without time zone,",
+        "timestamp_with_tz,timestamp with time zone,",
+    ] {
+        assert!(text.lines().any(|l| l.starts_with(want)), "{want}: {text}");
+    }
+    // A table that is not there names the dataset's tables: only `dwh`, no staging table left.
+    let out = common::xngin(home.path())
+        .env("XNGIN_BIGQUERY_API_URL", &url)
+        .args(["bootstrap-spreadsheet", &dsn, "nothere", "--output"])
+        .arg(home.path().join("x.csv"))
+        .assert()
+        .failure();
+    let err = String::from_utf8_lossy(&out.get_output().stderr).to_string();
+    assert!(err.trim_end().ends_with("Known tables: dwh"), "{err}");
+}

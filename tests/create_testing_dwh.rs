@@ -119,16 +119,17 @@ async fn full_round_trip(dsn: &str, schema: Option<&str>) {
 /// Column types read back through the database's own catalog.
 async fn declared_types(dsn: &str, table: &str) -> Vec<(String, String)> {
     let wh = Warehouse::connect(&Dsn::parse(dsn).unwrap()).await.unwrap();
-    let (sql, params) = match wh.dialect() {
-        xngin::dsn::Dialect::Sqlite => ("SELECT name, type FROM pragma_table_info(?1) ORDER BY cid".to_string(), vec![Value::Text(table.into())]),
-        xngin::dsn::Dialect::Postgres => (
+    let (sql, params) = match wh.dialect().engine() {
+        xngin::dsn::Engine::Sqlite => ("SELECT name, type FROM pragma_table_info(?1) ORDER BY cid".to_string(), vec![Value::Text(table.into())]),
+        xngin::dsn::Engine::Postgres => (
             "SELECT column_name::text, data_type::text FROM information_schema.columns WHERE table_name = $1 ORDER BY ordinal_position".into(),
             vec![Value::Text(table.into())],
         ),
-        xngin::dsn::Dialect::Mysql => (
+        xngin::dsn::Engine::Mysql => (
             "SELECT CAST(COLUMN_NAME AS CHAR), CAST(COLUMN_TYPE AS CHAR) FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = database() AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION".into(),
             vec![Value::Text(table.into())],
         ),
+        other => panic!("declared_types: no query for {other:?}"),
     };
     let rows = wh.fetch_all(&sql, &params).await.unwrap();
     rows.rows
@@ -196,8 +197,8 @@ async fn real_column_types_per_dialect() {
             &["--table-name", &table, "--nrows", "50"],
         );
         let t = declared_types(&dsn, &table).await;
-        let d = Dsn::parse(&dsn).unwrap().dialect;
-        use xngin::dsn::Dialect::*;
+        let d = Dsn::parse(&dsn).unwrap().engine;
+        use xngin::dsn::Engine::*;
         let expect: &[(&str, &str)] = match d {
             Sqlite => &[
                 ("id", "bigint"),
@@ -227,6 +228,7 @@ async fn real_column_types_per_dialect() {
                 ("sample_timestamp", "datetime(6)"),
                 ("timestamp_with_tz", "timestamp(6)"),
             ],
+            BigQuery => unreachable!("a SQL warehouse"),
         };
         for (col, want) in expect {
             let got = ty(&t, col);
@@ -236,7 +238,11 @@ async fn real_column_types_per_dialect() {
             );
         }
         assert_eq!(
-            count(&dsn, &Dsn::parse(&dsn).unwrap().dialect.quote_ident(&table)).await,
+            count(
+                &dsn,
+                &Dsn::parse(&dsn).unwrap().dialect().quote_ident(&table)
+            )
+            .await,
             50
         );
     }
@@ -265,7 +271,7 @@ async fn replace_is_atomic(dsn: &str) {
     let home = tempfile::tempdir().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let table = unique("dwh_replace");
-    let dialect = Dsn::parse(dsn).unwrap().dialect;
+    let dialect = Dsn::parse(dsn).unwrap().dialect();
     let q = dialect.quote_ident(&table);
     load_fixture(home.path(), dsn, &["--table-name", &table, "--rows", "300"]);
     assert_eq!(count(dsn, &q).await, 300);
@@ -324,13 +330,14 @@ async fn replace_is_atomic(dsn: &str) {
     );
     assert_eq!(count(dsn, &q).await, 300);
     let wh = Warehouse::connect(&Dsn::parse(dsn).unwrap()).await.unwrap();
-    let leftovers = match dialect {
-        xngin::dsn::Dialect::Sqlite => wh.fetch_all("SELECT name FROM sqlite_master WHERE name LIKE '%xngin%'", &[]).await.unwrap(),
-        xngin::dsn::Dialect::Postgres => wh.fetch_all("SELECT tablename::text FROM pg_tables WHERE tablename LIKE $1", &[Value::Text(format!("{table}__xngin%"))]).await.unwrap(),
-        xngin::dsn::Dialect::Mysql => wh
+    let leftovers = match dialect.engine() {
+        xngin::dsn::Engine::Sqlite => wh.fetch_all("SELECT name FROM sqlite_master WHERE name LIKE '%xngin%'", &[]).await.unwrap(),
+        xngin::dsn::Engine::Postgres => wh.fetch_all("SELECT tablename::text FROM pg_tables WHERE tablename LIKE $1", &[Value::Text(format!("{table}__xngin%"))]).await.unwrap(),
+        xngin::dsn::Engine::Mysql => wh
             .fetch_all("SELECT CAST(TABLE_NAME AS CHAR) FROM information_schema.TABLES WHERE TABLE_SCHEMA = database() AND TABLE_NAME LIKE ?", &[Value::Text(format!("{table}__xngin%"))])
             .await
             .unwrap(),
+        other => panic!("no staging-table query for {other:?}"),
     };
     assert!(
         leftovers.rows.is_empty(),
@@ -475,7 +482,11 @@ fn unresponsive_host_times_out_instead_of_hanging() {
 }
 
 fn run_err(home: &std::path::Path, args: &[&str]) -> (Option<i32>, String) {
-    let out = xngin(home).args(args).output().unwrap();
+    let out = xngin(home)
+        .env_remove("GOOGLE_APPLICATION_CREDENTIALS")
+        .args(args)
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     (out.status.code(), stderr(&out))
 }
@@ -493,9 +504,10 @@ fn bad_inputs_have_one_line_errors_and_exit_codes() {
     let (code, err) = run_err(h, &["create-testing-dwh", "--dsn", "oracle://h/db"]);
     assert_eq!(code, Some(2));
     assert!(err.contains("unknown scheme 'oracle'"), "{err}");
+    // A BigQuery DSN without a key anywhere: a runtime failure that says where to put one.
     let (code, err) = run_err(h, &["create-testing-dwh", "--dsn", "bigquery://proj/ds"]);
-    assert_eq!(code, Some(2));
-    assert!(err.contains("not supported by this build"), "{err}");
+    assert_eq!(code, Some(1));
+    assert!(err.contains("no BigQuery credentials"), "{err}");
 
     let (code, err) = run_err(
         h,
@@ -633,7 +645,7 @@ async fn hostile_names(dsn: &str) {
     let home = tempfile::tempdir().unwrap();
     let victim = unique("y");
     load_fixture(home.path(), dsn, &["--table-name", &victim, "--rows", "2"]);
-    let dialect = Dsn::parse(dsn).unwrap().dialect;
+    let dialect = Dsn::parse(dsn).unwrap().dialect();
     for name in [
         format!("x; DROP TABLE {victim}"),
         "\"a\".\"b\"".to_string(),
@@ -868,7 +880,7 @@ fn multibyte_name() -> String {
 async fn multibyte_63_byte_name_loads_and_replaces(dsn: &str) {
     let home = tempfile::tempdir().unwrap();
     let name = multibyte_name();
-    let dialect = Dsn::parse(dsn).unwrap().dialect;
+    let dialect = Dsn::parse(dsn).unwrap().dialect();
     load_fixture(home.path(), dsn, &["--table-name", &name, "--rows", "3"]);
     assert_eq!(count(dsn, &dialect.quote_ident(&name)).await, 3);
     load_fixture(
@@ -894,14 +906,15 @@ async fn drop_table(dsn: &str, name: &str) -> xngin::Result<u64> {
 /// staging mark.
 async fn staging_tables(dsn: &str, prefix: &str) -> Vec<String> {
     let wh = Warehouse::connect(&Dsn::parse(dsn).unwrap()).await.unwrap();
-    let sql = match wh.dialect() {
-        xngin::dsn::Dialect::Sqlite => "SELECT name FROM sqlite_master WHERE type = 'table'",
-        xngin::dsn::Dialect::Postgres => {
+    let sql = match wh.dialect().engine() {
+        xngin::dsn::Engine::Sqlite => "SELECT name FROM sqlite_master WHERE type = 'table'",
+        xngin::dsn::Engine::Postgres => {
             "SELECT tablename::text FROM pg_tables WHERE schemaname = current_schema()"
         }
-        xngin::dsn::Dialect::Mysql => {
+        xngin::dsn::Engine::Mysql => {
             "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = database()"
         }
+        other => panic!("staging_tables: no query for {other:?}"),
     };
     let rows = wh.fetch_all(sql, &[]).await.unwrap();
     wh.close().await;
@@ -1000,7 +1013,7 @@ async fn mysql_abandoned_staging_tables_are_removed_but_not_a_live_runs() {
 async fn killed_loads_leave_no_staging_tables(dsn: &str) {
     let home = tempfile::tempdir().unwrap();
     let t = unique("kill");
-    let dialect = Dsn::parse(dsn).unwrap().dialect;
+    let dialect = Dsn::parse(dsn).unwrap().dialect();
     load_fixture(home.path(), dsn, &["--table-name", &t, "--rows", "5"]);
     let bin = assert_cmd::cargo::cargo_bin("xngin");
     let mut max_left = 0;
@@ -1032,7 +1045,7 @@ async fn killed_loads_leave_no_staging_tables(dsn: &str) {
         // Let the server notice the dropped connection.
         std::thread::sleep(std::time::Duration::from_millis(300));
         let left = staging_tables(dsn, &t).await;
-        if dialect != xngin::dsn::Dialect::Mysql {
+        if dialect.engine() != xngin::dsn::Engine::Mysql {
             assert_eq!(left, Vec::<String>::new(), "a transaction leaves nothing");
         }
         max_left = max_left.max(left.len());
@@ -1161,7 +1174,7 @@ fn postgres_dsn_on_a_mysql_port_gets_a_plain_message() {
 async fn concurrent_loads(dsn: &str) {
     let home = tempfile::tempdir().unwrap();
     let bin = assert_cmd::cargo::cargo_bin("xngin");
-    let dialect = Dsn::parse(dsn).unwrap().dialect;
+    let dialect = Dsn::parse(dsn).unwrap().dialect();
     for _ in 0..3 {
         let t = unique("race");
         let children: Vec<std::process::Child> = (0..2)

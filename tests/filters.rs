@@ -438,13 +438,14 @@ fn non_utc_offset_gets_the_must_be_in_utc_error() {
 
 #[test]
 fn sql_text_quotes_identifiers_and_numbers_parameters() {
-    use xngin::dsn::Dialect;
+    use xngin::dsn::Engine;
+    use xngin::warehouse::dialect_for;
     let s = sheet("t");
     let f = vec![
         parse_cli_filter("name includes a,null").unwrap(),
         parse_cli_filter("score between 1,2,null").unwrap(),
     ];
-    let (sql, params) = where_clause(Dialect::Postgres, &f, &s, 3).unwrap();
+    let (sql, params) = where_clause(dialect_for(Engine::Postgres), &f, &s, 3).unwrap();
     assert_eq!(
         sql,
         r#"("name" IS NULL OR "name" IN ($3)) AND (("score" >= $4 AND "score" <= $5) OR "score" IS NULL)"#
@@ -453,7 +454,7 @@ fn sql_text_quotes_identifiers_and_numbers_parameters() {
         params,
         vec![Value::Text("a".into()), Value::Int(1), Value::Int(2)]
     );
-    let (sql, params) = where_clause(Dialect::Mysql, &f, &s, 1).unwrap();
+    let (sql, params) = where_clause(dialect_for(Engine::Mysql), &f, &s, 1).unwrap();
     assert_eq!(
         sql,
         "(`name` IS NULL OR (`name` IN (?) AND CAST(CONVERT(`name` USING utf8mb4) AS BINARY) IN (?))) \
@@ -465,16 +466,16 @@ fn sql_text_quotes_identifiers_and_numbers_parameters() {
         "the includes values are bound twice: {params:?}"
     );
     let f = vec![parse_cli_filter("name excludes a,b").unwrap()];
-    let (sql, _) = where_clause(Dialect::Mysql, &f, &s, 1).unwrap();
+    let (sql, _) = where_clause(dialect_for(Engine::Mysql), &f, &s, 1).unwrap();
     assert_eq!(
         sql,
         "(`name` IS NULL OR CAST(CONVERT(`name` USING utf8mb4) AS BINARY) NOT IN (?, ?))"
     );
-    let (sql, params) = where_clause(Dialect::Sqlite, &[], &s, 1).unwrap();
+    let (sql, params) = where_clause(dialect_for(Engine::Sqlite), &[], &s, 1).unwrap();
     assert_eq!((sql.as_str(), params.len()), ("1=1", 0));
     // Values are never spliced into the SQL, and the experiment-id pattern is regex-escaped.
     let f = vec![parse_cli_filter("prior_experiment_ids includes a.b;DROP,c").unwrap()];
-    let (sql, params) = where_clause(Dialect::Postgres, &f, &s, 1).unwrap();
+    let (sql, params) = where_clause(dialect_for(Engine::Postgres), &f, &s, 1).unwrap();
     assert_eq!(sql, r#"(lower("prior_experiment_ids") ~ $1)"#);
     assert_eq!(
         params,
@@ -487,7 +488,7 @@ fn sql_text_quotes_identifiers_and_numbers_parameters() {
         parse_cli_filter(&format!("uid includes {U1}")).unwrap(),
         parse_cli_filter("born between 2020-01-01,").unwrap(),
     ];
-    let (_, params) = where_clause(Dialect::Postgres, &f, &s, 1).unwrap();
+    let (_, params) = where_clause(dialect_for(Engine::Postgres), &f, &s, 1).unwrap();
     assert_eq!(
         params,
         vec![

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use assert_cmd::Command;
 use xngin::datatype::DataType;
-use xngin::dsn::{Dialect, Dsn};
+use xngin::dsn::{Dsn, Engine};
 use xngin::sheet::{ConfigWorksheet, bootstrap, parse_csv_bytes};
 use xngin::warehouse::Warehouse;
 use xngin::warehouse::introspect::ColumnInfo;
@@ -405,7 +405,7 @@ async fn golden_sheet_of_the_testing_warehouse() {
         .map(|c| {
             (
                 c.column_name.clone(),
-                stored_as(Dialect::Sqlite, c.data_type),
+                stored_as(Engine::Sqlite, c.data_type),
             )
         })
         .collect();
@@ -418,19 +418,19 @@ async fn golden_sheet_of_the_testing_warehouse() {
 // Round trips on real databases
 
 /// What a testing-warehouse column's type reads back as after a load into `dialect`.
-fn stored_as(dialect: Dialect, t: DataType) -> DataType {
+fn stored_as(dialect: Engine, t: DataType) -> DataType {
     match (dialect, t) {
-        (Dialect::Sqlite, DataType::Uuid) | (Dialect::Mysql, DataType::Uuid) => {
+        (Engine::Sqlite, DataType::Uuid) | (Engine::Mysql, DataType::Uuid) => {
             DataType::CharacterVarying
         }
-        (Dialect::Sqlite, DataType::TimestampWithTimeZone) => DataType::TimestampWithoutTimeZone,
+        (Engine::Sqlite, DataType::TimestampWithTimeZone) => DataType::TimestampWithoutTimeZone,
         (_, t) => t,
     }
 }
 
 /// `create-testing-dwh` → `bootstrap-spreadsheet --output` → `parse-config-spreadsheet`, all
 /// through the CLI; the parsed sheet has every column with the right type, `id` first.
-fn testing_dwh_round_trip(dsn: &str, dialect: Dialect, schema: Option<&str>, table: &str) {
+fn testing_dwh_round_trip(dsn: &str, dialect: Engine, schema: Option<&str>, table: &str) {
     let dir = tempfile::tempdir().unwrap();
     let mut load = xngin();
     load.args([
@@ -693,7 +693,7 @@ async fn sqlite_introspection_and_round_trip() {
         "xngin: The table 't' does not exist; the database does not contain any tables.\n"
     );
 
-    testing_dwh_round_trip(&dsn_s, Dialect::Sqlite, None, "dwh");
+    testing_dwh_round_trip(&dsn_s, Engine::Sqlite, None, "dwh");
 }
 
 #[tokio::test]
@@ -801,7 +801,7 @@ async fn postgres_introspection_and_round_trip() {
     let via_path: ConfigWorksheet = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(via_path, ws);
 
-    testing_dwh_round_trip(&url, Dialect::Postgres, Some(&schema), "dwh");
+    testing_dwh_round_trip(&url, Engine::Postgres, Some(&schema), "dwh");
 
     let wh = Warehouse::connect(&Dsn::parse(&url).unwrap())
         .await
@@ -880,7 +880,7 @@ async fn mysql_introspection_and_round_trip() {
     );
 
     let dwh = format!("sheet_dwh_{}", unique());
-    testing_dwh_round_trip(&url, Dialect::Mysql, None, &dwh);
+    testing_dwh_round_trip(&url, Engine::Mysql, None, &dwh);
 
     let wh = Warehouse::connect(&Dsn::parse(&url).unwrap())
         .await

@@ -16,8 +16,9 @@ use super::output::{AudienceRecord, DesignRecord};
 use super::run::{Request, Source};
 use super::{Design, Outcome, UNASSIGNED};
 use crate::datatype::DataType;
-use crate::dsn::{Dialect, Dsn, check_ident};
+use crate::dsn::{Dsn, check_ident};
 use crate::error::{Error, Result};
+use crate::warehouse::SqlDialect;
 use crate::warehouse::load::{ColumnDef, create_table_sql, insert_rows};
 use crate::warehouse::{Value, Warehouse};
 
@@ -88,7 +89,7 @@ pub async fn read_participants(
         return Err(Error::Invalid(errs));
     }
     let (where_sql, params, filters_json) = filter_clause(
-        resolved.dsn.dialect,
+        resolved.dsn.dialect(),
         sheet,
         filters,
         filters_file.as_deref(),
@@ -214,7 +215,7 @@ pub async fn read_participants(
 /// The WHERE clause of the filters (empty without filters), its parameters and the filters as
 /// JSON for the design record.
 fn filter_clause(
-    dialect: Dialect,
+    dialect: &dyn SqlDialect,
     sheet: &crate::sheet::ConfigWorksheet,
     filters: &[String],
     filters_file: Option<&std::path::Path>,
@@ -349,13 +350,11 @@ fn column_value(c: &ColumnData, r: usize) -> Value {
     }
 }
 
-fn experiments_ddl(dialect: Dialect, qualified: &str) -> String {
+fn experiments_ddl(dialect: &dyn SqlDialect, qualified: &str) -> String {
     let q = |s: &str| dialect.quote_ident(s);
-    let (varchar, ts, text) = match dialect {
-        Dialect::Postgres => ("VARCHAR", "TIMESTAMPTZ", "TEXT"),
-        Dialect::Mysql => ("VARCHAR(255)", "TIMESTAMP(6)", "LONGTEXT"),
-        Dialect::Sqlite => ("TEXT", "TIMESTAMP", "TEXT"),
-    };
+    let varchar = dialect.ddl_type(DataType::CharacterVarying);
+    let ts = dialect.ddl_type(DataType::TimestampWithTimeZone);
+    let text = dialect.long_text_type();
     format!(
         "CREATE TABLE {qualified} (\n    {} {varchar} NOT NULL,\n    {} {varchar} NOT NULL,\n    {} {ts} NOT NULL,\n    {} {varchar} NOT NULL,\n    {} {varchar} NOT NULL,\n    {} {text} NOT NULL,\n    PRIMARY KEY ({}, {})\n)",
         q("experiment_id"),
@@ -369,15 +368,12 @@ fn experiments_ddl(dialect: Dialect, qualified: &str) -> String {
     )
 }
 
-/// SQLite: `CREATE TABLE IF NOT EXISTS`. A concurrent run may create the table between this
-/// run's check and its transaction; SQLite then waits for that run's commit (one writer at a
-/// time) and this run finds its rows (refused as "already holds", or replaced). PostgreSQL
-/// reports the race as a conflict instead ([`Error::Conflict`]).
-fn if_not_exists(dialect: Dialect, ddl: String) -> String {
-    match (dialect, ddl.strip_prefix("CREATE TABLE ")) {
-        (Dialect::Sqlite, Some(rest)) => format!("CREATE TABLE IF NOT EXISTS {rest}"),
-        _ => ddl,
-    }
+/// A concurrent run may create the table between this run's check and its transaction: on
+/// SQLite (`CREATE TABLE IF NOT EXISTS`) this run then waits for that run's commit (one writer
+/// at a time) and finds its rows (refused as "already holds", or replaced). PostgreSQL reports
+/// the race as a conflict instead ([`Error::Conflict`]).
+fn if_not_exists(dialect: &dyn SqlDialect, ddl: String) -> String {
+    dialect.create_table_racing(ddl)
 }
 
 /// Write the assignment into `table_name` and the design record into `xngin_experiments`, in
@@ -442,7 +438,15 @@ async fn write_table_inner(
     )
     .await?;
     let dialect = wh.dialect();
-    if dialect == Dialect::Sqlite && table_name.contains('.') {
+    if !dialect.has_transactions() {
+        wh.close().await;
+        return Err(Error::runtime(format!(
+            "{dsn}: --write-table writes the assignment and its design record in one transaction, \
+             which {} does not have; write the assignment to files (--output) instead",
+            dialect.product()
+        )));
+    }
+    if !dialect.has_schemas() && table_name.contains('.') {
         wh.close().await;
         return Err(no_sqlite_schemas("--write-table", table_name, &name));
     }
@@ -480,8 +484,8 @@ async fn write_table_inner(
     let x_exists = wh
         .table_exists(schema.as_deref(), EXPERIMENTS_TABLE)
         .await?;
-    if dialect == Dialect::Mysql {
-        // DDL commits implicitly on MySQL/MariaDB: create before the transaction.
+    if !dialect.transactional_ddl() {
+        // DDL commits implicitly (MySQL/MariaDB): create before the transaction.
         if existing.is_empty() {
             wh.execute(&create_table_sql(dialect, &qualified, &cols), &[])
                 .await?;
@@ -490,10 +494,11 @@ async fn write_table_inner(
             wh.execute(&experiments_ddl(dialect, &xq), &[]).await?;
         }
     }
-    let defer_pk = dialect == Dialect::Postgres && existing.is_empty();
+    let copy = dialect.bulk_load() == crate::warehouse::BulkLoad::Copy;
+    let defer_pk = copy && existing.is_empty();
     let mut tx = wh.begin().await?;
     let result: Result<u64> = async {
-        if dialect != Dialect::Mysql {
+        if dialect.transactional_ddl() {
             if existing.is_empty() {
                 // A new PostgreSQL table gets its primary key after the COPY: one bulk index
                 // build instead of maintaining the index row by row (same transaction, so the
@@ -554,7 +559,7 @@ async fn write_table_inner(
             }
             Ok(v)
         });
-        let n = if dialect == Dialect::Postgres {
+        let n = if copy {
             drop(rows);
             let n = copy_pg(&mut tx, &qualified, &cols, table, outcome, design, &record.experiment_id, &created, pb).await?;
             if defer_pk {
@@ -636,7 +641,7 @@ async fn copy_pg(
     }
     let names: Vec<String> = cols
         .iter()
-        .map(|c| Dialect::Postgres.quote_ident(&c.name))
+        .map(|c| tx.dialect().quote_ident(&c.name))
         .collect();
     let sql = format!("COPY {qualified} ({}) FROM STDIN", names.join(", "));
     let prefix = esc(experiment_id);
@@ -734,7 +739,7 @@ pub async fn lookup(
 ) -> Result<Vec<Vec<Value>>> {
     let (schema, name) = split_table(table_spec)?;
     let wh = Warehouse::connect(dsn).await?;
-    if wh.dialect() == Dialect::Sqlite && table_spec.contains('.') {
+    if !wh.dialect().has_schemas() && table_spec.contains('.') {
         wh.close().await;
         return Err(no_sqlite_schemas("--table", table_spec, &name));
     }
@@ -745,11 +750,6 @@ pub async fn lookup(
         )));
     }
     let q = |s: &str| wh.quote(s);
-    let cast = match wh.dialect() {
-        Dialect::Mysql => "CHAR",
-        Dialect::Postgres => "TEXT",
-        Dialect::Sqlite => "TEXT",
-    };
     // Ids are looked up in batches, well under every database's limit on bound parameters
     // (SQLite 32766, PostgreSQL and MySQL 65535), each id once.
     let mut seen = std::collections::HashSet::new();
@@ -758,7 +758,7 @@ pub async fn lookup(
     for chunk in unique.chunks(LOOKUP_BATCH) {
         let phs: Vec<String> = (2..chunk.len() + 2).map(|i| wh.placeholder(i)).collect();
         let sql = format!(
-            "SELECT CAST({pid} AS {cast}), {}, {}, {} FROM {} WHERE {} = {} AND CAST({pid} AS {cast}) IN ({})",
+            "SELECT {pid}, {}, {}, {} FROM {} WHERE {} = {} AND {pid} IN ({})",
             q("arm_id"),
             q("arm_name"),
             q("stratum_id"),
@@ -766,7 +766,7 @@ pub async fn lookup(
             q("experiment_id"),
             wh.placeholder(1),
             phs.join(", "),
-            pid = q("participant_id"),
+            pid = wh.dialect().text_cast(&q("participant_id")),
         );
         let mut params = vec![Value::Text(experiment_id.into())];
         params.extend(chunk.iter().map(|i| Value::Text((*i).clone())));

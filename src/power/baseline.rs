@@ -12,10 +12,10 @@
 
 use super::analysis::{MetricSpec, MetricType};
 use crate::datatype::DataType;
-use crate::dsn::Dialect;
 use crate::error::{Error, Result};
 use crate::filters::{self, Filter};
 use crate::sheet::ConfigWorksheet;
+use crate::warehouse::SqlDialect;
 use crate::warehouse::Warehouse;
 
 /// The effect asked for one metric: `NAME`, `NAME=pct:0.1` or `NAME=target:12.5`.
@@ -152,9 +152,9 @@ pub async fn audience_stats(
         let mean = row.get(base).and_then(|v| v.as_f64());
         let nonnull_n = row.get(base + 1).and_then(|v| v.as_i64()).unwrap_or(0);
         let spread = row.get(base + 2).and_then(|v| v.as_f64());
-        let stddev = match (t, dialect) {
-            (MetricType::Binary, _) => None,
-            (_, Dialect::Sqlite) => spread.map(|var| var.max(0.0).sqrt()),
+        let stddev = match t {
+            MetricType::Binary => None,
+            _ if dialect.variance_needs_two_pass() => spread.map(|var| var.max(0.0).sqrt()),
             _ => spread,
         };
         out.push(MetricStats {
@@ -174,26 +174,19 @@ pub async fn audience_stats(
 /// The aggregate statement: `count(*)`, then per metric `avg`, `count`, and the population
 /// stddev (PostgreSQL/MySQL) or variance (SQLite, two-pass).
 pub fn aggregate_sql(
-    dialect: Dialect,
+    dialect: &dyn SqlDialect,
     qualified: &str,
     metrics: &[(String, MetricType)],
     clause: &str,
 ) -> String {
     let q = |s: &str| dialect.quote_ident(s);
-    let as_float = |col: &str| match dialect {
-        Dialect::Postgres => format!("CAST(CAST({col} AS INTEGER) AS DOUBLE PRECISION)"),
-        Dialect::Mysql => format!("({col} * 1e0)"),
-        Dialect::Sqlite => format!("CAST({col} AS REAL)"),
+    // Booleans may need a detour through INTEGER (PostgreSQL).
+    let float_expr = |name: &str, t: MetricType| match t {
+        MetricType::Numeric => dialect.float_cast(&q(name)),
+        _ => dialect.bool_to_float(&q(name)),
     };
-    let float_expr = |name: &str, t: MetricType| match (dialect, t) {
-        // Only booleans need the detour through INTEGER on PostgreSQL.
-        (Dialect::Postgres, MetricType::Numeric) => {
-            format!("CAST({} AS DOUBLE PRECISION)", q(name))
-        }
-        _ => as_float(&q(name)),
-    };
-    match dialect {
-        Dialect::Sqlite => {
+    match dialect.variance_needs_two_pass() {
+        true => {
             let inner: Vec<String> = metrics
                 .iter()
                 .enumerate()
@@ -224,7 +217,7 @@ pub fn aggregate_sql(
                 cols.join(", ")
             )
         }
-        _ => {
+        false => {
             let mut cols = vec!["COUNT(*)".to_string()];
             for (n, t) in metrics {
                 let x = float_expr(n, *t);
@@ -284,7 +277,7 @@ mod tests {
     #[test]
     fn sqlite_query_is_two_pass() {
         let sql = aggregate_sql(
-            Dialect::Sqlite,
+            &crate::warehouse::sqlite::Sqlite,
             "\"t\"",
             &[
                 ("inc".into(), MetricType::Numeric),

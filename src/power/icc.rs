@@ -22,8 +22,8 @@
 //! computed from them in exact integer arithmetic.
 
 use super::analysis::MetricType;
-use crate::dsn::Dialect;
 use crate::error::{Error, Result};
+use crate::warehouse::SqlDialect;
 use crate::warehouse::{Value, Warehouse};
 
 /// One cluster's aggregates about its own mean: size, mean, Σ(y − mean)².
@@ -218,7 +218,7 @@ pub struct ClusterQuery {
 /// SSW, SSB, units without a cluster id (sums NULL when there are no rows). Valid on
 /// PostgreSQL, MySQL 8 / MariaDB 10.2 and SQLite 3.25 (window functions) and later.
 pub fn anova_sql(
-    dialect: Dialect,
+    dialect: &dyn SqlDialect,
     qualified: &str,
     metric: &str,
     metric_type: MetricType,
@@ -227,18 +227,11 @@ pub fn anova_sql(
 ) -> String {
     let q = |s: &str| dialect.quote_ident(s);
     // The same casts as the baseline query: booleans via integers, MySQL by `* 1e0`.
-    let float = |e: &str| match dialect {
-        Dialect::Postgres => format!("CAST({e} AS DOUBLE PRECISION)"),
-        Dialect::Mysql => format!("({e} * 1e0)"),
-        Dialect::Sqlite => format!("CAST({e} AS REAL)"),
+    let y = match metric_type {
+        MetricType::Binary => dialect.bool_to_float(&q(metric)),
+        _ => dialect.float_cast(&q(metric)),
     };
-    let y = match (dialect, metric_type) {
-        (Dialect::Postgres, MetricType::Binary) => {
-            float(&format!("CAST({} AS INTEGER)", q(metric)))
-        }
-        _ => float(&q(metric)),
-    };
-    let count = float("COUNT(*)");
+    let count = dialect.float_cast("COUNT(*)");
     format!(
         "WITH s AS (SELECT {c} AS xc, {y} AS xy FROM {qualified} WHERE ({clause}) AND {m} IS NOT NULL), \
          w AS (SELECT xc, xy, AVG(xy) OVER (PARTITION BY xc) AS xm FROM s), \
@@ -568,7 +561,7 @@ mod tests {
     #[test]
     fn sql_quotes_identifiers_and_keeps_the_clause() {
         let sql = anova_sql(
-            Dialect::Mysql,
+            &crate::warehouse::mysql::Mysql,
             "`t`",
             "a`b",
             MetricType::Binary,
@@ -582,7 +575,7 @@ mod tests {
             "{sql}"
         );
         let pg = anova_sql(
-            Dialect::Postgres,
+            &crate::warehouse::postgres::Postgres { redshift: false },
             "\"t\"",
             "flag",
             MetricType::Binary,

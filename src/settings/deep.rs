@@ -21,8 +21,8 @@ use super::model::{DatasourceConfig, Dwh, Participant, XnginSettings};
 use super::validate::suggest;
 use super::{Checked, Diagnostic, check_file};
 use crate::datatype::DataType;
-use crate::dsn::Dialect;
 use crate::error::Error;
+use crate::warehouse::SqlDialect;
 use crate::warehouse::Warehouse;
 use crate::warehouse::introspect::ColumnInfo;
 
@@ -124,10 +124,12 @@ pub async fn validate_files(paths: &[PathBuf], deep: bool) -> Report {
 
 /// Are a sheet's DataType and the live column's DataType compatible on `dialect`?
 ///
-/// Same type; integers with integers; the four numeric types with each other; on SQLite and
-/// MySQL (no native boolean / uuid types): boolean stored as an integer, uuid stored as text,
-/// dates and timestamps stored as text or as each other.
-pub fn compatible(sheet: DataType, live: DataType, dialect: Dialect) -> bool {
+/// Same type; integers with integers; the four numeric types with each other; uuid stored as
+/// text; and what the dialect accepts as storage for a type it lacks
+/// (the dialect's `loose_type_compatibility`: on MySQL and SQLite booleans stored as integers and
+/// timestamps with or without time zone as each other; on SQLite also dates and timestamps
+/// stored as text or as each other).
+pub fn compatible(sheet: DataType, live: DataType, dialect: &dyn SqlDialect) -> bool {
     use DataType::*;
     if sheet == live {
         return true;
@@ -135,17 +137,9 @@ pub fn compatible(sheet: DataType, live: DataType, dialect: Dialect) -> bool {
     if sheet.is_numeric() && live.is_numeric() {
         return true;
     }
-    let loose = dialect != Dialect::Postgres;
-    let temporal =
-        |t: DataType| matches!(t, Date | TimestampWithoutTimeZone | TimestampWithTimeZone);
     match (sheet, live) {
-        (Boolean, Integer | Bigint) => loose,
         (Uuid, CharacterVarying) => true,
-        (TimestampWithoutTimeZone, TimestampWithTimeZone)
-        | (TimestampWithTimeZone, TimestampWithoutTimeZone) => loose,
-        (s, CharacterVarying) if temporal(s) => dialect == Dialect::Sqlite,
-        (s, l) if temporal(s) && temporal(l) => dialect == Dialect::Sqlite,
-        _ => false,
+        _ => dialect.loose_type_compatibility(sheet, live),
     }
 }
 
@@ -359,14 +353,50 @@ mod tests {
     #[test]
     fn compatibility_rules() {
         use DataType::*;
-        assert!(compatible(Integer, Bigint, Dialect::Postgres));
-        assert!(compatible(DoublePrecision, Numeric, Dialect::Postgres));
-        assert!(compatible(Boolean, Integer, Dialect::Sqlite));
-        assert!(!compatible(Boolean, Integer, Dialect::Postgres));
-        assert!(!compatible(CharacterVarying, Integer, Dialect::Mysql));
-        assert!(compatible(Date, CharacterVarying, Dialect::Sqlite));
-        assert!(!compatible(Date, CharacterVarying, Dialect::Postgres));
-        assert!(compatible(Uuid, CharacterVarying, Dialect::Mysql));
-        assert!(!compatible(Integer, CharacterVarying, Dialect::Sqlite));
+        assert!(compatible(
+            Integer,
+            Bigint,
+            &crate::warehouse::postgres::Postgres { redshift: false }
+        ));
+        assert!(compatible(
+            DoublePrecision,
+            Numeric,
+            &crate::warehouse::postgres::Postgres { redshift: false }
+        ));
+        assert!(compatible(
+            Boolean,
+            Integer,
+            &crate::warehouse::sqlite::Sqlite
+        ));
+        assert!(!compatible(
+            Boolean,
+            Integer,
+            &crate::warehouse::postgres::Postgres { redshift: false }
+        ));
+        assert!(!compatible(
+            CharacterVarying,
+            Integer,
+            &crate::warehouse::mysql::Mysql
+        ));
+        assert!(compatible(
+            Date,
+            CharacterVarying,
+            &crate::warehouse::sqlite::Sqlite
+        ));
+        assert!(!compatible(
+            Date,
+            CharacterVarying,
+            &crate::warehouse::postgres::Postgres { redshift: false }
+        ));
+        assert!(compatible(
+            Uuid,
+            CharacterVarying,
+            &crate::warehouse::mysql::Mysql
+        ));
+        assert!(!compatible(
+            Integer,
+            CharacterVarying,
+            &crate::warehouse::sqlite::Sqlite
+        ));
     }
 }

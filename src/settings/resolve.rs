@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use super::ResolvedParticipants;
 use super::model::{Datasource, DatasourceConfig, Dwh, Participant, XnginSettings};
-use crate::dsn::{Dialect, Dsn, NetParts};
+use crate::dsn::{Dsn, Engine, NetParts};
 use crate::error::{Error, Result};
 use crate::sheet::ConfigWorksheet;
 
@@ -142,14 +142,14 @@ pub fn dsn_for(config: &DatasourceConfig) -> Result<Dsn> {
             Dwh::Dsn(d) => {
                 // Built from the typed parts, never pasted into a URL: a `${secret:NAME}` host
                 // or password holding `@`, `/` or `?` cannot change what is connected to.
-                let (dialect, port) = match d.driver.is_mysql() {
-                    true => (Dialect::Mysql, d.port.unwrap_or(3306)),
-                    false => (Dialect::Postgres, d.port.unwrap_or(5432)),
+                let (engine, port) = match d.driver.is_mysql() {
+                    true => (Engine::Mysql, d.port.unwrap_or(3306)),
+                    false => (Engine::Postgres, d.port.unwrap_or(5432)),
                 };
-                let sslmode = match (d.sslmode, dialect) {
+                let sslmode = match (d.sslmode, engine) {
                     (Some(m), _) => Some(m.as_str().to_string()),
                     // The reference's connection URL defaults PostgreSQL to verify-full.
-                    (None, Dialect::Postgres) => Some("verify-full".to_string()),
+                    (None, Engine::Postgres) => Some("verify-full".to_string()),
                     (None, _) => None,
                 };
                 let parts = NetParts {
@@ -161,7 +161,7 @@ pub fn dsn_for(config: &DatasourceConfig) -> Result<Dsn> {
                     sslmode,
                     search_path: d.search_path.clone(),
                 };
-                Dsn::from_parts(dialect, d.driver.as_str(), parts)
+                Dsn::from_parts(engine, d.driver.as_str(), parts)
             }
         },
     }
@@ -290,7 +290,7 @@ mod tests {
             search_path: Some("exp,public".into()),
         };
         let dsn = dsn_for(&remote(Dwh::Dsn(d.clone()))).unwrap();
-        assert_eq!(dsn.dialect, Dialect::Postgres);
+        assert_eq!(dsn.engine, Engine::Postgres);
         assert_eq!(dsn.port, Some(5432));
         assert_eq!(dsn.user.as_deref(), Some("us er@x"));
         assert_eq!(dsn.password(), Some("p@ss/w:rd?"));
@@ -307,8 +307,8 @@ mod tests {
         };
         let dsn = dsn_for(&remote(Dwh::Dsn(my))).unwrap();
         assert_eq!(
-            (dsn.dialect, dsn.port, dsn.sslmode.as_deref()),
-            (Dialect::Mysql, Some(3306), Some("disable"))
+            (dsn.engine, dsn.port, dsn.sslmode.as_deref()),
+            (Engine::Mysql, Some(3306), Some("disable"))
         );
         let rs = DsnConfig {
             driver: Driver::Psycopg2,
@@ -319,7 +319,7 @@ mod tests {
         };
         assert!(dsn_for(&remote(Dwh::Dsn(rs))).unwrap().redshift);
         let url = dsn_for(&remote(Dwh::Url("mysql://root@127.0.0.1:3306/test".into()))).unwrap();
-        assert_eq!(url.dialect, Dialect::Mysql);
+        assert_eq!(url.engine, Engine::Mysql);
         let e = dsn_for(&remote(Dwh::BigQuery(crate::settings::model::BqDsn {
             driver: crate::settings::model::BigQueryDriver::Bigquery,
             project_id: "acme-prod".into(),

@@ -24,7 +24,10 @@ use google_bigquery2::api::{
 use google_bigquery2::hyper::StatusCode;
 use google_bigquery2::{Bigquery, common, hyper_util};
 
+use super::dialect::{AtomicReplace, BulkLoad, SqlDialect};
 use super::{Rows, Value};
+use crate::datatype::DataType;
+use crate::dsn::{Dsn, Engine};
 use crate::error::{Error, Result};
 use crate::google::{self, Https, Retrier, call_failure};
 
@@ -566,6 +569,82 @@ impl BigQuery {
         }
     }
 
+    /// The columns of `table` in order: name, type (`INTEGER`, `STRING`, ...) and whether it
+    /// is REQUIRED; `None` when there is no such table.
+    pub async fn table_fields(&self, table: &str) -> Result<Option<Vec<(String, String, bool)>>> {
+        let mut r = self.retrier();
+        let what = format!("BigQuery table {}.{table}", self.target.dataset);
+        match self
+            .timed(
+                self.hub
+                    .tables()
+                    .get(&self.target.project, &self.target.dataset, table)
+                    .delegate(&mut r)
+                    .doit(),
+            )
+            .await
+        {
+            Ok((_, t)) => Ok(Some(
+                t.schema
+                    .and_then(|s| s.fields)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|f| {
+                        (
+                            f.name.unwrap_or_default(),
+                            f.type_.unwrap_or_default().to_ascii_uppercase(),
+                            f.mode.as_deref() == Some("REQUIRED"),
+                        )
+                    })
+                    .collect(),
+            )),
+            Err(e) => {
+                let f = call_failure(e, &r);
+                if f.status == Some(StatusCode::NOT_FOUND) {
+                    Ok(None)
+                } else {
+                    Err(self.explain(&what, f))
+                }
+            }
+        }
+    }
+
+    /// The names of the dataset's tables and views, read page by page.
+    pub async fn list_tables(&self) -> Result<Vec<String>> {
+        let what = format!(
+            "listing the tables of BigQuery dataset {}",
+            self.target.dataset
+        );
+        let mut names = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut r = self.retrier();
+            let mut call = self
+                .hub
+                .tables()
+                .list(&self.target.project, &self.target.dataset)
+                .max_results(1000);
+            if let Some(t) = &token {
+                call = call.page_token(t);
+            }
+            let (_, list) = self
+                .timed(call.delegate(&mut r).doit())
+                .await
+                .map_err(|e| self.explain(&what, call_failure(e, &r)))?;
+            names.extend(
+                list.tables
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(|t| t.table_reference.and_then(|r| r.table_id)),
+            );
+            match list.next_page_token {
+                Some(t) if !t.is_empty() && token.as_deref() != Some(t.as_str()) => token = Some(t),
+                _ => break,
+            }
+        }
+        Ok(names)
+    }
+
     /// Does the dataset exist (and can we see it)?
     pub async fn dataset_exists(&self) -> Result<bool> {
         let mut r = self.retrier();
@@ -799,6 +878,151 @@ fn schema_of(schema: Option<&TableSchema>) -> Vec<(String, String, bool)> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// BigQuery's SQL dialect (GoogleSQL): backtick quoting, `?` positional parameters, no
+/// transactions (atomic replace through a staging table and `CREATE OR REPLACE TABLE ... AS
+/// SELECT`), load jobs for bulk loads, tables named `project.dataset.table` in full.
+#[derive(Debug, Clone, Copy)]
+pub struct BigQuerySql;
+
+impl SqlDialect for BigQuerySql {
+    fn engine(&self) -> Engine {
+        Engine::BigQuery
+    }
+
+    fn product(&self) -> &'static str {
+        "BigQuery"
+    }
+
+    fn quote_ident(&self, ident: &str) -> String {
+        quote_ident(ident)
+    }
+
+    /// `project.dataset.table` in one quoted path: the dataset is the DSN's unless `schema`
+    /// names another.
+    fn qualified_in(&self, dsn: &Dsn, schema: Option<&str>, table: &str) -> String {
+        match &dsn.bigquery {
+            Some(t) => quote_ident(&format!(
+                "{}.{}.{table}",
+                t.project,
+                schema.unwrap_or(&t.dataset)
+            )),
+            None => self.qualified(schema, table),
+        }
+    }
+
+    fn ddl_type(&self, t: DataType) -> &'static str {
+        use DataType::*;
+        match t {
+            Boolean => "BOOL",
+            CharacterVarying | Uuid | Unsupported => "STRING",
+            Integer | Bigint => "INT64",
+            DoublePrecision => "FLOAT64",
+            Numeric => "NUMERIC",
+            Date => "DATE",
+            TimestampWithoutTimeZone => "DATETIME",
+            TimestampWithTimeZone => "TIMESTAMP",
+            JsonbUnsupported | JsonUnsupported => "JSON",
+        }
+    }
+
+    fn long_text_type(&self) -> &'static str {
+        "STRING"
+    }
+
+    /// The dataset is part of the DSN.
+    fn has_schemas(&self) -> bool {
+        false
+    }
+
+    fn has_transactions(&self) -> bool {
+        false
+    }
+
+    fn transactional_ddl(&self) -> bool {
+        false
+    }
+
+    fn bulk_load(&self) -> BulkLoad {
+        BulkLoad::LoadJob
+    }
+
+    fn atomic_replace(&self) -> AtomicReplace {
+        AtomicReplace::CreateOrReplaceFromStaging
+    }
+
+    fn text_cast(&self, expr: &str) -> String {
+        format!("CAST({expr} AS STRING)")
+    }
+
+    fn float_cast(&self, expr: &str) -> String {
+        format!("CAST({expr} AS FLOAT64)")
+    }
+
+    fn bool_to_float(&self, expr: &str) -> String {
+        self.float_cast(&format!("CAST({expr} AS INT64)"))
+    }
+
+    fn lower_matches_regex(&self, col: &str, p: &str) -> Option<String> {
+        Some(format!("REGEXP_CONTAINS(LOWER({col}), {p})"))
+    }
+
+    fn md5_hex(&self, expr: &str) -> Option<String> {
+        Some(format!("TO_HEX(MD5({expr}))"))
+    }
+
+    /// `PERCENTILE_CONT` is an analytic function only on BigQuery.
+    fn percentile_cont(&self, _p: f64, _expr: &str) -> Option<String> {
+        None
+    }
+
+    /// BigQuery has booleans and both kinds of timestamps: nothing loose.
+    fn loose_type_compatibility(&self, _sheet: DataType, _live: DataType) -> bool {
+        false
+    }
+
+    fn data_type_of(&self, declared: &str, _is_enum: bool) -> DataType {
+        let upper = declared.trim().to_ascii_uppercase();
+        let name = upper.split(['(', '<']).next().unwrap_or("").trim();
+        match name {
+            "STRING" => DataType::CharacterVarying,
+            "BOOL" | "BOOLEAN" => DataType::Boolean,
+            "INT64" | "INTEGER" | "INT" | "SMALLINT" | "BIGINT" | "TINYINT" | "BYTEINT" => {
+                DataType::Bigint
+            }
+            "FLOAT64" | "FLOAT" => DataType::DoublePrecision,
+            "NUMERIC" | "BIGNUMERIC" | "DECIMAL" | "BIGDECIMAL" => DataType::Numeric,
+            "DATE" => DataType::Date,
+            "DATETIME" => DataType::TimestampWithoutTimeZone,
+            "TIMESTAMP" => DataType::TimestampWithTimeZone,
+            "JSON" => DataType::JsonUnsupported,
+            _ => DataType::Unsupported,
+        }
+    }
+
+    fn table_exists_sql(&self, _schema: Option<&str>, table: &str) -> (String, Vec<Value>) {
+        (
+            "SELECT count(*) FROM INFORMATION_SCHEMA.TABLES WHERE table_name = ?".into(),
+            vec![Value::Text(table.into())],
+        )
+    }
+
+    fn list_tables_sql(&self, _schema: Option<&str>) -> (String, Vec<Value>) {
+        (
+            "SELECT table_name FROM INFORMATION_SCHEMA.TABLES".into(),
+            vec![],
+        )
+    }
+
+    fn columns_sql(&self, _schema: Option<&str>, table: &str) -> (String, Vec<Value>) {
+        (
+            "SELECT column_name, data_type, is_nullable = 'NO', 0, FALSE \
+             FROM INFORMATION_SCHEMA.COLUMNS WHERE table_name = ? ORDER BY ordinal_position"
+                .into(),
+            vec![Value::Text(table.into())],
+        )
+    }
 }
 
 /// Quote an identifier (or a dotted `project.dataset.table` path) with backticks. BigQuery

@@ -20,7 +20,6 @@
 //!   which the affinity rules would call `numeric`.
 
 use crate::datatype::DataType;
-use crate::dsn::Dialect;
 use crate::error::{Error, Result};
 use crate::warehouse::{Value, Warehouse};
 
@@ -37,18 +36,9 @@ pub struct ColumnInfo {
     pub data_type: DataType,
 }
 
-/// Map a declared SQL type to a [`DataType`] for `dialect` (see the module docs).
-pub fn data_type_for(dialect: Dialect, declared: &str) -> DataType {
-    match dialect {
-        Dialect::Sqlite => sqlite_type(declared),
-        Dialect::Postgres => pg_type(declared, false),
-        Dialect::Mysql => mysql_type(declared),
-    }
-}
-
 /// `varchar(20) unsigned` → (`varchar`, `(20)`, rest) — the base name lower-cased, without
 /// arguments or trailing words such as `unsigned`, `without time zone` kept separately.
-fn base_name(t: &str) -> (String, String) {
+pub(super) fn base_name(t: &str) -> (String, String) {
     let lower = t.trim().to_lowercase();
     let (head, tail) = match lower.find('(') {
         Some(i) => {
@@ -64,102 +54,6 @@ fn base_name(t: &str) -> (String, String) {
         None => (lower.clone(), String::new()),
     };
     (head.split_whitespace().collect::<Vec<_>>().join(" "), tail)
-}
-
-fn pg_type(declared: &str, is_enum: bool) -> DataType {
-    if is_enum {
-        return DataType::CharacterVarying;
-    }
-    let (name, _) = base_name(declared);
-    if name.ends_with("[]") {
-        return DataType::Unsupported;
-    }
-    match name.as_str() {
-        "uuid" => DataType::Uuid,
-        "character varying" | "varchar" | "character" | "char" | "bpchar" | "text" | "name"
-        | "citext" => DataType::CharacterVarying,
-        "boolean" | "bool" => DataType::Boolean,
-        "bigint" | "int8" | "bigserial" => DataType::Bigint,
-        "integer" | "int" | "int4" | "smallint" | "int2" | "serial" | "smallserial" => {
-            DataType::Integer
-        }
-        "double precision" | "float8" => DataType::DoublePrecision,
-        "real" | "float4" | "float" => DataType::DoublePrecision,
-        "numeric" | "decimal" => DataType::Numeric,
-        "date" => DataType::Date,
-        "timestamp with time zone" | "timestamptz" => DataType::TimestampWithTimeZone,
-        "timestamp without time zone" | "timestamp" => DataType::TimestampWithoutTimeZone,
-        "jsonb" => DataType::JsonbUnsupported,
-        "json" => DataType::JsonUnsupported,
-        _ => DataType::Unsupported,
-    }
-}
-
-fn mysql_type(declared: &str) -> DataType {
-    let (name, args) = base_name(declared);
-    let name = name
-        .trim_end_matches(" zerofill")
-        .trim_end_matches(" unsigned")
-        .trim_end_matches(" signed");
-    match name {
-        "uuid" => DataType::Uuid,
-        "varchar" | "char" | "text" | "tinytext" | "mediumtext" | "longtext" | "enum" | "set"
-        | "nvarchar" | "nchar" => DataType::CharacterVarying,
-        "bool" | "boolean" => DataType::Boolean,
-        "tinyint" if args == "(1)" => DataType::Boolean,
-        "bigint" => DataType::Bigint,
-        "tinyint" | "smallint" | "mediumint" | "int" | "integer" => DataType::Integer,
-        "double" | "double precision" | "real" => DataType::DoublePrecision,
-        "float" => DataType::DoublePrecision,
-        "decimal" | "numeric" | "dec" | "fixed" => DataType::Numeric,
-        "date" => DataType::Date,
-        "timestamp" => DataType::TimestampWithTimeZone,
-        "datetime" => DataType::TimestampWithoutTimeZone,
-        "json" => DataType::JsonUnsupported,
-        _ => DataType::Unsupported,
-    }
-}
-
-/// SQLAlchemy's SQLite declared-type resolution, see the module docs and docs/compatibility.md.
-fn sqlite_type(declared: &str) -> DataType {
-    let upper = declared.trim().to_uppercase();
-    // `([\w ]+)(\(.*?\))?`: the leading words, without arguments.
-    let name: String = upper
-        .chars()
-        .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == ' ')
-        .collect();
-    let name = name.trim();
-    let exact = match name {
-        "BIGINT" => Some(DataType::Bigint),
-        "BLOB" => Some(DataType::Unsupported),
-        "BOOL" | "BOOLEAN" => Some(DataType::Boolean),
-        "CHAR" | "NCHAR" | "NVARCHAR" | "TEXT" | "VARCHAR" => Some(DataType::CharacterVarying),
-        "DATE" => Some(DataType::Date),
-        "DATETIME" | "TIMESTAMP" => Some(DataType::TimestampWithoutTimeZone),
-        "DOUBLE" | "FLOAT" | "REAL" => Some(DataType::DoublePrecision),
-        "DECIMAL" | "NUMERIC" => Some(DataType::Numeric),
-        "INT" | "INTEGER" | "SMALLINT" => Some(DataType::Integer),
-        "JSON" => Some(DataType::JsonUnsupported),
-        "TIME" => Some(DataType::Unsupported),
-        // Additions (module docs).
-        "UUID" => Some(DataType::Uuid),
-        "TIMESTAMPTZ" | "TIMESTAMP WITH TIME ZONE" => Some(DataType::TimestampWithTimeZone),
-        _ => None,
-    };
-    if let Some(t) = exact {
-        return t;
-    }
-    if name.contains("INT") {
-        DataType::Integer
-    } else if name.contains("CHAR") || name.contains("CLOB") || name.contains("TEXT") {
-        DataType::CharacterVarying
-    } else if name.contains("BLOB") || name.is_empty() {
-        DataType::Unsupported
-    } else if name.contains("REAL") || name.contains("FLOA") || name.contains("DOUB") {
-        DataType::DoublePrecision
-    } else {
-        DataType::Numeric
-    }
 }
 
 fn text(v: &Value) -> String {
@@ -210,75 +104,24 @@ impl Warehouse {
         table: &str,
     ) -> Result<Vec<ColumnInfo>> {
         let dialect = self.dialect();
-        let rows = match dialect {
-            Dialect::Sqlite => {
-                let (sql, params) = match schema {
-                    Some(s) => (
-                        r#"SELECT name, type, "notnull", pk, 0 FROM pragma_table_info(?1, ?2) ORDER BY cid"#,
-                        vec![Value::Text(table.into()), Value::Text(s.into())],
-                    ),
-                    None => (
-                        r#"SELECT name, type, "notnull", pk, 0 FROM pragma_table_info(?1) ORDER BY cid"#,
-                        vec![Value::Text(table.into())],
-                    ),
-                };
-                self.fetch_all(sql, &params).await?
-            }
-            Dialect::Postgres if self.dsn().redshift => {
-                // Redshift lacks to_regclass and array functions on pg_index: the plain
-                // information schema (no primary-key information; pass --unique-id-col or
-                // name the key `id`).
-                let base = "SELECT column_name::text, data_type::text, is_nullable::text = 'NO', 0::int8, false \
-                     FROM information_schema.columns WHERE table_name = $1 AND table_schema = ";
-                let (sql, params) = match schema {
-                    Some(s) => (
-                        format!("{base}$2 ORDER BY ordinal_position"),
-                        vec![Value::Text(table.into()), Value::Text(s.into())],
-                    ),
-                    None => (
-                        format!("{base}current_schema() ORDER BY ordinal_position"),
-                        vec![Value::Text(table.into())],
-                    ),
-                };
-                self.fetch_all(&sql, &params).await?
-            }
-            Dialect::Postgres => {
-                let sql = "SELECT a.attname::text, \
-                     (CASE WHEN t.typtype = 'd' THEN format_type(t.typbasetype, t.typtypmod) \
-                           ELSE format_type(a.atttypid, a.atttypmod) END)::text, \
-                     a.attnotnull, \
-                     COALESCE(array_position(i.indkey::int2[], a.attnum) - array_lower(i.indkey::int2[], 1) + 1, 0)::int8, \
-                     (CASE WHEN t.typtype = 'd' THEN bt.typtype ELSE t.typtype END)::text = 'e' \
-                   FROM pg_attribute a \
-                   JOIN pg_type t ON t.oid = a.atttypid \
-                   LEFT JOIN pg_type bt ON bt.oid = t.typbasetype \
-                   LEFT JOIN pg_index i ON i.indrelid = a.attrelid AND i.indisprimary \
-                   WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped \
-                   ORDER BY a.attnum";
-                self.fetch_all(sql, &[Value::Text(self.qualified(schema, table))])
-                    .await?
-            }
-            Dialect::Mysql => {
-                let base = "SELECT CAST(c.COLUMN_NAME AS CHAR), CAST(c.COLUMN_TYPE AS CHAR), \
-                       CAST(c.IS_NULLABLE AS CHAR) = 'NO', CAST(COALESCE(k.ORDINAL_POSITION, 0) AS SIGNED), 0 \
-                     FROM information_schema.COLUMNS c \
-                     LEFT JOIN information_schema.KEY_COLUMN_USAGE k ON k.TABLE_SCHEMA = c.TABLE_SCHEMA \
-                       AND k.TABLE_NAME = c.TABLE_NAME AND k.COLUMN_NAME = c.COLUMN_NAME \
-                       AND k.CONSTRAINT_NAME = 'PRIMARY' \
-                     WHERE c.TABLE_NAME = ? AND c.TABLE_SCHEMA = ";
-                let (sql, params) = match schema {
-                    Some(s) => (
-                        format!("{base}? ORDER BY c.ORDINAL_POSITION"),
-                        vec![Value::Text(table.into()), Value::Text(s.into())],
-                    ),
-                    None => (
-                        format!("{base}database() ORDER BY c.ORDINAL_POSITION"),
-                        vec![Value::Text(table.into())],
-                    ),
-                };
-                self.fetch_all(&sql, &params).await?
-            }
-        };
+        if let Some(bq) = self.bigquery() {
+            // The table's schema from the API (no primary keys on BigQuery: pass
+            // --unique-id-col or name the key `id`).
+            let fields = bq.table_fields(table).await?.unwrap_or_default();
+            return Ok(fields
+                .into_iter()
+                .map(|(name, sql_type, required)| ColumnInfo {
+                    data_type: dialect.data_type_of(&sql_type, false),
+                    name,
+                    sql_type,
+                    nullable: !required,
+                    primary_key: false,
+                    pk_position: None,
+                })
+                .collect());
+        }
+        let (sql, params) = dialect.columns_sql(schema, table);
+        let rows = self.fetch_all(&sql, &params).await?;
         let mut out = Vec::with_capacity(rows.rows.len());
         for r in &rows.rows {
             let name = text(&r[0]);
@@ -286,10 +129,7 @@ impl Warehouse {
             let not_null = truthy(&r[2]);
             let pk = r[3].as_i64().unwrap_or(0);
             let is_enum = truthy(&r[4]);
-            let data_type = match dialect {
-                Dialect::Postgres => pg_type(&sql_type, is_enum),
-                d => data_type_for(d, &sql_type),
-            };
+            let data_type = dialect.data_type_of(&sql_type, is_enum);
             out.push(ColumnInfo {
                 name,
                 sql_type,
@@ -305,52 +145,14 @@ impl Warehouse {
     /// The tables and views of `schema` (default: the DSN's database / the search path),
     /// sorted by name.
     pub async fn list_tables(&self, schema: Option<&str>) -> Result<Vec<String>> {
-        let rows = match self.dialect() {
-            Dialect::Sqlite => {
-                let master = match schema {
-                    Some(s) => format!("{}.sqlite_master", self.quote(s)),
-                    None => "sqlite_master".into(),
-                };
-                let sql = format!(
-                    "SELECT name FROM {master} WHERE type IN ('table','view') AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'"
-                );
-                self.fetch_all(&sql, &[]).await?
-            }
-            Dialect::Postgres => match schema {
-                Some(s) => {
-                    self.fetch_all(
-                        "SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-                         WHERE c.relkind IN ('r','v','m','p','f') AND n.nspname = $1",
-                        &[Value::Text(s.into())],
-                    )
-                    .await?
-                }
-                None => {
-                    self.fetch_all(
-                        "SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-                         WHERE c.relkind IN ('r','v','m','p','f') AND n.nspname = ANY (current_schemas(false))",
-                        &[],
-                    )
-                    .await?
-                }
-            },
-            Dialect::Mysql => match schema {
-                Some(s) => {
-                    self.fetch_all(
-                        "SELECT CAST(TABLE_NAME AS CHAR) FROM information_schema.TABLES WHERE TABLE_SCHEMA = ?",
-                        &[Value::Text(s.into())],
-                    )
-                    .await?
-                }
-                None => {
-                    self.fetch_all(
-                        "SELECT CAST(TABLE_NAME AS CHAR) FROM information_schema.TABLES WHERE TABLE_SCHEMA = database()",
-                        &[],
-                    )
-                    .await?
-                }
-            },
-        };
+        if let Some(bq) = self.bigquery() {
+            let mut names = bq.list_tables().await?;
+            names.sort();
+            names.dedup();
+            return Ok(names);
+        }
+        let (sql, params) = self.dialect().list_tables_sql(schema);
+        let rows = self.fetch_all(&sql, &params).await?;
         let mut names: Vec<String> = rows
             .rows
             .iter()
@@ -366,6 +168,8 @@ impl Warehouse {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dsn::Engine;
+    use crate::warehouse::dialect_for;
     use DataType::*;
 
     #[test]
@@ -403,7 +207,11 @@ mod tests {
             ("CHARINT", Integer),
         ];
         for (decl, want) in cases {
-            assert_eq!(data_type_for(Dialect::Sqlite, decl), want, "{decl}");
+            assert_eq!(
+                dialect_for(Engine::Sqlite).data_type_of(decl, false),
+                want,
+                "{decl}"
+            );
         }
     }
 
@@ -431,7 +239,11 @@ mod tests {
             ("bytea", Unsupported),
         ];
         for (decl, want) in pg {
-            assert_eq!(data_type_for(Dialect::Postgres, decl), want, "{decl}");
+            assert_eq!(
+                dialect_for(Engine::Postgres).data_type_of(decl, false),
+                want,
+                "{decl}"
+            );
         }
         let my = [
             ("varchar(255)", CharacterVarying),
@@ -454,7 +266,11 @@ mod tests {
             ("blob", Unsupported),
         ];
         for (decl, want) in my {
-            assert_eq!(data_type_for(Dialect::Mysql, decl), want, "{decl}");
+            assert_eq!(
+                dialect_for(Engine::Mysql).data_type_of(decl, false),
+                want,
+                "{decl}"
+            );
         }
     }
 }

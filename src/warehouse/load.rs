@@ -4,9 +4,9 @@
 
 use indicatif::ProgressBar;
 
+use super::dialect::{AtomicReplace, BulkLoad, SqlDialect};
 use super::{Tx, Value};
 use crate::datatype::DataType;
-use crate::dsn::Dialect;
 use crate::error::{Error, Result};
 
 /// A column to create.
@@ -38,48 +38,19 @@ impl ColumnDef {
     }
 }
 
-/// The DDL type of a DataType in a dialect: real types, not everything-as-text.
-/// MySQL has no UUID type (CHAR(36)) and no time-zone-aware timestamp other than TIMESTAMP,
-/// which stores UTC. SQLite stores dates and timestamps as ISO text under a DATE/TIMESTAMP
-/// declared type, which introspection reads back as such.
-pub fn sql_type(dialect: Dialect, t: DataType) -> &'static str {
-    use DataType::*;
-    match (dialect, t) {
-        (_, Boolean) => "BOOLEAN",
-        (Dialect::Postgres, CharacterVarying) => "VARCHAR",
-        (Dialect::Mysql, CharacterVarying) => "VARCHAR(255)",
-        (Dialect::Sqlite, CharacterVarying) => "TEXT",
-        (_, Integer) => "INTEGER",
-        (_, Bigint) => "BIGINT",
-        (Dialect::Mysql, DoublePrecision) => "DOUBLE",
-        (Dialect::Sqlite, DoublePrecision) => "REAL",
-        (Dialect::Postgres, DoublePrecision) => "DOUBLE PRECISION",
-        (Dialect::Mysql, Numeric) => "DECIMAL(38,10)",
-        (_, Numeric) => "NUMERIC",
-        (_, Date) => "DATE",
-        (Dialect::Mysql, TimestampWithoutTimeZone) => "DATETIME(6)",
-        (_, TimestampWithoutTimeZone) => "TIMESTAMP",
-        (Dialect::Postgres, TimestampWithTimeZone) => "TIMESTAMPTZ",
-        (Dialect::Mysql, TimestampWithTimeZone) => "TIMESTAMP(6)",
-        (Dialect::Sqlite, TimestampWithTimeZone) => "TIMESTAMP",
-        (Dialect::Postgres, Uuid) => "UUID",
-        (Dialect::Mysql, Uuid) => "CHAR(36)",
-        (Dialect::Sqlite, Uuid) => "TEXT",
-        (Dialect::Postgres, JsonbUnsupported) => "JSONB",
-        (Dialect::Mysql, JsonbUnsupported | JsonUnsupported) => "JSON",
-        (_, JsonbUnsupported | JsonUnsupported | Unsupported) => "TEXT",
-    }
-}
-
 /// `CREATE TABLE qualified (...)` with one line per column.
-pub fn create_table_sql(dialect: Dialect, qualified: &str, columns: &[ColumnDef]) -> String {
+pub fn create_table_sql(
+    dialect: &dyn SqlDialect,
+    qualified: &str,
+    columns: &[ColumnDef],
+) -> String {
     let mut parts: Vec<String> = columns
         .iter()
         .map(|c| {
             let mut s = format!(
                 "{} {}",
                 dialect.quote_ident(&c.name),
-                sql_type(dialect, c.data_type)
+                dialect.ddl_type(c.data_type)
             );
             if c.not_null {
                 s.push_str(" NOT NULL");
@@ -114,15 +85,14 @@ pub async fn insert_rows<I>(
 where
     I: Iterator<Item = Result<Vec<Value>>>,
 {
-    match tx.dialect() {
-        Dialect::Postgres => copy_rows(tx, qualified, columns, rows, pb).await,
-        dialect => {
-            // Stay well under the parameter limits (SQLite 32766, MySQL 65535).
-            let max_params = if dialect == Dialect::Sqlite {
-                32_000
-            } else {
-                60_000
-            };
+    let dialect = tx.dialect();
+    match dialect.bulk_load() {
+        BulkLoad::Copy => copy_rows(tx, qualified, columns, rows, pb).await,
+        BulkLoad::LoadJob => Err(Error::runtime(format!(
+            "{}: rows are loaded with load jobs, not inside a transaction",
+            dialect.product()
+        ))),
+        BulkLoad::InsertBatches { max_params } => {
             let per_batch = (max_params / columns.len().max(1)).clamp(1, 1000);
             let cols: Vec<String> = columns
                 .iter()
@@ -279,7 +249,7 @@ where
     let mut chunks = std::pin::pin!(chunks);
     let cols: Vec<String> = columns
         .iter()
-        .map(|c| Dialect::Postgres.quote_ident(&c.name))
+        .map(|c| tx.dialect().quote_ident(&c.name))
         .collect();
     let sql = format!("COPY {qualified} ({}) FROM STDIN", cols.join(", "));
     super::echo(&sql, &[]);
@@ -419,7 +389,11 @@ mod tests {
         let base = truncate_bytes(&name, STAGING_BASE_BYTES);
         assert_eq!(base, "日".repeat(13)); // 39 bytes: the 14th character would cross 40
         let old = format!("{base}{STAGING_MARK}old_0123abcd");
-        assert!(old.len() <= PG_MAX_IDENT_BYTES, "{}", old.len());
+        assert!(
+            old.len() <= crate::warehouse::postgres::MAX_IDENT_BYTES,
+            "{}",
+            old.len()
+        );
         assert_eq!(truncate_bytes("short", 40), "short");
         assert_eq!(
             staging_suffix(&format!("{base}{STAGING_MARK}0123abcd")),
@@ -438,12 +412,19 @@ mod tests {
             ColumnDef::new("id", DataType::Bigint).primary_key(),
             ColumnDef::new("we\"ird", DataType::Uuid),
         ];
-        let sql = create_table_sql(Dialect::Postgres, "\"s\".\"t\"", &cols);
+        let sql = create_table_sql(
+            &crate::warehouse::postgres::Postgres { redshift: false },
+            "\"s\".\"t\"",
+            &cols,
+        );
         assert_eq!(
             sql,
             "CREATE TABLE \"s\".\"t\" (\n    \"id\" BIGINT NOT NULL,\n    \"we\"\"ird\" UUID,\n    PRIMARY KEY (\"id\")\n)"
         );
-        assert!(create_table_sql(Dialect::Mysql, "`t`", &cols).contains("`we\"ird` CHAR(36)"));
+        assert!(
+            create_table_sql(&crate::warehouse::mysql::Mysql, "`t`", &cols)
+                .contains("`we\"ird` CHAR(36)")
+        );
     }
 }
 
@@ -493,10 +474,11 @@ where
     crate::dsn::check_ident("table name", table)?;
     if let Some(s) = schema {
         crate::dsn::check_ident("schema name", s)?;
-        if dialect == Dialect::Sqlite {
-            return Err(Error::usage(
-                "--schema-name: SQLite has no schemas; leave it out",
-            ));
+        if !dialect.has_schemas() {
+            return Err(Error::usage(format!(
+                "--schema-name: {} has no schemas; leave it out",
+                dialect.product()
+            )));
         }
     }
     let target = wh.qualified(schema, table);
@@ -513,11 +495,7 @@ where
         }
     }
     if let Some(s) = schema {
-        let sql = match dialect {
-            Dialect::Mysql => format!("CREATE DATABASE IF NOT EXISTS {}", dialect.quote_ident(s)),
-            _ => format!("CREATE SCHEMA IF NOT EXISTS {}", dialect.quote_ident(s)),
-        };
-        wh.execute(&sql, &[]).await?;
+        wh.execute(&dialect.create_schema_sql(s), &[]).await?;
     }
     // A staging name unique to this run, within PostgreSQL's 63-byte and MySQL's 64-character
     // limits (cut at a character boundary, counting bytes).
@@ -528,37 +506,59 @@ where
     // MySQL/MariaDB: the staging table outlives a killed run (DDL is not transactional). This
     // run holds a named lock for its staging tables while it works; staging tables whose lock is
     // free belong to runs that are gone and are dropped here.
-    let lock = if dialect == Dialect::Mysql {
+    let strategy = dialect.atomic_replace();
+    let lock = if strategy == AtomicReplace::RenameTableWithStagingLock {
         remove_abandoned_staging(wh, schema).await;
         Some(StagingLock::acquire(wh, &suffix).await?)
     } else {
         None
     };
     let ddl = create_table_sql(dialect, &staging, columns);
-    match dialect {
-        Dialect::Postgres | Dialect::Sqlite => {
+    match strategy {
+        AtomicReplace::CreateOrReplaceFromStaging => {
+            let bq = wh.bigquery().ok_or_else(|| {
+                Error::runtime(format!(
+                    "{}: no load-job client for this warehouse",
+                    wh.dsn()
+                ))
+            })?;
+            bq.create_dataset_if_missing().await?;
+            let result: Result<u64> = async {
+                let n = load_job(bq, dialect, &staging_name, columns, rows, pb).await?;
+                // One statement swaps the loaded rows in; a plain CREATE TABLE when the run must
+                // not replace a table another run created meanwhile.
+                let create = if exists || if_exists == IfExists::Replace {
+                    "CREATE OR REPLACE TABLE"
+                } else {
+                    "CREATE TABLE"
+                };
+                wh.execute(
+                    &format!("{create} {target} AS SELECT * FROM {staging}"),
+                    &[],
+                )
+                .await
+                .map_err(|e| concurrent(e, &target))?;
+                Ok(n)
+            }
+            .await;
+            let dropped = bq.drop_table(&staging_name).await;
+            let n = result?;
+            dropped?;
+            Ok(LoadOutcome::Loaded(n))
+        }
+        AtomicReplace::RenameInTransaction => {
             let mut tx = wh.begin().await?;
             tx.execute(&ddl, &[]).await?;
-            let n = if dialect == Dialect::Postgres {
+            let n = if dialect.bulk_load() == BulkLoad::Copy {
                 copy_rows_pipelined(&mut tx, &staging, columns, rows, pb).await?
             } else {
                 insert_rows(&mut tx, &staging, columns, rows, pb).await?
             };
             // SQLite runs one writer at a time: a concurrent run may have created the table
             // while this one waited for the lock. Look again, inside the transaction.
-            let exists_now = if dialect == Dialect::Sqlite && !exists {
-                let r = tx
-                    .fetch_all(
-                        "SELECT count(*) FROM sqlite_master WHERE type IN ('table','view') AND name = ?1",
-                        &[Value::Text(table.into())],
-                    )
-                    .await?;
-                r.rows
-                    .first()
-                    .and_then(|r| r.first())
-                    .and_then(Value::as_i64)
-                    .unwrap_or(0)
-                    > 0
+            let exists_now = if dialect.single_writer() && !exists {
+                let (sql, params) = dialect.table_exists_sql(schema, table);
+                super::count_is_positive(&tx.fetch_all(&sql, &params).await?)
             } else {
                 exists
             };
@@ -589,21 +589,16 @@ where
             )
             .await
             .map_err(|e| concurrent(e, &target))?;
-            if dialect == Dialect::Postgres && columns.iter().any(|c| c.primary_key) {
-                // Keep the conventional index name instead of the staging one (PostgreSQL cuts
-                // both at 63 bytes, as done here).
-                let old = wh.qualified(
-                    schema,
-                    truncate_bytes(&format!("{staging_name}_pkey"), PG_MAX_IDENT_BYTES),
-                );
-                let new = dialect.quote_ident(&format!("{}_pkey", truncate_bytes(table, 58)));
-                tx.execute(&format!("ALTER INDEX IF EXISTS {old} RENAME TO {new}"), &[])
-                    .await?;
+            if columns.iter().any(|c| c.primary_key)
+                && let Some(sql) =
+                    dialect.rename_primary_key_index_sql(schema, &staging_name, table)
+            {
+                tx.execute(&sql, &[]).await?;
             }
             tx.commit().await.map_err(|e| concurrent(e, &target))?;
             Ok(LoadOutcome::Loaded(n))
         }
-        Dialect::Mysql => {
+        AtomicReplace::RenameTableWithStagingLock => {
             let lock = lock.expect("MySQL staging lock");
             if let Err(e) = wh.execute(&ddl, &[]).await {
                 lock.release().await;
@@ -642,13 +637,64 @@ where
     }
 }
 
+/// BigQuery: write the rows as newline-delimited JSON to a temporary file and load it into the
+/// new table `table` with one (atomic) load job. Returns the rows loaded.
+async fn load_job<I>(
+    bq: &super::bigquery::BigQuery,
+    dialect: &dyn SqlDialect,
+    table: &str,
+    columns: &[ColumnDef],
+    rows: I,
+    pb: &ProgressBar,
+) -> Result<u64>
+where
+    I: Iterator<Item = Result<Vec<Value>>>,
+{
+    use std::io::Write;
+    let file = tempfile::tempfile()
+        .map_err(|e| Error::runtime(format!("cannot create a temporary file for the load: {e}")))?;
+    let mut out = std::io::BufWriter::new(file);
+    let mut total = 0u64;
+    for row in rows {
+        let row = row?;
+        check_width(&row, columns, total)?;
+        let obj: serde_json::Map<String, serde_json::Value> = columns
+            .iter()
+            .zip(&row)
+            .map(|(c, v)| (c.name.clone(), v.to_json()))
+            .collect();
+        serde_json::to_writer(&mut out, &obj)
+            .map_err(|e| Error::runtime(format!("cannot write the load file: {e}")))?;
+        out.write_all(b"\n")
+            .map_err(|e| Error::runtime(format!("cannot write the load file: {e}")))?;
+        total += 1;
+    }
+    let mut file = out
+        .into_inner()
+        .map_err(|e| Error::runtime(format!("cannot write the load file: {}", e.error())))?;
+    std::io::Seek::rewind(&mut file)
+        .map_err(|e| Error::runtime(format!("cannot read the load file back: {e}")))?;
+    let load_cols: Vec<super::bigquery::LoadColumn> = columns
+        .iter()
+        .map(|c| super::bigquery::LoadColumn {
+            name: c.name.clone(),
+            bq_type: dialect.ddl_type(c.data_type).to_string(),
+            required: c.not_null,
+        })
+        .collect();
+    let n = bq
+        .load_ndjson(table, &load_cols, file, super::bigquery::WriteMode::Empty)
+        .await?;
+    pb.inc(total);
+    Ok(n)
+}
+
 /// Staging tables are named `BASE__xngin_XXXXXXXX` (8 hex digits, random per run), and the
 /// table a MySQL replace moves aside `BASE__xngin_old_XXXXXXXX`.
 const STAGING_MARK: &str = "__xngin_";
 /// BASE is the target name cut to this many bytes: `BASE__xngin_old_XXXXXXXX` then stays within
 /// 63 bytes, PostgreSQL's identifier limit (which MySQL's 64 characters also allow).
 const STAGING_BASE_BYTES: usize = 40;
-const PG_MAX_IDENT_BYTES: usize = 63;
 
 /// The longest prefix of `s` of at most `max` bytes that ends on a character boundary.
 pub fn truncate_bytes(s: &str, max: usize) -> &str {
@@ -691,15 +737,20 @@ fn concurrent(e: Error, target: &str) -> Error {
 struct StagingLock {
     tx: super::Tx,
     name: String,
+    release_sql: &'static str,
 }
 
 impl StagingLock {
     async fn acquire(wh: &super::Warehouse, suffix: &str) -> Result<StagingLock> {
         let name = staging_lock_name(suffix);
+        let (get_sql, release_sql) = wh.dialect().named_lock_sql().ok_or_else(|| {
+            Error::runtime(format!(
+                "{} has no named locks for staging tables",
+                wh.dialect().product()
+            ))
+        })?;
         let mut tx = wh.begin().await?;
-        let got = tx
-            .fetch_all("SELECT GET_LOCK(?, 0)", &[Value::Text(name.clone())])
-            .await?;
+        let got = tx.fetch_all(get_sql, &[Value::Text(name.clone())]).await?;
         if got
             .rows
             .first()
@@ -711,13 +762,17 @@ impl StagingLock {
                 "could not take the lock {name} for this run's staging table; run again"
             )));
         }
-        Ok(StagingLock { tx, name })
+        Ok(StagingLock {
+            tx,
+            name,
+            release_sql,
+        })
     }
 
     async fn release(mut self) {
         let _ = self
             .tx
-            .fetch_all("SELECT RELEASE_LOCK(?)", &[Value::Text(self.name.clone())])
+            .fetch_all(self.release_sql, &[Value::Text(self.name.clone())])
             .await;
         let _ = self.tx.rollback().await;
     }
@@ -728,23 +783,10 @@ impl StagingLock {
 /// staging tables are left alone. Best effort: failures are ignored. Returns the names dropped.
 pub async fn remove_abandoned_staging(wh: &super::Warehouse, schema: Option<&str>) -> Vec<String> {
     let pattern = format!("%{}%", STAGING_MARK.replace('_', "\\_"));
-    let listed = match schema {
-        Some(s) => {
-            wh.fetch_all(
-                "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME LIKE ?",
-                &[Value::Text(s.into()), Value::Text(pattern)],
-            )
-            .await
-        }
-        None => {
-            wh.fetch_all(
-                "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = database() AND TABLE_NAME LIKE ?",
-                &[Value::Text(pattern)],
-            )
-            .await
-        }
+    let Some((sql, params)) = wh.dialect().tables_like_sql(schema, &pattern) else {
+        return Vec::new();
     };
-    let Ok(listed) = listed else {
+    let Ok(listed) = wh.fetch_all(&sql, &params).await else {
         return Vec::new();
     };
     let mut dropped = Vec::new();

@@ -6,9 +6,13 @@
 //! quoted identifiers and placeholders.
 
 pub mod bigquery;
+pub mod dialect;
 pub mod introspect;
 pub mod load;
+pub mod mysql;
+pub mod postgres;
 mod rows;
+pub mod sqlite;
 pub mod value;
 
 use std::str::FromStr;
@@ -20,9 +24,10 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgSslMode};
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
 use sqlx::{AssertSqlSafe, MySql, Postgres, Sqlite};
 
+pub use dialect::{AtomicReplace, BulkLoad, SqlDialect, dialect_for};
 pub use value::Value;
 
-use crate::dsn::{Dialect, Dsn, SqliteTarget};
+use crate::dsn::{Dsn, Engine, SqliteTarget};
 use crate::error::{Error, Result};
 
 static ECHO_SQL: AtomicBool = AtomicBool::new(false);
@@ -77,11 +82,7 @@ pub fn parse_connect_timeout(v: &str) -> Result<Duration> {
 fn connect_reason(e: sqlx::Error, dsn: &Dsn) -> String {
     match &e {
         sqlx::Error::Protocol(_) | sqlx::Error::Decode(_) | sqlx::Error::Encode(_) => {
-            let what = match dsn.dialect {
-                Dialect::Postgres => "PostgreSQL",
-                Dialect::Mysql => "MySQL/MariaDB",
-                Dialect::Sqlite => "SQLite",
-            };
+            let what = dsn.dialect().product();
             format!(
                 "the server did not answer as a {what} server (is the port {} right?)",
                 dsn.port
@@ -133,6 +134,8 @@ enum Pool {
     Sqlite(SqlitePool),
     Postgres(PgPool),
     Mysql(MySqlPool),
+    /// No pool: each statement is a query job through the REST client.
+    BigQuery(Box<bigquery::BigQuery>),
 }
 
 /// A connected warehouse.
@@ -170,8 +173,8 @@ impl Warehouse {
                 connect_reason(e, dsn)
             ))
         };
-        let pool = match dsn.dialect {
-            Dialect::Sqlite => {
+        let pool = match dsn.engine {
+            Engine::Sqlite => {
                 let mut o = match dsn.sqlite.as_ref() {
                     Some(SqliteTarget::File(p)) => {
                         if !opts.create_sqlite && !p.exists() {
@@ -201,7 +204,7 @@ impl Warehouse {
                     .map_err(fail)?;
                 Pool::Sqlite(pool)
             }
-            Dialect::Postgres => {
+            Engine::Postgres => {
                 let mut o = PgConnectOptions::new_without_pgpass()
                     .host(dsn.host.as_deref().unwrap_or("localhost"))
                     .port(dsn.port.unwrap_or(5432));
@@ -235,7 +238,7 @@ impl Warehouse {
                     .map_err(fail)?;
                 Pool::Postgres(pool)
             }
-            Dialect::Mysql => {
+            Engine::Mysql => {
                 let mut o = MySqlConnectOptions::new()
                     .host(dsn.host.as_deref().unwrap_or("localhost"))
                     .port(dsn.port.unwrap_or(3306))
@@ -266,6 +269,12 @@ impl Warehouse {
                     .map_err(fail)?;
                 Pool::Mysql(pool)
             }
+            Engine::BigQuery => {
+                let target = dsn.bigquery.as_ref().ok_or_else(|| {
+                    Error::usage(format!("{dsn}: a BigQuery DSN needs a project and dataset"))
+                })?;
+                Pool::BigQuery(Box::new(bigquery::BigQuery::connect(target).await?))
+            }
         };
         Ok(Warehouse {
             dsn: dsn.clone(),
@@ -277,8 +286,9 @@ impl Warehouse {
         &self.dsn
     }
 
-    pub fn dialect(&self) -> Dialect {
-        self.dsn.dialect
+    /// The SQL dialect this warehouse speaks.
+    pub fn dialect(&self) -> &'static dyn SqlDialect {
+        self.dsn.dialect()
     }
 
     /// Quote one identifier for this warehouse's dialect.
@@ -288,138 +298,106 @@ impl Warehouse {
 
     /// `schema.table` (or `table`), quoted.
     pub fn qualified(&self, schema: Option<&str>, table: &str) -> String {
-        self.dialect().qualified(schema, table)
+        self.dialect().qualified_in(&self.dsn, schema, table)
+    }
+
+    /// The REST client, when this is a BigQuery warehouse.
+    pub(crate) fn bigquery(&self) -> Option<&bigquery::BigQuery> {
+        match &self.pool {
+            Pool::BigQuery(bq) => Some(bq),
+            _ => None,
+        }
     }
 
     /// The placeholder for the `n`-th (1-based) bound parameter.
     pub fn placeholder(&self, n: usize) -> String {
-        placeholder(self.dialect(), n)
+        self.dialect().placeholder(n)
+    }
+
+    /// A connection from the pool, for one statement.
+    async fn acquire(&self) -> Result<PooledConn> {
+        Ok(match &self.pool {
+            Pool::Sqlite(p) => PooledConn::Sqlite(p.acquire().await?),
+            Pool::Postgres(p) => PooledConn::Postgres(p.acquire().await?),
+            Pool::Mysql(p) => PooledConn::Mysql(p.acquire().await?),
+            Pool::BigQuery(_) => {
+                return Err(Error::runtime(
+                    "BigQuery statements run as jobs, not on a pooled connection",
+                ));
+            }
+        })
     }
 
     /// Run a statement; returns the number of rows affected.
     pub async fn execute(&self, sql: &str, params: &[Value]) -> Result<u64> {
-        echo(sql, params);
-        Ok(match &self.pool {
-            Pool::Sqlite(p) => rows::bind_sqlite(sqlx::query(AssertSqlSafe(sql)), params)
-                .execute(p)
-                .await?
-                .rows_affected(),
-            Pool::Postgres(p) => rows::bind_pg(sqlx::query(AssertSqlSafe(sql)), params)
-                .execute(p)
-                .await?
-                .rows_affected(),
-            Pool::Mysql(p) => rows::bind_mysql(sqlx::query(AssertSqlSafe(sql)), params)
-                .execute(p)
-                .await?
-                .rows_affected(),
-        })
+        if let Some(bq) = self.bigquery() {
+            echo(sql, params);
+            return bq.execute(sql, params).await;
+        }
+        let mut c = self.acquire().await?;
+        exec::execute(c.conn(), sql, params).await
     }
 
     /// Run a query and read every row.
     pub async fn fetch_all(&self, sql: &str, params: &[Value]) -> Result<Rows> {
-        echo(sql, params);
-        match &self.pool {
-            Pool::Sqlite(p) => rows::decode_sqlite(
-                rows::bind_sqlite(sqlx::query(AssertSqlSafe(sql)), params)
-                    .fetch_all(p)
-                    .await?,
-            ),
-            Pool::Postgres(p) => rows::decode_pg(
-                rows::bind_pg(sqlx::query(AssertSqlSafe(sql)), params)
-                    .fetch_all(p)
-                    .await?,
-            ),
-            Pool::Mysql(p) => rows::decode_mysql(
-                rows::bind_mysql(sqlx::query(AssertSqlSafe(sql)), params)
-                    .fetch_all(p)
-                    .await?,
-            ),
+        if let Some(bq) = self.bigquery() {
+            echo(sql, params);
+            return bq.fetch_all(sql, params).await;
         }
+        let mut c = self.acquire().await?;
+        exec::fetch_all(c.conn(), sql, params).await
     }
 
     /// Run a query and hand each row to `f` as it arrives, without holding the result set in
     /// memory (large audiences, exports). Returns the column names (empty when there were no
     /// rows). An error from `f` stops the query.
-    pub async fn fetch_each<F>(&self, sql: &str, params: &[Value], mut f: F) -> Result<Vec<String>>
+    pub async fn fetch_each<F>(&self, sql: &str, params: &[Value], f: F) -> Result<Vec<String>>
     where
         F: FnMut(Vec<Value>) -> Result<()>,
     {
-        use futures::TryStreamExt;
-        echo(sql, params);
-        let mut columns = Vec::new();
-        macro_rules! drain {
-            ($pool:expr, $bind:path, $decode:path) => {{
-                let q = $bind(sqlx::query(AssertSqlSafe(sql)), params);
-                let mut stream = q.fetch($pool);
-                while let Some(row) = stream.try_next().await? {
-                    if columns.is_empty() {
-                        columns = rows::column_names(&row);
-                    }
-                    f($decode(&row)?)?;
-                }
-            }};
+        if let Some(bq) = self.bigquery() {
+            echo(sql, params);
+            return bq.fetch_each(sql, params, f).await;
         }
-        match &self.pool {
-            Pool::Sqlite(p) => drain!(p, rows::bind_sqlite, rows::decode_sqlite_row),
-            Pool::Postgres(p) => drain!(p, rows::bind_pg, rows::decode_pg_row),
-            Pool::Mysql(p) => drain!(p, rows::bind_mysql, rows::decode_mysql_row),
-        }
-        Ok(columns)
+        let mut c = self.acquire().await?;
+        exec::fetch_each(c.conn(), sql, params, f).await
     }
 
     /// Start a transaction.
     pub async fn begin(&self) -> Result<Tx> {
         echo("BEGIN", &[]);
-        Ok(match &self.pool {
-            Pool::Sqlite(p) => Tx::Sqlite(p.begin().await?),
-            Pool::Postgres(p) => Tx::Postgres(p.begin().await?),
-            Pool::Mysql(p) => Tx::Mysql(p.begin().await?),
+        let inner = match &self.pool {
+            Pool::Sqlite(p) => TxInner::Sqlite(p.begin().await?),
+            Pool::Postgres(p) => TxInner::Postgres(p.begin().await?),
+            Pool::Mysql(p) => TxInner::Mysql(p.begin().await?),
+            Pool::BigQuery(_) => {
+                return Err(Error::runtime(format!(
+                    "{}: BigQuery has no transactions; this operation is not supported there",
+                    self.dsn
+                )));
+            }
+        };
+        Ok(Tx {
+            dialect: self.dialect(),
+            inner,
         })
     }
 
     /// Does `schema.table` exist (a table or a view)? Without a schema: the current
     /// database / search path.
     pub async fn table_exists(&self, schema: Option<&str>, table: &str) -> Result<bool> {
-        let n = match self.dialect() {
-            Dialect::Sqlite => {
-                let sql = match schema {
-                    Some(s) => format!(
-                        "SELECT count(*) FROM {}.sqlite_master WHERE type IN ('table','view') AND name = ?1",
-                        self.quote(s)
-                    ),
-                    None => "SELECT count(*) FROM sqlite_master WHERE type IN ('table','view') AND name = ?1".into(),
-                };
-                self.fetch_all(&sql, &[Value::Text(table.into())]).await?
+        if let Some(bq) = self.bigquery() {
+            if schema.is_some_and(|s| s != bq.target().dataset) {
+                return Err(Error::usage(format!(
+                    "{}: a BigQuery table is looked up in the DSN's dataset; leave the schema out",
+                    self.dsn
+                )));
             }
-            Dialect::Postgres => {
-                // to_regclass resolves through the search path when no schema is given.
-                let name = self.qualified(schema, table);
-                self.fetch_all(
-                    "SELECT count(*) FROM (SELECT to_regclass($1) AS r) t WHERE r IS NOT NULL",
-                    &[Value::Text(name)],
-                )
-                .await?
-            }
-            Dialect::Mysql => {
-                let (sql, params) = match schema {
-                    Some(s) => (
-                        "SELECT count(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
-                        vec![Value::Text(s.into()), Value::Text(table.into())],
-                    ),
-                    None => (
-                        "SELECT count(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = database() AND TABLE_NAME = ?",
-                        vec![Value::Text(table.into())],
-                    ),
-                };
-                self.fetch_all(sql, &params).await?
-            }
-        };
-        Ok(n.rows
-            .first()
-            .and_then(|r| r.first())
-            .and_then(Value::as_i64)
-            .unwrap_or(0)
-            > 0)
+            return bq.table_exists(table).await;
+        }
+        let (sql, params) = self.dialect().table_exists_sql(schema, table);
+        let n = self.fetch_all(&sql, &params).await?;
+        Ok(count_is_positive(&n))
     }
 
     /// Close the pool, waiting for connections to finish.
@@ -428,96 +406,178 @@ impl Warehouse {
             Pool::Sqlite(p) => p.close().await,
             Pool::Postgres(p) => p.close().await,
             Pool::Mysql(p) => p.close().await,
+            Pool::BigQuery(_) => {}
         }
     }
 }
 
-pub fn placeholder(dialect: Dialect, n: usize) -> String {
-    match dialect {
-        Dialect::Postgres => format!("${n}"),
-        _ => "?".to_string(),
+/// Is the first value of the first row a count above 0?
+pub(crate) fn count_is_positive(rows: &Rows) -> bool {
+    rows.rows
+        .first()
+        .and_then(|r| r.first())
+        .and_then(Value::as_i64)
+        .unwrap_or(0)
+        > 0
+}
+
+/// `match` over a per-driver enum (`Pool`, `PooledConn`, `TxInner`, `Conn`), binding the
+/// driver's value to `$c` and its bind/decode functions (`rows::sqlite`, ...) to `$drv`, so
+/// that each operation is written once.
+macro_rules! on_driver {
+    ($e:expr, $Enum:ident, |$c:ident, $drv:ident| $body:expr) => {
+        match $e {
+            $Enum::Sqlite($c) => {
+                #[allow(unused_imports)]
+                use rows::sqlite as $drv;
+                $body
+            }
+            $Enum::Postgres($c) => {
+                #[allow(unused_imports)]
+                use rows::postgres as $drv;
+                $body
+            }
+            $Enum::Mysql($c) => {
+                #[allow(unused_imports)]
+                use rows::mysql as $drv;
+                $body
+            }
+        }
+    };
+}
+
+/// A pooled connection of any driver.
+enum PooledConn {
+    Sqlite(sqlx::pool::PoolConnection<Sqlite>),
+    Postgres(sqlx::pool::PoolConnection<Postgres>),
+    Mysql(sqlx::pool::PoolConnection<MySql>),
+}
+
+impl PooledConn {
+    fn conn(&mut self) -> Conn<'_> {
+        on_driver!(self, PooledConn, |c, _d| Conn::from(&mut **c))
     }
 }
 
-/// An open transaction. Dropped without [`Tx::commit`], it rolls back.
-pub enum Tx {
+/// One connection (pooled or inside a transaction) that statements run on.
+enum Conn<'a> {
+    Sqlite(&'a mut sqlx::SqliteConnection),
+    Postgres(&'a mut sqlx::PgConnection),
+    Mysql(&'a mut sqlx::MySqlConnection),
+}
+
+impl<'a> From<&'a mut sqlx::SqliteConnection> for Conn<'a> {
+    fn from(c: &'a mut sqlx::SqliteConnection) -> Self {
+        Conn::Sqlite(c)
+    }
+}
+impl<'a> From<&'a mut sqlx::PgConnection> for Conn<'a> {
+    fn from(c: &'a mut sqlx::PgConnection) -> Self {
+        Conn::Postgres(c)
+    }
+}
+impl<'a> From<&'a mut sqlx::MySqlConnection> for Conn<'a> {
+    fn from(c: &'a mut sqlx::MySqlConnection) -> Self {
+        Conn::Mysql(c)
+    }
+}
+
+/// The executor: every statement of [`Warehouse`] and [`Tx`] runs here, written once for all
+/// drivers (binding [`Value`]s as parameters, decoding rows into [`Value`]s).
+mod exec {
+    use super::{AssertSqlSafe, Conn, Result, Rows, Value, echo, rows};
+
+    pub(super) async fn execute(conn: Conn<'_>, sql: &str, params: &[Value]) -> Result<u64> {
+        echo(sql, params);
+        Ok(on_driver!(conn, Conn, |c, drv| drv::bind(
+            sqlx::query(AssertSqlSafe(sql)),
+            params
+        )
+        .execute(c)
+        .await?
+        .rows_affected()))
+    }
+
+    pub(super) async fn fetch_all(conn: Conn<'_>, sql: &str, params: &[Value]) -> Result<Rows> {
+        echo(sql, params);
+        on_driver!(conn, Conn, |c, drv| drv::decode(
+            drv::bind(sqlx::query(AssertSqlSafe(sql)), params)
+                .fetch_all(c)
+                .await?
+        ))
+    }
+
+    pub(super) async fn fetch_each<F>(
+        conn: Conn<'_>,
+        sql: &str,
+        params: &[Value],
+        mut f: F,
+    ) -> Result<Vec<String>>
+    where
+        F: FnMut(Vec<Value>) -> Result<()>,
+    {
+        use futures::TryStreamExt;
+        echo(sql, params);
+        let mut columns = Vec::new();
+        on_driver!(conn, Conn, |c, drv| {
+            let q = drv::bind(sqlx::query(AssertSqlSafe(sql)), params);
+            let mut stream = q.fetch(c);
+            while let Some(row) = stream.try_next().await? {
+                if columns.is_empty() {
+                    columns = rows::column_names(&row);
+                }
+                f(drv::decode_row(&row)?)?;
+            }
+        });
+        Ok(columns)
+    }
+}
+
+enum TxInner {
     Sqlite(sqlx::Transaction<'static, Sqlite>),
     Postgres(sqlx::Transaction<'static, Postgres>),
     Mysql(sqlx::Transaction<'static, MySql>),
 }
 
+/// An open transaction. Dropped without [`Tx::commit`], it rolls back.
+pub struct Tx {
+    dialect: &'static dyn SqlDialect,
+    inner: TxInner,
+}
+
 impl Tx {
-    pub fn dialect(&self) -> Dialect {
-        match self {
-            Tx::Sqlite(_) => Dialect::Sqlite,
-            Tx::Postgres(_) => Dialect::Postgres,
-            Tx::Mysql(_) => Dialect::Mysql,
-        }
+    pub fn dialect(&self) -> &'static dyn SqlDialect {
+        self.dialect
+    }
+
+    fn conn(&mut self) -> Conn<'_> {
+        on_driver!(&mut self.inner, TxInner, |t, _d| Conn::from(&mut **t))
     }
 
     pub async fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64> {
-        echo(sql, params);
-        Ok(match self {
-            Tx::Sqlite(t) => rows::bind_sqlite(sqlx::query(AssertSqlSafe(sql)), params)
-                .execute(&mut **t)
-                .await?
-                .rows_affected(),
-            Tx::Postgres(t) => rows::bind_pg(sqlx::query(AssertSqlSafe(sql)), params)
-                .execute(&mut **t)
-                .await?
-                .rows_affected(),
-            Tx::Mysql(t) => rows::bind_mysql(sqlx::query(AssertSqlSafe(sql)), params)
-                .execute(&mut **t)
-                .await?
-                .rows_affected(),
-        })
+        exec::execute(self.conn(), sql, params).await
     }
 
     pub async fn fetch_all(&mut self, sql: &str, params: &[Value]) -> Result<Rows> {
-        echo(sql, params);
-        match self {
-            Tx::Sqlite(t) => rows::decode_sqlite(
-                rows::bind_sqlite(sqlx::query(AssertSqlSafe(sql)), params)
-                    .fetch_all(&mut **t)
-                    .await?,
-            ),
-            Tx::Postgres(t) => rows::decode_pg(
-                rows::bind_pg(sqlx::query(AssertSqlSafe(sql)), params)
-                    .fetch_all(&mut **t)
-                    .await?,
-            ),
-            Tx::Mysql(t) => rows::decode_mysql(
-                rows::bind_mysql(sqlx::query(AssertSqlSafe(sql)), params)
-                    .fetch_all(&mut **t)
-                    .await?,
-            ),
-        }
+        exec::fetch_all(self.conn(), sql, params).await
     }
 
     pub async fn commit(self) -> Result<()> {
         echo("COMMIT", &[]);
-        match self {
-            Tx::Sqlite(t) => t.commit().await?,
-            Tx::Postgres(t) => t.commit().await?,
-            Tx::Mysql(t) => t.commit().await?,
-        }
+        on_driver!(self.inner, TxInner, |t, _d| t.commit().await?);
         Ok(())
     }
 
     pub async fn rollback(self) -> Result<()> {
         echo("ROLLBACK", &[]);
-        match self {
-            Tx::Sqlite(t) => t.rollback().await?,
-            Tx::Postgres(t) => t.rollback().await?,
-            Tx::Mysql(t) => t.rollback().await?,
-        }
+        on_driver!(self.inner, TxInner, |t, _d| t.rollback().await?);
         Ok(())
     }
 
     /// PostgreSQL only: the transaction's connection, for `COPY ... FROM STDIN`.
     pub(crate) fn pg_conn(&mut self) -> Option<&mut sqlx::PgConnection> {
-        match self {
-            Tx::Postgres(t) => Some(&mut **t),
+        match &mut self.inner {
+            TxInner::Postgres(t) => Some(&mut **t),
             _ => None,
         }
     }

@@ -236,3 +236,18 @@ pub(crate) fn decode_sqlite_row(row: &SqliteRow) -> Result<Vec<Value>> {
         Ok(vals)
     }
 }
+
+/// Each driver's bind/decode functions under the same names, for the executor's dispatch.
+pub(crate) mod sqlite {
+    pub(crate) use super::{
+        bind_sqlite as bind, decode_sqlite as decode, decode_sqlite_row as decode_row,
+    };
+}
+pub(crate) mod postgres {
+    pub(crate) use super::{bind_pg as bind, decode_pg as decode, decode_pg_row as decode_row};
+}
+pub(crate) mod mysql {
+    pub(crate) use super::{
+        bind_mysql as bind, decode_mysql as decode, decode_mysql_row as decode_row,
+    };
+}

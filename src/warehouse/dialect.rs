@@ -1,0 +1,348 @@
+//! The SQL dialect layer: everything that differs between warehouses, as one trait with one
+//! implementation per warehouse (`sqlite.rs`, `postgres.rs`, `mysql.rs`). Code outside
+//! `src/warehouse/` asks the dialect ([`crate::warehouse::Warehouse::dialect`]) and never
+//! matches on the kind of database. Adding a warehouse means one more file implementing
+//! [`SqlDialect`] plus its tests (docs/architecture.md).
+
+use crate::datatype::DataType;
+use crate::dsn::Engine;
+use crate::warehouse::Value;
+
+/// How rows are bulk-loaded inside a transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BulkLoad {
+    /// PostgreSQL `COPY ... FROM STDIN` (text format).
+    Copy,
+    /// Multi-row `INSERT ... VALUES (?,..),(?,..)` batches, staying under `max_params` bound
+    /// parameters per statement.
+    InsertBatches { max_params: usize },
+    /// A load job of newline-delimited JSON through the warehouse's API (BigQuery), outside
+    /// any transaction.
+    LoadJob,
+}
+
+/// How a loaded table replaces an existing one atomically.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AtomicReplace {
+    /// Create the staging table, load it, drop the old table and rename the staging table, all in
+    /// one transaction (transactional DDL: PostgreSQL, SQLite).
+    RenameInTransaction,
+    /// DDL commits implicitly (MySQL/MariaDB): create and load the staging table, then swap with
+    /// one multi-table `RENAME TABLE`, holding a named lock on the staging tables meanwhile so
+    /// that abandoned ones can be told apart and removed.
+    RenameTableWithStagingLock,
+    /// No transactions (BigQuery): load the staging table with one atomic load job, then
+    /// `CREATE OR REPLACE TABLE target AS SELECT * FROM staging` (one statement) and drop the
+    /// staging table.
+    CreateOrReplaceFromStaging,
+}
+
+/// What a warehouse's SQL looks like. Every method returns SQL text or a capability; the
+/// executor ([`crate::warehouse::Warehouse`]) runs it.
+pub trait SqlDialect: Send + Sync + std::fmt::Debug {
+    /// The DSN kind this dialect belongs to.
+    fn engine(&self) -> Engine;
+
+    /// The dialect's short name (`sqlite`, `postgres`, `mysql`).
+    fn name(&self) -> &'static str {
+        self.engine().name()
+    }
+
+    /// The product, for messages (`PostgreSQL`, `MySQL/MariaDB`, `SQLite`).
+    fn product(&self) -> &'static str;
+
+    /// Quote an identifier: any string becomes one identifier (so `x; DROP TABLE y` is a strange
+    /// table name, never SQL). Default: `"` doubled. NUL bytes cannot be represented and are
+    /// refused by [`crate::dsn::check_ident`].
+    fn quote_ident(&self, ident: &str) -> String {
+        format!("\"{}\"", ident.replace('"', "\"\""))
+    }
+
+    /// `schema.table`, each part quoted.
+    fn qualified(&self, schema: Option<&str>, table: &str) -> String {
+        match schema {
+            Some(s) => format!("{}.{}", self.quote_ident(s), self.quote_ident(table)),
+            None => self.quote_ident(table),
+        }
+    }
+
+    /// `schema.table` for a connection to `dsn`: where the DSN names a default container that
+    /// statements must spell out (BigQuery's project and dataset). Default: [`Self::qualified`].
+    fn qualified_in(&self, _dsn: &crate::dsn::Dsn, schema: Option<&str>, table: &str) -> String {
+        self.qualified(schema, table)
+    }
+
+    /// The placeholder for the `n`-th (1-based) bound parameter. Default: `?`.
+    fn placeholder(&self, _n: usize) -> String {
+        "?".to_string()
+    }
+
+    /// The DDL type of a DataType: real types, not everything-as-text.
+    fn ddl_type(&self, t: DataType) -> &'static str;
+
+    /// The DDL type for long text (JSON documents such as a design record).
+    fn long_text_type(&self) -> &'static str {
+        "TEXT"
+    }
+
+    /// Can a table name carry a schema (`schema.table`)?
+    fn has_schemas(&self) -> bool {
+        true
+    }
+
+    /// `CREATE SCHEMA IF NOT EXISTS s` (or the dialect's equivalent).
+    fn create_schema_sql(&self, schema: &str) -> String {
+        format!("CREATE SCHEMA IF NOT EXISTS {}", self.quote_ident(schema))
+    }
+
+    /// Are there transactions at all ([`crate::warehouse::Warehouse::begin`])?
+    fn has_transactions(&self) -> bool {
+        true
+    }
+
+    /// Does DDL (CREATE/DROP/RENAME) take part in transactions?
+    fn transactional_ddl(&self) -> bool {
+        true
+    }
+
+    /// A `CREATE TABLE` made safe against a concurrent run creating the same table between this
+    /// run's check and its transaction. Default: unchanged (the race is reported as a conflict).
+    fn create_table_racing(&self, ddl: String) -> String {
+        ddl
+    }
+
+    /// Is there at most one writer at a time, so that a run waiting for the write lock must look
+    /// again for a table another run may have created meanwhile?
+    fn single_writer(&self) -> bool {
+        false
+    }
+
+    /// How rows are bulk-loaded.
+    fn bulk_load(&self) -> BulkLoad;
+
+    /// How a loaded table replaces an existing one.
+    fn atomic_replace(&self) -> AtomicReplace {
+        AtomicReplace::RenameInTransaction
+    }
+
+    /// For [`AtomicReplace::RenameTableWithStagingLock`]: the statements taking (without
+    /// waiting; 1 when taken) and releasing a named session lock, each with the lock name as
+    /// its one parameter.
+    fn named_lock_sql(&self) -> Option<(&'static str, &'static str)> {
+        None
+    }
+
+    /// For [`AtomicReplace::RenameTableWithStagingLock`]: a query listing the table names of
+    /// `schema` (default: the current database) that match the `LIKE` pattern `pattern`.
+    fn tables_like_sql(
+        &self,
+        _schema: Option<&str>,
+        _pattern: &str,
+    ) -> Option<(String, Vec<Value>)> {
+        None
+    }
+
+    /// After renaming the staging table `staging_name` to `table` (in `schema`): the statement
+    /// that gives its primary-key index the conventional name, if the dialect names indexes
+    /// after their table.
+    fn rename_primary_key_index_sql(
+        &self,
+        _schema: Option<&str>,
+        _staging_name: &str,
+        _table: &str,
+    ) -> Option<String> {
+        None
+    }
+
+    /// `CAST(expr AS <text>)`.
+    fn text_cast(&self, expr: &str) -> String {
+        format!("CAST({expr} AS TEXT)")
+    }
+
+    /// `expr` as a double-precision float.
+    fn float_cast(&self, expr: &str) -> String;
+
+    /// A boolean (or numeric) column as a float, 1.0 for true. Default: [`Self::float_cast`].
+    fn bool_to_float(&self, expr: &str) -> String {
+        self.float_cast(expr)
+    }
+
+    /// Does the dialect lack `STDDEV_POP`, so that the variance is computed in two passes
+    /// (mean, then mean squared deviation) and the square root taken by the caller?
+    fn variance_needs_two_pass(&self) -> bool {
+        false
+    }
+
+    /// The operand compared when testing a text column for membership (`IN`, `NOT IN`):
+    /// dialects whose default collation ignores case or trailing spaces compare exact bytes.
+    /// Default: the column itself.
+    fn exact_text(&self, col: &str) -> String {
+        col.to_string()
+    }
+
+    /// `LOWER(col)` matches the regular expression bound at placeholder `p`; `None` when the
+    /// dialect has no regular expressions (the caller then builds the test from `instr`).
+    fn lower_matches_regex(&self, col: &str, p: &str) -> Option<String>;
+
+    /// The lowercase hexadecimal MD5 digest of `expr`, if the dialect has one.
+    fn md5_hex(&self, expr: &str) -> Option<String>;
+
+    /// The continuous percentile `p` (0..=1) of `expr` as an aggregate, if the dialect has one.
+    fn percentile_cont(&self, p: f64, expr: &str) -> Option<String>;
+
+    /// Beyond the same type, integer with integer and numeric with numeric: is a live column of
+    /// type `live` an acceptable storage for a sheet's `sheet` type in this dialect (booleans
+    /// stored as integers, dates as text, ...)?
+    fn loose_type_compatibility(&self, sheet: DataType, live: DataType) -> bool;
+
+    /// The [`DataType`] of a declared column type; `is_enum` when the database reports an
+    /// enumerated type.
+    fn data_type_of(&self, declared: &str, is_enum: bool) -> DataType;
+
+    /// A query counting the tables and views named `table` (in `schema`, or the current database
+    /// / search path).
+    fn table_exists_sql(&self, schema: Option<&str>, table: &str) -> (String, Vec<Value>);
+
+    /// A query listing the table and view names of `schema` (default: the current database /
+    /// search path), one per row.
+    fn list_tables_sql(&self, schema: Option<&str>) -> (String, Vec<Value>);
+
+    /// A query returning, per column of `table` in order: name, declared type, NOT NULL
+    /// (truthy), 1-based primary-key position (0 when not in the key), is-an-enum (truthy).
+    fn columns_sql(&self, schema: Option<&str>, table: &str) -> (String, Vec<Value>);
+}
+
+/// The dialect of a DSN kind.
+pub fn dialect_for(engine: Engine) -> &'static dyn SqlDialect {
+    match engine {
+        Engine::Sqlite => &super::sqlite::Sqlite,
+        Engine::Postgres => &super::postgres::Postgres { redshift: false },
+        Engine::Mysql => &super::mysql::Mysql,
+        Engine::BigQuery => &super::bigquery::BigQuerySql,
+    }
+}
+
+/// The dialect of a DSN (Redshift is PostgreSQL without some catalog functions).
+pub fn dialect_for_dsn(dsn: &crate::dsn::Dsn) -> &'static dyn SqlDialect {
+    match dsn.engine {
+        Engine::Postgres if dsn.redshift => &super::postgres::Postgres { redshift: true },
+        e => dialect_for(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_engine_has_its_own_dialect() {
+        for e in [Engine::Sqlite, Engine::Postgres, Engine::Mysql] {
+            assert_eq!(dialect_for(e).engine(), e);
+            assert_eq!(dialect_for(e).name(), e.name());
+        }
+    }
+
+    #[test]
+    fn quoting_makes_any_string_one_identifier() {
+        assert_eq!(
+            dialect_for(Engine::Postgres).quote_ident("x\"; DROP TABLE y"),
+            "\"x\"\"; DROP TABLE y\""
+        );
+        assert_eq!(dialect_for(Engine::Mysql).quote_ident("a`b"), "`a``b`");
+        assert_eq!(
+            dialect_for(Engine::Sqlite).qualified(Some("s"), "t"),
+            "\"s\".\"t\""
+        );
+    }
+
+    #[test]
+    fn placeholders_are_numbered_on_postgres_only() {
+        assert_eq!(dialect_for(Engine::Postgres).placeholder(3), "$3");
+        assert_eq!(dialect_for(Engine::Mysql).placeholder(3), "?");
+        assert_eq!(dialect_for(Engine::Sqlite).placeholder(3), "?");
+    }
+
+    #[test]
+    fn md5_and_percentile_where_the_dialect_has_them() {
+        let pg = dialect_for(Engine::Postgres);
+        let my = dialect_for(Engine::Mysql);
+        let lite = dialect_for(Engine::Sqlite);
+        assert_eq!(pg.md5_hex("x").as_deref(), Some("md5(x)"));
+        assert_eq!(my.md5_hex("x").as_deref(), Some("LOWER(MD5(x))"));
+        assert_eq!(lite.md5_hex("x"), None);
+        assert_eq!(
+            pg.percentile_cont(0.5, "x").as_deref(),
+            Some("percentile_cont(0.5) WITHIN GROUP (ORDER BY x)")
+        );
+        assert_eq!(lite.percentile_cont(0.5, "x"), None);
+    }
+
+    #[test]
+    fn bigquery_speaks_googlesql_without_transactions() {
+        let bq = dialect_for(Engine::BigQuery);
+        assert_eq!(bq.quote_ident("a`b"), "`a\\`b`");
+        assert_eq!(bq.placeholder(2), "?");
+        assert_eq!(bq.ddl_type(DataType::Bigint), "INT64");
+        assert_eq!(bq.ddl_type(DataType::TimestampWithTimeZone), "TIMESTAMP");
+        assert_eq!(bq.ddl_type(DataType::TimestampWithoutTimeZone), "DATETIME");
+        assert_eq!(bq.text_cast("c"), "CAST(c AS STRING)");
+        assert_eq!(bq.bool_to_float("c"), "CAST(CAST(c AS INT64) AS FLOAT64)");
+        assert_eq!(bq.md5_hex("x").as_deref(), Some("TO_HEX(MD5(x))"));
+        assert_eq!(
+            bq.lower_matches_regex("c", "?").as_deref(),
+            Some("REGEXP_CONTAINS(LOWER(c), ?)")
+        );
+        assert!(!bq.has_transactions() && !bq.transactional_ddl());
+        assert_eq!(bq.bulk_load(), BulkLoad::LoadJob);
+        assert_eq!(
+            bq.atomic_replace(),
+            AtomicReplace::CreateOrReplaceFromStaging
+        );
+        for (decl, want) in [
+            ("INTEGER", DataType::Bigint),
+            ("INT64", DataType::Bigint),
+            ("STRING", DataType::CharacterVarying),
+            ("FLOAT", DataType::DoublePrecision),
+            ("BOOLEAN", DataType::Boolean),
+            ("NUMERIC(10, 2)", DataType::Numeric),
+            ("DATE", DataType::Date),
+            ("DATETIME", DataType::TimestampWithoutTimeZone),
+            ("TIMESTAMP", DataType::TimestampWithTimeZone),
+            ("JSON", DataType::JsonUnsupported),
+            ("ARRAY<INT64>", DataType::Unsupported),
+            ("BYTES", DataType::Unsupported),
+        ] {
+            assert_eq!(bq.data_type_of(decl, false), want, "{decl}");
+        }
+        let dsn = crate::dsn::Dsn::parse("bigquery://my-project/my_data").unwrap();
+        assert_eq!(bq.qualified_in(&dsn, None, "t"), "`my-project.my_data.t`");
+        assert_eq!(
+            bq.qualified_in(&dsn, Some("other"), "t"),
+            "`my-project.other.t`"
+        );
+        // The other dialects ignore the DSN.
+        let pg = crate::dsn::Dsn::parse("postgres://u@h/db").unwrap();
+        assert_eq!(
+            pg.dialect().qualified_in(&pg, Some("s"), "t"),
+            "\"s\".\"t\""
+        );
+    }
+
+    #[test]
+    fn text_and_float_casts_per_dialect() {
+        let pg = dialect_for(Engine::Postgres);
+        let my = dialect_for(Engine::Mysql);
+        let lite = dialect_for(Engine::Sqlite);
+        assert_eq!(pg.text_cast("c"), "CAST(c AS TEXT)");
+        assert_eq!(my.text_cast("c"), "CAST(c AS CHAR)");
+        assert_eq!(pg.float_cast("c"), "CAST(c AS DOUBLE PRECISION)");
+        assert_eq!(
+            pg.bool_to_float("c"),
+            "CAST(CAST(c AS INTEGER) AS DOUBLE PRECISION)"
+        );
+        assert_eq!(my.bool_to_float("c"), "(c * 1e0)");
+        assert_eq!(lite.float_cast("c"), "CAST(c AS REAL)");
+        assert!(lite.variance_needs_two_pass() && !pg.variance_needs_two_pass());
+        assert!(!my.transactional_ddl() && pg.transactional_ddl() && lite.transactional_ddl());
+    }
+}
