@@ -4,9 +4,29 @@ use std::path::PathBuf;
 
 use xngin::assign::run::{Request, Source};
 use xngin::assign::{DEFAULT_FSTAT_THRESH, DEFAULT_QUANTILES, MisfitStrategy};
-use xngin::output::Format;
 
-use crate::Globals;
+use crate::{Format, Globals};
+
+/// `--misfit-strategy` (the library's [`MisfitStrategy`], as a clap value).
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Misfit {
+    /// Each stratum's leftover rows form one partial block of that stratum (default).
+    Stratum,
+    /// The leftovers of all strata are pooled and assigned as one stratum.
+    Global,
+    /// The leftovers stay unassigned.
+    None,
+}
+
+impl From<Misfit> for MisfitStrategy {
+    fn from(m: Misfit) -> Self {
+        match m {
+            Misfit::Stratum => MisfitStrategy::Stratum,
+            Misfit::Global => MisfitStrategy::Global,
+            Misfit::None => MisfitStrategy::None,
+        }
+    }
+}
 
 /// Stratified random assignment of an audience (a participant type's warehouse table, or a
 /// CSV/Parquet file) to arms, with a balance check and a design record.
@@ -52,8 +72,8 @@ pub struct Args {
     #[arg(long, default_value_t = DEFAULT_QUANTILES, value_name = "N")]
     quantiles: u32,
     /// What to do with the rows of a stratum that do not fill a whole block.
-    #[arg(long, value_enum, default_value_t = MisfitStrategy::Stratum)]
-    misfit_strategy: MisfitStrategy,
+    #[arg(long, value_enum, default_value_t = Misfit::Stratum)]
+    misfit_strategy: Misfit,
     /// Random seed (u64); without it a fresh seed is drawn, printed and recorded.
     #[arg(long, value_name = "N")]
     seed: Option<u64>,
@@ -116,7 +136,7 @@ pub async fn run(args: Args, g: &Globals) -> anyhow::Result<()> {
         strata: args.strata,
         metrics: args.metrics,
         quantiles: args.quantiles,
-        misfit: args.misfit_strategy,
+        misfit: args.misfit_strategy.into(),
         seed: args.seed,
         sample_size: args.sample_size,
         experiment_id: args.experiment_id,

@@ -2,9 +2,7 @@
 
 use std::path::PathBuf;
 
-use xngin::output::Format;
-
-use crate::Globals;
+use crate::{Format, Globals};
 
 /// Look participants' arms up in an experiment written by `xngin assign`: in a warehouse
 /// table (--table, with --dsn or a participant type's warehouse) or an assignment CSV

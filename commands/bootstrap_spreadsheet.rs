@@ -6,12 +6,12 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use xngin::dsn::Dsn;
-use xngin::output::{self, Format};
+use xngin::output;
 use xngin::sheet::bootstrap;
 use xngin::sheet::gsheets::{self, GoogleConfig};
 use xngin::warehouse::Warehouse;
 
-use crate::Globals;
+use crate::{Format, Globals};
 
 /// Introspect a table into a column-metadata sheet (CSV, or a Google Sheet).
 ///

@@ -4,10 +4,9 @@
 //! Usage: xngin fields --participant-type test_participant_type --kind filters
 
 use xngin::fields::{FieldKind, list_fields};
-use xngin::output::Format;
 use xngin::warehouse::Warehouse;
 
-use crate::Globals;
+use crate::{Format, Globals};
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {

@@ -15,6 +15,14 @@ mod parse_config_spreadsheet;
 mod power;
 mod validate_settings;
 
+/// `--format` of the commands whose output is data.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Table,
+    Json,
+    Csv,
+}
+
 /// Toolkit for operators of randomized experiments: onboard a tenant's warehouse, validate
 /// settings, check statistical power and draw stratified random assignments.
 #[derive(Parser)]

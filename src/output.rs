@@ -19,15 +19,6 @@ use crate::error::{Error, Result};
 
 static QUIET: AtomicBool = AtomicBool::new(false);
 
-/// Output format of commands whose output is data.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Format {
-    Table,
-    Json,
-    Csv,
-}
-
 pub fn set_quiet(quiet: bool) {
     QUIET.store(quiet, Ordering::Relaxed);
 }

@@ -10,17 +10,7 @@ use crate::error::{Error, Result};
 pub const MAX_BLOCK: u64 = 100_000;
 
 /// What to do with the rows of a stratum that do not fill a whole block.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Default,
-    clap::ValueEnum,
-    serde::Serialize,
-    serde::Deserialize,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum MisfitStrategy {
     /// Each stratum's leftover rows form one partial block of that stratum (default).
