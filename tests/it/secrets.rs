@@ -5,7 +5,7 @@
 //! PostgreSQL (which accepts any password) and MariaDB servers are used where a real connection
 //! matters (XNGIN_TEST_POSTGRES_URL / XNGIN_TEST_MYSQL_URL; those shapes are skipped without).
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -126,7 +126,7 @@ struct Stage {
     assignments: String,
 }
 
-const SHEET: &str = include_str!("../fixtures/testing_sheet.csv");
+const SHEET: &str = include_str!("../../fixtures/testing_sheet.csv");
 
 impl Stage {
     fn new(shape: &Shape, home: &Path) -> Stage {

@@ -2,7 +2,7 @@
 //! the embedded testing warehouse and on a small table with known values (SQLite, PostgreSQL,
 //! MariaDB).
 
-mod common;
+use crate::common;
 use common::unique;
 
 use std::path::{Path, PathBuf};

@@ -1,7 +1,7 @@
 //! Cluster designs: the ICC aggregate query on SQLite, PostgreSQL and MariaDB against the pure
 //! computation over the same rows.
 
-mod common;
+use crate::common;
 
 use xngin::datatype::DataType;
 use xngin::dsn::Dsn;

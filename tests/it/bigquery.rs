@@ -2,7 +2,7 @@
 //! package, which `.ci/run` starts and names in `XNGIN_TEST_BIGQUERY_URL`), and against a
 //! wiremock fake for the answers an emulator does not give (5xx, quotas).
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

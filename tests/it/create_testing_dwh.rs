@@ -1,7 +1,7 @@
 //! `xngin create-testing-dwh` against SQLite, PostgreSQL and MariaDB: loads, types, aggregates,
 //! atomic replace, and every bad input of the foundation issue.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::io::Write;

@@ -2,7 +2,7 @@
 //! relation (docs/compatibility.md#filters) on a small table with NULLs, in SQLite, PostgreSQL
 //! (`XNGIN_TEST_POSTGRES_URL`) and MariaDB/MySQL (`XNGIN_TEST_MYSQL_URL`).
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 

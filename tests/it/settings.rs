@@ -2,7 +2,7 @@
 //! ever printed), the examples, JSON Schemas, participant-type resolution, and `--deep` against
 //! SQLite, PostgreSQL and MariaDB (renamed column, missing table, incompatible type).
 
-mod common;
+use crate::common;
 use common::unique;
 
 use std::collections::BTreeMap;
