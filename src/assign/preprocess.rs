@@ -241,8 +241,12 @@ pub fn stratum_ids(kept: &[Coded], n: usize) -> (Vec<u32>, u32) {
     if kept.is_empty() {
         return (vec![0; n], if n > 0 { 1 } else { 0 });
     }
-    let space: u128 = kept.iter().map(|c| c.levels.len().max(1) as u128).product();
-    if space <= u32::MAX as u128 {
+    // The key space can exceed any integer type (300 two-level strata: 2^300), so it is
+    // multiplied with a check: None means "more than fits in u32" and takes the u64 path below.
+    let space = kept.iter().try_fold(1u32, |acc, c| {
+        acc.checked_mul(u32::try_from(c.levels.len().max(1)).ok()?)
+    });
+    if let Some(space) = space {
         // Mixed-radix keys fit in u32: build them in the output vector and densify in place.
         let mut key: Vec<u32> = vec![0; n];
         for c in kept {
@@ -261,7 +265,7 @@ pub fn stratum_ids(kept: &[Coded], n: usize) -> (Vec<u32>, u32) {
                 }
             }
         }
-        let count = densify32(&mut key, space as u64);
+        let count = densify32(&mut key, u64::from(space));
         return (key, count);
     }
     let mut key: Vec<u64> = vec![0; n];
@@ -433,6 +437,37 @@ mod tests {
         );
     }
 
+    /// Stratum ids are the dense ranks of the rows' code tuples.
+    fn assert_ids_rank_the_tuples(cols: &[Coded], n: usize) {
+        let (sid, count) = stratum_ids(cols, n);
+        let mut tuples: Vec<Vec<u32>> = (0..n)
+            .map(|i| cols.iter().map(|c| c.codes.get(i)).collect())
+            .collect();
+        let orig = tuples.clone();
+        tuples.sort();
+        tuples.dedup();
+        assert_eq!(count as usize, tuples.len());
+        for i in 0..n {
+            assert_eq!(sid[i] as usize, tuples.binary_search(&orig[i]).unwrap());
+        }
+    }
+
+    #[test]
+    fn stratum_ids_with_300_two_level_strata_do_not_overflow() {
+        // 2^300 combinations: the key space overflowed u128 and panicked before the fix.
+        let n = 600;
+        let cols: Vec<Coded> = (0..300)
+            .map(|j| Coded {
+                name: format!("s{j}"),
+                column: j,
+                codes: Codes::Owned((0..n).map(|i| ((i * (j + 3) / 7) % 2) as u32).collect()),
+                levels: vec!["a".into(), "b".into()],
+                numeric_without_nulls: false,
+            })
+            .collect();
+        assert_ids_rank_the_tuples(&cols, n);
+    }
+
     #[test]
     fn stratum_ids_with_huge_key_space() {
         // 5 columns of 1000 levels each overflow 2^32 and force a dense re-coding midway.
@@ -446,16 +481,6 @@ mod tests {
                 numeric_without_nulls: false,
             })
             .collect();
-        let (sid, count) = stratum_ids(&cols, n);
-        let mut tuples: Vec<Vec<u32>> = (0..n)
-            .map(|i| cols.iter().map(|c| c.codes.get(i)).collect())
-            .collect();
-        let orig = tuples.clone();
-        tuples.sort();
-        tuples.dedup();
-        assert_eq!(count as usize, tuples.len());
-        for i in 0..n {
-            assert_eq!(sid[i] as usize, tuples.binary_search(&orig[i]).unwrap());
-        }
+        assert_ids_rank_the_tuples(&cols, n);
     }
 }
