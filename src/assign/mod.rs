@@ -118,6 +118,34 @@ impl Outcome {
     }
 }
 
+/// The notices for the strata a balance test left out: one line each for a few, one summary
+/// line for many (hundreds of strata would otherwise print hundreds of lines; the design
+/// record's `balance[].left_out` keeps every reason).
+fn left_out_notices(test: &BalanceTest) -> Vec<String> {
+    const EACH: usize = 3;
+    let pair = format!("{} vs {}", test.treatment_arm, test.control_arm);
+    if test.left_out.len() <= EACH {
+        return test
+            .left_out
+            .iter()
+            .map(|d| {
+                format!(
+                    "the balance test of {pair} leaves out stratum {}: {}",
+                    d.field, d.reason
+                )
+            })
+            .collect();
+    }
+    let names: Vec<&str> = test.left_out[..EACH].iter().map(|d| d.field.as_str()).collect();
+    vec![format!(
+        "the balance test of {pair} leaves out {} strata ({}, …), e.g. {}: {}; the design record's balance[].left_out gives each reason",
+        test.left_out.len(),
+        names.join(", "),
+        test.left_out[0].field,
+        test.left_out[0].reason
+    )]
+}
+
 /// Sorted, deduplicated strata from `--strata` and `--metrics`.
 pub fn strata_fields(strata: &[String], metrics: &[String]) -> Vec<String> {
     let mut v: Vec<String> = strata.iter().chain(metrics).cloned().collect();
@@ -337,16 +365,12 @@ pub fn assign(table: &Table, design: &Design) -> Result<Outcome> {
                 };
                 let res = balance::f_test_grouped(&sample, &covs, cells);
                 for lo in res.left_out {
-                    let field = prepared.kept[lo.covariate].name.clone();
-                    notes.push(format!(
-                        "the balance test of {} vs {} leaves out stratum {field}: {}",
-                        test.treatment_arm, test.control_arm, lo.why
-                    ));
                     test.left_out.push(Dropped {
-                        field,
+                        field: prepared.kept[lo.covariate].name.clone(),
                         reason: lo.why,
                     });
                 }
+                notes.extend(left_out_notices(&test));
                 match res.test {
                     Ok(f) => {
                         test.f_statistic = Some(f.f_statistic);
@@ -381,4 +405,52 @@ pub fn assign(table: &Table, design: &Design) -> Result<Outcome> {
         balance,
         notes,
     })
+}
+
+#[cfg(test)]
+mod left_out_notice_tests {
+    use super::*;
+
+    fn test_with(n: usize) -> BalanceTest {
+        BalanceTest {
+            treatment_arm: "t".into(),
+            control_arm: "c".into(),
+            n: 10,
+            f_statistic: None,
+            numerator_df: None,
+            denominator_df: None,
+            p_value: None,
+            balance_ok: None,
+            note: None,
+            left_out: (0..n)
+                .map(|i| Dropped {
+                    field: format!("s{i}"),
+                    reason: format!("why {i}"),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_few_left_out_strata_get_a_line_each() {
+        let lines = left_out_notices(&test_with(3));
+        assert_eq!(
+            lines,
+            [
+                "the balance test of t vs c leaves out stratum s0: why 0",
+                "the balance test of t vs c leaves out stratum s1: why 1",
+                "the balance test of t vs c leaves out stratum s2: why 2",
+            ]
+        );
+    }
+
+    #[test]
+    fn many_left_out_strata_get_one_summary_line() {
+        let lines = left_out_notices(&test_with(300));
+        assert_eq!(
+            lines,
+            ["the balance test of t vs c leaves out 300 strata (s0, s1, s2, …), e.g. s0: why 0; \
+              the design record's balance[].left_out gives each reason"]
+        );
+    }
 }
