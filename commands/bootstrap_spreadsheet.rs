@@ -89,13 +89,11 @@ pub async fn run(args: Args, _g: &Globals) -> Result<()> {
     .await;
     wh.close().await;
     let ws = match ws {
-        Err(xngin::Error::Runtime(m))
-            if args.schema_name.is_none()
-                && args.table.contains('.')
-                && m.starts_with("The table ") =>
+        Err(e @ xngin::Error::NoSuchTable { .. })
+            if args.schema_name.is_none() && args.table.contains('.') =>
         {
             Err(xngin::Error::Runtime(format!(
-                "{m} (for a table in another schema, pass --schema-name SCHEMA and the bare table name)"
+                "{e} (for a table in another schema, pass --schema-name SCHEMA and the bare table name)"
             )))
         }
         other => other,

@@ -34,6 +34,21 @@ pub enum Error {
     /// (exit 1). Callers that know the table and experiment turn it into a sentence naming them.
     #[error("{0}")]
     Conflict(String),
+    /// A table the command reads does not exist (exit 1); `known` lists the tables that do, so
+    /// a caller can add a hint (a schema-qualified name, say) without parsing the message.
+    #[error("{}", no_such_table_message(.table, .known))]
+    NoSuchTable { table: String, known: Vec<String> },
+}
+
+fn no_such_table_message(table: &str, known: &[String]) -> String {
+    if known.is_empty() {
+        format!("The table '{table}' does not exist; the database does not contain any tables.")
+    } else {
+        format!(
+            "The table '{table}' does not exist. Known tables: {}",
+            known.join(", ")
+        )
+    }
 }
 
 impl Error {
@@ -54,7 +69,7 @@ impl Error {
     /// The process exit code for this error (docs/architecture.md#errors-and-exit-codes).
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::Runtime(_) | Error::Conflict(_) => 1,
+            Error::Runtime(_) | Error::Conflict(_) | Error::NoSuchTable { .. } => 1,
             Error::Usage(_) => 2,
             Error::Invalid(_) => 3,
             Error::Insufficient(_) => 4,

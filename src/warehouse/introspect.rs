@@ -86,15 +86,10 @@ impl Warehouse {
             return Ok(cols);
         }
         let known = self.list_tables(schema).await?;
-        let name = display_name(schema, table);
-        Err(Error::runtime(if known.is_empty() {
-            format!("The table '{name}' does not exist; the database does not contain any tables.")
-        } else {
-            format!(
-                "The table '{name}' does not exist. Known tables: {}",
-                known.join(", ")
-            )
-        }))
+        Err(Error::NoSuchTable {
+            table: display_name(schema, table),
+            known,
+        })
     }
 
     /// The columns, or an empty list when there is no such table.
