@@ -668,6 +668,17 @@ async fn sqlite_introspection_and_round_trip() {
         String::from_utf8(out.stderr).unwrap(),
         "xngin: The table 'gone' does not exist. Known tables: nokey, people\n"
     );
+    // A dotted name without --schema-name gets the hint to split it.
+    let out = xngin()
+        .args(["bootstrap-spreadsheet", &dsn_s, "other.people"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8(out.stderr).unwrap(),
+        "xngin: The table 'other.people' does not exist. Known tables: nokey, people \
+         (for a table in another schema, pass --schema-name SCHEMA and the bare table name)\n"
+    );
 
     let empty = dir.path().join("empty.db");
     Warehouse::connect_with(
