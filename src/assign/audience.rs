@@ -153,6 +153,12 @@ fn wanted_columns(id_column: &str, strata: &[String]) -> Vec<String> {
 fn read_csv(path: &Path, src: &str, id_column: &str, strata: &[String]) -> Result<Table> {
     let mut head = scan_csv(path, src, Some(SAMPLE_ROWS))?;
     super::run::trace("CSV sample scanned");
+    // An empty file (or one holding only a newline or a byte-order mark) has no header names.
+    if head.names.iter().all(|n| n.is_empty()) {
+        return Err(Error::invalid(format!(
+            "{src}: the file is empty (no header line); a participants CSV starts with a header naming its columns"
+        )));
+    }
     check_unique_names(src, &head.names)?;
     check_columns(src, &head.names, id_column, strata)?;
     let wanted = wanted_columns(id_column, strata);
@@ -1097,6 +1103,22 @@ mod tests {
                 "p.csv: column score is read as text, not as numbers: 1 of its 3 values are not numbers, the first `n/a` for participant id 12; correct them (leave a missing value empty) to use score as numbers"
             ]
         );
+    }
+
+    #[test]
+    fn empty_file_is_refused_as_having_no_header() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("empty.csv");
+        for content in ["", "\n", "\u{feff}", "\r\n"] {
+            std::fs::write(&p, content).unwrap();
+            let e = read_csv(&p, "empty.csv", "id", &[]).unwrap_err();
+            assert_eq!(e.exit_code(), 3);
+            assert_eq!(
+                e.to_string(),
+                "empty.csv: the file is empty (no header line); a participants CSV starts with a header naming its columns",
+                "{content:?}"
+            );
+        }
     }
 
     #[test]
