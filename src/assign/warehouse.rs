@@ -355,16 +355,18 @@ fn experiments_ddl(dialect: &dyn SqlDialect, qualified: &str) -> String {
     let varchar = dialect.ddl_type(DataType::CharacterVarying);
     let ts = dialect.ddl_type(DataType::TimestampWithTimeZone);
     let text = dialect.long_text_type();
+    let key = dialect
+        .primary_key_clause(&[q("experiment_id"), q("assignment_table")])
+        .map(|k| format!(",\n    {k}"))
+        .unwrap_or_default();
     format!(
-        "CREATE TABLE {qualified} (\n    {} {varchar} NOT NULL,\n    {} {varchar} NOT NULL,\n    {} {ts} NOT NULL,\n    {} {varchar} NOT NULL,\n    {} {varchar} NOT NULL,\n    {} {text} NOT NULL,\n    PRIMARY KEY ({}, {})\n)",
+        "CREATE TABLE {qualified} (\n    {} {varchar} NOT NULL,\n    {} {varchar} NOT NULL,\n    {} {ts} NOT NULL,\n    {} {varchar} NOT NULL,\n    {} {varchar} NOT NULL,\n    {} {text} NOT NULL{key}\n)",
         q("experiment_id"),
         q("assignment_table"),
         q("created_at"),
         q("tool_version"),
         q("seed"),
         q("design"),
-        q("experiment_id"),
-        q("assignment_table"),
     )
 }
 

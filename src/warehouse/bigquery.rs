@@ -931,6 +931,14 @@ impl SqlDialect for BigQuerySql {
         "STRING"
     }
 
+    /// BigQuery keys are `PRIMARY KEY (...) NOT ENFORCED` only (a hint for the optimizer, not
+    /// a constraint), and the emulator cannot parse that form: no key is declared. Uniqueness is
+    /// kept by the writers themselves (an assignment write deletes or refuses an experiment's
+    /// rows before inserting them, in one transaction).
+    fn primary_key_clause(&self, _cols: &[String]) -> Option<String> {
+        None
+    }
+
     /// The dataset is part of the DSN.
     fn has_schemas(&self) -> bool {
         false

@@ -85,6 +85,13 @@ pub trait SqlDialect: Send + Sync + std::fmt::Debug {
         "TEXT"
     }
 
+    /// The table constraint declaring the primary key over the (quoted) columns `cols`, or
+    /// `None` where a key cannot be declared as an enforced constraint. Default:
+    /// `PRIMARY KEY (a, b)`.
+    fn primary_key_clause(&self, cols: &[String]) -> Option<String> {
+        Some(format!("PRIMARY KEY ({})", cols.join(", ")))
+    }
+
     /// Can a table name carry a schema (`schema.table`)?
     fn has_schemas(&self) -> bool {
         true

@@ -63,8 +63,10 @@ pub fn create_table_sql(
         .filter(|c| c.primary_key)
         .map(|c| dialect.quote_ident(&c.name))
         .collect();
-    if !pk.is_empty() {
-        parts.push(format!("PRIMARY KEY ({})", pk.join(", ")));
+    if !pk.is_empty()
+        && let Some(clause) = dialect.primary_key_clause(&pk)
+    {
+        parts.push(clause);
     }
     format!(
         "CREATE TABLE {qualified} (\n    {}\n)",

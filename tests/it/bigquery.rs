@@ -16,38 +16,7 @@ use xngin::warehouse::bigquery::{
     BigQuery, BigQueryTarget, Credentials, LoadColumn, Policy, WriteMode,
 };
 
-/// The project the emulator serves (`.ci/bqemulator/start --project`).
-const PROJECT: &str = "xngin-demo";
-
-/// A token endpoint (the emulator accepts any bearer token) and a key whose token_uri is it.
-struct Token {
-    _server: MockServer,
-    _dir: tempfile::TempDir,
-    key: PathBuf,
-}
-
-async fn token() -> Token {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/token"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
-            "access_token": "test-token", "expires_in": 3600, "token_type": "Bearer"
-        })))
-        .mount(&server)
-        .await;
-    let dir = tempfile::tempdir().unwrap();
-    let src =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/google/test_service_account.json");
-    let mut key: Json = serde_json::from_slice(&std::fs::read(src).unwrap()).unwrap();
-    key["token_uri"] = json!(format!("{}/token", server.uri()));
-    let p = dir.path().join("key.json");
-    std::fs::write(&p, serde_json::to_vec(&key).unwrap()).unwrap();
-    Token {
-        _server: server,
-        _dir: dir,
-        key: p,
-    }
-}
+use common::{BQ_PROJECT as PROJECT, BqToken as Token, bq_token as token};
 
 fn quick() -> Policy {
     Policy {
@@ -403,4 +372,249 @@ async fn create_testing_dwh_loads_the_bundled_warehouse_into_bigquery() {
         .failure();
     let err = String::from_utf8_lossy(&out.get_output().stderr).to_string();
     assert!(err.trim_end().ends_with("Known tables: dwh"), "{err}");
+}
+
+// ------------------------------------------- filters: the same semantics matrix as elsewhere
+
+/// Every filter relation on the emulator, with the cases (and expected ids) of the SQLite,
+/// PostgreSQL and MySQL runs in `tests/it/filters.rs`; values bound as query parameters.
+#[tokio::test]
+async fn filter_semantics_on_bigquery() {
+    let Some((wh, _t, _)) = common::bq_warehouse("filter_semantics_on_bigquery").await else {
+        return;
+    };
+    crate::filters::check_semantics(&wh, "filt_bq").await;
+}
+
+#[tokio::test]
+async fn text_includes_excludes_are_case_sensitive_on_bigquery() {
+    let Some((wh, _t, _)) = common::bq_warehouse("case_bigquery").await else {
+        return;
+    };
+    crate::filters::check_text_membership_is_exact(&wh).await;
+}
+
+#[tokio::test]
+async fn date_and_timestamp_filters_take_python_datetime_forms_on_bigquery() {
+    let Some((wh, _t, _)) = common::bq_warehouse("dt_bigquery").await else {
+        return;
+    };
+    crate::filters::check_datetime_forms(&wh).await;
+}
+
+// ------------------------------------------- fields, power and assign read the same audience
+
+/// A settings file whose one datasource is the BigQuery warehouse object
+/// (`driver = "bigquery"`, the key as a file path) over `dataset`, participant type
+/// `test_participant_type` on table `table` with the bundled sheet.
+fn bq_settings(dir: &Path, dataset: &str, table: &str, key: &Path) -> PathBuf {
+    let sheet = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/testing_sheet.csv");
+    let text = format!(
+        r#"[[datasources]]
+id = "bq"
+
+[datasources.config]
+type = "remote"
+
+[datasources.config.dwh]
+driver = "bigquery"
+project_id = "{PROJECT}"
+dataset_id = "{dataset}"
+credentials = {{ type = "serviceaccountfile", path = {key:?} }}
+
+[[datasources.config.participants]]
+type = "sheet"
+participant_type = "test_participant_type"
+table_name = "{table}"
+sheet = {{ url = {sheet:?}, worksheet = "Sheet1" }}
+"#,
+        key = key.display().to_string(),
+        sheet = sheet.display().to_string(),
+    );
+    let p = dir.join("bq.settings.toml");
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+/// Load the bundled testing warehouse into `dataset.table` on the emulator.
+fn load_bundled(url: &str, home: &Path, dataset: &str, table: &str, key: &Path) {
+    common::xngin(home)
+        .env("XNGIN_BIGQUERY_API_URL", url)
+        .args(["create-testing-dwh", "--table-name", table, "--dsn"])
+        .arg(format!(
+            "bigquery://{PROJECT}/{dataset}?credentials_path={}",
+            key.display()
+        ))
+        .assert()
+        .success();
+}
+
+/// Run xngin with `args`, on BigQuery (`settings` given) or on the built-in SQLite default.
+fn run_json(home: &Path, url: &str, settings: Option<&Path>, args: &[&str]) -> Json {
+    let mut c = common::xngin(home);
+    c.env("XNGIN_BIGQUERY_API_URL", url);
+    if let Some(s) = settings {
+        c.arg("--settings").arg(s);
+    }
+    let out = c.args(args).output().unwrap();
+    assert!(out.status.success(), "{args:?}: {}", common::stderr(&out));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Every number in `a` equals the one in `b` to 1e-9 relative; everything else exactly.
+fn assert_close(a: &Json, b: &Json, at: &str) {
+    match (a, b) {
+        (Json::Number(x), Json::Number(y)) if x.is_f64() || y.is_f64() => {
+            let (x, y) = (x.as_f64().unwrap(), y.as_f64().unwrap());
+            assert!(
+                (x - y).abs() <= 1e-9 * x.abs().max(y.abs()).max(1e-300),
+                "{at}: {x} vs {y}"
+            );
+        }
+        (Json::Array(x), Json::Array(y)) => {
+            assert_eq!(x.len(), y.len(), "{at}");
+            for (i, (x, y)) in x.iter().zip(y).enumerate() {
+                assert_close(x, y, &format!("{at}[{i}]"));
+            }
+        }
+        (Json::Object(x), Json::Object(y)) => {
+            assert_eq!(
+                x.keys().collect::<Vec<_>>(),
+                y.keys().collect::<Vec<_>>(),
+                "{at}"
+            );
+            for (k, v) in x {
+                assert_close(v, &y[k], &format!("{at}.{k}"));
+            }
+        }
+        _ => assert_eq!(a, b, "{at}"),
+    }
+}
+
+/// The bundled warehouse on the emulator and the embedded SQLite default give the same
+/// `fields` (ranges, distinct values, NULL counts), the same `power` baselines (to 1e-9) over a
+/// filtered audience, and byte-for-byte the same assignment for the same seed, with the same
+/// strata and balance.
+#[tokio::test]
+async fn fields_power_and_assign_on_bigquery_equal_the_sqlite_default() {
+    let Some(url) = common::bigquery_url("fields_power_assign_bigquery") else {
+        return;
+    };
+    let t = token().await;
+    let dir = tempfile::tempdir().unwrap();
+    let home = common::shared_home();
+    let dataset = common::unique("xngin_bq_same");
+    load_bundled(&url, &home, &dataset, "dwh", &t.key);
+    let settings = bq_settings(dir.path(), &dataset, "dwh", &t.key);
+
+    let drop_names = |mut j: Json| {
+        let o = j.as_object_mut().unwrap();
+        for k in ["datasource", "table_name", "table"] {
+            o.remove(k);
+        }
+        j
+    };
+    for kind in ["filters", "metrics", "strata"] {
+        let args = [
+            "fields",
+            "--participant-type",
+            "test_participant_type",
+            "--kind",
+            kind,
+            "--format",
+            "json",
+        ];
+        let bq = run_json(&home, &url, Some(&settings), &args);
+        let lite = run_json(&home, &url, None, &args);
+        assert_eq!(bq["datasource"], "bq");
+        assert!(bq["fields"].as_array().is_some_and(|f| !f.is_empty()));
+        assert_close(&drop_names(bq), &drop_names(lite), kind);
+    }
+
+    let power = [
+        "power",
+        "--participant-type",
+        "test_participant_type",
+        "--metric",
+        "income=pct:0.1",
+        "--metric",
+        "is_engaged=pct:0.05",
+        "--metric",
+        "current_income",
+        "--desired-n",
+        "2000",
+        "--filter",
+        "gender includes Male,Female",
+        "--filter",
+        "income between 1000,",
+        "--filter",
+        "is_recruited includes true,null",
+        "--format",
+        "json",
+    ];
+    let bq = run_json(&home, &url, Some(&settings), &power);
+    let lite = run_json(&home, &url, None, &power);
+    assert_eq!(bq["analyses"].as_array().unwrap().len(), 3);
+    assert_close(&bq["analyses"], &lite["analyses"], "power");
+
+    let out = dir.path();
+    let assign = |settings: Option<&Path>, csv: &str| {
+        let mut c = common::xngin(&home);
+        c.env("XNGIN_BIGQUERY_API_URL", &url);
+        if let Some(s) = settings {
+            c.arg("--settings").arg(s);
+        }
+        c.args([
+            "assign",
+            "--participant-type",
+            "test_participant_type",
+            "--arms",
+            "control,treatment,other",
+            "--strata",
+            "gender,ethnicity,income",
+            "--metrics",
+            "current_income,is_engaged",
+            "--filter",
+            "income between 1000,",
+            "--filter",
+            "ethnicity excludes Asian",
+            "--seed",
+            "20240607",
+            "--experiment-id",
+            "exp-same",
+            "--format",
+            "json",
+            "--output",
+        ])
+        .arg(out.join(csv));
+        let o = c.output().unwrap();
+        assert!(o.status.success(), "{}", common::stderr(&o));
+        let j: Json = serde_json::from_slice(&o.stdout).unwrap();
+        (std::fs::read_to_string(out.join(csv)).unwrap(), j)
+    };
+    let (bq_csv, bq) = assign(Some(&settings), "bq.csv");
+    let (lite_csv, lite) = assign(None, "lite.csv");
+    assert!(
+        bq_csv.lines().count() > 50_000,
+        "{}",
+        bq_csv.lines().count()
+    );
+    assert_eq!(bq_csv, lite_csv, "same assignment for the same seed");
+    for k in [
+        "arms",
+        "strata_used",
+        "strata_dropped",
+        "number_of_strata",
+        "block_size",
+        "assigned",
+        "unassigned",
+        "balance_ok",
+        "balance",
+        "input_fingerprint",
+    ] {
+        assert!(bq.get(k).is_some(), "{k}");
+        assert_close(&bq[k], &lite[k], k);
+    }
+    assert_eq!(bq["number_of_strata"], lite["number_of_strata"]);
+    assert!(bq["number_of_strata"].as_u64().unwrap() > 1);
 }
