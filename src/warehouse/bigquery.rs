@@ -952,12 +952,36 @@ impl SqlDialect for BigQuerySql {
         false
     }
 
+    fn max_bound_params(&self) -> usize {
+        10_000
+    }
+
     fn bulk_load(&self) -> BulkLoad {
         BulkLoad::LoadJob
     }
 
     fn atomic_replace(&self) -> AtomicReplace {
         AtomicReplace::CreateOrReplaceFromStaging
+    }
+
+    /// A multi-statement transaction: BigQuery commits all of it or, when any statement fails,
+    /// rolls all of it back.
+    fn transaction_script(&self, statements: &[String]) -> Option<String> {
+        let mut s = String::from("BEGIN TRANSACTION;\n");
+        for st in statements {
+            s.push_str(st);
+            s.push_str(";\n");
+        }
+        s.push_str("COMMIT TRANSACTION;");
+        Some(s)
+    }
+
+    /// `SELECT IF(..., ERROR(...), 0)`: works on BigQuery and on the emulator, which parses
+    /// neither `IF ... THEN RAISE` nor `ASSERT` in scripts. The message is a string literal of
+    /// ours (quotes and backslashes escaped all the same).
+    fn fail_if_any_sql(&self, count_sql: &str, message: &str) -> Option<String> {
+        let lit = message.replace('\\', "\\\\").replace('\'', "\\'");
+        Some(format!("SELECT IF(({count_sql}) > 0, ERROR('{lit}'), 0)"))
     }
 
     fn text_cast(&self, expr: &str) -> String {

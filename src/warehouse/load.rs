@@ -639,9 +639,18 @@ where
     }
 }
 
+/// A staging table name for `table`, unique to this run: `BASE__xngin_XXXXXXXX`.
+pub(crate) fn staging_name(table: &str) -> String {
+    let suffix = format!("{:08x}", rand::random::<u32>());
+    format!(
+        "{}{STAGING_MARK}{suffix}",
+        truncate_bytes(table, STAGING_BASE_BYTES)
+    )
+}
+
 /// BigQuery: write the rows as newline-delimited JSON to a temporary file and load it into the
 /// new table `table` with one (atomic) load job. Returns the rows loaded.
-async fn load_job<I>(
+pub(crate) async fn load_job<I>(
     bq: &super::bigquery::BigQuery,
     dialect: &dyn SqlDialect,
     table: &str,

@@ -318,6 +318,11 @@ impl Warehouse {
         }
     }
 
+    /// The REST client of a BigQuery warehouse (tests and tools: listing tables, load jobs).
+    pub fn bigquery_client(&self) -> Option<&bigquery::BigQuery> {
+        self.bigquery()
+    }
+
     /// The placeholder for the `n`-th (1-based) bound parameter.
     pub fn placeholder(&self, n: usize) -> String {
         self.dialect().placeholder(n)

@@ -618,3 +618,367 @@ async fn fields_power_and_assign_on_bigquery_equal_the_sqlite_default() {
     assert_eq!(bq["number_of_strata"], lite["number_of_strata"]);
     assert!(bq["number_of_strata"].as_u64().unwrap() > 1);
 }
+
+// ------------------------------------------- assign --write-table and assignment lookups
+
+/// Rows of `sql` on the emulator, as text cells.
+async fn texts(wh: &xngin::warehouse::Warehouse, sql: &str) -> Vec<Vec<String>> {
+    wh.fetch_all(sql, &[])
+        .await
+        .unwrap()
+        .rows
+        .into_iter()
+        .map(|r| r.iter().map(|v| v.to_text().unwrap_or_default()).collect())
+        .collect()
+}
+
+/// `assign --write-table` on BigQuery: the rows equal the CSV of the same run, the design
+/// record lands in `xngin_experiments`, the experiment-id guard refuses a second write (exit 3,
+/// rows kept) and `--replace` swaps the experiment's rows; the staging tables are gone after
+/// each run, and `assignment` looks ids up (through the settings and through `--dsn`).
+#[tokio::test]
+async fn assign_writes_a_table_with_its_design_record_on_bigquery() {
+    let Some((wh, t, url)) = common::bq_warehouse("assign_write_table_bigquery").await else {
+        return;
+    };
+    let dataset = wh.dsn().bigquery.as_ref().unwrap().dataset.clone();
+    let home = common::shared_home();
+    let dir = tempfile::tempdir().unwrap();
+    common::xngin(&home)
+        .env("XNGIN_BIGQUERY_API_URL", &url)
+        .args([
+            "create-testing-dwh",
+            "--table-name",
+            "people",
+            "--nrows",
+            "500",
+            "--dsn",
+        ])
+        .arg(format!(
+            "bigquery://{PROJECT}/{dataset}?credentials_path={}",
+            t.key.display()
+        ))
+        .assert()
+        .success();
+    let settings = bq_settings(dir.path(), &dataset, "people", &t.key);
+    let assign = |seed: &str, extra: &[&str]| {
+        let mut c = common::xngin(&home);
+        c.env("XNGIN_BIGQUERY_API_URL", &url)
+            .arg("--settings")
+            .arg(&settings)
+            .args([
+                "assign",
+                "--participant-type",
+                "test_participant_type",
+                "--arms",
+                "control,treatment",
+                "--strata",
+                "gender",
+                "--experiment-id",
+                "exp-1",
+                "--write-table",
+                "asg",
+                "--seed",
+                seed,
+                "--output",
+            ])
+            .arg(dir.path().join(format!("out-{seed}.csv")))
+            .args(extra);
+        c.output().unwrap()
+    };
+    let out = assign("1", &[]);
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    assert!(
+        common::stderr(&out).contains("wrote 500 assignment(s) of experiment exp-1 to asg"),
+        "{}",
+        common::stderr(&out)
+    );
+    let asg = wh.qualified(None, "asg");
+    let table_rows = |wh: xngin::warehouse::Warehouse| {
+        let sql = format!(
+            "SELECT CAST(participant_id AS STRING), CAST(arm_id AS STRING), arm_name, \
+             CAST(stratum_id AS STRING), gender FROM {asg} WHERE experiment_id = 'exp-1' \
+             ORDER BY participant_id"
+        );
+        async move { texts(&wh, &sql).await }
+    };
+    // The CSV of the same run, ordered by id: the same rows.
+    let csv_rows = |seed: &str| {
+        let mut r = csv::Reader::from_path(dir.path().join(format!("out-{seed}.csv"))).unwrap();
+        let h = r.headers().unwrap().clone();
+        let col = |n: &str| h.iter().position(|x| x == n).unwrap();
+        let (p, a, an, s, g) = (
+            col("participant_id"),
+            col("arm_id"),
+            col("arm_name"),
+            col("stratum_id"),
+            col("gender"),
+        );
+        let mut rows: Vec<Vec<String>> = r
+            .records()
+            .map(|rec| {
+                let rec = rec.unwrap();
+                [p, a, an, s, g]
+                    .iter()
+                    .map(|&i| rec[i].to_string())
+                    .collect()
+            })
+            .collect();
+        rows.sort_by_key(|r| r[0].parse::<i64>().unwrap());
+        rows
+    };
+    let first = table_rows(wh.clone()).await;
+    assert_eq!(first.len(), 500);
+    assert_eq!(first, csv_rows("1"));
+    let record = texts(
+        &wh,
+        &format!(
+            "SELECT experiment_id, assignment_table, seed, tool_version, \
+             JSON_VALUE(design, '$.seed') FROM {}",
+            wh.qualified(None, "xngin_experiments")
+        ),
+    )
+    .await;
+    assert_eq!(
+        record,
+        vec![vec![
+            "exp-1".to_string(),
+            "asg".into(),
+            "1".into(),
+            env!("CARGO_PKG_VERSION").into(),
+            "1".into()
+        ]]
+    );
+
+    // The guard: a second write of exp-1 is refused and changes nothing.
+    let out = assign("2", &[]);
+    assert_eq!(out.status.code(), Some(3), "{}", common::stderr(&out));
+    assert!(
+        common::stderr(&out).contains(
+            "the table asg already holds 500 assignment(s) of experiment exp-1; pass --replace"
+        ),
+        "{}",
+        common::stderr(&out)
+    );
+    assert_eq!(table_rows(wh.clone()).await, first);
+
+    // --replace swaps the experiment's rows and its design record.
+    let out = assign("2", &["--replace"]);
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    let second = table_rows(wh.clone()).await;
+    assert_eq!(second, csv_rows("2"));
+    assert_ne!(second, first);
+    let seeds = texts(
+        &wh,
+        &format!(
+            "SELECT seed FROM {}",
+            wh.qualified(None, "xngin_experiments")
+        ),
+    )
+    .await;
+    assert_eq!(seeds, vec![vec!["2".to_string()]]);
+    let bq = wh.bigquery_client().unwrap();
+    let mut tables = bq.list_tables().await.unwrap();
+    tables.sort();
+    assert_eq!(
+        tables,
+        ["asg", "people", "xngin_experiments"],
+        "no staging left"
+    );
+
+    // `assignment`: through the settings' warehouse and through --dsn.
+    let (id_a, id_b) = (second[0][0].clone(), second[499][0].clone());
+    let dsn = format!(
+        "bigquery://{PROJECT}/{dataset}?credentials_path={}",
+        t.key.display()
+    );
+    for via in [
+        vec!["--settings".to_string(), settings.display().to_string()],
+        vec![],
+    ] {
+        let mut c = common::xngin(&home);
+        c.env("XNGIN_BIGQUERY_API_URL", &url).args(&via).args([
+            "assignment",
+            "--experiment-id",
+            "exp-1",
+            "--table",
+            "asg",
+            "--format",
+            "csv",
+        ]);
+        if via.is_empty() {
+            c.args(["--dsn", &dsn]);
+        }
+        let out = c.args([&id_a, &id_b, "999999"]).output().unwrap();
+        assert_eq!(out.status.code(), Some(1), "{}", common::stderr(&out));
+        let stdout = common::stdout(&out);
+        let mut got: Vec<&str> = stdout.lines().collect();
+        got.sort();
+        let want_a = second[0][..4].join(",");
+        let want_b = second[499][..4].join(",");
+        assert_eq!(got.len(), 3, "{got:?}");
+        assert!(got.contains(&want_a.as_str()), "{got:?} {want_a}");
+        assert!(got.contains(&want_b.as_str()), "{got:?} {want_b}");
+        assert!(
+            common::stderr(&out)
+                .contains("1 participant id(s) not found in experiment exp-1: 999999"),
+            "{}",
+            common::stderr(&out)
+        );
+    }
+}
+
+/// More ids than one BigQuery query may bind (10,000 parameters) are looked up in batches.
+#[tokio::test]
+async fn lookups_of_many_ids_are_batched_under_bigquerys_parameter_limit() {
+    let Some((wh, t, url)) = common::bq_warehouse("lookup_batches_bigquery").await else {
+        return;
+    };
+    let dataset = wh.dsn().bigquery.as_ref().unwrap().dataset.clone();
+    let asg = wh.qualified(None, "asg");
+    wh.execute(
+        &format!(
+            "CREATE TABLE {asg} AS SELECT 'e' AS experiment_id, x AS participant_id, \
+             MOD(x, 2) AS arm_id, IF(MOD(x, 2) = 0, 'control', 'treatment') AS arm_name, \
+             CAST(NULL AS INT64) AS stratum_id FROM UNNEST(GENERATE_ARRAY(1, 12000)) AS x"
+        ),
+        &[],
+    )
+    .await
+    .unwrap();
+    let home = common::shared_home();
+    let ids: Vec<String> = (5_001..=15_050).map(|i| i.to_string()).collect();
+    let out = common::xngin(&home)
+        .env("XNGIN_BIGQUERY_API_URL", &url)
+        .args([
+            "assignment",
+            "--experiment-id",
+            "e",
+            "--table",
+            "asg",
+            "--format",
+            "csv",
+        ])
+        .arg("--dsn")
+        .arg(format!(
+            "bigquery://{PROJECT}/{dataset}?credentials_path={}",
+            t.key.display()
+        ))
+        .args(&ids)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", common::stderr(&out));
+    let stdout = common::stdout(&out);
+    let mut found: Vec<i64> = stdout
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').next().unwrap().parse().unwrap())
+        .collect();
+    found.sort();
+    assert_eq!(found, (5_001..=12_000).collect::<Vec<i64>>());
+    assert!(
+        common::stderr(&out).contains("3050 participant id(s) not found in experiment e: 12001, "),
+        "{}",
+        common::stderr(&out)
+    );
+}
+
+/// A write that fails inside its transaction leaves the previous rows whole: here the table
+/// has an extra NOT NULL column that the assignment does not fill, so the script's INSERT fails
+/// after its DELETE of the replaced experiment; BigQuery rolls the whole script back.
+#[tokio::test]
+async fn a_failing_write_leaves_the_previous_rows_whole_on_bigquery() {
+    let Some((wh, t, url)) = common::bq_warehouse("failing_write_bigquery").await else {
+        return;
+    };
+    let dataset = wh.dsn().bigquery.as_ref().unwrap().dataset.clone();
+    let home = common::shared_home();
+    let dir = tempfile::tempdir().unwrap();
+    common::xngin(&home)
+        .env("XNGIN_BIGQUERY_API_URL", &url)
+        .args([
+            "create-testing-dwh",
+            "--table-name",
+            "people",
+            "--nrows",
+            "50",
+            "--dsn",
+        ])
+        .arg(format!(
+            "bigquery://{PROJECT}/{dataset}?credentials_path={}",
+            t.key.display()
+        ))
+        .assert()
+        .success();
+    let asg = wh.qualified(None, "asg");
+    wh.execute(
+        &format!(
+            "CREATE TABLE {asg} (experiment_id STRING NOT NULL, participant_id INT64 NOT NULL, \
+             arm_id INT64, arm_name STRING, stratum_id INT64, created_at TIMESTAMP NOT NULL, \
+             note STRING NOT NULL)"
+        ),
+        &[],
+    )
+    .await
+    .unwrap();
+    wh.execute(
+        &format!(
+            "INSERT INTO {asg} VALUES ('exp-1', 1, 0, 'control', NULL, CURRENT_TIMESTAMP(), 'kept'), \
+             ('exp-1', 2, 1, 'treatment', NULL, CURRENT_TIMESTAMP(), 'kept')"
+        ),
+        &[],
+    )
+    .await
+    .unwrap();
+    let settings = bq_settings(dir.path(), &dataset, "people", &t.key);
+    let out = common::xngin(&home)
+        .env("XNGIN_BIGQUERY_API_URL", &url)
+        .arg("--settings")
+        .arg(&settings)
+        .args([
+            "assign",
+            "--participant-type",
+            "test_participant_type",
+            "--arms",
+            "control,treatment",
+            "--experiment-id",
+            "exp-1",
+            "--write-table",
+            "asg",
+            "--replace",
+            "--seed",
+            "3",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", common::stderr(&out));
+    let err = common::stderr(&out);
+    assert!(err.contains("note"), "{err}");
+    let rows = texts(
+        &wh,
+        &format!("SELECT CAST(participant_id AS STRING), note FROM {asg} ORDER BY participant_id"),
+    )
+    .await;
+    assert_eq!(
+        rows,
+        vec![
+            vec!["1".to_string(), "kept".into()],
+            vec!["2".into(), "kept".into()]
+        ]
+    );
+    let bq = wh.bigquery_client().unwrap();
+    let mut tables = bq.list_tables().await.unwrap();
+    tables.sort();
+    // The experiments table was created before the transaction (DDL cannot be part of one),
+    // empty; no design record, no staging table.
+    assert_eq!(tables, ["asg", "people", "xngin_experiments"]);
+    let records = texts(
+        &wh,
+        &format!(
+            "SELECT COUNT(*) FROM {}",
+            wh.qualified(None, "xngin_experiments")
+        ),
+    )
+    .await;
+    assert_eq!(records, vec![vec!["0".to_string()]]);
+}
