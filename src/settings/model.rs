@@ -222,7 +222,8 @@ pub enum BigQueryDriver {
     Bigquery,
 }
 
-/// A BigQuery warehouse (validated; connecting to BigQuery is not supported by this build).
+/// A BigQuery warehouse: project, dataset and a service-account key (a file path, or base64
+/// content that is a secret and never printed); resolved by `settings::resolve::dsn_for`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BqDsn {

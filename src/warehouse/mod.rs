@@ -414,6 +414,23 @@ impl Warehouse {
         Ok(count_is_positive(&n))
     }
 
+    /// Where the DSN names a container that must already exist and that connecting does not
+    /// prove (BigQuery's dataset: authenticating says nothing about it): a sentence saying it
+    /// is missing, else `None`.
+    pub async fn missing_container(&self) -> Result<Option<String>> {
+        let Some(bq) = self.bigquery() else {
+            return Ok(None);
+        };
+        let t = bq.target();
+        Ok((!bq.dataset_exists().await?).then(|| {
+            format!(
+                "dataset '{}' does not exist in BigQuery project '{}' (or the service account cannot see it); \
+                 check dataset_id and project_id, or create the dataset",
+                t.dataset, t.project
+            )
+        }))
+    }
+
     /// Close the pool, waiting for connections to finish.
     pub async fn close(&self) {
         match &self.pool {

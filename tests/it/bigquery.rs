@@ -982,3 +982,144 @@ async fn a_failing_write_leaves_the_previous_rows_whole_on_bigquery() {
     .await;
     assert_eq!(records, vec![vec!["0".to_string()]]);
 }
+
+// ------------------------------------------- settings: the BigQuery warehouse object
+
+/// `validate-settings --deep` on a `driver = "bigquery"` warehouse: authenticates, checks the
+/// dataset and each table's columns; a missing dataset or table and a malformed key are wrong
+/// settings (exit 3), a missing key file means the check could not run (exit 1); a base64 key
+/// is never printed, and commands reading the settings fail the same way in one line.
+#[tokio::test]
+async fn validate_settings_deep_checks_a_bigquery_warehouse() {
+    let Some((wh, t, url)) = common::bq_warehouse("deep_bigquery").await else {
+        return;
+    };
+    let dataset = wh.dsn().bigquery.as_ref().unwrap().dataset.clone();
+    let home = common::shared_home();
+    let dir = tempfile::tempdir().unwrap();
+    load_bundled(&url, &home, &dataset, "dwh", &t.key);
+    let good = bq_settings(dir.path(), &dataset, "dwh", &t.key);
+    let text = std::fs::read_to_string(&good).unwrap();
+    let variant = |name: &str, from: &str, to: &str| {
+        assert!(text.contains(from), "{from}");
+        let p = dir.path().join(name);
+        std::fs::write(&p, text.replace(from, to)).unwrap();
+        p
+    };
+    let deep = |p: &Path| {
+        common::xngin(&home)
+            .env("XNGIN_BIGQUERY_API_URL", &url)
+            .args(["validate-settings", "--deep"])
+            .arg(p)
+            .output()
+            .unwrap()
+    };
+    let out = deep(&good);
+    assert_eq!(out.status.code(), Some(0), "{}", common::stderr(&out));
+
+    let key_path = format!("{:?}", t.key.display().to_string());
+    let cases = [
+        (
+            variant("nods.toml", &format!("\"{dataset}\""), "\"no_such_ds\""),
+            3,
+            "datasources.0.config.dwh: datasource 'bq': dataset 'no_such_ds' does not exist in BigQuery project 'xngin-demo'",
+        ),
+        (
+            variant(
+                "notable.toml",
+                "table_name = \"dwh\"",
+                "table_name = \"dwhx\"",
+            ),
+            3,
+            "participant type 'test_participant_type': table 'dwhx' does not exist in bigquery://xngin-demo/",
+        ),
+        (
+            variant("nokey.toml", &key_path, "\"/nonexistent/key.json\""),
+            1,
+            "datasources.0.config.dwh: datasource 'bq': Google service-account key /nonexistent/key.json: no such file or directory",
+        ),
+    ];
+    for (p, code, want) in &cases {
+        let out = deep(p);
+        let all = common::stdout(&out) + &common::stderr(&out);
+        assert_eq!(out.status.code(), Some(*code), "{}: {all}", p.display());
+        assert!(all.contains(want), "{}: {all}", p.display());
+    }
+    let bad = dir.path().join("bad.json");
+    std::fs::write(&bad, "not json").unwrap();
+    let badkey = variant(
+        "badkey.toml",
+        &key_path,
+        &format!("{:?}", bad.display().to_string()),
+    );
+    let out = deep(&badkey);
+    assert_eq!(out.status.code(), Some(3), "{}", common::stderr(&out));
+    let all = common::stdout(&out) + &common::stderr(&out);
+    assert!(all.contains("bad.json: not valid JSON"), "{all}");
+    // A command reading the same settings: the same problem in one line, the same exit code.
+    for (p, code) in [(&badkey, 3), (&cases[2].0, 1)] {
+        let out = common::xngin(&home)
+            .env("XNGIN_BIGQUERY_API_URL", &url)
+            .arg("--settings")
+            .arg(p)
+            .args(["fields", "--participant-type", "test_participant_type"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(code), "{}", common::stderr(&out));
+        assert_eq!(
+            common::stderr(&out).trim_end().lines().count(),
+            1,
+            "{}",
+            common::stderr(&out)
+        );
+    }
+
+    // The key as base64 content: it works, and neither it nor the private key is ever shown.
+    use base64::Engine;
+    let raw = std::fs::read(&t.key).unwrap();
+    let b64 = base64::engine::general_purpose::STANDARD.encode(&raw);
+    let private: Json = serde_json::from_slice(&raw).unwrap();
+    let private = private["private_key"].as_str().unwrap().to_string();
+    let inline = variant(
+        "inline.toml",
+        &format!("{{ type = \"serviceaccountfile\", path = {key_path} }}"),
+        &format!("{{ type = \"serviceaccountinfo\", content_base64 = \"{b64}\" }}"),
+    );
+    let out = deep(&inline);
+    assert_eq!(out.status.code(), Some(0), "{}", common::stderr(&out));
+    let wrong_table = dir.path().join("inline-notable.toml");
+    std::fs::write(
+        &wrong_table,
+        std::fs::read_to_string(&inline)
+            .unwrap()
+            .replace("table_name = \"dwh\"", "table_name = \"dwhx\""),
+    )
+    .unwrap();
+    for args in [
+        vec!["validate-settings", "--deep", wrong_table.to_str().unwrap()],
+        vec![
+            "--echo-sql",
+            "--settings",
+            inline.to_str().unwrap(),
+            "fields",
+            "--participant-type",
+            "test_participant_type",
+        ],
+        vec![
+            "--settings",
+            wrong_table.to_str().unwrap(),
+            "fields",
+            "--participant-type",
+            "test_participant_type",
+        ],
+    ] {
+        let out = common::xngin(&home)
+            .env("XNGIN_BIGQUERY_API_URL", &url)
+            .args(&args)
+            .output()
+            .unwrap();
+        let all = common::stdout(&out) + &common::stderr(&out);
+        assert!(!all.contains(&b64[..40]), "{args:?}: {all}");
+        assert!(!all.contains(&private[40..80]), "{args:?}: {all}");
+    }
+}
