@@ -335,6 +335,11 @@ mod tests {
         assert!(dsn_for(&remote(Dwh::Dsn(rs))).unwrap().redshift);
         let url = dsn_for(&remote(Dwh::Url("mysql://root@127.0.0.1:3306/test".into()))).unwrap();
         assert_eq!(url.engine, Engine::Mysql);
+        let url = dsn_for(&remote(Dwh::Url(
+            "bigquery://acme-prod/d?credentials_path=k.json".into(),
+        )))
+        .unwrap();
+        assert_eq!(url.engine, Engine::BigQuery);
         let bq = crate::settings::model::BqDsn {
             driver: crate::settings::model::BigQueryDriver::Bigquery,
             project_id: "acme-prod".into(),
