@@ -171,8 +171,9 @@ impl BigQueryTarget {
     /// Read and check the service-account key. A key that is missing or unreadable is a runtime
     /// failure (exit 1); one that is there but malformed is invalid input (exit 3).
     pub fn load_key(&self) -> Result<google_bigquery2::yup_oauth2::ServiceAccountKey> {
-        let how = "pass ?credentials_path=FILE or ?credentials_base64=KEY in the DSN, or set \
-                   GOOGLE_APPLICATION_CREDENTIALS to the JSON key file of a service account";
+        let how = "give the JSON key of a service account as ?credentials_path=FILE or \
+                   ?credentials_base64=KEY in the DSN (in settings: the dwh's credentials), or \
+                   set GOOGLE_APPLICATION_CREDENTIALS to the key file";
         let (bytes, label) = match &self.credentials {
             Credentials::Base64(b64) => {
                 use base64::Engine;

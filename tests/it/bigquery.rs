@@ -1123,3 +1123,42 @@ async fn validate_settings_deep_checks_a_bigquery_warehouse() {
         assert!(!all.contains(&private[40..80]), "{args:?}: {all}");
     }
 }
+
+/// The dialect's transaction script and in-script guard, as `--write-table` uses them: a guard
+/// that fires fails the script with its message and rolls back what ran before it; one that
+/// does not lets the script commit.
+#[tokio::test]
+async fn a_guard_in_a_transaction_script_rolls_the_whole_script_back() {
+    let Some((wh, _t, _)) = common::bq_warehouse("guard_script_bigquery").await else {
+        return;
+    };
+    let d = wh.dialect();
+    let t = wh.qualified(None, "g");
+    wh.execute(&format!("CREATE TABLE {t} (x INT64)"), &[])
+        .await
+        .unwrap();
+    wh.execute(&format!("INSERT INTO {t} (x) VALUES (1), (2)"), &[])
+        .await
+        .unwrap();
+    let script = |guard_value: i64| {
+        d.transaction_script(&[
+            format!("DELETE FROM {t} WHERE x = 1"),
+            d.fail_if_any_sql(
+                &format!("SELECT COUNT(*) FROM {t} WHERE x = {guard_value}"),
+                "xngin: it's there",
+            )
+            .unwrap(),
+            format!("INSERT INTO {t} (x) VALUES (3)"),
+        ])
+        .unwrap()
+    };
+    let xs = |wh: xngin::warehouse::Warehouse| {
+        let sql = format!("SELECT x FROM {t} ORDER BY x");
+        async move { texts(&wh, &sql).await }
+    };
+    let e = wh.execute(&script(2), &[]).await.unwrap_err().to_string();
+    assert!(e.contains("xngin: it's there"), "{e}");
+    assert_eq!(xs(wh.clone()).await, [["1"], ["2"]]);
+    wh.execute(&script(99), &[]).await.unwrap();
+    assert_eq!(xs(wh.clone()).await, [["2"], ["3"]]);
+}
