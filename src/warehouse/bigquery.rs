@@ -806,6 +806,30 @@ impl BigQuery {
         }
     }
 
+    /// Have BigQuery delete `table` by itself at `at` (`tables.patch` of its expiration time,
+    /// an API call, not a query).
+    pub async fn expire_table(&self, table: &str, at: chrono::DateTime<chrono::Utc>) -> Result<()> {
+        let mut r = self.retrier();
+        let what = format!(
+            "setting the expiration of BigQuery table {}.{table}",
+            self.target.dataset
+        );
+        let patch = google_bigquery2::api::Table {
+            expiration_time: Some(at.timestamp_millis()),
+            ..Default::default()
+        };
+        self.timed(
+            self.hub
+                .tables()
+                .patch(patch, &self.target.project, &self.target.dataset, table)
+                .delegate(&mut r)
+                .doit(),
+        )
+        .await
+        .map(|_| ())
+        .map_err(|e| self.explain(&what, call_failure(e, &r)))
+    }
+
     /// Delete `table` if it exists.
     pub async fn drop_table(&self, table: &str) -> Result<()> {
         let mut r = self.retrier();

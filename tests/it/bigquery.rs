@@ -1162,3 +1162,26 @@ async fn a_guard_in_a_transaction_script_rolls_the_whole_script_back() {
     wh.execute(&script(99), &[]).await.unwrap();
     assert_eq!(xs(wh.clone()).await, [["2"], ["3"]]);
 }
+
+/// Staging tables are set to expire (a safety net for killed runs): one `tables.patch` with the
+/// expiration time in milliseconds, as the API wants it.
+#[tokio::test]
+async fn staging_tables_are_set_to_expire_through_tables_patch() {
+    let (server, _dir, key) = flaky_api(429, 1).await;
+    Mock::given(method("PATCH"))
+        .and(path(
+            "/bigquery/v2/projects/p-1/datasets/ds/tables/t__xngin_0",
+        ))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({})))
+        .mount(&server)
+        .await;
+    let bq = BigQuery::connect_to(&fake_target(&key), &server.uri(), quick())
+        .await
+        .unwrap();
+    let at = chrono::DateTime::from_timestamp_millis(1_893_456_000_123).unwrap();
+    bq.expire_table("t__xngin_0", at).await.unwrap();
+    let reqs = server.received_requests().await.unwrap();
+    let patch = reqs.iter().find(|r| r.method.as_str() == "PATCH").unwrap();
+    let body: Json = serde_json::from_slice(&patch.body).unwrap();
+    assert_eq!(body, json!({"expirationTime": "1893456000123"}));
+}
