@@ -723,13 +723,18 @@ async fn write_table_inner(
         .table_exists(schema.as_deref(), EXPERIMENTS_TABLE)
         .await?;
     if !dialect.transactional_ddl() {
-        // DDL commits implicitly (MySQL/MariaDB): create before the transaction.
+        // DDL commits implicitly (MySQL/MariaDB) or cannot be part of a transaction (BigQuery):
+        // create before the transaction.
         if existing.is_empty() {
-            wh.execute(&create_table_sql(dialect, &qualified, &cols), &[])
-                .await?;
+            wh.execute(
+                &if_not_exists(dialect, create_table_sql(dialect, &qualified, &cols)),
+                &[],
+            )
+            .await?;
         }
         if !x_exists {
-            wh.execute(&experiments_ddl(dialect, &xq), &[]).await?;
+            wh.execute(&if_not_exists(dialect, experiments_ddl(dialect, &xq)), &[])
+                .await?;
         }
     }
     let created = Value::TimestampTz(

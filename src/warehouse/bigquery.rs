@@ -964,6 +964,15 @@ impl SqlDialect for BigQuerySql {
         None
     }
 
+    /// Two runs writing to a new table both create it; the second finds it there (the
+    /// experiment guard inside the write's transaction then decides).
+    fn create_table_racing(&self, ddl: String) -> String {
+        match ddl.strip_prefix("CREATE TABLE ") {
+            Some(rest) => format!("CREATE TABLE IF NOT EXISTS {rest}"),
+            None => ddl,
+        }
+    }
+
     /// The dataset is part of the DSN.
     fn has_schemas(&self) -> bool {
         false

@@ -328,6 +328,10 @@ mod tests {
         );
         assert_eq!(bq.primary_key_clause(&["`a`".into()]), None);
         assert_eq!(
+            bq.create_table_racing("CREATE TABLE `p.d.t` (x INT64)".into()),
+            "CREATE TABLE IF NOT EXISTS `p.d.t` (x INT64)"
+        );
+        assert_eq!(
             bq.transaction_script(&[
                 "DELETE FROM t WHERE x".into(),
                 "INSERT INTO t SELECT 1".into()
