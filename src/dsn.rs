@@ -152,7 +152,16 @@ impl Dsn {
             }
         }
         let target = crate::warehouse::bigquery::BigQueryTarget::parse(input)?;
-        Ok(Dsn {
+        Ok(Dsn::bigquery(target))
+    }
+
+    /// A BigQuery DSN from its typed parts (the settings' `driver = "bigquery"` object); a
+    /// base64 key is registered as a secret first, so that nothing can show it.
+    pub fn bigquery(target: crate::warehouse::bigquery::BigQueryTarget) -> Dsn {
+        if let Some(k) = target.secret() {
+            register_secret(k);
+        }
+        Dsn {
             engine: Engine::BigQuery,
             scheme: "bigquery".into(),
             host: None,
@@ -165,7 +174,7 @@ impl Dsn {
             redshift: false,
             sqlite: None,
             bigquery: Some(target),
-        })
+        }
     }
 
     fn parse_sqlite(input: &str, scheme: &str) -> Result<Dsn> {

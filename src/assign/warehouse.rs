@@ -287,10 +287,246 @@ pub fn split_table(spec: &str) -> Result<(Option<String>, String)> {
     Ok((schema, table))
 }
 
-/// The error for `SCHEMA.TABLE` on SQLite, which has no schemas.
-fn no_sqlite_schemas(flag: &str, spec: &str, table: &str) -> Error {
+/// The error for `SCHEMA.TABLE` where tables carry no schema (SQLite; BigQuery, whose dataset
+/// is the DSN's).
+fn no_schemas(dialect: &dyn SqlDialect, flag: &str, spec: &str, table: &str) -> Error {
+    let why = if dialect.engine() == crate::dsn::Engine::Sqlite {
+        "SQLite has no schemas"
+    } else {
+        "the dataset is the DSN's"
+    };
     Error::usage(format!(
-        "{flag} {spec}: SQLite has no schemas; give the table name alone ({flag} {table})"
+        "{flag} {spec}: {why}; give the table name alone ({flag} {table})"
+    ))
+}
+
+/// The rows of the assignment table, in the order of [`assignment_columns`].
+fn assignment_rows<'a>(
+    table: &'a Table,
+    outcome: &'a Outcome,
+    design: &'a Design,
+    exp: &'a Value,
+    created: &'a Value,
+) -> impl Iterator<Item = Result<Vec<Value>>> + 'a {
+    let strata_cols: Vec<&ColumnData> = outcome
+        .strata
+        .iter()
+        .map(|s| &table.column(s).expect("strata checked").data)
+        .collect();
+    outcome.order.iter().map(move |&r| {
+        let r = r as usize;
+        let a = outcome.arm[r];
+        let mut v = Vec::with_capacity(6 + strata_cols.len());
+        v.push(exp.clone());
+        v.push(match &table.ids {
+            Ids::Int(x) => Value::Int(x[r]),
+            Ids::Text { values, .. } => Value::Text(values[r].clone()),
+        });
+        if a == UNASSIGNED {
+            v.push(Value::Null);
+            v.push(Value::Null);
+        } else {
+            v.push(Value::Int(a as i64));
+            v.push(Value::Text(design.arms.arms[a as usize].name.clone()));
+        }
+        v.push(
+            outcome
+                .stratum_id
+                .as_ref()
+                .map_or(Value::Null, |s| Value::Int(s[r] as i64)),
+        );
+        v.push(created.clone());
+        for c in &strata_cols {
+            v.push(column_value(c, r));
+        }
+        Ok(v)
+    })
+}
+
+/// The columns of `xngin_experiments`, in the order of [`experiments_ddl`].
+fn experiments_columns() -> Vec<ColumnDef> {
+    [
+        ("experiment_id", DataType::CharacterVarying),
+        ("assignment_table", DataType::CharacterVarying),
+        ("created_at", DataType::TimestampWithTimeZone),
+        ("tool_version", DataType::CharacterVarying),
+        ("seed", DataType::CharacterVarying),
+        ("design", DataType::CharacterVarying),
+    ]
+    .into_iter()
+    .map(|(n, t)| ColumnDef::new(n, t).not_null())
+    .collect()
+}
+
+/// The guard's message inside a BigQuery script: seen only when another run wrote the same
+/// experiment between this run's check and its script.
+const GUARD_MESSAGE: &str = "xngin: the experiment is already in the table";
+
+/// `--write-table` where statements run as jobs (BigQuery): the rows go into a staging table
+/// with one load job and the design record into a second one with another, then one
+/// multi-statement transaction applies the experiment guard (or `--replace`'s delete), copies
+/// the rows in and replaces the design record; a failure anywhere leaves the tables as they
+/// were. The staging tables (`TABLE__xngin_XXXXXXXX`, `xngin_experiments__xngin_XXXXXXXX`) are
+/// dropped afterwards, also when the write fails; a killed run can leave them behind.
+struct Staged<'a> {
+    wh: &'a Warehouse,
+    replace: bool,
+    qualified: &'a str,
+    xq: &'a str,
+    shown: &'a str,
+    cols: &'a [ColumnDef],
+}
+
+impl Staged<'_> {
+    async fn write(
+        &self,
+        table: &Table,
+        outcome: &Outcome,
+        design: &Design,
+        record: &DesignRecord,
+        created: &Value,
+        pb: &ProgressBar,
+    ) -> Result<u64> {
+        let wh = self.wh;
+        let bq = wh
+            .bigquery()
+            .ok_or_else(|| Error::runtime(format!("{}: no load-job client", wh.dsn())))?;
+        let q = |s: &str| wh.quote(s);
+        let exp = Value::Text(record.experiment_id.clone());
+        // The guard first, for a plain message; the script checks again.
+        let have = wh
+            .fetch_all(
+                &format!(
+                    "SELECT count(*) FROM {} WHERE {} = {}",
+                    self.qualified,
+                    q("experiment_id"),
+                    wh.placeholder(1)
+                ),
+                std::slice::from_ref(&exp),
+            )
+            .await?;
+        let have = have
+            .rows
+            .first()
+            .and_then(|r| r.first())
+            .and_then(Value::as_i64)
+            .unwrap_or(0);
+        if have > 0 && !self.replace {
+            return Err(already_holds(
+                wh.dsn(),
+                self.shown,
+                have,
+                &record.experiment_id,
+            ));
+        }
+        let rows_stage = crate::warehouse::load::staging_name(
+            self.shown.rsplit('.').next().unwrap_or(self.shown),
+        );
+        let x_stage = crate::warehouse::load::staging_name(EXPERIMENTS_TABLE);
+        let result = async {
+            let n = crate::warehouse::load::load_job(
+                bq,
+                wh.dialect(),
+                &rows_stage,
+                self.cols,
+                assignment_rows(table, outcome, design, &exp, created),
+                pb,
+            )
+            .await?;
+            let x_row = vec![
+                exp.clone(),
+                Value::Text(self.shown.to_string()),
+                created.clone(),
+                Value::Text(crate::VERSION.into()),
+                Value::Text(design.seed.to_string()),
+                Value::Text(record.to_json()),
+            ];
+            crate::warehouse::load::load_job(
+                bq,
+                wh.dialect(),
+                &x_stage,
+                &experiments_columns(),
+                std::iter::once(Ok(x_row)),
+                &ProgressBar::hidden(),
+            )
+            .await?;
+            wh.execute(&self.script(&rows_stage, &x_stage)?, &[])
+                .await
+                .map_err(|e| {
+                    let raw = e.to_string();
+                    if raw.contains(GUARD_MESSAGE) {
+                        Error::Conflict(raw)
+                    } else {
+                        e
+                    }
+                })?;
+            Ok(n)
+        }
+        .await;
+        for stage in [&rows_stage, &x_stage] {
+            if let Err(e) = bq.drop_table(stage).await {
+                crate::output::notice(format!(
+                    "could not drop the staging table {stage} ({e}); drop it by hand"
+                ));
+            }
+        }
+        result
+    }
+
+    /// The transaction: guard or delete, rows in, design record replaced.
+    fn script(&self, rows_stage: &str, x_stage: &str) -> Result<String> {
+        let wh = self.wh;
+        let dialect = wh.dialect();
+        let q = |s: &str| wh.quote(s);
+        let rs = wh.qualified(None, rows_stage);
+        let xs = wh.qualified(None, x_stage);
+        let this_exp = format!(
+            "{} IN (SELECT {} FROM {xs})",
+            q("experiment_id"),
+            q("experiment_id")
+        );
+        let mut st = Vec::new();
+        if self.replace {
+            st.push(format!("DELETE FROM {} WHERE {this_exp}", self.qualified));
+        } else {
+            let count = format!("SELECT COUNT(*) FROM {} WHERE {this_exp}", self.qualified);
+            st.push(
+                dialect
+                    .fail_if_any_sql(&count, GUARD_MESSAGE)
+                    .ok_or_else(|| Error::runtime("no guard statement for this warehouse"))?,
+            );
+        }
+        let names: Vec<String> = self.cols.iter().map(|c| q(&c.name)).collect();
+        st.push(format!(
+            "INSERT INTO {} ({}) SELECT {} FROM {rs}",
+            self.qualified,
+            names.join(", "),
+            names.join(", ")
+        ));
+        st.push(format!(
+            "DELETE FROM {} WHERE {this_exp} AND {} IN (SELECT {} FROM {xs})",
+            self.xq,
+            q("assignment_table"),
+            q("assignment_table")
+        ));
+        let xnames: Vec<String> = experiments_columns().iter().map(|c| q(&c.name)).collect();
+        st.push(format!(
+            "INSERT INTO {} ({}) SELECT {} FROM {xs}",
+            self.xq,
+            xnames.join(", "),
+            xnames.join(", ")
+        ));
+        dialect
+            .transaction_script(&st)
+            .ok_or_else(|| Error::runtime("no transaction script for this warehouse"))
+    }
+}
+
+/// `--write-table` onto an experiment already in the table, without `--replace`.
+fn already_holds(dsn: &Dsn, shown: &str, have: i64, experiment_id: &str) -> Error {
+    Error::invalid(format!(
+        "{dsn}: the table {shown} already holds {have} assignment(s) of experiment {experiment_id}; pass --replace to replace \
+         them or choose another --experiment-id"
     ))
 }
 
@@ -355,16 +591,18 @@ fn experiments_ddl(dialect: &dyn SqlDialect, qualified: &str) -> String {
     let varchar = dialect.ddl_type(DataType::CharacterVarying);
     let ts = dialect.ddl_type(DataType::TimestampWithTimeZone);
     let text = dialect.long_text_type();
+    let key = dialect
+        .primary_key_clause(&[q("experiment_id"), q("assignment_table")])
+        .map(|k| format!(",\n    {k}"))
+        .unwrap_or_default();
     format!(
-        "CREATE TABLE {qualified} (\n    {} {varchar} NOT NULL,\n    {} {varchar} NOT NULL,\n    {} {ts} NOT NULL,\n    {} {varchar} NOT NULL,\n    {} {varchar} NOT NULL,\n    {} {text} NOT NULL,\n    PRIMARY KEY ({}, {})\n)",
+        "CREATE TABLE {qualified} (\n    {} {varchar} NOT NULL,\n    {} {varchar} NOT NULL,\n    {} {ts} NOT NULL,\n    {} {varchar} NOT NULL,\n    {} {varchar} NOT NULL,\n    {} {text} NOT NULL{key}\n)",
         q("experiment_id"),
         q("assignment_table"),
         q("created_at"),
         q("tool_version"),
         q("seed"),
         q("design"),
-        q("experiment_id"),
-        q("assignment_table"),
     )
 }
 
@@ -438,7 +676,7 @@ async fn write_table_inner(
     )
     .await?;
     let dialect = wh.dialect();
-    if !dialect.has_transactions() {
+    if !dialect.has_transactions() && dialect.transaction_script(&[]).is_none() {
         wh.close().await;
         return Err(Error::runtime(format!(
             "{dsn}: --write-table writes the assignment and its design record in one transaction, \
@@ -448,7 +686,7 @@ async fn write_table_inner(
     }
     if !dialect.has_schemas() && table_name.contains('.') {
         wh.close().await;
-        return Err(no_sqlite_schemas("--write-table", table_name, &name));
+        return Err(no_schemas(dialect, "--write-table", table_name, &name));
     }
     let qualified = wh.qualified(schema.as_deref(), &name);
     let xq = wh.qualified(schema.as_deref(), EXPERIMENTS_TABLE);
@@ -485,14 +723,42 @@ async fn write_table_inner(
         .table_exists(schema.as_deref(), EXPERIMENTS_TABLE)
         .await?;
     if !dialect.transactional_ddl() {
-        // DDL commits implicitly (MySQL/MariaDB): create before the transaction.
+        // DDL commits implicitly (MySQL/MariaDB) or cannot be part of a transaction (BigQuery):
+        // create before the transaction.
         if existing.is_empty() {
-            wh.execute(&create_table_sql(dialect, &qualified, &cols), &[])
-                .await?;
+            wh.execute(
+                &if_not_exists(dialect, create_table_sql(dialect, &qualified, &cols)),
+                &[],
+            )
+            .await?;
         }
         if !x_exists {
-            wh.execute(&experiments_ddl(dialect, &xq), &[]).await?;
+            wh.execute(&if_not_exists(dialect, experiments_ddl(dialect, &xq)), &[])
+                .await?;
         }
+    }
+    let created = Value::TimestampTz(
+        chrono::DateTime::parse_from_rfc3339(&record.created_at)
+            .map(|d| d.with_timezone(&chrono::Utc))
+            .unwrap_or_else(|_| chrono::Utc::now()),
+    );
+    if dialect.bulk_load() == crate::warehouse::BulkLoad::LoadJob {
+        let w = Staged {
+            wh: &wh,
+            replace: req.replace,
+            qualified: &qualified,
+            xq: &xq,
+            shown: &shown,
+            cols: &cols,
+        };
+        let result = w.write(table, outcome, design, record, &created, pb).await;
+        wh.close().await;
+        let n = result?;
+        crate::output::notice(format!(
+            "wrote {n} assignment(s) of experiment {} to {shown}",
+            record.experiment_id
+        ));
+        return Ok(());
     }
     let copy = dialect.bulk_load() == crate::warehouse::BulkLoad::Copy;
     let defer_pk = copy && existing.is_empty();
@@ -504,67 +770,85 @@ async fn write_table_inner(
                 // build instead of maintaining the index row by row (same transaction, so the
                 // table is never visible without it).
                 let ddl_cols: Vec<ColumnDef> = if defer_pk {
-                    cols.iter().map(|c| ColumnDef { primary_key: false, ..c.clone() }).collect()
+                    cols.iter()
+                        .map(|c| ColumnDef {
+                            primary_key: false,
+                            ..c.clone()
+                        })
+                        .collect()
                 } else {
                     cols.clone()
                 };
-                tx.execute(&if_not_exists(dialect, create_table_sql(dialect, &qualified, &ddl_cols)), &[]).await?;
+                tx.execute(
+                    &if_not_exists(dialect, create_table_sql(dialect, &qualified, &ddl_cols)),
+                    &[],
+                )
+                .await?;
             }
             if !x_exists {
-                tx.execute(&if_not_exists(dialect, experiments_ddl(dialect, &xq)), &[]).await?;
+                tx.execute(&if_not_exists(dialect, experiments_ddl(dialect, &xq)), &[])
+                    .await?;
             }
         }
         let exp = Value::Text(record.experiment_id.clone());
         let ph = wh.placeholder(1);
         let have = tx
-            .fetch_all(&format!("SELECT count(*) FROM {qualified} WHERE {} = {ph}", wh.quote("experiment_id")), std::slice::from_ref(&exp))
+            .fetch_all(
+                &format!(
+                    "SELECT count(*) FROM {qualified} WHERE {} = {ph}",
+                    wh.quote("experiment_id")
+                ),
+                std::slice::from_ref(&exp),
+            )
             .await?;
-        let have = have.rows.first().and_then(|r| r.first()).and_then(Value::as_i64).unwrap_or(0);
+        let have = have
+            .rows
+            .first()
+            .and_then(|r| r.first())
+            .and_then(Value::as_i64)
+            .unwrap_or(0);
         if have > 0 {
             if !req.replace {
-                return Err(Error::invalid(format!(
-                    "{dsn}: the table {shown} already holds {have} assignment(s) of experiment {}; pass --replace to replace \
-                     them or choose another --experiment-id",
-                    record.experiment_id
-                )));
+                return Err(already_holds(&dsn, &shown, have, &record.experiment_id));
             }
-            tx.execute(&format!("DELETE FROM {qualified} WHERE {} = {ph}", wh.quote("experiment_id")), std::slice::from_ref(&exp))
-                .await?;
+            tx.execute(
+                &format!(
+                    "DELETE FROM {qualified} WHERE {} = {ph}",
+                    wh.quote("experiment_id")
+                ),
+                std::slice::from_ref(&exp),
+            )
+            .await?;
         }
-        let created = Value::TimestampTz(
-            chrono::DateTime::parse_from_rfc3339(&record.created_at).map(|d| d.with_timezone(&chrono::Utc)).unwrap_or_else(|_| chrono::Utc::now()),
-        );
-        let strata_cols: Vec<&ColumnData> =
-            outcome.strata.iter().map(|s| &table.column(s).expect("strata checked").data).collect();
-        let rows = outcome.order.iter().map(|&r| {
-            let r = r as usize;
-            let a = outcome.arm[r];
-            let mut v = Vec::with_capacity(6 + strata_cols.len());
-            v.push(exp.clone());
-            v.push(match &table.ids {
-                Ids::Int(x) => Value::Int(x[r]),
-                Ids::Text { values, .. } => Value::Text(values[r].clone()),
-            });
-            if a == UNASSIGNED {
-                v.push(Value::Null);
-                v.push(Value::Null);
-            } else {
-                v.push(Value::Int(a as i64));
-                v.push(Value::Text(design.arms.arms[a as usize].name.clone()));
-            }
-            v.push(outcome.stratum_id.as_ref().map_or(Value::Null, |s| Value::Int(s[r] as i64)));
-            v.push(created.clone());
-            for c in &strata_cols {
-                v.push(column_value(c, r));
-            }
-            Ok(v)
-        });
+        let rows = assignment_rows(table, outcome, design, &exp, &created);
         let n = if copy {
             drop(rows);
-            let n = copy_pg(&mut tx, &qualified, &cols, table, outcome, design, &record.experiment_id, &created, pb).await?;
+            let n = copy_pg(
+                &mut tx,
+                &qualified,
+                &cols,
+                table,
+                outcome,
+                design,
+                &record.experiment_id,
+                &created,
+                pb,
+            )
+            .await?;
             if defer_pk {
-                let pk: Vec<String> = cols.iter().filter(|c| c.primary_key).map(|c| wh.quote(&c.name)).collect();
-                tx.execute(&format!("ALTER TABLE {qualified} ADD PRIMARY KEY ({})", pk.join(", ")), &[]).await?;
+                let pk: Vec<String> = cols
+                    .iter()
+                    .filter(|c| c.primary_key)
+                    .map(|c| wh.quote(&c.name))
+                    .collect();
+                tx.execute(
+                    &format!(
+                        "ALTER TABLE {qualified} ADD PRIMARY KEY ({})",
+                        pk.join(", ")
+                    ),
+                    &[],
+                )
+                .await?;
             }
             n
         } else {
@@ -573,7 +857,13 @@ async fn write_table_inner(
         let p: Vec<String> = (1..=6).map(|i| wh.placeholder(i)).collect();
         let q = |s: &str| wh.quote(s);
         tx.execute(
-            &format!("DELETE FROM {xq} WHERE {} = {} AND {} = {}", q("experiment_id"), p[0], q("assignment_table"), p[1]),
+            &format!(
+                "DELETE FROM {xq} WHERE {} = {} AND {} = {}",
+                q("experiment_id"),
+                p[0],
+                q("assignment_table"),
+                p[1]
+            ),
             &[exp.clone(), Value::Text(shown.clone())],
         )
         .await?;
@@ -741,7 +1031,7 @@ pub async fn lookup(
     let wh = Warehouse::connect(dsn).await?;
     if !wh.dialect().has_schemas() && table_spec.contains('.') {
         wh.close().await;
-        return Err(no_sqlite_schemas("--table", table_spec, &name));
+        return Err(no_schemas(wh.dialect(), "--table", table_spec, &name));
     }
     if !wh.table_exists(schema.as_deref(), &name).await? {
         wh.close().await;
@@ -750,12 +1040,13 @@ pub async fn lookup(
         )));
     }
     let q = |s: &str| wh.quote(s);
-    // Ids are looked up in batches, well under every database's limit on bound parameters
-    // (SQLite 32766, PostgreSQL and MySQL 65535), each id once.
+    // Ids are looked up in batches under the dialect's limit on bound parameters (one is the
+    // experiment id), each id once.
     let mut seen = std::collections::HashSet::new();
     let unique: Vec<&String> = ids.iter().filter(|i| seen.insert(i.as_str())).collect();
+    let batch = lookup_batch(wh.dialect());
     let mut out = Vec::new();
-    for chunk in unique.chunks(LOOKUP_BATCH) {
+    for chunk in unique.chunks(batch) {
         let phs: Vec<String> = (2..chunk.len() + 2).map(|i| wh.placeholder(i)).collect();
         let sql = format!(
             "SELECT {pid}, {}, {}, {} FROM {} WHERE {} = {} AND {pid} IN ({})",
@@ -782,5 +1073,27 @@ pub async fn lookup(
     Ok(out)
 }
 
-/// Ids per lookup query in [`lookup`].
+/// Ids per lookup query in [`lookup`], at most.
 const LOOKUP_BATCH: usize = 10_000;
+
+/// Ids per lookup query on `dialect`: [`LOOKUP_BATCH`], or fewer where the dialect binds fewer
+/// parameters (BigQuery: 10,000 per query, one of them the experiment id).
+fn lookup_batch(dialect: &dyn SqlDialect) -> usize {
+    LOOKUP_BATCH.min(dialect.max_bound_params() - 1).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dsn::Engine;
+    use crate::warehouse::dialect_for;
+
+    #[test]
+    fn lookups_batch_ids_under_each_dialects_parameter_limit() {
+        assert_eq!(lookup_batch(dialect_for(Engine::Sqlite)), 10_000);
+        assert_eq!(lookup_batch(dialect_for(Engine::Postgres)), 10_000);
+        assert_eq!(lookup_batch(dialect_for(Engine::Mysql)), 10_000);
+        // BigQuery: 10,000 parameters per query, one of them the experiment id.
+        assert_eq!(lookup_batch(dialect_for(Engine::BigQuery)), 9_999);
+    }
+}

@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use super::locate::Syntax;
-use super::model::{DatasourceConfig, Dwh, Participant, XnginSettings};
+use super::model::{DatasourceConfig, Participant, XnginSettings};
 use super::validate::suggest;
 use super::{Checked, Diagnostic, check_file};
 use crate::datatype::DataType;
@@ -177,31 +177,26 @@ async fn deep_check(
     for (i, ds) in settings.datasources.iter().enumerate() {
         let dp = format!("{list}.{i}");
         let who = format!("datasource '{}'", ds.id);
-        let (conn_path, is_bq) = match &ds.config {
-            DatasourceConfig::SqliteLocal(_) => (format!("{dp}.config.sqlite_filename"), false),
-            DatasourceConfig::Remote(r) => (
-                format!("{dp}.config.dwh"),
-                matches!(r.dwh, Dwh::BigQuery(_)),
-            ),
+        let conn_path = match &ds.config {
+            DatasourceConfig::SqliteLocal(_) => format!("{dp}.config.sqlite_filename"),
+            DatasourceConfig::Remote(_) => format!("{dp}.config.dwh"),
         };
-        // Without a warehouse (BigQuery, bad DSN, unreachable) the sheets are still checked.
-        let wh = if is_bq {
-            crate::output::notice(format!(
-                "{}: {who}: BigQuery is not supported by this build; its warehouse checks were skipped",
-                checked.file
-            ));
-            None
-        } else {
-            match super::dsn_for(&ds.config) {
-                Err(e) => {
-                    d.error(
-                        &conn_path,
-                        format!("{who}: {}", checked.secrets.scrub(&e.to_string())),
-                    );
-                    None
-                }
-                Ok(dsn) => match Warehouse::connect(&dsn).await {
-                    Ok(wh) => Some(wh),
+        // Without a warehouse (bad DSN, bad key, unreachable) the sheets are still checked.
+        let wh = match super::dsn_for(&ds.config) {
+            Err(e) => {
+                d.error(
+                    &conn_path,
+                    format!("{who}: {}", checked.secrets.scrub(&e.to_string())),
+                );
+                None
+            }
+            Ok(dsn) => match Warehouse::connect(&dsn).await {
+                Ok(wh) => match wh.missing_container().await {
+                    Ok(None) => Some(wh),
+                    Ok(Some(missing)) => {
+                        d.error(&conn_path, format!("{who}: {missing}"));
+                        None
+                    }
                     Err(e) => {
                         d.failure(
                             &conn_path,
@@ -210,7 +205,23 @@ async fn deep_check(
                         None
                     }
                 },
-            }
+                // A key that is there but malformed is wrong settings; a missing key file or
+                // an unreachable server means the check could not run.
+                Err(e @ Error::Invalid(_)) => {
+                    d.error(
+                        &conn_path,
+                        format!("{who}: {}", checked.secrets.scrub(&e.to_string())),
+                    );
+                    None
+                }
+                Err(e) => {
+                    d.failure(
+                        &conn_path,
+                        format!("{who}: {}", checked.secrets.scrub(&e.to_string())),
+                    );
+                    None
+                }
+            },
         };
         for (j, p) in ds.config.participants().iter().enumerate() {
             let pp = format!("{dp}.config.participants.{j}");

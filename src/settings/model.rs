@@ -14,7 +14,7 @@ use crate::sheet::ColumnDescriptor;
 
 pub use crate::dsn::SSLMODES;
 /// DSN URL schemes accepted in `dwh` (or a value that holds a `${secret:NAME}`).
-const DSN_URL_PATTERN: &str = r"^((sqlite3?|postgres|postgresql|redshift|mysql|mariadb)(\+[A-Za-z0-9_]+)?:|.*\$\{secret:[A-Za-z0-9_]+\})";
+const DSN_URL_PATTERN: &str = r"^((sqlite3?|postgres|postgresql|redshift|mysql|mariadb|bigquery)(\+[A-Za-z0-9_]+)?:|.*\$\{secret:[A-Za-z0-9_]+\})";
 /// Webhook URLs are http(s), unless they come from a secret.
 const WEBHOOK_URL_PATTERN: &str = r"^(https?://[^/\s]+|.*\$\{secret:[A-Za-z0-9_]+\})";
 
@@ -222,7 +222,8 @@ pub enum BigQueryDriver {
     Bigquery,
 }
 
-/// A BigQuery warehouse (validated; connecting to BigQuery is not supported by this build).
+/// A BigQuery warehouse: project, dataset and a service-account key (a file path, or base64
+/// content that is a secret and never printed); resolved by `settings::resolve::dsn_for`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BqDsn {

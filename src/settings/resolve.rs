@@ -3,10 +3,11 @@
 use std::path::{Path, PathBuf};
 
 use super::ResolvedParticipants;
-use super::model::{Datasource, DatasourceConfig, Dwh, Participant, XnginSettings};
+use super::model::{BqCredentials, Datasource, DatasourceConfig, Dwh, Participant, XnginSettings};
 use crate::dsn::{Dsn, Engine, NetParts};
 use crate::error::{Error, Result};
 use crate::sheet::ConfigWorksheet;
+use crate::warehouse::bigquery::{BigQueryTarget, Credentials};
 
 /// The built-in default (docs/architecture.md#settings-and-participant-types).
 pub const BUILTIN_DATASOURCE: &str = "testing";
@@ -136,9 +137,23 @@ pub fn dsn_for(config: &DatasourceConfig) -> Result<Dsn> {
         DatasourceConfig::Remote(r) => match &r.dwh {
             Dwh::Url(u) => Dsn::parse(u),
             Dwh::UrlObject(u) => Dsn::parse(&u.url),
-            Dwh::BigQuery(_) => Err(Error::runtime(
-                "BigQuery warehouses are not supported by this build of xngin (the settings are valid, but xngin cannot connect)",
-            )),
+            Dwh::BigQuery(b) => {
+                // Built from the typed parts: the ids were validated with the settings, and a
+                // base64 key is registered as a secret by `Dsn::bigquery`.
+                let credentials = match &b.credentials {
+                    BqCredentials::File { path } => {
+                        Credentials::File(crate::google::expand_tilde(path))
+                    }
+                    BqCredentials::Info { content_base64 } => {
+                        Credentials::Base64(content_base64.trim().to_string())
+                    }
+                };
+                Ok(Dsn::bigquery(BigQueryTarget {
+                    project: b.project_id.clone(),
+                    dataset: b.dataset_id.clone(),
+                    credentials,
+                }))
+            }
             Dwh::Dsn(d) => {
                 // Built from the typed parts, never pasted into a URL: a `${secret:NAME}` host
                 // or password holding `@`, `/` or `?` cannot change what is connected to.
@@ -320,16 +335,38 @@ mod tests {
         assert!(dsn_for(&remote(Dwh::Dsn(rs))).unwrap().redshift);
         let url = dsn_for(&remote(Dwh::Url("mysql://root@127.0.0.1:3306/test".into()))).unwrap();
         assert_eq!(url.engine, Engine::Mysql);
-        let e = dsn_for(&remote(Dwh::BigQuery(crate::settings::model::BqDsn {
+        let url = dsn_for(&remote(Dwh::Url(
+            "bigquery://acme-prod/d?credentials_path=k.json".into(),
+        )))
+        .unwrap();
+        assert_eq!(url.engine, Engine::BigQuery);
+        let bq = crate::settings::model::BqDsn {
             driver: crate::settings::model::BigQueryDriver::Bigquery,
             project_id: "acme-prod".into(),
             dataset_id: "d".into(),
-            credentials: crate::settings::model::BqCredentials::File {
+            credentials: BqCredentials::File {
                 path: "k.json".into(),
             },
+        };
+        let dsn = dsn_for(&remote(Dwh::BigQuery(bq.clone()))).unwrap();
+        assert_eq!(dsn.engine, Engine::BigQuery);
+        assert_eq!(
+            dsn.to_string(),
+            "bigquery://acme-prod/d?credentials_path=k.json"
+        );
+        // A base64 key is a secret: registered, never displayed.
+        let key = "eyJ0eXBlIjoic2VydmljZV9hY2NvdW50IiwicmVzb2x2ZS10ZXN0IjoxfQ==";
+        let dsn = dsn_for(&remote(Dwh::BigQuery(crate::settings::model::BqDsn {
+            credentials: BqCredentials::Info {
+                content_base64: key.into(),
+            },
+            ..bq
         })))
-        .unwrap_err();
-        assert!(e.to_string().contains("not supported by this build"), "{e}");
+        .unwrap();
+        let t = dsn.bigquery.as_ref().unwrap();
+        assert_eq!(t.credentials, Credentials::Base64(key.into()));
+        assert!(!dsn.to_string().contains(key));
+        assert!(!crate::dsn::scrub_secrets(&format!("x {key} y")).contains(key));
     }
 
     /// The host of a DSN object is one host: text that would re-point a pasted URL (or a

@@ -28,7 +28,7 @@ static SECRET_RE: LazyLock<Regex> =
 
 /// A network DSN URL written out up to its `://` (the references come after it).
 static NET_DSN_RE: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^\s*(?i:postgres|postgresql|redshift|mysql|mariadb)(\+[A-Za-z0-9_]+)?://")
+    Regex::new(r"^\s*(?i:postgres|postgresql|redshift|mysql|mariadb|bigquery)(\+[A-Za-z0-9_]+)?://")
         .expect("valid regex")
 });
 

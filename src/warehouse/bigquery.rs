@@ -171,8 +171,9 @@ impl BigQueryTarget {
     /// Read and check the service-account key. A key that is missing or unreadable is a runtime
     /// failure (exit 1); one that is there but malformed is invalid input (exit 3).
     pub fn load_key(&self) -> Result<google_bigquery2::yup_oauth2::ServiceAccountKey> {
-        let how = "pass ?credentials_path=FILE or ?credentials_base64=KEY in the DSN, or set \
-                   GOOGLE_APPLICATION_CREDENTIALS to the JSON key file of a service account";
+        let how = "give the JSON key of a service account as ?credentials_path=FILE or \
+                   ?credentials_base64=KEY in the DSN (in settings: the dwh's credentials), or \
+                   set GOOGLE_APPLICATION_CREDENTIALS to the key file";
         let (bytes, label) = match &self.credentials {
             Credentials::Base64(b64) => {
                 use base64::Engine;
@@ -805,6 +806,30 @@ impl BigQuery {
         }
     }
 
+    /// Have BigQuery delete `table` by itself at `at` (`tables.patch` of its expiration time,
+    /// an API call, not a query).
+    pub async fn expire_table(&self, table: &str, at: chrono::DateTime<chrono::Utc>) -> Result<()> {
+        let mut r = self.retrier();
+        let what = format!(
+            "setting the expiration of BigQuery table {}.{table}",
+            self.target.dataset
+        );
+        let patch = google_bigquery2::api::Table {
+            expiration_time: Some(at.timestamp_millis()),
+            ..Default::default()
+        };
+        self.timed(
+            self.hub
+                .tables()
+                .patch(patch, &self.target.project, &self.target.dataset, table)
+                .delegate(&mut r)
+                .doit(),
+        )
+        .await
+        .map(|_| ())
+        .map_err(|e| self.explain(&what, call_failure(e, &r)))
+    }
+
     /// Delete `table` if it exists.
     pub async fn drop_table(&self, table: &str) -> Result<()> {
         let mut r = self.retrier();
@@ -931,6 +956,23 @@ impl SqlDialect for BigQuerySql {
         "STRING"
     }
 
+    /// BigQuery keys are `PRIMARY KEY (...) NOT ENFORCED` only (a hint for the optimizer, not
+    /// a constraint), and the emulator cannot parse that form: no key is declared. Uniqueness is
+    /// kept by the writers themselves (an assignment write deletes or refuses an experiment's
+    /// rows before inserting them, in one transaction).
+    fn primary_key_clause(&self, _cols: &[String]) -> Option<String> {
+        None
+    }
+
+    /// Two runs writing to a new table both create it; the second finds it there (the
+    /// experiment guard inside the write's transaction then decides).
+    fn create_table_racing(&self, ddl: String) -> String {
+        match ddl.strip_prefix("CREATE TABLE ") {
+            Some(rest) => format!("CREATE TABLE IF NOT EXISTS {rest}"),
+            None => ddl,
+        }
+    }
+
     /// The dataset is part of the DSN.
     fn has_schemas(&self) -> bool {
         false
@@ -944,12 +986,36 @@ impl SqlDialect for BigQuerySql {
         false
     }
 
+    fn max_bound_params(&self) -> usize {
+        10_000
+    }
+
     fn bulk_load(&self) -> BulkLoad {
         BulkLoad::LoadJob
     }
 
     fn atomic_replace(&self) -> AtomicReplace {
         AtomicReplace::CreateOrReplaceFromStaging
+    }
+
+    /// A multi-statement transaction: BigQuery commits all of it or, when any statement fails,
+    /// rolls all of it back.
+    fn transaction_script(&self, statements: &[String]) -> Option<String> {
+        let mut s = String::from("BEGIN TRANSACTION;\n");
+        for st in statements {
+            s.push_str(st);
+            s.push_str(";\n");
+        }
+        s.push_str("COMMIT TRANSACTION;");
+        Some(s)
+    }
+
+    /// `SELECT IF(..., ERROR(...), 0)`: works on BigQuery and on the emulator, which parses
+    /// neither `IF ... THEN RAISE` nor `ASSERT` in scripts. The message is a string literal of
+    /// ours (quotes and backslashes escaped all the same).
+    fn fail_if_any_sql(&self, count_sql: &str, message: &str) -> Option<String> {
+        let lit = message.replace('\\', "\\\\").replace('\'', "\\'");
+        Some(format!("SELECT IF(({count_sql}) > 0, ERROR('{lit}'), 0)"))
     }
 
     fn text_cast(&self, expr: &str) -> String {

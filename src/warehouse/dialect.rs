@@ -85,6 +85,13 @@ pub trait SqlDialect: Send + Sync + std::fmt::Debug {
         "TEXT"
     }
 
+    /// The table constraint declaring the primary key over the (quoted) columns `cols`, or
+    /// `None` where a key cannot be declared as an enforced constraint. Default:
+    /// `PRIMARY KEY (a, b)`.
+    fn primary_key_clause(&self, cols: &[String]) -> Option<String> {
+        Some(format!("PRIMARY KEY ({})", cols.join(", ")))
+    }
+
     /// Can a table name carry a schema (`schema.table`)?
     fn has_schemas(&self) -> bool {
         true
@@ -119,6 +126,27 @@ pub trait SqlDialect: Send + Sync + std::fmt::Debug {
 
     /// How rows are bulk-loaded.
     fn bulk_load(&self) -> BulkLoad;
+
+    /// The most bound parameters one statement may carry (SQLite's default
+    /// `SQLITE_MAX_VARIABLE_NUMBER`, the 16-bit count of the PostgreSQL and MySQL protocols,
+    /// BigQuery's 10,000 query parameters per query).
+    fn max_bound_params(&self) -> usize {
+        65_535
+    }
+
+    /// For dialects without client-held transactions ([`Self::has_transactions`] false): the
+    /// statements as one multi-statement script that runs them in one transaction, all or
+    /// nothing (BigQuery `BEGIN TRANSACTION; ...; COMMIT TRANSACTION;`). `None` elsewhere.
+    fn transaction_script(&self, _statements: &[String]) -> Option<String> {
+        None
+    }
+
+    /// Inside a [`Self::transaction_script`]: a statement that fails the script (rolling it
+    /// back) with `message` when the query `count_sql` counts more than 0 rows. `message` is a
+    /// fixed text of ours, never input.
+    fn fail_if_any_sql(&self, _count_sql: &str, _message: &str) -> Option<String> {
+        None
+    }
 
     /// How a loaded table replaces an existing one.
     fn atomic_replace(&self) -> AtomicReplace {
@@ -298,6 +326,32 @@ mod tests {
             bq.atomic_replace(),
             AtomicReplace::CreateOrReplaceFromStaging
         );
+        assert_eq!(bq.primary_key_clause(&["`a`".into()]), None);
+        assert_eq!(
+            bq.create_table_racing("CREATE TABLE `p.d.t` (x INT64)".into()),
+            "CREATE TABLE IF NOT EXISTS `p.d.t` (x INT64)"
+        );
+        assert_eq!(
+            bq.transaction_script(&[
+                "DELETE FROM t WHERE x".into(),
+                "INSERT INTO t SELECT 1".into()
+            ])
+            .as_deref(),
+            Some(
+                "BEGIN TRANSACTION;\nDELETE FROM t WHERE x;\nINSERT INTO t SELECT 1;\nCOMMIT TRANSACTION;"
+            )
+        );
+        assert_eq!(
+            bq.fail_if_any_sql("SELECT COUNT(*) FROM t", "it's \\ here")
+                .as_deref(),
+            Some("SELECT IF((SELECT COUNT(*) FROM t) > 0, ERROR('it\\'s \\\\ here'), 0)")
+        );
+        let pg = dialect_for(Engine::Postgres);
+        assert_eq!(
+            pg.primary_key_clause(&["\"a\"".into()]).as_deref(),
+            Some("PRIMARY KEY (\"a\")")
+        );
+        assert_eq!(pg.transaction_script(&[]), None);
         for (decl, want) in [
             ("INTEGER", DataType::Bigint),
             ("INT64", DataType::Bigint),

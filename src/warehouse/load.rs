@@ -63,8 +63,10 @@ pub fn create_table_sql(
         .filter(|c| c.primary_key)
         .map(|c| dialect.quote_ident(&c.name))
         .collect();
-    if !pk.is_empty() {
-        parts.push(format!("PRIMARY KEY ({})", pk.join(", ")));
+    if !pk.is_empty()
+        && let Some(clause) = dialect.primary_key_clause(&pk)
+    {
+        parts.push(clause);
     }
     format!(
         "CREATE TABLE {qualified} (\n    {}\n)",
@@ -637,9 +639,23 @@ where
     }
 }
 
+/// A staging table name for `table`, unique to this run: `BASE__xngin_XXXXXXXX`.
+pub(crate) fn staging_name(table: &str) -> String {
+    let suffix = format!("{:08x}", rand::random::<u32>());
+    format!(
+        "{}{STAGING_MARK}{suffix}",
+        truncate_bytes(table, STAGING_BASE_BYTES)
+    )
+}
+
+/// How long a BigQuery staging table outlives a run killed before dropping it: well beyond the
+/// longest job a run waits for (6 hours).
+const STAGING_EXPIRY: chrono::TimeDelta = chrono::TimeDelta::days(2);
+
 /// BigQuery: write the rows as newline-delimited JSON to a temporary file and load it into the
-/// new table `table` with one (atomic) load job. Returns the rows loaded.
-async fn load_job<I>(
+/// new staging table `table` with one (atomic) load job, then set it to expire after
+/// [`STAGING_EXPIRY`]. Returns the rows loaded.
+pub(crate) async fn load_job<I>(
     bq: &super::bigquery::BigQuery,
     dialect: &dyn SqlDialect,
     table: &str,
@@ -685,6 +701,12 @@ where
     let n = bq
         .load_ndjson(table, &load_cols, file, super::bigquery::WriteMode::Empty)
         .await?;
+    // A safety net for a run killed before it drops its staging table: BigQuery deletes the
+    // table by itself later. Best effort: the run drops the table anyway, and a service account
+    // allowed to load can normally also patch, so a refusal here must not fail the load.
+    let _ = bq
+        .expire_table(table, chrono::Utc::now() + STAGING_EXPIRY)
+        .await;
     pb.inc(total);
     Ok(n)
 }

@@ -282,6 +282,15 @@ impl Warehouse {
         })
     }
 
+    /// A warehouse over an already connected BigQuery client (tests and tools that point the
+    /// client at an API root of their own, as [`bigquery::BigQuery::connect_to`] does).
+    pub fn from_bigquery(bq: bigquery::BigQuery) -> Warehouse {
+        Warehouse {
+            dsn: Dsn::bigquery(bq.target().clone()),
+            pool: Pool::BigQuery(Box::new(bq)),
+        }
+    }
+
     pub fn dsn(&self) -> &Dsn {
         &self.dsn
     }
@@ -309,6 +318,11 @@ impl Warehouse {
         }
     }
 
+    /// The REST client of a BigQuery warehouse (tests and tools: listing tables, load jobs).
+    pub fn bigquery_client(&self) -> Option<&bigquery::BigQuery> {
+        self.bigquery()
+    }
+
     /// The placeholder for the `n`-th (1-based) bound parameter.
     pub fn placeholder(&self, n: usize) -> String {
         self.dialect().placeholder(n)
@@ -331,7 +345,7 @@ impl Warehouse {
     /// Run a statement; returns the number of rows affected.
     pub async fn execute(&self, sql: &str, params: &[Value]) -> Result<u64> {
         if let Some(bq) = self.bigquery() {
-            echo(sql, params);
+            // The client echoes each query it runs.
             return bq.execute(sql, params).await;
         }
         let mut c = self.acquire().await?;
@@ -341,7 +355,7 @@ impl Warehouse {
     /// Run a query and read every row.
     pub async fn fetch_all(&self, sql: &str, params: &[Value]) -> Result<Rows> {
         if let Some(bq) = self.bigquery() {
-            echo(sql, params);
+            // The client echoes each query it runs.
             return bq.fetch_all(sql, params).await;
         }
         let mut c = self.acquire().await?;
@@ -356,7 +370,7 @@ impl Warehouse {
         F: FnMut(Vec<Value>) -> Result<()>,
     {
         if let Some(bq) = self.bigquery() {
-            echo(sql, params);
+            // The client echoes each query it runs.
             return bq.fetch_each(sql, params, f).await;
         }
         let mut c = self.acquire().await?;
@@ -398,6 +412,23 @@ impl Warehouse {
         let (sql, params) = self.dialect().table_exists_sql(schema, table);
         let n = self.fetch_all(&sql, &params).await?;
         Ok(count_is_positive(&n))
+    }
+
+    /// Where the DSN names a container that must already exist and that connecting does not
+    /// prove (BigQuery's dataset: authenticating says nothing about it): a sentence saying it
+    /// is missing, else `None`.
+    pub async fn missing_container(&self) -> Result<Option<String>> {
+        let Some(bq) = self.bigquery() else {
+            return Ok(None);
+        };
+        let t = bq.target();
+        Ok((!bq.dataset_exists().await?).then(|| {
+            format!(
+                "dataset '{}' does not exist in BigQuery project '{}' (or the service account cannot see it); \
+                 check dataset_id and project_id, or create the dataset",
+                t.dataset, t.project
+            )
+        }))
     }
 
     /// Close the pool, waiting for connections to finish.

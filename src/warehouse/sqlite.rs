@@ -55,6 +55,10 @@ impl SqlDialect for Sqlite {
         true
     }
 
+    fn max_bound_params(&self) -> usize {
+        32_766
+    }
+
     fn bulk_load(&self) -> BulkLoad {
         // Stay well under the limit of 32766 bound parameters.
         BulkLoad::InsertBatches { max_params: 32_000 }

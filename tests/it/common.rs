@@ -74,3 +74,61 @@ pub fn stdout(out: &std::process::Output) -> String {
 pub fn stderr(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
+
+/// The project the BigQuery emulator serves (`.ci/bqemulator/start --project`).
+pub const BQ_PROJECT: &str = "xngin-demo";
+
+/// A token endpoint for BigQuery tests (the emulator accepts any bearer token) and a
+/// service-account key file whose `token_uri` is it. Keep it alive while the client is used.
+pub struct BqToken {
+    _server: wiremock::MockServer,
+    _dir: tempfile::TempDir,
+    pub key: std::path::PathBuf,
+}
+
+pub async fn bq_token() -> BqToken {
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+            "access_token": "test-token", "expires_in": 3600, "token_type": "Bearer"
+        })))
+        .mount(&server)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/google/test_service_account.json");
+    let mut key: serde_json::Value = serde_json::from_slice(&std::fs::read(src).unwrap()).unwrap();
+    key["token_uri"] = serde_json::json!(format!("{}/token", server.uri()));
+    let p = dir.path().join("key.json");
+    std::fs::write(&p, serde_json::to_vec(&key).unwrap()).unwrap();
+    BqToken {
+        _server: server,
+        _dir: dir,
+        key: p,
+    }
+}
+
+/// A warehouse on a fresh dataset of its own in the BigQuery emulator, with the emulator's URL,
+/// or None (skip) when `XNGIN_TEST_BIGQUERY_URL` is not set.
+pub async fn bq_warehouse(test: &str) -> Option<(xngin::warehouse::Warehouse, BqToken, String)> {
+    use xngin::warehouse::bigquery::{BigQuery, BigQueryTarget, Credentials, Policy};
+    let url = bigquery_url(test)?;
+    let t = bq_token().await;
+    let target = BigQueryTarget {
+        project: BQ_PROJECT.into(),
+        dataset: unique("xngin_bq"),
+        credentials: Credentials::File(t.key.clone()),
+    };
+    let policy = Policy {
+        max_retries: 3,
+        backoff: std::time::Duration::from_millis(5),
+        timeout: std::time::Duration::from_secs(30),
+        ..Policy::default()
+    };
+    let bq = BigQuery::connect_to(&target, &url, policy).await.unwrap();
+    bq.create_dataset_if_missing().await.unwrap();
+    Some((xngin::warehouse::Warehouse::from_bigquery(bq), t, url))
+}

@@ -1,6 +1,7 @@
 //! Audience filters: validation messages, CLI and JSON syntax, and the SQL semantics of every
 //! relation (docs/compatibility.md#filters) on a small table with NULLs, in SQLite, PostgreSQL
-//! (`XNGIN_TEST_POSTGRES_URL`) and MariaDB/MySQL (`XNGIN_TEST_MYSQL_URL`).
+//! (`XNGIN_TEST_POSTGRES_URL`) and MariaDB/MySQL (`XNGIN_TEST_MYSQL_URL`); the same checks run
+//! on the BigQuery emulator from `tests/it/bigquery.rs`.
 
 use crate::common;
 
@@ -133,13 +134,23 @@ async fn setup(wh: &Warehouse, table: &str) {
         })
         .collect();
     let _ = wh
-        .execute(&format!("DROP TABLE IF EXISTS {}", wh.quote(table)), &[])
+        .execute(
+            &format!("DROP TABLE IF EXISTS {}", wh.qualified(None, table)),
+            &[],
+        )
         .await;
-    wh.execute(&create_table_sql(dialect, &wh.quote(table), &defs), &[])
-        .await
-        .unwrap();
+    wh.execute(
+        &create_table_sql(dialect, &wh.qualified(None, table), &defs),
+        &[],
+    )
+    .await
+    .unwrap();
     let ph: Vec<String> = (1..=defs.len()).map(|i| wh.placeholder(i)).collect();
-    let sql = format!("INSERT INTO {} VALUES ({})", wh.quote(table), ph.join(", "));
+    let sql = format!(
+        "INSERT INTO {} VALUES ({})",
+        wh.qualified(None, table),
+        ph.join(", ")
+    );
     for row in rows() {
         wh.execute(&sql, &row).await.unwrap();
     }
@@ -159,7 +170,7 @@ async fn ids_of(wh: &Warehouse, table: &str, filters: &[Filter]) -> Vec<i64> {
     let sql = format!(
         "SELECT {id} FROM {t} WHERE {id} > {p1} AND {clause} ORDER BY {id}",
         id = wh.quote("id"),
-        t = wh.quote(table),
+        t = wh.qualified(None, table),
         p1 = wh.placeholder(1)
     );
     let rows = wh
@@ -170,7 +181,7 @@ async fn ids_of(wh: &Warehouse, table: &str, filters: &[Filter]) -> Vec<i64> {
 }
 
 /// Every row of the filter semantics table, plus typed columns and experiment-id lists.
-async fn check_semantics(wh: &Warehouse, table: &str) {
+pub(crate) async fn check_semantics(wh: &Warehouse, table: &str) {
     setup(wh, table).await;
     let cases: &[(&[&str], &[i64])] = &[
         // includes / excludes with NULL handling
@@ -228,7 +239,7 @@ async fn check_semantics(wh: &Warehouse, table: &str) {
         assert_eq!(all, vec![1, 2, 3, 4, 5]);
     }
     let _ = wh
-        .execute(&format!("DROP TABLE {}", wh.quote(table)), &[])
+        .execute(&format!("DROP TABLE {}", wh.qualified(None, table)), &[])
         .await;
 }
 
@@ -290,13 +301,13 @@ async fn warehouse(which: &str, test: &str) -> Option<Warehouse> {
 
 async fn drop_table(wh: &Warehouse, table: &str) {
     let _ = wh
-        .execute(&format!("DROP TABLE {}", wh.quote(table)), &[])
+        .execute(&format!("DROP TABLE {}", wh.qualified(None, table)), &[])
         .await;
 }
 
 /// `includes`/`excludes` on text match the exact value: no case folding and no trailing-space
 /// padding (MySQL/MariaDB's default collations do both), NULL rows handled as before.
-async fn check_text_membership_is_exact(wh: &Warehouse) {
+pub(crate) async fn check_text_membership_is_exact(wh: &Warehouse) {
     let table = common::unique("xngin_filt_case");
     setup(wh, &table).await;
     assert_cases(
@@ -351,7 +362,7 @@ async fn text_includes_excludes_are_case_sensitive_mysql() {
 
 /// A date column takes the UTC date-times the Python tool accepts and compares their date; a
 /// timestamp column compares whole seconds (fractions dropped, as the reference does).
-async fn check_datetime_forms(wh: &Warehouse) {
+pub(crate) async fn check_datetime_forms(wh: &Warehouse) {
     let table = common::unique("xngin_filt_dt");
     setup(wh, &table).await;
     assert_cases(
