@@ -95,6 +95,7 @@ fn build(
             misfit,
             seed,
             fstat_thresh: 0.6,
+            cluster: None,
         },
     }
 }
@@ -298,6 +299,7 @@ fn strata_smaller_than_huge_blocks_are_refused_not_hashed_for_minutes() {
         misfit: MisfitStrategy::Stratum,
         seed: 1,
         fstat_thresh: 0.6,
+        cluster: None,
     };
     let e = assign(&table, &design).unwrap_err();
     assert_eq!(e.exit_code(), 3);

@@ -323,8 +323,8 @@ pub fn assignment_columns(table: &Table, outcome: &Outcome) -> Vec<ColumnDef> {
         ColumnDef::new("stratum_id", DataType::Integer),
         ColumnDef::new("created_at", DataType::TimestampWithTimeZone).not_null(),
     ];
-    for s in &outcome.strata {
-        let t = match &table.column(s).expect("strata checked").data {
+    for s in outcome.carried() {
+        let t = match &table.column(s).expect("carried columns checked").data {
             ColumnData::Text { .. } => DataType::CharacterVarying,
             ColumnData::Bool(_) => DataType::Boolean,
             ColumnData::Int(_) => DataType::Bigint,
@@ -535,7 +535,7 @@ async fn write_table_inner(
             chrono::DateTime::parse_from_rfc3339(&record.created_at).map(|d| d.with_timezone(&chrono::Utc)).unwrap_or_else(|_| chrono::Utc::now()),
         );
         let strata_cols: Vec<&ColumnData> =
-            outcome.strata.iter().map(|s| &table.column(s).expect("strata checked").data).collect();
+            outcome.carried().into_iter().map(|s| &table.column(s).expect("carried columns checked").data).collect();
         let rows = outcome.order.iter().map(|&r| {
             let r = r as usize;
             let a = outcome.arm[r];
@@ -648,9 +648,9 @@ async fn copy_pg(
     let created = esc(&created.to_text().unwrap_or_default());
     let arm_names: Vec<Vec<u8>> = design.arms.arms.iter().map(|a| esc(&a.name)).collect();
     let strata: Vec<&ColumnData> = outcome
-        .strata
-        .iter()
-        .map(|s| &table.column(s).expect("strata checked").data)
+        .carried()
+        .into_iter()
+        .map(|s| &table.column(s).expect("carried columns checked").data)
         .collect();
     let levels: Vec<Option<Vec<Vec<u8>>>> = strata
         .iter()

@@ -2079,6 +2079,12 @@ fn help_examples_run_as_written() {
         people.push_str(&format!("{i},{}\n", ["north", "south", "east"][i % 3]));
     }
     std::fs::write(cwd.path().join("people.csv"), people).unwrap();
+    let mut pupils = String::from("pupil,school,district\n");
+    for i in 0..300 {
+        let school = i % 24;
+        pupils.push_str(&format!("{i},s{school},d{}\n", school % 2));
+    }
+    std::fs::write(cwd.path().join("pupils.csv"), pupils).unwrap();
     let (help, _) = run_ok(&["assign", "--help"]);
     // One example per line starting with `xngin`; longer ones go on with `\` continuations.
     let mut examples: Vec<String> = Vec::new();
@@ -2099,7 +2105,7 @@ fn help_examples_run_as_written() {
         }
     }
     assert!(examples.iter().all(|e| e.starts_with("xngin ")), "{help}");
-    assert_eq!(examples.len(), 3, "{help}");
+    assert_eq!(examples.len(), 4, "{help}");
     assert!(examples.iter().any(|e| e.contains("--filter")), "{help}");
     let bin = assert_cmd::cargo::cargo_bin("xngin");
     let path = format!(
@@ -2539,6 +2545,7 @@ async fn pushdown_query_on_postgres_equals_the_local_assignment() {
                 misfit,
                 seed,
                 fstat_thresh: 0.6,
+                cluster: None,
             };
             let local = assign::assign(&table, &design).unwrap();
             assert_eq!(local.used, design.strata);

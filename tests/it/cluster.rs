@@ -197,3 +197,305 @@ async fn icc_query_equals_the_pure_estimate_mysql() {
         .unwrap();
     check_icc_query(&wh).await;
 }
+
+// ---------------------------------------------------------------- cluster assignment
+
+/// Pupils in schools: `(pupil id, school, district, kind)`; district and kind are school-level.
+/// 150 schools of 3 … 60 pupils (about 4,800 pupils), two districts and two kinds (4 strata).
+fn pupils() -> Vec<(i64, String, &'static str, &'static str)> {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let mut out = Vec::new();
+    let mut id = 1000i64;
+    for s in 0..150u64 {
+        let size = 3 + next() % 58;
+        let district = ["east", "west"][(next() % 2) as usize];
+        let kind = ["private", "public"][(next() % 3).min(1) as usize];
+        for _ in 0..size {
+            id += 1 + (next() % 5) as i64;
+            out.push((id, format!("sch-{s:03}"), district, kind));
+        }
+    }
+    out
+}
+
+fn pupils_csv(rows: &[(i64, String, &str, &str)]) -> String {
+    let mut s = String::from("pupil,school,district,kind\n");
+    for (id, school, d, k) in rows {
+        s.push_str(&format!("{id},{school},{d},{k}\n"));
+    }
+    s
+}
+
+fn xngin_cmd() -> assert_cmd::Command {
+    let mut c = assert_cmd::Command::cargo_bin("xngin").unwrap();
+    c.env_remove("XNGIN_SETTINGS")
+        .env_remove("XNGIN_DATASOURCE")
+        .env_remove("XNGIN_ECHO_SQL");
+    c
+}
+
+fn cluster_args<'a>(input: &'a str, out: &'a str, misfit: &'a str) -> Vec<&'a str> {
+    vec![
+        "assign",
+        "--input",
+        input,
+        "--id-column",
+        "pupil",
+        "--cluster-column",
+        "school",
+        "--strata",
+        "district,kind",
+        "--arms",
+        "control,t1,t2",
+        "--arm-weights",
+        "2,1,1",
+        "--misfit-strategy",
+        misfit,
+        "--seed",
+        "20261205",
+        "--experiment-id",
+        "cluster-test",
+        "--output",
+        out,
+        "-q",
+    ]
+}
+
+/// The output rows: (pupil, arm_id, stratum_id, school).
+fn read_assignment(path: &std::path::Path) -> Vec<(i64, Option<u32>, u32, String)> {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut lines = text.lines();
+    assert!(
+        lines
+            .next()
+            .unwrap()
+            .starts_with("participant_id,arm_id,arm_name,stratum_id,school")
+    );
+    lines
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            (
+                f[0].parse().unwrap(),
+                f[1].parse().ok(),
+                f[3].parse().unwrap_or(u32::MAX),
+                f[4].to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Whole schools are assigned: every pupil has its school's arm; full blocks of 4 schools
+/// (weights 2,1,1) are split exactly within each stratum, so with misfit strategy `none` each
+/// stratum of s schools has exactly ⌊s/4⌋·(2,1,1) schools per arm; the record counts clusters
+/// and pupils per arm; re-runs and shuffled rows give the same bytes.
+#[test]
+fn whole_clusters_are_assigned_in_exact_blocks_reproducibly() {
+    let dir = tempfile::tempdir().unwrap();
+    let rows = pupils();
+    let input = dir.path().join("pupils.csv");
+    std::fs::write(&input, pupils_csv(&rows)).unwrap();
+    let mut shuffled = rows.clone();
+    shuffled.reverse();
+    shuffled.rotate_left(777);
+    let input2 = dir.path().join("shuffled.csv");
+    std::fs::write(&input2, pupils_csv(&shuffled)).unwrap();
+    let schools: std::collections::HashMap<String, (&str, &str)> = rows
+        .iter()
+        .map(|(_, s, d, k)| (s.clone(), (*d, *k)))
+        .collect();
+    for misfit in ["none", "stratum", "global"] {
+        let out = dir.path().join(format!("{misfit}.csv"));
+        let out2 = dir.path().join(format!("{misfit}-again.csv"));
+        let out3 = dir.path().join(format!("{misfit}-shuffled.csv"));
+        for (i, o) in [(&input, &out), (&input, &out2), (&input2, &out3)] {
+            xngin_cmd()
+                .args(cluster_args(
+                    i.to_str().unwrap(),
+                    o.to_str().unwrap(),
+                    misfit,
+                ))
+                .assert()
+                .success();
+        }
+        let bytes = std::fs::read(&out).unwrap();
+        assert_eq!(bytes, std::fs::read(&out2).unwrap(), "{misfit}: re-run");
+        assert_eq!(bytes, std::fs::read(&out3).unwrap(), "{misfit}: row order");
+        let got = read_assignment(&out);
+        assert_eq!(got.len(), rows.len());
+        // One arm and one stratum per school.
+        let mut school_arm: std::collections::BTreeMap<String, (Option<u32>, u32)> =
+            Default::default();
+        for (_, arm, sid, school) in &got {
+            let e = school_arm.entry(school.clone()).or_insert((*arm, *sid));
+            assert_eq!(*e, (*arm, *sid), "{misfit}: school {school} split");
+        }
+        assert_eq!(school_arm.len(), 150);
+        // Schools per stratum and per arm.
+        let mut per: std::collections::BTreeMap<u32, [u64; 4]> = Default::default();
+        for (arm, sid) in school_arm.values() {
+            per.entry(*sid).or_default()[arm.map_or(3, |a| a as usize)] += 1;
+        }
+        for (sid, c) in &per {
+            let s: u64 = c.iter().sum();
+            let full = s / 4;
+            match misfit {
+                "none" => assert_eq!(c, &[2 * full, full, full, s % 4], "stratum {sid}"),
+                "stratum" => {
+                    // Leftovers draw without replacement from one block mask.
+                    assert_eq!(c[3], 0);
+                    assert!(
+                        c[0] >= 2 * full && c[0] <= 2 * full + 2,
+                        "stratum {sid}: {c:?}"
+                    );
+                    assert!(c[1] >= full && c[1] <= full + 1, "stratum {sid}: {c:?}");
+                    assert!(c[2] >= full && c[2] <= full + 1, "stratum {sid}: {c:?}");
+                }
+                _ => assert_eq!(c[3], 0),
+            }
+        }
+        // Strata are the school-level (district, kind) pairs, in sorted order.
+        for (school, (_, sid)) in &school_arm {
+            let (d, k) = schools[school];
+            let want = u32::from(d == "west") * 2 + u32::from(k == "public");
+            assert_eq!(*sid, want, "{school}");
+        }
+        let rec: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(dir.path().join(format!("{misfit}.csv.design.json"))).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(rec["cluster"]["column"], "school");
+        assert_eq!(rec["cluster"]["clusters"], 150);
+        for a in 0..3 {
+            let arm = &rec["arms"][a];
+            let pupils = got.iter().filter(|r| r.1 == Some(a as u32)).count() as u64;
+            let schools = school_arm
+                .values()
+                .filter(|v| v.0 == Some(a as u32))
+                .count() as u64;
+            assert_eq!(arm["assigned"].as_u64(), Some(pupils), "{misfit}");
+            assert_eq!(arm["clusters"].as_u64(), Some(schools), "{misfit}");
+        }
+        assert_eq!(rec["input_fingerprint"]["rows"], rows.len() as u64);
+        // Clustered balance: denominator df = clusters − 1 of the compared arms.
+        for t in rec["balance"].as_array().unwrap() {
+            let g = t["clusters"].as_u64().unwrap();
+            assert_eq!(t["denominator_df"].as_u64(), Some(g - 1), "{t}");
+        }
+    }
+}
+
+/// Without strata the clusters are assigned by complete random assignment in the order of their
+/// keys MD5("{seed}:{cluster id}") (docs/assignment-algorithm.md, section 7, over clusters):
+/// with 150 schools and weights 2,1,1 the 75 smallest keys are control, the next 38 t1, the
+/// last 37 t2.
+#[test]
+fn cluster_keys_are_md5_of_seed_and_cluster_id() {
+    use md5::{Digest, Md5};
+    let dir = tempfile::tempdir().unwrap();
+    let rows = pupils();
+    let input = dir.path().join("pupils.csv");
+    std::fs::write(&input, pupils_csv(&rows)).unwrap();
+    let out = dir.path().join("out.csv");
+    let mut args = cluster_args(input.to_str().unwrap(), out.to_str().unwrap(), "stratum");
+    let i = args.iter().position(|a| *a == "--strata").unwrap();
+    args.drain(i..i + 2);
+    xngin_cmd().args(args).assert().success();
+    let got = read_assignment(&out);
+    let mut schools: Vec<String> = got.iter().map(|r| r.3.clone()).collect();
+    schools.sort();
+    schools.dedup();
+    schools.sort_by_key(|s| hex::encode(Md5::digest(format!("20261205:{s}").as_bytes())));
+    let arm_of: std::collections::HashMap<&str, Option<u32>> =
+        got.iter().map(|r| (r.3.as_str(), r.1)).collect();
+    for (k, s) in schools.iter().enumerate() {
+        let want = if k < 75 {
+            0
+        } else if k < 113 {
+            1
+        } else {
+            2
+        };
+        assert_eq!(arm_of[s.as_str()], Some(want), "school {s} at key rank {k}");
+    }
+}
+
+/// Bad cluster input: a NULL cluster id, a stratum that varies within a school, the id as the
+/// cluster column, a cluster column that is also a stratum, --sample-size with clusters, and a
+/// single cluster: one-line errors with the right exit codes, nothing written.
+#[test]
+fn bad_cluster_input_is_refused_with_a_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("p.csv");
+    let out = dir.path().join("out.csv");
+    let run = |csv: &str, extra: &[&str]| {
+        std::fs::write(&input, csv).unwrap();
+        let o = xngin_cmd()
+            .args([
+                "assign",
+                "--input",
+                input.to_str().unwrap(),
+                "--id-column",
+                "pupil",
+                "--arms",
+                "a,b",
+                "--seed",
+                "1",
+                "--output",
+                out.to_str().unwrap(),
+            ])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(!out.exists());
+        (
+            o.status.code().unwrap(),
+            String::from_utf8_lossy(&o.stderr).trim().to_string(),
+        )
+    };
+    let good = "pupil,school,district\n1,s1,east\n2,s1,east\n3,s2,west\n4,s3,west\n";
+    let (code, err) = run(
+        "pupil,school,district\n1,s1,east\n2,,east\n3,s2,west\n4,,west\n",
+        &["--cluster-column", "school"],
+    );
+    assert_eq!(code, 3, "{err}");
+    assert!(
+        err.contains("the cluster column school is empty (NULL) for 2 participant(s) (participant id 2 (line 3), participant id 4 (line 5))"),
+        "{err}"
+    );
+    let (code, err) = run(
+        "pupil,school,district\n1,s1,east\n2,s1,west\n3,s2,west\n4,s3,west\n5,s3,north\n",
+        &["--cluster-column", "school", "--strata", "district"],
+    );
+    assert_eq!(code, 3, "{err}");
+    assert!(
+        err.contains(
+            "the stratum district is not constant within clusters of school in 2 cluster(s) \
+             (cluster s1 has east, west; cluster s3 has north, west)"
+        ),
+        "{err}"
+    );
+    let (code, err) = run(good, &["--cluster-column", "pupil"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("is the --id-column"), "{err}");
+    let (code, err) = run(good, &["--cluster-column", "school", "--strata", "school"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("is also in --strata/--metrics"), "{err}");
+    let (code, err) = run(good, &["--cluster-column", "school", "--sample-size", "2"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("would split clusters"), "{err}");
+    let (code, err) = run(
+        "pupil,school\n1,s1\n2,s1\n3,s1\n",
+        &["--cluster-column", "school"],
+    );
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("all in one cluster of school"), "{err}");
+    let (code, err) = run(good, &["--cluster-column", "nope"]);
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("no column named nope"), "{err}");
+}
