@@ -499,3 +499,167 @@ fn bad_cluster_input_is_refused_with_a_reason() {
     assert_eq!(code, 3, "{err}");
     assert!(err.contains("no column named nope"), "{err}");
 }
+
+/// The same cluster assignment from a participant type's table (SQLite, PostgreSQL, MariaDB)
+/// as from the file of the same rows: byte-identical assignment files, and `--write-table`
+/// carries the cluster id of every row.
+async fn participant_type_cluster_assignment(dsn: &str, dialect: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let rows = pupils();
+    let table = common::unique("xngin_pupils");
+    let out_table = common::unique("xngin_pupil_arms");
+    let wh = Warehouse::connect_with(
+        &Dsn::parse(dsn).unwrap(),
+        xngin::warehouse::ConnectOptions {
+            create_sqlite: true,
+        },
+    )
+    .await
+    .unwrap();
+    let qualified = wh.qualified(None, &table);
+    let columns = [
+        ColumnDef::new("pupil", DataType::Bigint).primary_key(),
+        ColumnDef::new("school", DataType::CharacterVarying),
+        ColumnDef::new("district", DataType::CharacterVarying),
+        ColumnDef::new("kind", DataType::CharacterVarying),
+    ];
+    wh.execute(&create_table_sql(wh.dialect(), &qualified, &columns), &[])
+        .await
+        .unwrap();
+    let mut tx = wh.begin().await.unwrap();
+    // Inserted in a scrambled order: the table's order must not matter either.
+    let mut scrambled = rows.clone();
+    scrambled.rotate_left(1234);
+    insert_rows(
+        &mut tx,
+        &qualified,
+        &columns,
+        scrambled.iter().map(|(id, s, d, k)| {
+            Ok(vec![
+                Value::Int(*id),
+                Value::Text(s.clone()),
+                Value::Text(d.to_string()),
+                Value::Text(k.to_string()),
+            ])
+        }),
+        &indicatif::ProgressBar::hidden(),
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    let settings = dir.path().join("s.json");
+    std::fs::write(
+        &settings,
+        format!(
+            r#"{{"datasources": [{{"id": "ds", "config": {{"type": "remote", "dwh": "{dsn}",
+  "participants": [{{"type": "schema", "participant_type": "pupils", "table_name": "{table}",
+    "fields": [{{"field_name": "pupil", "data_type": "bigint", "is_unique_id": true}},
+               {{"field_name": "school", "data_type": "character varying"}},
+               {{"field_name": "district", "data_type": "character varying", "is_strata": true}},
+               {{"field_name": "kind", "data_type": "character varying", "is_strata": true}}]}}]}}}}]}}"#
+        ),
+    )
+    .unwrap();
+    let input = dir.path().join("pupils.csv");
+    std::fs::write(&input, pupils_csv(&rows)).unwrap();
+    let from_file = dir.path().join("file.csv");
+    xngin_cmd()
+        .args(cluster_args(
+            input.to_str().unwrap(),
+            from_file.to_str().unwrap(),
+            "stratum",
+        ))
+        .assert()
+        .success();
+    let from_table = dir.path().join("table.csv");
+    let mut args = cluster_args("", from_table.to_str().unwrap(), "stratum");
+    let i = args.iter().position(|a| *a == "--input").unwrap();
+    args.splice(i..i + 4, ["--participant-type", "pupils"]);
+    let out = xngin_cmd()
+        .args(&args)
+        .args([
+            "--settings",
+            settings.to_str().unwrap(),
+            "--write-table",
+            &out_table,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{dialect}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read(&from_file).unwrap(),
+        std::fs::read(&from_table).unwrap(),
+        "{dialect}: the table's assignment differs from the file's"
+    );
+    let want: std::collections::HashMap<i64, (Option<u32>, String)> = read_assignment(&from_file)
+        .into_iter()
+        .map(|(id, arm, _, school)| (id, (arm, school)))
+        .collect();
+    let oq = wh.qualified(None, &out_table);
+    let got = wh
+        .fetch_all(
+            &format!(
+                "SELECT {}, {}, {} FROM {oq}",
+                wh.quote("participant_id"),
+                wh.quote("arm_id"),
+                wh.quote("school")
+            ),
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(got.rows.len(), rows.len(), "{dialect}");
+    for r in &got.rows {
+        let id = r[0].as_i64().unwrap();
+        let arm = r[1].as_i64().map(|a| a as u32);
+        assert_eq!(
+            want[&id],
+            (arm, r[2].to_text().unwrap()),
+            "{dialect}: pupil {id}"
+        );
+    }
+    for t in [&table, &out_table] {
+        wh.execute(&format!("DROP TABLE {}", wh.qualified(None, t)), &[])
+            .await
+            .unwrap();
+    }
+    wh.execute(
+        &format!(
+            "DELETE FROM {} WHERE {} = {}",
+            wh.qualified(None, "xngin_experiments"),
+            wh.quote("assignment_table"),
+            wh.placeholder(1)
+        ),
+        &[Value::Text(out_table.clone())],
+    )
+    .await
+    .unwrap();
+    wh.close().await;
+}
+
+#[tokio::test]
+async fn participant_type_cluster_assignment_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let dsn = format!("sqlite://{}", dir.path().join("w.db").display());
+    participant_type_cluster_assignment(&dsn, "sqlite").await;
+}
+
+#[tokio::test]
+async fn participant_type_cluster_assignment_postgres() {
+    let Some(url) = common::pg_url("participant_type_cluster_assignment_postgres") else {
+        return;
+    };
+    participant_type_cluster_assignment(&url, "postgres").await;
+}
+
+#[tokio::test]
+async fn participant_type_cluster_assignment_mysql() {
+    let Some(url) = common::mysql_url("participant_type_cluster_assignment_mysql") else {
+        return;
+    };
+    participant_type_cluster_assignment(&url, "mysql").await;
+}
