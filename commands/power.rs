@@ -6,6 +6,7 @@
 use std::path::PathBuf;
 
 use xngin::power::baseline::{audience_stats, metric_specs, parse_metric_arg};
+use xngin::power::icc::{self, ClusterInputs};
 use xngin::power::{MetricSpec, MetricType, check_power, resolve_design, to_json};
 use xngin::warehouse::Warehouse;
 
@@ -38,7 +39,9 @@ xngin power --metric-type numeric --baseline 100 --target 110 --stddev 20 --arms
 xngin power --metric-type binary --baseline 0.5 --pct-change 0.1 --arm-weights 20,80 --available-n 4000\n  \
 xngin power --metric-type numeric --baseline 100 --stddev 20 --desired-n 500 --format json\n  \
 xngin power --participant-type test_participant_type --metric current_income=pct:0.1 \\\n      \
---metric is_recruited=target:0.6 --filter \"ethnicity includes Asian\" --fail-on-insufficient")]
+--metric is_recruited=target:0.6 --filter \"ethnicity includes Asian\" --fail-on-insufficient\n  \
+xngin power --participant-type test_participant_type --metric current_income=pct:0.05 \\\n      \
+--cluster-column school_id")]
 pub struct Args {
     /// Offline: the metric's type.
     #[arg(
@@ -129,30 +132,23 @@ pub struct Args {
     /// Report the minimum detectable effect for this total sample size instead of a size.
     #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub desired_n: Option<i64>,
-    /// Cluster design: intracluster correlation in [0, 1].
-    #[arg(
-        long,
-        value_name = "X",
-        requires = "avg_cluster_size",
-        allow_negative_numbers = true
-    )]
+    /// Cluster design: intracluster correlation in [0, 1] (needs --avg-cluster-size, unless
+    /// --cluster-column estimates it).
+    #[arg(long, value_name = "X", allow_negative_numbers = true)]
     pub icc: Option<f64>,
     /// Cluster design: average cluster size (>= 1).
-    #[arg(
-        long,
-        value_name = "M",
-        requires = "icc",
-        allow_negative_numbers = true
-    )]
+    #[arg(long, value_name = "M", allow_negative_numbers = true)]
     pub avg_cluster_size: Option<f64>,
-    /// Cluster design: coefficient of variation of cluster sizes (default 0).
-    #[arg(
-        long,
-        value_name = "C",
-        requires = "icc",
-        allow_negative_numbers = true
-    )]
+    /// Cluster design: coefficient of variation of cluster sizes (default 0, or estimated with
+    /// --cluster-column).
+    #[arg(long, value_name = "C", allow_negative_numbers = true)]
     pub cv: Option<f64>,
+    /// Warehouse: a cluster design randomizing whole clusters of this column (e.g. a school
+    /// id). Each metric's ICC (one-way ANOVA estimate), the average cluster size and the CV of
+    /// the cluster sizes come from one aggregate query over the filtered audience, unless given
+    /// by --icc / --avg-cluster-size / --cv.
+    #[arg(long, value_name = "COLUMN", requires = "participant_type")]
+    pub cluster_column: Option<String>,
 
     /// Output format.
     #[arg(long, value_enum, default_value_t = PowerFormat::Table)]
@@ -163,22 +159,83 @@ pub struct Args {
 }
 
 pub async fn run(args: Args, g: &Globals) -> anyhow::Result<()> {
+    if args.cluster_column.is_none() {
+        match (args.icc, args.avg_cluster_size) {
+            (Some(_), None) => {
+                return Err(xngin::Error::usage(
+                    "--icc needs --avg-cluster-size (or --participant-type with --cluster-column to estimate it)",
+                )
+                .into());
+            }
+            (None, Some(_)) => {
+                return Err(xngin::Error::usage(
+                    "--avg-cluster-size needs --icc (or --participant-type with --cluster-column to estimate it)",
+                )
+                .into());
+            }
+            _ => {}
+        }
+        if args.cv.is_some() && args.icc.is_none() {
+            return Err(xngin::Error::usage(
+                "--cv needs --icc and --avg-cluster-size (or --participant-type with --cluster-column to estimate them)",
+            )
+            .into());
+        }
+    }
+    let given = if args.cluster_column.is_some() {
+        None
+    } else {
+        args.icc
+            .zip(args.avg_cluster_size)
+            .map(|(icc, m)| (icc, m, args.cv.unwrap_or(0.0)))
+    };
     let (design, cluster) = resolve_design(
         args.alpha,
         args.power,
         args.arms,
         args.arm_weights.as_deref(),
         args.desired_n,
-        args.icc
-            .zip(args.avg_cluster_size)
-            .map(|(icc, m)| (icc, m, args.cv.unwrap_or(0.0))),
+        given,
     )?;
 
-    let metrics = match &args.participant_type {
+    let (metrics, inputs) = match &args.participant_type {
         Some(pt) => warehouse_metrics(&args, g, pt).await?,
-        None => vec![offline_metric(&args)?],
+        None => (vec![offline_metric(&args)?], None),
     };
-    let analyses = check_power(&metrics, &design, args.desired_n, cluster.as_ref())?;
+    let analyses = match inputs {
+        // Each metric with its own ICC.
+        Some(inputs) => {
+            let mut out = Vec::new();
+            let mut errors = Vec::new();
+            for (m, i) in metrics.iter().zip(inputs) {
+                let res = i.spec().and_then(|spec| {
+                    check_power(
+                        std::slice::from_ref(m),
+                        &design,
+                        args.desired_n,
+                        Some(&spec),
+                    )
+                });
+                match res {
+                    Ok(mut a) => {
+                        for x in &mut a {
+                            if let Some(c) = &mut x.cluster {
+                                c.inputs = Some(i.clone());
+                            }
+                        }
+                        out.extend(a);
+                    }
+                    Err(xngin::Error::Invalid(e)) => errors.extend(e),
+                    Err(other) => return Err(other.into()),
+                }
+            }
+            if !errors.is_empty() {
+                return Err(xngin::Error::Invalid(errors).into());
+            }
+            out
+        }
+        None => check_power(&metrics, &design, args.desired_n, cluster.as_ref())?,
+    };
 
     let text = match args.format {
         PowerFormat::Json => {
@@ -229,11 +286,13 @@ fn offline_metric(args: &Args) -> xngin::Result<MetricSpec> {
     })
 }
 
+/// The metrics' baselines from the warehouse and, with --cluster-column, each metric's cluster
+/// design inputs.
 async fn warehouse_metrics(
     args: &Args,
     g: &Globals,
     participant_type: &str,
-) -> anyhow::Result<Vec<MetricSpec>> {
+) -> anyhow::Result<(Vec<MetricSpec>, Option<Vec<ClusterInputs>>)> {
     if args.metrics.is_empty() {
         return Err(xngin::Error::usage(
             "--participant-type needs at least one --metric NAME[=pct:P|=target:T]",
@@ -281,6 +340,44 @@ async fn warehouse_metrics(
         &filters,
     )
     .await;
+    let stats = match stats {
+        Ok(s) => s,
+        Err(e) => {
+            wh.close().await;
+            return Err(e.into());
+        }
+    };
+    let mut inputs = None;
+    if let Some(col) = &args.cluster_column {
+        let mut v = Vec::new();
+        for name in &names {
+            let res = icc::warehouse_estimate(
+                &wh,
+                rp.schema_name.as_deref(),
+                &rp.table_name,
+                &rp.sheet,
+                name,
+                col,
+                &filters,
+            )
+            .await;
+            match res {
+                Ok((q, e)) => v.push(ClusterInputs::from_estimate(
+                    col,
+                    &q,
+                    &e,
+                    args.icc,
+                    args.avg_cluster_size,
+                    args.cv,
+                )),
+                Err(e) => {
+                    wh.close().await;
+                    return Err(e.into());
+                }
+            }
+        }
+        inputs = Some(v);
+    }
     wh.close().await;
-    Ok(metric_specs(&stats?, &requests))
+    Ok((metric_specs(&stats, &requests), inputs))
 }

@@ -379,6 +379,10 @@ pub struct ClusterResult {
     pub n_per_arm: Option<Vec<i64>>,
     pub num_clusters_total: Option<i64>,
     pub effective_sample_size: Option<i64>,
+    /// The ICC, average cluster size and CV used, and where each came from (given as flags or
+    /// estimated from the warehouse with `--cluster-column`); absent for offline checks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inputs: Option<super::icc::ClusterInputs>,
 }
 
 /// One metric's analysis; serializes to the JSON shape of issue 5.
@@ -705,6 +709,7 @@ fn mde_mode(
                 clusters_per_arm: Some(clusters),
                 n_per_arm: Some(units),
                 effective_sample_size: Some(eff),
+                inputs: None,
             });
             cluster_mde(&a.metric, design, c, desired_n)?
         }
@@ -900,6 +905,7 @@ fn sample_size_mode(
                 clusters_per_arm: Some(cl),
                 n_per_arm: Some(units),
                 effective_sample_size: Some(c.effective_n(total)),
+                inputs: None,
             };
             (total, Some(res))
         }

@@ -85,6 +85,9 @@ pub fn render_table(analyses: &[Analysis]) -> String {
     }
     let mut out = format!("{t}\n");
     for a in analyses {
+        if let Some(i) = a.cluster.as_ref().and_then(|c| c.inputs.as_ref()) {
+            out.push_str(&format!("{}: {}\n", a.metric.name, i.describe()));
+        }
         out.push_str(&format!("{}: {}\n", a.metric.name, a.msg.msg.trim_end()));
     }
     out

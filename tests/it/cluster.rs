@@ -663,3 +663,201 @@ async fn participant_type_cluster_assignment_mysql() {
     };
     participant_type_cluster_assignment(&url, "mysql").await;
 }
+
+// ---------------------------------------------------------------- ICC from the warehouse
+
+/// `power --cluster-column` on the bundled warehouse: each metric's ICC, average cluster size
+/// and CV equal the estimate computed here from the raw rows (to 1e-9), are used for the design
+/// (the design effect is 1 + ICC((m − 1) + m·CV²)), and the output says where each came from;
+/// a flag given replaces its estimate.
+#[tokio::test]
+async fn power_estimates_the_icc_from_the_warehouse() {
+    let home = common::shared_home();
+    let dsn = xngin::testing_dwh::default_warehouse_at(&home.join("testing_dwh.db"))
+        .await
+        .unwrap();
+    let wh = Warehouse::connect(&dsn).await.unwrap();
+    let rows = wh
+        .fetch_all(
+            "SELECT school_id, current_income, is_engaged, gender FROM test_participant_type",
+            &[],
+        )
+        .await
+        .unwrap();
+    wh.close().await;
+    let pairs = |col: usize| -> Vec<(i64, f64)> {
+        rows.rows
+            .iter()
+            .filter(|r| r[3].to_text().as_deref() == Some("Female"))
+            .filter_map(|r| Some((r[0].as_i64()?, r[col].as_f64()?)))
+            .collect()
+    };
+    let want_income = estimate(&Anova::from_pairs(&pairs(1))).unwrap();
+    let want_engaged = estimate(&Anova::from_pairs(&pairs(2))).unwrap();
+    let run = |extra: &[&str]| -> serde_json::Value {
+        let out = common::xngin(&home)
+            .args([
+                "power",
+                "--participant-type",
+                "test_participant_type",
+                "--metric",
+                "current_income=pct:0.05",
+                "--metric",
+                "is_engaged=pct:0.1",
+                "--filter",
+                "gender includes Female",
+                "--cluster-column",
+                "school_id",
+                "--format",
+                "json",
+            ])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", common::stderr(&out));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let close = |a: f64, b: f64, what: &str| {
+        assert!(
+            (a - b).abs() <= 1e-9 * b.abs().max(1e-12),
+            "{what}: {a} vs {b}"
+        );
+    };
+    let doc = run(&[]);
+    for (a, want) in doc["analyses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip([want_income, want_engaged])
+    {
+        let c = &a["cluster"];
+        let i = &c["inputs"];
+        let name = a["metric"]["name"].as_str().unwrap();
+        close(i["icc"].as_f64().unwrap(), want.icc.max(0.0), name);
+        close(
+            i["estimate"]["icc_estimate"].as_f64().unwrap(),
+            want.icc,
+            name,
+        );
+        close(
+            i["avg_cluster_size"].as_f64().unwrap(),
+            want.avg_cluster_size,
+            name,
+        );
+        close(i["cv"].as_f64().unwrap(), want.cv, name);
+        assert_eq!(i["estimate"]["clusters"], 300, "{name}");
+        assert_eq!(i["estimate"]["units"].as_u64(), Some(want.units), "{name}");
+        assert_eq!(i["estimate"]["cluster_column"], "school_id");
+        for s in ["icc_source", "avg_cluster_size_source", "cv_source"] {
+            assert_eq!(i[s], "estimated", "{name} {s}");
+        }
+        let (icc, m, cv) = (want.icc.max(0.0), want.avg_cluster_size, want.cv);
+        close(
+            c["design_effect"].as_f64().unwrap(),
+            1.0 + icc * ((m - 1.0) + m * cv * cv),
+            name,
+        );
+    }
+    // The school effect on income: an ICC near the generator's 0.16.
+    assert!(
+        (0.12..0.20).contains(&want_income.icc),
+        "{}",
+        want_income.icc
+    );
+    let doc = run(&["--icc", "0.05", "--cv", "0"]);
+    let i = &doc["analyses"][0]["cluster"]["inputs"];
+    assert_eq!(i["icc"], 0.05);
+    assert_eq!(i["icc_source"], "given");
+    assert_eq!(i["cv"], 0.0);
+    assert_eq!(i["cv_source"], "given");
+    assert_eq!(i["avg_cluster_size_source"], "estimated");
+    close(
+        i["avg_cluster_size"].as_f64().unwrap(),
+        want_income.avg_cluster_size,
+        "m",
+    );
+    // The table says where the numbers came from.
+    let out = common::xngin(&home)
+        .args([
+            "power",
+            "--participant-type",
+            "test_participant_type",
+            "--metric",
+            "current_income=pct:0.05",
+            "--cluster-column",
+            "school_id",
+        ])
+        .output()
+        .unwrap();
+    let text = common::stdout(&out);
+    assert!(
+        text.contains("current_income: cluster design with ICC 0.156755 (estimated), average cluster size 333.333333 (estimated)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("estimated from school_id over 300 clusters and 100000 units"),
+        "{text}"
+    );
+}
+
+/// Without --cluster-column the cluster flags go together (usage errors, exit 2); a cluster
+/// column the sheet does not know is invalid input (exit 3).
+#[test]
+fn power_cluster_flags_are_checked() {
+    let home = common::shared_home();
+    for (args, code, msg) in [
+        (
+            vec![
+                "--metric-type",
+                "numeric",
+                "--baseline",
+                "100",
+                "--stddev",
+                "20",
+                "--target",
+                "110",
+                "--icc",
+                "0.1",
+            ],
+            2,
+            "--icc needs --avg-cluster-size",
+        ),
+        (
+            vec![
+                "--metric-type",
+                "numeric",
+                "--baseline",
+                "100",
+                "--stddev",
+                "20",
+                "--target",
+                "110",
+                "--avg-cluster-size",
+                "10",
+            ],
+            2,
+            "--avg-cluster-size needs --icc",
+        ),
+        (
+            vec![
+                "--participant-type",
+                "test_participant_type",
+                "--metric",
+                "current_income=pct:0.1",
+                "--cluster-column",
+                "school",
+            ],
+            3,
+            "--cluster-column school: no column \"school\" in the sheet",
+        ),
+    ] {
+        let out = common::xngin(&home)
+            .arg("power")
+            .args(&args)
+            .output()
+            .unwrap();
+        let err = common::stderr(&out);
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {err}");
+        assert!(err.contains(msg), "{args:?}: {err}");
+    }
+}
