@@ -263,6 +263,11 @@ fn read_csv(path: &Path, src: &str, id_column: &str, strata: &[String]) -> Resul
                 read_rest(&types).map_err(|e| polars_error(src, "CSV", e))?
             }
         };
+        // Polars returns the projected columns in file order; the sample is in `wanted` order
+        // (the strata sorted, then the cluster column), which need not be the file's.
+        let rest = rest
+            .select(wanted.iter().map(|w| w.as_str()))
+            .map_err(|e| polars_error(src, "CSV", e))?;
         df = cast_columns(df, &types, src)?;
         df.vstack_mut(&rest)
             .map_err(|e| polars_error(src, "CSV", e))?;

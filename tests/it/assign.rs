@@ -2590,3 +2590,45 @@ async fn pushdown_query_on_postgres_equals_the_local_assignment() {
     }
     wh.close().await;
 }
+
+/// A CSV longer than the sample (10,000 records) whose strata are not in the file's column
+/// order (strata are taken sorted: gender before region) is read, not refused with polars'
+/// "unable to vstack"; the same rows with the columns swapped give the same assignment.
+#[test]
+fn strata_out_of_file_order_in_a_long_csv() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut a, mut b) = (
+        String::from("id,region,gender\n"),
+        String::from("id,gender,region\n"),
+    );
+    for i in 0..12_000 {
+        let (r, g) = (["north", "south"][i % 2], ["F", "M", "X"][i % 3]);
+        a.push_str(&format!("{i},{r},{g}\n"));
+        b.push_str(&format!("{i},{g},{r}\n"));
+    }
+    let (pa, pb) = (dir.path().join("a.csv"), dir.path().join("b.csv"));
+    std::fs::write(&pa, a).unwrap();
+    std::fs::write(&pb, b).unwrap();
+    let mut outs = Vec::new();
+    for p in [&pa, &pb] {
+        let (csv, _) = run_ok(&[
+            "assign",
+            "--input",
+            p.to_str().unwrap(),
+            "--id-column",
+            "id",
+            "--strata",
+            "region,gender",
+            "--arms",
+            "a,b",
+            "--seed",
+            "3",
+            "--format",
+            "csv",
+            "-q",
+        ]);
+        outs.push(csv);
+    }
+    assert_eq!(outs[0], outs[1]);
+    assert_eq!(outs[0].lines().count(), 12_001);
+}

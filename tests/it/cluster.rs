@@ -861,3 +861,224 @@ fn power_cluster_flags_are_checked() {
         assert!(err.contains(msg), "{args:?}: {err}");
     }
 }
+
+// ---------------------------------------------------------------- the bundled warehouse
+
+const BUNDLED_ARGS: [&str; 14] = [
+    "--cluster-column",
+    "school_id",
+    "--strata",
+    "school_district,school_type",
+    "--arms",
+    "control,t1,t2",
+    "--arm-weights",
+    "2,1,1",
+    "--seed",
+    "42",
+    "--experiment-id",
+    "walkthrough",
+    "--format",
+    "json",
+];
+
+/// Run the bundled cluster assignment with `audience` args into `out`; the design record.
+fn bundled_assign(
+    home: &std::path::Path,
+    audience: &[&str],
+    out: &std::path::Path,
+) -> serde_json::Value {
+    let o = common::xngin(home)
+        .arg("assign")
+        .args(audience)
+        .args(BUNDLED_ARGS)
+        .args(["--output", out.to_str().unwrap(), "-q"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+/// The issue's acceptance run: the bundled warehouse (100,000 pupils in 300 schools), strata
+/// school_district and school_type, 3 arms weighted 2,1,1. Every pupil has its school's arm;
+/// the blocks of 4 schools are exact within each stratum; the clustered balance tests equal
+/// statsmodels' (`fixtures/cluster_assign/make_expected.py`, which also pins the assignment
+/// file's SHA-256) to 1e-8; a re-run and the same rows from a CSV file in reverse order give the
+/// same bytes.
+#[tokio::test]
+async fn bundled_warehouse_cluster_assignment_matches_statsmodels() {
+    let home = common::shared_home();
+    let dir = tempfile::tempdir().unwrap();
+    let expected: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("fixtures/cluster_assign/expected.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let pt = ["--participant-type", "test_participant_type"];
+    let out = dir.path().join("a.csv");
+    let rec = bundled_assign(&home, &pt, &out);
+    let bytes = std::fs::read(&out).unwrap();
+    assert_eq!(
+        xngin::assign::output::file_sha256(&out).unwrap(),
+        expected["assignment_sha256"].as_str().unwrap(),
+        "the draw changed: regenerate fixtures/cluster_assign/expected.json only if that is intended"
+    );
+    for (got, want) in rec["balance"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(expected["balance"].as_array().unwrap())
+    {
+        assert_eq!(got["treatment_arm"], want["treatment_arm"]);
+        for k in ["n", "clusters", "numerator_df", "denominator_df"] {
+            assert_eq!(got[k], want[k], "{k}");
+        }
+        for k in ["f_statistic", "p_value"] {
+            let (a, b) = (got[k].as_f64().unwrap(), want[k].as_f64().unwrap());
+            assert!(
+                (a - b).abs() <= 1e-8 * b.abs(),
+                "{k}: {a} vs statsmodels {b}"
+            );
+        }
+    }
+    assert_eq!(rec["cluster"]["clusters"], 300);
+    assert_eq!(rec["input_fingerprint"]["rows"], 100_000);
+    // Whole schools, exact blocks.
+    let text = String::from_utf8(bytes.clone()).unwrap();
+    let mut school: std::collections::BTreeMap<i64, (i64, i64)> = Default::default();
+    for line in text.lines().skip(1) {
+        let f: Vec<&str> = line.split(',').collect();
+        let (arm, sid, s) = (
+            f[1].parse().unwrap(),
+            f[3].parse().unwrap(),
+            f[4].parse().unwrap(),
+        );
+        let e = school.entry(s).or_insert((arm, sid));
+        assert_eq!(*e, (arm, sid), "school {s} split");
+    }
+    assert_eq!(school.len(), 300);
+    let mut per: std::collections::BTreeMap<i64, [u64; 3]> = Default::default();
+    for (arm, sid) in school.values() {
+        per.entry(*sid).or_default()[*arm as usize] += 1;
+    }
+    for (sid, c) in &per {
+        let full = c.iter().sum::<u64>() / 4;
+        assert!(
+            (2 * full..=2 * full + 2).contains(&c[0])
+                && (full..=full + 1).contains(&c[1])
+                && (full..=full + 1).contains(&c[2]),
+            "stratum {sid}: {c:?}"
+        );
+    }
+    for a in 0..3 {
+        let schools = school.values().filter(|v| v.0 == a).count() as u64;
+        assert_eq!(rec["arms"][a as usize]["clusters"].as_u64(), Some(schools));
+    }
+    // Re-run.
+    let again = dir.path().join("again.csv");
+    bundled_assign(&home, &pt, &again);
+    assert_eq!(bytes, std::fs::read(&again).unwrap());
+    // The same rows from a file, in reverse order.
+    let dsn = xngin::testing_dwh::default_warehouse_at(&home.join("testing_dwh.db"))
+        .await
+        .unwrap();
+    let wh = Warehouse::connect(&dsn).await.unwrap();
+    let rows = wh
+        .fetch_all(
+            "SELECT id, school_id, school_district, school_type FROM test_participant_type ORDER BY id DESC",
+            &[],
+        )
+        .await
+        .unwrap();
+    wh.close().await;
+    let mut csv = String::from("id,school_id,school_district,school_type\n");
+    for r in &rows.rows {
+        let t: Vec<String> = r.iter().map(|v| v.to_text().unwrap()).collect();
+        csv.push_str(&t.join(","));
+        csv.push('\n');
+    }
+    let input = dir.path().join("bundled.csv");
+    std::fs::write(&input, csv).unwrap();
+    let from_file = dir.path().join("file.csv");
+    bundled_assign(
+        &home,
+        &["--input", input.to_str().unwrap(), "--id-column", "id"],
+        &from_file,
+    );
+    assert_eq!(
+        bytes,
+        std::fs::read(&from_file).unwrap(),
+        "file in reverse order"
+    );
+}
+
+/// The acceptance run on PostgreSQL and MariaDB: the bundled warehouse loaded there gives the
+/// same assignment file as the embedded SQLite one.
+async fn bundled_cluster_assignment_on(dsn: &str, dialect: &str) {
+    let home = common::shared_home();
+    let dir = tempfile::tempdir().unwrap();
+    let table = common::unique("xngin_bundled_cl");
+    let o = common::xngin(&home)
+        .args(["create-testing-dwh", "--dsn", dsn, "--table-name", &table])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{dialect}: {}", common::stderr(&o));
+    let settings = dir.path().join("s.json");
+    std::fs::write(
+        &settings,
+        format!(
+            r#"{{"datasources": [{{"id": "ds", "config": {{"type": "remote", "dwh": "{dsn}",
+  "participants": [{{"type": "schema", "participant_type": "pupils", "table_name": "{table}",
+    "fields": [{{"field_name": "id", "data_type": "bigint", "is_unique_id": true}},
+               {{"field_name": "school_id", "data_type": "bigint"}},
+               {{"field_name": "school_district", "data_type": "character varying", "is_strata": true}},
+               {{"field_name": "school_type", "data_type": "character varying", "is_strata": true}}]}}]}}}}]}}"#
+        ),
+    )
+    .unwrap();
+    let local = dir.path().join("local.csv");
+    bundled_assign(
+        &home,
+        &["--participant-type", "test_participant_type"],
+        &local,
+    );
+    let remote = dir.path().join("remote.csv");
+    bundled_assign(
+        &home,
+        &[
+            "--participant-type",
+            "pupils",
+            "--settings",
+            settings.to_str().unwrap(),
+        ],
+        &remote,
+    );
+    assert_eq!(
+        std::fs::read(&local).unwrap(),
+        std::fs::read(&remote).unwrap(),
+        "{dialect}"
+    );
+    let wh = Warehouse::connect(&Dsn::parse(dsn).unwrap()).await.unwrap();
+    wh.execute(&format!("DROP TABLE {}", wh.qualified(None, &table)), &[])
+        .await
+        .unwrap();
+    wh.close().await;
+}
+
+#[tokio::test]
+async fn bundled_warehouse_cluster_assignment_postgres() {
+    let Some(url) = common::pg_url("bundled_warehouse_cluster_assignment_postgres") else {
+        return;
+    };
+    bundled_cluster_assignment_on(&url, "postgres").await;
+}
+
+#[tokio::test]
+async fn bundled_warehouse_cluster_assignment_mysql() {
+    let Some(url) = common::mysql_url("bundled_warehouse_cluster_assignment_mysql") else {
+        return;
+    };
+    bundled_cluster_assignment_on(&url, "mysql").await;
+}
