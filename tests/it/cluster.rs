@@ -1082,3 +1082,87 @@ async fn bundled_warehouse_cluster_assignment_mysql() {
     };
     bundled_cluster_assignment_on(&url, "mysql").await;
 }
+
+/// `fields --cluster-column` on the bundled warehouse: the cluster sizes, in how many schools
+/// each field varies, and the metrics' ICC, against the raw rows.
+#[tokio::test]
+async fn fields_cluster_summary_matches_the_rows() {
+    let home = common::shared_home();
+    let dsn = xngin::testing_dwh::default_warehouse_at(&home.join("testing_dwh.db"))
+        .await
+        .unwrap();
+    let wh = Warehouse::connect(&dsn).await.unwrap();
+    let rows = wh
+        .fetch_all(
+            "SELECT school_id, gender, school_type, current_income FROM test_participant_type",
+            &[],
+        )
+        .await
+        .unwrap();
+    wh.close().await;
+    let mut size: std::collections::BTreeMap<i64, u64> = Default::default();
+    let mut genders: std::collections::BTreeMap<i64, std::collections::BTreeSet<String>> =
+        Default::default();
+    let mut pairs = Vec::new();
+    for r in &rows.rows {
+        let s = r[0].as_i64().unwrap();
+        *size.entry(s).or_default() += 1;
+        genders
+            .entry(s)
+            .or_default()
+            .insert(r[1].to_text().unwrap());
+        pairs.push((s, r[3].as_f64().unwrap()));
+    }
+    let icc = estimate(&Anova::from_pairs(&pairs)).unwrap();
+    let run = |kind: &str| -> serde_json::Value {
+        let out = common::xngin(&home)
+            .args([
+                "fields",
+                "--participant-type",
+                "test_participant_type",
+                "--kind",
+                kind,
+                "--cluster-column",
+                "school_id",
+                "--format",
+                "json",
+            ])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", common::stderr(&out));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let doc = run("strata");
+    let c = &doc["cluster"];
+    assert_eq!(c["clusters"], 300);
+    assert_eq!(c["units_without_cluster"], 0);
+    assert_eq!(c["min_cluster_size"].as_u64(), size.values().min().copied());
+    assert_eq!(c["max_cluster_size"].as_u64(), size.values().max().copied());
+    let close = |a: f64, b: f64| assert!((a - b).abs() <= 1e-9 * b.abs(), "{a} vs {b}");
+    close(
+        c["avg_cluster_size"].as_f64().unwrap(),
+        icc.avg_cluster_size,
+    );
+    close(c["cv"].as_f64().unwrap(), icc.cv);
+    let field = |doc: &serde_json::Value, name: &str| {
+        doc["fields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["field_name"] == name)
+            .unwrap()
+            .clone()
+    };
+    let varying = genders.values().filter(|g| g.len() > 1).count() as u64;
+    assert_eq!(
+        field(&doc, "gender")["clusters_varying"].as_u64(),
+        Some(varying)
+    );
+    assert_eq!(field(&doc, "school_type")["clusters_varying"], 0);
+    assert_eq!(field(&doc, "school_district")["clusters_varying"], 0);
+    let doc = run("metrics");
+    close(
+        field(&doc, "current_income")["icc"].as_f64().unwrap(),
+        icc.icc,
+    );
+}
