@@ -209,7 +209,12 @@ pub async fn run(req: &Request) -> Result<Report> {
                 ));
             }
             let pb = crate::output::progress(None, "reading");
-            let t = super::audience::read_file(path, id_column, &read_columns(req, &strata))?;
+            let t = super::audience::read_columns(
+                path,
+                id_column,
+                &read_columns(req, &strata),
+                req.cluster_column.as_deref(),
+            )?;
             pb.finish_and_clear();
             let rec = AudienceRecord {
                 participant_type: None,

@@ -74,7 +74,19 @@ pub async fn read_participants(
         ));
     }
     for s in strata {
-        if *s == id {
+        if req.cluster_column.as_ref() == Some(s) {
+            if sheet.column(s).is_none() {
+                errs.push(format!(
+                    "{label}: no field named {s} for --cluster-column (fields: {})",
+                    fields.join(", ")
+                ));
+            } else if *s == id {
+                errs.push(format!(
+                    "{label}: --cluster-column {s} is the unique id: every participant would be its \
+                     own cluster; leave out --cluster-column for an individually randomized design"
+                ));
+            }
+        } else if *s == id {
             errs.push(format!(
                 "{label}: {s} is the unique id; its values are all distinct, so it cannot be a stratum (remove it from --strata/--metrics)"
             ));

@@ -497,7 +497,12 @@ fn bad_cluster_input_is_refused_with_a_reason() {
     assert!(err.contains("all in one cluster of school"), "{err}");
     let (code, err) = run(good, &["--cluster-column", "nope"]);
     assert_eq!(code, 3, "{err}");
-    assert!(err.contains("no column named nope"), "{err}");
+    assert!(
+        err.contains(
+            "no column named nope for --cluster-column (columns: pupil, school, district)"
+        ),
+        "{err}"
+    );
 }
 
 /// The same cluster assignment from a participant type's table (SQLite, PostgreSQL, MariaDB)
