@@ -1171,3 +1171,38 @@ async fn fields_cluster_summary_matches_the_rows() {
         icc.icc,
     );
 }
+
+/// A Parquet output carries the cluster column too: assigning its rows again (ids, school and
+/// strata as written) with the same design gives the same arms as the CSV output.
+#[test]
+fn parquet_output_carries_the_cluster_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("pupils.csv");
+    std::fs::write(&input, pupils_csv(&pupils())).unwrap();
+    let csv = dir.path().join("a.csv");
+    let pq = dir.path().join("a.parquet");
+    for o in [&csv, &pq] {
+        xngin_cmd()
+            .args(cluster_args(
+                input.to_str().unwrap(),
+                o.to_str().unwrap(),
+                "stratum",
+            ))
+            .assert()
+            .success();
+    }
+    let again = dir.path().join("again.csv");
+    let mut args = cluster_args(pq.to_str().unwrap(), again.to_str().unwrap(), "stratum");
+    let i = args.iter().position(|a| *a == "pupil").unwrap();
+    args[i] = "participant_id";
+    xngin_cmd().args(args).assert().success();
+    let strip = |p: &std::path::Path| -> Vec<String> {
+        std::fs::read_to_string(p)
+            .unwrap()
+            .lines()
+            .skip(1)
+            .map(str::to_string)
+            .collect()
+    };
+    assert_eq!(strip(&csv), strip(&again));
+}
