@@ -108,12 +108,17 @@ pub fn clusters(table: &Table, column: &str, strata: &[String]) -> Result<Cluste
             for r in 0..n {
                 buf.clear();
                 col.write_text(r, &mut buf);
-                let next = first_row.len() as u32;
-                let c = *map.entry(buf.clone()).or_insert_with(|| {
-                    first_row.push(r as u32);
-                    texts.push(String::from_utf8_lossy(&buf).into_owned());
-                    next
-                });
+                // A key is allocated once per cluster, not per row.
+                let c = match map.get(buf.as_slice()) {
+                    Some(&c) => c,
+                    None => {
+                        let c = first_row.len() as u32;
+                        first_row.push(r as u32);
+                        texts.push(String::from_utf8_lossy(&buf).into_owned());
+                        map.insert(buf.clone(), c);
+                        c
+                    }
+                };
                 of_row.push(c);
             }
         }
