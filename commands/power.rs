@@ -7,7 +7,10 @@ use std::path::PathBuf;
 
 use xngin::power::baseline::{audience_stats, metric_specs, parse_metric_arg};
 use xngin::power::icc::{self, ClusterInputs};
-use xngin::power::{MetricSpec, MetricType, check_power, resolve_design, to_json};
+
+use xngin::power::{
+    MetricSpec, MetricType, check_power, check_power_clustered, resolve_design, to_json,
+};
 use xngin::warehouse::Warehouse;
 
 use crate::Globals;
@@ -159,29 +162,12 @@ pub struct Args {
 }
 
 pub async fn run(args: Args, g: &Globals) -> anyhow::Result<()> {
-    if args.cluster_column.is_none() {
-        match (args.icc, args.avg_cluster_size) {
-            (Some(_), None) => {
-                return Err(xngin::Error::usage(
-                    "--icc needs --avg-cluster-size (or --participant-type with --cluster-column to estimate it)",
-                )
-                .into());
-            }
-            (None, Some(_)) => {
-                return Err(xngin::Error::usage(
-                    "--avg-cluster-size needs --icc (or --participant-type with --cluster-column to estimate it)",
-                )
-                .into());
-            }
-            _ => {}
-        }
-        if args.cv.is_some() && args.icc.is_none() {
-            return Err(xngin::Error::usage(
-                "--cv needs --icc and --avg-cluster-size (or --participant-type with --cluster-column to estimate them)",
-            )
-            .into());
-        }
-    }
+    xngin::power::check_cluster_flags(
+        args.icc,
+        args.avg_cluster_size,
+        args.cv,
+        args.cluster_column.is_some(),
+    )?;
     let given = if args.cluster_column.is_some() {
         None
     } else {
@@ -203,37 +189,7 @@ pub async fn run(args: Args, g: &Globals) -> anyhow::Result<()> {
         None => (vec![offline_metric(&args)?], None),
     };
     let analyses = match inputs {
-        // Each metric with its own ICC.
-        Some(inputs) => {
-            let mut out = Vec::new();
-            let mut errors = Vec::new();
-            for (m, i) in metrics.iter().zip(inputs) {
-                let res = i.spec().and_then(|spec| {
-                    check_power(
-                        std::slice::from_ref(m),
-                        &design,
-                        args.desired_n,
-                        Some(&spec),
-                    )
-                });
-                match res {
-                    Ok(mut a) => {
-                        for x in &mut a {
-                            if let Some(c) = &mut x.cluster {
-                                c.inputs = Some(i.clone());
-                            }
-                        }
-                        out.extend(a);
-                    }
-                    Err(xngin::Error::Invalid(e)) => errors.extend(e),
-                    Err(other) => return Err(other.into()),
-                }
-            }
-            if !errors.is_empty() {
-                return Err(xngin::Error::Invalid(errors).into());
-            }
-            out
-        }
+        Some(inputs) => check_power_clustered(&metrics, &inputs, &design, args.desired_n)?,
         None => check_power(&metrics, &design, args.desired_n, cluster.as_ref())?,
     };
 
@@ -347,37 +303,29 @@ async fn warehouse_metrics(
             return Err(e.into());
         }
     };
-    let mut inputs = None;
-    if let Some(col) = &args.cluster_column {
-        let mut v = Vec::new();
-        for name in &names {
-            let res = icc::warehouse_estimate(
+    let inputs = match &args.cluster_column {
+        Some(col) => {
+            let res = icc::warehouse_inputs(
                 &wh,
                 rp.schema_name.as_deref(),
                 &rp.table_name,
                 &rp.sheet,
-                name,
+                &names,
                 col,
                 &filters,
+                (args.icc, args.avg_cluster_size, args.cv),
             )
             .await;
             match res {
-                Ok((q, e)) => v.push(ClusterInputs::from_estimate(
-                    col,
-                    &q,
-                    &e,
-                    args.icc,
-                    args.avg_cluster_size,
-                    args.cv,
-                )),
+                Ok(v) => Some(v),
                 Err(e) => {
                     wh.close().await;
                     return Err(e.into());
                 }
             }
         }
-        inputs = Some(v);
-    }
+        None => None,
+    };
     wh.close().await;
     Ok((metric_specs(&stats, &requests), inputs))
 }

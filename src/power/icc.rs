@@ -756,3 +756,32 @@ pub async fn warehouse_estimate(
     let e = estimate_for(metric, cluster_column, &q.anova)?;
     Ok((q, e))
 }
+
+/// [`warehouse_estimate`] for each metric, then the inputs of its cluster design: the flags
+/// `given` (`--icc`, `--avg-cluster-size`, `--cv`) where present, the estimates elsewhere.
+#[allow(clippy::too_many_arguments)]
+pub async fn warehouse_inputs(
+    wh: &Warehouse,
+    schema: Option<&str>,
+    table: &str,
+    sheet: &ConfigWorksheet,
+    metrics: &[String],
+    cluster_column: &str,
+    filters: &[Filter],
+    given: (Option<f64>, Option<f64>, Option<f64>),
+) -> Result<Vec<ClusterInputs>> {
+    let mut out = Vec::with_capacity(metrics.len());
+    for m in metrics {
+        let (q, e) =
+            warehouse_estimate(wh, schema, table, sheet, m, cluster_column, filters).await?;
+        out.push(ClusterInputs::from_estimate(
+            cluster_column,
+            &q,
+            &e,
+            given.0,
+            given.1,
+            given.2,
+        ));
+    }
+    Ok(out)
+}

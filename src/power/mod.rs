@@ -18,7 +18,8 @@ pub mod solve;
 
 pub use analysis::{
     Analysis, ClusterResult, ClusterSpec, Design, DesignSummary, DesiredN, Mde, MetricSpec,
-    MetricType, analyze, check_power, mde_core, resolve_design,
+    MetricType, analyze, check_cluster_flags, check_power, check_power_clustered, mde_core,
+    resolve_design,
 };
 pub use messages::{Message, MessageType};
 
