@@ -315,3 +315,65 @@ pub(crate) fn assign_clusters(
         }),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(cluster: ColumnData, stratum: ColumnData) -> Table {
+        let n = cluster.len() as i64;
+        Table {
+            source: "t".into(),
+            id_column: "id".into(),
+            ids: Ids::Int((1..=n).collect()),
+            columns: vec![
+                Column {
+                    name: "c".into(),
+                    data: cluster,
+                },
+                Column {
+                    name: "s".into(),
+                    data: stratum,
+                },
+            ],
+            origin: None,
+        }
+    }
+
+    #[test]
+    fn cluster_ids_are_the_values_as_written() {
+        let t = table(
+            ColumnData::Int(vec![Some(7), Some(-2), Some(7), Some(10)]),
+            ColumnData::Float(vec![Some(1.5), None, Some(1.5), Some(f64::NAN)]),
+        );
+        let c = clusters(&t, "c", &["s".into()]).unwrap();
+        assert_eq!(c.of_row, vec![0, 1, 0, 2]);
+        assert_eq!(c.table.ids, Ids::Int(vec![7, -2, 10]));
+        // NULL and NaN are the same missing value: constant within a cluster.
+        let t = table(
+            ColumnData::Float(vec![Some(2.0), Some(0.5), Some(2.0)]),
+            ColumnData::Float(vec![None, Some(1.0), Some(f64::NAN)]),
+        );
+        let c = clusters(&t, "c", &["s".into()]).unwrap();
+        assert_eq!(c.of_row, vec![0, 1, 0]);
+        assert_eq!(c.table.ids.text(0), "2");
+        assert_eq!(c.table.ids.text(1), "0.5");
+    }
+
+    #[test]
+    fn many_offending_clusters_are_summarised() {
+        let n = 14;
+        let t = table(
+            ColumnData::text_from((0..n).map(|i| Some(["a", "b", "c", "d", "e", "f", "g"][i / 2]))),
+            ColumnData::text_from((0..n).map(|i| Some(if i % 2 == 0 { "x" } else { "y" }))),
+        );
+        let e = clusters(&t, "c", &["s".into()]).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "t: the stratum s is not constant within clusters of c in 7 cluster(s) (cluster a has x, y; \
+             cluster b has x, y; cluster c has x, y; cluster d has x, y; cluster e has x, y; …); strata \
+             of a cluster design describe whole clusters: stratify by cluster-level fields, or add a \
+             cluster-level version of s (e.g. the cluster's majority or mean) to the audience"
+        );
+    }
+}
