@@ -772,8 +772,24 @@ pub async fn warehouse_inputs(
 ) -> Result<Vec<ClusterInputs>> {
     let mut out = Vec::with_capacity(metrics.len());
     for m in metrics {
-        let (q, e) =
-            warehouse_estimate(wh, schema, table, sheet, m, cluster_column, filters).await?;
+        let res = warehouse_estimate(wh, schema, table, sheet, m, cluster_column, filters).await;
+        // No estimate is needed when the flags give the design: use them.
+        let (q, e) = match (res, given) {
+            (Ok(x), _) => x,
+            (Err(Error::Invalid(_)), (Some(icc), Some(m), cv)) => {
+                out.push(ClusterInputs {
+                    icc,
+                    icc_source: "given".into(),
+                    avg_cluster_size: m,
+                    avg_cluster_size_source: "given".into(),
+                    cv: cv.unwrap_or(0.0),
+                    cv_source: if cv.is_some() { "given" } else { "default" }.into(),
+                    estimate: None,
+                });
+                continue;
+            }
+            (Err(e), _) => return Err(e),
+        };
         out.push(ClusterInputs::from_estimate(
             cluster_column,
             &q,

@@ -806,7 +806,8 @@ async fn power_estimates_the_icc_from_the_warehouse() {
 }
 
 /// Without --cluster-column the cluster flags go together (usage errors, exit 2); a cluster
-/// column the sheet does not know is invalid input (exit 3).
+/// column the sheet does not know is invalid input (exit 3), and so is a metric whose ICC cannot
+/// be estimated — unless --icc and --avg-cluster-size give the design.
 #[test]
 fn power_cluster_flags_are_checked() {
     let home = common::shared_home();
@@ -855,6 +856,18 @@ fn power_cluster_flags_are_checked() {
             3,
             "--cluster-column school: no column \"school\" in the sheet",
         ),
+        (
+            vec![
+                "--participant-type",
+                "test_participant_type",
+                "--metric",
+                "is_recruited=pct:-0.1",
+                "--cluster-column",
+                "school_id",
+            ],
+            3,
+            "--cluster-column school_id: cannot estimate the ICC of is_recruited: the metric does not vary; give --icc and --avg-cluster-size instead",
+        ),
     ] {
         let out = common::xngin(&home)
             .arg("power")
@@ -865,6 +878,30 @@ fn power_cluster_flags_are_checked() {
         assert_eq!(out.status.code(), Some(code), "{args:?}: {err}");
         assert!(err.contains(msg), "{args:?}: {err}");
     }
+    let out = common::xngin(&home)
+        .args([
+            "power",
+            "--participant-type",
+            "test_participant_type",
+            "--metric",
+            "is_recruited=pct:-0.1",
+            "--cluster-column",
+            "school_id",
+            "--icc",
+            "0.1",
+            "--avg-cluster-size",
+            "300",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    assert!(
+        common::stdout(&out).contains(
+            "is_recruited: cluster design with ICC 0.1 (given), average cluster size 300 (given), CV 0 (default)"
+        ),
+        "{}",
+        common::stdout(&out)
+    );
 }
 
 // ---------------------------------------------------------------- the bundled warehouse
