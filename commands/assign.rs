@@ -41,7 +41,9 @@ xngin assign --participant-type test_participant_type --arms control,treatment \
 xngin assign --input people.csv --id-column id --arms a,b --arm-weights 20,80 \\\n      \
 --strata region --seed 7 --output out.csv\n  \
 xngin assign --participant-type test_participant_type \\\n      \
---filter 'income between 20000,80000' --arms a,b --write-table assignments")]
+--filter 'income between 20000,80000' --arms a,b --write-table assignments\n  \
+xngin assign --input pupils.csv --id-column pupil --cluster-column school \\\n      \
+--strata district --arms control,treatment --seed 7 --output schools.csv")]
 #[command(group(clap::ArgGroup::new("audience").required(true).args(["participant_type", "input"])))]
 pub struct Args {
     /// Participant type whose warehouse table is the audience (resolved through the settings).
@@ -102,6 +104,11 @@ pub struct Args {
     /// Overwrite an existing --output file; replace this experiment's rows in --write-table.
     #[arg(long)]
     replace: bool,
+    /// Randomize whole clusters (schools, villages, clinics) of this column: every participant
+    /// gets its cluster's arm, strata must be constant within a cluster, blocks count clusters,
+    /// and the balance test is clustered (CR1). NULL cluster ids are an error.
+    #[arg(long, value_name = "COLUMN")]
+    cluster_column: Option<String>,
     /// Balanced when the balance test's p-value is above this.
     #[arg(long, default_value_t = DEFAULT_FSTAT_THRESH, value_name = "P")]
     fstat_thresh: f64,
@@ -145,6 +152,7 @@ pub async fn run(args: Args, g: &Globals) -> anyhow::Result<()> {
         write_table: args.write_table,
         dsn: args.dsn,
         fstat_thresh: args.fstat_thresh,
+        cluster_column: args.cluster_column,
     };
     let report = xngin::assign::run::run(&req).await?;
     match args.format {

@@ -22,7 +22,8 @@ pub enum Kind {
 #[derive(clap::Args, Debug)]
 #[command(
     after_help = "Examples:\n  xngin fields --participant-type test_participant_type --kind filters\n  \
-xngin --settings tenant.settings.toml fields --participant-type students --kind metrics --format json"
+xngin --settings tenant.settings.toml fields --participant-type students --kind metrics --format json\n  \
+xngin fields --participant-type test_participant_type --kind strata --cluster-column school_id"
 )]
 pub struct Args {
     /// Participant type (case-insensitive) in the settings, or the built-in test_participant_type.
@@ -31,6 +32,11 @@ pub struct Args {
     /// Which role's fields to list.
     #[arg(long, value_enum, default_value_t = Kind::Filters)]
     pub kind: Kind,
+    /// Cluster-level summaries by this column (e.g. a school id): the clusters and their sizes,
+    /// in how many clusters each field varies (0: usable as a stratum of a cluster assignment),
+    /// and each metric's ICC.
+    #[arg(long, value_name = "COLUMN")]
+    pub cluster_column: Option<String>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
@@ -49,7 +55,12 @@ pub async fn run(args: Args, g: &Globals) -> anyhow::Result<()> {
         Kind::Strata => FieldKind::Strata,
     };
     let wh = Warehouse::connect(&rp.dsn).await?;
-    let report = list_fields(&wh, &rp, kind).await;
+    let mut report = list_fields(&wh, &rp, kind).await;
+    if let (Ok(r), Some(col)) = (&mut report, &args.cluster_column)
+        && let Err(e) = xngin::fields::add_cluster_summary(&wh, &rp, r, col).await
+    {
+        report = Err(e);
+    }
     wh.close().await;
     let report = report?;
     let text = match args.format {

@@ -6,7 +6,11 @@
 use std::path::PathBuf;
 
 use xngin::power::baseline::{audience_stats, metric_specs, parse_metric_arg};
-use xngin::power::{MetricSpec, MetricType, check_power, resolve_design, to_json};
+use xngin::power::icc::{self, ClusterInputs};
+
+use xngin::power::{
+    MetricSpec, MetricType, check_power, check_power_clustered, resolve_design, to_json,
+};
 use xngin::warehouse::Warehouse;
 
 use crate::Globals;
@@ -38,7 +42,9 @@ xngin power --metric-type numeric --baseline 100 --target 110 --stddev 20 --arms
 xngin power --metric-type binary --baseline 0.5 --pct-change 0.1 --arm-weights 20,80 --available-n 4000\n  \
 xngin power --metric-type numeric --baseline 100 --stddev 20 --desired-n 500 --format json\n  \
 xngin power --participant-type test_participant_type --metric current_income=pct:0.1 \\\n      \
---metric is_recruited=target:0.6 --filter \"ethnicity includes Asian\" --fail-on-insufficient")]
+--metric is_recruited=target:0.6 --filter \"ethnicity includes Asian\" --fail-on-insufficient\n  \
+xngin power --participant-type test_participant_type --metric current_income=pct:0.05 \\\n      \
+--cluster-column school_id")]
 pub struct Args {
     /// Offline: the metric's type.
     #[arg(
@@ -129,30 +135,23 @@ pub struct Args {
     /// Report the minimum detectable effect for this total sample size instead of a size.
     #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub desired_n: Option<i64>,
-    /// Cluster design: intracluster correlation in [0, 1].
-    #[arg(
-        long,
-        value_name = "X",
-        requires = "avg_cluster_size",
-        allow_negative_numbers = true
-    )]
+    /// Cluster design: intracluster correlation in [0, 1] (needs --avg-cluster-size, unless
+    /// --cluster-column estimates it).
+    #[arg(long, value_name = "X", allow_negative_numbers = true)]
     pub icc: Option<f64>,
     /// Cluster design: average cluster size (>= 1).
-    #[arg(
-        long,
-        value_name = "M",
-        requires = "icc",
-        allow_negative_numbers = true
-    )]
+    #[arg(long, value_name = "M", allow_negative_numbers = true)]
     pub avg_cluster_size: Option<f64>,
-    /// Cluster design: coefficient of variation of cluster sizes (default 0).
-    #[arg(
-        long,
-        value_name = "C",
-        requires = "icc",
-        allow_negative_numbers = true
-    )]
+    /// Cluster design: coefficient of variation of cluster sizes (default 0, or estimated with
+    /// --cluster-column).
+    #[arg(long, value_name = "C", allow_negative_numbers = true)]
     pub cv: Option<f64>,
+    /// Warehouse: a cluster design randomizing whole clusters of this column (e.g. a school
+    /// id). Each metric's ICC (one-way ANOVA estimate), the average cluster size and the CV of
+    /// the cluster sizes come from one aggregate query over the filtered audience, unless given
+    /// by --icc / --avg-cluster-size / --cv.
+    #[arg(long, value_name = "COLUMN", requires = "participant_type")]
+    pub cluster_column: Option<String>,
 
     /// Output format.
     #[arg(long, value_enum, default_value_t = PowerFormat::Table)]
@@ -163,22 +162,36 @@ pub struct Args {
 }
 
 pub async fn run(args: Args, g: &Globals) -> anyhow::Result<()> {
+    xngin::power::check_cluster_flags(
+        args.icc,
+        args.avg_cluster_size,
+        args.cv,
+        args.cluster_column.is_some(),
+    )?;
+    let given = if args.cluster_column.is_some() {
+        None
+    } else {
+        args.icc
+            .zip(args.avg_cluster_size)
+            .map(|(icc, m)| (icc, m, args.cv.unwrap_or(0.0)))
+    };
     let (design, cluster) = resolve_design(
         args.alpha,
         args.power,
         args.arms,
         args.arm_weights.as_deref(),
         args.desired_n,
-        args.icc
-            .zip(args.avg_cluster_size)
-            .map(|(icc, m)| (icc, m, args.cv.unwrap_or(0.0))),
+        given,
     )?;
 
-    let metrics = match &args.participant_type {
+    let (metrics, inputs) = match &args.participant_type {
         Some(pt) => warehouse_metrics(&args, g, pt).await?,
-        None => vec![offline_metric(&args)?],
+        None => (vec![offline_metric(&args)?], None),
     };
-    let analyses = check_power(&metrics, &design, args.desired_n, cluster.as_ref())?;
+    let analyses = match inputs {
+        Some(inputs) => check_power_clustered(&metrics, &inputs, &design, args.desired_n)?,
+        None => check_power(&metrics, &design, args.desired_n, cluster.as_ref())?,
+    };
 
     let text = match args.format {
         PowerFormat::Json => {
@@ -229,11 +242,13 @@ fn offline_metric(args: &Args) -> xngin::Result<MetricSpec> {
     })
 }
 
+/// The metrics' baselines from the warehouse and, with --cluster-column, each metric's cluster
+/// design inputs.
 async fn warehouse_metrics(
     args: &Args,
     g: &Globals,
     participant_type: &str,
-) -> anyhow::Result<Vec<MetricSpec>> {
+) -> anyhow::Result<(Vec<MetricSpec>, Option<Vec<ClusterInputs>>)> {
     if args.metrics.is_empty() {
         return Err(xngin::Error::usage(
             "--participant-type needs at least one --metric NAME[=pct:P|=target:T]",
@@ -281,6 +296,36 @@ async fn warehouse_metrics(
         &filters,
     )
     .await;
+    let stats = match stats {
+        Ok(s) => s,
+        Err(e) => {
+            wh.close().await;
+            return Err(e.into());
+        }
+    };
+    let inputs = match &args.cluster_column {
+        Some(col) => {
+            let res = icc::warehouse_inputs(
+                &wh,
+                rp.schema_name.as_deref(),
+                &rp.table_name,
+                &rp.sheet,
+                &names,
+                col,
+                &filters,
+                (args.icc, args.avg_cluster_size, args.cv),
+            )
+            .await;
+            match res {
+                Ok(v) => Some(v),
+                Err(e) => {
+                    wh.close().await;
+                    return Err(e.into());
+                }
+            }
+        }
+        None => None,
+    };
     wh.close().await;
-    Ok(metric_specs(&stats?, &requests))
+    Ok((metric_specs(&stats, &requests), inputs))
 }

@@ -70,6 +70,31 @@ pub struct FieldInfo {
     pub distinct_truncated: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub null_count: Option<i64>,
+    /// With `--cluster-column`: the clusters in which this field takes more than one value
+    /// (NULL counting as a value); 0 means constant within every cluster, usable as a stratum of
+    /// a cluster assignment.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clusters_varying: Option<i64>,
+    /// With `--cluster-column`, metrics: the ICC estimate (one-way ANOVA, docs/cluster.md), or
+    /// null when it cannot be estimated.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub icc: Option<Option<f64>>,
+}
+
+/// Cluster-level summary of a participant type's table (`fields --cluster-column`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ClusterSummary {
+    pub cluster_column: String,
+    /// Distinct non-null cluster ids.
+    pub clusters: u64,
+    /// Rows with a NULL cluster id.
+    pub units_without_cluster: u64,
+    pub min_cluster_size: u64,
+    pub max_cluster_size: u64,
+    /// Rows with a cluster id over clusters.
+    pub avg_cluster_size: f64,
+    /// Population standard deviation of the cluster sizes over their mean.
+    pub cv: f64,
 }
 
 /// The fields of one participant type.
@@ -83,6 +108,8 @@ pub struct FieldsReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub row_count: Option<i64>,
     pub fields: Vec<FieldInfo>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterSummary>,
 }
 
 /// Order values for listing: NULL first, then booleans, numbers (numerically), text (by bytes),
@@ -153,8 +180,11 @@ pub async fn list_fields(
                 distinct_values: None,
                 distinct_truncated: None,
                 null_count: None,
+                clusters_varying: None,
+                icc: None,
             })
             .collect(),
+        cluster: None,
     };
     if kind != FieldKind::Filters || selected.is_empty() {
         return Ok(report);
@@ -235,6 +265,125 @@ pub async fn list_fields(
     Ok(report)
 }
 
+/// Add cluster-level summaries to `report` (fields of `rp`): the clusters of `cluster_column`
+/// and their sizes, each field's number of clusters in which it varies, and each metric's ICC.
+/// One aggregate query for the sizes, one per field.
+pub async fn add_cluster_summary(
+    wh: &Warehouse,
+    rp: &ResolvedParticipants,
+    report: &mut FieldsReport,
+    cluster_column: &str,
+) -> Result<()> {
+    if rp.sheet.column(cluster_column).is_none() {
+        let names: Vec<&str> = rp
+            .sheet
+            .columns
+            .iter()
+            .map(|c| c.column_name.as_str())
+            .collect();
+        return Err(Error::invalid(format!(
+            "--cluster-column {cluster_column}: no column {cluster_column:?} in the sheet for {} (fields: {})",
+            rp.table_name,
+            names.join(", ")
+        )));
+    }
+    let table = wh.qualified(rp.schema_name.as_deref(), &rp.table_name);
+    let c = wh.quote(cluster_column);
+    let d = wh.dialect();
+    let n = d.float_cast("COUNT(*)");
+    let sql = format!(
+        "SELECT SUM(CASE WHEN xnull = 0 THEN 1 ELSE 0 END), MIN(CASE WHEN xnull = 0 THEN xn END), \
+         MAX(CASE WHEN xnull = 0 THEN xn END), SUM(CASE WHEN xnull = 0 THEN xn END), \
+         SUM(CASE WHEN xnull = 0 THEN xn * xn END), SUM(CASE WHEN xnull = 1 THEN xn END) \
+         FROM (SELECT CASE WHEN {c} IS NULL THEN 1 ELSE 0 END AS xnull, {n} AS xn FROM {table} GROUP BY {c}) g"
+    );
+    let rows = wh.fetch_all(&sql, &[]).await?;
+    let row = rows
+        .rows
+        .first()
+        .ok_or_else(|| Error::runtime("the cluster query returned no row"))?;
+    let int = |i: usize| -> u64 {
+        row.get(i)
+            .and_then(Value::as_f64)
+            .filter(|x| x.is_finite() && *x > 0.0)
+            .map_or(0, |x| x.round() as u64)
+    };
+    let (k, units, sum_sq) = (int(0), int(3), int(4));
+    let (avg, cv) = if k > 0 && units > 0 {
+        let (k128, n128) = (u128::from(k), u128::from(units));
+        let spread = (k128 * u128::from(sum_sq)).saturating_sub(n128 * n128) as f64;
+        (units as f64 / k as f64, spread.sqrt() / units as f64)
+    } else {
+        (0.0, 0.0)
+    };
+    report.cluster = Some(ClusterSummary {
+        cluster_column: cluster_column.to_string(),
+        clusters: k,
+        units_without_cluster: int(5),
+        min_cluster_size: int(1),
+        max_cluster_size: int(2),
+        avg_cluster_size: avg,
+        cv,
+    });
+    for f in &mut report.fields {
+        if f.field_name == cluster_column {
+            continue;
+        }
+        let q = wh.quote(&f.field_name);
+        let sql = format!(
+            "SELECT COUNT(*) FROM (SELECT {c} FROM {table} WHERE {c} IS NOT NULL GROUP BY {c} \
+             HAVING COUNT(DISTINCT {q}) > 1 OR (COUNT({q}) > 0 AND COUNT({q}) < COUNT(*))) v"
+        );
+        let rows = wh.fetch_all(&sql, &[]).await?;
+        f.clusters_varying = rows
+            .rows
+            .first()
+            .and_then(|r| r.first())
+            .and_then(Value::as_i64);
+        if report.kind == FieldKind::Metrics
+            && let Some(t) = crate::power::baseline::metric_type_of(f.data_type)
+        {
+            let qa = crate::power::icc::cluster_anova(
+                wh,
+                &table,
+                &f.field_name,
+                t,
+                cluster_column,
+                "1=1",
+                &[],
+            )
+            .await?;
+            f.icc = Some(crate::power::icc::estimate(&qa.anova).ok().map(|e| e.icc));
+        }
+    }
+    Ok(())
+}
+
+/// The cluster lines under the table.
+fn cluster_lines(r: &FieldsReport) -> String {
+    let Some(c) = &r.cluster else {
+        return String::new();
+    };
+    format!(
+        "clusters of {}: {} (sizes {} to {}, average {}, CV {}); rows without a cluster id: {}\n\
+         \"varies in\": the clusters in which a field takes more than one value (0: constant within \
+         clusters, usable as a stratum of assign --cluster-column)\n",
+        c.cluster_column,
+        c.clusters,
+        c.min_cluster_size,
+        c.max_cluster_size,
+        fmt_num(c.avg_cluster_size),
+        fmt_num(c.cv),
+        c.units_without_cluster
+    )
+}
+
+fn fmt_num(x: f64) -> String {
+    let s = format!("{x:.4}");
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    s.to_string()
+}
+
 fn cell(v: &Option<serde_json::Value>) -> String {
     match v {
         None | Some(serde_json::Value::Null) => String::new(),
@@ -247,8 +396,8 @@ fn cell(v: &Option<serde_json::Value>) -> String {
 pub fn render_table(r: &FieldsReport) -> String {
     let mut t = crate::output::table();
     let filters = r.kind == FieldKind::Filters;
-    if filters {
-        t.set_header(vec![
+    let mut head = if filters {
+        vec![
             "field",
             "type",
             "class",
@@ -257,10 +406,36 @@ pub fn render_table(r: &FieldsReport) -> String {
             "values",
             "nulls",
             "description",
-        ]);
+        ]
     } else {
-        t.set_header(vec!["field", "type", "description"]);
+        vec!["field", "type", "description"]
+    };
+    let clustered = r.cluster.is_some();
+    let metrics = r.kind == FieldKind::Metrics;
+    if clustered {
+        head.push("varies in");
+        if metrics {
+            head.push("ICC");
+        }
     }
+    t.set_header(head);
+    let extra = |f: &FieldInfo| -> Vec<String> {
+        let mut v = Vec::new();
+        if clustered {
+            v.push(
+                f.clusters_varying
+                    .map(|n| format!("{n} clusters"))
+                    .unwrap_or_else(|| "-".into()),
+            );
+            if metrics {
+                v.push(match f.icc {
+                    Some(Some(x)) => format!("{x:.6}"),
+                    _ => "-".into(),
+                });
+            }
+        }
+        v
+    };
     for f in &r.fields {
         if filters {
             let values = match &f.distinct_values {
@@ -283,7 +458,7 @@ pub fn render_table(r: &FieldsReport) -> String {
                 Some(FilterClass::Numeric) => "numeric",
                 _ => "unknown",
             };
-            t.add_row(vec![
+            let mut row = vec![
                 f.field_name.clone(),
                 f.data_type.to_string(),
                 class.to_string(),
@@ -292,16 +467,20 @@ pub fn render_table(r: &FieldsReport) -> String {
                 values,
                 f.null_count.map(|n| n.to_string()).unwrap_or_default(),
                 f.description.clone(),
-            ]);
+            ];
+            row.extend(extra(f));
+            t.add_row(row);
         } else {
-            t.add_row(vec![
+            let mut row = vec![
                 f.field_name.clone(),
                 f.data_type.to_string(),
                 f.description.clone(),
-            ]);
+            ];
+            row.extend(extra(f));
+            t.add_row(row);
         }
     }
-    format!("{t}\n")
+    format!("{t}\n{}", cluster_lines(r))
 }
 
 /// CSV: one row per field; `distinct_values` is a JSON array.

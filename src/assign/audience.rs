@@ -45,12 +45,24 @@ pub fn file_kind(path: &Path) -> Result<FileKind> {
 /// A file that cannot be opened (missing, a directory, no permission) is a runtime failure
 /// (exit 1); a file that is read but is not valid input is invalid (exit 3), with the line.
 pub fn read_file(path: &Path, id_column: &str, strata: &[String]) -> Result<Table> {
+    read_columns(path, id_column, strata, None)
+}
+
+/// [`read_file`] of the columns `columns` (the strata, and the cluster column `cluster` when
+/// given, which messages then name as `--cluster-column`).
+pub fn read_columns(
+    path: &Path,
+    id_column: &str,
+    columns: &[String],
+    cluster: Option<&str>,
+) -> Result<Table> {
     let kind = file_kind(path)?;
     check_readable(path)?;
     let src = path.display().to_string();
+    let strata = columns;
     let table = match kind {
-        FileKind::Csv => read_csv(path, &src, id_column, strata)?,
-        FileKind::Parquet => read_parquet(path, &src, id_column, strata)?,
+        FileKind::Csv => read_csv(path, &src, id_column, strata, cluster)?,
+        FileKind::Parquet => read_parquet(path, &src, id_column, strata, cluster)?,
     };
     super::run::trace("file parsed");
     for n in mixed_number_notices(&table) {
@@ -79,7 +91,13 @@ fn check_readable(path: &Path) -> Result<()> {
 }
 
 /// The id column and every stratum must be columns of the file; a stratum cannot be the id.
-fn check_columns(src: &str, header: &[String], id_column: &str, strata: &[String]) -> Result<()> {
+fn check_columns(
+    src: &str,
+    header: &[String],
+    id_column: &str,
+    strata: &[String],
+    cluster: Option<&str>,
+) -> Result<()> {
     let mut missing = Vec::new();
     if !header.iter().any(|h| h == id_column) {
         missing.push(format!(
@@ -88,7 +106,14 @@ fn check_columns(src: &str, header: &[String], id_column: &str, strata: &[String
         ));
     }
     for s in strata {
-        if s == id_column {
+        if Some(s.as_str()) == cluster {
+            if !header.iter().any(|h| h == s) {
+                missing.push(format!(
+                    "{src}: no column named {s} for --cluster-column (columns: {})",
+                    header.join(", ")
+                ));
+            }
+        } else if s == id_column {
             missing.push(format!(
                 "{src}: {s} is the id column; its values are all distinct, so it cannot be a stratum (remove it from --strata/--metrics)"
             ));
@@ -112,13 +137,19 @@ fn polars_error(src: &str, what: &str, e: pl::PolarsError) -> Error {
     Error::invalid(format!("{src}: cannot read as {what}: {first}"))
 }
 
-fn read_parquet(path: &Path, src: &str, id_column: &str, strata: &[String]) -> Result<Table> {
+fn read_parquet(
+    path: &Path,
+    src: &str,
+    id_column: &str,
+    strata: &[String],
+    cluster: Option<&str>,
+) -> Result<Table> {
     let bad = |e| polars_error(src, "Parquet", e);
     let f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let mut r = pl::ParquetReader::new(f);
     let schema = r.schema().map_err(bad)?;
     let header: Vec<String> = schema.iter_names().map(|s| s.to_string()).collect();
-    check_columns(src, &header, id_column, strata)?;
+    check_columns(src, &header, id_column, strata, cluster)?;
     let f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let df = pl::ParquetReader::new(f)
         .with_columns(Some(wanted_columns(id_column, strata)))
@@ -150,7 +181,13 @@ fn wanted_columns(id_column: &str, strata: &[String]) -> Vec<String> {
 /// If the second part fails, the whole file is checked with the csv crate for a problem to
 /// report with its line; a number column of the sample with other values further down is read
 /// again as text (see [`mixed_number_notices`]).
-fn read_csv(path: &Path, src: &str, id_column: &str, strata: &[String]) -> Result<Table> {
+fn read_csv(
+    path: &Path,
+    src: &str,
+    id_column: &str,
+    strata: &[String],
+    cluster: Option<&str>,
+) -> Result<Table> {
     let mut head = scan_csv(path, src, Some(SAMPLE_ROWS))?;
     super::run::trace("CSV sample scanned");
     // An empty file (or one holding only a newline or a byte-order mark) has no header names.
@@ -160,7 +197,7 @@ fn read_csv(path: &Path, src: &str, id_column: &str, strata: &[String]) -> Resul
         )));
     }
     check_unique_names(src, &head.names)?;
-    check_columns(src, &head.names, id_column, strata)?;
+    check_columns(src, &head.names, id_column, strata, cluster)?;
     let wanted = wanted_columns(id_column, strata);
     let index = |name: &str| {
         head.names
@@ -269,6 +306,11 @@ fn read_csv(path: &Path, src: &str, id_column: &str, strata: &[String]) -> Resul
                 read_rest(&types).map_err(|e| polars_error(src, "CSV", e))?
             }
         };
+        // Polars returns the projected columns in file order; the sample is in `wanted` order
+        // (the strata sorted, then the cluster column), which need not be the file's.
+        let rest = rest
+            .select(wanted.iter().map(|w| w.as_str()))
+            .map_err(|e| polars_error(src, "CSV", e))?;
         df = cast_columns(df, &types, src)?;
         df.vstack_mut(&rest)
             .map_err(|e| polars_error(src, "CSV", e))?;

@@ -21,6 +21,7 @@
 
 pub mod audience;
 pub mod balance;
+pub mod cluster;
 pub mod cluster_balance;
 pub mod data;
 pub mod design;
@@ -59,6 +60,8 @@ pub struct Design {
     pub misfit: MisfitStrategy,
     pub seed: u64,
     pub fstat_thresh: f64,
+    /// The cluster column: whole clusters are the units of randomization (docs/cluster.md).
+    pub cluster: Option<String>,
 }
 
 /// One balance test: a treatment arm against the control arm (the first arm).
@@ -68,6 +71,9 @@ pub struct BalanceTest {
     pub control_arm: String,
     /// Participants in the two arms.
     pub n: u64,
+    /// Clusters in the two arms (cluster designs: the test is clustered, CR1, docs/cluster.md).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clusters: Option<u64>,
     pub f_statistic: Option<f64>,
     pub numerator_df: Option<u64>,
     pub denominator_df: Option<u64>,
@@ -104,9 +110,21 @@ pub struct Outcome {
     pub balance: Vec<BalanceTest>,
     /// Messages for the operator (dropped strata, fallbacks).
     pub notes: Vec<String>,
+    /// Cluster designs: the clusters drawn.
+    pub cluster: Option<cluster::ClusterOutcome>,
 }
 
 impl Outcome {
+    /// The columns the outputs carry after `stratum_id`: the cluster column (cluster designs),
+    /// then the strata fields.
+    pub fn carried(&self) -> Vec<&str> {
+        self.cluster
+            .iter()
+            .map(|c| c.column.as_str())
+            .chain(self.strata.iter().map(String::as_str))
+            .collect()
+    }
+
     /// All balance tests passed (None when there was none).
     pub fn balance_ok(&self) -> Option<bool> {
         let v: Vec<bool> = self.balance.iter().filter_map(|b| b.balance_ok).collect();
@@ -223,7 +241,8 @@ pub fn sample(table: &Table, k: usize, seed: u64) -> Result<Table> {
     Ok(table.take(&rng::smallest(&table.ids, seed, k)))
 }
 
-/// Draw the assignment.
+/// Draw the assignment: of the rows, or with [`Design::cluster`] of whole clusters
+/// ([`cluster`], docs/cluster.md).
 pub fn assign(table: &Table, design: &Design) -> Result<Outcome> {
     let n = table.len();
     if n == 0 {
@@ -243,13 +262,92 @@ pub fn assign(table: &Table, design: &Design) -> Result<Outcome> {
     check_finite(table, &strata)?;
     let order = table.sorted_order()?;
     run::trace("ids sorted");
-    let prepared = preprocess::preprocess(table, &strata, design.quantiles);
+    if let Some(col) = &design.cluster {
+        return cluster::assign_clusters(table, design, strata, order, col);
+    }
+    let drawn = draw(table, design, &strata, "participants")?;
+    let Drawn {
+        prepared,
+        arm,
+        key_sum,
+        stratum_id,
+        n_strata,
+        mut notes,
+    } = drawn;
+    let (counts, unassigned) = arm_counts(&arm, design.arms.len());
+    if unassigned > 0 {
+        notes.push(format!(
+            "{unassigned} participant(s) left unassigned (misfit strategy none)"
+        ));
+    }
+    run::trace("arms drawn");
+    // Balance tests.
+    let numeric = numeric_covariates(table, &prepared.kept);
+    let covs = covariates(&prepared.kept, &numeric);
+    // With only categorical covariates, rows of one stratum share their design row.
+    let cells = match (&stratum_id, numeric.iter().all(Option::is_none)) {
+        (Some(sid), true) => Some((sid.as_slice(), n_strata)),
+        _ => None,
+    };
+    let balance = balance_tests(
+        design,
+        &prepared.kept,
+        &counts,
+        &order,
+        &arm,
+        &mut notes,
+        |sample| {
+            let res = balance::f_test_grouped(sample, &covs, cells);
+            let left_out = res
+                .left_out
+                .into_iter()
+                .map(|lo| (lo.covariate, lo.why))
+                .collect();
+            (res.test.map(|f| (f, None)), left_out)
+        },
+    );
+    Ok(Outcome {
+        order,
+        arm,
+        stratum_id,
+        n_strata,
+        strata,
+        used: prepared.kept.iter().map(|c| c.name.clone()).collect(),
+        dropped: prepared.dropped,
+        counts,
+        key_sum,
+        unassigned,
+        balance,
+        notes,
+        cluster: None,
+    })
+}
+
+/// The draw over the rows of `table` (participants, or one row per cluster): strata prepared,
+/// arm per row, the sum of the rows' unit keys, stratum ids, notes. `units` names the rows in
+/// messages.
+pub(crate) struct Drawn<'a> {
+    pub prepared: preprocess::Prepared<'a>,
+    pub arm: Vec<u32>,
+    pub key_sum: u128,
+    pub stratum_id: Option<Vec<u32>>,
+    pub n_strata: u32,
+    pub notes: Vec<String>,
+}
+
+pub(crate) fn draw<'a>(
+    table: &'a Table,
+    design: &Design,
+    strata: &[String],
+    units: &str,
+) -> Result<Drawn<'a>> {
+    let n = table.len();
+    let prepared = preprocess::preprocess(table, strata, design.quantiles);
     run::trace("strata preprocessed");
     let mut notes = prepared.notes.clone();
     for d in &prepared.dropped {
         notes.push(format!("stratum {} not used: {}", d.field, d.reason));
     }
-    let k = design.arms.len();
     let ((arm, key_sum), stratum_id, n_strata) = if prepared.kept.is_empty() {
         if !strata.is_empty() {
             notes.push("no usable strata left: falling back to complete random assignment".into());
@@ -265,7 +363,7 @@ pub fn assign(table: &Table, design: &Design) -> Result<Outcome> {
         let (full, partial) = stochatreat::block_counts(&sid, count, design.arms.block);
         if partial > full {
             notes.push(format!(
-                "{partial} of the {} blocks are partial: {count} strata for {n} participants leave most strata \
+                "{partial} of the {} blocks are partial: {count} strata for {n} {units} leave most strata \
                  smaller than a block of {} or with leftovers (misfits), so the arm shares are exact in few \
                  blocks; use fewer or coarser strata (or fewer --quantiles)",
                 full + partial,
@@ -282,7 +380,7 @@ pub fn assign(table: &Table, design: &Design) -> Result<Outcome> {
         )
         .map_err(|e| {
             Error::invalid(format!(
-                "{}: with blocks of {}, {} strata have leftover participants, and misfit strategy \
+                "{}: with blocks of {}, {} strata have leftover {units}, and misfit strategy \
                  stratum would hash one block mask for each ({} hashes, over the limit of {}): use \
                  simpler --arm-weights (smaller blocks), fewer strata, or --misfit-strategy global",
                 table.source,
@@ -294,120 +392,142 @@ pub fn assign(table: &Table, design: &Design) -> Result<Outcome> {
         })?;
         (drawn, Some(sid), count)
     };
+    Ok(Drawn {
+        prepared,
+        arm,
+        key_sum,
+        stratum_id,
+        n_strata,
+        notes,
+    })
+}
+
+/// Rows per arm and rows left unassigned.
+pub(crate) fn arm_counts(arm: &[u32], k: usize) -> (Vec<u64>, u64) {
     let mut counts = vec![0u64; k];
     let mut unassigned = 0u64;
-    for &a in &arm {
+    for &a in arm {
         if a == UNASSIGNED {
             unassigned += 1;
         } else {
             counts[a as usize] += 1;
         }
     }
-    if unassigned > 0 {
-        notes.push(format!(
-            "{unassigned} participant(s) left unassigned (misfit strategy none)"
-        ));
+    (counts, unassigned)
+}
+
+/// The original values of the kept numeric strata without NULLs (the balance regression uses
+/// them as they are); None for the others (their level codes are used).
+pub(crate) fn numeric_covariates(
+    table: &Table,
+    kept: &[preprocess::Coded],
+) -> Vec<Option<Vec<f64>>> {
+    kept.iter()
+        .map(|c| {
+            if !c.numeric_without_nulls {
+                return None;
+            }
+            Some(match &table.columns[c.column].data {
+                ColumnData::Int(v) => v.iter().map(|x| x.unwrap_or(0) as f64).collect(),
+                ColumnData::Float(v) => v.iter().map(|x| x.unwrap_or(0.0)).collect(),
+                _ => unreachable!("numeric_without_nulls only on numeric columns"),
+            })
+        })
+        .collect()
+}
+
+/// The balance covariates: numeric values where given, else the level codes.
+pub(crate) fn covariates<'a>(
+    kept: &'a [preprocess::Coded],
+    numeric: &'a [Option<Vec<f64>>],
+) -> Vec<Covariate<'a>> {
+    kept.iter()
+        .zip(numeric)
+        .map(|(c, num)| match num {
+            Some(v) => Covariate::Numeric(v),
+            None => Covariate::Categorical {
+                codes: &c.codes,
+                levels: c.levels.len() as u32,
+            },
+        })
+        .collect()
+}
+
+/// The test of one pair of arms: the F test and the clusters it counted (clustered tests), or
+/// why there is none; and the covariates left out (index, reason).
+type PairTest = (
+    std::result::Result<(balance::FTest, Option<u64>), String>,
+    Vec<(usize, String)>,
+);
+
+/// One balance test per treatment arm against the control arm (arm 0), `test` run on the rows of
+/// the two arms (in `order`); notices added to `notes`. No tests without kept strata.
+pub(crate) fn balance_tests(
+    design: &Design,
+    kept: &[preprocess::Coded],
+    counts: &[u64],
+    order: &[u32],
+    arm: &[u32],
+    notes: &mut Vec<String>,
+    test: impl Fn(&balance::Sample) -> PairTest,
+) -> Vec<BalanceTest> {
+    let mut out = Vec::new();
+    if kept.is_empty() {
+        return out;
     }
-    run::trace("arms drawn");
-    // Balance tests.
-    let mut balance = Vec::new();
-    if !prepared.kept.is_empty() {
-        let numeric: Vec<Option<Vec<f64>>> = prepared
-            .kept
-            .iter()
-            .map(|c| {
-                if !c.numeric_without_nulls {
-                    return None;
-                }
-                Some(match &table.columns[c.column].data {
-                    ColumnData::Int(v) => v.iter().map(|x| x.unwrap_or(0) as f64).collect(),
-                    ColumnData::Float(v) => v.iter().map(|x| x.unwrap_or(0.0)).collect(),
-                    _ => unreachable!("numeric_without_nulls only on numeric columns"),
-                })
-            })
-            .collect();
-        let covs: Vec<Covariate> = prepared
-            .kept
-            .iter()
-            .zip(&numeric)
-            .map(|(c, num)| match num {
-                Some(v) => Covariate::Numeric(v),
-                None => Covariate::Categorical {
-                    codes: &c.codes,
-                    levels: c.levels.len() as u32,
-                },
-            })
-            .collect();
-        for t in 1..k {
-            let sample = balance::Sample::Arms {
-                order: &order,
-                arm: &arm,
-                control: 0,
-                treatment: t as u32,
-                n: (counts[0] + counts[t]) as usize,
-            };
-            let mut test = BalanceTest {
-                treatment_arm: design.arms.arms[t].name.clone(),
-                control_arm: design.arms.arms[0].name.clone(),
-                n: counts[0] + counts[t],
-                f_statistic: None,
-                numerator_df: None,
-                denominator_df: None,
-                p_value: None,
-                balance_ok: None,
-                note: None,
-                left_out: Vec::new(),
-            };
-            if counts[0] == 0 || counts[t] == 0 {
-                test.note = Some("one of the two arms is empty".into());
-            } else {
-                // With only categorical covariates, rows of one stratum share their design row.
-                let cells = match (&stratum_id, numeric.iter().all(Option::is_none)) {
-                    (Some(sid), true) => Some((sid.as_slice(), n_strata)),
-                    _ => None,
-                };
-                let res = balance::f_test_grouped(&sample, &covs, cells);
-                for lo in res.left_out {
-                    test.left_out.push(Dropped {
-                        field: prepared.kept[lo.covariate].name.clone(),
-                        reason: lo.why,
-                    });
-                }
-                notes.extend(left_out_notices(&test));
-                match res.test {
-                    Ok(f) => {
-                        test.f_statistic = Some(f.f_statistic);
-                        test.numerator_df = Some(f.numerator_df);
-                        test.denominator_df = Some(f.denominator_df);
-                        test.p_value = Some(f.p_value);
-                        test.balance_ok = Some(f.p_value > design.fstat_thresh);
-                    }
-                    Err(why) => test.note = Some(why),
-                }
+    for t in 1..design.arms.len() {
+        let sample = balance::Sample::Arms {
+            order,
+            arm,
+            control: 0,
+            treatment: t as u32,
+            n: (counts[0] + counts[t]) as usize,
+        };
+        let mut bt = BalanceTest {
+            treatment_arm: design.arms.arms[t].name.clone(),
+            control_arm: design.arms.arms[0].name.clone(),
+            n: counts[0] + counts[t],
+            clusters: None,
+            f_statistic: None,
+            numerator_df: None,
+            denominator_df: None,
+            p_value: None,
+            balance_ok: None,
+            note: None,
+            left_out: Vec::new(),
+        };
+        if counts[0] == 0 || counts[t] == 0 {
+            bt.note = Some("one of the two arms is empty".into());
+        } else {
+            let (res, left_out) = test(&sample);
+            for (c, why) in left_out {
+                bt.left_out.push(Dropped {
+                    field: kept[c].name.clone(),
+                    reason: why,
+                });
             }
-            if let Some(why) = &test.note {
-                notes.push(format!(
-                    "no balance test for {} vs {}: {why}",
-                    test.treatment_arm, test.control_arm
-                ));
+            notes.extend(left_out_notices(&bt));
+            match res {
+                Ok((f, clusters)) => {
+                    bt.f_statistic = Some(f.f_statistic);
+                    bt.numerator_df = Some(f.numerator_df);
+                    bt.denominator_df = Some(f.denominator_df);
+                    bt.p_value = Some(f.p_value);
+                    bt.balance_ok = Some(f.p_value > design.fstat_thresh);
+                    bt.clusters = clusters;
+                }
+                Err(why) => bt.note = Some(why),
             }
-            balance.push(test);
         }
+        if let Some(why) = &bt.note {
+            notes.push(format!(
+                "no balance test for {} vs {}: {why}",
+                bt.treatment_arm, bt.control_arm
+            ));
+        }
+        out.push(bt);
     }
-    Ok(Outcome {
-        order,
-        arm,
-        stratum_id,
-        n_strata,
-        strata,
-        used: prepared.kept.iter().map(|c| c.name.clone()).collect(),
-        dropped: prepared.dropped,
-        counts,
-        key_sum,
-        unassigned,
-        balance,
-        notes,
-    })
+    out
 }
 
 #[cfg(test)]
@@ -419,6 +539,7 @@ mod left_out_notice_tests {
             treatment_arm: "t".into(),
             control_arm: "c".into(),
             n: 10,
+            clusters: None,
             f_statistic: None,
             numerator_df: None,
             denominator_df: None,

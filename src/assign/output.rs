@@ -3,7 +3,8 @@
 //!
 //! Assignment columns: `participant_id, arm_id, arm_name, stratum_id`, then one column per
 //! stratum field (requested strata and metrics, sorted) with the participant's original value;
-//! rows in participant-id order. `arm_id` is the arm's 0-based position in `--arms`;
+//! rows in participant-id order. A cluster design carries the cluster column (by its name)
+//! right after `stratum_id`, before the strata. `arm_id` is the arm's 0-based position in `--arms`;
 //! `stratum_id` is empty without strata; `arm_id`/`arm_name` are empty for participants left
 //! unassigned (misfit strategy `none`). NULL is an empty CSV field.
 //!
@@ -63,7 +64,7 @@ pub fn write_csv(
     for (i, name) in FIXED_COLUMNS
         .iter()
         .map(|s| s.to_string())
-        .chain(outcome.strata.iter().cloned())
+        .chain(outcome.carried().into_iter().map(String::from))
         .enumerate()
     {
         if i > 0 {
@@ -74,9 +75,9 @@ pub fn write_csv(
     head.push(b'\n');
     w.write_all(&head).map_err(werr)?;
     let cols: Vec<&ColumnData> = outcome
-        .strata
-        .iter()
-        .map(|s| &table.column(s).expect("strata checked").data)
+        .carried()
+        .into_iter()
+        .map(|s| &table.column(s).expect("carried columns checked").data)
         .collect();
     let arm_names: Vec<Vec<u8>> = design
         .arms
@@ -226,9 +227,9 @@ pub fn write_parquet(
             .map(|&r| outcome.stratum_id.as_ref().map(|s| s[r as usize] as i64))
             .collect::<Vec<Option<i64>>>(),
     ));
-    for name in &outcome.strata {
-        let data = &table.column(name).expect("strata checked").data;
-        let n: pl::PlSmallStr = name.as_str().into();
+    for name in outcome.carried() {
+        let data = &table.column(name).expect("carried columns checked").data;
+        let n: pl::PlSmallStr = name.into();
         columns.push(match data {
             ColumnData::Text { codes, levels } => pl::Column::new(
                 n,
@@ -382,6 +383,22 @@ pub struct ArmRecord {
     /// Exact share, as a fraction `p/q`.
     pub share: String,
     pub assigned: u64,
+    /// Clusters of the arm (cluster designs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clusters: Option<u64>,
+}
+
+/// The clusters of a cluster design (docs/cluster.md#cluster-assignment).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ClusterRecord {
+    /// The cluster column: whole clusters were randomized, keyed by `md5("{seed}:{cluster id}")`.
+    pub column: String,
+    pub clusters: u64,
+    pub unassigned_clusters: u64,
+    /// Strata are evaluated at the cluster level (constant within a cluster).
+    pub strata_rule: String,
+    /// The balance tests' covariance.
+    pub balance_covariance: String,
 }
 
 /// The design record: everything needed to audit and reproduce a draw.
@@ -410,6 +427,9 @@ pub struct DesignRecord {
     pub fstat_thresh: f64,
     pub balance_ok: Option<bool>,
     pub balance: Vec<BalanceTest>,
+    /// Cluster designs: the clusters (arms[].clusters gives them per arm).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterRecord>,
     pub input_fingerprint: Fingerprint,
     pub outputs: Outputs,
 }
@@ -460,6 +480,7 @@ impl DesignRecord {
                     design.arms.probs[i].denom()
                 ),
                 assigned: outcome.counts[i],
+                clusters: outcome.cluster.as_ref().map(|c| c.clusters_per_arm[i]),
             })
             .collect();
         DesignRecord {
@@ -485,6 +506,13 @@ impl DesignRecord {
             fstat_thresh: design.fstat_thresh,
             balance_ok: outcome.balance_ok(),
             balance: outcome.balance.clone(),
+            cluster: outcome.cluster.as_ref().map(|c| ClusterRecord {
+                column: c.column.clone(),
+                clusters: c.clusters,
+                unassigned_clusters: c.unassigned_clusters,
+                strata_rule: "constant within a cluster".into(),
+                balance_covariance: "CR1 clustered by the cluster column".into(),
+            }),
             input_fingerprint: fingerprint,
             outputs: Outputs::default(),
         }
@@ -498,24 +526,37 @@ impl DesignRecord {
 /// The terminal summary (comfy-table).
 pub fn summary(record: &DesignRecord) -> String {
     let mut t = crate::output::table();
-    t.set_header(vec!["arm_id", "arm", "weight", "share", "assigned"]);
+    let clustered = record.cluster.is_some();
+    let mut head = vec!["arm_id", "arm", "weight", "share", "assigned"];
+    if clustered {
+        head.push("clusters");
+    }
+    t.set_header(head);
     for a in &record.arms {
-        t.add_row(vec![
+        let mut row = vec![
             a.arm_id.to_string(),
             a.arm_name.clone(),
             a.weight.clone(),
             a.share.clone(),
             a.assigned.to_string(),
-        ]);
+        ];
+        if let Some(c) = a.clusters {
+            row.push(c.to_string());
+        }
+        t.add_row(row);
     }
     if record.unassigned > 0 {
-        t.add_row(vec![
+        let mut row = vec![
             String::new(),
             "(unassigned)".into(),
             String::new(),
             String::new(),
             record.unassigned.to_string(),
-        ]);
+        ];
+        if let Some(c) = &record.cluster {
+            row.push(c.unassigned_clusters.to_string());
+        }
+        t.add_row(row);
     }
     let mut s = t.to_string();
     s.push('\n');
@@ -570,6 +611,12 @@ pub fn summary(record: &DesignRecord) -> String {
         record.seed_source,
         record.input_fingerprint.rows,
     ));
+    if let Some(c) = &record.cluster {
+        s.push_str(&format!(
+            "clusters: {} of {} (whole clusters randomized; balance clustered, CR1)\n",
+            c.clusters, c.column
+        ));
+    }
     s
 }
 

@@ -95,6 +95,7 @@ fn build(
             misfit,
             seed,
             fstat_thresh: 0.6,
+            cluster: None,
         },
     }
 }
@@ -298,6 +299,7 @@ fn strata_smaller_than_huge_blocks_are_refused_not_hashed_for_minutes() {
         misfit: MisfitStrategy::Stratum,
         seed: 1,
         fstat_thresh: 0.6,
+        cluster: None,
     };
     let e = assign(&table, &design).unwrap_err();
     assert_eq!(e.exit_code(), 3);
@@ -308,4 +310,128 @@ fn strata_smaller_than_huge_blocks_are_refused_not_hashed_for_minutes() {
          20000000): use simpler --arm-weights (smaller blocks), fewer strata, or --misfit-strategy \
          global"
     );
+}
+
+/// A cluster design: `n` units in about `k` clusters (integer cluster ids, some units per
+/// cluster), 0–2 strata constant within each cluster (with NULLs), rows in random order.
+fn cluster_case(
+    n: usize,
+    k: u64,
+    n_strata: usize,
+    misfit: MisfitStrategy,
+    data_seed: u64,
+    seed: u64,
+) -> Case {
+    let mut r = DataRng::new(data_seed);
+    let mut ids: Vec<i64> = (0..n as i64).map(|i| i * 7 + 3).collect();
+    r.shuffle(&mut ids);
+    let cluster_of: Vec<i64> = (0..n).map(|_| r.below(k) as i64 * 13 - 40).collect();
+    let mut columns = vec![Column {
+        name: "cl".into(),
+        data: ColumnData::Int(cluster_of.iter().map(|&c| Some(c)).collect()),
+    }];
+    for s in 0..n_strata {
+        // A level per cluster id, NULL for some clusters.
+        let levels = 1 + r.below(4);
+        let salt = r.below(1000) as i64;
+        let vals: Vec<Option<String>> = cluster_of
+            .iter()
+            .map(|&c| {
+                let h = (c + salt).rem_euclid(levels as i64 + 1);
+                (h != 0).then(|| format!("v{h}"))
+            })
+            .collect();
+        columns.push(Column {
+            name: format!("s{s}"),
+            data: ColumnData::text_from(vals.iter().map(|v| v.as_deref())),
+        });
+    }
+    let names: Vec<String> = ["c", "t1", "t2"].iter().map(|s| s.to_string()).collect();
+    let weights: Vec<String> = ["2", "1", "1"].iter().map(|s| s.to_string()).collect();
+    Case {
+        table: Table {
+            source: "test".into(),
+            id_column: "id".into(),
+            ids: Ids::Int(ids),
+            columns,
+            origin: None,
+        },
+        design: Design {
+            arms: Arms::new(&names, Some(&weights)).unwrap(),
+            strata: (0..n_strata).map(|s| format!("s{s}")).collect(),
+            quantiles: 4,
+            misfit,
+            seed,
+            fstat_thresh: 0.6,
+            cluster: Some("cl".into()),
+        },
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    /// Cluster designs: every unit has its cluster's arm and stratum; the clusters' arms are
+    /// the assignment of one row per cluster (id = the cluster id) by the same design, i.e. the
+    /// documented draw over clusters; the rows' order does not matter; the counts add up.
+    #[test]
+    fn cluster_invariants(
+        n in prop_oneof![4usize..60, 60usize..3_000],
+        k in 2u64..200,
+        n_strata in 0usize..=2,
+        misfit in misfit_strategy(),
+        data_seed in any::<u64>(),
+        seed in any::<u64>(),
+    ) {
+        let c = cluster_case(n, k, n_strata, misfit, data_seed, seed);
+        let Ids::Int(ids) = &c.table.ids else { unreachable!() };
+        let ColumnData::Int(cl) = &c.table.columns[0].data else { unreachable!() };
+        let distinct: std::collections::BTreeSet<i64> = cl.iter().map(|x| x.unwrap()).collect();
+        let res = assign(&c.table, &c.design);
+        if distinct.len() < 2 {
+            prop_assert!(res.is_err());
+            return Ok(());
+        }
+        let o = res.unwrap();
+        // One arm and stratum per cluster.
+        let mut per: HashMap<i64, (u32, Option<u32>)> = HashMap::new();
+        for i in 0..n {
+            let v = (o.arm[i], o.stratum_id.as_ref().map(|s| s[i]));
+            let e = per.entry(cl[i].unwrap()).or_insert(v);
+            prop_assert_eq!(*e, v);
+        }
+        // The same draw over one row per cluster.
+        let mut first: Vec<u32> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for i in 0..n {
+            if seen.insert(cl[i].unwrap()) {
+                first.push(i as u32);
+            }
+        }
+        let mut ct = c.table.take(&first);
+        ct.ids = Ids::Int(first.iter().map(|&i| cl[i as usize].unwrap()).collect());
+        ct.columns.remove(0);
+        let plain = Design { cluster: None, ..c.design.clone() };
+        let co = assign(&ct, &plain).unwrap();
+        let Ids::Int(cids) = &ct.ids else { unreachable!() };
+        for (j, cid) in cids.iter().enumerate() {
+            prop_assert_eq!(per[cid], (co.arm[j], co.stratum_id.as_ref().map(|s| s[j])));
+        }
+        let cinfo = o.cluster.as_ref().unwrap();
+        prop_assert_eq!(cinfo.clusters as usize, distinct.len());
+        prop_assert_eq!(&cinfo.clusters_per_arm, &co.counts);
+        prop_assert_eq!(o.counts.iter().sum::<u64>() + o.unassigned, n as u64);
+        // Row order.
+        let mut perm: Vec<u32> = (0..n as u32).collect();
+        DataRng::new(data_seed ^ 1).shuffle(&mut perm);
+        let shuffled = c.table.take(&perm);
+        let o2 = assign(&shuffled, &c.design).unwrap();
+        let Ids::Int(ids2) = &shuffled.ids else { unreachable!() };
+        let want: HashMap<i64, u32> = (0..n).map(|i| (ids[i], o.arm[i])).collect();
+        for i in 0..n {
+            prop_assert_eq!(o2.arm[i], want[&ids2[i]]);
+        }
+        prop_assert_eq!(o2.key_sum, o.key_sum);
+        prop_assert_eq!(&o2.balance, &o.balance);
+    }
 }

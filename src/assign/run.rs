@@ -44,6 +44,8 @@ pub struct Request {
     pub write_table: Option<String>,
     pub dsn: Option<String>,
     pub fstat_thresh: f64,
+    /// Randomize whole clusters of this column (docs/cluster.md#cluster-assignment).
+    pub cluster_column: Option<String>,
 }
 
 /// The result: the design record (also written next to the outputs) and, for `--format csv`,
@@ -78,6 +80,38 @@ pub fn check_request(req: &Request) -> Result<(Arms, Vec<String>)> {
         return Err(Error::usage("--sample-size must be at least 2"));
     }
     let strata = strata_fields(&req.strata, &req.metrics);
+    if let Some(c) = &req.cluster_column {
+        if req.sample_size.is_some() {
+            return Err(Error::usage(
+                "--sample-size draws participants, which would split clusters; with --cluster-column \
+                 narrow the audience with filters instead",
+            ));
+        }
+        if let Source::File { id_column, .. } = &req.source
+            && id_column == c
+        {
+            return Err(Error::usage(format!(
+                "--cluster-column {c} is the --id-column: every participant would be its own \
+                 cluster; leave out --cluster-column for an individually randomized design"
+            )));
+        }
+        if strata.contains(c) {
+            return Err(Error::usage(format!(
+                "--cluster-column {c} is also in --strata/--metrics; the cluster id cannot stratify \
+                 its own clusters (remove it from --strata/--metrics)"
+            )));
+        }
+        if super::warehouse::RESERVED_COLUMNS
+            .iter()
+            .any(|r| r.eq_ignore_ascii_case(c))
+        {
+            return Err(Error::usage(format!(
+                "--cluster-column {c}: the assignment has its own column of that name ({}); rename \
+                 or copy the cluster id to another name in the audience",
+                super::warehouse::RESERVED_COLUMNS.join(", ")
+            )));
+        }
+    }
     let reserved: Vec<&String> = strata
         .iter()
         .filter(|s| {
@@ -144,6 +178,11 @@ pub(crate) fn trace(phase: &str) {
     );
 }
 
+/// The audience columns to read: the strata, then the cluster column.
+fn read_columns(req: &Request, strata: &[String]) -> Vec<String> {
+    strata.iter().chain(&req.cluster_column).cloned().collect()
+}
+
 /// Run an assignment request.
 pub async fn run(req: &Request) -> Result<Report> {
     trace("start");
@@ -170,7 +209,12 @@ pub async fn run(req: &Request) -> Result<Report> {
                 ));
             }
             let pb = crate::output::progress(None, "reading");
-            let t = super::audience::read_file(path, id_column, &strata)?;
+            let t = super::audience::read_columns(
+                path,
+                id_column,
+                &read_columns(req, &strata),
+                req.cluster_column.as_deref(),
+            )?;
             pb.finish_and_clear();
             let rec = AudienceRecord {
                 participant_type: None,
@@ -184,7 +228,8 @@ pub async fn run(req: &Request) -> Result<Report> {
             (t, rec, None)
         }
         Source::ParticipantType { .. } => {
-            let (t, rec, target) = super::warehouse::read_participants(req, &strata).await?;
+            let (t, rec, target) =
+                super::warehouse::read_participants(req, &read_columns(req, &strata)).await?;
             (t, rec, Some(target))
         }
     };
@@ -200,6 +245,7 @@ pub async fn run(req: &Request) -> Result<Report> {
         misfit: req.misfit,
         seed,
         fstat_thresh: req.fstat_thresh,
+        cluster: req.cluster_column.clone(),
     };
     trace("audience read");
     let outcome = assign(&table, &design)?;

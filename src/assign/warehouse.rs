@@ -74,7 +74,19 @@ pub async fn read_participants(
         ));
     }
     for s in strata {
-        if *s == id {
+        if req.cluster_column.as_ref() == Some(s) {
+            if sheet.column(s).is_none() {
+                errs.push(format!(
+                    "{label}: no field named {s} for --cluster-column (fields: {})",
+                    fields.join(", ")
+                ));
+            } else if *s == id {
+                errs.push(format!(
+                    "{label}: --cluster-column {s} is the unique id: every participant would be its \
+                     own cluster; leave out --cluster-column for an individually randomized design"
+                ));
+            }
+        } else if *s == id {
             errs.push(format!(
                 "{label}: {s} is the unique id; its values are all distinct, so it cannot be a stratum (remove it from --strata/--metrics)"
             ));
@@ -309,9 +321,9 @@ fn assignment_rows<'a>(
     created: &'a Value,
 ) -> impl Iterator<Item = Result<Vec<Value>>> + 'a {
     let strata_cols: Vec<&ColumnData> = outcome
-        .strata
-        .iter()
-        .map(|s| &table.column(s).expect("strata checked").data)
+        .carried()
+        .into_iter()
+        .map(|s| &table.column(s).expect("carried columns checked").data)
         .collect();
     outcome.order.iter().map(move |&r| {
         let r = r as usize;
@@ -559,8 +571,8 @@ pub fn assignment_columns(table: &Table, outcome: &Outcome) -> Vec<ColumnDef> {
         ColumnDef::new("stratum_id", DataType::Integer),
         ColumnDef::new("created_at", DataType::TimestampWithTimeZone).not_null(),
     ];
-    for s in &outcome.strata {
-        let t = match &table.column(s).expect("strata checked").data {
+    for s in outcome.carried() {
+        let t = match &table.column(s).expect("carried columns checked").data {
             ColumnData::Text { .. } => DataType::CharacterVarying,
             ColumnData::Bool(_) => DataType::Boolean,
             ColumnData::Int(_) => DataType::Bigint,
@@ -938,9 +950,9 @@ async fn copy_pg(
     let created = esc(&created.to_text().unwrap_or_default());
     let arm_names: Vec<Vec<u8>> = design.arms.arms.iter().map(|a| esc(&a.name)).collect();
     let strata: Vec<&ColumnData> = outcome
-        .strata
-        .iter()
-        .map(|s| &table.column(s).expect("strata checked").data)
+        .carried()
+        .into_iter()
+        .map(|s| &table.column(s).expect("carried columns checked").data)
         .collect();
     let levels: Vec<Option<Vec<Vec<u8>>>> = strata
         .iter()

@@ -379,6 +379,10 @@ pub struct ClusterResult {
     pub n_per_arm: Option<Vec<i64>>,
     pub num_clusters_total: Option<i64>,
     pub effective_sample_size: Option<i64>,
+    /// The ICC, average cluster size and CV used, and where each came from (given as flags or
+    /// estimated from the warehouse with `--cluster-column`); absent for offline checks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inputs: Option<super::icc::ClusterInputs>,
 }
 
 /// One metric's analysis; serializes to the JSON shape of issue 5.
@@ -705,6 +709,7 @@ fn mde_mode(
                 clusters_per_arm: Some(clusters),
                 n_per_arm: Some(units),
                 effective_sample_size: Some(eff),
+                inputs: None,
             });
             cluster_mde(&a.metric, design, c, desired_n)?
         }
@@ -900,6 +905,7 @@ fn sample_size_mode(
                 clusters_per_arm: Some(cl),
                 n_per_arm: Some(units),
                 effective_sample_size: Some(c.effective_n(total)),
+                inputs: None,
             };
             (total, Some(res))
         }
@@ -1014,6 +1020,61 @@ pub fn check_power(
     for metric in metrics {
         match analyze(metric, design, desired_n, cluster) {
             Ok(a) => out.push(a),
+            Err(Error::Invalid(e)) => errors.extend(e),
+            Err(other) => return Err(other),
+        }
+    }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(Error::Invalid(errors))
+    }
+}
+
+/// The cluster flags without `--cluster-column`: `--icc` and `--avg-cluster-size` go together
+/// and `--cv` needs them (usage errors). With a cluster column each flag replaces its own
+/// estimate, so any subset is fine.
+pub fn check_cluster_flags(
+    icc: Option<f64>,
+    avg_cluster_size: Option<f64>,
+    cv: Option<f64>,
+    cluster_column: bool,
+) -> Result<()> {
+    if cluster_column {
+        return Ok(());
+    }
+    let why = match (icc, avg_cluster_size, cv) {
+        (Some(_), None, _) => "--icc needs --avg-cluster-size",
+        (None, Some(_), _) => "--avg-cluster-size needs --icc",
+        (None, None, Some(_)) => "--cv needs --icc and --avg-cluster-size",
+        _ => return Ok(()),
+    };
+    Err(Error::usage(format!(
+        "{why} (or --participant-type with --cluster-column to estimate them from the warehouse)"
+    )))
+}
+
+/// [`check_power`] with each metric's own cluster design (`power --cluster-column`: the ICC
+/// is estimated per metric); each analysis records its inputs in `cluster.inputs`.
+pub fn check_power_clustered(
+    metrics: &[MetricSpec],
+    inputs: &[super::icc::ClusterInputs],
+    design: &Design,
+    desired_n: Option<i64>,
+) -> Result<Vec<Analysis>> {
+    let mut out = Vec::new();
+    let mut errors = Vec::new();
+    for (m, i) in metrics.iter().zip(inputs) {
+        let res = i
+            .spec()
+            .and_then(|spec| analyze(m, design, desired_n, Some(&spec)));
+        match res {
+            Ok(mut a) => {
+                if let Some(c) = &mut a.cluster {
+                    c.inputs = Some(i.clone());
+                }
+                out.push(a);
+            }
             Err(Error::Invalid(e)) => errors.extend(e),
             Err(other) => return Err(other),
         }

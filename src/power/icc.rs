@@ -21,8 +21,12 @@
 //! a shift s near the mean (the ICC does not depend on s). Sizes are integers and n0 and CV are
 //! computed from them in exact integer arithmetic.
 
-use super::analysis::MetricType;
+use serde::Serialize;
+
+use super::analysis::{ClusterSpec, MetricType};
 use crate::error::{Error, Result};
+use crate::filters::{self, Filter};
+use crate::sheet::ConfigWorksheet;
 use crate::warehouse::SqlDialect;
 use crate::warehouse::{Value, Warehouse};
 
@@ -587,4 +591,213 @@ mod tests {
             "{pg}"
         );
     }
+}
+
+/// The cluster design's inputs for one metric and where each came from: `"given"` (a flag) or
+/// `"estimated"` (from the warehouse, `estimate` then says from what).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ClusterInputs {
+    pub icc: f64,
+    pub icc_source: String,
+    pub avg_cluster_size: f64,
+    pub avg_cluster_size_source: String,
+    pub cv: f64,
+    pub cv_source: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub estimate: Option<EstimateRecord>,
+}
+
+/// What the warehouse estimate was computed from.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EstimateRecord {
+    pub cluster_column: String,
+    pub clusters: u64,
+    /// Units with a value of the metric and a cluster id.
+    pub units: u64,
+    /// Units with a value but no cluster id, left out of the estimate.
+    pub units_without_cluster: u64,
+    /// The ANOVA estimate as computed (negative values are used as 0).
+    pub icc_estimate: f64,
+}
+
+impl ClusterInputs {
+    /// The inputs from an estimate, each replaced by its flag when given.
+    pub fn from_estimate(
+        cluster_column: &str,
+        q: &ClusterQuery,
+        e: &IccEstimate,
+        icc: Option<f64>,
+        avg_cluster_size: Option<f64>,
+        cv: Option<f64>,
+    ) -> ClusterInputs {
+        let pick = |flag: Option<f64>, est: f64| match flag {
+            Some(v) => (v, "given".to_string()),
+            None => (est, "estimated".to_string()),
+        };
+        let (icc, icc_source) = pick(icc, e.icc_for_power());
+        let (avg_cluster_size, avg_cluster_size_source) =
+            pick(avg_cluster_size, e.avg_cluster_size);
+        let (cv, cv_source) = pick(cv, e.cv);
+        ClusterInputs {
+            icc,
+            icc_source,
+            avg_cluster_size,
+            avg_cluster_size_source,
+            cv,
+            cv_source,
+            estimate: Some(EstimateRecord {
+                cluster_column: cluster_column.to_string(),
+                clusters: e.clusters,
+                units: e.units,
+                units_without_cluster: q.units_without_cluster,
+                icc_estimate: e.icc,
+            }),
+        }
+    }
+
+    /// The validated design parameters.
+    pub fn spec(&self) -> Result<ClusterSpec> {
+        ClusterSpec::new(self.icc, self.avg_cluster_size, self.cv)
+    }
+
+    /// One line for the operator: the values and where they came from.
+    pub fn describe(&self) -> String {
+        let mut s = format!(
+            "cluster design with ICC {} ({}), average cluster size {} ({}), CV {} ({})",
+            fmt6(self.icc),
+            self.icc_source,
+            fmt6(self.avg_cluster_size),
+            self.avg_cluster_size_source,
+            fmt6(self.cv),
+            self.cv_source
+        );
+        if let Some(e) = &self.estimate {
+            s.push_str(&format!(
+                "; estimated from {} over {} clusters and {} units",
+                e.cluster_column, e.clusters, e.units
+            ));
+            if e.icc_estimate < 0.0 && self.icc_source == "estimated" {
+                s.push_str(&format!(
+                    " (the ICC estimate {} is negative: no clustering detected, used as 0)",
+                    fmt6(e.icc_estimate)
+                ));
+            }
+            if e.units_without_cluster > 0 {
+                s.push_str(&format!(
+                    "; {} unit(s) without a cluster id left out",
+                    e.units_without_cluster
+                ));
+            }
+        }
+        s
+    }
+}
+
+fn fmt6(x: f64) -> String {
+    let s = format!("{x:.6}");
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    if s == "-0" { "0".into() } else { s.to_string() }
+}
+
+/// The ICC estimate of `metric` by `cluster_column` over `table` filtered by `filters`, from one
+/// aggregate query ([`anova_sql`]). The metric must be a number or boolean of the sheet and the
+/// cluster column a field of the sheet; an estimate that cannot be made is an error suggesting
+/// `--icc` and `--avg-cluster-size`.
+pub async fn warehouse_estimate(
+    wh: &Warehouse,
+    schema: Option<&str>,
+    table: &str,
+    sheet: &ConfigWorksheet,
+    metric: &str,
+    cluster_column: &str,
+    filters: &[Filter],
+) -> Result<(ClusterQuery, IccEstimate)> {
+    let mut errors = Vec::new();
+    let metric_type = match sheet.column(metric) {
+        Some(c) => super::baseline::metric_type_of(c.data_type),
+        None => None,
+    };
+    if sheet.column(cluster_column).is_none() {
+        let names: Vec<&str> = sheet
+            .columns
+            .iter()
+            .map(|c| c.column_name.as_str())
+            .collect();
+        errors.push(format!(
+            "--cluster-column {cluster_column}: no column {cluster_column:?} in the sheet for {} (fields: {})",
+            sheet.table_name,
+            names.join(", ")
+        ));
+    }
+    let resolved = match filters::resolve(filters, sheet) {
+        Ok(r) => r,
+        Err(Error::Invalid(e)) => {
+            errors.extend(e);
+            Vec::new()
+        }
+        Err(other) => return Err(other),
+    };
+    if !errors.is_empty() {
+        return Err(Error::Invalid(errors));
+    }
+    // The metric itself was checked by the baseline query.
+    let metric_type = metric_type.unwrap_or(MetricType::Numeric);
+    let (clause, params) = filters::where_clause_resolved(wh.dialect(), &resolved, 1);
+    let q = cluster_anova(
+        wh,
+        &wh.qualified(schema, table),
+        metric,
+        metric_type,
+        cluster_column,
+        &clause,
+        &params,
+    )
+    .await?;
+    let e = estimate_for(metric, cluster_column, &q.anova)?;
+    Ok((q, e))
+}
+
+/// [`warehouse_estimate`] for each metric, then the inputs of its cluster design: the flags
+/// `given` (`--icc`, `--avg-cluster-size`, `--cv`) where present, the estimates elsewhere.
+#[allow(clippy::too_many_arguments)]
+pub async fn warehouse_inputs(
+    wh: &Warehouse,
+    schema: Option<&str>,
+    table: &str,
+    sheet: &ConfigWorksheet,
+    metrics: &[String],
+    cluster_column: &str,
+    filters: &[Filter],
+    given: (Option<f64>, Option<f64>, Option<f64>),
+) -> Result<Vec<ClusterInputs>> {
+    let mut out = Vec::with_capacity(metrics.len());
+    for m in metrics {
+        let res = warehouse_estimate(wh, schema, table, sheet, m, cluster_column, filters).await;
+        // No estimate is needed when the flags give the design: use them.
+        let (q, e) = match (res, given) {
+            (Ok(x), _) => x,
+            (Err(Error::Invalid(_)), (Some(icc), Some(m), cv)) => {
+                out.push(ClusterInputs {
+                    icc,
+                    icc_source: "given".into(),
+                    avg_cluster_size: m,
+                    avg_cluster_size_source: "given".into(),
+                    cv: cv.unwrap_or(0.0),
+                    cv_source: if cv.is_some() { "given" } else { "default" }.into(),
+                    estimate: None,
+                });
+                continue;
+            }
+            (Err(e), _) => return Err(e),
+        };
+        out.push(ClusterInputs::from_estimate(
+            cluster_column,
+            &q,
+            &e,
+            given.0,
+            given.1,
+            given.2,
+        ));
+    }
+    Ok(out)
 }

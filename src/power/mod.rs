@@ -18,7 +18,8 @@ pub mod solve;
 
 pub use analysis::{
     Analysis, ClusterResult, ClusterSpec, Design, DesignSummary, DesiredN, Mde, MetricSpec,
-    MetricType, analyze, check_power, mde_core, resolve_design,
+    MetricType, analyze, check_cluster_flags, check_power, check_power_clustered, mde_core,
+    resolve_design,
 };
 pub use messages::{Message, MessageType};
 
@@ -85,6 +86,9 @@ pub fn render_table(analyses: &[Analysis]) -> String {
     }
     let mut out = format!("{t}\n");
     for a in analyses {
+        if let Some(i) = a.cluster.as_ref().and_then(|c| c.inputs.as_ref()) {
+            out.push_str(&format!("{}: {}\n", a.metric.name, i.describe()));
+        }
         out.push_str(&format!("{}: {}\n", a.metric.name, a.msg.msg.trim_end()));
     }
     out

@@ -192,6 +192,50 @@ fn cents(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
 }
 
+/// Schools of the synthetic population, for cluster designs (docs/cluster.md).
+pub const SCHOOLS: u64 = 300;
+/// Weight of the (standardized) current income in the score that sorts people into schools: the
+/// schools' share of the income variance, i.e. its intraclass correlation, is about its square
+/// (0.16), a typical size for schools.
+const SCHOOL_SORTING: f64 = 0.4;
+
+/// SplitMix64: a fixed, portable mixer of one word.
+fn splitmix64(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// The school of person `id` (1-based) and its two school-level fields: `(school_id,
+/// school_district, school_type)`. People are sorted into schools by a score mixing their
+/// current income with noise hashed from the seed and the id (no draw from the row stream, so
+/// the other columns do not depend on the schools), so incomes cluster by school; the 60
+/// schools of the highest scores are `private`. School ids are the score ranks permuted
+/// (×7919 mod 300), school sizes vary (about 230 to 430 people in 100,000), and the district
+/// is a function of the school id.
+pub fn school(seed: u64, id: u64, current_income: f64) -> (i64, &'static str, &'static str) {
+    let unit = |w: u64| (w >> 11) as f64 * (1.0 / (1u64 << 53) as f64);
+    let h = splitmix64(seed ^ splitmix64(id));
+    let u1 = 1.0 - unit(h);
+    let u2 = unit(splitmix64(h));
+    let noise = (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos();
+    let z = (current_income - 26_300.0) / 6_750.0;
+    let score = SCHOOL_SORTING * z + (1.0 - SCHOOL_SORTING * SCHOOL_SORTING).sqrt() * noise;
+    // Logistic approximation of the normal CDF, then uneven school widths.
+    let p = 1.0 / (1.0 + (-1.702 * score).exp());
+    let w = p + 0.25 * (std::f64::consts::TAU * 5.0 * p).sin() / (std::f64::consts::TAU * 5.0);
+    let rank = ((w * SCHOOLS as f64) as u64).min(SCHOOLS - 1);
+    let school_id = (rank * 7919) % SCHOOLS + 1;
+    let district = ["north", "south", "east", "west"][(splitmix64(school_id) % 4) as usize];
+    let kind = if rank >= SCHOOLS - 60 {
+        "private"
+    } else {
+        "public"
+    };
+    (school_id as i64, district, kind)
+}
+
 /// An endless-on-demand stream of `n` synthetic rows in [`super::COLUMNS`] order.
 pub fn rows(n: u64, seed: u64) -> impl Iterator<Item = Vec<Value>> {
     let mut d = Draw(ChaCha8Rng::seed_from_u64(seed));
@@ -253,6 +297,7 @@ pub fn rows(n: u64, seed: u64) -> impl Iterator<Item = Vec<Value>> {
         };
         let sample_ts = ts0 + Duration::seconds(d.below(366 * 86_400) as i64);
         let tz_ts = Utc.from_utc_datetime(&(ts0 + Duration::seconds(d.below(366 * 86_400) as i64)));
+        let (school_id, district, kind) = school(seed, i + 1, current);
         vec![
             Value::Int(i as i64 + 1),
             Value::Text(gender.into()),
@@ -274,6 +319,9 @@ pub fn rows(n: u64, seed: u64) -> impl Iterator<Item = Vec<Value>> {
             sample_date,
             Value::Timestamp(sample_ts),
             Value::TimestampTz(tz_ts),
+            Value::Int(school_id),
+            Value::Text(district.into()),
+            Value::Text(kind.into()),
         ]
     })
 }

@@ -26,7 +26,7 @@ use crate::warehouse::load::ColumnDef;
 pub static FIXTURE: &[u8] = include_bytes!("../../fixtures/testing_dwh.csv.zst");
 
 /// The testing warehouse's columns, in CSV order.
-pub const COLUMNS: [(&str, DataType); 20] = [
+pub const COLUMNS: [(&str, DataType); 23] = [
     ("id", DataType::Bigint),
     ("gender", DataType::CharacterVarying),
     ("ethnicity", DataType::CharacterVarying),
@@ -47,6 +47,9 @@ pub const COLUMNS: [(&str, DataType); 20] = [
     ("sample_date", DataType::Date),
     ("sample_timestamp", DataType::TimestampWithoutTimeZone),
     ("timestamp_with_tz", DataType::TimestampWithTimeZone),
+    ("school_id", DataType::Bigint),
+    ("school_district", DataType::CharacterVarying),
+    ("school_type", DataType::CharacterVarying),
 ];
 
 /// Column definitions for DDL: `id` is the primary key, `timestamp_with_tz` NOT NULL.
