@@ -1153,7 +1153,7 @@ mod tests {
         let p = dir.path().join("empty.csv");
         for content in ["", "\n", "\u{feff}", "\r\n"] {
             std::fs::write(&p, content).unwrap();
-            let e = read_csv(&p, "empty.csv", "id", &[]).unwrap_err();
+            let e = read_csv(&p, "empty.csv", "id", &[], None).unwrap_err();
             assert_eq!(e.exit_code(), 3);
             assert_eq!(
                 e.to_string(),
