@@ -96,6 +96,11 @@ pub struct Args {
     /// xngin_experiments.
     #[arg(long, value_name = "[SCHEMA.]TABLE")]
     write_table: Option<String>,
+    /// Compute the assignment, balance test and design record inside the participant type's
+    /// warehouse (PostgreSQL; text and boolean strata) and write it to --write-table there:
+    /// only aggregates leave the warehouse. Same rows as without the flag.
+    #[arg(long, requires_all = ["participant_type", "write_table"], conflicts_with = "dsn")]
+    in_warehouse: bool,
     /// Warehouse for --write-table (default: the participant type's warehouse).
     #[arg(long, value_name = "DSN")]
     dsn: Option<String>,
@@ -145,7 +150,13 @@ pub async fn run(args: Args, g: &Globals) -> anyhow::Result<()> {
         write_table: args.write_table,
         dsn: args.dsn,
         fstat_thresh: args.fstat_thresh,
+        in_warehouse: args.in_warehouse,
     };
+    if req.in_warehouse && args.format == Format::Csv {
+        anyhow::bail!(xngin::Error::usage(
+            "--format csv prints the rows, which --in-warehouse leaves in the warehouse; use --format table or json"
+        ));
+    }
     let report = xngin::assign::run::run(&req).await?;
     match args.format {
         Format::Table => xngin::output::print(&xngin::assign::output::summary(&report.record))?,

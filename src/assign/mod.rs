@@ -24,6 +24,7 @@ pub mod balance;
 pub mod cluster_balance;
 pub mod data;
 pub mod design;
+pub mod inwh;
 pub mod output;
 pub mod preprocess;
 pub mod pushdown;

@@ -25,6 +25,9 @@ pub struct Audience<'a> {
     pub integer_ids: bool,
     /// The kept strata columns in field-name order, each with `true` for text.
     pub strata: &'a [(String, bool)],
+    /// Columns passed through to the result as `c0, c1, …` after `stratum_id` (the strata
+    /// values that `--write-table` stores beside each assignment).
+    pub carry: &'a [String],
 }
 
 /// The query and its two parameters (the relation's own parameters are numbered from `$3`).
@@ -48,12 +51,18 @@ pub fn postgres_assignment(a: &Audience, design: &Design, n_rows: u64) -> (Strin
         "tid COLLATE \"C\""
     };
     let key = format!("md5($1 || ':' || tid) COLLATE \"C\", {tie}");
+    // Carried columns: `kc` defines them in k, `cc` passes them on, `bc` selects them from b.
+    let kc: String = (a.carry.iter().enumerate())
+        .map(|(i, c)| format!(", {c} AS c{i}"))
+        .collect();
+    let cc: String = (0..a.carry.len()).map(|i| format!(", c{i}")).collect();
+    let bc: String = (0..a.carry.len()).map(|i| format!(", b.c{i}")).collect();
     if a.strata.is_empty() {
         let sql = format!(
-            "WITH k AS (SELECT {id} AS pid, {id}::text AS tid FROM {rel}), \
-             r AS (SELECT pid, ROW_NUMBER() OVER (ORDER BY {key}) - 1 AS j FROM k) \
+            "WITH k AS (SELECT {id} AS pid, {id}::text AS tid{kc} FROM {rel}), \
+             r AS (SELECT pid{cc}, ROW_NUMBER() OVER (ORDER BY {key}) - 1 AS j FROM k) \
              SELECT pid AS participant_id, (width_bucket(j, $2::bigint[]) - 1)::int AS arm_id, \
-             NULL::int AS stratum_id FROM r"
+             NULL::int AS stratum_id{cc} FROM r"
         );
         return (sql, vec![seed, Value::Text(list(&lower))]);
     }
@@ -69,19 +78,19 @@ pub fn postgres_assignment(a: &Audience, design: &Design, n_rows: u64) -> (Strin
     let pat = "($2::int[])";
     let mut ctes = vec![
         format!(
-            "k AS (SELECT {id} AS pid, {id}::text AS tid, {} FROM {rel})",
+            "k AS (SELECT {id} AS pid, {id}::text AS tid, {}{kc} FROM {rel})",
             cols.join(", ")
         ),
         format!(
-            "st AS (SELECT pid, tid, (DENSE_RANK() OVER (ORDER BY {}) - 1)::int AS sid FROM k)",
+            "st AS (SELECT pid, tid{cc}, (DENSE_RANK() OVER (ORDER BY {}) - 1)::int AS sid FROM k)",
             order.join(", ")
         ),
         // Units in key order within strata: j of s; full blocks below s - s % L.
         format!(
-            "o AS (SELECT pid, tid, sid, ROW_NUMBER() OVER (PARTITION BY sid ORDER BY {key}) - 1 AS j, \
+            "o AS (SELECT pid, tid{cc}, sid, ROW_NUMBER() OVER (PARTITION BY sid ORDER BY {key}) - 1 AS j, \
              COUNT(*) OVER (PARTITION BY sid) AS s FROM st)"
         ),
-        format!("b AS (SELECT pid, tid, sid, j, s - s % {l} AS full_n FROM o)"),
+        format!("b AS (SELECT pid, tid{cc}, sid, j, s - s % {l} AS full_n FROM o)"),
     ];
     // The mask order of each label: positions by md5('mask:{seed}:{label}:{p}'), then p.
     let mask = |labels: &str| {
@@ -100,13 +109,13 @@ pub fn postgres_assignment(a: &Audience, design: &Design, n_rows: u64) -> (Strin
             format!(
                 "SELECT b.pid AS participant_id, \
                  (CASE WHEN b.j < b.full_n THEN {pat}[b.j % {l} + 1] ELSE {pat}[m.p + 1] END)::int AS arm_id, \
-                 b.sid AS stratum_id FROM b \
+                 b.sid AS stratum_id{bc} FROM b \
                  LEFT JOIN m ON b.j >= b.full_n AND m.lab = b.sid::text AND m.t = b.j - b.full_n"
             )
         }
         MisfitStrategy::None => format!(
             "SELECT pid AS participant_id, (CASE WHEN j < full_n THEN {pat}[j % {l} + 1] END)::int AS arm_id, \
-             sid AS stratum_id FROM b"
+             sid AS stratum_id{cc} FROM b"
         ),
         MisfitStrategy::Global => {
             let pool_key = format!("md5('pool:' || $1 || ':' || tid) COLLATE \"C\", {tie}");
@@ -123,7 +132,7 @@ pub fn postgres_assignment(a: &Audience, design: &Design, n_rows: u64) -> (Strin
                  (CASE WHEN b.j < b.full_n THEN {pat}[b.j % {l} + 1] \
                        WHEN pf.pj < pf.pfull THEN {pat}[pf.pj % {l} + 1] \
                        ELSE {pat}[m.p + 1] END)::int AS arm_id, \
-                 b.sid AS stratum_id FROM b LEFT JOIN pf ON pf.pid = b.pid \
+                 b.sid AS stratum_id{bc} FROM b LEFT JOIN pf ON pf.pid = b.pid \
                  LEFT JOIN m ON pf.pj >= pf.pfull AND m.t = pf.pj - pf.pfull"
             )
         }

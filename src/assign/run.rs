@@ -44,6 +44,9 @@ pub struct Request {
     pub write_table: Option<String>,
     pub dsn: Option<String>,
     pub fstat_thresh: f64,
+    /// Compute the assignment in the participant type's warehouse (`--in-warehouse`,
+    /// [`super::inwh`]).
+    pub in_warehouse: bool,
 }
 
 /// The result: the design record (also written next to the outputs) and, for `--format csv`,
@@ -147,6 +150,9 @@ pub(crate) fn trace(phase: &str) {
 /// Run an assignment request.
 pub async fn run(req: &Request) -> Result<Report> {
     trace("start");
+    if req.in_warehouse {
+        return super::inwh::run(req).await;
+    }
     let (arms, strata) = check_request(req)?;
     let seed_given = req.seed.is_some();
     let seed = req.seed.unwrap_or_else(rng::fresh_seed);

@@ -187,6 +187,31 @@ pub trait SqlDialect: Send + Sync + std::fmt::Debug {
     /// The lowercase hexadecimal MD5 digest of `expr`, if the dialect has one.
     fn md5_hex(&self, expr: &str) -> Option<String>;
 
+    /// The keyed assignment of docs/assignment-algorithm.md computed by this engine: one query
+    /// over the audience `a` returning `participant_id, arm_id, stratum_id, c0, c1, …` and its
+    /// parameters (the relation's own parameters follow them). `None` when this engine does
+    /// not compute it (`assign --in-warehouse` then refuses).
+    fn keyed_assignment_sql(
+        &self,
+        _a: &crate::assign::pushdown::Audience,
+        _design: &crate::assign::Design,
+        _n_rows: u64,
+    ) -> Option<(String, Vec<Value>)> {
+        None
+    }
+
+    /// The 32-bit word `i` (0 = most significant) of the 32 lowercase hex digits `hex`, as an
+    /// integer that sums exactly (the input fingerprint's `unit_key_sum` from aggregates).
+    fn hex_word(&self, _hex: &str, _i: usize) -> Option<String> {
+        None
+    }
+
+    /// A statement, first in a transaction, that makes all of its queries read one snapshot
+    /// (`None`: the engine's default isolation already does).
+    fn snapshot_transaction_sql(&self) -> Option<&'static str> {
+        None
+    }
+
     /// The continuous percentile `p` (0..=1) of `expr` as an aggregate, if the dialect has one.
     fn percentile_cont(&self, p: f64, expr: &str) -> Option<String>;
 

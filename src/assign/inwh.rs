@@ -1,0 +1,875 @@
+//! `assign --in-warehouse`: the whole assignment computed by the participant type's warehouse
+//! (docs/assignment-algorithm.md, "In the warehouse"), with only aggregates coming back.
+//!
+//! In one transaction reading one snapshot of the audience:
+//! 1. one aggregate query: row count, ids non-null and unique, the input fingerprint (Σ of the
+//!    unit keys as four 32-bit word sums), and per stratum its distinct and non-null counts
+//!    (the preprocessing rules of [`super::preprocess`]: single-valued and unique-valued
+//!    columns are dropped);
+//! 2. one `GROUP BY` of the kept strata: the strata cells and their sizes, which give the
+//!    stratum ids (dense rank of the cells in byte order, NULL last), the block counts and the
+//!    categorical codes of the balance regression;
+//! 3. the experiment guard (and `--replace`), then `INSERT INTO T … SELECT` of the keyed
+//!    assignment query of the dialect ([`crate::warehouse::SqlDialect::keyed_assignment_sql`]);
+//! 4. `GROUP BY stratum_id, arm_id` over the rows written: the arm counts and the balance test
+//!    from per-cell counts ([`super::balance::f_test_cells`]), identical to the local one;
+//! 5. the design record, then commit.
+//!
+//! Supported: categorical strata (text, uuid, boolean) on engines whose dialect computes the
+//! keyed query; everything else is refused (exit 2) rather than computed differently.
+
+use super::balance::{self, Covariate};
+use super::data::{Ids, Table};
+use super::output::{AudienceRecord, DesignRecord, Fingerprint};
+use super::preprocess::{Codes, Dropped};
+use super::run::{Report, Request, Source, check_request};
+use super::warehouse::{EXPERIMENTS_TABLE, experiments_ddl, if_not_exists, split_table};
+use super::{BalanceTest, Design, Outcome, stochatreat};
+use crate::datatype::DataType;
+use crate::error::{Error, Result};
+use crate::output::notice;
+use crate::warehouse::load::{ColumnDef, create_table_sql};
+use crate::warehouse::{Value, Warehouse};
+
+/// How a stratum's values are compared: text by bytes, or booleans.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Kind {
+    Text,
+    Bool,
+}
+
+/// A requested stratum as the warehouse holds it.
+struct Stratum {
+    name: String,
+    /// The SQL expression of its value (quoted column, cast to text for uuids).
+    expr: String,
+    kind: Kind,
+}
+
+fn unsupported(what: String) -> Error {
+    Error::usage(format!(
+        "--in-warehouse: {what}; run without --in-warehouse to assign locally"
+    ))
+}
+
+/// Run `assign --in-warehouse`.
+pub async fn run(req: &Request) -> Result<Report> {
+    let (arms, strata_names) = check_request(req)?;
+    let Source::ParticipantType {
+        name,
+        settings,
+        datasource,
+        id_column,
+        filters,
+        filters_file,
+    } = &req.source
+    else {
+        return Err(Error::usage(
+            "--in-warehouse assigns a participant type inside its warehouse; it needs --participant-type, not --input",
+        ));
+    };
+    if req.dsn.is_some() {
+        return Err(Error::usage(
+            "--in-warehouse writes into the participant type's own warehouse; drop --dsn",
+        ));
+    }
+    let Some(write_table) = &req.write_table else {
+        return Err(Error::usage(
+            "--in-warehouse needs --write-table [SCHEMA.]TABLE (the table the warehouse writes the assignment to)",
+        ));
+    };
+    if req.output.is_some() {
+        return Err(unsupported(
+            "--output is not written yet with --in-warehouse".into(),
+        ));
+    }
+    if req.sample_size.is_some() {
+        return Err(unsupported(
+            "--sample-size is not computed in the warehouse yet".into(),
+        ));
+    }
+    let seed_given = req.seed.is_some();
+    let seed = req.seed.unwrap_or_else(super::rng::fresh_seed);
+    if !seed_given {
+        notice(format!(
+            "no --seed given: using seed {seed} (recorded in the design record; pass --seed {seed} to redraw the same assignment)"
+        ));
+    }
+    let experiment_id = req
+        .experiment_id
+        .clone()
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let created_at = chrono::Utc::now();
+
+    let resolved =
+        crate::settings::resolve_participants(settings.as_deref(), datasource.as_deref(), name)
+            .await?;
+    let sheet = &resolved.sheet;
+    let label = format!("participant type {}", resolved.participant_type);
+    let id = match id_column {
+        Some(c) => c.clone(),
+        None => sheet
+            .unique_id()
+            .map(|c| c.column_name.clone())
+            .ok_or_else(|| Error::invalid(format!("{label}: the sheet marks no column as is_unique_id; mark one or pass --id-column")))?,
+    };
+    let fields: Vec<&str> = sheet
+        .columns
+        .iter()
+        .map(|c| c.column_name.as_str())
+        .collect();
+    let mut errs = Vec::new();
+    if sheet.column(&id).is_none() {
+        errs.push(format!(
+            "{label}: no field named {id} for the id (fields: {})",
+            fields.join(", ")
+        ));
+    }
+    for s in &strata_names {
+        if *s == id {
+            errs.push(format!(
+                "{label}: {s} is the unique id; its values are all distinct, so it cannot be a stratum (remove it from --strata/--metrics)"
+            ));
+        } else if sheet.column(s).is_none() {
+            errs.push(format!(
+                "{label}: no field named {s} in --strata/--metrics (fields: {})",
+                fields.join(", ")
+            ));
+        }
+    }
+    if !errs.is_empty() {
+        return Err(Error::Invalid(errs));
+    }
+    let dsn = resolved.dsn.clone();
+    let dialect = dsn.dialect();
+    let (wt_schema, wt_name) = split_table(write_table)?;
+    if !dialect.has_schemas() && wt_schema.is_some() {
+        return Err(Error::usage(format!(
+            "--write-table {write_table}: {} has no schemas; give the table name alone (--write-table {wt_name})",
+            dialect.product()
+        )));
+    }
+    let wh = Warehouse::connect(&dsn).await?;
+    let res = run_on(
+        req,
+        &wh,
+        &resolved,
+        &label,
+        &id,
+        &strata_names,
+        filters,
+        filters_file.as_deref(),
+        (write_table, wt_schema, wt_name),
+        Design {
+            arms,
+            strata: strata_names.clone(),
+            quantiles: req.quantiles,
+            misfit: req.misfit,
+            seed,
+            fstat_thresh: req.fstat_thresh,
+        },
+        (experiment_id, created_at, seed_given),
+    )
+    .await;
+    wh.close().await;
+    res.map_err(|e| match e {
+        Error::Conflict(raw) => Error::runtime(format!(
+            "another run is writing the table {write_table} at the same time, so this run wrote nothing ({raw}); \
+             wait for it to finish, then run again (--replace to overwrite its rows of the same experiment)"
+        )),
+        other => other,
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_on(
+    req: &Request,
+    wh: &Warehouse,
+    resolved: &crate::settings::ResolvedParticipants,
+    label: &str,
+    id: &str,
+    strata_names: &[String],
+    filters: &[String],
+    filters_file: Option<&std::path::Path>,
+    (shown, wt_schema, wt_name): (&String, Option<String>, String),
+    design: Design,
+    (experiment_id, created_at, seed_given): (String, chrono::DateTime<chrono::Utc>, bool),
+) -> Result<Report> {
+    let dialect = wh.dialect();
+    let q = |s: &str| wh.quote(s);
+    if dialect.hex_word("x", 0).is_none() || !dialect.has_transactions() {
+        return Err(unsupported(format!(
+            "{} does not compute the keyed assignment yet",
+            dialect.product()
+        )));
+    }
+    let schema = resolved.schema_name.as_deref();
+    let live = wh.columns(schema, &resolved.table_name).await?;
+    let live_of = |c: &str| live.iter().find(|l| l.name == c);
+    let mut missing = Vec::new();
+    for c in std::iter::once(id).chain(strata_names.iter().map(String::as_str)) {
+        if live_of(c).is_none() {
+            missing.push(format!(
+                "{label}: the sheet's field {c} is not a column of the table {} (columns: {})",
+                resolved.table_name,
+                live.iter()
+                    .map(|l| l.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+    }
+    if !missing.is_empty() {
+        return Err(Error::Invalid(missing));
+    }
+    // The id: integers (ties ordered numerically) or text (by bytes).
+    let id_live = live_of(id).expect("checked");
+    let integer_ids = match id_live.data_type {
+        DataType::Integer | DataType::Bigint => true,
+        DataType::CharacterVarying | DataType::Uuid => false,
+        other => {
+            return Err(unsupported(format!(
+                "the id column {id} is of type {} ({}); integer, text and uuid ids are supported",
+                other.as_str(),
+                id_live.sql_type
+            )));
+        }
+    };
+    let id_expr = if id_live.data_type == DataType::Uuid {
+        dialect.text_cast(&q(id))
+    } else {
+        q(id)
+    };
+    let mut strata = Vec::new();
+    for s in strata_names {
+        let l = live_of(s).expect("checked");
+        let (kind, expr) = match l.data_type {
+            DataType::CharacterVarying => (Kind::Text, q(s)),
+            DataType::Uuid => (Kind::Text, dialect.text_cast(&q(s))),
+            DataType::Boolean => (Kind::Bool, q(s)),
+            other => {
+                return Err(unsupported(format!(
+                    "stratum {s} is of type {} ({}); only text and boolean strata are computed in the warehouse \
+                     so far (numeric strata need quantile bins)",
+                    other.as_str(),
+                    l.sql_type
+                )));
+            }
+        };
+        strata.push(Stratum {
+            name: s.clone(),
+            expr,
+            kind,
+        });
+    }
+    // Filters, with their parameters numbered after the query's own (`first`).
+    let mut all = Vec::new();
+    for f in filters {
+        all.push(crate::filters::parse_cli_filter(f)?);
+    }
+    if let Some(p) = filters_file {
+        all.extend(crate::filters::load_filters_file(p)?);
+    }
+    let filters_json = if all.is_empty() {
+        serde_json::Value::Array(vec![])
+    } else {
+        serde_json::to_value(&all).unwrap_or(serde_json::Value::Null)
+    };
+    let relation = |first: usize| -> Result<(String, Vec<Value>)> {
+        let t = wh.qualified(schema, &resolved.table_name);
+        if all.is_empty() {
+            return Ok((t, Vec::new()));
+        }
+        let (w, p) = crate::filters::where_clause(dialect, &all, &resolved.sheet, first)?;
+        Ok((format!("{t} WHERE {w}"), p))
+    };
+    let source = format!("{label} (table {})", resolved.table_name);
+
+    let mut tx = wh.begin().await?;
+    let result = async {
+        if let Some(s) = dialect.snapshot_transaction_sql() {
+            tx.execute(s, &[]).await?;
+        }
+        // 1. Counts, ids, fingerprint, strata statistics.
+        let seed_ph = dialect.text_cast(&wh.placeholder(1));
+        let (rel, rel_params) = relation(2)?;
+        let key = dialect
+            .md5_hex(&format!(
+                "CONCAT({seed_ph}, ':', {})",
+                dialect.text_cast("xid")
+            ))
+            .expect("dialects with hex_word have md5");
+        let single_pk = id_live.primary_key && live.iter().filter(|l| l.primary_key).count() == 1;
+        let mut sel = vec![
+            "COUNT(*)".to_string(),
+            "COUNT(xid)".to_string(),
+            if single_pk {
+                "COUNT(xid)".to_string()
+            } else {
+                "COUNT(DISTINCT xid)".to_string()
+            },
+        ];
+        for i in 0..4 {
+            let w = dialect.hex_word("h", i).expect("checked");
+            sel.push(dialect.text_cast(&format!("SUM({w})")));
+        }
+        let mut inner = vec![format!("{id_expr} AS xid")];
+        for (j, s) in strata.iter().enumerate() {
+            let e = if s.kind == Kind::Text {
+                dialect.exact_text(&s.expr)
+            } else {
+                s.expr.clone()
+            };
+            inner.push(format!("{e} AS s{j}"));
+            sel.push(format!("COUNT(DISTINCT s{j})"));
+            sel.push(format!("COUNT(s{j})"));
+        }
+        let sql = format!(
+            "SELECT {} FROM (SELECT {key} AS h, x.* FROM (SELECT {} FROM {rel}) x) y",
+            sel.join(", "),
+            inner.join(", ")
+        );
+        let mut params = vec![Value::Text(design.seed.to_string())];
+        params.extend(rel_params);
+        let stats = tx.fetch_all(&sql, &params).await?;
+        let row = stats.rows.first().cloned().unwrap_or_default();
+        let int = |i: usize| row.get(i).and_then(Value::as_i64).unwrap_or(0) as u64;
+        let n = int(0);
+        if n < 2 {
+            let why = if all.is_empty() { "" } else { " after the filters" };
+            return Err(Error::invalid(format!(
+                "{label}: {n} participant(s){why} in table {}; an assignment needs at least 2{}",
+                resolved.table_name,
+                if why.is_empty() { "" } else { " (widen the filters)" }
+            )));
+        }
+        if int(1) < n {
+            return Err(Error::invalid(format!(
+                "{source}: the id column {id} is NULL in {} row(s); every participant needs an id",
+                n - int(1)
+            )));
+        }
+        if int(2) < n {
+            return Err(Error::invalid(format!(
+                "{source}: the id column {id} has {} duplicate value(s); ids must be unique",
+                n - int(2)
+            )));
+        }
+        let mut key_sum = 0u128;
+        for i in 0..4 {
+            let part: u128 = row
+                .get(3 + i)
+                .and_then(Value::to_text)
+                .and_then(|t| t.trim().parse().ok())
+                .ok_or_else(|| Error::runtime(format!("{source}: the warehouse returned no key sum")))?;
+            key_sum = key_sum.wrapping_add(part.wrapping_shl(32 * (3 - i) as u32));
+        }
+        // Preprocessing (super::preprocess): drop single-valued and unique-valued strata.
+        let mut kept: Vec<usize> = Vec::new();
+        let mut dropped = Vec::new();
+        for (j, s) in strata.iter().enumerate() {
+            let distinct = int(7 + 2 * j);
+            let non_null = int(8 + 2 * j);
+            let reason = if distinct <= 1 {
+                Some("single value")
+            } else if distinct == non_null && non_null > 1 {
+                Some("unique values (every row differs)")
+            } else {
+                None
+            };
+            match reason {
+                Some(r) => dropped.push(Dropped {
+                    field: s.name.clone(),
+                    reason: r.into(),
+                }),
+                None => kept.push(j),
+            }
+        }
+        let mut notes: Vec<String> = dropped
+            .iter()
+            .map(|d| format!("stratum {} not used: {}", d.field, d.reason))
+            .collect();
+        // 2. The strata cells.
+        let cells = if kept.is_empty() {
+            if !strata.is_empty() {
+                notes.push(
+                    "no usable strata left: falling back to complete random assignment".into(),
+                );
+            }
+            Cells::default()
+        } else {
+            let (rel, rel_params) = relation(1)?;
+            let exprs: Vec<String> = kept
+                .iter()
+                .map(|&j| {
+                    let s = &strata[j];
+                    if s.kind == Kind::Text {
+                        dialect.exact_text(&s.expr)
+                    } else {
+                        s.expr.clone()
+                    }
+                })
+                .collect();
+            let groups: Vec<String> = (1..=exprs.len()).map(|i| i.to_string()).collect();
+            let sql = format!(
+                "SELECT {}, COUNT(*) FROM {rel} GROUP BY {}",
+                exprs.join(", "),
+                groups.join(", ")
+            );
+            let rows = tx.fetch_all(&sql, &rel_params).await?;
+            Cells::from_rows(rows.rows, kept.len())
+        };
+        let l = design.arms.block;
+        let n_strata = cells.sizes.len() as u32;
+        if !kept.is_empty() {
+            let (full, partial) = cells
+                .sizes
+                .iter()
+                .fold((0u64, 0u64), |(f, p), &s| (f + s / l, p + u64::from(s % l > 0)));
+            if partial > full {
+                notes.push(format!(
+                    "{partial} of the {} blocks are partial: {n_strata} strata for {n} participants leave most strata \
+                     smaller than a block of {l} or with leftovers (misfits), so the arm shares are exact in few \
+                     blocks; use fewer or coarser strata (or fewer --quantiles)",
+                    full + partial
+                ));
+            }
+            if design.misfit == super::MisfitStrategy::Stratum {
+                let with_leftovers = cells.sizes.iter().filter(|&&s| s % l > 0).count() as u64;
+                if with_leftovers.saturating_mul(l) > stochatreat::MAX_MASK_HASHES {
+                    return Err(Error::invalid(format!(
+                        "{source}: with blocks of {l}, {with_leftovers} strata have leftover participants, and misfit strategy \
+                         stratum would hash one block mask for each ({} hashes, over the limit of {}): use \
+                         simpler --arm-weights (smaller blocks), fewer strata, or --misfit-strategy global",
+                        with_leftovers * l,
+                        stochatreat::MAX_MASK_HASHES
+                    )));
+                }
+            }
+        }
+
+        // 3. The experiment guard, then the rows.
+        let qualified = wh.qualified(wt_schema.as_deref(), &wt_name);
+        let xq = wh.qualified(wt_schema.as_deref(), EXPERIMENTS_TABLE);
+        let mut cols = vec![
+            ColumnDef::new("experiment_id", DataType::CharacterVarying).primary_key(),
+            ColumnDef::new(
+                "participant_id",
+                if integer_ids { DataType::Bigint } else { DataType::CharacterVarying },
+            )
+            .primary_key(),
+            ColumnDef::new("arm_id", DataType::Integer),
+            ColumnDef::new("arm_name", DataType::CharacterVarying),
+            ColumnDef::new("stratum_id", DataType::Integer),
+            ColumnDef::new("created_at", DataType::TimestampWithTimeZone).not_null(),
+        ];
+        for s in &strata {
+            let t = match s.kind {
+                Kind::Text => DataType::CharacterVarying,
+                Kind::Bool => DataType::Boolean,
+            };
+            cols.push(ColumnDef::new(&s.name, t));
+        }
+        let existing = wh.columns_if_exists(wt_schema.as_deref(), &wt_name).await?;
+        let dsn = wh.dsn();
+        if !existing.is_empty() {
+            let names: Vec<&str> = existing.iter().map(|c| c.name.as_str()).collect();
+            if !names.contains(&"experiment_id") {
+                return Err(Error::invalid(format!(
+                    "{dsn}: the table {shown} exists but has no experiment_id column, so it is not an assignment table; \
+                     choose another --write-table name"
+                )));
+            }
+            let missing: Vec<&str> = cols
+                .iter()
+                .map(|c| c.name.as_str())
+                .filter(|c| !names.contains(c))
+                .collect();
+            if !missing.is_empty() {
+                return Err(Error::invalid(format!(
+                    "{dsn}: the table {shown} has no column(s) {} that this assignment writes (its columns: {}); \
+                     write to another table or use the same strata",
+                    missing.join(", "),
+                    names.join(", ")
+                )));
+            }
+        }
+        let x_exists = wh.table_exists(wt_schema.as_deref(), EXPERIMENTS_TABLE).await?;
+        if !dialect.transactional_ddl() {
+            return Err(unsupported(format!(
+                "{} commits DDL implicitly; not supported yet",
+                dialect.product()
+            )));
+        }
+        // A new table gets its primary key after the rows (one bulk index build).
+        let defer_pk = existing.is_empty();
+        if existing.is_empty() {
+            let ddl_cols: Vec<ColumnDef> = cols
+                .iter()
+                .map(|c| ColumnDef { primary_key: false, ..c.clone() })
+                .collect();
+            tx.execute(&if_not_exists(dialect, create_table_sql(dialect, &qualified, &ddl_cols)), &[])
+                .await?;
+        }
+        if !x_exists {
+            tx.execute(&if_not_exists(dialect, experiments_ddl(dialect, &xq)), &[]).await?;
+        }
+        let exp = Value::Text(experiment_id.clone());
+        let ph1 = wh.placeholder(1);
+        let have = tx
+            .fetch_all(
+                &format!("SELECT count(*) FROM {qualified} WHERE {} = {ph1}", q("experiment_id")),
+                std::slice::from_ref(&exp),
+            )
+            .await?;
+        let have = have.rows.first().and_then(|r| r.first()).and_then(Value::as_i64).unwrap_or(0);
+        if have > 0 {
+            if !req.replace {
+                return Err(Error::invalid(format!(
+                    "{dsn}: the table {shown} already holds {have} assignment(s) of experiment {experiment_id}; pass --replace to replace \
+                     them or choose another --experiment-id"
+                )));
+            }
+            tx.execute(
+                &format!("DELETE FROM {qualified} WHERE {} = {ph1}", q("experiment_id")),
+                std::slice::from_ref(&exp),
+            )
+            .await?;
+        }
+        let created = Value::TimestampTz(created_at);
+        let kept_cols: Vec<(String, bool)> = kept
+            .iter()
+            .map(|&j| (strata[j].expr.clone(), strata[j].kind == Kind::Text))
+            .collect();
+        let carry: Vec<String> = strata.iter().map(|s| s.expr.clone()).collect();
+        // The relation's parameters follow the assignment query's own two.
+        let (rel, rel_params) = relation(3)?;
+        let audience = super::pushdown::Audience {
+            relation: &rel,
+            id: &id_expr,
+            integer_ids,
+            strata: &kept_cols,
+            carry: &carry,
+        };
+        let (asql, mut aparams) = dialect
+            .keyed_assignment_sql(&audience, &design, n)
+            .ok_or_else(|| {
+                unsupported(format!(
+                    "{} does not compute the keyed assignment yet",
+                    dialect.product()
+                ))
+            })?;
+        aparams.extend(rel_params);
+        // Outer parameters after the query's: experiment id, created_at, arm names.
+        let k0 = aparams.len() + 1;
+        let arm_case: Vec<String> = (0..design.arms.len())
+            .map(|a| format!("WHEN {a} THEN {}", dialect.text_cast(&wh.placeholder(k0 + 2 + a))))
+            .collect();
+        let names: Vec<String> = cols.iter().map(|c| q(&c.name)).collect();
+        let carried: String = (0..carry.len()).map(|i| format!(", a.c{i}")).collect();
+        let insert = format!(
+            "INSERT INTO {qualified} ({}) SELECT {}, a.participant_id, a.arm_id, CASE a.arm_id {} END, a.stratum_id, {}{carried} \
+             FROM ({asql}) a",
+            names.join(", "),
+            dialect.text_cast(&wh.placeholder(k0)),
+            arm_case.join(" "),
+            wh.placeholder(k0 + 1),
+        );
+        aparams.push(exp.clone());
+        aparams.push(created.clone());
+        aparams.extend(design.arms.arms.iter().map(|a| Value::Text(a.name.clone())));
+        let written = tx.execute(&insert, &aparams).await?;
+        if defer_pk {
+            let pk: Vec<String> = cols.iter().filter(|c| c.primary_key).map(|c| q(&c.name)).collect();
+            tx.execute(&format!("ALTER TABLE {qualified} ADD PRIMARY KEY ({})", pk.join(", ")), &[])
+                .await?;
+        }
+        // 4. Arm counts and the balance test from the rows written.
+        let counts_sql = format!(
+            "SELECT {}, {}, COUNT(*) FROM {qualified} WHERE {} = {ph1} GROUP BY {}, {}",
+            q("stratum_id"),
+            q("arm_id"),
+            q("experiment_id"),
+            q("stratum_id"),
+            q("arm_id")
+        );
+        let by_cell = tx.fetch_all(&counts_sql, std::slice::from_ref(&exp)).await?;
+        let k = design.arms.len();
+        let mut counts = vec![0u64; k];
+        let mut unassigned = 0u64;
+        // Per stratum id, the count of each arm.
+        let mut per_cell: Vec<Vec<u64>> = vec![vec![0; k]; n_strata as usize];
+        for r in &by_cell.rows {
+            let c = r[2].as_i64().unwrap_or(0) as u64;
+            match r[1].as_i64() {
+                Some(a) if (a as usize) < k => {
+                    counts[a as usize] += c;
+                    if let Some(s) = r[0].as_i64()
+                        && (s as usize) < per_cell.len()
+                    {
+                        per_cell[s as usize][a as usize] += c;
+                    }
+                }
+                _ => unassigned += c,
+            }
+        }
+        if written != n || counts.iter().sum::<u64>() + unassigned != n {
+            return Err(Error::runtime(format!(
+                "{source}: the warehouse wrote {written} assignment(s) for {n} participants; nothing was written"
+            )));
+        }
+        if unassigned > 0 {
+            notes.push(format!(
+                "{unassigned} participant(s) left unassigned (misfit strategy none)"
+            ));
+        }
+        let kept_names: Vec<String> = kept.iter().map(|&j| strata[j].name.clone()).collect();
+        let balance = if kept.is_empty() {
+            Vec::new()
+        } else {
+            balance_tests(&design, &cells, &kept_names, &per_cell, &counts, &mut notes)
+        };
+        let outcome = Outcome {
+            order: Vec::new(),
+            arm: Vec::new(),
+            stratum_id: None,
+            n_strata,
+            strata: strata_names.to_vec(),
+            used: kept_names,
+            dropped,
+            counts,
+            key_sum,
+            unassigned,
+            balance,
+            notes,
+        };
+        let audience = AudienceRecord {
+            participant_type: Some(resolved.participant_type.clone()),
+            datasource: Some(resolved.datasource_id.clone()),
+            table: Some(match schema {
+                Some(s) => format!("{s}.{}", resolved.table_name),
+                None => resolved.table_name.clone(),
+            }),
+            input_file: None,
+            id_column: id.to_string(),
+            filters: filters_json.clone(),
+            audience_rows: n,
+        };
+        let mut record = DesignRecord::new(
+            experiment_id.clone(),
+            created_at,
+            audience,
+            &design,
+            &outcome,
+            seed_given,
+            None,
+            Fingerprint {
+                rows: n,
+                unit_key_sum: super::rng::hex128(key_sum),
+            },
+        );
+        record.outputs.table = Some(shown.clone());
+        // 5. The design record.
+        let p: Vec<String> = (1..=6).map(|i| wh.placeholder(i)).collect();
+        tx.execute(
+            &format!(
+                "DELETE FROM {xq} WHERE {} = {} AND {} = {}",
+                q("experiment_id"),
+                p[0],
+                q("assignment_table"),
+                p[1]
+            ),
+            &[exp.clone(), Value::Text(shown.clone())],
+        )
+        .await?;
+        tx.execute(
+            &format!(
+                "INSERT INTO {xq} ({}, {}, {}, {}, {}, {}) VALUES ({})",
+                q("experiment_id"),
+                q("assignment_table"),
+                q("created_at"),
+                q("tool_version"),
+                q("seed"),
+                q("design"),
+                p.join(", ")
+            ),
+            &[
+                exp.clone(),
+                Value::Text(shown.clone()),
+                created.clone(),
+                Value::Text(crate::VERSION.into()),
+                Value::Text(design.seed.to_string()),
+                Value::Text(record.to_json()),
+            ],
+        )
+        .await?;
+        Ok((record, outcome, written))
+    }
+    .await;
+    match result {
+        Ok((record, outcome, written)) => {
+            tx.commit().await?;
+            for note in &outcome.notes {
+                notice(note);
+            }
+            notice(format!(
+                "wrote {written} assignment(s) of experiment {} to {shown} (computed in the warehouse)",
+                record.experiment_id
+            ));
+            Ok(Report {
+                record,
+                table: Table {
+                    source,
+                    id_column: id.to_string(),
+                    ids: Ids::Int(Vec::new()),
+                    columns: Vec::new(),
+                    origin: None,
+                },
+                outcome,
+                design,
+            })
+        }
+        Err(e) => {
+            let _ = tx.rollback().await;
+            Err(e)
+        }
+    }
+}
+
+/// The strata cells of the kept strata, in stratum-id order.
+#[derive(Default)]
+struct Cells {
+    /// Per cell, the level code of each kept stratum (the order of [`super::preprocess`]:
+    /// text by bytes, `false` before `true`, NULL last).
+    codes: Vec<Vec<u32>>,
+    /// Levels per kept stratum (including NULL).
+    levels: Vec<u32>,
+    /// Participants per cell.
+    sizes: Vec<u64>,
+}
+
+/// A stratum value ordered as [`super::preprocess`] orders levels.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Level {
+    Bool(bool),
+    Text(Vec<u8>),
+    Null,
+}
+
+fn level_of(v: &Value) -> Level {
+    match v {
+        Value::Null => Level::Null,
+        Value::Bool(b) => Level::Bool(*b),
+        other => Level::Text(other.to_text().unwrap_or_default().into_bytes()),
+    }
+}
+
+impl Cells {
+    fn from_rows(rows: Vec<Vec<Value>>, k: usize) -> Cells {
+        let mut cells: Vec<(Vec<Level>, u64)> = rows
+            .iter()
+            .map(|r| {
+                (
+                    r[..k].iter().map(level_of).collect(),
+                    r[k].as_i64().unwrap_or(0) as u64,
+                )
+            })
+            .collect();
+        cells.sort();
+        let mut levels: Vec<Vec<Level>> = vec![Vec::new(); k];
+        for (c, _) in &cells {
+            for (j, l) in c.iter().enumerate() {
+                levels[j].push(l.clone());
+            }
+        }
+        for l in &mut levels {
+            l.sort();
+            l.dedup();
+        }
+        let codes = cells
+            .iter()
+            .map(|(c, _)| {
+                c.iter()
+                    .enumerate()
+                    .map(|(j, l)| levels[j].binary_search(l).unwrap_or(0) as u32)
+                    .collect()
+            })
+            .collect();
+        Cells {
+            codes,
+            levels: levels.iter().map(|l| l.len() as u32).collect(),
+            sizes: cells.iter().map(|c| c.1).collect(),
+        }
+    }
+}
+
+/// One balance test per treatment arm from the per-cell arm counts, as [`super::assign`]
+/// computes them from the rows (the cells are the strata; every covariate is categorical).
+fn balance_tests(
+    design: &Design,
+    cells: &Cells,
+    kept: &[String],
+    per_cell: &[Vec<u64>],
+    counts: &[u64],
+    notes: &mut Vec<String>,
+) -> Vec<BalanceTest> {
+    let codes: Vec<Codes> = (0..kept.len())
+        .map(|j| Codes::Owned(cells.codes.iter().map(|c| c[j]).collect()))
+        .collect();
+    let covs: Vec<Covariate> = codes
+        .iter()
+        .zip(&cells.levels)
+        .map(|(c, &levels)| Covariate::Categorical { codes: c, levels })
+        .collect();
+    let mut out = Vec::new();
+    for t in 1..design.arms.len() {
+        let mut test = BalanceTest {
+            treatment_arm: design.arms.arms[t].name.clone(),
+            control_arm: design.arms.arms[0].name.clone(),
+            n: counts[0] + counts[t],
+            f_statistic: None,
+            numerator_df: None,
+            denominator_df: None,
+            p_value: None,
+            balance_ok: None,
+            note: None,
+            left_out: Vec::new(),
+        };
+        if counts[0] == 0 || counts[t] == 0 {
+            test.note = Some("one of the two arms is empty".into());
+        } else {
+            let groups: Vec<(u32, f64, f64, f64)> = per_cell
+                .iter()
+                .enumerate()
+                .filter(|(_, a)| a[0] + a[t] > 0)
+                .map(|(s, a)| (s as u32, (a[0] + a[t]) as f64, a[t] as f64, a[t] as f64))
+                .collect();
+            let res = balance::f_test_cells(groups, test.n as usize, &covs);
+            for lo in res.left_out {
+                test.left_out.push(Dropped {
+                    field: kept[lo.covariate].clone(),
+                    reason: lo.why,
+                });
+            }
+            notes.extend(super::left_out_notices(&test));
+            match res.test {
+                Ok(f) => {
+                    test.f_statistic = Some(f.f_statistic);
+                    test.numerator_df = Some(f.numerator_df);
+                    test.denominator_df = Some(f.denominator_df);
+                    test.p_value = Some(f.p_value);
+                    test.balance_ok = Some(f.p_value > design.fstat_thresh);
+                }
+                Err(why) => test.note = Some(why),
+            }
+        }
+        if let Some(why) = &test.note {
+            notes.push(format!(
+                "no balance test for {} vs {}: {why}",
+                test.treatment_arm, test.control_arm
+            ));
+        }
+        out.push(test);
+    }
+    out
+}
