@@ -285,6 +285,70 @@ async fn run_on(
     };
     let source = format!("{label} (table {})", resolved.table_name);
 
+    // The assignment table's columns, checked against an existing table.
+    let qualified = wh.qualified(wt_schema.as_deref(), &wt_name);
+    let xq = wh.qualified(wt_schema.as_deref(), EXPERIMENTS_TABLE);
+    let mut cols = vec![
+        ColumnDef::new("experiment_id", DataType::CharacterVarying).primary_key(),
+        ColumnDef::new(
+            "participant_id",
+            if integer_ids {
+                DataType::Bigint
+            } else {
+                DataType::CharacterVarying
+            },
+        )
+        .primary_key(),
+        ColumnDef::new("arm_id", DataType::Integer),
+        ColumnDef::new("arm_name", DataType::CharacterVarying),
+        ColumnDef::new("stratum_id", DataType::Integer),
+        ColumnDef::new("created_at", DataType::TimestampWithTimeZone).not_null(),
+    ];
+    for s in &strata {
+        let t = match s.kind {
+            Kind::Text => DataType::CharacterVarying,
+            Kind::Bool => DataType::Boolean,
+        };
+        cols.push(ColumnDef::new(&s.name, t));
+    }
+    let existing = wh.columns_if_exists(wt_schema.as_deref(), &wt_name).await?;
+    let dsn = wh.dsn();
+    if !existing.is_empty() {
+        let names: Vec<&str> = existing.iter().map(|c| c.name.as_str()).collect();
+        if !names.contains(&"experiment_id") {
+            return Err(Error::invalid(format!(
+                "{dsn}: the table {shown} exists but has no experiment_id column, so it is not an assignment table; \
+                 choose another --write-table name"
+            )));
+        }
+        let missing: Vec<&str> = cols
+            .iter()
+            .map(|c| c.name.as_str())
+            .filter(|c| !names.contains(c))
+            .collect();
+        if !missing.is_empty() {
+            return Err(Error::invalid(format!(
+                "{dsn}: the table {shown} has no column(s) {} that this assignment writes (its columns: {}); \
+                 write to another table or use the same strata",
+                missing.join(", "),
+                names.join(", ")
+            )));
+        }
+    }
+    let x_exists = wh
+        .table_exists(wt_schema.as_deref(), EXPERIMENTS_TABLE)
+        .await?;
+    if !dialect.transactional_ddl() {
+        // DDL commits implicitly (MySQL/MariaDB): create before the transaction, as the
+        // local write does; an empty table is all a failure can leave.
+        if existing.is_empty() {
+            wh.execute(&create_table_sql(dialect, &qualified, &cols), &[])
+                .await?;
+        }
+        if !x_exists {
+            wh.execute(&experiments_ddl(dialect, &xq), &[]).await?;
+        }
+    }
     let mut tx = wh.begin().await?;
     let result = async {
         if let Some(s) = dialect.snapshot_transaction_sql() {
@@ -449,61 +513,9 @@ async fn run_on(
         }
 
         // 3. The experiment guard, then the rows.
-        let qualified = wh.qualified(wt_schema.as_deref(), &wt_name);
-        let xq = wh.qualified(wt_schema.as_deref(), EXPERIMENTS_TABLE);
-        let mut cols = vec![
-            ColumnDef::new("experiment_id", DataType::CharacterVarying).primary_key(),
-            ColumnDef::new(
-                "participant_id",
-                if integer_ids { DataType::Bigint } else { DataType::CharacterVarying },
-            )
-            .primary_key(),
-            ColumnDef::new("arm_id", DataType::Integer),
-            ColumnDef::new("arm_name", DataType::CharacterVarying),
-            ColumnDef::new("stratum_id", DataType::Integer),
-            ColumnDef::new("created_at", DataType::TimestampWithTimeZone).not_null(),
-        ];
-        for s in &strata {
-            let t = match s.kind {
-                Kind::Text => DataType::CharacterVarying,
-                Kind::Bool => DataType::Boolean,
-            };
-            cols.push(ColumnDef::new(&s.name, t));
-        }
-        let existing = wh.columns_if_exists(wt_schema.as_deref(), &wt_name).await?;
-        let dsn = wh.dsn();
-        if !existing.is_empty() {
-            let names: Vec<&str> = existing.iter().map(|c| c.name.as_str()).collect();
-            if !names.contains(&"experiment_id") {
-                return Err(Error::invalid(format!(
-                    "{dsn}: the table {shown} exists but has no experiment_id column, so it is not an assignment table; \
-                     choose another --write-table name"
-                )));
-            }
-            let missing: Vec<&str> = cols
-                .iter()
-                .map(|c| c.name.as_str())
-                .filter(|c| !names.contains(c))
-                .collect();
-            if !missing.is_empty() {
-                return Err(Error::invalid(format!(
-                    "{dsn}: the table {shown} has no column(s) {} that this assignment writes (its columns: {}); \
-                     write to another table or use the same strata",
-                    missing.join(", "),
-                    names.join(", ")
-                )));
-            }
-        }
-        let x_exists = wh.table_exists(wt_schema.as_deref(), EXPERIMENTS_TABLE).await?;
-        if !dialect.transactional_ddl() {
-            return Err(unsupported(format!(
-                "{} commits DDL implicitly; not supported yet",
-                dialect.product()
-            )));
-        }
         // A new table gets its primary key after the rows (one bulk index build).
-        let defer_pk = existing.is_empty();
-        if existing.is_empty() {
+        let defer_pk = existing.is_empty() && dialect.transactional_ddl();
+        if defer_pk {
             let ddl_cols: Vec<ColumnDef> = cols
                 .iter()
                 .map(|c| ColumnDef { primary_key: false, ..c.clone() })
@@ -511,7 +523,7 @@ async fn run_on(
             tx.execute(&if_not_exists(dialect, create_table_sql(dialect, &qualified, &ddl_cols)), &[])
                 .await?;
         }
-        if !x_exists {
+        if !x_exists && dialect.transactional_ddl() {
             tx.execute(&if_not_exists(dialect, experiments_ddl(dialect, &xq)), &[]).await?;
         }
         let exp = Value::Text(experiment_id.clone());
@@ -542,43 +554,57 @@ async fn run_on(
             .map(|&j| (strata[j].expr.clone(), strata[j].kind == Kind::Text))
             .collect();
         let carry: Vec<String> = strata.iter().map(|s| s.expr.clone()).collect();
-        // The relation's parameters follow the assignment query's own two.
-        let (rel, rel_params) = relation(3)?;
-        let audience = super::pushdown::Audience {
-            relation: &rel,
+        // Outer parameters first (experiment id, created_at, arm names), in a derived table
+        // that precedes the assignment query in the text (positional `?` on MySQL); then the
+        // assignment query's own, then the relation's.
+        let m = 2 + design.arms.len();
+        let outer: Vec<String> = std::iter::once(format!("{} AS e", dialect.text_cast(&wh.placeholder(1))))
+            .chain(std::iter::once(format!("{} AS t", wh.placeholder(2))))
+            .chain((0..design.arms.len()).map(|a| format!("{} AS n{a}", dialect.text_cast(&wh.placeholder(3 + a)))))
+            .collect();
+        let probe = super::pushdown::Audience {
+            relation: "",
             id: &id_expr,
             integer_ids,
             strata: &kept_cols,
             carry: &carry,
         };
-        let (asql, mut aparams) = dialect
-            .keyed_assignment_sql(&audience, &design, n)
-            .ok_or_else(|| {
-                unsupported(format!(
-                    "{} does not compute the keyed assignment yet",
-                    dialect.product()
-                ))
-            })?;
-        aparams.extend(rel_params);
-        // Outer parameters after the query's: experiment id, created_at, arm names.
-        let k0 = aparams.len() + 1;
+        let unsupported_engine = || {
+            unsupported(format!(
+                "{} does not compute the keyed assignment yet",
+                dialect.product()
+            ))
+        };
+        let own = dialect
+            .keyed_assignment_sql(&probe, &design, n, m + 1)
+            .ok_or_else(unsupported_engine)?
+            .1
+            .len();
+        let (rel, rel_params) = relation(m + 1 + own)?;
+        let audience = super::pushdown::Audience {
+            relation: &rel,
+            ..probe
+        };
+        let (asql, aparams) = dialect
+            .keyed_assignment_sql(&audience, &design, n, m + 1)
+            .ok_or_else(unsupported_engine)?;
         let arm_case: Vec<String> = (0..design.arms.len())
-            .map(|a| format!("WHEN {a} THEN {}", dialect.text_cast(&wh.placeholder(k0 + 2 + a))))
+            .map(|a| format!("WHEN {a} THEN c.n{a}"))
             .collect();
         let names: Vec<String> = cols.iter().map(|c| q(&c.name)).collect();
         let carried: String = (0..carry.len()).map(|i| format!(", a.c{i}")).collect();
         let insert = format!(
-            "INSERT INTO {qualified} ({}) SELECT {}, a.participant_id, a.arm_id, CASE a.arm_id {} END, a.stratum_id, {}{carried} \
-             FROM ({asql}) a",
+            "INSERT INTO {qualified} ({}) SELECT c.e, a.participant_id, a.arm_id, CASE a.arm_id {} END, a.stratum_id, c.t{carried} \
+             FROM (SELECT {}) c CROSS JOIN ({asql}) a",
             names.join(", "),
-            dialect.text_cast(&wh.placeholder(k0)),
             arm_case.join(" "),
-            wh.placeholder(k0 + 1),
+            outer.join(", "),
         );
-        aparams.push(exp.clone());
-        aparams.push(created.clone());
-        aparams.extend(design.arms.arms.iter().map(|a| Value::Text(a.name.clone())));
-        let written = tx.execute(&insert, &aparams).await?;
+        let mut params = vec![exp.clone(), created.clone()];
+        params.extend(design.arms.arms.iter().map(|a| Value::Text(a.name.clone())));
+        params.extend(aparams);
+        params.extend(rel_params);
+        let written = tx.execute(&insert, &params).await?;
         if defer_pk {
             let pk: Vec<String> = cols.iter().filter(|c| c.primary_key).map(|c| q(&c.name)).collect();
             tx.execute(&format!("ALTER TABLE {qualified} ADD PRIMARY KEY ({})", pk.join(", ")), &[])

@@ -189,13 +189,15 @@ pub trait SqlDialect: Send + Sync + std::fmt::Debug {
 
     /// The keyed assignment of docs/assignment-algorithm.md computed by this engine: one query
     /// over the audience `a` returning `participant_id, arm_id, stratum_id, c0, c1, …` and its
-    /// parameters (the relation's own parameters follow them). `None` when this engine does
-    /// not compute it (`assign --in-warehouse` then refuses).
+    /// parameters, numbered from `first` (the relation's own parameters follow them, numbered
+    /// from `first` + their count). `None` when this engine does not compute it
+    /// (`assign --in-warehouse` then refuses).
     fn keyed_assignment_sql(
         &self,
         _a: &crate::assign::pushdown::Audience,
         _design: &crate::assign::Design,
         _n_rows: u64,
+        _first: usize,
     ) -> Option<(String, Vec<Value>)> {
         None
     }

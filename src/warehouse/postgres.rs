@@ -95,9 +95,10 @@ impl SqlDialect for Postgres {
         a: &crate::assign::pushdown::Audience,
         design: &crate::assign::Design,
         n_rows: u64,
+        first: usize,
     ) -> Option<(String, Vec<Value>)> {
-        Some(crate::assign::pushdown::postgres_assignment(
-            a, design, n_rows,
+        Some(crate::assign::pushdown::postgres_assignment_from(
+            a, design, n_rows, first,
         ))
     }
 

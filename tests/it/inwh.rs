@@ -163,7 +163,12 @@ async fn in_warehouse_assignment_equals_the_local_one_on_postgres() {
         ("people", vec![], vec![]),
         (
             "people",
-            vec!["--strata", "ethnicity", "--filter", "gender includes Female"],
+            vec![
+                "--strata",
+                "ethnicity",
+                "--filter",
+                "gender includes Female",
+            ],
             vec!["ethnicity"],
         ),
         (
