@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use crate::common::{self, pg_url};
+use crate::common::{self, mysql_url, pg_url};
 use xngin::dsn::Dsn;
 use xngin::warehouse::{Value, Warehouse};
 
@@ -60,12 +60,17 @@ fn record(json: &str) -> serde_json::Value {
 async fn rows(wh: &Warehouse, table: &str, exp: &str, strata: &[&str]) -> Vec<Vec<Option<String>>> {
     let mut cols = vec!["participant_id", "arm_id", "arm_name", "stratum_id"];
     cols.extend(strata);
-    let sel: Vec<String> = cols.iter().map(|c| format!("\"{c}\"::text")).collect();
+    let sel: Vec<String> = cols
+        .iter()
+        .map(|c| wh.dialect().text_cast(&wh.quote(c)))
+        .collect();
     let r = wh
         .fetch_all(
             &format!(
-                "SELECT {} FROM \"{table}\" WHERE experiment_id = $1 ORDER BY 1",
-                sel.join(", ")
+                "SELECT {} FROM {} WHERE experiment_id = {} ORDER BY 1",
+                sel.join(", "),
+                wh.quote(table),
+                wh.placeholder(1)
             ),
             &[Value::Text(exp.into())],
         )
@@ -87,6 +92,19 @@ async fn in_warehouse_assignment_equals_the_local_one_on_postgres() {
     } else {
         format!("{url}?sslmode=disable")
     };
+    identity(&url).await;
+}
+
+#[tokio::test]
+async fn in_warehouse_assignment_equals_the_local_one_on_mysql() {
+    let Some(url) = mysql_url("in_warehouse_assignment_equals_the_local_one_on_mysql") else {
+        return;
+    };
+    identity(&url).await;
+}
+
+/// The local and the in-warehouse runs of a few designs write the same rows and records.
+async fn identity(url: &str) {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let table = common::unique("inwh_src");
@@ -96,7 +114,7 @@ async fn in_warehouse_assignment_equals_the_local_one_on_postgres() {
         .args([
             "create-testing-dwh",
             "--dsn",
-            &url,
+            url,
             "--table-name",
             &table,
             "--nrows",
@@ -105,18 +123,18 @@ async fn in_warehouse_assignment_equals_the_local_one_on_postgres() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", common::stderr(&out));
-    let wh = Warehouse::connect(&Dsn::parse(&url).unwrap())
-        .await
-        .unwrap();
+    let wh = Warehouse::connect(&Dsn::parse(url).unwrap()).await.unwrap();
     wh.execute(
         &format!(
-            "CREATE VIEW \"{view}\" AS SELECT 'P-' || id AS pid, gender, NULLIF(ethnicity, 'Asian') AS ethnicity, is_engaged, current_income FROM \"{table}\""
+            "CREATE VIEW {} AS SELECT CONCAT('P-', id) AS pid, gender, NULLIF(ethnicity, 'Asian') AS ethnicity, is_engaged, current_income FROM {}",
+            wh.quote(&view),
+            wh.quote(&table)
         ),
         &[],
     )
     .await
     .unwrap();
-    settings(d, &url, &table, &view);
+    settings(d, url, &table, &view);
 
     let cases: Vec<(&str, Vec<&str>, Vec<&str>)> = vec![
         (
@@ -221,7 +239,11 @@ async fn in_warehouse_assignment_equals_the_local_one_on_postgres() {
         // The design record stored beside the rows is the one printed.
         let stored = wh
             .fetch_all(
-                "SELECT design FROM xngin_experiments WHERE experiment_id = $1 AND assignment_table = $2",
+                &format!(
+                    "SELECT design FROM xngin_experiments WHERE experiment_id = {} AND assignment_table = {}",
+                    wh.placeholder(1),
+                    wh.placeholder(2)
+                ),
                 &[Value::Text(exp.clone()), Value::Text(wh_t.clone())],
             )
             .await
@@ -294,20 +316,23 @@ async fn in_warehouse_assignment_equals_the_local_one_on_postgres() {
     }
 
     for t in &tables {
-        wh.execute(&format!("DROP TABLE IF EXISTS \"{t}\""), &[])
+        wh.execute(&format!("DROP TABLE IF EXISTS {}", wh.quote(t)), &[])
             .await
             .unwrap();
         wh.execute(
-            "DELETE FROM xngin_experiments WHERE assignment_table = $1",
+            &format!(
+                "DELETE FROM xngin_experiments WHERE assignment_table = {}",
+                wh.placeholder(1)
+            ),
             &[Value::Text(t.clone())],
         )
         .await
         .unwrap();
     }
-    wh.execute(&format!("DROP VIEW IF EXISTS \"{view}\""), &[])
+    wh.execute(&format!("DROP VIEW IF EXISTS {}", wh.quote(&view)), &[])
         .await
         .unwrap();
-    wh.execute(&format!("DROP TABLE IF EXISTS \"{table}\""), &[])
+    wh.execute(&format!("DROP TABLE IF EXISTS {}", wh.quote(&table)), &[])
         .await
         .unwrap();
     wh.close().await;
