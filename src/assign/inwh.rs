@@ -20,7 +20,8 @@
 
 use super::balance::{self, Covariate};
 use super::data::{Ids, Table};
-use super::output::{AudienceRecord, DesignRecord, Fingerprint};
+
+use super::output::{AudienceRecord, DesignRecord, Fingerprint, push_csv_field};
 use super::preprocess::{Codes, Dropped};
 use super::run::{Report, Request, Source, check_request};
 use super::warehouse::{EXPERIMENTS_TABLE, experiments_ddl, if_not_exists, split_table};
@@ -73,15 +74,19 @@ pub async fn run(req: &Request) -> Result<Report> {
             "--in-warehouse writes into the participant type's own warehouse; drop --dsn",
         ));
     }
-    let Some(write_table) = &req.write_table else {
+    if req.write_table.is_none() && req.output.is_none() {
         return Err(Error::usage(
-            "--in-warehouse needs --write-table [SCHEMA.]TABLE (the table the warehouse writes the assignment to)",
+            "--in-warehouse needs --write-table [SCHEMA.]TABLE (written by the warehouse) or --output FILE.csv \
+             (the rows streamed out), or both",
         ));
-    };
-    if req.output.is_some() {
-        return Err(unsupported(
-            "--output is not written yet with --in-warehouse".into(),
-        ));
+    }
+    if let Some(out) = &req.output
+        && super::audience::file_kind(out)? != super::audience::FileKind::Csv
+    {
+        return Err(unsupported(format!(
+            "--output {}: the rows are streamed out as CSV; give a .csv file",
+            out.display()
+        )));
     }
     if req.sample_size.is_some() {
         return Err(unsupported(
@@ -142,13 +147,19 @@ pub async fn run(req: &Request) -> Result<Report> {
     }
     let dsn = resolved.dsn.clone();
     let dialect = dsn.dialect();
-    let (wt_schema, wt_name) = split_table(write_table)?;
-    if !dialect.has_schemas() && wt_schema.is_some() {
-        return Err(Error::usage(format!(
-            "--write-table {write_table}: {} has no schemas; give the table name alone (--write-table {wt_name})",
-            dialect.product()
-        )));
-    }
+    let target = match &req.write_table {
+        Some(t) => {
+            let (wt_schema, wt_name) = split_table(t)?;
+            if !dialect.has_schemas() && wt_schema.is_some() {
+                return Err(Error::usage(format!(
+                    "--write-table {t}: {} has no schemas; give the table name alone (--write-table {wt_name})",
+                    dialect.product()
+                )));
+            }
+            Some((t.as_str(), wt_schema, wt_name))
+        }
+        None => None,
+    };
     let wh = Warehouse::connect(&dsn).await?;
     let res = run_on(
         req,
@@ -159,7 +170,8 @@ pub async fn run(req: &Request) -> Result<Report> {
         &strata_names,
         filters,
         filters_file.as_deref(),
-        (write_table, wt_schema, wt_name),
+        target,
+        req.output.as_deref(),
         Design {
             arms,
             strata: strata_names.clone(),
@@ -174,8 +186,9 @@ pub async fn run(req: &Request) -> Result<Report> {
     wh.close().await;
     res.map_err(|e| match e {
         Error::Conflict(raw) => Error::runtime(format!(
-            "another run is writing the table {write_table} at the same time, so this run wrote nothing ({raw}); \
-             wait for it to finish, then run again (--replace to overwrite its rows of the same experiment)"
+            "another run is writing the table {} at the same time, so this run wrote nothing ({raw}); \
+             wait for it to finish, then run again (--replace to overwrite its rows of the same experiment)",
+            req.write_table.as_deref().unwrap_or_default()
         )),
         other => other,
     })
@@ -191,7 +204,8 @@ async fn run_on(
     strata_names: &[String],
     filters: &[String],
     filters_file: Option<&std::path::Path>,
-    (shown, wt_schema, wt_name): (&String, Option<String>, String),
+    target: Option<(&str, Option<String>, String)>,
+    output: Option<&std::path::Path>,
     design: Design,
     (experiment_id, created_at, seed_given): (String, chrono::DateTime<chrono::Utc>, bool),
 ) -> Result<Report> {
@@ -199,7 +213,7 @@ async fn run_on(
     let q = |s: &str| wh.quote(s);
     if dialect.hex_word("x", 0).is_none() || !dialect.has_transactions() {
         return Err(unsupported(format!(
-            "{} does not compute the keyed assignment yet",
+            "{} does not compute the keyed assignment yet; run without --in-warehouse to assign locally (the same rows)",
             dialect.product()
         )));
     }
@@ -286,8 +300,6 @@ async fn run_on(
     let source = format!("{label} (table {})", resolved.table_name);
 
     // The assignment table's columns, checked against an existing table.
-    let qualified = wh.qualified(wt_schema.as_deref(), &wt_name);
-    let xq = wh.qualified(wt_schema.as_deref(), EXPERIMENTS_TABLE);
     let mut cols = vec![
         ColumnDef::new("experiment_id", DataType::CharacterVarying).primary_key(),
         ColumnDef::new(
@@ -311,43 +323,50 @@ async fn run_on(
         };
         cols.push(ColumnDef::new(&s.name, t));
     }
-    let existing = wh.columns_if_exists(wt_schema.as_deref(), &wt_name).await?;
     let dsn = wh.dsn();
-    if !existing.is_empty() {
-        let names: Vec<&str> = existing.iter().map(|c| c.name.as_str()).collect();
-        if !names.contains(&"experiment_id") {
-            return Err(Error::invalid(format!(
-                "{dsn}: the table {shown} exists but has no experiment_id column, so it is not an assignment table; \
-                 choose another --write-table name"
-            )));
+    // (qualified table, qualified experiments table, new table?, experiments table exists?)
+    let mut dest: Option<(String, String, bool, bool)> = None;
+    if let Some((shown, wt_schema, wt_name)) = &target {
+        let qualified = wh.qualified(wt_schema.as_deref(), wt_name);
+        let xq = wh.qualified(wt_schema.as_deref(), EXPERIMENTS_TABLE);
+        let existing = wh.columns_if_exists(wt_schema.as_deref(), wt_name).await?;
+        if !existing.is_empty() {
+            let names: Vec<&str> = existing.iter().map(|c| c.name.as_str()).collect();
+            if !names.contains(&"experiment_id") {
+                return Err(Error::invalid(format!(
+                    "{dsn}: the table {shown} exists but has no experiment_id column, so it is not an assignment table; \
+                     choose another --write-table name"
+                )));
+            }
+            let missing: Vec<&str> = cols
+                .iter()
+                .map(|c| c.name.as_str())
+                .filter(|c| !names.contains(c))
+                .collect();
+            if !missing.is_empty() {
+                return Err(Error::invalid(format!(
+                    "{dsn}: the table {shown} has no column(s) {} that this assignment writes (its columns: {}); \
+                     write to another table or use the same strata",
+                    missing.join(", "),
+                    names.join(", ")
+                )));
+            }
         }
-        let missing: Vec<&str> = cols
-            .iter()
-            .map(|c| c.name.as_str())
-            .filter(|c| !names.contains(c))
-            .collect();
-        if !missing.is_empty() {
-            return Err(Error::invalid(format!(
-                "{dsn}: the table {shown} has no column(s) {} that this assignment writes (its columns: {}); \
-                 write to another table or use the same strata",
-                missing.join(", "),
-                names.join(", ")
-            )));
+        let x_exists = wh
+            .table_exists(wt_schema.as_deref(), EXPERIMENTS_TABLE)
+            .await?;
+        if !dialect.transactional_ddl() {
+            // DDL commits implicitly (MySQL/MariaDB): create before the transaction, as the
+            // local write does; an empty table is all a failure can leave.
+            if existing.is_empty() {
+                wh.execute(&create_table_sql(dialect, &qualified, &cols), &[])
+                    .await?;
+            }
+            if !x_exists {
+                wh.execute(&experiments_ddl(dialect, &xq), &[]).await?;
+            }
         }
-    }
-    let x_exists = wh
-        .table_exists(wt_schema.as_deref(), EXPERIMENTS_TABLE)
-        .await?;
-    if !dialect.transactional_ddl() {
-        // DDL commits implicitly (MySQL/MariaDB): create before the transaction, as the
-        // local write does; an empty table is all a failure can leave.
-        if existing.is_empty() {
-            wh.execute(&create_table_sql(dialect, &qualified, &cols), &[])
-                .await?;
-        }
-        if !x_exists {
-            wh.execute(&experiments_ddl(dialect, &xq), &[]).await?;
-        }
+        dest = Some((qualified, xq, existing.is_empty(), x_exists));
     }
     let mut tx = wh.begin().await?;
     let result = async {
@@ -356,7 +375,14 @@ async fn run_on(
         }
         // 1. Counts, ids, fingerprint, strata statistics.
         let seed_ph = dialect.text_cast(&wh.placeholder(1));
-        let (rel, rel_params) = relation(2)?;
+        // Text ids that all look like integers are integers to the local run (their order and
+        // column type): counted here, with the pattern bound second.
+        let int_like = if integer_ids {
+            None
+        } else {
+            dialect.lower_matches_regex("xid", &wh.placeholder(2))
+        };
+        let (rel, rel_params) = relation(if int_like.is_some() { 3 } else { 2 })?;
         let key = dialect
             .md5_hex(&format!(
                 "CONCAT({seed_ph}, ':', {})",
@@ -388,12 +414,24 @@ async fn run_on(
             sel.push(format!("COUNT(DISTINCT s{j})"));
             sel.push(format!("COUNT(s{j})"));
         }
-        let sql = format!(
-            "SELECT {} FROM (SELECT {key} AS h, x.* FROM (SELECT {} FROM {rel}) x) y",
-            sel.join(", "),
-            inner.join(", ")
-        );
         let mut params = vec![Value::Text(design.seed.to_string())];
+        let sql = match &int_like {
+            Some(test) => {
+                sel.push("COUNT(xnum)".into());
+                params.push(Value::Text(r"^(0|-?[1-9][0-9]*)$".into()));
+                format!(
+                    "SELECT {} FROM (SELECT {key} AS h, x.* FROM (SELECT w.*, CASE WHEN {test} THEN 1 END AS xnum \
+                     FROM (SELECT {} FROM {rel}) w) x) y",
+                    sel.join(", "),
+                    inner.join(", ")
+                )
+            }
+            None => format!(
+                "SELECT {} FROM (SELECT {key} AS h, x.* FROM (SELECT {} FROM {rel}) x) y",
+                sel.join(", "),
+                inner.join(", ")
+            ),
+        };
         params.extend(rel_params);
         let stats = tx.fetch_all(&sql, &params).await?;
         let row = stats.rows.first().cloned().unwrap_or_default();
@@ -417,6 +455,12 @@ async fn run_on(
             return Err(Error::invalid(format!(
                 "{source}: the id column {id} has {} duplicate value(s); ids must be unique",
                 n - int(2)
+            )));
+        }
+        if int_like.is_some() && int(7 + 2 * strata.len()) == n {
+            return Err(unsupported(format!(
+                "the text ids of {id} all look like integers, which the local run orders and stores as integers; \
+                 not computed in the warehouse yet"
             )));
         }
         let mut key_sum = 0u128;
@@ -512,43 +556,10 @@ async fn run_on(
             }
         }
 
-        // 3. The experiment guard, then the rows.
-        // A new table gets its primary key after the rows (one bulk index build).
-        let defer_pk = existing.is_empty() && dialect.transactional_ddl();
-        if defer_pk {
-            let ddl_cols: Vec<ColumnDef> = cols
-                .iter()
-                .map(|c| ColumnDef { primary_key: false, ..c.clone() })
-                .collect();
-            tx.execute(&if_not_exists(dialect, create_table_sql(dialect, &qualified, &ddl_cols)), &[])
-                .await?;
-        }
-        if !x_exists && dialect.transactional_ddl() {
-            tx.execute(&if_not_exists(dialect, experiments_ddl(dialect, &xq)), &[]).await?;
-        }
+        // 3. The rows: written to the table (after the experiment guard), or streamed out.
         let exp = Value::Text(experiment_id.clone());
-        let ph1 = wh.placeholder(1);
-        let have = tx
-            .fetch_all(
-                &format!("SELECT count(*) FROM {qualified} WHERE {} = {ph1}", q("experiment_id")),
-                std::slice::from_ref(&exp),
-            )
-            .await?;
-        let have = have.rows.first().and_then(|r| r.first()).and_then(Value::as_i64).unwrap_or(0);
-        if have > 0 {
-            if !req.replace {
-                return Err(Error::invalid(format!(
-                    "{dsn}: the table {shown} already holds {have} assignment(s) of experiment {experiment_id}; pass --replace to replace \
-                     them or choose another --experiment-id"
-                )));
-            }
-            tx.execute(
-                &format!("DELETE FROM {qualified} WHERE {} = {ph1}", q("experiment_id")),
-                std::slice::from_ref(&exp),
-            )
-            .await?;
-        }
         let created = Value::TimestampTz(created_at);
+        let ph1 = wh.placeholder(1);
         let kept_cols: Vec<(String, bool)> = kept
             .iter()
             .map(|&j| (strata[j].expr.clone(), strata[j].kind == Kind::Text))
@@ -571,7 +582,7 @@ async fn run_on(
         };
         let unsupported_engine = || {
             unsupported(format!(
-                "{} does not compute the keyed assignment yet",
+                "{} does not compute the keyed assignment yet; run without --in-warehouse to assign locally (the same rows)",
                 dialect.product()
             ))
         };
@@ -591,57 +602,131 @@ async fn run_on(
         let arm_case: Vec<String> = (0..design.arms.len())
             .map(|a| format!("WHEN {a} THEN c.n{a}"))
             .collect();
-        let names: Vec<String> = cols.iter().map(|c| q(&c.name)).collect();
         let carried: String = (0..carry.len()).map(|i| format!(", a.c{i}")).collect();
-        let insert = format!(
-            "INSERT INTO {qualified} ({}) SELECT c.e, a.participant_id, a.arm_id, CASE a.arm_id {} END, a.stratum_id, c.t{carried} \
-             FROM (SELECT {}) c CROSS JOIN ({asql}) a",
-            names.join(", "),
-            arm_case.join(" "),
-            outer.join(", "),
-        );
         let mut params = vec![exp.clone(), created.clone()];
         params.extend(design.arms.arms.iter().map(|a| Value::Text(a.name.clone())));
         params.extend(aparams);
         params.extend(rel_params);
-        let written = tx.execute(&insert, &params).await?;
-        if defer_pk {
-            let pk: Vec<String> = cols.iter().filter(|c| c.primary_key).map(|c| q(&c.name)).collect();
-            tx.execute(&format!("ALTER TABLE {qualified} ADD PRIMARY KEY ({})", pk.join(", ")), &[])
-                .await?;
-        }
-        // 4. Arm counts and the balance test from the rows written.
-        let counts_sql = format!(
-            "SELECT {}, {}, COUNT(*) FROM {qualified} WHERE {} = {ph1} GROUP BY {}, {}",
-            q("stratum_id"),
-            q("arm_id"),
-            q("experiment_id"),
-            q("stratum_id"),
-            q("arm_id")
-        );
-        let by_cell = tx.fetch_all(&counts_sql, std::slice::from_ref(&exp)).await?;
+        let from = format!("FROM (SELECT {}) c CROSS JOIN ({asql}) a", outer.join(", "));
+        // Participant-id order (numeric, or text by bytes) of the column `col`.
+        let id_order = |col: &str| {
+            if integer_ids {
+                col.to_string()
+            } else {
+                dialect.order_bytes(&dialect.text_cast(col))
+            }
+        };
         let k = design.arms.len();
         let mut counts = vec![0u64; k];
         let mut unassigned = 0u64;
         // Per stratum id, the count of each arm.
         let mut per_cell: Vec<Vec<u64>> = vec![vec![0; k]; n_strata as usize];
-        for r in &by_cell.rows {
-            let c = r[2].as_i64().unwrap_or(0) as u64;
-            match r[1].as_i64() {
-                Some(a) if (a as usize) < k => {
-                    counts[a as usize] += c;
-                    if let Some(s) = r[0].as_i64()
-                        && (s as usize) < per_cell.len()
-                    {
-                        per_cell[s as usize][a as usize] += c;
-                    }
+        let mut tally = |sid: Option<i64>, arm: Option<i64>, c: u64| match arm {
+            Some(a) if (a as usize) < k => {
+                counts[a as usize] += c;
+                if let Some(s) = sid
+                    && (s as usize) < per_cell.len()
+                {
+                    per_cell[s as usize][a as usize] += c;
                 }
-                _ => unassigned += c,
             }
+            _ => unassigned += c,
+        };
+        let mut file = match output {
+            Some(path) => Some(CsvOut::open(path, req.replace, &strata, &design)?),
+            None => None,
+        };
+        let written;
+        if let (Some((qualified, xq, new_table, x_exists)), Some((shown, _, _))) = (&dest, &target) {
+            // A new table gets its primary key after the rows (one bulk index build).
+            let defer_pk = *new_table && dialect.transactional_ddl();
+            if defer_pk {
+                let ddl_cols: Vec<ColumnDef> = cols
+                    .iter()
+                    .map(|c| ColumnDef { primary_key: false, ..c.clone() })
+                    .collect();
+                tx.execute(&if_not_exists(dialect, create_table_sql(dialect, qualified, &ddl_cols)), &[])
+                    .await?;
+            }
+            if !x_exists && dialect.transactional_ddl() {
+                tx.execute(&if_not_exists(dialect, experiments_ddl(dialect, xq)), &[]).await?;
+            }
+            let have = tx
+                .fetch_all(
+                    &format!("SELECT count(*) FROM {qualified} WHERE {} = {ph1}", q("experiment_id")),
+                    std::slice::from_ref(&exp),
+                )
+                .await?;
+            let have = have.rows.first().and_then(|r| r.first()).and_then(Value::as_i64).unwrap_or(0);
+            if have > 0 {
+                if !req.replace {
+                    return Err(Error::invalid(format!(
+                        "{dsn}: the table {shown} already holds {have} assignment(s) of experiment {experiment_id}; pass --replace to replace \
+                         them or choose another --experiment-id"
+                    )));
+                }
+                tx.execute(
+                    &format!("DELETE FROM {qualified} WHERE {} = {ph1}", q("experiment_id")),
+                    std::slice::from_ref(&exp),
+                )
+                .await?;
+            }
+            let names: Vec<String> = cols.iter().map(|c| q(&c.name)).collect();
+            let insert = format!(
+                "INSERT INTO {qualified} ({}) SELECT c.e, a.participant_id, a.arm_id, CASE a.arm_id {} END, a.stratum_id, c.t{carried} {from}",
+                names.join(", "),
+                arm_case.join(" "),
+            );
+            written = tx.execute(&insert, &params).await?;
+            if defer_pk {
+                let pk: Vec<String> = cols.iter().filter(|c| c.primary_key).map(|c| q(&c.name)).collect();
+                tx.execute(&format!("ALTER TABLE {qualified} ADD PRIMARY KEY ({})", pk.join(", ")), &[])
+                    .await?;
+            }
+            // 4. Arm counts from the rows written.
+            let counts_sql = format!(
+                "SELECT {}, {}, COUNT(*) FROM {qualified} WHERE {} = {ph1} GROUP BY {}, {}",
+                q("stratum_id"),
+                q("arm_id"),
+                q("experiment_id"),
+                q("stratum_id"),
+                q("arm_id")
+            );
+            let by_cell = tx.fetch_all(&counts_sql, std::slice::from_ref(&exp)).await?;
+            for r in &by_cell.rows {
+                tally(r[0].as_i64(), r[1].as_i64(), r[2].as_i64().unwrap_or(0) as u64);
+            }
+            if let Some(f) = file.as_mut() {
+                // The file from the rows written, in participant-id order.
+                let mut sel = vec![q("participant_id"), q("arm_id"), q("stratum_id")];
+                sel.extend(strata.iter().map(|s| q(&s.name)));
+                let sql = format!(
+                    "SELECT {} FROM {qualified} WHERE {} = {ph1} ORDER BY {}",
+                    sel.join(", "),
+                    q("experiment_id"),
+                    id_order(&q("participant_id"))
+                );
+                tx.fetch_each(&sql, std::slice::from_ref(&exp), |row| f.row(&row)).await?;
+            }
+        } else {
+            // No table: the assignment streamed straight into the file, counted on the way.
+            let f = file.as_mut().expect("--write-table or --output");
+            let sql = format!(
+                "SELECT a.participant_id, a.arm_id, a.stratum_id{carried} {from} ORDER BY {}",
+                id_order("a.participant_id")
+            );
+            let mut rows = 0u64;
+            tx.fetch_each(&sql, &params, |row| {
+                rows += 1;
+                tally(row[2].as_i64(), row[1].as_i64(), 1);
+                f.row(&row)
+            })
+            .await?;
+            written = rows;
         }
         if written != n || counts.iter().sum::<u64>() + unassigned != n {
             return Err(Error::runtime(format!(
-                "{source}: the warehouse wrote {written} assignment(s) for {n} participants; nothing was written"
+                "{source}: the warehouse computed {written} assignment(s) for {n} participants; nothing was written"
             )));
         }
         if unassigned > 0 {
@@ -649,6 +734,7 @@ async fn run_on(
                 "{unassigned} participant(s) left unassigned (misfit strategy none)"
             ));
         }
+        // The balance test from the per-cell arm counts.
         let kept_names: Vec<String> = kept.iter().map(|&j| strata[j].name.clone()).collect();
         let balance = if kept.is_empty() {
             Vec::new()
@@ -694,53 +780,91 @@ async fn run_on(
                 unit_key_sum: super::rng::hex128(key_sum),
             },
         );
-        record.outputs.table = Some(shown.clone());
+        let mut pending = None;
+        if let (Some(f), Some(out)) = (file.take(), output) {
+            let (data, sha) = f.finish()?;
+            let dp = super::output::design_path(out);
+            record.outputs.file = Some(out.display().to_string());
+            record.outputs.file_sha256 = Some(sha);
+            record.outputs.design_file = Some(dp.display().to_string());
+            pending = Some(data);
+        }
+        if let Some((shown, _, _)) = &target {
+            record.outputs.table = Some(shown.to_string());
+        }
+        let pending_record = match output {
+            Some(out) => {
+                let dp = super::output::design_path(out);
+                let json = record.to_json();
+                Some(crate::output::prepare_atomic(&dp, req.replace, |w| {
+                    w.write_all(json.as_bytes()).map_err(|e| Error::io(&dp, e))
+                })?)
+            }
+            None => None,
+        };
         // 5. The design record.
-        let p: Vec<String> = (1..=6).map(|i| wh.placeholder(i)).collect();
-        tx.execute(
-            &format!(
-                "DELETE FROM {xq} WHERE {} = {} AND {} = {}",
-                q("experiment_id"),
-                p[0],
-                q("assignment_table"),
-                p[1]
-            ),
-            &[exp.clone(), Value::Text(shown.clone())],
-        )
-        .await?;
-        tx.execute(
-            &format!(
-                "INSERT INTO {xq} ({}, {}, {}, {}, {}, {}) VALUES ({})",
-                q("experiment_id"),
-                q("assignment_table"),
-                q("created_at"),
-                q("tool_version"),
-                q("seed"),
-                q("design"),
-                p.join(", ")
-            ),
-            &[
-                exp.clone(),
-                Value::Text(shown.clone()),
-                created.clone(),
-                Value::Text(crate::VERSION.into()),
-                Value::Text(design.seed.to_string()),
-                Value::Text(record.to_json()),
-            ],
-        )
-        .await?;
-        Ok((record, outcome, written))
+        if let (Some((_, xq, _, _)), Some((shown, _, _))) = (&dest, &target) {
+            let p: Vec<String> = (1..=6).map(|i| wh.placeholder(i)).collect();
+            tx.execute(
+                &format!(
+                    "DELETE FROM {xq} WHERE {} = {} AND {} = {}",
+                    q("experiment_id"),
+                    p[0],
+                    q("assignment_table"),
+                    p[1]
+                ),
+                &[exp.clone(), Value::Text(shown.to_string())],
+            )
+            .await?;
+            tx.execute(
+                &format!(
+                    "INSERT INTO {xq} ({}, {}, {}, {}, {}, {}) VALUES ({})",
+                    q("experiment_id"),
+                    q("assignment_table"),
+                    q("created_at"),
+                    q("tool_version"),
+                    q("seed"),
+                    q("design"),
+                    p.join(", ")
+                ),
+                &[
+                    exp.clone(),
+                    Value::Text(shown.to_string()),
+                    created.clone(),
+                    Value::Text(crate::VERSION.into()),
+                    Value::Text(design.seed.to_string()),
+                    Value::Text(record.to_json()),
+                ],
+            )
+            .await?;
+        }
+        Ok((record, outcome, written, pending, pending_record))
     }
     .await;
     match result {
-        Ok((record, outcome, written)) => {
+        Ok((record, outcome, written, pending, pending_record)) => {
             tx.commit().await?;
+            // Files last: the data file, then its record (as the local run does).
+            if let Some(p) = pending {
+                p.commit()?;
+            }
+            if let Some(p) = pending_record {
+                p.commit()?;
+            }
             for note in &outcome.notes {
                 notice(note);
             }
+            let mut wrote = Vec::new();
+            if let Some((shown, _, _)) = &target {
+                wrote.push(shown.to_string());
+            }
+            if let Some(out) = output {
+                wrote.push(out.display().to_string());
+            }
             notice(format!(
-                "wrote {written} assignment(s) of experiment {} to {shown} (computed in the warehouse)",
-                record.experiment_id
+                "wrote {written} assignment(s) of experiment {} to {} (computed in the warehouse)",
+                record.experiment_id,
+                wrote.join(" and ")
             ));
             Ok(Report {
                 record,
@@ -759,6 +883,119 @@ async fn run_on(
             let _ = tx.rollback().await;
             Err(e)
         }
+    }
+}
+
+/// The assignment file (CSV) written row by row as the warehouse streams the rows, in the
+/// bytes [`super::output::write_csv`] writes, with its SHA-256.
+struct CsvOut {
+    file: crate::output::AtomicWriter,
+    hash: sha2::Sha256,
+    arm_names: Vec<Vec<u8>>,
+    kinds: Vec<Kind>,
+    buf: Vec<u8>,
+}
+
+impl CsvOut {
+    fn open(
+        path: &std::path::Path,
+        replace: bool,
+        strata: &[Stratum],
+        design: &Design,
+    ) -> Result<CsvOut> {
+        use sha2::Digest;
+        let mut out = CsvOut {
+            file: crate::output::open_atomic(path, replace)?,
+            hash: sha2::Sha256::new(),
+            arm_names: design
+                .arms
+                .arms
+                .iter()
+                .map(|a| {
+                    let mut v = Vec::new();
+                    push_csv_field(&mut v, a.name.as_bytes());
+                    v
+                })
+                .collect(),
+            kinds: strata.iter().map(|s| s.kind).collect(),
+            buf: Vec::with_capacity(1 << 16),
+        };
+        for (i, name) in super::output::FIXED_COLUMNS
+            .iter()
+            .map(|s| s.to_string())
+            .chain(strata.iter().map(|s| s.name.clone()))
+            .enumerate()
+        {
+            if i > 0 {
+                out.buf.push(b',');
+            }
+            push_csv_field(&mut out.buf, name.as_bytes());
+        }
+        out.buf.push(b'\n');
+        Ok(out)
+    }
+
+    /// One row `participant_id, arm_id, stratum_id, strata…`.
+    fn row(&mut self, row: &[Value]) -> Result<()> {
+        let text = |v: &Value| v.to_text().unwrap_or_default();
+        match &row[0] {
+            Value::Int(i) => self.buf.extend_from_slice(i.to_string().as_bytes()),
+            v => push_csv_field(&mut self.buf, text(v).as_bytes()),
+        }
+        self.buf.push(b',');
+        match row[1].as_i64() {
+            Some(a) if (a as usize) < self.arm_names.len() => {
+                self.buf.extend_from_slice(a.to_string().as_bytes());
+                self.buf.push(b',');
+                self.buf.extend_from_slice(&self.arm_names[a as usize]);
+            }
+            _ => self.buf.push(b','),
+        }
+        self.buf.push(b',');
+        if let Some(s) = row[2].as_i64() {
+            self.buf.extend_from_slice(s.to_string().as_bytes());
+        }
+        for (v, kind) in row[3..].iter().zip(&self.kinds) {
+            self.buf.push(b',');
+            match (v, kind) {
+                (Value::Null, _) => {}
+                (Value::Bool(b), _) => {
+                    self.buf
+                        .extend_from_slice(if *b { b"true" } else { b"false" })
+                }
+                (Value::Int(i), Kind::Bool) => {
+                    self.buf
+                        .extend_from_slice(if *i != 0 { b"true" } else { b"false" })
+                }
+                (v, _) => push_csv_field(&mut self.buf, text(v).as_bytes()),
+            }
+        }
+        self.buf.push(b'\n');
+        if self.buf.len() >= 1 << 16 {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        use sha2::Digest;
+        self.hash.update(&self.buf);
+        self.file.writer().write_all(&self.buf).map_err(|e| {
+            Error::runtime(format!(
+                "writing the assignment: {}",
+                crate::error::io_reason(&e)
+            ))
+        })?;
+        self.buf.clear();
+        Ok(())
+    }
+
+    /// The pending file and its SHA-256 (hex).
+    fn finish(mut self) -> Result<(crate::output::Pending, String)> {
+        use sha2::Digest;
+        self.flush()?;
+        let sha = hex::encode(self.hash.finalize());
+        Ok((self.file.finish()?, sha))
     }
 }
 

@@ -208,6 +208,11 @@ pub trait SqlDialect: Send + Sync + std::fmt::Debug {
         None
     }
 
+    /// `expr` (text) as an `ORDER BY` key that orders by the bytes of its UTF-8 text.
+    fn order_bytes(&self, expr: &str) -> String {
+        expr.to_string()
+    }
+
     /// A statement, first in a transaction, that makes all of its queries read one snapshot
     /// (`None`: the engine's default isolation already does).
     fn snapshot_transaction_sql(&self) -> Option<&'static str> {

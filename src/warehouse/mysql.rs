@@ -114,6 +114,10 @@ impl SqlDialect for Mysql {
         Some(crate::assign::pushdown::mysql_assignment(a, design, n_rows))
     }
 
+    fn order_bytes(&self, expr: &str) -> String {
+        self.exact_text(expr)
+    }
+
     /// `CONV` returns text; as UNSIGNED its `SUM` is an exact DECIMAL.
     fn hex_word(&self, hex: &str, i: usize) -> Option<String> {
         Some(format!(

@@ -109,6 +109,10 @@ impl SqlDialect for Postgres {
         ))
     }
 
+    fn order_bytes(&self, expr: &str) -> String {
+        format!("{expr} COLLATE \"C\"")
+    }
+
     fn snapshot_transaction_sql(&self) -> Option<&'static str> {
         Some("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
     }

@@ -53,7 +53,9 @@ fn run(dir: &Path, args: &[&str]) -> (i32, String, String) {
 fn record(json: &str) -> serde_json::Value {
     let mut v: serde_json::Value = serde_json::from_str(json).unwrap();
     v["created_at"] = serde_json::Value::Null;
-    v["outputs"]["table"] = serde_json::Value::Null;
+    for k in ["table", "file", "design_file"] {
+        v["outputs"][k] = serde_json::Value::Null;
+    }
     v
 }
 
@@ -221,16 +223,49 @@ async fn identity(url: &str) {
         // One table pair per case (each case writes its own strata columns).
         let (local_t, wh_t) = (format!("{local_t}_{i}"), format!("{wh_t}_{i}"));
         tables.extend([local_t.clone(), wh_t.clone()]);
+        let (f_local, f_wh, f_stream) = (
+            format!("local{i}.csv"),
+            format!("wh{i}.csv"),
+            format!("stream{i}.csv"),
+        );
         let mut local = args.clone();
-        local.extend(["--write-table", &local_t]);
+        local.extend(["--write-table", &local_t, "--output", &f_local]);
         let mut inwh = args.clone();
-        inwh.extend(["--write-table", &wh_t, "--in-warehouse"]);
+        inwh.extend(["--write-table", &wh_t, "--in-warehouse", "--output", &f_wh]);
+        // Without a table: the rows streamed out of the warehouse into the file.
+        let mut stream = args.clone();
+        stream.extend(["--in-warehouse", "--output", &f_stream]);
         let (c1, o1, e1) = run(d, &local);
         assert_eq!(c1, 0, "case {i} local: {e1}");
         let (c2, o2, e2) = run(d, &inwh);
         assert_eq!(c2, 0, "case {i} in warehouse: {e2}");
+        let (c3, o3, e3) = run(d, &stream);
+        assert_eq!(c3, 0, "case {i} streamed: {e3}");
         let (r1, r2) = (record(&o1), record(&o2));
         assert_eq!(r1, r2, "case {i}: design records differ");
+        let mut r3 = record(&o3);
+        r3["outputs"]["table"] = serde_json::Value::Null;
+        assert_eq!(r1, r3, "case {i}: design record of the streamed run");
+        let local_bytes = std::fs::read(d.join(&f_local)).unwrap();
+        assert_eq!(
+            local_bytes,
+            std::fs::read(d.join(&f_wh)).unwrap(),
+            "case {i}: files"
+        );
+        assert_eq!(
+            local_bytes,
+            std::fs::read(d.join(&f_stream)).unwrap(),
+            "case {i}: streamed file"
+        );
+        // The record beside the file names it by its hash, as the local one does.
+        let beside: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(d.join(format!("{f_stream}.design.json"))).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            beside["outputs"]["file_sha256"],
+            record(&o1)["outputs"]["file_sha256"]
+        );
         assert_eq!(
             rows(&wh, &local_t, &exp, strata).await,
             rows(&wh, &wh_t, &exp, strata).await,
