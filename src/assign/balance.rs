@@ -1485,6 +1485,33 @@ mod tests {
         );
         assert!((one.f_statistic - two.f_statistic).abs() < 1e-10 * one.f_statistic.max(1.0));
         assert!((one.p_value - two.p_value).abs() < 1e-10);
+        // From per-cell sums computed elsewhere (in a warehouse): the cells' codes indexed by
+        // cell id, (cell, count, Σy, Σy²) in cell order. Bit for bit the grouped test.
+        let (ca, cb): (Vec<u32>, Vec<u32>) = (0..20u32).map(|c| (c / 4, c % 4)).unzip();
+        let (ca, cb) = (Codes::Owned(ca), Codes::Owned(cb));
+        let mut sums = vec![(0u32, 0.0f64, 0.0f64, 0.0f64); 20];
+        for &r in &rows {
+            let c = cell[r as usize] as usize;
+            sums[c] = (
+                c as u32,
+                sums[c].1 + 1.0,
+                sums[c].2 + y[r as usize],
+                sums[c].3 + y[r as usize],
+            );
+        }
+        sums.retain(|s| s.1 > 0.0);
+        let cell_covs = [
+            Covariate::Categorical {
+                codes: &ca,
+                levels: 5,
+            },
+            Covariate::Categorical {
+                codes: &cb,
+                levels: 4,
+            },
+        ];
+        let four = f_test_cells(sums, rows.len(), &cell_covs).test.unwrap();
+        assert_eq!(four, two);
     }
 
     #[test]
