@@ -88,11 +88,6 @@ pub async fn run(req: &Request) -> Result<Report> {
             out.display()
         )));
     }
-    if req.sample_size.is_some() {
-        return Err(unsupported(
-            "--sample-size is not computed in the warehouse yet".into(),
-        ));
-    }
     let seed_given = req.seed.is_some();
     let seed = req.seed.unwrap_or_else(super::rng::fresh_seed);
     if !seed_given {
@@ -289,14 +284,41 @@ async fn run_on(
     } else {
         serde_json::to_value(&all).unwrap_or(serde_json::Value::Null)
     };
-    let relation = |first: usize| -> Result<(String, Vec<Value>)> {
+    // The audience: the table with its filters; with --sample-size, its `k` rows with the
+    // smallest unit keys (ties by id), the seed bound after the filters.
+    let relation_with = |first: usize, sampled: bool| -> Result<(String, Vec<Value>)> {
         let t = wh.qualified(schema, &resolved.table_name);
-        if all.is_empty() {
-            return Ok((t, Vec::new()));
-        }
-        let (w, p) = crate::filters::where_clause(dialect, &all, &resolved.sheet, first)?;
-        Ok((format!("{t} WHERE {w}"), p))
+        let (filtered, mut p) = if all.is_empty() {
+            (t, Vec::new())
+        } else {
+            let (w, p) = crate::filters::where_clause(dialect, &all, &resolved.sheet, first)?;
+            (format!("{t} WHERE {w}"), p)
+        };
+        let Some(k) = req.sample_size.filter(|_| sampled) else {
+            return Ok((filtered, p));
+        };
+        let seed_ph = dialect.text_cast(&wh.placeholder(first + p.len()));
+        let key = dialect
+            .md5_hex(&format!(
+                "CONCAT({seed_ph}, ':', {})",
+                dialect.text_cast(&id_expr)
+            ))
+            .expect("dialects with hex_word have md5");
+        let tie = if integer_ids {
+            id_expr.clone()
+        } else {
+            dialect.order_bytes(&dialect.text_cast(&id_expr))
+        };
+        p.push(Value::Text(design.seed.to_string()));
+        Ok((
+            format!(
+                "(SELECT * FROM {filtered} ORDER BY {}, {tie} LIMIT {k}) xs",
+                dialect.order_bytes(&key)
+            ),
+            p,
+        ))
     };
+    let relation = |first: usize| relation_with(first, true);
     let source = format!("{label} (table {})", resolved.table_name);
 
     // The assignment table's columns, checked against an existing table.
@@ -382,7 +404,6 @@ async fn run_on(
         } else {
             dialect.lower_matches_regex("xid", &wh.placeholder(2))
         };
-        let (rel, rel_params) = relation(if int_like.is_some() { 3 } else { 2 })?;
         let key = dialect
             .md5_hex(&format!(
                 "CONCAT({seed_ph}, ':', {})",
@@ -414,6 +435,9 @@ async fn run_on(
             sel.push(format!("COUNT(DISTINCT s{j})"));
             sel.push(format!("COUNT(s{j})"));
         }
+        let build = |sampled: bool| -> Result<(String, Vec<Value>)> {
+        let mut sel = sel.clone();
+        let (rel, rel_params) = relation_with(if int_like.is_some() { 3 } else { 2 }, sampled)?;
         let mut params = vec![Value::Text(design.seed.to_string())];
         let sql = match &int_like {
             Some(test) => {
@@ -433,10 +457,16 @@ async fn run_on(
             ),
         };
         params.extend(rel_params);
-        let stats = tx.fetch_all(&sql, &params).await?;
-        let row = stats.rows.first().cloned().unwrap_or_default();
-        let int = |i: usize| row.get(i).and_then(Value::as_i64).unwrap_or(0) as u64;
+        Ok((sql, params))
+        };
+        // The whole audience (its ids checked as the local run checks them), then the sample.
+        let (sql, params) = build(false)?;
+        let full = tx.fetch_all(&sql, &params).await?;
+        let full = full.rows.first().cloned().unwrap_or_default();
+        let int_of = |row: &[Value], i: usize| row.get(i).and_then(Value::as_i64).unwrap_or(0) as u64;
+        let int = |i: usize| int_of(&full, i);
         let n = int(0);
+        let n_all = n;
         if n < 2 {
             let why = if all.is_empty() { "" } else { " after the filters" };
             return Err(Error::invalid(format!(
@@ -463,6 +493,21 @@ async fn run_on(
                  not computed in the warehouse yet"
             )));
         }
+        let row = match req.sample_size {
+            Some(k) if k > n_all => {
+                return Err(Error::invalid(format!(
+                    "--sample-size {k} is larger than the audience ({n_all} participants in {source}); lower it or widen the filters"
+                )));
+            }
+            Some(_) => {
+                let (sql, params) = build(true)?;
+                let rows = tx.fetch_all(&sql, &params).await?;
+                rows.rows.first().cloned().unwrap_or_default()
+            }
+            None => full.clone(),
+        };
+        let int = |i: usize| int_of(&row, i);
+        let n = int(0);
         let mut key_sum = 0u128;
         for i in 0..4 {
             let part: u128 = row
@@ -765,7 +810,7 @@ async fn run_on(
             input_file: None,
             id_column: id.to_string(),
             filters: filters_json.clone(),
-            audience_rows: n,
+            audience_rows: n_all,
         };
         let mut record = DesignRecord::new(
             experiment_id.clone(),
@@ -774,7 +819,7 @@ async fn run_on(
             &design,
             &outcome,
             seed_given,
-            None,
+            req.sample_size,
             Fingerprint {
                 rows: n,
                 unit_key_sum: super::rng::hex128(key_sum),

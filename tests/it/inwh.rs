@@ -201,6 +201,31 @@ async fn identity(url: &str) {
             ],
             vec!["ethnicity", "gender", "is_engaged"],
         ),
+        // A sample: the smallest unit keys of the filtered audience.
+        (
+            "textids",
+            vec![
+                "--strata",
+                "ethnicity,is_engaged",
+                "--sample-size",
+                "777",
+                "--filter",
+                "gender includes Male",
+            ],
+            vec!["ethnicity", "is_engaged"],
+        ),
+        (
+            "people",
+            vec![
+                "--strata",
+                "gender",
+                "--sample-size",
+                "1001",
+                "--misfit-strategy",
+                "global",
+            ],
+            vec!["gender"],
+        ),
     ];
     let mut tables = Vec::new();
     for (i, (ptype, extra, strata)) in cases.iter().enumerate() {
@@ -325,10 +350,7 @@ async fn identity(url: &str) {
     // Not supported yet: refused with exit 2, nothing written.
     for (extra, needle) in [
         (vec!["--strata", "current_income"], "numeric strata"),
-        (
-            vec!["--strata", "gender", "--sample-size", "10"],
-            "--sample-size",
-        ),
+        (vec!["--strata", "gender", "--output", "out.parquet"], "CSV"),
     ] {
         let mut args = vec![
             "--participant-type",
