@@ -347,6 +347,62 @@ async fn identity(url: &str) {
     assert_eq!(c, 0, "{e}");
     assert_ne!(rows(&wh, &wh_t, "e0", &[]).await, before);
 
+    // A failure after the rows are inserted (here the design record's insert, into an
+    // xngin_experiments whose `design` column cannot hold it) leaves no row of the experiment.
+    let schema = common::unique("inwh_fail");
+    wh.execute(&wh.dialect().create_schema_sql(&schema), &[])
+        .await
+        .unwrap();
+    let broken = wh.qualified(Some(&schema), "xngin_experiments");
+    wh.execute(
+        &format!(
+            "CREATE TABLE {broken} (experiment_id VARCHAR(255), assignment_table VARCHAR(255), \
+             created_at VARCHAR(64), tool_version VARCHAR(64), seed VARCHAR(64), design INTEGER)"
+        ),
+        &[],
+    )
+    .await
+    .unwrap();
+    let into = format!("{schema}.fail");
+    let (c, _, e) = run(
+        d,
+        &[
+            "--participant-type",
+            "people",
+            "--arms",
+            "a,b",
+            "--seed",
+            "1",
+            "--experiment-id",
+            "boom",
+            "--strata",
+            "gender",
+            "--write-table",
+            &into,
+            "--in-warehouse",
+            "-q",
+        ],
+    );
+    assert_ne!(c, 0, "{e}");
+    let left = wh
+        .fetch_all(
+            &format!(
+                "SELECT count(*) FROM {}",
+                wh.qualified(Some(&schema), "fail")
+            ),
+            &[],
+        )
+        .await
+        .map(|r| r.rows[0][0].as_i64().unwrap_or(0))
+        .unwrap_or(0); // PostgreSQL: the table itself was rolled back
+    assert_eq!(left, 0, "{e}");
+    let drop_schema = if url.starts_with("mysql") || url.starts_with("mariadb") {
+        format!("DROP DATABASE {}", wh.quote(&schema))
+    } else {
+        format!("DROP SCHEMA {} CASCADE", wh.quote(&schema))
+    };
+    wh.execute(&drop_schema, &[]).await.unwrap();
+
     // Not supported yet: refused with exit 2, nothing written.
     for (extra, needle) in [
         (vec!["--strata", "current_income"], "numeric strata"),
