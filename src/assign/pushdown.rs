@@ -1,15 +1,19 @@
-//! The keyed-hash assignment as one PostgreSQL query (docs/assignment-algorithm.md), the core
-//! of in-warehouse assignment: it computes, for every row of the audience, the same
-//! `(participant_id, arm_id, stratum_id)` as [`super::assign`] does locally.
+//! The keyed-hash assignment as one SQL query per engine (docs/assignment-algorithm.md §10),
+//! the core of in-warehouse assignment ([`super::inwh`]): it computes, for every row of the
+//! audience, the same `(participant_id, arm_id, stratum_id)` as [`super::assign`] does locally,
+//! followed by the carried columns `c0, c1, …`. The dialects choose the query
+//! ([`crate::warehouse::SqlDialect::keyed_assignment_sql`]): [`postgres_assignment_from`] and
+//! [`mysql_assignment`] (MySQL 8 / MariaDB 10.6+).
 //!
-//! Scope: categorical strata (text, compared by bytes with `COLLATE "C"`, and booleans), NULL as
-//! its own value after all others; the caller has applied the preprocessing rules (which
-//! strata are kept) and chooses the relation (table and filters). Numeric strata need quantile
+//! Scope: categorical strata (text, compared by bytes, and booleans), NULL as its own value
+//! after all others; the caller has applied the preprocessing rules (which strata are kept)
+//! and chooses the relation (table and filters, or the sample). Numeric strata need quantile
 //! edges from the engine and are not handled here yet.
 //!
-//! Every value is a bound parameter: `$1` the seed as text, `$2` the block pattern as an
-//! integer array literal (`{0,1,1}`), or without strata the lower bounds of the arms' runs in
-//! key order (`{0,206,618}`).
+//! PostgreSQL: every value is a bound parameter: `$1` (or `$first`) the seed as text, `$2` the
+//! block pattern as an integer array literal (`{0,1,1}`), or without strata the lower bounds of
+//! the arms' runs in key order (`{0,206,618}`). MySQL: the seed is bound; the arms' run bounds
+//! (numbers derived from the design, never user text) are written into `CASE` expressions.
 
 use super::{Design, MisfitStrategy};
 use crate::warehouse::Value;
