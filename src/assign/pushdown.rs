@@ -101,20 +101,27 @@ fn postgres_query(
             format!("s{i}{collate} ASC NULLS LAST")
         })
         .collect();
+    let part: String = (a.strata.iter().enumerate())
+        .map(|(i, (_, text))| {
+            let collate = if *text { " COLLATE \"C\"" } else { "" };
+            format!("s{i}{collate}")
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
     let pat = format!("({p2}::int[])");
     let mut ctes = vec![
         format!(
             "k AS (SELECT {id} AS pid, {id}::text AS tid, {}{kc} FROM {rel})",
             cols.join(", ")
         ),
+        // The stratum id, and the units in key order within strata: j of s; full blocks below
+        // s - s % L. Partitioned by the strata values (byte equality) rather than by the
+        // stratum id, so that one sort (strata, key, id) serves all three windows.
         format!(
-            "st AS (SELECT pid, tid{cc}, (DENSE_RANK() OVER (ORDER BY {}) - 1)::int AS sid FROM k)",
+            "o AS (SELECT pid, tid{cc}, (DENSE_RANK() OVER (ORDER BY {}) - 1)::int AS sid, \
+             ROW_NUMBER() OVER (PARTITION BY {part} ORDER BY {key}) - 1 AS j, \
+             COUNT(*) OVER (PARTITION BY {part}) AS s FROM k)",
             order.join(", ")
-        ),
-        // Units in key order within strata: j of s; full blocks below s - s % L.
-        format!(
-            "o AS (SELECT pid, tid{cc}, sid, ROW_NUMBER() OVER (PARTITION BY sid ORDER BY {key}) - 1 AS j, \
-             COUNT(*) OVER (PARTITION BY sid) AS s FROM st)"
         ),
         format!("b AS (SELECT pid, tid{cc}, sid, j, s - s % {l} AS full_n FROM o)"),
     ];
