@@ -53,6 +53,15 @@ fn unsupported(what: String) -> Error {
     ))
 }
 
+/// A column's type for a message: the sheet type, and the declared one when it differs.
+fn type_name(t: DataType, declared: &str) -> String {
+    if t.as_str().eq_ignore_ascii_case(declared) {
+        declared.to_string()
+    } else {
+        format!("{} ({declared})", t.as_str())
+    }
+}
+
 /// Run `assign --in-warehouse`.
 pub async fn run(req: &Request) -> Result<Report> {
     let (arms, strata_names) = check_request(req)?;
@@ -238,9 +247,8 @@ async fn run_on(
         DataType::CharacterVarying | DataType::Uuid => false,
         other => {
             return Err(unsupported(format!(
-                "the id column {id} is of type {} ({}); integer, text and uuid ids are supported",
-                other.as_str(),
-                id_live.sql_type
+                "the id column {id} is of type {}; integer, text and uuid ids are supported",
+                type_name(other, &id_live.sql_type)
             )));
         }
     };
@@ -258,10 +266,9 @@ async fn run_on(
             DataType::Boolean => (Kind::Bool, q(s)),
             other => {
                 return Err(unsupported(format!(
-                    "stratum {s} is of type {} ({}); only text and boolean strata are computed in the warehouse \
+                    "stratum {s} is of type {}; only text and boolean strata are computed in the warehouse \
                      so far (numeric strata need quantile bins)",
-                    other.as_str(),
-                    l.sql_type
+                    type_name(other, &l.sql_type)
                 )));
             }
         };
