@@ -69,6 +69,8 @@ TOML
               FROM \"$src\") s;
         ALTER TABLE bench_inwh_floor_$n ADD PRIMARY KEY (experiment_id, participant_id)" > /dev/null
     floor=$(secs "$t0" "$(now)")
+    # A new table each time, as the floor creates one.
+    psql "$URL" -qAtc "DROP TABLE IF EXISTS bench_inwh_out_$n; DELETE FROM xngin_experiments WHERE assignment_table = 'bench_inwh_out_$n'" > /dev/null 2>&1 || true
     /usr/bin/time -v "$XNGIN" -q --settings "$BENCH_DIR/settings_$n.toml" assign --participant-type bench \
         --in-warehouse --strata gender,ethnicity --arms control,treatment --seed 1 \
         --experiment-id bench --write-table "bench_inwh_out_$n" --replace \

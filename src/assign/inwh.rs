@@ -439,9 +439,10 @@ async fn run_on(
                 s.expr.clone()
             };
             inner.push(format!("{e} AS s{j}"));
-            sel.push(format!("COUNT(DISTINCT s{j})"));
             sel.push(format!("COUNT(s{j})"));
         }
+        // The digest is computed once per row, not once per word that reads it.
+        let once = dialect.no_inline_suffix();
         let build = |sampled: bool| -> Result<(String, Vec<Value>)> {
         let mut sel = sel.clone();
         let (rel, rel_params) = relation_with(if int_like.is_some() { 3 } else { 2 }, sampled)?;
@@ -452,13 +453,13 @@ async fn run_on(
                 params.push(Value::Text(r"^(0|-?[1-9][0-9]*)$".into()));
                 format!(
                     "SELECT {} FROM (SELECT {key} AS h, x.* FROM (SELECT w.*, CASE WHEN {test} THEN 1 END AS xnum \
-                     FROM (SELECT {} FROM {rel}) w) x) y",
+                     FROM (SELECT {} FROM {rel}) w) x{once}) y",
                     sel.join(", "),
                     inner.join(", ")
                 )
             }
             None => format!(
-                "SELECT {} FROM (SELECT {key} AS h, x.* FROM (SELECT {} FROM {rel}) x) y",
+                "SELECT {} FROM (SELECT {key} AS h, x.* FROM (SELECT {} FROM {rel}) x{once}) y",
                 sel.join(", "),
                 inner.join(", ")
             ),
@@ -494,7 +495,7 @@ async fn run_on(
                 n - int(2)
             )));
         }
-        if int_like.is_some() && int(7 + 2 * strata.len()) == n {
+        if int_like.is_some() && int(7 + strata.len()) == n {
             return Err(unsupported(format!(
                 "the text ids of {id} all look like integers, which the local run orders and stores as integers; \
                  not computed in the warehouse yet"
@@ -527,9 +528,39 @@ async fn run_on(
         // Preprocessing (super::preprocess): drop single-valued and unique-valued strata.
         let mut kept: Vec<usize> = Vec::new();
         let mut dropped = Vec::new();
+        // Distinct values per stratum: counted over the strata cells (one hash aggregation of
+        // the rows, then small sorts), not by COUNT(DISTINCT) over every row.
+        let distinct: Vec<u64> = if strata.is_empty() {
+            Vec::new()
+        } else {
+            let (rel, rel_params) = relation(1)?;
+            let exprs: Vec<String> = strata
+                .iter()
+                .enumerate()
+                .map(|(j, s)| {
+                    let e = if s.kind == Kind::Text {
+                        dialect.exact_text(&s.expr)
+                    } else {
+                        s.expr.clone()
+                    };
+                    format!("{e} AS s{j}")
+                })
+                .collect();
+            let counts: Vec<String> = (0..strata.len()).map(|j| format!("COUNT(DISTINCT s{j})")).collect();
+            let groups: Vec<String> = (1..=strata.len()).map(|i| i.to_string()).collect();
+            let sql = format!(
+                "SELECT {} FROM (SELECT {} FROM {rel} GROUP BY {}) g",
+                counts.join(", "),
+                exprs.join(", "),
+                groups.join(", ")
+            );
+            let r = tx.fetch_all(&sql, &rel_params).await?;
+            let r = r.rows.first().cloned().unwrap_or_default();
+            (0..strata.len()).map(|j| int_of(&r, j)).collect()
+        };
         for (j, s) in strata.iter().enumerate() {
-            let distinct = int(7 + 2 * j);
-            let non_null = int(8 + 2 * j);
+            let distinct = distinct[j];
+            let non_null = int(7 + j);
             let reason = if distinct <= 1 {
                 Some("single value")
             } else if distinct == non_null && non_null > 1 {

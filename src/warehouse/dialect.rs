@@ -208,6 +208,13 @@ pub trait SqlDialect: Send + Sync + std::fmt::Debug {
         None
     }
 
+    /// Appended to a subquery so that the engine evaluates its select list once per row rather
+    /// than inlining it into every reference (PostgreSQL inlines subqueries; `OFFSET 0` stops
+    /// it). Default: nothing.
+    fn no_inline_suffix(&self) -> &'static str {
+        ""
+    }
+
     /// `expr` (text) as an `ORDER BY` key that orders by the bytes of its UTF-8 text.
     fn order_bytes(&self, expr: &str) -> String {
         expr.to_string()

@@ -109,6 +109,10 @@ impl SqlDialect for Postgres {
         ))
     }
 
+    fn no_inline_suffix(&self) -> &'static str {
+        " OFFSET 0"
+    }
+
     fn order_bytes(&self, expr: &str) -> String {
         format!("{expr} COLLATE \"C\"")
     }
