@@ -766,7 +766,14 @@ async fn run_on(
                 tx.execute(&format!("ALTER TABLE {qualified} ADD PRIMARY KEY ({})", pk.join(", ")), &[])
                     .await?;
             }
-            // 4. Arm counts from the rows written.
+            // 4. Arm counts per stratum: implied by the strata sizes and the mask keys, except
+            // for misfit strategy global (the pool's order depends on the ids), where they are
+            // read back from the rows written.
+            if let Some(v) = implied_counts(&design, &cells, n) {
+                for (s, a, c) in v {
+                    tally(s, a, c);
+                }
+            } else {
             let counts_sql = format!(
                 "SELECT {}, {}, COUNT(*) FROM {qualified} WHERE {} = {ph1} GROUP BY {}, {}",
                 q("stratum_id"),
@@ -778,6 +785,7 @@ async fn run_on(
             let by_cell = tx.fetch_all(&counts_sql, std::slice::from_ref(&exp)).await?;
             for r in &by_cell.rows {
                 tally(r[0].as_i64(), r[1].as_i64(), r[2].as_i64().unwrap_or(0) as u64);
+            }
             }
             if let Some(f) = file.as_mut() {
                 // The file from the rows written, in participant-id order.
@@ -1080,6 +1088,48 @@ impl CsvOut {
         let sha = hex::encode(self.hash.finalize());
         Ok((self.file.finish()?, sha))
     }
+}
+
+/// The `(stratum id, arm, count)` of an assignment that follow from the strata sizes alone:
+/// full blocks split by the block pattern, leftovers by the stratum's keyed mask
+/// (docs/assignment-algorithm.md §6) or unassigned; without strata the exact
+/// largest-remainder counts. `None` for misfit strategy global.
+fn implied_counts(
+    design: &Design,
+    cells: &Cells,
+    n: u64,
+) -> Option<Vec<(Option<i64>, Option<i64>, u64)>> {
+    if cells.sizes.is_empty() {
+        return Some(
+            (design.arms.largest_remainder_counts(n).iter().enumerate())
+                .map(|(a, &c)| (None, Some(a as i64), c))
+                .collect(),
+        );
+    }
+    let l = design.arms.block;
+    let pattern = design.arms.mask();
+    let mut out = Vec::new();
+    for (s, &size) in cells.sizes.iter().enumerate() {
+        let sid = Some(s as i64);
+        for (a, &m) in design.arms.mask_counts.iter().enumerate() {
+            out.push((sid, Some(a as i64), size / l * m));
+        }
+        let left = size % l;
+        if left == 0 {
+            continue;
+        }
+        match design.misfit {
+            super::MisfitStrategy::Global => return None,
+            super::MisfitStrategy::None => out.push((sid, None, left)),
+            super::MisfitStrategy::Stratum => {
+                let order = super::rng::mask_order(design.seed, &s.to_string(), l as usize);
+                for &p in &order[..left as usize] {
+                    out.push((sid, Some(pattern[p as usize] as i64), 1));
+                }
+            }
+        }
+    }
+    Some(out)
 }
 
 /// The strata cells of the kept strata, in stratum-id order.
