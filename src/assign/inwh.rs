@@ -1090,15 +1090,14 @@ impl CsvOut {
     }
 }
 
+/// `(stratum id, arm, participants)`; no stratum id without strata, no arm for the unassigned.
+type CellCount = (Option<i64>, Option<i64>, u64);
+
 /// The `(stratum id, arm, count)` of an assignment that follow from the strata sizes alone:
 /// full blocks split by the block pattern, leftovers by the stratum's keyed mask
 /// (docs/assignment-algorithm.md §6) or unassigned; without strata the exact
 /// largest-remainder counts. `None` for misfit strategy global.
-fn implied_counts(
-    design: &Design,
-    cells: &Cells,
-    n: u64,
-) -> Option<Vec<(Option<i64>, Option<i64>, u64)>> {
+fn implied_counts(design: &Design, cells: &Cells, n: u64) -> Option<Vec<CellCount>> {
     if cells.sizes.is_empty() {
         return Some(
             (design.arms.largest_remainder_counts(n).iter().enumerate())
