@@ -98,6 +98,12 @@ pub struct Args {
     /// xngin_experiments.
     #[arg(long, value_name = "[SCHEMA.]TABLE")]
     write_table: Option<String>,
+    /// Compute the assignment, balance test and design record inside the participant type's
+    /// warehouse (PostgreSQL, MySQL/MariaDB; text and boolean strata) and write it to
+    /// --write-table there (only aggregates leave the warehouse) and/or stream it to --output
+    /// FILE.csv. The same rows and design record as without the flag.
+    #[arg(long, requires = "participant_type", conflicts_with = "dsn")]
+    in_warehouse: bool,
     /// Warehouse for --write-table (default: the participant type's warehouse).
     #[arg(long, value_name = "DSN")]
     dsn: Option<String>,
@@ -153,7 +159,13 @@ pub async fn run(args: Args, g: &Globals) -> anyhow::Result<()> {
         dsn: args.dsn,
         fstat_thresh: args.fstat_thresh,
         cluster_column: args.cluster_column,
+        in_warehouse: args.in_warehouse,
     };
+    if req.in_warehouse && args.format == Format::Csv {
+        anyhow::bail!(xngin::Error::usage(
+            "--format csv prints the rows, which --in-warehouse leaves in the warehouse; use --format table or json"
+        ));
+    }
     let report = xngin::assign::run::run(&req).await?;
     match args.format {
         Format::Table => xngin::output::print(&xngin::assign::output::summary(&report.record))?,

@@ -159,6 +159,50 @@ pub fn prepare_atomic<F>(path: &Path, replace: bool, fill: F) -> Result<Pending>
 where
     F: FnOnce(&mut dyn Write) -> Result<()>,
 {
+    let mut w = open_atomic(path, replace)?;
+    fill(&mut w.w)?;
+    w.finish()
+}
+
+/// A temporary file being written, for content produced piece by piece (rows streamed from a
+/// warehouse by an async query, where [`prepare_atomic`]'s closure cannot wait);
+/// [`AtomicWriter::finish`] gives the [`Pending`] rename.
+pub struct AtomicWriter {
+    path: PathBuf,
+    tmp: tempfile::TempPath,
+    w: io::BufWriter<std::fs::File>,
+    replace: bool,
+}
+
+impl AtomicWriter {
+    pub fn writer(&mut self) -> &mut dyn Write {
+        &mut self.w
+    }
+
+    /// Flush and sync the temporary file; the rename is left to [`Pending::commit`].
+    pub fn finish(self) -> Result<Pending> {
+        let AtomicWriter {
+            path,
+            tmp,
+            w,
+            replace,
+        } = self;
+        let file = w
+            .into_inner()
+            .map_err(|e| Error::io(&path, e.into_error()))?;
+        file.sync_all().map_err(|e| Error::io(&path, e))?;
+        // tempfile creates 0600; a written output is an ordinary file (0644 before the umask).
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = file.set_permissions(std::fs::Permissions::from_mode(0o644));
+        }
+        Ok(Pending { path, tmp, replace })
+    }
+}
+
+/// [`prepare_atomic`] without the closure: the same checks, then the open temporary file.
+pub fn open_atomic(path: &Path, replace: bool) -> Result<AtomicWriter> {
     if !replace && path.exists() {
         return Err(Error::runtime(format!(
             "{}: already exists; pass --replace to overwrite it",
@@ -183,27 +227,20 @@ where
             dir.display()
         ));
     }
+    open_atomic_in(path, dir, replace)
+}
+
+fn open_atomic_in(path: &Path, dir: &Path, replace: bool) -> Result<AtomicWriter> {
     let tmp = tempfile::Builder::new()
         .prefix(&format!("{TMP_PREFIX}{}-", std::process::id()))
         .suffix(TMP_SUFFIX)
         .tempfile_in(dir)
         .map_err(|e| Error::io(path, e))?;
     let (file, tmp_path) = tmp.into_parts();
-    let mut w = io::BufWriter::new(file);
-    fill(&mut w)?;
-    let file = w
-        .into_inner()
-        .map_err(|e| Error::io(path, e.into_error()))?;
-    file.sync_all().map_err(|e| Error::io(path, e))?;
-    // tempfile creates 0600; a written output is an ordinary file (0644 before the umask).
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let _ = file.set_permissions(std::fs::Permissions::from_mode(0o644));
-    }
-    Ok(Pending {
+    Ok(AtomicWriter {
         path: path.to_path_buf(),
         tmp: tmp_path,
+        w: io::BufWriter::new(file),
         replace,
     })
 }

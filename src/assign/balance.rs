@@ -249,7 +249,7 @@ fn grouped(
     dense_fallback: bool,
 ) -> Balance {
     let n = sample.len();
-    let units = match cells {
+    let (units, groups) = match cells {
         Some((cell, n_cells)) => {
             let mut g: Vec<(u32, f64, f64, f64)> = vec![(NONE, 0.0, 0.0, 0.0); n_cells as usize];
             sample.for_each(&mut |r, yr| {
@@ -262,14 +262,39 @@ fn grouped(
                 e.3 += yr * yr;
             });
             g.retain(|e| e.0 != NONE);
-            Units::Cells(g)
+            (Units::Cells(g.clone()), Some(g))
         }
         None => {
             let mut rows = Vec::with_capacity(n);
             sample.for_each(&mut |r, _| rows.push(r as u32));
-            Units::Rows { rows, sample }
+            (Units::Rows { rows, sample }, None)
         }
     };
+    from_units(&units, groups.as_deref(), sample, n, covs, dense_fallback)
+}
+
+/// The balance test from per-cell sums computed elsewhere (in a warehouse, by GROUP BY; see
+/// docs/statistics.md): `cells` lists, for each group of participants with identical
+/// covariates, `(representative row, count, Σy, Σy²)` in the order [`f_test_grouped`] visits
+/// them (ascending cell id), the row indexing the covariates' codes; `n` = Σ count. The
+/// statistics are those [`f_test_grouped`] computes from the rows.
+pub fn f_test_cells(cells: Vec<(u32, f64, f64, f64)>, n: usize, covs: &[Covariate]) -> Balance {
+    let none = Sample::Rows { rows: &[], y: &[] };
+    let units = Units::Cells(cells);
+    let Units::Cells(g) = &units else {
+        unreachable!()
+    };
+    from_units(&units, Some(g), &none, n, covs, true)
+}
+
+fn from_units(
+    units: &Units,
+    groups: Option<&[(u32, f64, f64, f64)]>,
+    sample: &Sample,
+    n: usize,
+    covs: &[Covariate],
+    dense_fallback: bool,
+) -> Balance {
     // Levels present among the compared units, per categorical covariate.
     let present: Vec<Vec<bool>> = covs
         .iter()
@@ -289,7 +314,7 @@ fn grouped(
         .map(|p| p.iter().filter(|x| **x).count())
         .collect();
     let (included, left_out) = screen(covs, &npres, n);
-    let mut test = fit(&units, n, covs, &present, &npres, &included);
+    let mut test = fit(units, n, covs, &present, &npres, &included);
     if dense_fallback && test.as_ref().is_err_and(|e| e == FALLBACK) {
         // Ill-conditioned and small: the dense computation, on the covariates kept.
         let kept: Vec<&Covariate> = covs
@@ -297,7 +322,7 @@ fn grouped(
             .zip(&included)
             .filter_map(|(c, i)| i.then_some(c))
             .collect();
-        test = dense::f_test_dense(sample, &kept, cells);
+        test = dense::f_test_dense_groups(sample, n, &kept, groups);
     }
     Balance { left_out, test }
 }
@@ -991,6 +1016,7 @@ pub(crate) mod dense {
     /// The dense computation (k×k matrices, a Jacobi pseudo-inverse): the test oracle for
     /// [`f_test_grouped`]. Columns: the intercept, the dummies of the categorical covariate with
     /// the most present levels, then the other covariates in order (coefficients in that order).
+    #[cfg_attr(not(test), allow(dead_code))]
     pub fn f_test_dense(
         sample: &Sample,
         covs: &[&Covariate],
@@ -1016,9 +1042,19 @@ pub(crate) mod dense {
             g.retain(|e| e.0 != u32::MAX);
             g
         });
-        let each = |f: &mut dyn FnMut(usize, f64, f64, f64)| match &grouped {
+        f_test_dense_groups(sample, n, covs, grouped.as_deref())
+    }
+
+    /// [`f_test_dense`] with the groups already summed (`None`: row by row over `sample`).
+    pub fn f_test_dense_groups(
+        sample: &Sample,
+        n: usize,
+        covs: &[&Covariate],
+        grouped: Option<&[(u32, f64, f64, f64)]>,
+    ) -> Result<FTest, NoTest> {
+        let each = |f: &mut dyn FnMut(usize, f64, f64, f64)| match grouped {
             Some(g) => {
-                for &(r, c, sy, syy) in g {
+                for &(r, c, sy, syy) in g.iter() {
                     f(r as usize, c, sy, syy)
                 }
             }
@@ -1449,6 +1485,33 @@ mod tests {
         );
         assert!((one.f_statistic - two.f_statistic).abs() < 1e-10 * one.f_statistic.max(1.0));
         assert!((one.p_value - two.p_value).abs() < 1e-10);
+        // From per-cell sums computed elsewhere (in a warehouse): the cells' codes indexed by
+        // cell id, (cell, count, Σy, Σy²) in cell order. Bit for bit the grouped test.
+        let (ca, cb): (Vec<u32>, Vec<u32>) = (0..20u32).map(|c| (c / 4, c % 4)).unzip();
+        let (ca, cb) = (Codes::Owned(ca), Codes::Owned(cb));
+        let mut sums = vec![(0u32, 0.0f64, 0.0f64, 0.0f64); 20];
+        for &r in &rows {
+            let c = cell[r as usize] as usize;
+            sums[c] = (
+                c as u32,
+                sums[c].1 + 1.0,
+                sums[c].2 + y[r as usize],
+                sums[c].3 + y[r as usize],
+            );
+        }
+        sums.retain(|s| s.1 > 0.0);
+        let cell_covs = [
+            Covariate::Categorical {
+                codes: &ca,
+                levels: 5,
+            },
+            Covariate::Categorical {
+                codes: &cb,
+                levels: 4,
+            },
+        ];
+        let four = f_test_cells(sums, rows.len(), &cell_covs).test.unwrap();
+        assert_eq!(four, two);
     }
 
     #[test]

@@ -25,6 +25,7 @@ pub mod cluster;
 pub mod cluster_balance;
 pub mod data;
 pub mod design;
+pub mod inwh;
 pub mod output;
 pub mod preprocess;
 pub mod pushdown;

@@ -29,7 +29,7 @@ pub const FIXED_COLUMNS: [&str; 4] = ["participant_id", "arm_id", "arm_name", "s
 /// Rows formatted per batch (two halves formatted in parallel).
 const BATCH: usize = 1 << 16;
 
-fn push_csv_field(out: &mut Vec<u8>, field: &[u8]) {
+pub(crate) fn push_csv_field(out: &mut Vec<u8>, field: &[u8]) {
     if field
         .iter()
         .any(|b| matches!(b, b',' | b'"' | b'\n' | b'\r'))

@@ -46,6 +46,9 @@ pub struct Request {
     pub fstat_thresh: f64,
     /// Randomize whole clusters of this column (docs/cluster.md#cluster-assignment).
     pub cluster_column: Option<String>,
+    /// Compute the assignment in the participant type's warehouse (`--in-warehouse`,
+    /// [`super::inwh`]).
+    pub in_warehouse: bool,
 }
 
 /// The result: the design record (also written next to the outputs) and, for `--format csv`,
@@ -186,6 +189,9 @@ fn read_columns(req: &Request, strata: &[String]) -> Vec<String> {
 /// Run an assignment request.
 pub async fn run(req: &Request) -> Result<Report> {
     trace("start");
+    if req.in_warehouse {
+        return super::inwh::run(req).await;
+    }
     let (arms, strata) = check_request(req)?;
     let seed_given = req.seed.is_some();
     let seed = req.seed.unwrap_or_else(rng::fresh_seed);

@@ -598,7 +598,7 @@ fn column_value(c: &ColumnData, r: usize) -> Value {
     }
 }
 
-fn experiments_ddl(dialect: &dyn SqlDialect, qualified: &str) -> String {
+pub(super) fn experiments_ddl(dialect: &dyn SqlDialect, qualified: &str) -> String {
     let q = |s: &str| dialect.quote_ident(s);
     let varchar = dialect.ddl_type(DataType::CharacterVarying);
     let ts = dialect.ddl_type(DataType::TimestampWithTimeZone);
@@ -622,7 +622,7 @@ fn experiments_ddl(dialect: &dyn SqlDialect, qualified: &str) -> String {
 /// SQLite (`CREATE TABLE IF NOT EXISTS`) this run then waits for that run's commit (one writer
 /// at a time) and finds its rows (refused as "already holds", or replaced). PostgreSQL reports
 /// the race as a conflict instead ([`Error::Conflict`]).
-fn if_not_exists(dialect: &dyn SqlDialect, ddl: String) -> String {
+pub(super) fn if_not_exists(dialect: &dyn SqlDialect, ddl: String) -> String {
     dialect.create_table_racing(ddl)
 }
 

@@ -215,6 +215,45 @@ pub trait SqlDialect: Send + Sync + std::fmt::Debug {
     /// The lowercase hexadecimal MD5 digest of `expr`, if the dialect has one.
     fn md5_hex(&self, expr: &str) -> Option<String>;
 
+    /// The keyed assignment of docs/assignment-algorithm.md computed by this engine: one query
+    /// over the audience `a` returning `participant_id, arm_id, stratum_id, c0, c1, …` and its
+    /// parameters, numbered from `first` (the relation's own parameters follow them, numbered
+    /// from `first` + their count). `None` when this engine does not compute it
+    /// (`assign --in-warehouse` then refuses).
+    fn keyed_assignment_sql(
+        &self,
+        _a: &crate::assign::pushdown::Audience,
+        _design: &crate::assign::Design,
+        _n_rows: u64,
+        _first: usize,
+    ) -> Option<(String, Vec<Value>)> {
+        None
+    }
+
+    /// The 32-bit word `i` (0 = most significant) of the 32 lowercase hex digits `hex`, as an
+    /// integer that sums exactly (the input fingerprint's `unit_key_sum` from aggregates).
+    fn hex_word(&self, _hex: &str, _i: usize) -> Option<String> {
+        None
+    }
+
+    /// Appended to a subquery so that the engine evaluates its select list once per row rather
+    /// than inlining it into every reference (PostgreSQL inlines subqueries; `OFFSET 0` stops
+    /// it). Default: nothing.
+    fn no_inline_suffix(&self) -> &'static str {
+        ""
+    }
+
+    /// `expr` (text) as an `ORDER BY` key that orders by the bytes of its UTF-8 text.
+    fn order_bytes(&self, expr: &str) -> String {
+        expr.to_string()
+    }
+
+    /// A statement, first in a transaction, that makes all of its queries read one snapshot
+    /// (`None`: the engine's default isolation already does).
+    fn snapshot_transaction_sql(&self) -> Option<&'static str> {
+        None
+    }
+
     /// The continuous percentile `p` (0..=1) of `expr` as an aggregate, if the dialect has one.
     fn percentile_cont(&self, p: f64, expr: &str) -> Option<String>;
 

@@ -593,6 +593,15 @@ impl Tx {
         exec::fetch_all(self.conn(), sql, params).await
     }
 
+    /// [`Warehouse::fetch_each`] inside the transaction: each row handed to `f` as it
+    /// arrives.
+    pub async fn fetch_each<F>(&mut self, sql: &str, params: &[Value], f: F) -> Result<Vec<String>>
+    where
+        F: FnMut(Vec<Value>) -> Result<()>,
+    {
+        exec::fetch_each(self.conn(), sql, params, f).await
+    }
+
     pub async fn commit(self) -> Result<()> {
         echo("COMMIT", &[]);
         on_driver!(self.inner, TxInner, |t, _d| t.commit().await?);

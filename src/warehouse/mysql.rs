@@ -103,6 +103,29 @@ impl SqlDialect for Mysql {
         Some(format!("LOWER({col}) REGEXP {p}"))
     }
 
+    /// Placeholders are positional (`?`): the query's seed comes first in its text.
+    fn keyed_assignment_sql(
+        &self,
+        a: &crate::assign::pushdown::Audience,
+        design: &crate::assign::Design,
+        n_rows: u64,
+        _first: usize,
+    ) -> Option<(String, Vec<Value>)> {
+        Some(crate::assign::pushdown::mysql_assignment(a, design, n_rows))
+    }
+
+    fn order_bytes(&self, expr: &str) -> String {
+        self.exact_text(expr)
+    }
+
+    /// `CONV` returns text; as UNSIGNED its `SUM` is an exact DECIMAL.
+    fn hex_word(&self, hex: &str, i: usize) -> Option<String> {
+        Some(format!(
+            "CAST(CONV(SUBSTR({hex}, {}, 8), 16, 10) AS UNSIGNED)",
+            8 * i + 1
+        ))
+    }
+
     fn md5_hex(&self, expr: &str) -> Option<String> {
         Some(format!("LOWER(MD5({expr}))"))
     }

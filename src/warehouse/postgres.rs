@@ -90,6 +90,37 @@ impl SqlDialect for Postgres {
         Some(format!("md5({expr})"))
     }
 
+    fn keyed_assignment_sql(
+        &self,
+        a: &crate::assign::pushdown::Audience,
+        design: &crate::assign::Design,
+        n_rows: u64,
+        first: usize,
+    ) -> Option<(String, Vec<Value>)> {
+        Some(crate::assign::pushdown::postgres_assignment_from(
+            a, design, n_rows, first,
+        ))
+    }
+
+    fn hex_word(&self, hex: &str, i: usize) -> Option<String> {
+        Some(format!(
+            "('x' || substr({hex}, {}, 8))::bit(32)::bigint",
+            8 * i + 1
+        ))
+    }
+
+    fn no_inline_suffix(&self) -> &'static str {
+        " OFFSET 0"
+    }
+
+    fn order_bytes(&self, expr: &str) -> String {
+        format!("{expr} COLLATE \"C\"")
+    }
+
+    fn snapshot_transaction_sql(&self) -> Option<&'static str> {
+        Some("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+    }
+
     fn percentile_cont(&self, p: f64, expr: &str) -> Option<String> {
         Some(format!(
             "percentile_cont({p}) WITHIN GROUP (ORDER BY {expr})"

@@ -2559,6 +2559,7 @@ async fn pushdown_query_on_postgres_equals_the_local_assignment() {
                 id: "\"id\"",
                 integer_ids: !text_ids,
                 strata: &cols,
+                carry: &[],
             };
             let (sql, params) = assign::pushdown::postgres_assignment(&audience, &design, n as u64);
             let rows = wh.fetch_all(&sql, &params).await.unwrap();

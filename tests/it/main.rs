@@ -11,6 +11,7 @@ mod create_testing_dwh;
 mod fields;
 mod filters;
 mod gsheets;
+mod inwh;
 mod power;
 mod secrets;
 mod settings;
