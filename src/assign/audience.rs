@@ -626,6 +626,9 @@ pub fn mixed_number_notices(table: &Table) -> Vec<String> {
             continue;
         };
         let numeric: Vec<bool> = levels.iter().map(|l| is_number(l)).collect();
+        if !numeric.contains(&true) {
+            continue; // no value is a number: no notice, and no pass over the rows
+        }
         let (mut numbers, mut others) = (0usize, 0usize);
         let mut first_other: Option<usize> = None;
         for (i, &code) in codes.iter().enumerate() {

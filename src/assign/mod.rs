@@ -136,7 +136,10 @@ fn left_out_notices(test: &BalanceTest) -> Vec<String> {
             })
             .collect();
     }
-    let names: Vec<&str> = test.left_out[..EACH].iter().map(|d| d.field.as_str()).collect();
+    let names: Vec<&str> = test.left_out[..EACH]
+        .iter()
+        .map(|d| d.field.as_str())
+        .collect();
     vec![format!(
         "the balance test of {pair} leaves out {} strata ({}, …), e.g. {}: {}; the design record's balance[].left_out gives each reason",
         test.left_out.len(),
@@ -449,8 +452,10 @@ mod left_out_notice_tests {
         let lines = left_out_notices(&test_with(300));
         assert_eq!(
             lines,
-            ["the balance test of t vs c leaves out 300 strata (s0, s1, s2, …), e.g. s0: why 0; \
-              the design record's balance[].left_out gives each reason"]
+            [
+                "the balance test of t vs c leaves out 300 strata (s0, s1, s2, …), e.g. s0: why 0; \
+              the design record's balance[].left_out gives each reason"
+            ]
         );
     }
 }
