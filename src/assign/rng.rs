@@ -31,9 +31,9 @@ pub fn md5_u128(bytes: &[u8]) -> u128 {
 
 /// MD5 of up to [`LANES`] short messages at once (each at most [`SHORT`] bytes), with the same
 /// digests as [`md5_u128`]. MD5 is a chain of 64 dependent steps, so one message leaves most of
-/// a core idle; eight independent ones side by side, lane by lane, are compiled to vector
-/// instructions (SSE2, present on every x86-64) and hash several times faster per message.
-/// Only the first `n` lanes are used.
+/// a core idle; eight independent ones side by side keep its execution units busy (the
+/// compiler emits scalar code here, not vector instructions): about 2.5x the throughput of one
+/// `Md5::digest` per message (`perf`, 5M unit keys). Only the first `n` lanes are used.
 mod lanes {
     /// Messages hashed side by side.
     pub const LANES: usize = 8;
