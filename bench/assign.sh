@@ -58,7 +58,10 @@ for n in "${SIZES[@]}"; do
         --seed 1 --output "$out" --replace 2> "$BENCH_DIR/time_$n.txt" > /dev/null
     wall=$(grep 'Elapsed (wall clock)' "$BENCH_DIR/time_$n.txt" | awk '{print $NF}')
     rss=$(grep 'Maximum resident set size' "$BENCH_DIR/time_$n.txt" | awk '{print $NF}')
-    printf '%9d rows: wall %s, peak RSS %d MB, %s rows written\n' "$n" "$wall" $((rss / 1024)) "$(($(wc -l < "$out") - 1))"
+    # CPU time (user + system, all threads): unlike the wall time, not inflated by other
+    # processes sharing the cores.
+    cpu=$(awk -F': ' '/User time|System time/ {s += $2} END {printf "%.2f", s}' "$BENCH_DIR/time_$n.txt")
+    printf '%9d rows: wall %s, cpu %s s, peak RSS %d MB, %s rows written\n' "$n" "$wall" "$cpu" $((rss / 1024)) "$(($(wc -l < "$out") - 1))"
 done
 
 if [ -n "${XNGIN_BENCH_POSTGRES_URL:-}" ]; then

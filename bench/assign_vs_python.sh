@@ -68,16 +68,19 @@ PY
 
 best() { # best "label" command...: min wall seconds and max RSS over REPEAT runs
     local label=$1; shift
-    local best_wall="" rss=0
+    local best_wall="" best_cpu="" rss=0
     for _ in $(seq 1 "$REPEAT"); do
         /usr/bin/time -v "$@" > /dev/null 2> "$BENCH_DIR/time.txt"
-        local w r
+        local w r c
         w=$(grep 'Elapsed (wall clock)' "$BENCH_DIR/time.txt" | awk '{print $NF}' | awk -F: '{ if (NF==3) print $1*3600+$2*60+$3; else print $1*60+$2 }')
         r=$(grep 'Maximum resident set size' "$BENCH_DIR/time.txt" | awk '{print $NF}')
+        # CPU time (user + system, all threads): not inflated by other work on the cores.
+        c=$(awk -F': ' '/User time|System time/ {s += $2} END {printf "%.2f", s}' "$BENCH_DIR/time.txt")
         if [ -z "$best_wall" ] || [ "$(echo "$w < $best_wall" | bc)" = 1 ]; then best_wall=$w; fi
+        if [ -z "$best_cpu" ] || [ "$(echo "$c < $best_cpu" | bc)" = 1 ]; then best_cpu=$c; fi
         [ "$r" -gt "$rss" ] && rss=$r
     done
-    printf '%-28s wall %7.2f s   peak RSS %6d MB\n' "$label" "$best_wall" $((rss / 1024)) >&2
+    printf '%-28s wall %7.2f s   cpu %7.2f s   peak RSS %6d MB\n' "$label" "$best_wall" "$best_cpu" $((rss / 1024)) >&2
     echo "$best_wall $rss"
 }
 

@@ -312,6 +312,11 @@ fn read_csv(
             .select(wanted.iter().map(|w| w.as_str()))
             .map_err(|e| polars_error(src, "CSV", e))?;
         df = cast_columns(df, &types, src)?;
+        // Polars may give the projected columns of the rest in another order than asked for
+        // (release builds did for a file with columns id,gender,region,district): stack by name.
+        let rest = rest
+            .select(wanted.iter().map(|w| w.as_str()))
+            .map_err(|e| polars_error(src, "CSV", e))?;
         df.vstack_mut(&rest)
             .map_err(|e| polars_error(src, "CSV", e))?;
     }
@@ -674,6 +679,9 @@ pub fn mixed_number_notices(table: &Table) -> Vec<String> {
             continue;
         };
         let numeric: Vec<bool> = levels.iter().map(|l| is_number(l)).collect();
+        if !numeric.contains(&true) {
+            continue; // no value is a number: no notice, and no pass over the rows
+        }
         let (mut numbers, mut others) = (0usize, 0usize);
         let mut first_other: Option<usize> = None;
         for (i, &code) in codes.iter().enumerate() {
@@ -989,6 +997,42 @@ mod tests {
 
     /// `n` records `id,g,x` with a 600 KB quoted field in record 1 and in the record right
     /// after the sample, and `tail` appended.
+    #[test]
+    fn strata_named_out_of_alphabetical_order_read_past_the_sample() {
+        // A release build failed on such a file (5M rows, bench/assign_vs_python.sh) with
+        // "unable to vstack, column names don't match": the rest of the file came back in
+        // another column order than the sample's. Debug builds (smaller polars chunks) did not
+        // fail; this test pins the expected result.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("people.csv");
+        let mut s = String::from("id,gender,region,district,age\n");
+        for i in 0..SAMPLE_ROWS + 500 {
+            let g = ["female", "male", ""][i % 3];
+            let r = ["north", "south", "east", "west", ""][i % 5];
+            s += &format!("{i},{g},{r},district_{:02},{}\n", i % 50, 18 + i % 70);
+        }
+        std::fs::write(&path, s).unwrap();
+        let strata = ["gender", "region", "district"].map(String::from);
+        let t = read_file(&path, "id", &strata).unwrap();
+        assert_eq!(t.len(), SAMPLE_ROWS + 500);
+        let names: Vec<&str> = t.columns.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["gender", "region", "district"]);
+        let last = SAMPLE_ROWS + 499;
+        let text = |c: usize| {
+            let mut v = Vec::new();
+            t.columns[c].data.write_text(last, &mut v);
+            String::from_utf8(v).unwrap()
+        };
+        assert_eq!(
+            (text(0), text(1), text(2)),
+            (
+                ["female", "male", ""][last % 3].to_string(),
+                ["north", "south", "east", "west", ""][last % 5].to_string(),
+                format!("district_{:02}", last % 50)
+            )
+        );
+    }
+
     fn big_csv(n: usize, tail: &str) -> String {
         // Longer than polars' 512 KiB read step; q (right after the sample) longer than
         // LONG_RECORD, so it is read with the sample.

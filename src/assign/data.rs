@@ -169,17 +169,29 @@ pub(crate) fn itoa_buf() -> [u8; 20] {
     [0u8; 20]
 }
 
-/// Format an i64 into `buf` without allocating; returns the digits.
+/// "00", "01", …, "99": two digits per division in [`format_i64`].
+const DIGIT_PAIRS: &[u8; 200] = b"\
+    0001020304050607080910111213141516171819202122232425262728293031323334353637383940414243444546474849\
+    5051525354555657585960616263646566676869707172737475767778798081828384858687888990919293949596979899";
+
+/// Format an i64 into `buf` without allocating; returns the digits. Every unit key hashes its
+/// id's text, and every output row writes it: two digits per division halve the divisions.
 pub(crate) fn format_i64(v: i64, buf: &mut [u8; 20]) -> &[u8] {
     let mut n = v.unsigned_abs();
     let mut i = buf.len();
-    loop {
+    while n >= 100 {
+        let d = (n % 100) as usize * 2;
+        n /= 100;
+        i -= 2;
+        buf[i..i + 2].copy_from_slice(&DIGIT_PAIRS[d..d + 2]);
+    }
+    if n >= 10 {
+        let d = n as usize * 2;
+        i -= 2;
+        buf[i..i + 2].copy_from_slice(&DIGIT_PAIRS[d..d + 2]);
+    } else {
         i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
+        buf[i] = b'0' + n as u8;
     }
     if v < 0 {
         i -= 1;
@@ -494,5 +506,16 @@ mod tests {
         );
         assert_eq!(format_i64(0, &mut b), b"0");
         assert_eq!(format_i64(-42, &mut b), b"-42");
+        // Every digit count, both signs, the powers of ten and their neighbours.
+        let mut vals = vec![i64::MAX, i64::MIN + 1];
+        let mut p: i64 = 1;
+        for _ in 0..19 {
+            vals.extend([p - 1, p, p + 1, -p, -p + 1, p * 7 + 3]);
+            p = p.saturating_mul(10);
+        }
+        vals.extend(-1234..1234);
+        for v in vals {
+            assert_eq!(format_i64(v, &mut b), v.to_string().as_bytes(), "{v}");
+        }
     }
 }

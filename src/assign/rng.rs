@@ -29,6 +29,181 @@ pub fn md5_u128(bytes: &[u8]) -> u128 {
     u128::from_be_bytes(d)
 }
 
+/// MD5 of up to [`LANES`] short messages at once (each at most [`SHORT`] bytes), with the same
+/// digests as [`md5_u128`]. MD5 is a chain of 64 dependent steps, so one message leaves most of
+/// a core idle; eight independent ones side by side keep its execution units busy (the
+/// compiler emits scalar code here, not vector instructions): about 2.5x the throughput of one
+/// `Md5::digest` per message (`perf`, 5M unit keys). Only the first `n` lanes are used.
+mod lanes {
+    /// Messages hashed side by side.
+    pub const LANES: usize = 8;
+    /// The longest message that fits one 64-byte block with MD5's padding.
+    pub const SHORT: usize = 55;
+
+    type Lanes = [u32; LANES];
+
+    /// MD5's per-step additive constants (RFC 1321, 3.4).
+    const K: [u32; 64] = [
+        0xd76aa478, 0xe8c7b756, 0x242070db, 0xc1bdceee, 0xf57c0faf, 0x4787c62a, 0xa8304613,
+        0xfd469501, 0x698098d8, 0x8b44f7af, 0xffff5bb1, 0x895cd7be, 0x6b901122, 0xfd987193,
+        0xa679438e, 0x49b40821, 0xf61e2562, 0xc040b340, 0x265e5a51, 0xe9b6c7aa, 0xd62f105d,
+        0x02441453, 0xd8a1e681, 0xe7d3fbc8, 0x21e1cde6, 0xc33707d6, 0xf4d50d87, 0x455a14ed,
+        0xa9e3e905, 0xfcefa3f8, 0x676f02d9, 0x8d2a4c8a, 0xfffa3942, 0x8771f681, 0x6d9d6122,
+        0xfde5380c, 0xa4beea44, 0x4bdecfa9, 0xf6bb4b60, 0xbebfbc70, 0x289b7ec6, 0xeaa127fa,
+        0xd4ef3085, 0x04881d05, 0xd9d4d039, 0xe6db99e5, 0x1fa27cf8, 0xc4ac5665, 0xf4292244,
+        0x432aff97, 0xab9423a7, 0xfc93a039, 0x655b59c3, 0x8f0ccc92, 0xffeff47d, 0x85845dd1,
+        0x6fa87e4f, 0xfe2ce6e0, 0xa3014314, 0x4e0811a1, 0xf7537e82, 0xbd3af235, 0x2ad7d2bb,
+        0xeb86d391,
+    ];
+    const INIT: [u32; 4] = [0x6745_2301, 0xefcd_ab89, 0x98ba_dcfe, 0x1032_5476];
+
+    /// One step in every lane: `a = b + ((a + f(b, c, d) + m + k) <<< s)`.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    fn step(
+        f: impl Fn(u32, u32, u32) -> u32,
+        a: &mut Lanes,
+        b: &Lanes,
+        c: &Lanes,
+        d: &Lanes,
+        m: &Lanes,
+        k: u32,
+        s: u32,
+    ) {
+        for l in 0..LANES {
+            a[l] = f(b[l], c[l], d[l])
+                .wrapping_add(a[l])
+                .wrapping_add(m[l])
+                .wrapping_add(k)
+                .rotate_left(s)
+                .wrapping_add(b[l]);
+        }
+    }
+
+    /// A block buffer: `len[i]` bytes of message i (at most [`SHORT`]) at `block[i]`.
+    pub struct Batch {
+        pub block: [[u8; 64]; LANES],
+        pub len: [usize; LANES],
+    }
+
+    impl Batch {
+        pub fn new() -> Batch {
+            Batch {
+                block: [[0; 64]; LANES],
+                len: [0; LANES],
+            }
+        }
+
+        /// The digests of the first `n` messages as 128-bit big-endian integers.
+        pub fn digests(&mut self, n: usize) -> [u128; LANES] {
+            // Padding: 0x80, zeros, the bit length (little-endian) in the last 8 bytes.
+            for i in 0..LANES {
+                let len = if i < n { self.len[i] } else { 0 };
+                let b = &mut self.block[i];
+                b[len] = 0x80;
+                b[len + 1..56].fill(0);
+                b[56..].copy_from_slice(&(len as u64 * 8).to_le_bytes());
+            }
+            let mut w = [[0u32; LANES]; 16];
+            for (l, b) in self.block.iter().enumerate() {
+                for (j, word) in w.iter_mut().enumerate() {
+                    word[l] =
+                        u32::from_le_bytes([b[4 * j], b[4 * j + 1], b[4 * j + 2], b[4 * j + 3]]);
+                }
+            }
+            let (mut a, mut b, mut c, mut d) = (
+                [INIT[0]; LANES],
+                [INIT[1]; LANES],
+                [INIT[2]; LANES],
+                [INIT[3]; LANES],
+            );
+            let f = |x: u32, y: u32, z: u32| (x & y) | (!x & z);
+            for i in (0..16).step_by(4) {
+                step(f, &mut a, &b, &c, &d, &w[i], K[i], 7);
+                step(f, &mut d, &a, &b, &c, &w[i + 1], K[i + 1], 12);
+                step(f, &mut c, &d, &a, &b, &w[i + 2], K[i + 2], 17);
+                step(f, &mut b, &c, &d, &a, &w[i + 3], K[i + 3], 22);
+            }
+            let g = |x: u32, y: u32, z: u32| (x & z) | (y & !z);
+            let m = |i: usize| (5 * i + 1) % 16;
+            for i in (16..32).step_by(4) {
+                step(g, &mut a, &b, &c, &d, &w[m(i)], K[i], 5);
+                step(g, &mut d, &a, &b, &c, &w[m(i + 1)], K[i + 1], 9);
+                step(g, &mut c, &d, &a, &b, &w[m(i + 2)], K[i + 2], 14);
+                step(g, &mut b, &c, &d, &a, &w[m(i + 3)], K[i + 3], 20);
+            }
+            let h = |x: u32, y: u32, z: u32| x ^ y ^ z;
+            let m = |i: usize| (3 * i + 5) % 16;
+            for i in (32..48).step_by(4) {
+                step(h, &mut a, &b, &c, &d, &w[m(i)], K[i], 4);
+                step(h, &mut d, &a, &b, &c, &w[m(i + 1)], K[i + 1], 11);
+                step(h, &mut c, &d, &a, &b, &w[m(i + 2)], K[i + 2], 16);
+                step(h, &mut b, &c, &d, &a, &w[m(i + 3)], K[i + 3], 23);
+            }
+            let ii = |x: u32, y: u32, z: u32| y ^ (x | !z);
+            let m = |i: usize| (7 * i) % 16;
+            for i in (48..64).step_by(4) {
+                step(ii, &mut a, &b, &c, &d, &w[m(i)], K[i], 6);
+                step(ii, &mut d, &a, &b, &c, &w[m(i + 1)], K[i + 1], 10);
+                step(ii, &mut c, &d, &a, &b, &w[m(i + 2)], K[i + 2], 15);
+                step(ii, &mut b, &c, &d, &a, &w[m(i + 3)], K[i + 3], 21);
+            }
+            // The digest is the state words in little-endian order; read big-endian.
+            std::array::from_fn(|l| {
+                let word = |x: u32, y: u32| u128::from(x.wrapping_add(y).swap_bytes());
+                word(a[l], INIT[0]) << 96
+                    | word(b[l], INIT[1]) << 64
+                    | word(c[l], INIT[2]) << 32
+                    | word(d[l], INIT[3])
+            })
+        }
+    }
+}
+
+/// Call `emit(row, MD5("{prefix}{id}"))` for every row in `rows`, in order, hashing short
+/// texts [`lanes::LANES`] at a time (longer ones one by one, with the same result).
+pub fn hash_rows(
+    prefix: &[u8],
+    ids: &Ids,
+    rows: impl Iterator<Item = usize>,
+    mut emit: impl FnMut(usize, u128),
+) {
+    use lanes::{Batch, LANES, SHORT};
+    let mut batch = Batch::new();
+    let mut pending = [0usize; LANES];
+    let mut n = 0;
+    let mut text = Vec::with_capacity(128);
+    text.extend_from_slice(prefix);
+    for row in rows {
+        text.truncate(prefix.len());
+        ids.write_text(row, &mut text);
+        if text.len() > SHORT {
+            // Keep the order of `emit` calls: flush the batch first.
+            for (l, k) in batch.digests(n).into_iter().take(n).enumerate() {
+                emit(pending[l], k);
+            }
+            n = 0;
+            emit(row, md5_u128(&text));
+            continue;
+        }
+        batch.block[n][..text.len()].copy_from_slice(&text);
+        batch.len[n] = text.len();
+        pending[n] = row;
+        n += 1;
+        if n == LANES {
+            for (l, k) in batch.digests(n).into_iter().enumerate() {
+                emit(pending[l], k);
+            }
+            n = 0;
+        }
+    }
+    if n > 0 {
+        for (l, k) in batch.digests(n).into_iter().take(n).enumerate() {
+            emit(pending[l], k);
+        }
+    }
+}
+
 /// A 128-bit key as 32 lowercase hex digits (the text form of every key).
 pub fn hex128(k: u128) -> String {
     format!("{k:032x}")
@@ -93,13 +268,18 @@ pub fn unit_keys(ids: &Ids, seed: u64) -> (Vec<u64>, u128) {
             .enumerate()
             .map(|(c, part)| {
                 sc.spawn(move || {
-                    let mut k = Keyer::unit(seed);
+                    let prefix = format!("{seed}:");
+                    let base = c * chunk;
                     let mut sum = 0u128;
-                    for (j, slot) in part.iter_mut().enumerate() {
-                        let key = k.key(ids, c * chunk + j);
-                        *slot = (key >> 64) as u64;
-                        sum = sum.wrapping_add(key);
-                    }
+                    hash_rows(
+                        prefix.as_bytes(),
+                        ids,
+                        base..base + part.len(),
+                        |row, key| {
+                            part[row - base] = (key >> 64) as u64;
+                            sum = sum.wrapping_add(key);
+                        },
+                    );
                     sum
                 })
             })
@@ -121,7 +301,8 @@ pub fn tie_break(ids: &Ids, seed: u64, a: usize, b: usize) -> Ordering {
 
 /// Sort `(sort key, row)` pairs into unit-key order (ties by id, see [`tie_break`]).
 pub fn sort_pairs(pairs: &mut [(u64, u32)], ids: &Ids, seed: u64) {
-    pairs.sort_unstable();
+    // By sort key only: rows with equal sort keys are put in their exact order by `fix_ties`.
+    pairs.sort_unstable_by_key(|p| p.0);
     fix_ties(pairs, ids, seed);
 }
 
@@ -249,6 +430,38 @@ mod tests {
             )),
             "57edf4a22be3c955ac49da2e2107b67a"
         );
+    }
+
+    #[test]
+    fn lanes_hash_like_md5_at_every_length_and_batch_size() {
+        // Texts of 0..=80 bytes (one block up to 55, then the one-by-one path), in batches that
+        // fill all lanes, some of them, or are cut by a long text.
+        let texts: Vec<String> = (0..=80)
+            .map(|n| {
+                (0..n)
+                    .map(|i| char::from(b'a' + (i * 7 + n) as u8 % 26))
+                    .collect()
+            })
+            .collect();
+        let ids = Ids::Text {
+            values: texts.clone(),
+            numeric: false,
+        };
+        for prefix in [&b""[..], b"7:", b"pool:18446744073709551615:"] {
+            for take in [1, 3, 8, 9, 17, 81] {
+                let mut got = Vec::new();
+                hash_rows(prefix, &ids, (0..take).rev(), |r, k| got.push((r, k)));
+                let want: Vec<(usize, u128)> = (0..take)
+                    .rev()
+                    .map(|r| {
+                        let mut t = prefix.to_vec();
+                        t.extend_from_slice(texts[r].as_bytes());
+                        (r, md5_u128(&t))
+                    })
+                    .collect();
+                assert_eq!(got, want, "prefix {prefix:?}, {take} rows");
+            }
+        }
     }
 
     #[test]

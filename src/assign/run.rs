@@ -155,8 +155,8 @@ pub fn check_request(req: &Request) -> Result<(Arms, Vec<String>)> {
     Ok((arms, strata))
 }
 
-/// With `XNGIN_TRACE` set, print the elapsed time and memory (current and peak RSS) after each
-/// phase to stderr: a tool for the benchmark (bench/assign.sh).
+/// With `XNGIN_TRACE` set, print the elapsed time, the CPU time and memory (current and peak
+/// RSS) after each phase to stderr: a tool for the benchmark (bench/assign.sh).
 pub(crate) fn trace(phase: &str) {
     use std::sync::OnceLock;
     static START: OnceLock<std::time::Instant> = OnceLock::new();
@@ -173,8 +173,22 @@ pub(crate) fn trace(phase: &str) {
             .and_then(|v| v.parse::<u64>().ok())
             .unwrap_or(0)
     };
+    // CPU time of all threads (user + system, fields 14 and 15 of /proc/self/stat, in clock
+    // ticks of 1/100 s): unlike the wall time, it does not grow when other work shares the cores.
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let cpu: f64 = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| {
+            rest.split_whitespace()
+                .skip(11)
+                .take(2)
+                .filter_map(|v| v.parse::<f64>().ok())
+                .sum::<f64>()
+                / 100.0
+        })
+        .unwrap_or(0.0);
     eprintln!(
-        "[{:7.3} s] {phase}: rss {} MB, peak {} MB",
+        "[{:7.3} s, cpu {cpu:6.2} s] {phase}: rss {} MB, peak {} MB",
         start.elapsed().as_secs_f64(),
         kb("VmRSS:") / 1024,
         kb("VmHWM:") / 1024
