@@ -307,13 +307,9 @@ fn read_csv(
             }
         };
         // Polars returns the projected columns in file order; the sample is in `wanted` order
-        // (the strata sorted, then the cluster column), which need not be the file's.
-        let rest = rest
-            .select(wanted.iter().map(|w| w.as_str()))
-            .map_err(|e| polars_error(src, "CSV", e))?;
+        // (the strata sorted, then the cluster column), which need not be the file's: stack by
+        // name.
         df = cast_columns(df, &types, src)?;
-        // Polars may give the projected columns of the rest in another order than asked for
-        // (release builds did for a file with columns id,gender,region,district): stack by name.
         let rest = rest
             .select(wanted.iter().map(|w| w.as_str()))
             .map_err(|e| polars_error(src, "CSV", e))?;
