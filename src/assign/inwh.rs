@@ -10,7 +10,8 @@
 //!    stratum ids (dense rank of the cells in byte order, NULL last), the block counts and the
 //!    categorical codes of the balance regression;
 //! 3. the experiment guard (and `--replace`), then `INSERT INTO T … SELECT` of the keyed
-//!    assignment query of the dialect ([`crate::warehouse::SqlDialect::keyed_assignment_sql`]);
+//!    assignment query of the dialect (the `keyed_assignment_sql` hook of
+//!    [`crate::warehouse::SqlDialect`]);
 //! 4. `GROUP BY stratum_id, arm_id` over the rows written: the arm counts and the balance test
 //!    from per-cell counts ([`super::balance::f_test_cells`]), identical to the local one;
 //! 5. the design record, then commit.
@@ -160,10 +161,12 @@ pub async fn run(req: &Request) -> Result<Report> {
         Some(t) => {
             let (wt_schema, wt_name) = split_table(t)?;
             if !dialect.has_schemas() && wt_schema.is_some() {
-                return Err(Error::usage(format!(
-                    "--write-table {t}: {} has no schemas; give the table name alone (--write-table {wt_name})",
-                    dialect.product()
-                )));
+                return Err(super::warehouse::no_schemas(
+                    dialect,
+                    "--write-table",
+                    t,
+                    &wt_name,
+                ));
             }
             Some((t.as_str(), wt_schema, wt_name))
         }

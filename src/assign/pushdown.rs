@@ -2,7 +2,7 @@
 //! the core of in-warehouse assignment ([`super::inwh`]): it computes, for every row of the
 //! audience, the same `(participant_id, arm_id, stratum_id)` as [`super::assign`] does locally,
 //! followed by the carried columns `c0, c1, …`. The dialects choose the query
-//! ([`crate::warehouse::SqlDialect::keyed_assignment_sql`]): [`postgres_assignment_from`] and
+//! (the `keyed_assignment_sql` hook of [`crate::warehouse::SqlDialect`]): [`postgres_assignment_from`] and
 //! [`mysql_assignment`] (MySQL 8 / MariaDB 10.6+).
 //!
 //! Scope: categorical strata (text, compared by bytes, and booleans), NULL as its own value

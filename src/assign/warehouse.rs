@@ -301,14 +301,10 @@ pub fn split_table(spec: &str) -> Result<(Option<String>, String)> {
 
 /// The error for `SCHEMA.TABLE` where tables carry no schema (SQLite; BigQuery, whose dataset
 /// is the DSN's).
-fn no_schemas(dialect: &dyn SqlDialect, flag: &str, spec: &str, table: &str) -> Error {
-    let why = if dialect.engine() == crate::dsn::Engine::Sqlite {
-        "SQLite has no schemas"
-    } else {
-        "the dataset is the DSN's"
-    };
+pub(super) fn no_schemas(dialect: &dyn SqlDialect, flag: &str, spec: &str, table: &str) -> Error {
     Error::usage(format!(
-        "{flag} {spec}: {why}; give the table name alone ({flag} {table})"
+        "{flag} {spec}: {}; give the table name alone ({flag} {table})",
+        dialect.no_schemas_reason()
     ))
 }
 

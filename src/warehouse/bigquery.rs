@@ -978,6 +978,10 @@ impl SqlDialect for BigQuerySql {
         false
     }
 
+    fn no_schemas_reason(&self) -> String {
+        "the dataset is the DSN's".into()
+    }
+
     fn has_transactions(&self) -> bool {
         false
     }

@@ -97,6 +97,11 @@ pub trait SqlDialect: Send + Sync + std::fmt::Debug {
         true
     }
 
+    /// Why a schema-qualified name is refused where [`Self::has_schemas`] is false.
+    fn no_schemas_reason(&self) -> String {
+        format!("{} has no schemas", self.product())
+    }
+
     /// `CREATE SCHEMA IF NOT EXISTS s` (or the dialect's equivalent).
     fn create_schema_sql(&self, schema: &str) -> String {
         format!("CREATE SCHEMA IF NOT EXISTS {}", self.quote_ident(schema))

@@ -478,8 +478,8 @@ where
         crate::dsn::check_ident("schema name", s)?;
         if !dialect.has_schemas() {
             return Err(Error::usage(format!(
-                "--schema-name: {} has no schemas; leave it out",
-                dialect.product()
+                "--schema-name: {}; leave it out",
+                dialect.no_schemas_reason()
             )));
         }
     }
