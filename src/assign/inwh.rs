@@ -905,37 +905,15 @@ async fn run_on(
         };
         // 5. The design record.
         if let (Some((_, xq, _, _)), Some((shown, _, _))) = (&dest, &target) {
-            let p: Vec<String> = (1..=6).map(|i| wh.placeholder(i)).collect();
-            tx.execute(
-                &format!(
-                    "DELETE FROM {xq} WHERE {} = {} AND {} = {}",
-                    q("experiment_id"),
-                    p[0],
-                    q("assignment_table"),
-                    p[1]
-                ),
-                &[exp.clone(), Value::Text(shown.to_string())],
-            )
-            .await?;
-            tx.execute(
-                &format!(
-                    "INSERT INTO {xq} ({}, {}, {}, {}, {}, {}) VALUES ({})",
-                    q("experiment_id"),
-                    q("assignment_table"),
-                    q("created_at"),
-                    q("tool_version"),
-                    q("seed"),
-                    q("design"),
-                    p.join(", ")
-                ),
-                &[
-                    exp.clone(),
-                    Value::Text(shown.to_string()),
-                    created.clone(),
-                    Value::Text(crate::VERSION.into()),
-                    Value::Text(design.seed.to_string()),
-                    Value::Text(record.to_json()),
-                ],
+            super::warehouse::write_design_record(
+                wh,
+                &mut tx,
+                xq,
+                &exp,
+                shown,
+                &created,
+                design.seed,
+                &record,
             )
             .await?;
         }

@@ -20,7 +20,7 @@ use crate::dsn::{Dsn, check_ident};
 use crate::error::{Error, Result};
 use crate::warehouse::SqlDialect;
 use crate::warehouse::load::{ColumnDef, create_table_sql, insert_rows};
-use crate::warehouse::{Value, Warehouse};
+use crate::warehouse::{Tx, Value, Warehouse};
 
 /// The table holding one design record per experiment and assignment table.
 pub const EXPERIMENTS_TABLE: &str = "xngin_experiments";
@@ -306,6 +306,56 @@ pub(super) fn no_schemas(dialect: &dyn SqlDialect, flag: &str, spec: &str, table
         "{flag} {spec}: {}; give the table name alone ({flag} {table})",
         dialect.no_schemas_reason()
     ))
+}
+
+/// Replace the experiment's row of `xngin_experiments` (`xq`, quoted) inside the write's
+/// transaction: the local and the in-warehouse writes share it, so the two records are equal.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn write_design_record(
+    wh: &Warehouse,
+    tx: &mut Tx,
+    xq: &str,
+    exp: &Value,
+    shown: &str,
+    created: &Value,
+    seed: u64,
+    record: &DesignRecord,
+) -> Result<()> {
+    let p: Vec<String> = (1..=6).map(|i| wh.placeholder(i)).collect();
+    let q = |s: &str| wh.quote(s);
+    tx.execute(
+        &format!(
+            "DELETE FROM {xq} WHERE {} = {} AND {} = {}",
+            q("experiment_id"),
+            p[0],
+            q("assignment_table"),
+            p[1]
+        ),
+        &[exp.clone(), Value::Text(shown.to_string())],
+    )
+    .await?;
+    tx.execute(
+        &format!(
+            "INSERT INTO {xq} ({}, {}, {}, {}, {}, {}) VALUES ({})",
+            q("experiment_id"),
+            q("assignment_table"),
+            q("created_at"),
+            q("tool_version"),
+            q("seed"),
+            q("design"),
+            p.join(", ")
+        ),
+        &[
+            exp.clone(),
+            Value::Text(shown.to_string()),
+            created.clone(),
+            Value::Text(crate::VERSION.into()),
+            Value::Text(seed.to_string()),
+            Value::Text(record.to_json()),
+        ],
+    )
+    .await?;
+    Ok(())
 }
 
 /// The rows of the assignment table, in the order of [`assignment_columns`].
@@ -862,38 +912,15 @@ async fn write_table_inner(
         } else {
             insert_rows(&mut tx, &qualified, &cols, rows, pb).await?
         };
-        let p: Vec<String> = (1..=6).map(|i| wh.placeholder(i)).collect();
-        let q = |s: &str| wh.quote(s);
-        tx.execute(
-            &format!(
-                "DELETE FROM {xq} WHERE {} = {} AND {} = {}",
-                q("experiment_id"),
-                p[0],
-                q("assignment_table"),
-                p[1]
-            ),
-            &[exp.clone(), Value::Text(shown.clone())],
-        )
-        .await?;
-        tx.execute(
-            &format!(
-                "INSERT INTO {xq} ({}, {}, {}, {}, {}, {}) VALUES ({})",
-                q("experiment_id"),
-                q("assignment_table"),
-                q("created_at"),
-                q("tool_version"),
-                q("seed"),
-                q("design"),
-                p.join(", ")
-            ),
-            &[
-                exp.clone(),
-                Value::Text(shown.clone()),
-                created.clone(),
-                Value::Text(crate::VERSION.into()),
-                Value::Text(design.seed.to_string()),
-                Value::Text(record.to_json()),
-            ],
+        write_design_record(
+            &wh,
+            &mut tx,
+            &xq,
+            &exp,
+            &shown,
+            &created,
+            design.seed,
+            record,
         )
         .await?;
         Ok(n)
