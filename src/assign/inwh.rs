@@ -103,18 +103,12 @@ pub async fn run(req: &Request) -> Result<Report> {
             out.display()
         )));
     }
-    let seed_given = req.seed.is_some();
-    let seed = req.seed.unwrap_or_else(super::rng::fresh_seed);
-    if !seed_given {
-        notice(format!(
-            "no --seed given: using seed {seed} (recorded in the design record; pass --seed {seed} to redraw the same assignment)"
-        ));
-    }
-    let experiment_id = req
-        .experiment_id
-        .clone()
-        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    let created_at = chrono::Utc::now();
+    let super::run::Identity {
+        seed,
+        seed_given,
+        experiment_id,
+        created_at,
+    } = super::run::identity(req);
 
     let resolved =
         crate::settings::resolve_participants(settings.as_deref(), datasource.as_deref(), name)

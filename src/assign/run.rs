@@ -200,13 +200,15 @@ fn read_columns(req: &Request, strata: &[String]) -> Vec<String> {
     strata.iter().chain(&req.cluster_column).cloned().collect()
 }
 
-/// Run an assignment request.
-pub async fn run(req: &Request) -> Result<Report> {
-    trace("start");
-    if req.in_warehouse {
-        return super::inwh::run(req).await;
-    }
-    let (arms, strata) = check_request(req)?;
+/// What names one run: its seed (drawn and announced when not given), experiment id and time.
+pub(super) struct Identity {
+    pub seed: u64,
+    pub seed_given: bool,
+    pub experiment_id: String,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+}
+
+pub(super) fn identity(req: &Request) -> Identity {
     let seed_given = req.seed.is_some();
     let seed = req.seed.unwrap_or_else(rng::fresh_seed);
     if !seed_given {
@@ -214,11 +216,30 @@ pub async fn run(req: &Request) -> Result<Report> {
             "no --seed given: using seed {seed} (recorded in the design record; pass --seed {seed} to redraw the same assignment)"
         ));
     }
-    let experiment_id = req
-        .experiment_id
-        .clone()
-        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    let created_at = chrono::Utc::now();
+    Identity {
+        seed,
+        seed_given,
+        experiment_id: req
+            .experiment_id
+            .clone()
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+        created_at: chrono::Utc::now(),
+    }
+}
+
+/// Run an assignment request.
+pub async fn run(req: &Request) -> Result<Report> {
+    trace("start");
+    if req.in_warehouse {
+        return super::inwh::run(req).await;
+    }
+    let (arms, strata) = check_request(req)?;
+    let Identity {
+        seed,
+        seed_given,
+        experiment_id,
+        created_at,
+    } = identity(req);
 
     // Audience.
     let (table, mut audience, wh_target) = match &req.source {
