@@ -361,43 +361,26 @@ async fn run_on(
     if let Some((shown, wt_schema, wt_name)) = &target {
         let qualified = wh.qualified(wt_schema.as_deref(), wt_name);
         let xq = wh.qualified(wt_schema.as_deref(), EXPERIMENTS_TABLE);
-        let existing = wh.columns_if_exists(wt_schema.as_deref(), wt_name).await?;
-        if !existing.is_empty() {
-            let names: Vec<&str> = existing.iter().map(|c| c.name.as_str()).collect();
-            if !names.contains(&"experiment_id") {
-                return Err(Error::invalid(format!(
-                    "{dsn}: the table {shown} exists but has no experiment_id column, so it is not an assignment table; \
-                     choose another --write-table name"
-                )));
-            }
-            let missing: Vec<&str> = cols
-                .iter()
-                .map(|c| c.name.as_str())
-                .filter(|c| !names.contains(c))
-                .collect();
-            if !missing.is_empty() {
-                return Err(Error::invalid(format!(
-                    "{dsn}: the table {shown} has no column(s) {} that this assignment writes (its columns: {}); \
-                     write to another table or use the same strata",
-                    missing.join(", "),
-                    names.join(", ")
-                )));
-            }
-        }
+        let existing = super::warehouse::existing_assignment_table(
+            wh,
+            wt_schema.as_deref(),
+            wt_name,
+            shown,
+            &cols,
+        )
+        .await?;
         let x_exists = wh
             .table_exists(wt_schema.as_deref(), EXPERIMENTS_TABLE)
             .await?;
-        if !dialect.transactional_ddl() {
-            // DDL commits implicitly (MySQL/MariaDB): create before the transaction, as the
-            // local write does; an empty table is all a failure can leave.
-            if existing.is_empty() {
-                wh.execute(&create_table_sql(dialect, &qualified, &cols), &[])
-                    .await?;
-            }
-            if !x_exists {
-                wh.execute(&experiments_ddl(dialect, &xq), &[]).await?;
-            }
-        }
+        super::warehouse::create_before_transaction(
+            wh,
+            existing.is_empty(),
+            x_exists,
+            &qualified,
+            &xq,
+            &cols,
+        )
+        .await?;
         dest = Some((qualified, xq, existing.is_empty(), x_exists));
     }
     let mut tx = wh.begin().await?;

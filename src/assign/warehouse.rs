@@ -308,6 +308,72 @@ pub(super) fn no_schemas(dialect: &dyn SqlDialect, flag: &str, spec: &str, table
     ))
 }
 
+/// The columns of an existing `--write-table` (empty when there is none), refused unless it is
+/// an assignment table with every column this assignment writes. Shared by the local and the
+/// in-warehouse writes.
+pub(super) async fn existing_assignment_table(
+    wh: &Warehouse,
+    schema: Option<&str>,
+    name: &str,
+    shown: &str,
+    cols: &[ColumnDef],
+) -> Result<Vec<crate::warehouse::introspect::ColumnInfo>> {
+    let dsn = wh.dsn();
+    let existing = wh.columns_if_exists(schema, name).await?;
+    if !existing.is_empty() {
+        let names: Vec<&str> = existing.iter().map(|c| c.name.as_str()).collect();
+        if !names.contains(&"experiment_id") {
+            return Err(Error::invalid(format!(
+                "{dsn}: the table {shown} exists but has no experiment_id column, so it is not an assignment table; \
+                 choose another --write-table name"
+            )));
+        }
+        let missing: Vec<&str> = cols
+            .iter()
+            .map(|c| c.name.as_str())
+            .filter(|c| !names.contains(c))
+            .collect();
+        if !missing.is_empty() {
+            return Err(Error::invalid(format!(
+                "{dsn}: the table {shown} has no column(s) {} that this assignment writes (its columns: {}); \
+                 write to another table or use the same strata",
+                missing.join(", "),
+                names.join(", ")
+            )));
+        }
+    }
+    Ok(existing)
+}
+
+/// Where DDL commits implicitly (MySQL/MariaDB) or cannot be part of a transaction (BigQuery),
+/// create the assignment and experiments tables before the transaction, `IF NOT EXISTS` so two
+/// first writes do not collide; an empty table is all a failure can leave.
+pub(super) async fn create_before_transaction(
+    wh: &Warehouse,
+    create_table: bool,
+    experiments_exist: bool,
+    qualified: &str,
+    xq: &str,
+    cols: &[ColumnDef],
+) -> Result<()> {
+    let dialect = wh.dialect();
+    if dialect.transactional_ddl() {
+        return Ok(());
+    }
+    if create_table {
+        wh.execute(
+            &if_not_exists(dialect, create_table_sql(dialect, qualified, cols)),
+            &[],
+        )
+        .await?;
+    }
+    if !experiments_exist {
+        wh.execute(&if_not_exists(dialect, experiments_ddl(dialect, xq)), &[])
+            .await?;
+    }
+    Ok(())
+}
+
 /// Replace the experiment's row of `xngin_experiments` (`xq`, quoted) inside the write's
 /// transaction: the local and the in-warehouse writes share it, so the two records are equal.
 #[allow(clippy::too_many_arguments)]
@@ -754,47 +820,11 @@ async fn write_table_inner(
         None => name.clone(),
     };
 
-    let existing = wh.columns_if_exists(schema.as_deref(), &name).await?;
-    if !existing.is_empty() {
-        let names: Vec<&str> = existing.iter().map(|c| c.name.as_str()).collect();
-        if !names.contains(&"experiment_id") {
-            return Err(Error::invalid(format!(
-                "{dsn}: the table {shown} exists but has no experiment_id column, so it is not an assignment table; \
-                 choose another --write-table name"
-            )));
-        }
-        let missing: Vec<&str> = cols
-            .iter()
-            .map(|c| c.name.as_str())
-            .filter(|c| !names.contains(c))
-            .collect();
-        if !missing.is_empty() {
-            return Err(Error::invalid(format!(
-                "{dsn}: the table {shown} has no column(s) {} that this assignment writes (its columns: {}); \
-                 write to another table or use the same strata",
-                missing.join(", "),
-                names.join(", ")
-            )));
-        }
-    }
+    let existing = existing_assignment_table(&wh, schema.as_deref(), &name, &shown, &cols).await?;
     let x_exists = wh
         .table_exists(schema.as_deref(), EXPERIMENTS_TABLE)
         .await?;
-    if !dialect.transactional_ddl() {
-        // DDL commits implicitly (MySQL/MariaDB) or cannot be part of a transaction (BigQuery):
-        // create before the transaction.
-        if existing.is_empty() {
-            wh.execute(
-                &if_not_exists(dialect, create_table_sql(dialect, &qualified, &cols)),
-                &[],
-            )
-            .await?;
-        }
-        if !x_exists {
-            wh.execute(&if_not_exists(dialect, experiments_ddl(dialect, &xq)), &[])
-                .await?;
-        }
-    }
+    create_before_transaction(&wh, existing.is_empty(), x_exists, &qualified, &xq, &cols).await?;
     let created = Value::TimestampTz(
         chrono::DateTime::parse_from_rfc3339(&record.created_at)
             .map(|d| d.with_timezone(&chrono::Utc))
