@@ -115,40 +115,13 @@ pub async fn run(req: &Request) -> Result<Report> {
             .await?;
     let sheet = &resolved.sheet;
     let label = format!("participant type {}", resolved.participant_type);
-    let id = match id_column {
-        Some(c) => c.clone(),
-        None => sheet
-            .unique_id()
-            .map(|c| c.column_name.clone())
-            .ok_or_else(|| Error::invalid(format!("{label}: the sheet marks no column as is_unique_id; mark one or pass --id-column")))?,
-    };
-    let fields: Vec<&str> = sheet
-        .columns
-        .iter()
-        .map(|c| c.column_name.as_str())
-        .collect();
-    let mut errs = Vec::new();
-    if sheet.column(&id).is_none() {
-        errs.push(format!(
-            "{label}: no field named {id} for the id (fields: {})",
-            fields.join(", ")
-        ));
-    }
-    for s in &strata_names {
-        if *s == id {
-            errs.push(format!(
-                "{label}: {s} is the unique id; its values are all distinct, so it cannot be a stratum (remove it from --strata/--metrics)"
-            ));
-        } else if sheet.column(s).is_none() {
-            errs.push(format!(
-                "{label}: no field named {s} in --strata/--metrics (fields: {})",
-                fields.join(", ")
-            ));
-        }
-    }
-    if !errs.is_empty() {
-        return Err(Error::Invalid(errs));
-    }
+    let id = super::warehouse::sheet_id_and_strata(
+        sheet,
+        &label,
+        id_column.as_ref(),
+        &strata_names,
+        None,
+    )?;
     let dsn = resolved.dsn.clone();
     let dialect = dsn.dialect();
     let target = match &req.write_table {

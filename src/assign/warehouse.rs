@@ -54,52 +54,13 @@ pub async fn read_participants(
             .await?;
     let sheet = &resolved.sheet;
     let label = format!("participant type {}", resolved.participant_type);
-    let id = match id_column {
-        Some(c) => c.clone(),
-        None => sheet
-            .unique_id()
-            .map(|c| c.column_name.clone())
-            .ok_or_else(|| Error::invalid(format!("{label}: the sheet marks no column as is_unique_id; mark one or pass --id-column")))?,
-    };
-    let mut errs = Vec::new();
-    let fields: Vec<&str> = sheet
-        .columns
-        .iter()
-        .map(|c| c.column_name.as_str())
-        .collect();
-    if sheet.column(&id).is_none() {
-        errs.push(format!(
-            "{label}: no field named {id} for the id (fields: {})",
-            fields.join(", ")
-        ));
-    }
-    for s in strata {
-        if req.cluster_column.as_ref() == Some(s) {
-            if sheet.column(s).is_none() {
-                errs.push(format!(
-                    "{label}: no field named {s} for --cluster-column (fields: {})",
-                    fields.join(", ")
-                ));
-            } else if *s == id {
-                errs.push(format!(
-                    "{label}: --cluster-column {s} is the unique id: every participant would be its \
-                     own cluster; leave out --cluster-column for an individually randomized design"
-                ));
-            }
-        } else if *s == id {
-            errs.push(format!(
-                "{label}: {s} is the unique id; its values are all distinct, so it cannot be a stratum (remove it from --strata/--metrics)"
-            ));
-        } else if sheet.column(s).is_none() {
-            errs.push(format!(
-                "{label}: no field named {s} in --strata/--metrics (fields: {})",
-                fields.join(", ")
-            ));
-        }
-    }
-    if !errs.is_empty() {
-        return Err(Error::Invalid(errs));
-    }
+    let id = sheet_id_and_strata(
+        sheet,
+        &label,
+        id_column.as_ref(),
+        strata,
+        req.cluster_column.as_ref(),
+    )?;
     let (where_sql, params, filters_json) = filter_clause(
         resolved.dsn.dialect(),
         sheet,
@@ -297,6 +258,66 @@ pub fn split_table(spec: &str) -> Result<(Option<String>, String)> {
         )));
     }
     Ok((schema, table))
+}
+
+/// The id column of a participant type (`--id-column`, else the sheet's unique id), after
+/// checking that it and every stratum (or the cluster column, which `strata` may hold) are
+/// fields of the sheet and that no stratum is the id. Every problem is reported together.
+/// Shared by the local read and the in-warehouse assignment.
+pub(super) fn sheet_id_and_strata(
+    sheet: &crate::sheet::ConfigWorksheet,
+    label: &str,
+    id_column: Option<&String>,
+    strata: &[String],
+    cluster_column: Option<&String>,
+) -> Result<String> {
+    let id = match id_column {
+        Some(c) => c.clone(),
+        None => sheet
+            .unique_id()
+            .map(|c| c.column_name.clone())
+            .ok_or_else(|| Error::invalid(format!("{label}: the sheet marks no column as is_unique_id; mark one or pass --id-column")))?,
+    };
+    let mut errs = Vec::new();
+    let fields: Vec<&str> = sheet
+        .columns
+        .iter()
+        .map(|c| c.column_name.as_str())
+        .collect();
+    if sheet.column(&id).is_none() {
+        errs.push(format!(
+            "{label}: no field named {id} for the id (fields: {})",
+            fields.join(", ")
+        ));
+    }
+    for s in strata {
+        if cluster_column == Some(s) {
+            if sheet.column(s).is_none() {
+                errs.push(format!(
+                    "{label}: no field named {s} for --cluster-column (fields: {})",
+                    fields.join(", ")
+                ));
+            } else if *s == id {
+                errs.push(format!(
+                    "{label}: --cluster-column {s} is the unique id: every participant would be its \
+                     own cluster; leave out --cluster-column for an individually randomized design"
+                ));
+            }
+        } else if *s == id {
+            errs.push(format!(
+                "{label}: {s} is the unique id; its values are all distinct, so it cannot be a stratum (remove it from --strata/--metrics)"
+            ));
+        } else if sheet.column(s).is_none() {
+            errs.push(format!(
+                "{label}: no field named {s} in --strata/--metrics (fields: {})",
+                fields.join(", ")
+            ));
+        }
+    }
+    if !errs.is_empty() {
+        return Err(Error::Invalid(errs));
+    }
+    Ok(id)
 }
 
 /// The error for `SCHEMA.TABLE` where tables carry no schema (SQLite; BigQuery, whose dataset
