@@ -198,24 +198,8 @@ async fn run_on(
         )));
     }
     let schema = resolved.schema_name.as_deref();
-    let live = wh.columns(schema, &resolved.table_name).await?;
+    let live = super::warehouse::live_columns(wh, resolved, label, id, strata_names).await?;
     let live_of = |c: &str| live.iter().find(|l| l.name == c);
-    let mut missing = Vec::new();
-    for c in std::iter::once(id).chain(strata_names.iter().map(String::as_str)) {
-        if live_of(c).is_none() {
-            missing.push(format!(
-                "{label}: the sheet's field {c} is not a column of the table {} (columns: {})",
-                resolved.table_name,
-                live.iter()
-                    .map(|l| l.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ));
-        }
-    }
-    if !missing.is_empty() {
-        return Err(Error::Invalid(missing));
-    }
     // The id: integers (ties ordered numerically) or text (by bytes).
     let id_live = live_of(id).expect("checked");
     let integer_ids = match id_live.data_type {
@@ -1154,56 +1138,31 @@ fn balance_tests(
         .zip(&cells.levels)
         .map(|(c, &levels)| Covariate::Categorical { codes: c, levels })
         .collect();
-    let mut out = Vec::new();
-    for t in 1..design.arms.len() {
-        let mut test = BalanceTest {
-            treatment_arm: design.arms.arms[t].name.clone(),
-            control_arm: design.arms.arms[0].name.clone(),
-            n: counts[0] + counts[t],
-            f_statistic: None,
-            numerator_df: None,
-            denominator_df: None,
-            p_value: None,
-            balance_ok: None,
-            note: None,
-            left_out: Vec::new(),
-            clusters: None,
-        };
-        if counts[0] == 0 || counts[t] == 0 {
-            test.note = Some("one of the two arms is empty".into());
-        } else {
-            let groups: Vec<(u32, f64, f64, f64)> = per_cell
-                .iter()
-                .enumerate()
-                .filter(|(_, a)| a[0] + a[t] > 0)
-                .map(|(s, a)| (s as u32, (a[0] + a[t]) as f64, a[t] as f64, a[t] as f64))
-                .collect();
-            let res = balance::f_test_cells(groups, test.n as usize, &covs);
-            for lo in res.left_out {
-                test.left_out.push(Dropped {
-                    field: kept[lo.covariate].clone(),
-                    reason: lo.why,
-                });
-            }
-            notes.extend(super::left_out_notices(&test));
-            match res.test {
-                Ok(f) => {
-                    test.f_statistic = Some(f.f_statistic);
-                    test.numerator_df = Some(f.numerator_df);
-                    test.denominator_df = Some(f.denominator_df);
-                    test.p_value = Some(f.p_value);
-                    test.balance_ok = Some(f.p_value > design.fstat_thresh);
-                }
-                Err(why) => test.note = Some(why),
-            }
-        }
-        if let Some(why) = &test.note {
-            notes.push(format!(
-                "no balance test for {} vs {}: {why}",
-                test.treatment_arm, test.control_arm
-            ));
-        }
-        out.push(test);
-    }
-    out
+    (1..design.arms.len())
+        .map(|t| {
+            super::balance_pair(
+                design,
+                t,
+                counts,
+                |c| kept[c].clone(),
+                notes,
+                || {
+                    let groups: Vec<(u32, f64, f64, f64)> = per_cell
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, a)| a[0] + a[t] > 0)
+                        .map(|(s, a)| (s as u32, (a[0] + a[t]) as f64, a[t] as f64, a[t] as f64))
+                        .collect();
+                    let res =
+                        balance::f_test_cells(groups, (counts[0] + counts[t]) as usize, &covs);
+                    let left_out = res
+                        .left_out
+                        .into_iter()
+                        .map(|lo| (lo.covariate, lo.why))
+                        .collect();
+                    (res.test.map(|f| (f, None)), left_out)
+                },
+            )
+        })
+        .collect()
 }

@@ -456,10 +456,66 @@ pub(crate) fn covariates<'a>(
 
 /// The test of one pair of arms: the F test and the clusters it counted (clustered tests), or
 /// why there is none; and the covariates left out (index, reason).
-type PairTest = (
+pub(crate) type PairTest = (
     std::result::Result<(balance::FTest, Option<u64>), String>,
     Vec<(usize, String)>,
 );
+
+/// The test of arm `t` against arm 0: `run` is called only when both arms have members; its
+/// left-out covariates (named by `field`) and its F test or the reason for none are recorded,
+/// with their notices added to `notes`. Shared by the local and the in-warehouse runs.
+pub(crate) fn balance_pair(
+    design: &Design,
+    t: usize,
+    counts: &[u64],
+    field: impl Fn(usize) -> String,
+    notes: &mut Vec<String>,
+    run: impl FnOnce() -> PairTest,
+) -> BalanceTest {
+    let mut bt = BalanceTest {
+        treatment_arm: design.arms.arms[t].name.clone(),
+        control_arm: design.arms.arms[0].name.clone(),
+        n: counts[0] + counts[t],
+        clusters: None,
+        f_statistic: None,
+        numerator_df: None,
+        denominator_df: None,
+        p_value: None,
+        balance_ok: None,
+        note: None,
+        left_out: Vec::new(),
+    };
+    if counts[0] == 0 || counts[t] == 0 {
+        bt.note = Some("one of the two arms is empty".into());
+    } else {
+        let (res, left_out) = run();
+        for (c, why) in left_out {
+            bt.left_out.push(Dropped {
+                field: field(c),
+                reason: why,
+            });
+        }
+        notes.extend(left_out_notices(&bt));
+        match res {
+            Ok((f, clusters)) => {
+                bt.f_statistic = Some(f.f_statistic);
+                bt.numerator_df = Some(f.numerator_df);
+                bt.denominator_df = Some(f.denominator_df);
+                bt.p_value = Some(f.p_value);
+                bt.balance_ok = Some(f.p_value > design.fstat_thresh);
+                bt.clusters = clusters;
+            }
+            Err(why) => bt.note = Some(why),
+        }
+    }
+    if let Some(why) = &bt.note {
+        notes.push(format!(
+            "no balance test for {} vs {}: {why}",
+            bt.treatment_arm, bt.control_arm
+        ));
+    }
+    bt
+}
 
 /// One balance test per treatment arm against the control arm (arm 0), `test` run on the rows of
 /// the two arms (in `order`); notices added to `notes`. No tests without kept strata.
@@ -484,49 +540,14 @@ pub(crate) fn balance_tests(
             treatment: t as u32,
             n: (counts[0] + counts[t]) as usize,
         };
-        let mut bt = BalanceTest {
-            treatment_arm: design.arms.arms[t].name.clone(),
-            control_arm: design.arms.arms[0].name.clone(),
-            n: counts[0] + counts[t],
-            clusters: None,
-            f_statistic: None,
-            numerator_df: None,
-            denominator_df: None,
-            p_value: None,
-            balance_ok: None,
-            note: None,
-            left_out: Vec::new(),
-        };
-        if counts[0] == 0 || counts[t] == 0 {
-            bt.note = Some("one of the two arms is empty".into());
-        } else {
-            let (res, left_out) = test(&sample);
-            for (c, why) in left_out {
-                bt.left_out.push(Dropped {
-                    field: kept[c].name.clone(),
-                    reason: why,
-                });
-            }
-            notes.extend(left_out_notices(&bt));
-            match res {
-                Ok((f, clusters)) => {
-                    bt.f_statistic = Some(f.f_statistic);
-                    bt.numerator_df = Some(f.numerator_df);
-                    bt.denominator_df = Some(f.denominator_df);
-                    bt.p_value = Some(f.p_value);
-                    bt.balance_ok = Some(f.p_value > design.fstat_thresh);
-                    bt.clusters = clusters;
-                }
-                Err(why) => bt.note = Some(why),
-            }
-        }
-        if let Some(why) = &bt.note {
-            notes.push(format!(
-                "no balance test for {} vs {}: {why}",
-                bt.treatment_arm, bt.control_arm
-            ));
-        }
-        out.push(bt);
+        out.push(balance_pair(
+            design,
+            t,
+            counts,
+            |c| kept[c].name.clone(),
+            notes,
+            || test(&sample),
+        ));
     }
     out
 }

@@ -69,23 +69,7 @@ pub async fn read_participants(
     )?;
     let wh = Warehouse::connect(&resolved.dsn).await?;
     let schema = resolved.schema_name.as_deref();
-    let live = wh.columns(schema, &resolved.table_name).await?;
-    let mut missing = Vec::new();
-    for c in std::iter::once(&id).chain(strata) {
-        if !live.iter().any(|l| &l.name == c) {
-            missing.push(format!(
-                "{label}: the sheet's field {c} is not a column of the table {} (columns: {})",
-                resolved.table_name,
-                live.iter()
-                    .map(|l| l.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ));
-        }
-    }
-    if !missing.is_empty() {
-        return Err(Error::Invalid(missing));
-    }
+    live_columns(&wh, &resolved, &label, &id, strata).await?;
     let cols: Vec<String> = std::iter::once(&id)
         .chain(strata)
         .map(|c| wh.quote(c))
@@ -318,6 +302,38 @@ pub(super) fn sheet_id_and_strata(
         return Err(Error::Invalid(errs));
     }
     Ok(id)
+}
+
+/// The participant type's table columns, after checking that the id and every stratum the
+/// sheet names is one of them (all problems together). Shared by the local read and the
+/// in-warehouse assignment.
+pub(super) async fn live_columns(
+    wh: &Warehouse,
+    resolved: &crate::settings::ResolvedParticipants,
+    label: &str,
+    id: &str,
+    strata: &[String],
+) -> Result<Vec<crate::warehouse::introspect::ColumnInfo>> {
+    let live = wh
+        .columns(resolved.schema_name.as_deref(), &resolved.table_name)
+        .await?;
+    let mut missing = Vec::new();
+    for c in std::iter::once(id).chain(strata.iter().map(String::as_str)) {
+        if !live.iter().any(|l| l.name == c) {
+            missing.push(format!(
+                "{label}: the sheet's field {c} is not a column of the table {} (columns: {})",
+                resolved.table_name,
+                live.iter()
+                    .map(|l| l.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+    }
+    if !missing.is_empty() {
+        return Err(Error::Invalid(missing));
+    }
+    Ok(live)
 }
 
 /// The error for `SCHEMA.TABLE` where tables carry no schema (SQLite; BigQuery, whose dataset
