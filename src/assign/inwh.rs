@@ -289,22 +289,7 @@ async fn run_on(
     let source = format!("{label} (table {})", resolved.table_name);
 
     // The assignment table's columns, checked against an existing table.
-    let mut cols = vec![
-        ColumnDef::new("experiment_id", DataType::CharacterVarying).primary_key(),
-        ColumnDef::new(
-            "participant_id",
-            if integer_ids {
-                DataType::Bigint
-            } else {
-                DataType::CharacterVarying
-            },
-        )
-        .primary_key(),
-        ColumnDef::new("arm_id", DataType::Integer),
-        ColumnDef::new("arm_name", DataType::CharacterVarying),
-        ColumnDef::new("stratum_id", DataType::Integer),
-        ColumnDef::new("created_at", DataType::TimestampWithTimeZone).not_null(),
-    ];
+    let mut cols = super::warehouse::fixed_assignment_columns(integer_ids);
     for s in &strata {
         let t = match s.kind {
             Kind::Text => DataType::CharacterVarying,
@@ -827,16 +812,7 @@ async fn run_on(
         if let Some((shown, _, _)) = &target {
             record.outputs.table = Some(shown.to_string());
         }
-        let pending_record = match output {
-            Some(out) => {
-                let dp = super::output::design_path(out);
-                let json = record.to_json();
-                Some(crate::output::prepare_atomic(&dp, req.replace, |w| {
-                    w.write_all(json.as_bytes()).map_err(|e| Error::io(&dp, e))
-                })?)
-            }
-            None => None,
-        };
+        let pending_record = super::output::prepare_design_record(output, req.replace, &record)?;
         // 5. The design record.
         if let (Some((_, xq, _, _)), Some((shown, _, _))) = (&dest, &target) {
             super::warehouse::write_design_record(

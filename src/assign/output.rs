@@ -329,6 +329,24 @@ pub fn file_sha256(path: &Path) -> Result<String> {
     Ok(hex::encode(h.finalize()))
 }
 
+/// The design record next to `output` (if any), written to a temporary file and kept pending
+/// until the run commits its outputs (`crate::output::prepare_atomic`).
+pub fn prepare_design_record(
+    output: Option<&Path>,
+    replace: bool,
+    record: &DesignRecord,
+) -> Result<Option<crate::output::Pending>> {
+    let Some(out) = output else {
+        return Ok(None);
+    };
+    let dp = design_path(out);
+    let json = record.to_json();
+    crate::output::prepare_atomic(&dp, replace, |w| {
+        w.write_all(json.as_bytes()).map_err(|e| Error::io(&dp, e))
+    })
+    .map(Some)
+}
+
 /// The design record path next to an output file: `FILE.design.json`.
 pub fn design_path(output: &Path) -> std::path::PathBuf {
     let mut s = output.as_os_str().to_owned();

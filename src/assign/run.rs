@@ -331,16 +331,8 @@ pub async fn run(req: &Request) -> Result<Report> {
     if let Some(t) = &req.write_table {
         record.outputs.table = Some(t.clone());
     }
-    let pending_record = match &req.output {
-        Some(out) => {
-            let dp = super::output::design_path(out);
-            let json = record.to_json();
-            Some(crate::output::prepare_atomic(&dp, req.replace, |w| {
-                w.write_all(json.as_bytes()).map_err(|e| Error::io(&dp, e))
-            })?)
-        }
-        None => None,
-    };
+    let pending_record =
+        super::output::prepare_design_record(req.output.as_deref(), req.replace, &record)?;
     if let Some(t) = &req.write_table {
         let pb = crate::output::progress(Some(table.len() as u64), "writing");
         let res = super::warehouse::write_table(

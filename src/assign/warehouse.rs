@@ -703,12 +703,14 @@ pub const RESERVED_COLUMNS: [&str; 6] = [
 ];
 
 /// The assignment table's columns for this outcome.
-pub fn assignment_columns(table: &Table, outcome: &Outcome) -> Vec<ColumnDef> {
-    let mut cols = vec![
+/// The columns every assignment table starts with, before the carried strata and cluster
+/// columns; the participant id is BIGINT for integer ids, else text.
+pub(super) fn fixed_assignment_columns(integer_ids: bool) -> Vec<ColumnDef> {
+    vec![
         ColumnDef::new("experiment_id", DataType::CharacterVarying).primary_key(),
         ColumnDef::new(
             "participant_id",
-            if matches!(table.ids, Ids::Int(_)) {
+            if integer_ids {
                 DataType::Bigint
             } else {
                 DataType::CharacterVarying
@@ -719,7 +721,11 @@ pub fn assignment_columns(table: &Table, outcome: &Outcome) -> Vec<ColumnDef> {
         ColumnDef::new("arm_name", DataType::CharacterVarying),
         ColumnDef::new("stratum_id", DataType::Integer),
         ColumnDef::new("created_at", DataType::TimestampWithTimeZone).not_null(),
-    ];
+    ]
+}
+
+pub fn assignment_columns(table: &Table, outcome: &Outcome) -> Vec<ColumnDef> {
+    let mut cols = fixed_assignment_columns(matches!(table.ids, Ids::Int(_)));
     for s in outcome.carried() {
         let t = match &table.column(s).expect("carried columns checked").data {
             ColumnData::Text { .. } => DataType::CharacterVarying,
