@@ -2,8 +2,10 @@
 
 use std::path::PathBuf;
 
-use xngin::assign::run::{Request, Source};
-use xngin::assign::{DEFAULT_FSTAT_THRESH, DEFAULT_QUANTILES, MisfitStrategy};
+use xngin::assign::run::{DesignRequest, Outputs, Request, TableOutput, check_request};
+use xngin::assign::{Arms, DEFAULT_FSTAT_THRESH, DEFAULT_QUANTILES, MisfitStrategy, strata_fields};
+use xngin::audience::{Audience, resolve_audience};
+use xngin::dsn::Dsn;
 
 use crate::{Format, Globals};
 
@@ -124,48 +126,64 @@ pub struct Args {
 }
 
 pub async fn run(args: Args, g: &Globals) -> anyhow::Result<()> {
-    let source = match (args.input, args.participant_type) {
-        (Some(path), _) => Source::File {
-            path,
-            id_column: args
-                .id_column
-                .clone()
-                .expect("clap requires --id-column with --input"),
-        },
-        (None, Some(name)) => Source::ParticipantType {
-            name,
-            settings: g.settings.clone(),
-            datasource: g.datasource.clone(),
-            id_column: args.id_column.clone(),
-            filters: args.filters,
-            filters_file: args.filters_file,
-        },
-        (None, None) => unreachable!("clap requires an audience"),
-    };
-    let req = Request {
-        source,
-        arms: args.arms,
-        arm_weights: args.arm_weights,
-        strata: args.strata,
-        metrics: args.metrics,
-        quantiles: args.quantiles,
-        misfit: args.misfit_strategy.into(),
-        seed: args.seed,
-        sample_size: args.sample_size,
-        experiment_id: args.experiment_id,
-        output: args.output,
-        replace: args.replace,
-        write_table: args.write_table,
-        dsn: args.dsn,
-        fstat_thresh: args.fstat_thresh,
-        cluster_column: args.cluster_column,
-        in_warehouse: args.in_warehouse,
-    };
-    if req.in_warehouse && args.format == Format::Csv {
+    if args.in_warehouse && args.format == Format::Csv {
         anyhow::bail!(xngin::Error::usage(
             "--format csv prints the rows, which --in-warehouse leaves in the warehouse; use --format table or json"
         ));
     }
+    // Flags first (no I/O), then the audience: a bad flag is reported before settings are read.
+    let design = DesignRequest {
+        arms: Arms::new(&args.arms, args.arm_weights.as_deref())?,
+        strata: strata_fields(&args.strata, &args.metrics),
+        quantiles: args.quantiles,
+        misfit: args.misfit_strategy.into(),
+        seed: args.seed,
+        sample_size: args.sample_size,
+        fstat_thresh: args.fstat_thresh,
+        cluster: args.cluster_column,
+    };
+    let table = match args.write_table {
+        Some(spec) => Some(TableOutput {
+            spec,
+            dsn: args.dsn.as_deref().map(Dsn::parse).transpose()?,
+        }),
+        None => None,
+    };
+    let outputs = Outputs {
+        file: args.output,
+        table,
+        replace: args.replace,
+        experiment_id: args.experiment_id,
+    };
+    let audience = match (args.input, args.participant_type) {
+        (Some(path), _) => {
+            let id_column = args
+                .id_column
+                .expect("clap requires --id-column with --input");
+            check_request(&design, &outputs, Some(&id_column))?;
+            Audience::File { path, id_column }
+        }
+        (None, Some(name)) => {
+            check_request(&design, &outputs, None)?;
+            Audience::Participants(Box::new(
+                resolve_audience(
+                    &g.settings_choice(),
+                    &name,
+                    args.id_column,
+                    &args.filters,
+                    args.filters_file.as_deref(),
+                )
+                .await?,
+            ))
+        }
+        (None, None) => unreachable!("clap requires an audience"),
+    };
+    let req = Request {
+        audience,
+        design,
+        outputs,
+        in_warehouse: args.in_warehouse,
+    };
     let report = xngin::assign::run::run(&req).await?;
     match args.format {
         Format::Table => xngin::output::print(&xngin::assign::output::summary(&report.record))?,

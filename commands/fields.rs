@@ -3,8 +3,8 @@
 //!
 //! Usage: xngin fields --participant-type test_participant_type --kind filters
 
-use xngin::fields::{FieldKind, list_fields};
-use xngin::warehouse::Warehouse;
+use xngin::audience::resolve_audience;
+use xngin::fields::{FieldKind, fields_report};
 
 use crate::{Format, Globals};
 
@@ -43,26 +43,21 @@ pub struct Args {
 }
 
 pub async fn run(args: Args, g: &Globals) -> anyhow::Result<()> {
-    let rp = xngin::settings::resolve_participants(
-        g.settings.as_deref(),
-        g.datasource.as_deref(),
-        &args.participant_type,
-    )
-    .await?;
     let kind = match args.kind {
         Kind::Filters => FieldKind::Filters,
         Kind::Metrics => FieldKind::Metrics,
         Kind::Strata => FieldKind::Strata,
     };
-    let wh = Warehouse::connect(&rp.dsn).await?;
-    let mut report = list_fields(&wh, &rp, kind).await;
-    if let (Ok(r), Some(col)) = (&mut report, &args.cluster_column)
-        && let Err(e) = xngin::fields::add_cluster_summary(&wh, &rp, r, col).await
-    {
-        report = Err(e);
-    }
-    wh.close().await;
-    let report = report?;
+    let audience = resolve_audience(
+        &g.settings_choice(),
+        &args.participant_type,
+        None,
+        &[],
+        None,
+    )
+    .await?;
+    let report =
+        fields_report(&audience.participants, kind, args.cluster_column.as_deref()).await?;
     let text = match args.format {
         Format::Table => xngin::fields::render_table(&report),
         Format::Json => {

@@ -63,6 +63,16 @@ pub struct Globals {
     pub echo_sql: bool,
 }
 
+impl Globals {
+    /// The settings file and datasource to resolve participant types in.
+    pub fn settings_choice(&self) -> xngin::audience::SettingsChoice {
+        xngin::audience::SettingsChoice {
+            file: self.settings.clone(),
+            datasource: self.datasource.clone(),
+        }
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     CreateTestingDwh(create_testing_dwh::Args),

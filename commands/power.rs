@@ -5,13 +5,10 @@
 
 use std::path::PathBuf;
 
-use xngin::power::baseline::{audience_stats, metric_specs, parse_metric_arg};
-use xngin::power::icc::{self, ClusterInputs};
-
-use xngin::power::{
-    MetricSpec, MetricType, check_power, check_power_clustered, resolve_design, to_json,
-};
-use xngin::warehouse::Warehouse;
+use xngin::audience::resolve_audience;
+use xngin::power::analysis::OfflineMetric;
+use xngin::power::baseline::{ClusterRequest, metric_requests, warehouse_metrics};
+use xngin::power::{MetricType, check_power, check_power_clustered, resolve_design, to_json};
 
 use crate::Globals;
 
@@ -185,8 +182,39 @@ pub async fn run(args: Args, g: &Globals) -> anyhow::Result<()> {
     )?;
 
     let (metrics, inputs) = match &args.participant_type {
-        Some(pt) => warehouse_metrics(&args, g, pt).await?,
-        None => (vec![offline_metric(&args)?], None),
+        Some(pt) => {
+            let requests = metric_requests(&args.metrics, args.desired_n)?;
+            let audience = resolve_audience(
+                &g.settings_choice(),
+                pt,
+                None,
+                &args.filters,
+                args.filters_file.as_deref(),
+            )
+            .await?;
+            let cluster = args.cluster_column.clone().map(|column| ClusterRequest {
+                column,
+                icc: args.icc,
+                avg_cluster_size: args.avg_cluster_size,
+                cv: args.cv,
+            });
+            warehouse_metrics(&audience, &requests, cluster.as_ref()).await?
+        }
+        None => {
+            let metric = OfflineMetric {
+                metric_type: args.metric_type.map(|t| match t {
+                    MetricTypeArg::Numeric => MetricType::Numeric,
+                    MetricTypeArg::Binary => MetricType::Binary,
+                }),
+                baseline: args.baseline,
+                target: args.target,
+                pct_change: args.pct_change,
+                stddev: args.stddev,
+                available_n: args.available_n,
+                available_nonnull_n: args.available_nonnull_n,
+            };
+            (vec![metric.into_spec(args.desired_n)?], None)
+        }
     };
     let analyses = match inputs {
         Some(inputs) => check_power_clustered(&metrics, &inputs, &design, args.desired_n)?,
@@ -208,124 +236,4 @@ pub async fn run(args: Args, g: &Globals) -> anyhow::Result<()> {
         return Err(e.into());
     }
     Ok(())
-}
-
-fn offline_metric(args: &Args) -> xngin::Result<MetricSpec> {
-    let Some(t) = args.metric_type else {
-        return Err(xngin::Error::usage(
-            "give --metric-type (numeric or binary) with --baseline and --target/--pct-change, \
-             or --participant-type with --metric to read baselines from the warehouse",
-        ));
-    };
-    if args.baseline.is_none() {
-        return Err(xngin::Error::usage(
-            "--baseline is required for an offline power check",
-        ));
-    }
-    if args.target.is_none() && args.pct_change.is_none() && args.desired_n.is_none() {
-        return Err(xngin::Error::usage(
-            "give the effect to detect with --target or --pct-change (or --desired-n for the minimum detectable effect)",
-        ));
-    }
-    Ok(MetricSpec {
-        name: "metric".into(),
-        metric_type: match t {
-            MetricTypeArg::Numeric => MetricType::Numeric,
-            MetricTypeArg::Binary => MetricType::Binary,
-        },
-        baseline: args.baseline,
-        target: args.target,
-        pct_change: args.pct_change,
-        stddev: args.stddev,
-        available_n: args.available_n,
-        available_nonnull_n: args.available_nonnull_n,
-    })
-}
-
-/// The metrics' baselines from the warehouse and, with --cluster-column, each metric's cluster
-/// design inputs.
-async fn warehouse_metrics(
-    args: &Args,
-    g: &Globals,
-    participant_type: &str,
-) -> anyhow::Result<(Vec<MetricSpec>, Option<Vec<ClusterInputs>>)> {
-    if args.metrics.is_empty() {
-        return Err(xngin::Error::usage(
-            "--participant-type needs at least one --metric NAME[=pct:P|=target:T]",
-        )
-        .into());
-    }
-    let requests = args
-        .metrics
-        .iter()
-        .map(|m| parse_metric_arg(m))
-        .collect::<xngin::Result<Vec<_>>>()?;
-    if args.desired_n.is_none()
-        && let Some(r) = requests
-            .iter()
-            .find(|r| r.pct_change.is_none() && r.target.is_none())
-    {
-        return Err(xngin::Error::usage(format!(
-            "--metric {}: give the effect to detect as {0}=pct:0.1 or {0}=target:12.5 (or use --desired-n for the minimum detectable effect)",
-            r.name
-        ))
-        .into());
-    }
-    let mut filters = args
-        .filters
-        .iter()
-        .map(|f| xngin::filters::parse_cli_filter(f))
-        .collect::<xngin::Result<Vec<_>>>()?;
-    if let Some(p) = &args.filters_file {
-        filters.extend(xngin::filters::load_filters_file(p)?);
-    }
-    let rp = xngin::settings::resolve_participants(
-        g.settings.as_deref(),
-        g.datasource.as_deref(),
-        participant_type,
-    )
-    .await?;
-    let names: Vec<String> = requests.iter().map(|r| r.name.clone()).collect();
-    let wh = Warehouse::connect(&rp.dsn).await?;
-    let stats = audience_stats(
-        &wh,
-        rp.schema_name.as_deref(),
-        &rp.table_name,
-        &rp.sheet,
-        &names,
-        &filters,
-    )
-    .await;
-    let stats = match stats {
-        Ok(s) => s,
-        Err(e) => {
-            wh.close().await;
-            return Err(e.into());
-        }
-    };
-    let inputs = match &args.cluster_column {
-        Some(col) => {
-            let res = icc::warehouse_inputs(
-                &wh,
-                rp.schema_name.as_deref(),
-                &rp.table_name,
-                &rp.sheet,
-                &names,
-                col,
-                &filters,
-                (args.icc, args.avg_cluster_size, args.cv),
-            )
-            .await;
-            match res {
-                Ok(v) => Some(v),
-                Err(e) => {
-                    wh.close().await;
-                    return Err(e.into());
-                }
-            }
-        }
-        None => None,
-    };
-    wh.close().await;
-    Ok((metric_specs(&stats, &requests), inputs))
 }

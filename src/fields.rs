@@ -556,3 +556,23 @@ mod tests {
         );
     }
 }
+
+/// The fields report of a participant type: [`list_fields`] of `kind`, with the cluster-level
+/// summary by `cluster_column` when given, over one connection.
+pub async fn fields_report(
+    rp: &ResolvedParticipants,
+    kind: FieldKind,
+    cluster_column: Option<&str>,
+) -> Result<FieldsReport> {
+    let wh = Warehouse::connect(&rp.dsn).await?;
+    let res = async {
+        let mut report = list_fields(&wh, rp, kind).await?;
+        if let Some(col) = cluster_column {
+            add_cluster_summary(&wh, rp, &mut report, col).await?;
+        }
+        Ok(report)
+    }
+    .await;
+    wh.close().await;
+    res
+}

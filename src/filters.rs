@@ -227,6 +227,19 @@ pub fn parse_cli_filter(spec: &str) -> Result<Filter> {
     })
 }
 
+/// Every audience filter of a command: the CLI expressions in order, then the filters of a
+/// JSON file. The one place filters are parsed ([`crate::audience::resolve_audience`]).
+pub fn collect(cli: &[String], file: Option<&Path>) -> Result<Vec<Filter>> {
+    let mut all = cli
+        .iter()
+        .map(|f| parse_cli_filter(f))
+        .collect::<Result<Vec<_>>>()?;
+    if let Some(p) = file {
+        all.extend(load_filters_file(p)?);
+    }
+    Ok(all)
+}
+
 /// Read a JSON file holding filter objects: either a list `[{...}, ...]` or an object with a
 /// `filters` list. Each object has `field_name` (or `filter_name`), `relation` and `value`;
 /// unknown keys are errors. All problems are reported (exit 3); an unreadable file is exit 1.

@@ -7,12 +7,14 @@
 //! * [`testing_dwh`]: the deterministic testing warehouse and the embedded default.
 //! * [`sheet`]: the column-metadata sheet (CSV and Google Sheets).
 //! * [`settings`]: tenant settings files, secrets, participant-type resolution.
+//! * [`audience`]: a command's audience (a file, or a participant type with filters), resolved once.
 //! * [`filters`]: audience filters and their SQL.
 //! * [`power`]: sample size and minimum detectable effect.
 //! * [`assign`]: stratified random assignment, balance check, outputs.
 //! * [`weights`]: arm weights in the Python tool's forms, read as exact fractions.
 
 pub mod assign;
+pub mod audience;
 pub mod datatype;
 pub mod dsn;
 pub mod error;

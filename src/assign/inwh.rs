@@ -24,9 +24,10 @@ use super::data::{Ids, Table};
 
 use super::output::{AudienceRecord, DesignRecord, Fingerprint, push_csv_field};
 use super::preprocess::{Codes, Dropped};
-use super::run::{Report, Request, Source, check_request};
+use super::run::{DesignRequest, Outputs, Report};
 use super::warehouse::{EXPERIMENTS_TABLE, experiments_ddl, if_not_exists, split_table};
 use super::{BalanceTest, Design, Outcome, stochatreat};
+use crate::audience::ParticipantAudience;
 use crate::datatype::DataType;
 use crate::error::{Error, Result};
 use crate::output::notice;
@@ -64,43 +65,29 @@ fn type_name(t: DataType, declared: &str) -> String {
 }
 
 /// Run `assign --in-warehouse`.
-pub async fn run(req: &Request) -> Result<Report> {
-    let (arms, strata_names) = check_request(req)?;
-    let Source::ParticipantType {
-        name,
-        settings,
-        datasource,
-        id_column,
-        filters,
-        filters_file,
-    } = &req.source
-    else {
-        return Err(Error::usage(
-            "--in-warehouse assigns a participant type inside its warehouse; it needs --participant-type, not --input",
-        ));
-    };
-    if req.dsn.is_some() {
+pub async fn run(aud: &ParticipantAudience, d: &DesignRequest, out: &Outputs) -> Result<Report> {
+    if out.table.as_ref().is_some_and(|t| t.dsn.is_some()) {
         return Err(Error::usage(
             "--in-warehouse writes into the participant type's own warehouse; drop --dsn",
         ));
     }
-    if let Some(c) = &req.cluster_column {
+    if let Some(c) = &d.cluster {
         return Err(unsupported(format!(
             "--cluster-column {c}: cluster designs are assigned locally for now"
         )));
     }
-    if req.write_table.is_none() && req.output.is_none() {
+    if out.table.is_none() && out.file.is_none() {
         return Err(Error::usage(
             "--in-warehouse needs --write-table [SCHEMA.]TABLE (written by the warehouse) or --output FILE.csv \
              (the rows streamed out), or both",
         ));
     }
-    if let Some(out) = &req.output
-        && super::audience::file_kind(out)? != super::audience::FileKind::Csv
+    if let Some(file) = &out.file
+        && super::audience::file_kind(file)? != super::audience::FileKind::Csv
     {
         return Err(unsupported(format!(
             "--output {}: the rows are streamed out as CSV; give a .csv file",
-            out.display()
+            file.display()
         )));
     }
     let super::run::Identity {
@@ -108,23 +95,22 @@ pub async fn run(req: &Request) -> Result<Report> {
         seed_given,
         experiment_id,
         created_at,
-    } = super::run::identity(req);
+    } = super::run::identity(d, out);
 
-    let resolved =
-        crate::settings::resolve_participants(settings.as_deref(), datasource.as_deref(), name)
-            .await?;
+    let resolved = &aud.participants;
     let sheet = &resolved.sheet;
-    let label = format!("participant type {}", resolved.participant_type);
+    let label = aud.label();
     let id = super::warehouse::sheet_id_and_strata(
         sheet,
         &label,
-        id_column.as_ref(),
-        &strata_names,
+        aud.id_column.as_ref(),
+        &d.strata,
         None,
     )?;
     let dsn = resolved.dsn.clone();
     let dialect = dsn.dialect();
-    let target = match &req.write_table {
+    let table_spec = out.table.as_ref().map(|t| t.spec.as_str());
+    let target = match table_spec {
         Some(t) => {
             let (wt_schema, wt_name) = split_table(t)?;
             if !dialect.has_schemas() && wt_schema.is_some() {
@@ -135,29 +121,26 @@ pub async fn run(req: &Request) -> Result<Report> {
                     &wt_name,
                 ));
             }
-            Some((t.as_str(), wt_schema, wt_name))
+            Some((t, wt_schema, wt_name))
         }
         None => None,
     };
     let wh = Warehouse::connect(&dsn).await?;
     let res = run_on(
-        req,
+        d,
+        out,
         &wh,
-        &resolved,
+        aud,
         &label,
         &id,
-        &strata_names,
-        filters,
-        filters_file.as_deref(),
         target,
-        req.output.as_deref(),
         Design {
-            arms,
-            strata: strata_names.clone(),
-            quantiles: req.quantiles,
-            misfit: req.misfit,
+            arms: d.arms.clone(),
+            strata: d.strata.clone(),
+            quantiles: d.quantiles,
+            misfit: d.misfit,
             seed,
-            fstat_thresh: req.fstat_thresh,
+            fstat_thresh: d.fstat_thresh,
             cluster: None,
         },
         (experiment_id, created_at, seed_given),
@@ -168,7 +151,7 @@ pub async fn run(req: &Request) -> Result<Report> {
         Error::Conflict(raw) => Error::runtime(format!(
             "another run is writing the table {} at the same time, so this run wrote nothing ({raw}); \
              wait for it to finish, then run again (--replace to overwrite its rows of the same experiment)",
-            req.write_table.as_deref().unwrap_or_default()
+            table_spec.unwrap_or_default()
         )),
         other => other,
     })
@@ -176,19 +159,19 @@ pub async fn run(req: &Request) -> Result<Report> {
 
 #[allow(clippy::too_many_arguments)]
 async fn run_on(
-    req: &Request,
+    d: &DesignRequest,
+    out: &Outputs,
     wh: &Warehouse,
-    resolved: &crate::settings::ResolvedParticipants,
+    aud: &ParticipantAudience,
     label: &str,
     id: &str,
-    strata_names: &[String],
-    filters: &[String],
-    filters_file: Option<&std::path::Path>,
     target: Option<(&str, Option<String>, String)>,
-    output: Option<&std::path::Path>,
     design: Design,
     (experiment_id, created_at, seed_given): (String, chrono::DateTime<chrono::Utc>, bool),
 ) -> Result<Report> {
+    let resolved = &aud.participants;
+    let strata_names = &d.strata;
+    let output = out.file.as_deref();
     let dialect = wh.dialect();
     let q = |s: &str| wh.quote(s);
     if dialect.hex_word("x", 0).is_none() || !dialect.has_transactions() {
@@ -239,29 +222,16 @@ async fn run_on(
         });
     }
     // Filters, with their parameters numbered after the query's own (`first`).
-    let mut all = Vec::new();
-    for f in filters {
-        all.push(crate::filters::parse_cli_filter(f)?);
-    }
-    if let Some(p) = filters_file {
-        all.extend(crate::filters::load_filters_file(p)?);
-    }
-    let filters_json = if all.is_empty() {
-        serde_json::Value::Array(vec![])
-    } else {
-        serde_json::to_value(&all).unwrap_or(serde_json::Value::Null)
-    };
+    let filters_json = aud.filters_json();
     // The audience: the table with its filters; with --sample-size, its `k` rows with the
     // smallest unit keys (ties by id), the seed bound after the filters.
     let relation_with = |first: usize, sampled: bool| -> Result<(String, Vec<Value>)> {
         let t = wh.qualified(schema, &resolved.table_name);
-        let (filtered, mut p) = if all.is_empty() {
-            (t, Vec::new())
-        } else {
-            let (w, p) = crate::filters::where_clause(dialect, &all, &resolved.sheet, first)?;
-            (format!("{t} WHERE {w}"), p)
+        let (filtered, mut p) = match aud.condition(dialect, first)? {
+            None => (t, Vec::new()),
+            Some((w, p)) => (format!("{t} WHERE {w}"), p),
         };
-        let Some(k) = req.sample_size.filter(|_| sampled) else {
+        let Some(k) = d.sample_size.filter(|_| sampled) else {
             return Ok((filtered, p));
         };
         let seed_ph = dialect.text_cast(&wh.placeholder(first + p.len()));
@@ -404,7 +374,7 @@ async fn run_on(
         let n = int(0);
         let n_all = n;
         if n < 2 {
-            let why = if all.is_empty() { "" } else { " after the filters" };
+            let why = if aud.filters.is_empty() { "" } else { " after the filters" };
             return Err(Error::invalid(format!(
                 "{label}: {n} participant(s){why} in table {}; an assignment needs at least 2{}",
                 resolved.table_name,
@@ -429,7 +399,7 @@ async fn run_on(
                  not computed in the warehouse yet"
             )));
         }
-        let row = match req.sample_size {
+        let row = match d.sample_size {
             Some(k) if k > n_all => {
                 return Err(Error::invalid(format!(
                     "--sample-size {k} is larger than the audience ({n_all} participants in {source}); lower it or widen the filters"
@@ -644,7 +614,7 @@ async fn run_on(
             _ => unassigned += c,
         };
         let mut file = match output {
-            Some(path) => Some(CsvOut::open(path, req.replace, &strata, &design)?),
+            Some(path) => Some(CsvOut::open(path, out.replace, &strata, &design)?),
             None => None,
         };
         let written;
@@ -670,7 +640,7 @@ async fn run_on(
                 .await?;
             let have = have.rows.first().and_then(|r| r.first()).and_then(Value::as_i64).unwrap_or(0);
             if have > 0 {
-                if !req.replace {
+                if !out.replace {
                     return Err(Error::invalid(format!(
                         "{dsn}: the table {shown} already holds {have} assignment(s) of experiment {experiment_id}; pass --replace to replace \
                          them or choose another --experiment-id"
@@ -794,7 +764,7 @@ async fn run_on(
             &design,
             &outcome,
             seed_given,
-            req.sample_size,
+            d.sample_size,
             Fingerprint {
                 rows: n,
                 unit_key_sum: super::rng::hex128(key_sum),
@@ -812,7 +782,7 @@ async fn run_on(
         if let Some((shown, _, _)) = &target {
             record.outputs.table = Some(shown.to_string());
         }
-        let pending_record = super::output::prepare_design_record(output, req.replace, &record)?;
+        let pending_record = super::output::prepare_design_record(output, out.replace, &record)?;
         // 5. The design record.
         if let (Some((_, xq, _, _)), Some((shown, _, _))) = (&dest, &target) {
             super::warehouse::write_design_record(

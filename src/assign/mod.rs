@@ -27,6 +27,7 @@ pub mod data;
 pub mod design;
 pub mod inwh;
 pub mod output;
+pub mod participants;
 pub mod preprocess;
 pub mod pushdown;
 pub mod qcut;

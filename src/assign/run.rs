@@ -2,52 +2,57 @@
 
 use std::path::PathBuf;
 
+use crate::audience::Audience;
+
 use super::output::{AudienceRecord, DesignRecord};
 use super::*;
 use crate::output::notice;
 
-/// Where the audience comes from.
+/// What to draw, as resolved from the command line (the seed may still be drawn at run time).
 #[derive(Debug, Clone)]
-pub enum Source {
-    /// A CSV or Parquet file.
-    File { path: PathBuf, id_column: String },
-    /// A participant type resolved through the settings (or the built-in default).
-    ParticipantType {
-        name: String,
-        settings: Option<PathBuf>,
-        datasource: Option<String>,
-        /// The unique id column (default: the sheet's unique id).
-        id_column: Option<String>,
-        /// Audience filters, as `--filter` expressions.
-        filters: Vec<String>,
-        /// A JSON file with a list of filters.
-        filters_file: Option<PathBuf>,
-    },
-}
-
-/// Everything `xngin assign` was asked to do.
-#[derive(Debug, Clone)]
-pub struct Request {
-    pub source: Source,
-    pub arms: Vec<String>,
-    pub arm_weights: Option<Vec<String>>,
+pub struct DesignRequest {
+    pub arms: Arms,
+    /// Strata and metric fields, sorted and deduplicated ([`strata_fields`]).
     pub strata: Vec<String>,
-    pub metrics: Vec<String>,
     pub quantiles: u32,
     pub misfit: MisfitStrategy,
+    /// None: a fresh seed is drawn, announced and recorded.
     pub seed: Option<u64>,
+    /// Assign a uniformly random subset of this many participants.
     pub sample_size: Option<u64>,
-    pub experiment_id: Option<String>,
-    pub output: Option<PathBuf>,
-    pub replace: bool,
-    /// `[SCHEMA.]TABLE` in the participant type's warehouse (or `dsn`).
-    pub write_table: Option<String>,
-    pub dsn: Option<String>,
     pub fstat_thresh: f64,
     /// Randomize whole clusters of this column (docs/cluster.md#cluster-assignment).
-    pub cluster_column: Option<String>,
-    /// Compute the assignment in the participant type's warehouse (`--in-warehouse`,
-    /// [`super::inwh`]).
+    pub cluster: Option<String>,
+}
+
+/// A warehouse table to write the assignment to.
+#[derive(Debug, Clone)]
+pub struct TableOutput {
+    /// `[SCHEMA.]TABLE`, as given.
+    pub spec: String,
+    /// The warehouse; None: the participant type's own.
+    pub dsn: Option<crate::dsn::Dsn>,
+}
+
+/// Where the assignment goes.
+#[derive(Debug, Clone, Default)]
+pub struct Outputs {
+    /// A CSV or Parquet file (and its design record beside it).
+    pub file: Option<PathBuf>,
+    pub table: Option<TableOutput>,
+    /// Overwrite an existing file; replace this experiment's rows in the table.
+    pub replace: bool,
+    /// None: a new UUID.
+    pub experiment_id: Option<String>,
+}
+
+/// Everything `xngin assign` was asked to do, in domain terms.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub audience: Audience,
+    pub design: DesignRequest,
+    pub outputs: Outputs,
+    /// Compute the assignment in the participant type's warehouse ([`super::inwh`]).
     pub in_warehouse: bool,
 }
 
@@ -60,39 +65,42 @@ pub struct Report {
     pub design: Design,
 }
 
-/// Check the flags that need no data.
-pub fn check_request(req: &Request) -> Result<(Arms, Vec<String>)> {
-    let arms = Arms::new(&req.arms, req.arm_weights.as_deref())?;
-    if req.quantiles == 0 {
+/// Check what needs no data: the design's numbers, the outputs' paths, and how they combine
+/// with the audience. Commands call it before resolving the audience, so that a bad flag is
+/// reported before the settings are read; [`run`] calls it again.
+pub fn check_request(
+    design: &DesignRequest,
+    outputs: &Outputs,
+    file_id_column: Option<&str>,
+) -> Result<()> {
+    if design.quantiles == 0 {
         return Err(Error::usage("--quantiles must be at least 1"));
     }
-    if !(0.0..=1.0).contains(&req.fstat_thresh) {
+    if !(0.0..=1.0).contains(&design.fstat_thresh) {
         return Err(Error::usage(format!(
             "--fstat-thresh {} is not a p-value threshold between 0 and 1",
-            req.fstat_thresh
+            design.fstat_thresh
         )));
     }
-    if let Some(id) = &req.experiment_id
+    if let Some(id) = &outputs.experiment_id
         && (id.trim().is_empty() || id.len() > 200 || id.chars().any(char::is_control))
     {
         return Err(Error::usage(
             "--experiment-id must be 1 to 200 printable characters",
         ));
     }
-    if req.sample_size.is_some_and(|k| k < 2) {
+    if design.sample_size.is_some_and(|k| k < 2) {
         return Err(Error::usage("--sample-size must be at least 2"));
     }
-    let strata = strata_fields(&req.strata, &req.metrics);
-    if let Some(c) = &req.cluster_column {
-        if req.sample_size.is_some() {
+    let strata = &design.strata;
+    if let Some(c) = &design.cluster {
+        if design.sample_size.is_some() {
             return Err(Error::usage(
                 "--sample-size draws participants, which would split clusters; with --cluster-column \
                  narrow the audience with filters instead",
             ));
         }
-        if let Source::File { id_column, .. } = &req.source
-            && id_column == c
-        {
+        if file_id_column == Some(c.as_str()) {
             return Err(Error::usage(format!(
                 "--cluster-column {c} is the --id-column: every participant would be its own \
                  cluster; leave out --cluster-column for an individually randomized design"
@@ -130,10 +138,10 @@ pub fn check_request(req: &Request) -> Result<(Arms, Vec<String>)> {
             super::warehouse::RESERVED_COLUMNS.join(", ")
         )));
     }
-    if let Some(out) = &req.output {
+    if let Some(out) = &outputs.file {
         super::audience::file_kind(out)?;
         for p in [out.clone(), super::output::design_path(out)] {
-            if p.exists() && !req.replace {
+            if p.exists() && !outputs.replace {
                 return Err(Error::runtime(format!(
                     "{}: already exists; pass --replace to overwrite it",
                     p.display()
@@ -152,7 +160,23 @@ pub fn check_request(req: &Request) -> Result<(Arms, Vec<String>)> {
             )));
         }
     }
-    Ok((arms, strata))
+    if file_id_column.is_some() && outputs.table.as_ref().is_some_and(|t| t.dsn.is_none()) {
+        return Err(Error::usage(
+            "--write-table with --input needs --dsn (the warehouse to write to)",
+        ));
+    }
+    Ok(())
+}
+
+impl Request {
+    /// [`check_request`] for this request.
+    pub fn check(&self) -> Result<()> {
+        let file_id = match &self.audience {
+            Audience::File { id_column, .. } => Some(id_column.as_str()),
+            Audience::Participants(_) => None,
+        };
+        check_request(&self.design, &self.outputs, file_id)
+    }
 }
 
 /// With `XNGIN_TRACE` set, print the elapsed time, the CPU time and memory (current and peak
@@ -196,8 +220,13 @@ pub(crate) fn trace(phase: &str) {
 }
 
 /// The audience columns to read: the strata, then the cluster column.
-fn read_columns(req: &Request, strata: &[String]) -> Vec<String> {
-    strata.iter().chain(&req.cluster_column).cloned().collect()
+fn read_columns(design: &DesignRequest) -> Vec<String> {
+    design
+        .strata
+        .iter()
+        .chain(&design.cluster)
+        .cloned()
+        .collect()
 }
 
 /// What names one run: its seed (drawn and announced when not given), experiment id and time.
@@ -208,9 +237,9 @@ pub(super) struct Identity {
     pub created_at: chrono::DateTime<chrono::Utc>,
 }
 
-pub(super) fn identity(req: &Request) -> Identity {
-    let seed_given = req.seed.is_some();
-    let seed = req.seed.unwrap_or_else(rng::fresh_seed);
+pub(super) fn identity(design: &DesignRequest, outputs: &Outputs) -> Identity {
+    let seed_given = design.seed.is_some();
+    let seed = design.seed.unwrap_or_else(rng::fresh_seed);
     if !seed_given {
         notice(format!(
             "no --seed given: using seed {seed} (recorded in the design record; pass --seed {seed} to redraw the same assignment)"
@@ -219,7 +248,7 @@ pub(super) fn identity(req: &Request) -> Identity {
     Identity {
         seed,
         seed_given,
-        experiment_id: req
+        experiment_id: outputs
             .experiment_id
             .clone()
             .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
@@ -230,31 +259,33 @@ pub(super) fn identity(req: &Request) -> Identity {
 /// Run an assignment request.
 pub async fn run(req: &Request) -> Result<Report> {
     trace("start");
+    req.check()?;
     if req.in_warehouse {
-        return super::inwh::run(req).await;
+        let Audience::Participants(aud) = &req.audience else {
+            return Err(Error::usage(
+                "--in-warehouse assigns a participant type inside its warehouse; it needs --participant-type, not --input",
+            ));
+        };
+        return super::inwh::run(aud, &req.design, &req.outputs).await;
     }
-    let (arms, strata) = check_request(req)?;
+    let d = &req.design;
+    let out = &req.outputs;
     let Identity {
         seed,
         seed_given,
         experiment_id,
         created_at,
-    } = identity(req);
+    } = identity(d, out);
 
     // Audience.
-    let (table, mut audience, wh_target) = match &req.source {
-        Source::File { path, id_column } => {
-            if req.write_table.is_some() && req.dsn.is_none() {
-                return Err(Error::usage(
-                    "--write-table with --input needs --dsn (the warehouse to write to)",
-                ));
-            }
+    let (table, mut audience, wh_target) = match &req.audience {
+        Audience::File { path, id_column } => {
             let pb = crate::output::progress(None, "reading");
             let t = super::audience::read_columns(
                 path,
                 id_column,
-                &read_columns(req, &strata),
-                req.cluster_column.as_deref(),
+                &read_columns(d),
+                d.cluster.as_deref(),
             )?;
             pb.finish_and_clear();
             let rec = AudienceRecord {
@@ -268,25 +299,26 @@ pub async fn run(req: &Request) -> Result<Report> {
             };
             (t, rec, None)
         }
-        Source::ParticipantType { .. } => {
+        Audience::Participants(aud) => {
             let (t, rec, target) =
-                super::warehouse::read_participants(req, &read_columns(req, &strata)).await?;
+                super::participants::read_participants(aud, &read_columns(d), d.cluster.as_ref())
+                    .await?;
             (t, rec, Some(target))
         }
     };
     audience.audience_rows = table.len() as u64;
-    let table = match req.sample_size {
+    let table = match d.sample_size {
         Some(k) => sample(&table, k as usize, seed)?,
         None => table,
     };
     let design = Design {
-        arms,
-        strata,
-        quantiles: req.quantiles,
-        misfit: req.misfit,
+        arms: d.arms.clone(),
+        strata: d.strata.clone(),
+        quantiles: d.quantiles,
+        misfit: d.misfit,
         seed,
-        fstat_thresh: req.fstat_thresh,
-        cluster: req.cluster_column.clone(),
+        fstat_thresh: d.fstat_thresh,
+        cluster: d.cluster.clone(),
     };
     trace("audience read");
     let outcome = assign(&table, &design)?;
@@ -301,10 +333,10 @@ pub async fn run(req: &Request) -> Result<Report> {
     // (`outputs.file_sha256`), which `assignment --input` checks, so a run killed between the
     // two renames leaves a pair that readers refuse rather than one that silently disagrees.
     let fp = super::output::fingerprint(&outcome);
-    let prepared = match &req.output {
-        Some(out) => Some(super::output::prepare_file(
-            out,
-            req.replace,
+    let prepared = match &out.file {
+        Some(file) => Some(super::output::prepare_file(
+            file,
+            out.replace,
             &table,
             &outcome,
             &design,
@@ -319,26 +351,26 @@ pub async fn run(req: &Request) -> Result<Report> {
         &design,
         &outcome,
         seed_given,
-        req.sample_size,
+        d.sample_size,
         fp,
     );
-    if let (Some(out), Some((_, sha))) = (&req.output, &prepared) {
-        let dp = super::output::design_path(out);
-        record.outputs.file = Some(out.display().to_string());
+    if let (Some(file), Some((_, sha))) = (&out.file, &prepared) {
+        let dp = super::output::design_path(file);
+        record.outputs.file = Some(file.display().to_string());
         record.outputs.file_sha256 = Some(sha.clone());
         record.outputs.design_file = Some(dp.display().to_string());
     }
-    if let Some(t) = &req.write_table {
-        record.outputs.table = Some(t.clone());
+    if let Some(t) = &out.table {
+        record.outputs.table = Some(t.spec.clone());
     }
     let pending_record =
-        super::output::prepare_design_record(req.output.as_deref(), req.replace, &record)?;
-    if let Some(t) = &req.write_table {
+        super::output::prepare_design_record(out.file.as_deref(), out.replace, &record)?;
+    if let Some(t) = &out.table {
         let pb = crate::output::progress(Some(table.len() as u64), "writing");
         let res = super::warehouse::write_table(
-            req,
-            wh_target.as_ref(),
             t,
+            out.replace,
+            wh_target.as_ref(),
             &table,
             &outcome,
             &design,
@@ -358,7 +390,7 @@ pub async fn run(req: &Request) -> Result<Report> {
     if let Some(rec) = pending_record {
         rec.commit()?;
     }
-    if req.output.is_none() && req.write_table.is_none() {
+    if out.file.is_none() && out.table.is_none() {
         notice("no --output or --write-table given: the assignment is not saved");
     }
     Ok(Report {

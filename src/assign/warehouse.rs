@@ -11,9 +11,9 @@
 
 use indicatif::ProgressBar;
 
-use super::data::{Column, ColumnData, Ids, Table};
-use super::output::{AudienceRecord, DesignRecord};
-use super::run::{Request, Source};
+use super::data::{ColumnData, Ids, Table};
+use super::output::DesignRecord;
+use super::run::TableOutput;
 use super::{Design, Outcome, UNASSIGNED};
 use crate::datatype::DataType;
 use crate::dsn::{Dsn, check_ident};
@@ -30,200 +30,6 @@ pub const EXPERIMENTS_TABLE: &str = "xngin_experiments";
 pub struct Target {
     pub dsn: Dsn,
     pub schema: Option<String>,
-}
-
-/// Read the audience of a participant type: the unique id, strata and metric columns of the
-/// rows that pass the filters.
-pub async fn read_participants(
-    req: &Request,
-    strata: &[String],
-) -> Result<(Table, AudienceRecord, Target)> {
-    let Source::ParticipantType {
-        name,
-        settings,
-        datasource,
-        id_column,
-        filters,
-        filters_file,
-    } = &req.source
-    else {
-        unreachable!("called for participant types only")
-    };
-    let resolved =
-        crate::settings::resolve_participants(settings.as_deref(), datasource.as_deref(), name)
-            .await?;
-    let sheet = &resolved.sheet;
-    let label = format!("participant type {}", resolved.participant_type);
-    let id = sheet_id_and_strata(
-        sheet,
-        &label,
-        id_column.as_ref(),
-        strata,
-        req.cluster_column.as_ref(),
-    )?;
-    let (where_sql, params, filters_json) = filter_clause(
-        resolved.dsn.dialect(),
-        sheet,
-        filters,
-        filters_file.as_deref(),
-    )?;
-    let wh = Warehouse::connect(&resolved.dsn).await?;
-    let schema = resolved.schema_name.as_deref();
-    live_columns(&wh, &resolved, &label, &id, strata).await?;
-    let cols: Vec<String> = std::iter::once(&id)
-        .chain(strata)
-        .map(|c| wh.quote(c))
-        .collect();
-    let sql = format!(
-        "SELECT {} FROM {}{where_sql}",
-        cols.join(", "),
-        wh.qualified(schema, &resolved.table_name)
-    );
-    let pb = crate::output::progress(None, "reading");
-    let rows = wh.fetch_all(&sql, &params).await?;
-    pb.finish_and_clear();
-    wh.close().await;
-    let n = rows.rows.len();
-    if n < 2 {
-        let why = if filters_json.as_array().is_some_and(|a| !a.is_empty()) {
-            " after the filters"
-        } else {
-            ""
-        };
-        return Err(Error::invalid(format!(
-            "{label}: {n} participant(s){why} in table {}; an assignment needs at least 2{}",
-            resolved.table_name,
-            if why.is_empty() {
-                ""
-            } else {
-                " (widen the filters)"
-            }
-        )));
-    }
-    let source = format!("{label} (table {})", resolved.table_name);
-    // Ids.
-    let null_rows: Vec<usize> = rows
-        .rows
-        .iter()
-        .enumerate()
-        .filter(|(_, r)| r[0].is_null())
-        .map(|(i, _)| i)
-        .collect();
-    if !null_rows.is_empty() {
-        let shown: Vec<String> = null_rows
-            .iter()
-            .take(5)
-            .map(|r| (r + 1).to_string())
-            .collect();
-        return Err(Error::invalid(format!(
-            "{source}: the id column {id} is NULL in {} row(s) (rows {}{}); every participant needs an id",
-            null_rows.len(),
-            shown.join(", "),
-            if null_rows.len() > 5 { ", ..." } else { "" }
-        )));
-    }
-    let ids = if rows.rows.iter().all(|r| matches!(r[0], Value::Int(_))) {
-        Ids::Int(rows.rows.iter().filter_map(|r| r[0].as_i64()).collect())
-    } else {
-        Ids::from_strings(
-            rows.rows
-                .iter()
-                .map(|r| r[0].to_text().unwrap_or_default())
-                .collect(),
-        )
-    };
-    let mut columns = Vec::new();
-    for (j, s) in strata.iter().enumerate() {
-        let dt = sheet.column(s).map(|c| c.data_type);
-        columns.push(Column {
-            name: s.clone(),
-            data: values_to_column(rows.rows.iter().map(|r| &r[j + 1]), dt),
-        });
-    }
-    let table = Table {
-        source,
-        id_column: id.clone(),
-        ids,
-        columns,
-        origin: None,
-    };
-    let rec = AudienceRecord {
-        participant_type: Some(resolved.participant_type.clone()),
-        datasource: Some(resolved.datasource_id.clone()),
-        table: Some(match schema {
-            Some(s) => format!("{s}.{}", resolved.table_name),
-            None => resolved.table_name.clone(),
-        }),
-        input_file: None,
-        id_column: id,
-        filters: filters_json,
-        audience_rows: n as u64,
-    };
-    Ok((
-        table,
-        rec,
-        Target {
-            dsn: resolved.dsn.clone(),
-            schema: resolved.schema_name.clone(),
-        },
-    ))
-}
-
-/// The WHERE clause of the filters (empty without filters), its parameters and the filters as
-/// JSON for the design record.
-fn filter_clause(
-    dialect: &dyn SqlDialect,
-    sheet: &crate::sheet::ConfigWorksheet,
-    filters: &[String],
-    filters_file: Option<&std::path::Path>,
-) -> Result<(String, Vec<Value>, serde_json::Value)> {
-    let mut all = Vec::new();
-    for f in filters {
-        all.push(crate::filters::parse_cli_filter(f)?);
-    }
-    if let Some(p) = filters_file {
-        all.extend(crate::filters::load_filters_file(p)?);
-    }
-    if all.is_empty() {
-        return Ok((String::new(), Vec::new(), serde_json::Value::Array(vec![])));
-    }
-    let (sql, params) = crate::filters::where_clause(dialect, &all, sheet, 1)?;
-    let json = serde_json::to_value(&all).unwrap_or(serde_json::Value::Null);
-    Ok((format!(" WHERE {sql}"), params, json))
-}
-
-/// Convert warehouse values to a column, guided by the sheet's data type.
-fn values_to_column<'a>(
-    vals: impl Iterator<Item = &'a Value> + Clone,
-    dt: Option<DataType>,
-) -> ColumnData {
-    let all = |f: fn(&Value) -> bool| vals.clone().all(|v| v.is_null() || f(v));
-    if dt == Some(DataType::Boolean) && all(|v| matches!(v, Value::Bool(_) | Value::Int(0 | 1))) {
-        return ColumnData::Bool(vals.map(|v| v.as_i64().map(|x| x != 0)).collect());
-    }
-    if all(|v| matches!(v, Value::Bool(_))) && vals.clone().any(|v| !v.is_null()) {
-        return ColumnData::Bool(
-            vals.map(|v| {
-                if let Value::Bool(b) = v {
-                    Some(*b)
-                } else {
-                    None
-                }
-            })
-            .collect(),
-        );
-    }
-    if all(|v| matches!(v, Value::Int(_))) && vals.clone().any(|v| !v.is_null()) {
-        return ColumnData::Int(vals.map(Value::as_i64).collect());
-    }
-    if all(|v| matches!(v, Value::Int(_) | Value::Float(_))) && vals.clone().any(|v| !v.is_null()) {
-        return ColumnData::Float(
-            vals.map(|v| if v.is_null() { None } else { v.as_f64() })
-                .collect(),
-        );
-    }
-    let texts: Vec<Option<String>> = vals.map(Value::to_text).collect();
-    super::audience::text_column(texts.iter().map(|t| t.as_deref()))
 }
 
 /// Split `[SCHEMA.]TABLE`.
@@ -785,16 +591,17 @@ pub(super) fn if_not_exists(dialect: &dyn SqlDialect, ddl: String) -> String {
 /// one transaction.
 #[allow(clippy::too_many_arguments)]
 pub async fn write_table(
-    req: &Request,
+    dest: &TableOutput,
+    replace: bool,
     target: Option<&Target>,
-    table_name: &str,
     table: &Table,
     outcome: &Outcome,
     design: &Design,
     record: &DesignRecord,
     pb: &ProgressBar,
 ) -> Result<()> {
-    write_table_inner(req, target, table_name, table, outcome, design, record, pb)
+    let table_name = dest.spec.as_str();
+    write_table_inner(dest, replace, target, table, outcome, design, record, pb)
         .await
         .map_err(|e| match e {
             Error::Conflict(raw) => Error::runtime(format!(
@@ -809,18 +616,19 @@ pub async fn write_table(
 
 #[allow(clippy::too_many_arguments)]
 async fn write_table_inner(
-    req: &Request,
+    dest: &TableOutput,
+    replace: bool,
     target: Option<&Target>,
-    table_name: &str,
     table: &Table,
     outcome: &Outcome,
     design: &Design,
     record: &DesignRecord,
     pb: &ProgressBar,
 ) -> Result<()> {
+    let table_name = dest.spec.as_str();
     let (schema, name) = split_table(table_name)?;
-    let dsn = match (&req.dsn, target) {
-        (Some(d), _) => Dsn::parse(d)?,
+    let dsn = match (&dest.dsn, target) {
+        (Some(d), _) => d.clone(),
         (None, Some(t)) => t.dsn.clone(),
         (None, None) => {
             return Err(Error::usage(
@@ -829,7 +637,7 @@ async fn write_table_inner(
         }
     };
     let schema = schema.or_else(|| {
-        if req.dsn.is_none() {
+        if dest.dsn.is_none() {
             target.and_then(|t| t.schema.clone())
         } else {
             None
@@ -876,7 +684,7 @@ async fn write_table_inner(
     if dialect.bulk_load() == crate::warehouse::BulkLoad::LoadJob {
         let w = Staged {
             wh: &wh,
-            replace: req.replace,
+            replace,
             qualified: &qualified,
             xq: &xq,
             shown: &shown,
@@ -939,7 +747,7 @@ async fn write_table_inner(
             .and_then(Value::as_i64)
             .unwrap_or(0);
         if have > 0 {
-            if !req.replace {
+            if !replace {
                 return Err(already_holds(&dsn, &shown, have, &record.experiment_id));
             }
             tx.execute(

@@ -294,3 +294,83 @@ mod tests {
         );
     }
 }
+
+/// The `--metric` requests of a warehouse power check, checked before anything is read: at
+/// least one, and each with an effect unless a desired size asks for the minimum detectable
+/// effect.
+pub fn metric_requests(args: &[String], desired_n: Option<i64>) -> Result<Vec<MetricRequest>> {
+    if args.is_empty() {
+        return Err(Error::usage(
+            "--participant-type needs at least one --metric NAME[=pct:P|=target:T]",
+        ));
+    }
+    let requests = args
+        .iter()
+        .map(|m| parse_metric_arg(m))
+        .collect::<Result<Vec<_>>>()?;
+    if desired_n.is_none()
+        && let Some(r) = requests
+            .iter()
+            .find(|r| r.pct_change.is_none() && r.target.is_none())
+    {
+        return Err(Error::usage(format!(
+            "--metric {}: give the effect to detect as {0}=pct:0.1 or {0}=target:12.5 (or use --desired-n for the minimum detectable effect)",
+            r.name
+        )));
+    }
+    Ok(requests)
+}
+
+/// A cluster design whose inputs come from the warehouse: the cluster column, and the ICC,
+/// average size and CV given instead of estimated.
+#[derive(Debug, Clone, Default)]
+pub struct ClusterRequest {
+    pub column: String,
+    pub icc: Option<f64>,
+    pub avg_cluster_size: Option<f64>,
+    pub cv: Option<f64>,
+}
+
+/// The metrics' baselines from the audience and, for a cluster design, each metric's cluster
+/// inputs: one connection, the aggregate queries of [`audience_stats`] and
+/// [`super::icc::warehouse_inputs`].
+pub async fn warehouse_metrics(
+    aud: &crate::audience::ParticipantAudience,
+    requests: &[MetricRequest],
+    cluster: Option<&ClusterRequest>,
+) -> Result<(Vec<MetricSpec>, Option<Vec<super::icc::ClusterInputs>>)> {
+    let rp = &aud.participants;
+    let names: Vec<String> = requests.iter().map(|r| r.name.clone()).collect();
+    let wh = Warehouse::connect(&rp.dsn).await?;
+    let res = async {
+        let stats = audience_stats(
+            &wh,
+            rp.schema_name.as_deref(),
+            &rp.table_name,
+            &rp.sheet,
+            &names,
+            &aud.filters,
+        )
+        .await?;
+        let inputs = match cluster {
+            Some(c) => Some(
+                super::icc::warehouse_inputs(
+                    &wh,
+                    rp.schema_name.as_deref(),
+                    &rp.table_name,
+                    &rp.sheet,
+                    &names,
+                    &c.column,
+                    &aud.filters,
+                    (c.icc, c.avg_cluster_size, c.cv),
+                )
+                .await?,
+            ),
+            None => None,
+        };
+        Ok((metric_specs(&stats, requests), inputs))
+    }
+    .await;
+    wh.close().await;
+    res
+}
