@@ -530,6 +530,26 @@ pub fn render_csv(r: &FieldsReport) -> Result<String> {
     Ok(String::from_utf8(bytes).expect("CSV of UTF-8 strings is UTF-8"))
 }
 
+/// The fields report of a participant type: [`list_fields`] of `kind`, with the cluster-level
+/// summary by `cluster_column` when given, over one connection.
+pub async fn fields_report(
+    rp: &ResolvedParticipants,
+    kind: FieldKind,
+    cluster_column: Option<&str>,
+) -> Result<FieldsReport> {
+    let wh = Warehouse::connect(&rp.dsn).await?;
+    let res = async {
+        let mut report = list_fields(&wh, rp, kind).await?;
+        if let Some(col) = cluster_column {
+            add_cluster_summary(&wh, rp, &mut report, col).await?;
+        }
+        Ok(report)
+    }
+    .await;
+    wh.close().await;
+    res
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -555,24 +575,4 @@ mod tests {
             ]
         );
     }
-}
-
-/// The fields report of a participant type: [`list_fields`] of `kind`, with the cluster-level
-/// summary by `cluster_column` when given, over one connection.
-pub async fn fields_report(
-    rp: &ResolvedParticipants,
-    kind: FieldKind,
-    cluster_column: Option<&str>,
-) -> Result<FieldsReport> {
-    let wh = Warehouse::connect(&rp.dsn).await?;
-    let res = async {
-        let mut report = list_fields(&wh, rp, kind).await?;
-        if let Some(col) = cluster_column {
-            add_cluster_summary(&wh, rp, &mut report, col).await?;
-        }
-        Ok(report)
-    }
-    .await;
-    wh.close().await;
-    res
 }

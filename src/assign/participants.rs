@@ -90,7 +90,7 @@ async fn read(
                 b.push(v);
             }
             n += 1;
-            if n % 65_536 == 0 {
+            if n.is_multiple_of(65_536) {
                 pb.set_position(n as u64);
             }
             Ok(())
