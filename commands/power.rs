@@ -6,9 +6,11 @@
 use std::path::PathBuf;
 
 use xngin::audience::resolve_audience;
-use xngin::power::analysis::OfflineMetric;
+use xngin::power::analysis::check_offline_metric;
 use xngin::power::baseline::{ClusterRequest, metric_requests, warehouse_metrics};
-use xngin::power::{MetricType, check_power, check_power_clustered, resolve_design, to_json};
+use xngin::power::{
+    MetricSpec, MetricType, check_power, check_power_clustered, resolve_design, to_json,
+};
 
 use crate::Globals;
 
@@ -201,11 +203,18 @@ pub async fn run(args: Args, g: &Globals) -> anyhow::Result<()> {
             warehouse_metrics(&audience, &requests, cluster.as_ref()).await?
         }
         None => {
-            let metric = OfflineMetric {
-                metric_type: args.metric_type.map(|t| match t {
+            let metric_type = check_offline_metric(
+                args.metric_type.map(|t| match t {
                     MetricTypeArg::Numeric => MetricType::Numeric,
                     MetricTypeArg::Binary => MetricType::Binary,
                 }),
+                args.baseline,
+                args.target.is_some() || args.pct_change.is_some(),
+                args.desired_n,
+            )?;
+            let metric = MetricSpec {
+                name: "metric".into(),
+                metric_type,
                 baseline: args.baseline,
                 target: args.target,
                 pct_change: args.pct_change,
@@ -213,7 +222,7 @@ pub async fn run(args: Args, g: &Globals) -> anyhow::Result<()> {
                 available_n: args.available_n,
                 available_nonnull_n: args.available_nonnull_n,
             };
-            (vec![metric.into_spec(args.desired_n)?], None)
+            (vec![metric], None)
         }
     };
     let analyses = match inputs {

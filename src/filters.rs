@@ -442,6 +442,23 @@ pub fn validate(filters: &[Filter], sheet: &ConfigWorksheet) -> Result<()> {
     resolve(filters, sheet).map(|_| ())
 }
 
+/// [`resolve`], with its problems added to `errors` (a caller that checks more than the
+/// filters reports everything at once); Ok(empty) when there were problems.
+pub fn resolve_into(
+    filters: &[Filter],
+    sheet: &ConfigWorksheet,
+    errors: &mut Vec<String>,
+) -> Result<Vec<ResolvedFilter>> {
+    match resolve(filters, sheet) {
+        Ok(r) => Ok(r),
+        Err(Error::Invalid(e)) => {
+            errors.extend(e);
+            Ok(Vec::new())
+        }
+        Err(other) => Err(other),
+    }
+}
+
 /// [`validate`], returning the filters with values typed for their columns.
 pub fn resolve(filters: &[Filter], sheet: &ConfigWorksheet) -> Result<Vec<ResolvedFilter>> {
     let mut out = Vec::new();

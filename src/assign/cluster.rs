@@ -48,15 +48,22 @@ pub struct Clusters {
 /// Shown examples in error messages.
 const EXAMPLES: usize = 5;
 
+/// The cluster column must not be the unique id column: every participant would be its own
+/// cluster. The one check of it, for files, participant types and library callers (exit 2).
+pub fn check_not_id(column: &str, id_column: &str) -> Result<()> {
+    if column == id_column {
+        return Err(Error::usage(format!(
+            "--cluster-column {column} is the unique id column {id_column}: every participant would be \
+             its own cluster; leave out --cluster-column for an individually randomized design"
+        )));
+    }
+    Ok(())
+}
+
 /// Group `table`'s rows by `column`; the `strata` columns must be constant within a cluster.
 pub fn clusters(table: &Table, column: &str, strata: &[String]) -> Result<Clusters> {
     let src = &table.source;
-    if column == table.id_column {
-        return Err(Error::usage(format!(
-            "--cluster-column {column} is the unique id column: every participant would be its own \
-             cluster; leave out --cluster-column for an individually randomized design"
-        )));
-    }
+    check_not_id(column, &table.id_column)?;
     let Some(col) = table.column(column) else {
         let names: Vec<&str> = table.columns.iter().map(|c| c.name.as_str()).collect();
         return Err(Error::invalid(format!(

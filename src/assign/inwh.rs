@@ -134,15 +134,8 @@ pub async fn run(aud: &ParticipantAudience, d: &DesignRequest, out: &Outputs) ->
         &label,
         &id,
         target,
-        Design {
-            arms: d.arms.clone(),
-            strata: d.strata.clone(),
-            quantiles: d.quantiles,
-            misfit: d.misfit,
-            seed,
-            fstat_thresh: d.fstat_thresh,
-            cluster: None,
-        },
+        // Cluster designs were refused above.
+        d.with_seed(seed),
         (experiment_id, created_at, seed_given),
     )
     .await;

@@ -100,11 +100,8 @@ pub fn check_request(
                  narrow the audience with filters instead",
             ));
         }
-        if file_id_column == Some(c.as_str()) {
-            return Err(Error::usage(format!(
-                "--cluster-column {c} is the --id-column: every participant would be its own \
-                 cluster; leave out --cluster-column for an individually randomized design"
-            )));
+        if let Some(id) = file_id_column {
+            super::cluster::check_not_id(c, id)?;
         }
         if strata.contains(c) {
             return Err(Error::usage(format!(
@@ -166,6 +163,21 @@ pub fn check_request(
         ));
     }
     Ok(())
+}
+
+impl DesignRequest {
+    /// The design to draw with this seed.
+    pub fn with_seed(&self, seed: u64) -> Design {
+        Design {
+            arms: self.arms.clone(),
+            strata: self.strata.clone(),
+            quantiles: self.quantiles,
+            misfit: self.misfit,
+            seed,
+            fstat_thresh: self.fstat_thresh,
+            cluster: self.cluster.clone(),
+        }
+    }
 }
 
 impl Request {
@@ -311,15 +323,7 @@ pub async fn run(req: &Request) -> Result<Report> {
         Some(k) => sample(&table, k as usize, seed)?,
         None => table,
     };
-    let design = Design {
-        arms: d.arms.clone(),
-        strata: d.strata.clone(),
-        quantiles: d.quantiles,
-        misfit: d.misfit,
-        seed,
-        fstat_thresh: d.fstat_thresh,
-        cluster: d.cluster.clone(),
-    };
+    let design = d.with_seed(seed);
     trace("audience read");
     let outcome = assign(&table, &design)?;
     for n in &outcome.notes {

@@ -87,11 +87,8 @@ pub(super) fn sheet_id_and_strata(
                     "{label}: no field named {s} for --cluster-column (fields: {})",
                     fields.join(", ")
                 ));
-            } else if *s == id {
-                errs.push(format!(
-                    "{label}: --cluster-column {s} is the unique id: every participant would be its \
-                     own cluster; leave out --cluster-column for an individually randomized design"
-                ));
+            } else {
+                super::cluster::check_not_id(s, &id)?;
             }
         } else if *s == id {
             errs.push(format!(

@@ -1086,48 +1086,29 @@ pub fn check_power_clustered(
     }
 }
 
-/// An offline metric (no warehouse), as given: checked by [`OfflineMetric::into_spec`] for
-/// what a power check needs.
-#[derive(Debug, Clone, Default)]
-pub struct OfflineMetric {
-    pub metric_type: Option<MetricType>,
-    pub baseline: Option<f64>,
-    pub target: Option<f64>,
-    pub pct_change: Option<f64>,
-    pub stddev: Option<f64>,
-    pub available_n: Option<i64>,
-    pub available_nonnull_n: Option<i64>,
-}
-
-impl OfflineMetric {
-    /// The metric named `metric`: its type and baseline are required, and an effect unless
-    /// `desired_n` asks for the minimum detectable effect.
-    pub fn into_spec(self, desired_n: Option<i64>) -> Result<MetricSpec> {
-        let Some(metric_type) = self.metric_type else {
-            return Err(Error::usage(
-                "give --metric-type (numeric or binary) with --baseline and --target/--pct-change, \
-                 or --participant-type with --metric to read baselines from the warehouse",
-            ));
-        };
-        if self.baseline.is_none() {
-            return Err(Error::usage(
-                "--baseline is required for an offline power check",
-            ));
-        }
-        if self.target.is_none() && self.pct_change.is_none() && desired_n.is_none() {
-            return Err(Error::usage(
-                "give the effect to detect with --target or --pct-change (or --desired-n for the minimum detectable effect)",
-            ));
-        }
-        Ok(MetricSpec {
-            name: "metric".into(),
-            metric_type,
-            baseline: self.baseline,
-            target: self.target,
-            pct_change: self.pct_change,
-            stddev: self.stddev,
-            available_n: self.available_n,
-            available_nonnull_n: self.available_nonnull_n,
-        })
+/// Check an offline metric (no warehouse) for what a power check needs: its type and baseline,
+/// and an effect unless `desired_n` asks for the minimum detectable effect. Returns the type.
+pub fn check_offline_metric(
+    metric_type: Option<MetricType>,
+    baseline: Option<f64>,
+    has_effect: bool,
+    desired_n: Option<i64>,
+) -> Result<MetricType> {
+    let Some(metric_type) = metric_type else {
+        return Err(Error::usage(
+            "give --metric-type (numeric or binary) with --baseline and --target/--pct-change, \
+             or --participant-type with --metric to read baselines from the warehouse",
+        ));
+    };
+    if baseline.is_none() {
+        return Err(Error::usage(
+            "--baseline is required for an offline power check",
+        ));
     }
+    if !has_effect && desired_n.is_none() {
+        return Err(Error::usage(
+            "give the effect to detect with --target or --pct-change (or --desired-n for the minimum detectable effect)",
+        ));
+    }
+    Ok(metric_type)
 }

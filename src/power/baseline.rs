@@ -126,14 +126,7 @@ pub async fn audience_stats(
             },
         }
     }
-    let resolved = match filters::resolve(filters, sheet) {
-        Ok(r) => r,
-        Err(Error::Invalid(e)) => {
-            errors.extend(e);
-            Vec::new()
-        }
-        Err(other) => return Err(other),
-    };
+    let resolved = filters::resolve_into(filters, sheet, &mut errors)?;
     if !errors.is_empty() {
         return Err(Error::Invalid(errors));
     }

@@ -729,14 +729,7 @@ pub async fn warehouse_estimate(
             names.join(", ")
         ));
     }
-    let resolved = match filters::resolve(filters, sheet) {
-        Ok(r) => r,
-        Err(Error::Invalid(e)) => {
-            errors.extend(e);
-            Vec::new()
-        }
-        Err(other) => return Err(other),
-    };
+    let resolved = filters::resolve_into(filters, sheet, &mut errors)?;
     if !errors.is_empty() {
         return Err(Error::Invalid(errors));
     }

@@ -482,7 +482,28 @@ fn bad_cluster_input_is_refused_with_a_reason() {
     );
     let (code, err) = run(good, &["--cluster-column", "pupil"]);
     assert_eq!(code, 2, "{err}");
-    assert!(err.contains("is the --id-column"), "{err}");
+    assert!(err.contains("is the unique id column pupil"), "{err}");
+    // The same check, and exit code, when the id comes from a participant type's sheet.
+    let out = common::xngin(&common::shared_home())
+        .args([
+            "assign",
+            "--participant-type",
+            "test_participant_type",
+            "--arms",
+            "a,b",
+            "--cluster-column",
+            "id",
+            "--seed",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    let err = common::stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("--cluster-column id is the unique id column id"),
+        "{err}"
+    );
     let (code, err) = run(good, &["--cluster-column", "school", "--strata", "school"]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("is also in --strata/--metrics"), "{err}");
