@@ -11,6 +11,7 @@ mod bootstrap_spreadsheet;
 mod create_testing_dwh;
 mod export_json_schemas;
 mod fields;
+mod flags;
 mod parse_config_spreadsheet;
 mod power;
 mod validate_settings;
@@ -87,6 +88,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    xngin::input::set_namer(flags::flag);
     let cli = Cli::parse();
     xngin::output::set_quiet(cli.globals.quiet);
     xngin::warehouse::set_echo_sql(cli.globals.echo_sql);

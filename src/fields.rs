@@ -8,6 +8,7 @@
 //! aggregate query per table computes every min, max and NULL count at once; each discrete field
 //! then needs one `SELECT DISTINCT`.
 
+use crate::input::names::*;
 use std::cmp::Ordering;
 
 use serde::Serialize;
@@ -282,7 +283,7 @@ pub async fn add_cluster_summary(
             .map(|c| c.column_name.as_str())
             .collect();
         return Err(Error::invalid(format!(
-            "--cluster-column {cluster_column}: no column {cluster_column:?} in the sheet for {} (fields: {})",
+            "{CLUSTER_COLUMN} {cluster_column}: no column {cluster_column:?} in the sheet for {} (fields: {})",
             rp.table_name,
             names.join(", ")
         )));
@@ -367,7 +368,7 @@ fn cluster_lines(r: &FieldsReport) -> String {
     format!(
         "clusters of {}: {} (sizes {} to {}, average {}, CV {}); rows without a cluster id: {}\n\
          \"varies in\": the clusters in which a field takes more than one value (0: constant within \
-         clusters, usable as a stratum of assign --cluster-column)\n",
+         clusters, usable as a stratum of assign {CLUSTER_COLUMN})\n",
         c.cluster_column,
         c.clusters,
         c.min_cluster_size,

@@ -40,6 +40,7 @@
 //! offset is refused with the reference's "must be in UTC" message. A date column takes a
 //! date-time too and compares its date; timestamps are compared to the whole second.
 
+use crate::input::names::*;
 use std::path::Path;
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Timelike};
@@ -168,11 +169,11 @@ fn valid_field_name(name: &str) -> bool {
 /// value that holds commas), `null` (any case, unquoted or quoted) is NULL, and an empty side of
 /// `between` is open (NULL). Relation names are case-insensitive.
 pub fn parse_cli_filter(spec: &str) -> Result<Filter> {
-    let origin = format!("--filter {spec:?}");
+    let origin = format!("{FILTER} {spec:?}");
     let usage = |why: &str| {
         Error::usage(format!(
             "{origin}: {why}; expected \"FIELD RELATION V1,V2\" with RELATION one of includes, excludes, between \
-             (e.g. --filter \"gender includes female,male\" or --filter \"age between 18,\")"
+             (e.g. {FILTER} \"gender includes female,male\" or {FILTER} \"age between 18,\")"
         ))
     };
     let trimmed = spec.trim_start();

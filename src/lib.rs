@@ -11,6 +11,7 @@
 //! * [`filters`]: audience filters and their SQL.
 //! * [`power`]: sample size and minimum detectable effect.
 //! * [`assign`]: stratified random assignment, balance check, outputs.
+//! * [`input`]: the inputs a user gives, named in messages (flags only in the binary).
 //! * [`weights`]: arm weights in the Python tool's forms, read as exact fractions.
 
 pub mod assign;
@@ -21,6 +22,7 @@ pub mod error;
 pub mod fields;
 pub mod filters;
 pub mod google;
+pub mod input;
 pub mod output;
 pub mod power;
 pub mod settings;

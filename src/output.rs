@@ -11,6 +11,7 @@
 //!   the rename, so that a run commits all its outputs last; temporary files of killed runs are
 //!   removed by the next write to the same directory.
 
+use crate::input::names::*;
 use std::io::{self, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -131,7 +132,7 @@ impl Pending {
             tmp.persist_noclobber(&path).map_err(|e| {
                 if e.error.kind() == io::ErrorKind::AlreadyExists {
                     Error::runtime(format!(
-                        "{}: already exists; pass --replace to overwrite it",
+                        "{}: already exists; pass {REPLACE} to overwrite it",
                         path.display()
                     ))
                 } else {
@@ -205,7 +206,7 @@ impl AtomicWriter {
 pub fn open_atomic(path: &Path, replace: bool) -> Result<AtomicWriter> {
     if !replace && path.exists() {
         return Err(Error::runtime(format!(
-            "{}: already exists; pass --replace to overwrite it",
+            "{}: already exists; pass {REPLACE} to overwrite it",
             path.display()
         )));
     }
@@ -332,7 +333,7 @@ mod tests {
             write_atomic(&p, false, |_| Ok(()))
                 .unwrap_err()
                 .to_string()
-                .contains("--replace")
+                .contains(&format!("{REPLACE}"))
         );
         write_atomic(&p, true, |w| {
             w.write_all(b"new").map_err(|e| Error::io(&p, e))

@@ -5,6 +5,7 @@
 //! they are converted (no per-row allocation); the id column is read as text and becomes integer
 //! ids when every value is a canonical integer that fits in i64 (exact, never through floats).
 
+use crate::input::names::*;
 use std::path::Path;
 
 use polars::prelude as pl;
@@ -101,7 +102,7 @@ fn check_columns(
     let mut missing = Vec::new();
     if !header.iter().any(|h| h == id_column) {
         missing.push(format!(
-            "{src}: no column named {id_column} for --id-column (columns: {})",
+            "{src}: no column named {id_column} for {ID_COLUMN} (columns: {})",
             header.join(", ")
         ));
     }
@@ -109,17 +110,17 @@ fn check_columns(
         if Some(s.as_str()) == cluster {
             if !header.iter().any(|h| h == s) {
                 missing.push(format!(
-                    "{src}: no column named {s} for --cluster-column (columns: {})",
+                    "{src}: no column named {s} for {CLUSTER_COLUMN} (columns: {})",
                     header.join(", ")
                 ));
             }
         } else if s == id_column {
             missing.push(format!(
-                "{src}: {s} is the id column; its values are all distinct, so it cannot be a stratum (remove it from --strata/--metrics)"
+                "{src}: {s} is the id column; its values are all distinct, so it cannot be a stratum (remove it from {STRATA}/{METRICS})"
             ));
         } else if !header.iter().any(|h| h == s) {
             missing.push(format!(
-                "{src}: no column named {s} in --strata/--metrics (columns: {})",
+                "{src}: no column named {s} in {STRATA}/{METRICS} (columns: {})",
                 header.join(", ")
             ));
         }
@@ -982,12 +983,12 @@ mod tests {
         let lines = e.lines();
         assert_eq!(lines.len(), 2);
         assert!(
-            lines[0].ends_with(
-                "no column named pid for --id-column (columns: id, g, income, flag, other)"
-            ),
+            lines[0].ends_with(&format!(
+                "no column named pid for {ID_COLUMN} (columns: id, g, income, flag, other)"
+            )),
             "{lines:?}"
         );
-        assert!(lines[1].contains("no column named nope in --strata/--metrics"));
+        assert!(lines[1].contains(&format!("no column named nope in {STRATA}/{METRICS}")));
         assert_eq!(e.exit_code(), 3);
     }
 

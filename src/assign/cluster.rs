@@ -17,6 +17,7 @@
 //! * Balance: the regression of every participant's arm on its (cluster's) strata, with the
 //!   covariance clustered by cluster ([`super::cluster_balance`], CR1).
 
+use crate::input::names::*;
 use std::collections::HashMap;
 
 use super::data::{Column, ColumnData, Ids, Table};
@@ -53,8 +54,8 @@ const EXAMPLES: usize = 5;
 pub fn check_not_id(column: &str, id_column: &str) -> Result<()> {
     if column == id_column {
         return Err(Error::usage(format!(
-            "--cluster-column {column} is the unique id column {id_column}: every participant would be \
-             its own cluster; leave out --cluster-column for an individually randomized design"
+            "{CLUSTER_COLUMN} {column} is the unique id column {id_column}: every participant would be \
+             its own cluster; leave out {CLUSTER_COLUMN} for an individually randomized design"
         )));
     }
     Ok(())
@@ -67,7 +68,7 @@ pub fn clusters(table: &Table, column: &str, strata: &[String]) -> Result<Cluste
     let Some(col) = table.column(column) else {
         let names: Vec<&str> = table.columns.iter().map(|c| c.name.as_str()).collect();
         return Err(Error::invalid(format!(
-            "{src}: no column named {column} for --cluster-column (available: {})",
+            "{src}: no column named {column} for {CLUSTER_COLUMN} (available: {})",
             names.join(", ")
         )));
     };

@@ -1,5 +1,6 @@
 //! The design of an assignment: arms and exact weights, strata, misfit strategy, seed.
 
+use crate::input::names::*;
 use num_integer::Integer;
 use num_rational::Ratio;
 
@@ -59,20 +60,20 @@ impl Arms {
     pub fn new(names: &[String], weights: Option<&[String]>) -> Result<Arms> {
         if names.len() < 2 {
             return Err(Error::usage(format!(
-                "--arms needs at least 2 arms, got {}; e.g. --arms control,treatment",
+                "{ARMS} needs at least 2 arms, got {}; e.g. {ARMS} control,treatment",
                 names.len()
             )));
         }
         for (i, n) in names.iter().enumerate() {
             if n.trim().is_empty() {
                 return Err(Error::usage(format!(
-                    "--arms: arm {} has an empty name",
+                    "{ARMS}: arm {} has an empty name",
                     i + 1
                 )));
             }
             if names[..i].contains(n) {
                 return Err(Error::usage(format!(
-                    "--arms: the arm name {n:?} appears twice; arm names must be unique"
+                    "{ARMS}: the arm name {n:?} appears twice; arm names must be unique"
                 )));
             }
         }
@@ -84,7 +85,7 @@ impl Arms {
             Some(ws) => {
                 if ws.len() != names.len() {
                     return Err(Error::usage(format!(
-                        "--arm-weights has {} value(s) but --arms names {} arm(s); give one weight per arm",
+                        "{ARM_WEIGHTS} has {} value(s) but {ARMS} names {} arm(s); give one weight per arm",
                         ws.len(),
                         names.len()
                     )));
@@ -92,20 +93,20 @@ impl Arms {
                 let mut v = Vec::new();
                 for (w, n) in ws.iter().zip(names) {
                     v.push(crate::weights::parse_weight(w).map_err(|m| {
-                        Error::usage(format!("--arm-weights: the weight {w:?} of arm {n}: {m}"))
+                        Error::usage(format!("{ARM_WEIGHTS}: the weight {w:?} of arm {n}: {m}"))
                     })?);
                 }
                 (v, ws.to_vec())
             }
         };
         let probs = crate::weights::normalise(&weights)
-            .map_err(|m| Error::usage(format!("--arm-weights {}: {m}", texts.join(","))))?;
+            .map_err(|m| Error::usage(format!("{ARM_WEIGHTS} {}: {m}", texts.join(","))))?;
         let mut block: i128 = 1;
         for p in &probs {
             block = block.lcm(p.denom());
             if block > MAX_BLOCK as i128 {
                 return Err(Error::usage(format!(
-                    "--arm-weights {} need blocks of more than {MAX_BLOCK} rows (the least common multiple of the \
+                    "{ARM_WEIGHTS} {} need blocks of more than {MAX_BLOCK} rows (the least common multiple of the \
                      arm shares' denominators); use simpler weights such as whole percentages",
                     texts.join(",")
                 )));
@@ -247,7 +248,7 @@ mod tests {
         };
         assert!(e(&["a"], None).contains("at least 2 arms"));
         assert!(e(&["a", "a"], None).contains("appears twice"));
-        assert!(e(&["a", "b"], Some(&["1"])).contains("1 value(s) but --arms names 2"));
+        assert!(e(&["a", "b"], Some(&["1"])).contains(&format!("1 value(s) but {ARMS} names 2")));
         assert!(e(&["a", "b"], Some(&["1", "0"])).contains("positive"));
         assert!(e(&["a", "b"], Some(&["1", "-1"])).contains("positive number"));
         assert!(e(&["a", "b"], Some(&["1", "x"])).contains("\"x\" of arm b"));

@@ -21,6 +21,7 @@
 
 use super::balance::{self, Covariate};
 use super::data::{Ids, Table};
+use crate::input::names::*;
 
 use super::output::{AudienceRecord, DesignRecord, Fingerprint, push_csv_field};
 use super::preprocess::{Codes, Dropped};
@@ -51,7 +52,7 @@ struct Stratum {
 
 fn unsupported(what: String) -> Error {
     Error::usage(format!(
-        "--in-warehouse: {what}; run without --in-warehouse to assign locally"
+        "{IN_WAREHOUSE}: {what}; run without {IN_WAREHOUSE} to assign locally"
     ))
 }
 
@@ -67,26 +68,26 @@ fn type_name(t: DataType, declared: &str) -> String {
 /// Run `assign --in-warehouse`.
 pub async fn run(aud: &ParticipantAudience, d: &DesignRequest, out: &Outputs) -> Result<Report> {
     if out.table.as_ref().is_some_and(|t| t.dsn.is_some()) {
-        return Err(Error::usage(
-            "--in-warehouse writes into the participant type's own warehouse; drop --dsn",
-        ));
+        return Err(Error::usage(format!(
+            "{IN_WAREHOUSE} writes into the participant type's own warehouse; drop {DSN}"
+        )));
     }
     if let Some(c) = &d.cluster {
         return Err(unsupported(format!(
-            "--cluster-column {c}: cluster designs are assigned locally for now"
+            "{CLUSTER_COLUMN} {c}: cluster designs are assigned locally for now"
         )));
     }
     if out.table.is_none() && out.file.is_none() {
-        return Err(Error::usage(
-            "--in-warehouse needs --write-table [SCHEMA.]TABLE (written by the warehouse) or --output FILE.csv \
-             (the rows streamed out), or both",
-        ));
+        return Err(Error::usage(format!(
+            "{IN_WAREHOUSE} needs {WRITE_TABLE} [SCHEMA.]TABLE (written by the warehouse) or {OUTPUT} FILE.csv \
+             (the rows streamed out), or both"
+        )));
     }
     if let Some(file) = &out.file
         && super::audience::file_kind(file)? != super::audience::FileKind::Csv
     {
         return Err(unsupported(format!(
-            "--output {}: the rows are streamed out as CSV; give a .csv file",
+            "{OUTPUT} {}: the rows are streamed out as CSV; give a .csv file",
             file.display()
         )));
     }
@@ -116,7 +117,7 @@ pub async fn run(aud: &ParticipantAudience, d: &DesignRequest, out: &Outputs) ->
             if !dialect.has_schemas() && wt_schema.is_some() {
                 return Err(super::warehouse::no_schemas(
                     dialect,
-                    "--write-table",
+                    &WRITE_TABLE.to_string(),
                     t,
                     &wt_name,
                 ));
@@ -143,7 +144,7 @@ pub async fn run(aud: &ParticipantAudience, d: &DesignRequest, out: &Outputs) ->
     res.map_err(|e| match e {
         Error::Conflict(raw) => Error::runtime(format!(
             "another run is writing the table {} at the same time, so this run wrote nothing ({raw}); \
-             wait for it to finish, then run again (--replace to overwrite its rows of the same experiment)",
+             wait for it to finish, then run again ({REPLACE} to overwrite its rows of the same experiment)",
             table_spec.unwrap_or_default()
         )),
         other => other,
@@ -169,7 +170,7 @@ async fn run_on(
     let q = |s: &str| wh.quote(s);
     if dialect.hex_word("x", 0).is_none() || !dialect.has_transactions() {
         return Err(unsupported(format!(
-            "{} does not compute the keyed assignment yet; run without --in-warehouse to assign locally (the same rows)",
+            "{} does not compute the keyed assignment yet; run without {IN_WAREHOUSE} to assign locally (the same rows)",
             dialect.product()
         )));
     }
@@ -395,7 +396,7 @@ async fn run_on(
         let row = match d.sample_size {
             Some(k) if k > n_all => {
                 return Err(Error::invalid(format!(
-                    "--sample-size {k} is larger than the audience ({n_all} participants in {source}); lower it or widen the filters"
+                    "{SAMPLE_SIZE} {k} is larger than the audience ({n_all} participants in {source}); lower it or widen the filters"
                 )));
             }
             Some(_) => {
@@ -512,7 +513,7 @@ async fn run_on(
                 notes.push(format!(
                     "{partial} of the {} blocks are partial: {n_strata} strata for {n} participants leave most strata \
                      smaller than a block of {l} or with leftovers (misfits), so the arm shares are exact in few \
-                     blocks; use fewer or coarser strata (or fewer --quantiles)",
+                     blocks; use fewer or coarser strata (or fewer {QUANTILES})",
                     full + partial
                 ));
             }
@@ -522,7 +523,7 @@ async fn run_on(
                     return Err(Error::invalid(format!(
                         "{source}: with blocks of {l}, {with_leftovers} strata have leftover participants, and misfit strategy \
                          stratum would hash one block mask for each ({} hashes, over the limit of {}): use \
-                         simpler --arm-weights (smaller blocks), fewer strata, or --misfit-strategy global",
+                         simpler {ARM_WEIGHTS} (smaller blocks), fewer strata, or {MISFIT_STRATEGY} global",
                         with_leftovers * l,
                         stochatreat::MAX_MASK_HASHES
                     )));
@@ -556,7 +557,7 @@ async fn run_on(
         };
         let unsupported_engine = || {
             unsupported(format!(
-                "{} does not compute the keyed assignment yet; run without --in-warehouse to assign locally (the same rows)",
+                "{} does not compute the keyed assignment yet; run without {IN_WAREHOUSE} to assign locally (the same rows)",
                 dialect.product()
             ))
         };
@@ -635,8 +636,8 @@ async fn run_on(
             if have > 0 {
                 if !out.replace {
                     return Err(Error::invalid(format!(
-                        "{dsn}: the table {shown} already holds {have} assignment(s) of experiment {experiment_id}; pass --replace to replace \
-                         them or choose another --experiment-id"
+                        "{dsn}: the table {shown} already holds {have} assignment(s) of experiment {experiment_id}; pass {REPLACE} to replace \
+                         them or choose another {EXPERIMENT_ID}"
                     )));
                 }
                 tx.execute(
@@ -692,7 +693,7 @@ async fn run_on(
             }
         } else {
             // No table: the assignment streamed straight into the file, counted on the way.
-            let f = file.as_mut().expect("--write-table or --output");
+            let f = file.as_mut().expect("a table or a file is written");
             let sql = format!(
                 "SELECT a.participant_id, a.arm_id, a.stratum_id{carried} {from} ORDER BY {}",
                 id_order("a.participant_id")

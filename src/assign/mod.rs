@@ -39,6 +39,7 @@ pub mod warehouse;
 #[cfg(test)]
 mod proptests;
 
+use crate::input::names::*;
 pub use data::{Column, ColumnData, Ids, NULL_CODE, Table};
 pub use design::{Arm, Arms, MisfitStrategy};
 pub use preprocess::Dropped;
@@ -183,7 +184,7 @@ pub fn check_strata(table: &Table, strata: &[String]) -> Result<()> {
     for s in strata {
         if *s == table.id_column {
             errs.push(format!(
-                "{}: {s} is the unique id column; its values are all distinct, so it cannot be a stratum (remove it from --strata/--metrics)",
+                "{}: {s} is the unique id column; its values are all distinct, so it cannot be a stratum (remove it from {STRATA}/{METRICS})",
                 table.source
             ));
         } else if table.column(s).is_none() {
@@ -233,7 +234,7 @@ pub fn check_finite(table: &Table, strata: &[String]) -> Result<()> {
 pub fn sample(table: &Table, k: usize, seed: u64) -> Result<Table> {
     if k > table.len() {
         return Err(Error::invalid(format!(
-            "--sample-size {k} is larger than the audience ({} participants in {}); lower it or widen the filters",
+            "{SAMPLE_SIZE} {k} is larger than the audience ({} participants in {}); lower it or widen the filters",
             table.len(),
             table.source
         )));
@@ -367,7 +368,7 @@ pub(crate) fn draw<'a>(
             notes.push(format!(
                 "{partial} of the {} blocks are partial: {count} strata for {n} {units} leave most strata \
                  smaller than a block of {} or with leftovers (misfits), so the arm shares are exact in few \
-                 blocks; use fewer or coarser strata (or fewer --quantiles)",
+                 blocks; use fewer or coarser strata (or fewer {QUANTILES})",
                 full + partial,
                 design.arms.block
             ));
@@ -384,7 +385,7 @@ pub(crate) fn draw<'a>(
             Error::invalid(format!(
                 "{}: with blocks of {}, {} strata have leftover {units}, and misfit strategy \
                  stratum would hash one block mask for each ({} hashes, over the limit of {}): use \
-                 simpler --arm-weights (smaller blocks), fewer strata, or --misfit-strategy global",
+                 simpler {ARM_WEIGHTS} (smaller blocks), fewer strata, or {MISFIT_STRATEGY} global",
                 table.source,
                 e.block,
                 e.strata,

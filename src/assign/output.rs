@@ -13,6 +13,7 @@
 //! into place last (data file, then record), and readers ([`check_pair`]) refuse a file whose
 //! record is missing or describes other bytes (e.g. a run killed between the two renames).
 
+use crate::input::names::*;
 use std::io::Write;
 use std::path::Path;
 
@@ -468,7 +469,7 @@ pub struct Outputs {
 /// How the draw is derived, for the record.
 pub const RNG_DESCRIPTION: &str = "keyed MD5: unit key = md5(\"{seed}:{id}\") in lowercase hex; within a stratum units in \
 key order fill blocks mapped to arms by the weight pattern; leftovers by md5(\"mask:{seed}:{stratum_id|global}:{position}\") \
-(global pool ordered by md5(\"pool:{seed}:{id}\")); --sample-size keeps the smallest keys; see docs/assignment-algorithm.md";
+(global pool ordered by md5(\"pool:{seed}:{id}\")); a sample (sample_size) keeps the smallest keys; see docs/assignment-algorithm.md";
 
 impl DesignRecord {
     #[allow(clippy::too_many_arguments)]
@@ -650,7 +651,7 @@ pub fn check_pair(path: &Path, experiment_id: &str) -> Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Err(Error::runtime(format!(
                 "{}: its design record {} is missing, so the experiment id cannot be checked; \
-                 keep the two files together (rerun assign --output to write both)",
+                 keep the two files together (rerun assign {OUTPUT} to write both)",
                 path.display(),
                 dp.display()
             )));
@@ -675,7 +676,7 @@ pub fn check_pair(path: &Path, experiment_id: &str) -> Result<()> {
         .ok_or_else(|| {
             Error::invalid(format!(
                 "{}: the design record has no outputs.file_sha256 to pair it with {}; \
-                 rerun assign --output to write both files",
+                 rerun assign {OUTPUT} to write both files",
                 dp.display(),
                 path.display()
             ))
@@ -683,7 +684,7 @@ pub fn check_pair(path: &Path, experiment_id: &str) -> Result<()> {
     if file_sha256(path)? != want_sha {
         return Err(Error::invalid(format!(
             "{}: the file does not match its design record {} (they were written by different runs, \
-             e.g. an interrupted one); rerun assign --output --replace to write both",
+             e.g. an interrupted one); rerun assign {OUTPUT} {REPLACE} to write both",
             path.display(),
             dp.display()
         )));

@@ -15,6 +15,7 @@
 
 use super::data::{ColumnData, NULL_CODE, Table};
 use super::qcut;
+use crate::input::names::*;
 
 /// The marker of NULL strata values.
 pub const NULL_LEVEL: &str = "__NULL__";
@@ -86,7 +87,7 @@ pub fn preprocess<'a>(table: &'a Table, strata: &[String], quantiles: u32) -> Pr
             let values = (0..col.len()).filter(|&i| !col.is_null(i)).count();
             if quantiles as usize > values {
                 out.notes.push(format!(
-                    "--quantiles {quantiles} is more than the {values} value(s) of {name} can fill: \
+                    "{QUANTILES} {quantiles} is more than the {values} value(s) of {name} can fill: \
                      each distinct value of {name} is its own bin"
                 ));
             }

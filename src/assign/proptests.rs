@@ -3,6 +3,7 @@
 
 #![allow(clippy::needless_range_loop)]
 
+use crate::input::names::*;
 use std::collections::HashMap;
 
 use proptest::prelude::*;
@@ -305,10 +306,12 @@ fn strata_smaller_than_huge_blocks_are_refused_not_hashed_for_minutes() {
     assert_eq!(e.exit_code(), 3);
     assert_eq!(
         e.to_string(),
-        "people.csv: with blocks of 100000, 300 strata have leftover participants, and misfit \
+        format!(
+            "people.csv: with blocks of 100000, 300 strata have leftover participants, and misfit \
          strategy stratum would hash one block mask for each (30000000 hashes, over the limit of \
-         20000000): use simpler --arm-weights (smaller blocks), fewer strata, or --misfit-strategy \
+         20000000): use simpler {ARM_WEIGHTS} (smaller blocks), fewer strata, or {MISFIT_STRATEGY} \
          global"
+        )
     );
 }
 

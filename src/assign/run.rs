@@ -1,5 +1,6 @@
 //! `xngin assign` end to end: read the audience, draw, write the outputs, build the record.
 
+use crate::input::names::*;
 use std::path::PathBuf;
 
 use crate::audience::Audience;
@@ -74,39 +75,39 @@ pub fn check_request(
     file_id_column: Option<&str>,
 ) -> Result<()> {
     if design.quantiles == 0 {
-        return Err(Error::usage("--quantiles must be at least 1"));
+        return Err(Error::usage(format!("{QUANTILES} must be at least 1")));
     }
     if !(0.0..=1.0).contains(&design.fstat_thresh) {
         return Err(Error::usage(format!(
-            "--fstat-thresh {} is not a p-value threshold between 0 and 1",
+            "{FSTAT_THRESH} {} is not a p-value threshold between 0 and 1",
             design.fstat_thresh
         )));
     }
     if let Some(id) = &outputs.experiment_id
         && (id.trim().is_empty() || id.len() > 200 || id.chars().any(char::is_control))
     {
-        return Err(Error::usage(
-            "--experiment-id must be 1 to 200 printable characters",
-        ));
+        return Err(Error::usage(format!(
+            "{EXPERIMENT_ID} must be 1 to 200 printable characters"
+        )));
     }
     if design.sample_size.is_some_and(|k| k < 2) {
-        return Err(Error::usage("--sample-size must be at least 2"));
+        return Err(Error::usage(format!("{SAMPLE_SIZE} must be at least 2")));
     }
     let strata = &design.strata;
     if let Some(c) = &design.cluster {
         if design.sample_size.is_some() {
-            return Err(Error::usage(
-                "--sample-size draws participants, which would split clusters; with --cluster-column \
-                 narrow the audience with filters instead",
-            ));
+            return Err(Error::usage(format!(
+                "{SAMPLE_SIZE} draws participants, which would split clusters; with {CLUSTER_COLUMN} \
+                 narrow the audience with filters instead"
+            )));
         }
         if let Some(id) = file_id_column {
             super::cluster::check_not_id(c, id)?;
         }
         if strata.contains(c) {
             return Err(Error::usage(format!(
-                "--cluster-column {c} is also in --strata/--metrics; the cluster id cannot stratify \
-                 its own clusters (remove it from --strata/--metrics)"
+                "{CLUSTER_COLUMN} {c} is also in {STRATA}/{METRICS}; the cluster id cannot stratify \
+                 its own clusters (remove it from {STRATA}/{METRICS})"
             )));
         }
         if super::warehouse::RESERVED_COLUMNS
@@ -114,7 +115,7 @@ pub fn check_request(
             .any(|r| r.eq_ignore_ascii_case(c))
         {
             return Err(Error::usage(format!(
-                "--cluster-column {c}: the assignment has its own column of that name ({}); rename \
+                "{CLUSTER_COLUMN} {c}: the assignment has its own column of that name ({}); rename \
                  or copy the cluster id to another name in the audience",
                 super::warehouse::RESERVED_COLUMNS.join(", ")
             )));
@@ -130,7 +131,7 @@ pub fn check_request(
         .collect();
     if let Some(s) = reserved.first() {
         return Err(Error::usage(format!(
-            "--strata/--metrics {s}: the assignment has its own column of that name ({}), so a stratum \
+            "{STRATA}/{METRICS} {s}: the assignment has its own column of that name ({}), so a stratum \
              cannot use it; rename or copy that field to another name in the audience",
             super::warehouse::RESERVED_COLUMNS.join(", ")
         )));
@@ -140,7 +141,7 @@ pub fn check_request(
         for p in [out.clone(), super::output::design_path(out)] {
             if p.exists() && !outputs.replace {
                 return Err(Error::runtime(format!(
-                    "{}: already exists; pass --replace to overwrite it",
+                    "{}: already exists; pass {REPLACE} to overwrite it",
                     p.display()
                 )));
             }
@@ -158,9 +159,9 @@ pub fn check_request(
         }
     }
     if file_id_column.is_some() && outputs.table.as_ref().is_some_and(|t| t.dsn.is_none()) {
-        return Err(Error::usage(
-            "--write-table with --input needs --dsn (the warehouse to write to)",
-        ));
+        return Err(Error::usage(format!(
+            "{WRITE_TABLE} with {INPUT} needs {DSN} (the warehouse to write to)"
+        )));
     }
     Ok(())
 }
@@ -254,7 +255,7 @@ pub(super) fn identity(design: &DesignRequest, outputs: &Outputs) -> Identity {
     let seed = design.seed.unwrap_or_else(rng::fresh_seed);
     if !seed_given {
         notice(format!(
-            "no --seed given: using seed {seed} (recorded in the design record; pass --seed {seed} to redraw the same assignment)"
+            "no {SEED} given: using seed {seed} (recorded in the design record; pass {SEED} {seed} to redraw the same assignment)"
         ));
     }
     Identity {
@@ -274,9 +275,9 @@ pub async fn run(req: &Request) -> Result<Report> {
     req.check()?;
     if req.in_warehouse {
         let Audience::Participants(aud) = &req.audience else {
-            return Err(Error::usage(
-                "--in-warehouse assigns a participant type inside its warehouse; it needs --participant-type, not --input",
-            ));
+            return Err(Error::usage(format!(
+                "{IN_WAREHOUSE} assigns a participant type inside its warehouse; it needs {PARTICIPANT_TYPE}, not {INPUT}"
+            )));
         };
         return super::inwh::run(aud, &req.design, &req.outputs).await;
     }
@@ -395,7 +396,9 @@ pub async fn run(req: &Request) -> Result<Report> {
         rec.commit()?;
     }
     if out.file.is_none() && out.table.is_none() {
-        notice("no --output or --write-table given: the assignment is not saved");
+        notice(format!(
+            "no {OUTPUT} or {WRITE_TABLE} given: the assignment is not saved"
+        ));
     }
     Ok(Report {
         record,

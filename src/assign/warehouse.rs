@@ -9,6 +9,7 @@
 //! a race with another writer of the same table or experiment (a duplicate key or table, a
 //! deadlock) is told so in one sentence and has written nothing.
 
+use crate::input::names::*;
 use indicatif::ProgressBar;
 
 use super::data::{ColumnData, Ids, Table};
@@ -39,12 +40,12 @@ pub fn split_table(spec: &str) -> Result<(Option<String>, String)> {
         None => (None, spec.to_string()),
     };
     if let Some(s) = &schema {
-        check_ident("--write-table (schema)", s)?;
+        check_ident(&format!("{WRITE_TABLE} (schema)"), s)?;
     }
-    check_ident("--write-table", &table)?;
+    check_ident(&WRITE_TABLE.to_string(), &table)?;
     if table.contains('.') {
         return Err(Error::usage(format!(
-            "--write-table {spec}: use TABLE or SCHEMA.TABLE"
+            "{WRITE_TABLE} {spec}: use TABLE or SCHEMA.TABLE"
         )));
     }
     Ok((schema, table))
@@ -66,7 +67,7 @@ pub(super) fn sheet_id_and_strata(
         None => sheet
             .unique_id()
             .map(|c| c.column_name.clone())
-            .ok_or_else(|| Error::invalid(format!("{label}: the sheet marks no column as is_unique_id; mark one or pass --id-column")))?,
+            .ok_or_else(|| Error::invalid(format!("{label}: the sheet marks no column as is_unique_id; mark one or pass {ID_COLUMN}")))?,
     };
     let mut errs = Vec::new();
     let fields: Vec<&str> = sheet
@@ -84,7 +85,7 @@ pub(super) fn sheet_id_and_strata(
         if cluster_column == Some(s) {
             if sheet.column(s).is_none() {
                 errs.push(format!(
-                    "{label}: no field named {s} for --cluster-column (fields: {})",
+                    "{label}: no field named {s} for {CLUSTER_COLUMN} (fields: {})",
                     fields.join(", ")
                 ));
             } else {
@@ -92,11 +93,11 @@ pub(super) fn sheet_id_and_strata(
             }
         } else if *s == id {
             errs.push(format!(
-                "{label}: {s} is the unique id; its values are all distinct, so it cannot be a stratum (remove it from --strata/--metrics)"
+                "{label}: {s} is the unique id; its values are all distinct, so it cannot be a stratum (remove it from {STRATA}/{METRICS})"
             ));
         } else if sheet.column(s).is_none() {
             errs.push(format!(
-                "{label}: no field named {s} in --strata/--metrics (fields: {})",
+                "{label}: no field named {s} in {STRATA}/{METRICS} (fields: {})",
                 fields.join(", ")
             ));
         }
@@ -165,7 +166,7 @@ pub(super) async fn existing_assignment_table(
         if !names.contains(&"experiment_id") {
             return Err(Error::invalid(format!(
                 "{dsn}: the table {shown} exists but has no experiment_id column, so it is not an assignment table; \
-                 choose another --write-table name"
+                 choose another {WRITE_TABLE} name"
             )));
         }
         let missing: Vec<&str> = cols
@@ -489,8 +490,8 @@ impl Staged<'_> {
 /// `--write-table` onto an experiment already in the table, without `--replace`.
 fn already_holds(dsn: &Dsn, shown: &str, have: i64, experiment_id: &str) -> Error {
     Error::invalid(format!(
-        "{dsn}: the table {shown} already holds {have} assignment(s) of experiment {experiment_id}; pass --replace to replace \
-         them or choose another --experiment-id"
+        "{dsn}: the table {shown} already holds {have} assignment(s) of experiment {experiment_id}; pass {REPLACE} to replace \
+         them or choose another {EXPERIMENT_ID}"
     ))
 }
 
@@ -604,7 +605,7 @@ pub async fn write_table(
             Error::Conflict(raw) => Error::runtime(format!(
                 "another run is writing the table {table_name} or experiment {} at the same time, \
                  so this run wrote nothing ({raw}); wait for it to finish, then run again \
-                 (--replace to overwrite its rows of the same experiment)",
+                 ({REPLACE} to overwrite its rows of the same experiment)",
                 record.experiment_id
             )),
             other => other,
@@ -628,9 +629,9 @@ async fn write_table_inner(
         (Some(d), _) => d.clone(),
         (None, Some(t)) => t.dsn.clone(),
         (None, None) => {
-            return Err(Error::usage(
-                "--write-table needs --dsn (the warehouse to write to)",
-            ));
+            return Err(Error::usage(format!(
+                "{WRITE_TABLE} needs {DSN} (the warehouse to write to)"
+            )));
         }
     };
     let schema = schema.or_else(|| {
@@ -651,14 +652,19 @@ async fn write_table_inner(
     if !dialect.has_transactions() && dialect.transaction_script(&[]).is_none() {
         wh.close().await;
         return Err(Error::runtime(format!(
-            "{dsn}: --write-table writes the assignment and its design record in one transaction, \
-             which {} does not have; write the assignment to files (--output) instead",
+            "{dsn}: {WRITE_TABLE} writes the assignment and its design record in one transaction, \
+             which {} does not have; write the assignment to files ({OUTPUT}) instead",
             dialect.product()
         )));
     }
     if !dialect.has_schemas() && table_name.contains('.') {
         wh.close().await;
-        return Err(no_schemas(dialect, "--write-table", table_name, &name));
+        return Err(no_schemas(
+            dialect,
+            &WRITE_TABLE.to_string(),
+            table_name,
+            &name,
+        ));
     }
     let qualified = wh.qualified(schema.as_deref(), &name);
     let xq = wh.qualified(schema.as_deref(), EXPERIMENTS_TABLE);
@@ -944,7 +950,12 @@ pub async fn lookup(
     let wh = Warehouse::connect(dsn).await?;
     if !wh.dialect().has_schemas() && table_spec.contains('.') {
         wh.close().await;
-        return Err(no_schemas(wh.dialect(), "--table", table_spec, &name));
+        return Err(no_schemas(
+            wh.dialect(),
+            &TABLE.to_string(),
+            table_spec,
+            &name,
+        ));
     }
     if !wh.table_exists(schema.as_deref(), &name).await? {
         wh.close().await;

@@ -5,6 +5,7 @@
 //! both the sample size and the MDE; ratio = smallest treatment share / control share; exact
 //! roots; the MDE is reported in both directions.
 
+use crate::input::names::*;
 use serde::Serialize;
 use serde_json::Map;
 
@@ -92,9 +93,9 @@ impl Design {
                     .iter()
                     .map(|t| crate::weights::parse_weight(t))
                     .collect::<std::result::Result<Vec<_>, _>>()
-                    .map_err(|e| Error::invalid(format!("--arm-weights: {e}")))?;
+                    .map_err(|e| Error::invalid(format!("{ARM_WEIGHTS}: {e}")))?;
                 Allocation::from_exact_weights(&exact)
-                    .map_err(|e| Error::invalid(format!("--arm-weights {}: {e}", w.join(","))))?
+                    .map_err(|e| Error::invalid(format!("{ARM_WEIGHTS} {}: {e}", w.join(","))))?
             }
         };
         let shown = arm_weights.map(|w| {
@@ -149,18 +150,18 @@ fn design_problems(
     let mut errors = Vec::new();
     if !(alpha > 0.0 && alpha < 1.0) {
         errors.push(format!(
-            "--alpha must be between 0 and 1 (exclusive), got {}",
+            "{ALPHA} must be between 0 and 1 (exclusive), got {}",
             m::py_repr(alpha)
         ));
     }
     if !(power > 0.0 && power < 1.0) {
         errors.push(format!(
-            "--power must be between 0 and 1 (exclusive), got {}",
+            "{POWER} must be between 0 and 1 (exclusive), got {}",
             m::py_repr(power)
         ));
     } else if alpha > 0.0 && alpha < 1.0 && power <= alpha {
         errors.push(format!(
-            "--power ({}) must be greater than --alpha ({}): no sample size can reach a power at or below the significance level",
+            "{POWER} ({}) must be greater than {ALPHA} ({}): no sample size can reach a power at or below the significance level",
             m::py_repr(power),
             m::py_repr(alpha)
         ));
@@ -168,25 +169,25 @@ fn design_problems(
     let k = n_arms.or(arm_weights.map(<[String]>::len)).unwrap_or(2);
     if k < 2 {
         errors.push(format!(
-            "--arms must be at least 2 (a control and a treatment), got {k}"
+            "{ARMS} must be at least 2 (a control and a treatment), got {k}"
         ));
     }
     if k > exact::MAX_ARMS {
         errors.push(format!(
-            "--arms {k} is more than a power check takes: at most {} arms",
+            "{ARMS} {k} is more than a power check takes: at most {} arms",
             exact::MAX_ARMS
         ));
     }
     if let Some(w) = arm_weights {
         if w.len() != k {
             errors.push(format!(
-                "--arm-weights: Number of arm weights ({}) must match number of arms ({k})",
+                "{ARM_WEIGHTS}: Number of arm weights ({}) must match number of arms ({k})",
                 w.len()
             ));
         }
         for t in w {
             if let Err(e) = crate::weights::parse_weight(t) {
-                errors.push(format!("--arm-weights: {e}, got {}", t.trim()));
+                errors.push(format!("{ARM_WEIGHTS}: {e}, got {}", t.trim()));
             }
         }
     }
@@ -212,16 +213,16 @@ pub fn resolve_design(
         let k = n_arms.or(arm_weights.map(<[String]>::len)).unwrap_or(2);
         if n <= 0 {
             problems.push(format!(
-                "--desired-n must be a positive number of units, got {n}"
+                "{DESIRED_N} must be a positive number of units, got {n}"
             ));
         } else if n > exact::MAX_UNITS {
             problems.push(format!(
-                "--desired-n {n} is more than the {} units a power check sizes",
+                "{DESIRED_N} {n} is more than the {} units a power check sizes",
                 exact::MAX_UNITS
             ));
         } else if (n as u64) < k as u64 {
             problems.push(format!(
-                "--desired-n {n} gives fewer than one unit to each of the {k} arms"
+                "{DESIRED_N} {n} gives fewer than one unit to each of the {k} arms"
             ));
         }
     }
@@ -246,18 +247,18 @@ impl ClusterSpec {
         let mut errors = Vec::new();
         if !(0.0..=1.0).contains(&icc) {
             errors.push(format!(
-                "--icc: ICC must be between 0 and 1, got {}",
+                "{ICC}: ICC must be between 0 and 1, got {}",
                 m::py_repr(icc)
             ));
         }
         if avg_cluster_size.is_nan() || avg_cluster_size < 1.0 || !avg_cluster_size.is_finite() {
             errors.push(format!(
-                "--avg-cluster-size: Cluster size must be >= 1, got {}",
+                "{AVG_CLUSTER_SIZE}: Cluster size must be >= 1, got {}",
                 m::py_repr(avg_cluster_size)
             ));
         }
         if cv.is_nan() || cv < 0.0 || !cv.is_finite() {
-            errors.push(format!("--cv: CV must be >= 0, got {}", m::py_repr(cv)));
+            errors.push(format!("{CV}: CV must be >= 0, got {}", m::py_repr(cv)));
         }
         if !errors.is_empty() {
             return Err(Error::Invalid(errors));
@@ -270,7 +271,7 @@ impl ClusterSpec {
         // The design effect multiplies every size: beyond MAX_UNITS no design can be sized.
         if c.design_effect_exact() > BigRational::from_integer(exact::MAX_UNITS.into()) {
             return Err(Error::invalid(format!(
-                "--icc {}, --avg-cluster-size {}, --cv {}: clustering inflates the required sample size by a \
+                "{ICC} {}, {AVG_CLUSTER_SIZE} {}, {CV} {}: clustering inflates the required sample size by a \
                  design effect of {}, more than the {} units a power check sizes: fewer, larger clusters \
                  cannot reach the power; use smaller clusters or lower the ICC",
                 m::py_repr(icc),
@@ -471,7 +472,7 @@ pub fn validate_metric(metric: &MetricSpec) -> Result<()> {
         && sd < 0.0
     {
         errors.push(format!(
-            "metric {name:?}: --stddev must not be negative, got {}",
+            "metric {name:?}: {STDDEV} must not be negative, got {}",
             m::py_repr(sd)
         ));
     }
@@ -481,7 +482,7 @@ pub fn validate_metric(metric: &MetricSpec) -> Result<()> {
         && !(b * (1.0 + p)).is_finite()
     {
         errors.push(format!(
-            "metric {name:?}: --pct-change {} on a baseline of {} gives a target too large to compute; give a smaller change",
+            "metric {name:?}: {PCT_CHANGE} {} on a baseline of {} gives a target too large to compute; give a smaller change",
             m::py_repr(p),
             m::py_repr(b)
         ));
@@ -505,10 +506,13 @@ pub fn validate_metric(metric: &MetricSpec) -> Result<()> {
         ));
     }
     if metric.target.is_some() && metric.pct_change.is_some() {
-        errors.push(format!("metric {name:?}: Cannot set both metric_pct_change and metric_target (give --target or --pct-change)"));
+        errors.push(format!("metric {name:?}: Cannot set both metric_pct_change and metric_target (give {TARGET} or {PCT_CHANGE})"));
     }
     if metric.metric_type == MetricType::Binary {
-        for (flag, v) in [("--baseline", metric.baseline), ("--target", metric.target)] {
+        for (flag, v) in [
+            (format!("{BASELINE}"), metric.baseline),
+            (format!("{TARGET}"), metric.target),
+        ] {
             if let Some(v) = v
                 && !(0.0..=1.0).contains(&v)
             {
@@ -522,7 +526,7 @@ pub fn validate_metric(metric: &MetricSpec) -> Result<()> {
             let t = b * (1.0 + p);
             if !(0.0..=1.0).contains(&t) {
                 errors.push(format!(
-                    "metric {name:?}: --pct-change {} gives a target of {} outside [0, 1] for a binary metric",
+                    "metric {name:?}: {PCT_CHANGE} {} gives a target of {} outside [0, 1] for a binary metric",
                     m::py_repr(p),
                     m::py_repr(t)
                 ));
@@ -530,13 +534,13 @@ pub fn validate_metric(metric: &MetricSpec) -> Result<()> {
         }
         if metric.stddev.is_some() {
             errors.push(format!(
-                "metric {name:?}: --stddev: a binary metric should not have stddev"
+                "metric {name:?}: {STDDEV}: a binary metric should not have stddev"
             ));
         }
     }
     for (flag, v) in [
-        ("--available-n", metric.available_n),
-        ("--available-nonnull-n", metric.available_nonnull_n),
+        (format!("{AVAILABLE_N}"), metric.available_n),
+        (format!("{AVAILABLE_NONNULL_N}"), metric.available_nonnull_n),
     ] {
         if let Some(v) = v
             && v < 0
@@ -550,7 +554,7 @@ pub fn validate_metric(metric: &MetricSpec) -> Result<()> {
         && nn > a
     {
         errors.push(format!(
-            "metric {name:?}: --available-nonnull-n ({nn}) cannot exceed --available-n ({a})"
+            "metric {name:?}: {AVAILABLE_NONNULL_N} ({nn}) cannot exceed {AVAILABLE_N} ({a})"
         ));
     }
     if errors.is_empty() {
@@ -874,7 +878,7 @@ fn sample_size_mode(
             metric,
             format!(
                 "with a control share of {} the design needs more than {} units in total ({control_n} control units); \
-                 use less uneven --arm-weights",
+                 use less uneven {ARM_WEIGHTS}",
                 m::py_repr(alloc.control_share()),
                 exact::MAX_UNITS
             ),
@@ -1044,13 +1048,13 @@ pub fn check_cluster_flags(
         return Ok(());
     }
     let why = match (icc, avg_cluster_size, cv) {
-        (Some(_), None, _) => "--icc needs --avg-cluster-size",
-        (None, Some(_), _) => "--avg-cluster-size needs --icc",
-        (None, None, Some(_)) => "--cv needs --icc and --avg-cluster-size",
+        (Some(_), None, _) => format!("{ICC} needs {AVG_CLUSTER_SIZE}"),
+        (None, Some(_), _) => format!("{AVG_CLUSTER_SIZE} needs {ICC}"),
+        (None, None, Some(_)) => format!("{CV} needs {ICC} and {AVG_CLUSTER_SIZE}"),
         _ => return Ok(()),
     };
     Err(Error::usage(format!(
-        "{why} (or --participant-type with --cluster-column to estimate them from the warehouse)"
+        "{why} (or {PARTICIPANT_TYPE} with {CLUSTER_COLUMN} to estimate them from the warehouse)"
     )))
 }
 
@@ -1095,20 +1099,20 @@ pub fn check_offline_metric(
     desired_n: Option<i64>,
 ) -> Result<MetricType> {
     let Some(metric_type) = metric_type else {
-        return Err(Error::usage(
-            "give --metric-type (numeric or binary) with --baseline and --target/--pct-change, \
-             or --participant-type with --metric to read baselines from the warehouse",
-        ));
+        return Err(Error::usage(format!(
+            "give {METRIC_TYPE} (numeric or binary) with {BASELINE} and {TARGET}/{PCT_CHANGE}, \
+             or {PARTICIPANT_TYPE} with {METRIC} to read baselines from the warehouse"
+        )));
     };
     if baseline.is_none() {
-        return Err(Error::usage(
-            "--baseline is required for an offline power check",
-        ));
+        return Err(Error::usage(format!(
+            "{BASELINE} is required for an offline power check"
+        )));
     }
     if !has_effect && desired_n.is_none() {
-        return Err(Error::usage(
-            "give the effect to detect with --target or --pct-change (or --desired-n for the minimum detectable effect)",
-        ));
+        return Err(Error::usage(format!(
+            "give the effect to detect with {TARGET} or {PCT_CHANGE} (or {DESIRED_N} for the minimum detectable effect)"
+        )));
     }
     Ok(metric_type)
 }

@@ -14,6 +14,7 @@ use super::analysis::{MetricSpec, MetricType};
 use crate::datatype::DataType;
 use crate::error::{Error, Result};
 use crate::filters::{self, Filter};
+use crate::input::names::*;
 use crate::sheet::ConfigWorksheet;
 use crate::warehouse::SqlDialect;
 use crate::warehouse::Warehouse;
@@ -30,7 +31,7 @@ pub struct MetricRequest {
 pub fn parse_metric_arg(arg: &str) -> Result<MetricRequest> {
     let usage = |why: &str| {
         Error::usage(format!(
-            "--metric {arg:?}: {why}; expected NAME, NAME=pct:0.1 (a relative change, +10 %) or NAME=target:12.5"
+            "{METRIC} {arg:?}: {why}; expected NAME, NAME=pct:0.1 (a relative change, +10 %) or NAME=target:12.5"
         ))
     };
     let (name, effect) = match arg.split_once('=') {
@@ -108,18 +109,18 @@ pub async fn audience_stats(
             None => {
                 let known: Vec<&str> = sheet.metrics().map(|c| c.column_name.as_str()).collect();
                 errors.push(format!(
-                    "--metric {name}: no column {name:?} in the sheet for {}; metric fields: {}",
+                    "{METRIC} {name}: no column {name:?} in the sheet for {}; metric fields: {}",
                     sheet.table_name,
                     if known.is_empty() { "(none marked is_metric)".to_string() } else { known.join(", ") }
                 ));
             }
             Some(col) => match metric_type_of(col.data_type) {
                 None => errors.push(format!(
-                    "--metric {name}: column type {} cannot be a metric (numbers or booleans only)",
+                    "{METRIC} {name}: column type {} cannot be a metric (numbers or booleans only)",
                     col.data_type
                 )),
                 Some(_) if !col.is_metric => errors.push(format!(
-                    "--metric {name}: column {name:?} is not marked is_metric in the sheet for {} (set is_metric to TRUE there)",
+                    "{METRIC} {name}: column {name:?} is not marked is_metric in the sheet for {} (set is_metric to TRUE there)",
                     sheet.table_name
                 )),
                 Some(t) => typed.push((name.clone(), t)),
@@ -293,9 +294,9 @@ mod tests {
 /// effect.
 pub fn metric_requests(args: &[String], desired_n: Option<i64>) -> Result<Vec<MetricRequest>> {
     if args.is_empty() {
-        return Err(Error::usage(
-            "--participant-type needs at least one --metric NAME[=pct:P|=target:T]",
-        ));
+        return Err(Error::usage(format!(
+            "{PARTICIPANT_TYPE} needs at least one {METRIC} NAME[=pct:P|=target:T]"
+        )));
     }
     let requests = args
         .iter()
@@ -307,7 +308,7 @@ pub fn metric_requests(args: &[String], desired_n: Option<i64>) -> Result<Vec<Me
             .find(|r| r.pct_change.is_none() && r.target.is_none())
     {
         return Err(Error::usage(format!(
-            "--metric {}: give the effect to detect as {0}=pct:0.1 or {0}=target:12.5 (or use --desired-n for the minimum detectable effect)",
+            "{METRIC} {}: give the effect to detect as {0}=pct:0.1 or {0}=target:12.5 (or use {DESIRED_N} for the minimum detectable effect)",
             r.name
         )));
     }

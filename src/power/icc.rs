@@ -21,6 +21,7 @@
 //! a shift s near the mean (the ICC does not depend on s). Sizes are integers and n0 and CV are
 //! computed from them in exact integer arithmetic.
 
+use crate::input::names::*;
 use serde::Serialize;
 
 use super::analysis::{ClusterSpec, MetricType};
@@ -202,7 +203,7 @@ pub fn estimate(a: &Anova) -> std::result::Result<IccEstimate, String> {
 pub fn estimate_for(metric: &str, cluster_column: &str, a: &Anova) -> Result<IccEstimate> {
     estimate(a).map_err(|why| {
         Error::invalid(format!(
-            "--cluster-column {cluster_column}: cannot estimate the ICC of {metric}: {why}; give --icc and --avg-cluster-size instead"
+            "{CLUSTER_COLUMN} {cluster_column}: cannot estimate the ICC of {metric}: {why}; give {ICC} and {AVG_CLUSTER_SIZE} instead"
         ))
     })
 }
@@ -498,7 +499,9 @@ mod tests {
         assert_eq!(e.exit_code(), 3);
         assert_eq!(
             e.to_string(),
-            "--cluster-column school_id: cannot estimate the ICC of income: the metric does not vary; give --icc and --avg-cluster-size instead"
+            format!(
+                "{CLUSTER_COLUMN} school_id: cannot estimate the ICC of income: the metric does not vary; give {ICC} and {AVG_CLUSTER_SIZE} instead"
+            )
         );
         let nan = Anova::from_pairs(&[(0, 1.0), (0, f64::NAN), (1, 2.0), (1, 3.0)]);
         assert!(estimate(&nan).unwrap_err().contains("not finite"));
@@ -724,7 +727,7 @@ pub async fn warehouse_estimate(
             .map(|c| c.column_name.as_str())
             .collect();
         errors.push(format!(
-            "--cluster-column {cluster_column}: no column {cluster_column:?} in the sheet for {} (fields: {})",
+            "{CLUSTER_COLUMN} {cluster_column}: no column {cluster_column:?} in the sheet for {} (fields: {})",
             sheet.table_name,
             names.join(", ")
         ));

@@ -1,5 +1,6 @@
 //! Participant-type resolution: settings file (or the built-in default) -> DSN, table, sheet.
 
+use crate::input::names::*;
 use std::path::{Path, PathBuf};
 
 use super::ResolvedParticipants;
@@ -32,10 +33,10 @@ pub fn default_settings_path(explicit: Option<&Path>) -> Result<Option<PathBuf>>
     match found.as_slice() {
         [] => Ok(None),
         [one] => Ok(Some(PathBuf::from(one))),
-        _ => Err(Error::usage(
+        _ => Err(Error::usage(format!(
             "both xngin.settings.json and xngin.settings.toml are in the working directory; \
-             pass --settings FILE to choose one",
-        )),
+             pass {SETTINGS} FILE to choose one"
+        ))),
     }
 }
 
@@ -83,7 +84,7 @@ pub fn find_datasource<'s>(
         None => match settings.datasources.as_slice() {
             [one] => Ok(one),
             _ => Err(Error::invalid(format!(
-                "{file} has {} datasources ({}); choose one with --datasource ID (or XNGIN_DATASOURCE)",
+                "{file} has {} datasources ({}); choose one with {DATASOURCE} ID (or XNGIN_DATASOURCE)",
                 settings.datasources.len(),
                 known()
             ))),
@@ -251,8 +252,10 @@ pub(super) async fn resolve(
 }
 
 async fn builtin(datasource: Option<&str>, participant_type: &str) -> Result<ResolvedParticipants> {
-    let hint = "no settings file: pass --settings FILE, set XNGIN_SETTINGS, or put xngin.settings.json / \
-                xngin.settings.toml in the working directory";
+    let hint = format!(
+        "no settings file: pass {SETTINGS} FILE, set XNGIN_SETTINGS, or put xngin.settings.json / \
+                xngin.settings.toml in the working directory"
+    );
     if let Some(d) = datasource
         && !d.eq_ignore_ascii_case(BUILTIN_DATASOURCE)
     {

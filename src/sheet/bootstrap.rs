@@ -5,6 +5,7 @@
 //! by name (byte order). Descriptions and groups are empty and the other flags false: the tenant
 //! fills them in.
 
+use crate::input::names::*;
 use std::collections::BTreeMap;
 use std::io::Write;
 
@@ -26,7 +27,7 @@ pub fn choose_unique_id(
         }
         let names: Vec<&str> = columns.iter().map(|c| c.name.as_str()).collect();
         return Err(Error::usage(format!(
-            "--unique-id-col '{r}' is not a column of table '{table}'; its columns are: {}",
+            "{UNIQUE_ID_COL} '{r}' is not a column of table '{table}'; its columns are: {}",
             names.join(", ")
         )));
     }
@@ -42,7 +43,7 @@ pub fn choose_unique_id(
     }
     Err(Error::invalid(format!(
         "table '{table}' has no primary key and no column named 'id', so no column can be marked as the \
-         unique ID; pass --unique-id-col COLUMN naming the column that identifies a participant"
+         unique ID; pass {UNIQUE_ID_COL} COLUMN naming the column that identifies a participant"
     )))
 }
 
@@ -196,13 +197,16 @@ mod tests {
         );
         let e = worksheet_from_columns("t", &no_pk, Some("nope")).unwrap_err();
         assert_eq!(e.exit_code(), 2);
-        assert!(e.to_string().starts_with(
-            "--unique-id-col 'nope' is not a column of table 't'; its columns are: zeta, b_name, id"
-        ));
+        assert!(e.to_string().starts_with(&format!(
+            "{UNIQUE_ID_COL} 'nope' is not a column of table 't'; its columns are: zeta, b_name, id"
+        )));
         let without_id: Vec<ColumnInfo> = no_pk.into_iter().filter(|c| c.name != "id").collect();
         let e = worksheet_from_columns("t", &without_id, None).unwrap_err();
         assert_eq!(e.exit_code(), 3);
-        assert!(e.to_string().contains("pass --unique-id-col COLUMN"));
+        assert!(
+            e.to_string()
+                .contains(&format!("pass {UNIQUE_ID_COL} COLUMN"))
+        );
     }
 
     #[test]

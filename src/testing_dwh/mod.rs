@@ -9,6 +9,7 @@ mod default;
 pub mod generate;
 pub mod source;
 
+use crate::input::names::*;
 use std::io::Write;
 use std::path::Path;
 
@@ -94,7 +95,7 @@ pub fn export_csv(path: &Path, n: u64, seed: u64, replace: bool) -> Result<u64> 
     let zst = name.ends_with(".csv.zst");
     if !zst && !name.ends_with(".csv") {
         return Err(Error::usage(format!(
-            "--export-csv {name}: the file name must end in .csv or .csv.zst"
+            "{EXPORT_CSV} {name}: the file name must end in .csv or .csv.zst"
         )));
     }
     let mut count = 0;
@@ -127,7 +128,7 @@ pub struct CreateOptions {
 pub async fn create(opts: &CreateOptions) -> Result<crate::warehouse::load::LoadOutcome> {
     use crate::warehouse::{ConnectOptions, Warehouse};
     if opts.nrows == Some(0) {
-        return Err(Error::usage("--nrows must be at least 1"));
+        return Err(Error::usage(format!("{NROWS} must be at least 1")));
     }
     // Open the source first: a missing or malformed file fails before anything connects.
     let data = open_source(&opts.source, opts.nrows)?;

@@ -3,6 +3,7 @@
 //! by the testing warehouse's schema when the header is exactly its columns, otherwise by types
 //! inferred in a first pass over the file.
 
+use crate::input::names::*;
 use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::PathBuf;
@@ -59,11 +60,11 @@ pub fn open_source(src: &Source, nrows: Option<u64>) -> Result<TableData> {
             let zst = name.ends_with(".csv.zst");
             if !zst && !name.ends_with(".csv") {
                 return Err(Error::usage(format!(
-                    "--src {name}: must end in .csv or .csv.zst"
+                    "{SRC} {name}: must end in .csv or .csv.zst"
                 )));
             }
             if !path.is_file() {
-                return Err(Error::usage(format!("--src {name}: no such file")));
+                return Err(Error::usage(format!("{SRC} {name}: no such file")));
             }
             let p = path.clone();
             let open = move || -> Result<Box<dyn Read + Send>> {

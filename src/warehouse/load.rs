@@ -2,6 +2,7 @@
 //! transaction: PostgreSQL `COPY ... FROM STDIN` (text format), MySQL/MariaDB multi-row
 //! `INSERT` batches, SQLite multi-row prepared `INSERT` batches.
 
+use crate::input::names::*;
 use indicatif::ProgressBar;
 
 use super::dialect::{AtomicReplace, BulkLoad, SqlDialect};
@@ -478,7 +479,7 @@ where
         crate::dsn::check_ident("schema name", s)?;
         if !dialect.has_schemas() {
             return Err(Error::usage(format!(
-                "--schema-name: {}; leave it out",
+                "{SCHEMA_NAME}: {}; leave it out",
                 dialect.no_schemas_reason()
             )));
         }
@@ -490,7 +491,7 @@ where
             IfExists::Keep => return Ok(LoadOutcome::AlreadyExists),
             IfExists::Fail => {
                 return Err(Error::runtime(format!(
-                    "table {target} already exists; pass --replace to replace it atomically, or --allow-existing to keep it"
+                    "table {target} already exists; pass {REPLACE} to replace it atomically, or {ALLOW_EXISTING} to keep it"
                 )));
             }
             IfExists::Replace => {}
@@ -571,7 +572,7 @@ where
                     IfExists::Fail => {
                         return Err(Error::runtime(format!(
                             "another run created the table {target} while this run was loading it, so this run changed nothing; \
-                             pass --replace to replace it, or --allow-existing to keep it"
+                             pass {REPLACE} to replace it, or {ALLOW_EXISTING} to keep it"
                         )));
                     }
                     IfExists::Replace => {}

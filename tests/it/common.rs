@@ -3,6 +3,15 @@
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
+#[path = "../../commands/flags.rs"]
+mod flags;
+
+/// Name the library's inputs by their flags, as the binary does, for tests that call the
+/// library and check the messages a user of the command line sees.
+pub fn cli_names() {
+    xngin::input::set_namer(flags::flag);
+}
+
 /// The PostgreSQL test server's URL, or None (and a printed reason) when the test must skip.
 pub fn pg_url(test: &str) -> Option<String> {
     env_url("XNGIN_TEST_POSTGRES_URL", test)

@@ -417,6 +417,7 @@ async fn date_and_timestamp_filters_take_python_datetime_forms_mysql() {
 
 #[test]
 fn non_utc_offset_gets_the_must_be_in_utc_error() {
+    crate::common::cli_names();
     let cli = |s: &str| parse_cli_filter(s).unwrap();
     let utc =
         "datetime-type filter values must be in UTC, or not be tagged with an explicit timezone";
@@ -532,6 +533,7 @@ fn json_filter(field: &str, relation: Relation, value: Vec<FilterValue>) -> Filt
 
 #[test]
 fn validation_messages() {
+    crate::common::cli_names();
     use FilterValue::*;
     let cli = |s: &str| parse_cli_filter(s).unwrap();
     assert_eq!(errors(&[cli("age between 18,")]), Vec::<String>::new());

@@ -598,6 +598,7 @@ fn message_only_results() {
 
 #[test]
 fn invalid_inputs_name_the_flag() {
+    crate::common::cli_names();
     let err = |r: xngin::Result<Design>| r.unwrap_err().lines().join("\n");
     assert!(err(Design::new(1.5, 0.8, Some(2), None)).starts_with("--alpha"));
     assert!(err(Design::new(0.05, 0.0, Some(2), None)).starts_with("--power"));
