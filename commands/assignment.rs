@@ -2,6 +2,10 @@
 
 use std::path::PathBuf;
 
+use xngin::assign::lookup::{LookupSource, lookup};
+use xngin::audience::resolve_audience;
+use xngin::dsn::Dsn;
+
 use crate::{Format, Globals};
 
 /// Look participants' arms up in an experiment written by `xngin assign`: in a warehouse
@@ -36,88 +40,40 @@ pub struct Args {
 }
 
 pub async fn run(args: Args, g: &Globals) -> anyhow::Result<()> {
-    let rows: Vec<[String; 4]> = match (&args.input, &args.table) {
-        (Some(path), _) => {
-            xngin::assign::output::lookup_csv(path, &args.experiment_id, &args.participant_ids)?
-        }
-        (None, Some(table)) => {
+    let source = match (args.input, args.table) {
+        (Some(path), _) => LookupSource::File(path),
+        (None, Some(spec)) => {
             let dsn = match &args.dsn {
-                Some(d) => xngin::dsn::Dsn::parse(d)?,
+                Some(d) => Dsn::parse(d)?,
                 None => {
-                    xngin::settings::resolve_participants(
-                        g.settings.as_deref(),
-                        g.datasource.as_deref(),
+                    resolve_audience(
+                        &g.settings_choice(),
                         &args.participant_type,
+                        None,
+                        &[],
+                        None,
                     )
                     .await?
+                    .participants
                     .dsn
                 }
             };
-            xngin::assign::warehouse::lookup(
-                &dsn,
-                table,
-                &args.experiment_id,
-                &args.participant_ids,
-            )
-            .await?
-            .into_iter()
-            .map(|r| {
-                let t = |i: usize| r.get(i).and_then(|v| v.to_text()).unwrap_or_default();
-                [t(0), t(1), t(2), t(3)]
-            })
-            .collect()
+            LookupSource::Table {
+                spec,
+                dsn: Box::new(dsn),
+            }
         }
         (None, None) => unreachable!("clap requires a source"),
     };
-    let found: std::collections::HashSet<&str> = rows.iter().map(|r| r[0].as_str()).collect();
-    let missing: Vec<&str> = args
-        .participant_ids
-        .iter()
-        .map(String::as_str)
-        .filter(|i| !found.contains(i))
-        .collect();
-    let head = xngin::assign::output::FIXED_COLUMNS;
-    match args.format {
-        Format::Table => {
-            let mut t = xngin::output::table();
-            t.set_header(head.to_vec());
-            for r in &rows {
-                t.add_row(r.to_vec());
-            }
-            xngin::output::print(&format!("{t}\n"))?;
-        }
-        Format::Json => {
-            let v: Vec<serde_json::Value> = rows
-                .iter()
-                .map(|r| {
-                    serde_json::json!({
-                        "experiment_id": args.experiment_id,
-                        "participant_id": r[0],
-                        "arm_id": r[1].parse::<i64>().ok(),
-                        "arm_name": if r[2].is_empty() { None } else { Some(&r[2]) },
-                        "stratum_id": r[3].parse::<i64>().ok(),
-                    })
-                })
-                .collect();
-            xngin::output::print(&(serde_json::to_string_pretty(&v)? + "\n"))?;
-        }
-        Format::Csv => {
-            let mut w = csv::Writer::from_writer(Vec::new());
-            w.write_record(head)?;
-            for r in &rows {
-                w.write_record(r)?;
-            }
-            xngin::output::print(&String::from_utf8_lossy(&w.into_inner()?))?;
-        }
-    }
-    if !missing.is_empty() {
-        return Err(xngin::Error::runtime(format!(
-            "{} participant id(s) not found in experiment {}: {}",
-            missing.len(),
-            args.experiment_id,
-            missing.join(", ")
-        ))
-        .into());
+    let found = lookup(&source, &args.experiment_id, &args.participant_ids).await?;
+    let text = match args.format {
+        Format::Table => found.render_table(),
+        Format::Json => found.render_json(),
+        Format::Csv => found.render_csv()?,
+    };
+    xngin::output::print(&text)?;
+    if let Some(e) = found.missing_error() {
+        return Err(e.into());
     }
     Ok(())
 }

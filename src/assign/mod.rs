@@ -26,6 +26,7 @@ pub mod cluster_balance;
 pub mod data;
 pub mod design;
 pub mod inwh;
+pub mod lookup;
 pub mod output;
 pub mod participants;
 pub mod preprocess;
