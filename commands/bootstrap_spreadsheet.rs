@@ -9,7 +9,6 @@ use xngin::dsn::Dsn;
 use xngin::output;
 use xngin::sheet::bootstrap;
 use xngin::sheet::gsheets::{self, GoogleConfig};
-use xngin::warehouse::Warehouse;
 
 use crate::{Format, Globals};
 
@@ -79,15 +78,13 @@ pub async fn run(args: Args, _g: &Globals) -> Result<()> {
         }
         false => None,
     };
-    let wh = Warehouse::connect(&dsn).await?;
-    let ws = bootstrap::bootstrap(
-        &wh,
+    let ws = bootstrap::bootstrap_dsn(
+        &dsn,
         args.schema_name.as_deref(),
         &args.table,
         args.unique_id_col.as_deref(),
     )
     .await;
-    wh.close().await;
     let ws = match ws {
         Err(e @ xngin::Error::NoSuchTable { .. })
             if args.schema_name.is_none() && args.table.contains('.') =>
@@ -119,15 +116,7 @@ pub async fn run(args: Args, _g: &Globals) -> Result<()> {
     let text = match args.format {
         Format::Csv => bootstrap::to_csv_string(&ws),
         Format::Json => format!("{}\n", serde_json::to_string_pretty(&ws)?),
-        Format::Table => {
-            let mut t = output::table();
-            let rows = bootstrap::sheet_rows(&ws);
-            t.set_header(rows[0].clone());
-            for r in &rows[1..] {
-                t.add_row(r.clone());
-            }
-            format!("{t}\n")
-        }
+        Format::Table => bootstrap::to_table_string(&ws),
     };
     match &args.output {
         Some(path) => {

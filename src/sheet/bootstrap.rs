@@ -98,6 +98,19 @@ pub async fn bootstrap(
     worksheet_from_columns(table, &columns, unique_id_col)
 }
 
+/// [`bootstrap`] over its own connection to `dsn`.
+pub async fn bootstrap_dsn(
+    dsn: &crate::dsn::Dsn,
+    schema: Option<&str>,
+    table: &str,
+    unique_id_col: Option<&str>,
+) -> Result<ConfigWorksheet> {
+    let wh = Warehouse::connect(dsn).await?;
+    let ws = bootstrap(&wh, schema, table, unique_id_col).await;
+    wh.close().await;
+    ws
+}
+
 fn flag(b: bool) -> String {
     if b { "true".into() } else { String::new() }
 }
@@ -138,6 +151,17 @@ pub fn to_csv_string(ws: &ConfigWorksheet) -> String {
     let mut buf = Vec::new();
     write_csv(ws, &mut buf).expect("writing to memory");
     String::from_utf8(buf).expect("sheet cells are UTF-8")
+}
+
+/// The sheet as a table for reading.
+pub fn to_table_string(ws: &ConfigWorksheet) -> String {
+    let mut t = crate::output::table();
+    let rows = sheet_rows(ws);
+    t.set_header(rows[0].clone());
+    for r in &rows[1..] {
+        t.add_row(r.clone());
+    }
+    format!("{t}\n")
 }
 
 #[cfg(test)]
