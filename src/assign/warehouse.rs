@@ -356,26 +356,15 @@ impl Staged<'_> {
         let bq = wh
             .bigquery()
             .ok_or_else(|| Error::runtime(format!("{}: no load-job client", wh.dsn())))?;
-        let q = |s: &str| wh.quote(s);
         let exp = Value::Text(record.experiment_id.clone());
         // The guard first, for a plain message; the script checks again.
-        let have = wh
-            .fetch_all(
-                &format!(
-                    "SELECT count(*) FROM {} WHERE {} = {}",
-                    self.qualified,
-                    q("experiment_id"),
-                    wh.placeholder(1)
-                ),
+        let have = first_count(
+            &wh.fetch_all(
+                &experiment_count_sql(wh.dialect(), self.qualified),
                 std::slice::from_ref(&exp),
             )
-            .await?;
-        let have = have
-            .rows
-            .first()
-            .and_then(|r| r.first())
-            .and_then(Value::as_i64)
-            .unwrap_or(0);
+            .await?,
+        );
         if have > 0 && !self.replace {
             return Err(already_holds(
                 wh.dsn(),
@@ -485,6 +474,59 @@ impl Staged<'_> {
             .transaction_script(&st)
             .ok_or_else(|| Error::runtime("no transaction script for this warehouse"))
     }
+}
+
+/// The experiment guard's query: how many rows of one experiment (bound first) the assignment
+/// table `qualified` holds.
+fn experiment_count_sql(dialect: &dyn SqlDialect, qualified: &str) -> String {
+    format!(
+        "SELECT count(*) FROM {qualified} WHERE {} = {}",
+        dialect.quote_ident("experiment_id"),
+        dialect.placeholder(1)
+    )
+}
+
+/// The count of [`experiment_count_sql`].
+fn first_count(rows: &crate::warehouse::Rows) -> i64 {
+    rows.rows
+        .first()
+        .and_then(|r| r.first())
+        .and_then(Value::as_i64)
+        .unwrap_or(0)
+}
+
+/// The experiment guard inside a write's transaction: an experiment already in the table is
+/// refused (exit 3) unless `replace`, which deletes its rows first. Shared by the local and the
+/// in-warehouse writes.
+pub(super) async fn guard_experiment(
+    tx: &mut Tx,
+    dsn: &Dsn,
+    qualified: &str,
+    shown: &str,
+    experiment_id: &str,
+    replace: bool,
+) -> Result<()> {
+    let dialect = tx.dialect();
+    let exp = [Value::Text(experiment_id.to_string())];
+    let have = first_count(
+        &tx.fetch_all(&experiment_count_sql(dialect, qualified), &exp)
+            .await?,
+    );
+    if have > 0 {
+        if !replace {
+            return Err(already_holds(dsn, shown, have, experiment_id));
+        }
+        tx.execute(
+            &format!(
+                "DELETE FROM {qualified} WHERE {} = {}",
+                dialect.quote_ident("experiment_id"),
+                dialect.placeholder(1)
+            ),
+            &exp,
+        )
+        .await?;
+    }
+    Ok(())
 }
 
 /// `--write-table` onto an experiment already in the table, without `--replace`.
@@ -733,35 +775,15 @@ async fn write_table_inner(
             }
         }
         let exp = Value::Text(record.experiment_id.clone());
-        let ph = wh.placeholder(1);
-        let have = tx
-            .fetch_all(
-                &format!(
-                    "SELECT count(*) FROM {qualified} WHERE {} = {ph}",
-                    wh.quote("experiment_id")
-                ),
-                std::slice::from_ref(&exp),
-            )
-            .await?;
-        let have = have
-            .rows
-            .first()
-            .and_then(|r| r.first())
-            .and_then(Value::as_i64)
-            .unwrap_or(0);
-        if have > 0 {
-            if !replace {
-                return Err(already_holds(&dsn, &shown, have, &record.experiment_id));
-            }
-            tx.execute(
-                &format!(
-                    "DELETE FROM {qualified} WHERE {} = {ph}",
-                    wh.quote("experiment_id")
-                ),
-                std::slice::from_ref(&exp),
-            )
-            .await?;
-        }
+        guard_experiment(
+            &mut tx,
+            &dsn,
+            &qualified,
+            &shown,
+            &record.experiment_id,
+            replace,
+        )
+        .await?;
         let rows = assignment_rows(table, outcome, design, &exp, &created);
         let n = if copy {
             drop(rows);
