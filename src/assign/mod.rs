@@ -29,6 +29,7 @@ pub mod inwh;
 pub mod output;
 pub mod preprocess;
 pub mod pushdown;
+pub mod pushdown_bigquery;
 pub mod qcut;
 pub mod rng;
 pub mod run;
