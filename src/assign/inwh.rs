@@ -123,6 +123,27 @@ pub async fn run(req: &Request) -> Result<Report> {
         None,
     )?;
     let dsn = resolved.dsn.clone();
+    if dsn.engine == crate::dsn::Engine::Sqlite {
+        // A local engine: the rows never leave this machine either way. The local algorithm
+        // (the same keyed hash, keys computed in Rust) assigns them, and --write-table is
+        // written in one transaction, rows and design record (docs/assignment-algorithm.md §10).
+        notice(
+            "SQLite is a local engine: --in-warehouse assigns with the local algorithm (the same rows and \
+             design record) and writes --write-table in one transaction",
+        );
+        return super::run::run_local(
+            req,
+            arms,
+            strata_names,
+            super::run::Identity {
+                seed,
+                seed_given,
+                experiment_id,
+                created_at,
+            },
+        )
+        .await;
+    }
     let dialect = dsn.dialect();
     let target = match &req.write_table {
         Some(t) => {

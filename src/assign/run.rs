@@ -234,12 +234,24 @@ pub async fn run(req: &Request) -> Result<Report> {
         return super::inwh::run(req).await;
     }
     let (arms, strata) = check_request(req)?;
+    let id = identity(req);
+    run_local(req, arms, strata, id).await
+}
+
+/// The local run of a checked request with its identity (also `--in-warehouse` on SQLite, a
+/// local engine: see [`super::inwh::run`]).
+pub(super) async fn run_local(
+    req: &Request,
+    arms: Arms,
+    strata: Vec<String>,
+    id: Identity,
+) -> Result<Report> {
     let Identity {
         seed,
         seed_given,
         experiment_id,
         created_at,
-    } = identity(req);
+    } = id;
 
     // Audience.
     let (table, mut audience, wh_target) = match &req.source {
