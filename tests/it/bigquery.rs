@@ -1262,9 +1262,10 @@ async fn in_warehouse_assignment_on_bigquery_equals_the_local_one() {
         let sel: Vec<String> = cols
             .iter()
             .map(|c| match *c {
-                "participant_id" | "arm_id" | "stratum_id" | "is_engaged" => {
-                    format!("COALESCE(LOWER(CAST({c} AS STRING)), '')")
+                "participant_id" | "arm_id" | "stratum_id" => {
+                    format!("COALESCE(CAST({c} AS STRING), '')")
                 }
+                "is_engaged" => format!("COALESCE(LOWER(CAST({c} AS STRING)), '')"),
                 _ => format!("COALESCE({c}, '')"),
             })
             .collect();
@@ -1488,6 +1489,96 @@ async fn in_warehouse_assignment_on_bigquery_equals_the_local_one() {
     )
     .await;
     assert_eq!(records, vec![vec!["0".to_string()]]);
+
+    // Text ids (ties ordered as text) and text strata beyond ASCII (ordered by their UTF-8
+    // bytes, as the local run orders them): equal to the local run reading the same table.
+    let tids = wh.qualified(None, "bqinwh_tids");
+    tables.push("bqinwh_tids".into());
+    wh.execute(
+        &format!(
+            "CREATE TABLE {tids} AS SELECT CONCAT('P-', CAST(id AS STRING)) AS pid, \
+             CASE WHEN MOD(id, 7) = 0 THEN 'Élan' WHEN MOD(id, 11) = 0 THEN 'zeta' \
+             WHEN MOD(id, 13) = 0 THEN 'Zürich' ELSE gender END AS gender, \
+             NULLIF(ethnicity, 'Asian') AS ethnicity, is_engaged FROM {}",
+            wh.qualified(None, "bqinwh_dwh")
+        ),
+        &[],
+    )
+    .await
+    .unwrap();
+    std::fs::write(
+        d.join("text.csv"),
+        "column_name,data_type,column_group,description,is_unique_id,is_strata,is_filter,is_metric\n\
+         pid,character varying,,Id,true,,,\n\
+         gender,character varying,,Gender,,true,true,\n\
+         ethnicity,character varying,,Ethnicity,,true,true,\n\
+         is_engaged,boolean,,Engaged?,,true,true,\n",
+    )
+    .unwrap();
+    let text = std::fs::read_to_string(&settings).unwrap();
+    let sheet = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/testing_sheet.csv");
+    let text = text
+        .replace("\"bqinwh_dwh\"", "\"bqinwh_tids\"")
+        .replace(
+            &format!("{:?}", sheet.display().to_string()),
+            &format!("{:?}", d.join("text.csv").display().to_string()),
+        );
+    assert!(text.contains("bqinwh_tids") && text.contains("text.csv"), "{text}");
+    std::fs::write(&settings, text).unwrap();
+    for (i, misfit) in ["stratum", "global", "none"].iter().enumerate() {
+        let exp = format!("t{i}");
+        let table = format!("bqinwh_tasg{i}");
+        tables.push(table.clone());
+        let mut args = vec![
+            "--arms",
+            "c,t1,t2",
+            "--arm-weights",
+            "1,2,4",
+            "--strata",
+            "gender,ethnicity,is_engaged",
+            "--misfit-strategy",
+            misfit,
+            "--seed",
+            "11",
+            "--experiment-id",
+            &exp,
+            "--format",
+            "json",
+        ];
+        if i == 1 {
+            args.extend(["--sample-size", "5000"]);
+        }
+        let (f_local, f_wh) = (format!("tlocal{i}.csv"), format!("twh{i}.csv"));
+        let mut local = args.clone();
+        local.extend(["--output", &f_local]);
+        let mut inwh = args.clone();
+        inwh.extend(["--in-warehouse", "--write-table", &table, "--output", &f_wh]);
+        let (c1, o1, e1) = run(true, &local);
+        assert_eq!(c1, 0, "text case {i} local: {e1}");
+        let (c2, o2, e2) = run(true, &inwh);
+        assert_eq!(c2, 0, "text case {i} in warehouse: {e2}");
+        let local_bytes = std::fs::read(d.join(&f_local)).unwrap();
+        assert!(String::from_utf8_lossy(&local_bytes).contains("\nP-"));
+        assert!(String::from_utf8_lossy(&local_bytes).contains("Zürich"));
+        assert_eq!(local_bytes, std::fs::read(d.join(&f_wh)).unwrap(), "text case {i}: files");
+        assert_eq!(record(&o1), record(&o2), "text case {i}: design records");
+        let cols = [&fixed[..], &["ethnicity", "gender", "is_engaged"]].concat();
+        let mut want = {
+            let mut r = csv::Reader::from_path(d.join(&f_local)).unwrap();
+            let h = r.headers().unwrap().clone();
+            let idx: Vec<usize> = cols.iter().map(|c| h.iter().position(|x| x == *c).unwrap()).collect();
+            r.records()
+                .map(|rec| {
+                    let rec = rec.unwrap();
+                    idx.iter().map(|&i| rec[i].to_string()).collect::<Vec<String>>()
+                })
+                .collect::<Vec<_>>()
+        };
+        want.sort();
+        let mut got = table_rows(&table, &exp, &cols).await;
+        got.sort();
+        assert_eq!(got, want, "text case {i}: rows written");
+    }
 
     let mut listed = wh.bigquery_client().unwrap().list_tables().await.unwrap();
     listed.sort();
