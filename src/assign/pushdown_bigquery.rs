@@ -221,3 +221,57 @@ pub(super) async fn create_stage(
     }
     Ok(qualified)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn design(misfit: MisfitStrategy) -> Design {
+        let names: Vec<String> = ["a", "b", "c"].iter().map(|s| s.to_string()).collect();
+        let weights: Vec<String> = ["1", "2", "3"].iter().map(|s| s.to_string()).collect();
+        Design {
+            arms: crate::assign::Arms::new(&names, Some(&weights)).unwrap(),
+            strata: vec![],
+            quantiles: 4,
+            misfit,
+            seed: 42,
+            fstat_thresh: 0.6,
+            cluster: None,
+        }
+    }
+
+    /// Positional parameters: the query's own `?` is exactly its one parameter (the seed), and
+    /// it comes before the relation's.
+    #[test]
+    fn one_positional_parameter_before_the_relations() {
+        let strata = vec![("`g`".to_string(), true), ("`b`".to_string(), false)];
+        let carry = vec!["`g`".to_string()];
+        for (misfit, with_strata) in [
+            (MisfitStrategy::Stratum, true),
+            (MisfitStrategy::Global, true),
+            (MisfitStrategy::None, true),
+            (MisfitStrategy::Stratum, false),
+        ] {
+            let a = Audience {
+                relation: "`p.d.t` WHERE `x` = ?",
+                id: "`id`",
+                integer_ids: true,
+                strata: if with_strata { &strata } else { &[] },
+                carry: &carry,
+            };
+            let (sql, params) = bigquery_assignment(&a, &design(misfit), 10);
+            assert_eq!(params, vec![Value::Text("42".into())]);
+            assert_eq!(sql.matches('?').count(), 2, "{sql}");
+            assert!(
+                sql.find("CAST(? AS STRING)").unwrap() < sql.find("`x` = ?").unwrap(),
+                "{sql}"
+            );
+            // Blocks of 6 (weights 1:2:3): positions mapped by the mask's runs.
+            if with_strata {
+                assert!(sql.contains("MOD(s, 6)"), "{sql}");
+                assert!(sql.contains("WHEN MOD(b.j, 6) < 1 THEN 0 WHEN MOD(b.j, 6) < 3 THEN 1 ELSE 2 END")
+                    || misfit == MisfitStrategy::None, "{sql}");
+            }
+        }
+    }
+}
