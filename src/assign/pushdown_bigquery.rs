@@ -269,8 +269,12 @@ mod tests {
             // Blocks of 6 (weights 1:2:3): positions mapped by the mask's runs.
             if with_strata {
                 assert!(sql.contains("MOD(s, 6)"), "{sql}");
-                assert!(sql.contains("WHEN MOD(b.j, 6) < 1 THEN 0 WHEN MOD(b.j, 6) < 3 THEN 1 ELSE 2 END")
-                    || misfit == MisfitStrategy::None, "{sql}");
+                assert!(
+                    sql.contains(
+                        "WHEN MOD(b.j, 6) < 1 THEN 0 WHEN MOD(b.j, 6) < 3 THEN 1 ELSE 2 END"
+                    ) || misfit == MisfitStrategy::None,
+                    "{sql}"
+                );
             }
         }
     }

@@ -1222,11 +1222,20 @@ async fn in_warehouse_assignment_on_bigquery_equals_the_local_one() {
             c.arg("--settings").arg(&settings);
         }
         let o = c
-            .args(["-q", "assign", "--participant-type", "test_participant_type"])
+            .args([
+                "-q",
+                "assign",
+                "--participant-type",
+                "test_participant_type",
+            ])
             .args(args)
             .output()
             .unwrap();
-        (o.status.code().unwrap_or(-1), common::stdout(&o), common::stderr(&o))
+        (
+            o.status.code().unwrap_or(-1),
+            common::stdout(&o),
+            common::stderr(&o),
+        )
     };
     // The record without what names the run's outputs, time and engine.
     let record = |json: &str| {
@@ -1372,7 +1381,11 @@ async fn in_warehouse_assignment_on_bigquery_equals_the_local_one() {
         assert_eq!(c3, 0, "case {i} streamed: {e3}");
         let local_bytes = std::fs::read(d.join(&f_local)).unwrap();
         assert!(local_bytes.len() > 5000, "case {i}");
-        assert_eq!(local_bytes, std::fs::read(d.join(&f_wh)).unwrap(), "case {i}: files");
+        assert_eq!(
+            local_bytes,
+            std::fs::read(d.join(&f_wh)).unwrap(),
+            "case {i}: files"
+        );
         assert_eq!(
             local_bytes,
             std::fs::read(d.join(&f_stream)).unwrap(),
@@ -1422,7 +1435,10 @@ async fn in_warehouse_assignment_on_bigquery_equals_the_local_one() {
         a.extend(extra);
         a
     };
-    let (c, _, e) = run(true, &again("9", &["--in-warehouse", "--write-table", "bqinwh_asg0"]));
+    let (c, _, e) = run(
+        true,
+        &again("9", &["--in-warehouse", "--write-table", "bqinwh_asg0"]),
+    );
     assert_eq!(c, 3, "{e}");
     assert!(
         e.contains("the table bqinwh_asg0 already holds 100000 assignment(s) of experiment e0; pass --replace"),
@@ -1431,13 +1447,24 @@ async fn in_warehouse_assignment_on_bigquery_equals_the_local_one() {
     assert_eq!(table_rows("bqinwh_asg0", "e0", &fixed).await, before);
     let (c, _, e) = run(
         true,
-        &again("9", &["--in-warehouse", "--write-table", "bqinwh_asg0", "--replace"]),
+        &again(
+            "9",
+            &[
+                "--in-warehouse",
+                "--write-table",
+                "bqinwh_asg0",
+                "--replace",
+            ],
+        ),
     );
     assert_eq!(c, 0, "{e}");
     let (c, _, e) = run(false, &again("9", &["--output", "local-9.csv"]));
     assert_eq!(c, 0, "{e}");
     let after = table_rows("bqinwh_asg0", "e0", &cols).await;
-    assert_ne!(after.iter().map(|r| r[..4].to_vec()).collect::<Vec<_>>(), before);
+    assert_ne!(
+        after.iter().map(|r| r[..4].to_vec()).collect::<Vec<_>>(),
+        before
+    );
     assert_eq!(after, csv_rows("local-9.csv", &cols));
     let seeds = texts(
         &wh,
@@ -1471,13 +1498,25 @@ async fn in_warehouse_assignment_on_bigquery_equals_the_local_one() {
     )
     .await
     .unwrap();
-    let mut failing = again("3", &["--in-warehouse", "--write-table", "bqinwh_kept", "--replace"]);
+    let mut failing = again(
+        "3",
+        &[
+            "--in-warehouse",
+            "--write-table",
+            "bqinwh_kept",
+            "--replace",
+        ],
+    );
     failing[5] = "e9";
     let (c, _, e) = run(true, &failing);
     assert_eq!(c, 1, "{e}");
     assert!(e.contains("note") && e.lines().count() == 1, "{e}");
     assert_eq!(
-        texts(&wh, &format!("SELECT CAST(participant_id AS STRING), note FROM {kept}")).await,
+        texts(
+            &wh,
+            &format!("SELECT CAST(participant_id AS STRING), note FROM {kept}")
+        )
+        .await,
         vec![vec!["1".to_string(), "kept".into()]]
     );
     let records = texts(
@@ -1517,13 +1556,14 @@ async fn in_warehouse_assignment_on_bigquery_equals_the_local_one() {
     .unwrap();
     let text = std::fs::read_to_string(&settings).unwrap();
     let sheet = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/testing_sheet.csv");
-    let text = text
-        .replace("\"bqinwh_dwh\"", "\"bqinwh_tids\"")
-        .replace(
-            &format!("{:?}", sheet.display().to_string()),
-            &format!("{:?}", d.join("text.csv").display().to_string()),
-        );
-    assert!(text.contains("bqinwh_tids") && text.contains("text.csv"), "{text}");
+    let text = text.replace("\"bqinwh_dwh\"", "\"bqinwh_tids\"").replace(
+        &format!("{:?}", sheet.display().to_string()),
+        &format!("{:?}", d.join("text.csv").display().to_string()),
+    );
+    assert!(
+        text.contains("bqinwh_tids") && text.contains("text.csv"),
+        "{text}"
+    );
     std::fs::write(&settings, text).unwrap();
     for (i, misfit) in ["stratum", "global", "none"].iter().enumerate() {
         let exp = format!("t{i}");
@@ -1560,17 +1600,26 @@ async fn in_warehouse_assignment_on_bigquery_equals_the_local_one() {
         let local_bytes = std::fs::read(d.join(&f_local)).unwrap();
         assert!(String::from_utf8_lossy(&local_bytes).contains("\nP-"));
         assert!(String::from_utf8_lossy(&local_bytes).contains("Zürich"));
-        assert_eq!(local_bytes, std::fs::read(d.join(&f_wh)).unwrap(), "text case {i}: files");
+        assert_eq!(
+            local_bytes,
+            std::fs::read(d.join(&f_wh)).unwrap(),
+            "text case {i}: files"
+        );
         assert_eq!(record(&o1), record(&o2), "text case {i}: design records");
         let cols = [&fixed[..], &["ethnicity", "gender", "is_engaged"]].concat();
         let mut want = {
             let mut r = csv::Reader::from_path(d.join(&f_local)).unwrap();
             let h = r.headers().unwrap().clone();
-            let idx: Vec<usize> = cols.iter().map(|c| h.iter().position(|x| x == *c).unwrap()).collect();
+            let idx: Vec<usize> = cols
+                .iter()
+                .map(|c| h.iter().position(|x| x == *c).unwrap())
+                .collect();
             r.records()
                 .map(|rec| {
                     let rec = rec.unwrap();
-                    idx.iter().map(|&i| rec[i].to_string()).collect::<Vec<String>>()
+                    idx.iter()
+                        .map(|&i| rec[i].to_string())
+                        .collect::<Vec<String>>()
                 })
                 .collect::<Vec<_>>()
         };

@@ -477,9 +477,21 @@ async fn in_warehouse_on_sqlite_is_the_local_run() {
         )
     };
     let cases: Vec<Vec<&str>> = vec![
-        vec!["--strata", "gender,ethnicity,is_engaged", "--arm-weights", "1,2,3"],
+        vec![
+            "--strata",
+            "gender,ethnicity,is_engaged",
+            "--arm-weights",
+            "1,2,3",
+        ],
         vec!["--strata", "gender,income", "--misfit-strategy", "global"],
-        vec!["--strata", "ethnicity", "--misfit-strategy", "none", "--arm-weights", "2,3,5"],
+        vec![
+            "--strata",
+            "ethnicity",
+            "--misfit-strategy",
+            "none",
+            "--arm-weights",
+            "2,3,5",
+        ],
         vec![],
         vec![
             "--strata",
@@ -516,13 +528,19 @@ async fn in_warehouse_on_sqlite_is_the_local_run() {
         let (c2, o2, e2) = run(&inwh);
         assert_eq!(c2, 0, "case {i} in warehouse: {e2}");
         assert!(
-            e2.contains("SQLite is a local engine: --in-warehouse assigns with the local algorithm"),
+            e2.contains(
+                "SQLite is a local engine: --in-warehouse assigns with the local algorithm"
+            ),
             "{e2}"
         );
         assert!(!e1.contains("SQLite is a local engine"), "{e1}");
         let local_bytes = std::fs::read(d.join(&f_local)).unwrap();
         assert!(local_bytes.len() > 5000, "case {i}");
-        assert_eq!(local_bytes, std::fs::read(d.join(&f_wh)).unwrap(), "case {i}: files");
+        assert_eq!(
+            local_bytes,
+            std::fs::read(d.join(&f_wh)).unwrap(),
+            "case {i}: files"
+        );
         assert_eq!(record(&o1), record(&o2), "case {i}: design records");
         let wh = match &wh {
             Some(w) => w,
@@ -563,7 +581,10 @@ async fn in_warehouse_on_sqlite_is_the_local_run() {
     ];
     let (c, _, e) = run(&guard);
     assert_eq!(c, 3, "{e}");
-    assert!(e.contains("already holds") && e.contains("--replace"), "{e}");
+    assert!(
+        e.contains("already holds") && e.contains("--replace"),
+        "{e}"
+    );
     assert_eq!(rows(&wh, "bq_wh0", "bq_e0", &[]).await, before);
     let mut replace = guard.to_vec();
     replace.push("--replace");
