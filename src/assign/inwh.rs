@@ -18,6 +18,10 @@
 //!
 //! Supported: categorical strata (text, uuid, boolean) on engines whose dialect computes the
 //! keyed query; everything else is refused (exit 2) rather than computed differently.
+//!
+//! BigQuery has no client-held transaction: the queries run as jobs, the rows go into a
+//! staging table and one script applies the write ([`super::pushdown_bigquery`]). SQLite is a
+//! local engine: the local run (`run::run_local`) assigns and writes.
 
 use super::balance::{self, Covariate};
 use super::data::{Ids, Table};

@@ -2,8 +2,9 @@
 //! the core of in-warehouse assignment ([`super::inwh`]): it computes, for every row of the
 //! audience, the same `(participant_id, arm_id, stratum_id)` as [`super::assign`] does locally,
 //! followed by the carried columns `c0, c1, …`. The dialects choose the query
-//! (the `keyed_assignment_sql` hook of [`crate::warehouse::SqlDialect`]): [`postgres_assignment_from`] and
-//! [`mysql_assignment`] (MySQL 8 / MariaDB 10.6+).
+//! (the `keyed_assignment_sql` hook of [`crate::warehouse::SqlDialect`]): [`postgres_assignment_from`],
+//! [`mysql_assignment`] (MySQL 8 / MariaDB 10.6+) and
+//! [`super::pushdown_bigquery::bigquery_assignment`] (BigQuery).
 //!
 //! Scope: categorical strata (text, compared by bytes, and booleans), NULL as its own value
 //! after all others; the caller has applied the preprocessing rules (which strata are kept)

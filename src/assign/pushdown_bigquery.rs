@@ -12,12 +12,13 @@
 //! One parameter, the seed as text, bound first (in the `prm` CTE, which precedes the
 //! relation's own positional `?` placeholders in the text).
 //!
-//! The write ([`Staging`]): the BigQuery emulator used in tests binds no parameters inside a
-//! multi-statement script, and the audience's filters are bound parameters. So the rows are
+//! The write (`Session`, `create_stage`): the BigQuery emulator used in tests binds no
+//! parameters inside a multi-statement script, and the audience's filters are bound
+//! parameters. So the rows are
 //! computed by one ordinary `INSERT INTO staging SELECT …` (its parameters bound), and one
 //! script then applies the experiment guard (or `--replace`'s delete), copies the rows into
 //! the table and replaces the design record, all or nothing
-//! ([`super::warehouse::apply_staged`], shared with the local `--write-table` on BigQuery).
+//! (`Staged::apply` in [`super::warehouse`], shared with the local `--write-table` on BigQuery).
 //! The rows never leave the warehouse; they are written twice (staging, then table).
 
 use super::pushdown::{Audience, arm_case};
@@ -135,7 +136,7 @@ pub fn bigquery_assignment(a: &Audience, design: &Design, n_rows: u64) -> (Strin
 /// Where the statements of one in-warehouse run go: one transaction (PostgreSQL, MySQL), or,
 /// where the client holds no transaction (BigQuery), one job each: the aggregate queries and
 /// the staging insert run on their own, and the write is applied by one script
-/// ([`super::warehouse::Staged::apply`]).
+/// (`Staged::apply` in [`super::warehouse`]).
 pub(super) enum Session<'a> {
     Tx(Tx),
     Jobs(&'a Warehouse),
