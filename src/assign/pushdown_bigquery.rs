@@ -65,12 +65,30 @@ pub fn bigquery_assignment(a: &Audience, design: &Design, n_rows: u64) -> (Strin
     let order: Vec<String> = (0..a.strata.len())
         .map(|i| format!("s{i} ASC NULLS LAST"))
         .collect();
+    let names: Vec<String> = (0..a.strata.len()).map(|i| format!("s{i}")).collect();
+    // NULL-safe equality of the strata values as plain equalities (joinable by hash).
+    let same: Vec<String> = (a.strata.iter().enumerate())
+        .map(|(i, (_, text))| {
+            let none = if *text { "''" } else { "FALSE" };
+            format!(
+                "COALESCE(k.s{i}, {none}) = COALESCE(cl.s{i}, {none}) AND (k.s{i} IS NULL) = (cl.s{i} IS NULL)"
+            )
+        })
+        .collect();
     let mut ctes = vec![
         prm.to_string(),
         k_cols(&cols),
+        // The stratum ids: ranked over the few distinct cells, not over every row (an
+        // unpartitioned window over the whole audience would run on one BigQuery worker).
         format!(
-            "st AS (SELECT pid, tid, h{cc}, DENSE_RANK() OVER (ORDER BY {}) - 1 AS sid FROM k)",
-            order.join(", ")
+            "cl AS (SELECT {}, DENSE_RANK() OVER (ORDER BY {}) - 1 AS sid FROM (SELECT DISTINCT {} FROM k) d)",
+            names.join(", "),
+            order.join(", "),
+            names.join(", ")
+        ),
+        format!(
+            "st AS (SELECT pid, tid, h{cc}, sid FROM k JOIN cl ON {})",
+            same.join(" AND ")
         ),
         format!(
             "o AS (SELECT pid, tid{cc}, sid, ROW_NUMBER() OVER (PARTITION BY sid ORDER BY {key}) - 1 AS j, \
