@@ -18,6 +18,10 @@
 //!
 //! Supported: categorical strata (text, uuid, boolean) on engines whose dialect computes the
 //! keyed query; everything else is refused (exit 2) rather than computed differently.
+//!
+//! BigQuery has no client-held transaction: the queries run as jobs, the rows go into a
+//! staging table and one script applies the write ([`super::pushdown_bigquery`]). SQLite is a
+//! local engine: the local run (`run::run_local`) assigns and writes.
 
 use super::balance::{self, Covariate};
 use super::data::{Ids, Table};
@@ -109,6 +113,31 @@ pub async fn run(aud: &ParticipantAudience, d: &DesignRequest, out: &Outputs) ->
         None,
     )?;
     let dsn = resolved.dsn.clone();
+    if dsn.engine == crate::dsn::Engine::Sqlite {
+        // A local engine: the rows never leave this machine either way. The local algorithm
+        // (the same keyed hash, keys computed in Rust) assigns them, and --write-table is
+        // written in one transaction, rows and design record (docs/assignment-algorithm.md §10).
+        notice(format!(
+            "SQLite is a local engine: {IN_WAREHOUSE} assigns with the local algorithm (the same rows and \
+             design record) and writes {WRITE_TABLE} in one transaction"
+        ));
+        let req = super::run::Request {
+            audience: crate::audience::Audience::Participants(Box::new(aud.clone())),
+            design: d.clone(),
+            outputs: out.clone(),
+            in_warehouse: false,
+        };
+        return super::run::run_local(
+            &req,
+            super::run::Identity {
+                seed,
+                seed_given,
+                experiment_id,
+                created_at,
+            },
+        )
+        .await;
+    }
     let dialect = dsn.dialect();
     let table_spec = out.table.as_ref().map(|t| t.spec.as_str());
     let target = match table_spec {
@@ -168,7 +197,9 @@ async fn run_on(
     let output = out.file.as_deref();
     let dialect = wh.dialect();
     let q = |s: &str| wh.quote(s);
-    if dialect.hex_word("x", 0).is_none() || !dialect.has_transactions() {
+    if dialect.hex_word("x", 0).is_none()
+        || (!dialect.has_transactions() && dialect.transaction_script(&[]).is_none())
+    {
         return Err(unsupported(format!(
             "{} does not compute the keyed assignment yet; run without {IN_WAREHOUSE} to assign locally (the same rows)",
             dialect.product()
@@ -289,7 +320,24 @@ async fn run_on(
         .await?;
         dest = Some((qualified, xq, existing.is_empty(), x_exists));
     }
-    let mut tx = wh.begin().await?;
+    // Without a client-held transaction (BigQuery): the rows go through a staging table and
+    // one script applies the write (super::pushdown_bigquery).
+    let staged = match (&dest, &target) {
+        (Some((qualified, xq, _, _)), Some((shown, _, _))) if !dialect.has_transactions() => {
+            let st = super::warehouse::Staged {
+                wh,
+                replace: out.replace,
+                qualified,
+                xq,
+                shown,
+                cols: &cols,
+            };
+            let names = st.stage_names();
+            Some((st, names))
+        }
+        _ => None,
+    };
+    let mut tx = super::pushdown_bigquery::Session::begin(wh).await?;
     let result = async {
         if let Some(s) = dialect.snapshot_transaction_sql() {
             tx.execute(s, &[]).await?;
@@ -640,12 +688,22 @@ async fn run_on(
                          them or choose another {EXPERIMENT_ID}"
                     )));
                 }
-                tx.execute(
-                    &format!("DELETE FROM {qualified} WHERE {} = {ph1}", q("experiment_id")),
-                    std::slice::from_ref(&exp),
-                )
-                .await?;
+                // (BigQuery: deleted by the write's script.)
+                if staged.is_none() {
+                    tx.execute(
+                        &format!("DELETE FROM {qualified} WHERE {} = {ph1}", q("experiment_id")),
+                        std::slice::from_ref(&exp),
+                    )
+                    .await?;
+                }
             }
+            // The rows go into the table, or (BigQuery) into the staging table.
+            let qualified = match &staged {
+                Some((_, (rows_stage, _))) => {
+                    super::pushdown_bigquery::create_stage(wh, rows_stage, &cols).await?
+                }
+                None => qualified.clone(),
+            };
             let names: Vec<String> = cols.iter().map(|c| q(&c.name)).collect();
             let insert = format!(
                 "INSERT INTO {qualified} ({}) SELECT c.e, a.participant_id, a.arm_id, CASE a.arm_id {} END, a.stratum_id, c.t{carried} {from}",
@@ -659,9 +717,10 @@ async fn run_on(
                     .await?;
             }
             // 4. Arm counts per stratum: implied by the strata sizes and the mask keys, except
-            // for misfit strategy global (the pool's order depends on the ids), where they are
-            // read back from the rows written.
-            if let Some(v) = implied_counts(&design, &cells, n) {
+            // for misfit strategy global (the pool's order depends on the ids) and on BigQuery
+            // (no snapshot across queries: the rows are checked against the strata sizes read
+            // before), where they are read back from the rows written.
+            if let Some(v) = implied_counts(&design, &cells, n).filter(|_| staged.is_none()) {
                 for (s, a, c) in v {
                     tally(s, a, c);
                 }
@@ -675,8 +734,19 @@ async fn run_on(
                 q("arm_id")
             );
             let by_cell = tx.fetch_all(&counts_sql, std::slice::from_ref(&exp)).await?;
+            let mut sizes = vec![0u64; cells.sizes.len()];
             for r in &by_cell.rows {
-                tally(r[0].as_i64(), r[1].as_i64(), r[2].as_i64().unwrap_or(0) as u64);
+                let c = r[2].as_i64().unwrap_or(0) as u64;
+                if let Some(s) = r[0].as_i64().and_then(|s| sizes.get_mut(s as usize)) {
+                    *s += c;
+                }
+                tally(r[0].as_i64(), r[1].as_i64(), c);
+            }
+            if sizes != cells.sizes {
+                return Err(Error::runtime(format!(
+                    "{source}: the audience changed while it was being assigned (its strata sizes differ between \
+                     two reads); nothing was written; run again"
+                )));
             }
             }
             if let Some(f) = file.as_mut() {
@@ -777,11 +847,14 @@ async fn run_on(
             record.outputs.table = Some(shown.to_string());
         }
         let pending_record = super::output::prepare_design_record(output, out.replace, &record)?;
-        // 5. The design record.
-        if let (Some((_, xq, _, _)), Some((shown, _, _))) = (&dest, &target) {
+        // 5. The design record (BigQuery: and the whole write, by one script).
+        if let Some((st, (rows_stage, x_stage))) = &staged {
+            st.apply(rows_stage, x_stage, &record, &created, design.seed)
+                .await?;
+        } else if let (Some((_, xq, _, _)), Some((shown, _, _)), Some(t)) = (&dest, &target, tx.tx()) {
             super::warehouse::write_design_record(
                 wh,
-                &mut tx,
+                t,
                 xq,
                 &exp,
                 shown,
@@ -794,6 +867,9 @@ async fn run_on(
         Ok((record, outcome, written, pending, pending_record))
     }
     .await;
+    if let Some((st, (rows_stage, x_stage))) = &staged {
+        st.drop_stages(&[rows_stage, x_stage]).await;
+    }
     match result {
         Ok((record, outcome, written, pending, pending_record)) => {
             tx.commit().await?;

@@ -31,6 +31,7 @@ pub mod output;
 pub mod participants;
 pub mod preprocess;
 pub mod pushdown;
+pub mod pushdown_bigquery;
 pub mod qcut;
 pub mod rng;
 pub mod run;

@@ -2,8 +2,9 @@
 //! the core of in-warehouse assignment ([`super::inwh`]): it computes, for every row of the
 //! audience, the same `(participant_id, arm_id, stratum_id)` as [`super::assign`] does locally,
 //! followed by the carried columns `c0, c1, …`. The dialects choose the query
-//! (the `keyed_assignment_sql` hook of [`crate::warehouse::SqlDialect`]): [`postgres_assignment_from`] and
-//! [`mysql_assignment`] (MySQL 8 / MariaDB 10.6+).
+//! (the `keyed_assignment_sql` hook of [`crate::warehouse::SqlDialect`]): [`postgres_assignment_from`],
+//! [`mysql_assignment`] (MySQL 8 / MariaDB 10.6+) and
+//! [`super::pushdown_bigquery::bigquery_assignment`] (BigQuery).
 //!
 //! Scope: categorical strata (text, compared by bytes, and booleans), NULL as its own value
 //! after all others; the caller has applied the preprocessing rules (which strata are kept)
@@ -176,6 +177,24 @@ fn postgres_query(
     )
 }
 
+/// Position -> arm without arrays: a `CASE` giving the arm whose run of the block mask (or of
+/// the exact counts) holds the position `pos` (the runs' bounds are numbers derived from the
+/// design, never user text).
+pub(super) fn arm_case(pos: &str, counts: &[u64]) -> String {
+    let mut acc = 0u64;
+    let mut arms = String::from("CASE");
+    for (i, c) in counts
+        .iter()
+        .enumerate()
+        .take(counts.len().saturating_sub(1))
+    {
+        acc += c;
+        arms.push_str(&format!(" WHEN {pos} < {acc} THEN {i}"));
+    }
+    arms.push_str(&format!(" ELSE {} END", counts.len().saturating_sub(1)));
+    arms
+}
+
 /// The same assignment as one MySQL 8 / MariaDB 10.6+ query (window functions, CTEs): text
 /// compared as UTF-8 bytes (`CAST(CONVERT(x USING utf8mb4) AS BINARY)`), NULL strata last
 /// (`x IS NULL, x`), block positions mapped to arms by the runs of the block mask (`CASE`
@@ -186,21 +205,7 @@ fn postgres_query(
 pub fn mysql_assignment(a: &Audience, design: &Design, n_rows: u64) -> (String, Vec<Value>) {
     let l = design.arms.block;
     let binary = |e: &str| format!("CAST(CONVERT({e} USING utf8mb4) AS BINARY)");
-    // Position -> arm: the arm whose run of the block mask (or of the exact counts) holds it.
-    let arm_of = |pos: &str, counts: &[u64]| -> String {
-        let mut acc = 0u64;
-        let mut arms = String::from("CASE");
-        for (i, c) in counts
-            .iter()
-            .enumerate()
-            .take(counts.len().saturating_sub(1))
-        {
-            acc += c;
-            arms.push_str(&format!(" WHEN {pos} < {acc} THEN {i}"));
-        }
-        arms.push_str(&format!(" ELSE {} END", counts.len().saturating_sub(1)));
-        arms
-    };
+    let arm_of = arm_case;
     let mask_counts = &design.arms.mask_counts;
     let seed = Value::Text(design.seed.to_string());
     let id = a.id;

@@ -281,6 +281,13 @@ pub async fn run(req: &Request) -> Result<Report> {
         };
         return super::inwh::run(aud, &req.design, &req.outputs).await;
     }
+    let id = identity(&req.design, &req.outputs);
+    run_local(req, id).await
+}
+
+/// The local run of a checked request with its identity (also `--in-warehouse` on SQLite, a
+/// local engine: see [`super::inwh::run`]).
+pub(super) async fn run_local(req: &Request, id: Identity) -> Result<Report> {
     let d = &req.design;
     let out = &req.outputs;
     let Identity {
@@ -288,7 +295,7 @@ pub async fn run(req: &Request) -> Result<Report> {
         seed_given,
         experiment_id,
         created_at,
-    } = identity(d, out);
+    } = id;
 
     // Audience.
     let (table, mut audience, wh_target) = match &req.audience {

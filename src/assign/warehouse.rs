@@ -333,13 +333,13 @@ const GUARD_MESSAGE: &str = "xngin: the experiment is already in the table";
 /// the rows in and replaces the design record; a failure anywhere leaves the tables as they
 /// were. The staging tables (`TABLE__xngin_XXXXXXXX`, `xngin_experiments__xngin_XXXXXXXX`) are
 /// dropped afterwards, also when the write fails; a killed run can leave them behind.
-struct Staged<'a> {
-    wh: &'a Warehouse,
-    replace: bool,
-    qualified: &'a str,
-    xq: &'a str,
-    shown: &'a str,
-    cols: &'a [ColumnDef],
+pub(super) struct Staged<'a> {
+    pub wh: &'a Warehouse,
+    pub replace: bool,
+    pub qualified: &'a str,
+    pub xq: &'a str,
+    pub shown: &'a str,
+    pub cols: &'a [ColumnDef],
 }
 
 impl Staged<'_> {
@@ -373,10 +373,7 @@ impl Staged<'_> {
                 &record.experiment_id,
             ));
         }
-        let rows_stage = crate::warehouse::load::staging_name(
-            self.shown.rsplit('.').next().unwrap_or(self.shown),
-        );
-        let x_stage = crate::warehouse::load::staging_name(EXPERIMENTS_TABLE);
+        let (rows_stage, x_stage) = self.stage_names();
         let result = async {
             let n = crate::warehouse::load::load_job(
                 bq,
@@ -387,44 +384,83 @@ impl Staged<'_> {
                 pb,
             )
             .await?;
-            let x_row = vec![
-                exp.clone(),
-                Value::Text(self.shown.to_string()),
-                created.clone(),
-                Value::Text(crate::VERSION.into()),
-                Value::Text(design.seed.to_string()),
-                Value::Text(record.to_json()),
-            ];
-            crate::warehouse::load::load_job(
-                bq,
-                wh.dialect(),
-                &x_stage,
-                &experiments_columns(),
-                std::iter::once(Ok(x_row)),
-                &ProgressBar::hidden(),
-            )
-            .await?;
-            wh.execute(&self.script(&rows_stage, &x_stage)?, &[])
-                .await
-                .map_err(|e| {
-                    let raw = e.to_string();
-                    if raw.contains(GUARD_MESSAGE) {
-                        Error::Conflict(raw)
-                    } else {
-                        e
-                    }
-                })?;
+            self.apply(&rows_stage, &x_stage, record, created, design.seed)
+                .await?;
             Ok(n)
         }
         .await;
-        for stage in [&rows_stage, &x_stage] {
+        self.drop_stages(&[&rows_stage, &x_stage]).await;
+        result
+    }
+
+    /// The names of this run's two staging tables: the rows', the design record's.
+    pub(super) fn stage_names(&self) -> (String, String) {
+        (
+            crate::warehouse::load::staging_name(
+                self.shown.rsplit('.').next().unwrap_or(self.shown),
+            ),
+            crate::warehouse::load::staging_name(EXPERIMENTS_TABLE),
+        )
+    }
+
+    /// Drop the staging tables (those that exist), whether the write succeeded or not.
+    pub(super) async fn drop_stages(&self, stages: &[&str]) {
+        let Some(bq) = self.wh.bigquery() else {
+            return;
+        };
+        for stage in stages {
             if let Err(e) = bq.drop_table(stage).await {
                 crate::output::notice(format!(
                     "could not drop the staging table {stage} ({e}); drop it by hand"
                 ));
             }
         }
-        result
+    }
+
+    /// With the rows in the staging table `rows_stage`: the design record loaded into the
+    /// staging table `x_stage`, then the transaction script (the experiment guard or
+    /// `--replace`'s delete, the rows copied in, the design record replaced). Shared by the local
+    /// write and `assign --in-warehouse`, whose rows a query put in `rows_stage`.
+    pub(super) async fn apply(
+        &self,
+        rows_stage: &str,
+        x_stage: &str,
+        record: &DesignRecord,
+        created: &Value,
+        seed: u64,
+    ) -> Result<()> {
+        let wh = self.wh;
+        let bq = wh
+            .bigquery()
+            .ok_or_else(|| Error::runtime(format!("{}: no load-job client", wh.dsn())))?;
+        let x_row = vec![
+            Value::Text(record.experiment_id.clone()),
+            Value::Text(self.shown.to_string()),
+            created.clone(),
+            Value::Text(crate::VERSION.into()),
+            Value::Text(seed.to_string()),
+            Value::Text(record.to_json()),
+        ];
+        crate::warehouse::load::load_job(
+            bq,
+            wh.dialect(),
+            x_stage,
+            &experiments_columns(),
+            std::iter::once(Ok(x_row)),
+            &ProgressBar::hidden(),
+        )
+        .await?;
+        wh.execute(&self.script(rows_stage, x_stage)?, &[])
+            .await
+            .map_err(|e| {
+                let raw = e.to_string();
+                if raw.contains(GUARD_MESSAGE) {
+                    Error::Conflict(raw)
+                } else {
+                    e
+                }
+            })?;
+        Ok(())
     }
 
     /// The transaction: guard or delete, rows in, design record replaced.

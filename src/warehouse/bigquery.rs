@@ -1042,6 +1042,28 @@ impl SqlDialect for BigQuerySql {
         Some(format!("TO_HEX(MD5({expr}))"))
     }
 
+    /// Positional parameters: the query's one parameter (the seed) comes first in its text,
+    /// so `first` needs no numbering.
+    fn keyed_assignment_sql(
+        &self,
+        a: &crate::assign::pushdown::Audience,
+        design: &crate::assign::Design,
+        n_rows: u64,
+        _first: usize,
+    ) -> Option<(String, Vec<Value>)> {
+        Some(crate::assign::pushdown_bigquery::bigquery_assignment(
+            a, design, n_rows,
+        ))
+    }
+
+    /// BigQuery casts `0x`-prefixed hexadecimal text to INT64.
+    fn hex_word(&self, hex: &str, i: usize) -> Option<String> {
+        Some(format!(
+            "CAST(CONCAT('0x', SUBSTR({hex}, {}, 8)) AS INT64)",
+            8 * i + 1
+        ))
+    }
+
     /// `PERCENTILE_CONT` is an analytic function only on BigQuery.
     fn percentile_cont(&self, _p: f64, _expr: &str) -> Option<String> {
         None

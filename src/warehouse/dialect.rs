@@ -361,6 +361,11 @@ mod tests {
         assert_eq!(bq.bool_to_float("c"), "CAST(CAST(c AS INT64) AS FLOAT64)");
         assert_eq!(bq.md5_hex("x").as_deref(), Some("TO_HEX(MD5(x))"));
         assert_eq!(
+            bq.hex_word("h", 1).as_deref(),
+            Some("CAST(CONCAT('0x', SUBSTR(h, 9, 8)) AS INT64)")
+        );
+        assert_eq!(bq.order_bytes("s"), "s", "STRING compares by code point");
+        assert_eq!(
             bq.lower_matches_regex("c", "?").as_deref(),
             Some("REGEXP_CONTAINS(LOWER(c), ?)")
         );

@@ -651,7 +651,7 @@ pub(crate) fn staging_name(table: &str) -> String {
 
 /// How long a BigQuery staging table outlives a run killed before dropping it: well beyond the
 /// longest job a run waits for (6 hours).
-const STAGING_EXPIRY: chrono::TimeDelta = chrono::TimeDelta::days(2);
+pub(crate) const STAGING_EXPIRY: chrono::TimeDelta = chrono::TimeDelta::days(2);
 
 /// BigQuery: write the rows as newline-delimited JSON to a temporary file and load it into the
 /// new staging table `table` with one (atomic) load job, then set it to expire after

@@ -1185,3 +1185,452 @@ async fn staging_tables_are_set_to_expire_through_tables_patch() {
     let body: Json = serde_json::from_slice(&patch.body).unwrap();
     assert_eq!(body, json!({"expirationTime": "1893456000123"}));
 }
+
+// ------------------------------------------- assign --in-warehouse
+
+/// `assign --in-warehouse` on the bundled warehouse in the emulator equals the local run on the
+/// embedded SQLite default, for text and boolean strata, each misfit strategy, no strata, a
+/// filter and `--sample-size`: the `--output` CSV byte for byte, the written table's rows,
+/// the design record (but for the fields naming the engine), also when the rows are streamed
+/// out without a table. The experiment guard refuses a second write (exit 3, rows untouched),
+/// `--replace` redraws; a script that fails leaves the previous rows whole; no staging table
+/// is left behind.
+#[tokio::test]
+async fn in_warehouse_assignment_on_bigquery_equals_the_local_one() {
+    let Some(url) = common::bigquery_url("in_warehouse_assignment_on_bigquery") else {
+        return;
+    };
+    let t = token().await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let home = common::shared_home();
+    let dataset = common::unique("bqinwh");
+    load_bundled(&url, &home, &dataset, "bqinwh_dwh", &t.key);
+    let settings = bq_settings(d, &dataset, "bqinwh_dwh", &t.key);
+    let target = BigQueryTarget {
+        project: PROJECT.into(),
+        dataset: dataset.clone(),
+        credentials: Credentials::File(t.key.clone()),
+    };
+    let wh = xngin::warehouse::Warehouse::from_bigquery(
+        BigQuery::connect_to(&target, &url, quick()).await.unwrap(),
+    );
+    let run = |on_bq: bool, args: &[&str]| {
+        let mut c = common::xngin(&home);
+        c.current_dir(d).env("XNGIN_BIGQUERY_API_URL", &url);
+        if on_bq {
+            c.arg("--settings").arg(&settings);
+        }
+        let o = c
+            .args([
+                "-q",
+                "assign",
+                "--participant-type",
+                "test_participant_type",
+            ])
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            o.status.code().unwrap_or(-1),
+            common::stdout(&o),
+            common::stderr(&o),
+        )
+    };
+    // The record without what names the run's outputs, time and engine.
+    let record = |json: &str| {
+        let mut v: Json = serde_json::from_str(json).unwrap();
+        v["created_at"] = Json::Null;
+        for k in ["table", "file", "design_file"] {
+            v["outputs"][k] = Json::Null;
+        }
+        for k in ["datasource", "table"] {
+            v["audience"][k] = Json::Null;
+        }
+        v
+    };
+    // A CSV's rows as text cells, sorted by participant id, in the order of `cols`.
+    let csv_rows = |file: &str, cols: &[&str]| {
+        let mut r = csv::Reader::from_path(d.join(file)).unwrap();
+        let h = r.headers().unwrap().clone();
+        let idx: Vec<usize> = cols
+            .iter()
+            .map(|c| h.iter().position(|x| x == *c).unwrap())
+            .collect();
+        let mut rows: Vec<Vec<String>> = r
+            .records()
+            .map(|rec| {
+                let rec = rec.unwrap();
+                idx.iter().map(|&i| rec[i].to_string()).collect()
+            })
+            .collect();
+        rows.sort_by_key(|r| r[0].parse::<i64>().unwrap());
+        rows
+    };
+    let table_rows = |table: &str, exp: &str, cols: &[&str]| {
+        let sel: Vec<String> = cols
+            .iter()
+            .map(|c| match *c {
+                "participant_id" | "arm_id" | "stratum_id" => {
+                    format!("COALESCE(CAST({c} AS STRING), '')")
+                }
+                "is_engaged" => format!("COALESCE(LOWER(CAST({c} AS STRING)), '')"),
+                _ => format!("COALESCE({c}, '')"),
+            })
+            .collect();
+        let sql = format!(
+            "SELECT {} FROM {} WHERE experiment_id = '{exp}' ORDER BY participant_id",
+            sel.join(", "),
+            wh.qualified(None, table)
+        );
+        let wh = wh.clone();
+        async move { texts(&wh, &sql).await }
+    };
+    let fixed = ["participant_id", "arm_id", "arm_name", "stratum_id"];
+    let cases: Vec<(Vec<&str>, Vec<&str>)> = vec![
+        (
+            vec![
+                "--strata",
+                "gender,ethnicity,is_engaged",
+                "--arm-weights",
+                "1,2,3",
+            ],
+            vec!["ethnicity", "gender", "is_engaged"],
+        ),
+        (
+            vec![
+                "--strata",
+                "gender,ethnicity",
+                "--misfit-strategy",
+                "global",
+                "--arm-weights",
+                "1,1,3",
+            ],
+            vec!["ethnicity", "gender"],
+        ),
+        (
+            vec![
+                "--strata",
+                "gender,is_engaged",
+                "--misfit-strategy",
+                "none",
+                "--arm-weights",
+                "2,3,5",
+            ],
+            vec!["gender", "is_engaged"],
+        ),
+        // No strata: complete random assignment with exact counts.
+        (vec![], vec![]),
+        // A filter (a bound parameter) and a sample of the filtered audience.
+        (
+            vec![
+                "--strata",
+                "ethnicity,is_engaged",
+                "--filter",
+                "gender includes Male",
+                "--sample-size",
+                "777",
+            ],
+            vec!["ethnicity", "is_engaged"],
+        ),
+        (
+            vec![
+                "--strata",
+                "gender",
+                "--sample-size",
+                "1001",
+                "--misfit-strategy",
+                "global",
+            ],
+            vec!["gender"],
+        ),
+    ];
+    let mut tables = vec!["bqinwh_dwh".to_string(), "xngin_experiments".to_string()];
+    for (i, (extra, strata)) in cases.iter().enumerate() {
+        let exp = format!("e{i}");
+        let seed = (2000 + i * 7919).to_string();
+        let table = format!("bqinwh_asg{i}");
+        tables.push(table.clone());
+        let mut args = vec![
+            "--arms",
+            "c,t1,t2",
+            "--seed",
+            &seed,
+            "--experiment-id",
+            &exp,
+            "--format",
+            "json",
+        ];
+        args.extend(extra.iter());
+        let (f_local, f_wh, f_stream) = (
+            format!("local{i}.csv"),
+            format!("wh{i}.csv"),
+            format!("stream{i}.csv"),
+        );
+        let mut local = args.clone();
+        local.extend(["--output", &f_local]);
+        let mut inwh = args.clone();
+        inwh.extend(["--in-warehouse", "--write-table", &table, "--output", &f_wh]);
+        let mut stream = args.clone();
+        stream.extend(["--in-warehouse", "--output", &f_stream]);
+        let (c1, o1, e1) = run(false, &local);
+        assert_eq!(c1, 0, "case {i} local: {e1}");
+        let (c2, o2, e2) = run(true, &inwh);
+        assert_eq!(c2, 0, "case {i} in warehouse: {e2}");
+        let (c3, o3, e3) = run(true, &stream);
+        assert_eq!(c3, 0, "case {i} streamed: {e3}");
+        let local_bytes = std::fs::read(d.join(&f_local)).unwrap();
+        assert!(local_bytes.len() > 5000, "case {i}");
+        assert_eq!(
+            local_bytes,
+            std::fs::read(d.join(&f_wh)).unwrap(),
+            "case {i}: files"
+        );
+        assert_eq!(
+            local_bytes,
+            std::fs::read(d.join(&f_stream)).unwrap(),
+            "case {i}: streamed file"
+        );
+        let (r1, r2, r3) = (record(&o1), record(&o2), record(&o3));
+        assert_eq!(r1, r2, "case {i}: design records");
+        assert_eq!(r1, r3, "case {i}: design record of the streamed run");
+        let on_bq: Json = serde_json::from_str(&o2).unwrap();
+        assert_eq!(on_bq["audience"]["datasource"], "bq", "case {i}");
+        assert_eq!(on_bq["outputs"]["table"].as_str(), Some(table.as_str()));
+        let mut cols = fixed.to_vec();
+        cols.extend(strata.iter());
+        assert_eq!(
+            table_rows(&table, &exp, &cols).await,
+            csv_rows(&f_local, &cols),
+            "case {i}: rows written"
+        );
+        // The record stored beside the rows is the one printed.
+        let stored = texts(
+            &wh,
+            &format!(
+                "SELECT design FROM {} WHERE experiment_id = '{exp}' AND assignment_table = '{table}'",
+                wh.qualified(None, "xngin_experiments")
+            ),
+        )
+        .await;
+        assert_eq!(stored.len(), 1, "case {i}");
+        assert_eq!(record(&stored[0][0]), r2, "case {i}: stored record");
+    }
+
+    // The guard: the same experiment again is refused and leaves the rows; --replace redraws
+    // (the rows of the local run with the new seed).
+    let cols = [&fixed[..], &["gender"]].concat();
+    let before = table_rows("bqinwh_asg0", "e0", &fixed).await;
+    let again = |seed: &'static str, extra: &[&'static str]| {
+        let mut a = vec![
+            "--arms",
+            "c,t1,t2",
+            "--seed",
+            seed,
+            "--experiment-id",
+            "e0",
+            "--strata",
+            "gender",
+        ];
+        a.extend(extra);
+        a
+    };
+    let (c, _, e) = run(
+        true,
+        &again("9", &["--in-warehouse", "--write-table", "bqinwh_asg0"]),
+    );
+    assert_eq!(c, 3, "{e}");
+    assert!(
+        e.contains("the table bqinwh_asg0 already holds 100000 assignment(s) of experiment e0; pass --replace"),
+        "{e}"
+    );
+    assert_eq!(table_rows("bqinwh_asg0", "e0", &fixed).await, before);
+    let (c, _, e) = run(
+        true,
+        &again(
+            "9",
+            &[
+                "--in-warehouse",
+                "--write-table",
+                "bqinwh_asg0",
+                "--replace",
+            ],
+        ),
+    );
+    assert_eq!(c, 0, "{e}");
+    let (c, _, e) = run(false, &again("9", &["--output", "local-9.csv"]));
+    assert_eq!(c, 0, "{e}");
+    let after = table_rows("bqinwh_asg0", "e0", &cols).await;
+    assert_ne!(
+        after.iter().map(|r| r[..4].to_vec()).collect::<Vec<_>>(),
+        before
+    );
+    assert_eq!(after, csv_rows("local-9.csv", &cols));
+    let seeds = texts(
+        &wh,
+        &format!(
+            "SELECT seed FROM {} WHERE experiment_id = 'e0'",
+            wh.qualified(None, "xngin_experiments")
+        ),
+    )
+    .await;
+    assert_eq!(seeds, vec![vec!["9".to_string()]]);
+
+    // A script that fails (the table has a NOT NULL column the assignment does not fill) after
+    // its --replace delete leaves the previous rows whole and no design record.
+    let kept = wh.qualified(None, "bqinwh_kept");
+    tables.push("bqinwh_kept".into());
+    wh.execute(
+        &format!(
+            "CREATE TABLE {kept} (experiment_id STRING NOT NULL, participant_id INT64 NOT NULL, \
+             arm_id INT64, arm_name STRING, stratum_id INT64, created_at TIMESTAMP NOT NULL, \
+             gender STRING, note STRING NOT NULL)"
+        ),
+        &[],
+    )
+    .await
+    .unwrap();
+    wh.execute(
+        &format!(
+            "INSERT INTO {kept} VALUES ('e9', 1, 0, 'c', NULL, CURRENT_TIMESTAMP(), NULL, 'kept')"
+        ),
+        &[],
+    )
+    .await
+    .unwrap();
+    let mut failing = again(
+        "3",
+        &[
+            "--in-warehouse",
+            "--write-table",
+            "bqinwh_kept",
+            "--replace",
+        ],
+    );
+    failing[5] = "e9";
+    let (c, _, e) = run(true, &failing);
+    assert_eq!(c, 1, "{e}");
+    assert!(e.contains("note") && e.lines().count() == 1, "{e}");
+    assert_eq!(
+        texts(
+            &wh,
+            &format!("SELECT CAST(participant_id AS STRING), note FROM {kept}")
+        )
+        .await,
+        vec![vec!["1".to_string(), "kept".into()]]
+    );
+    let records = texts(
+        &wh,
+        &format!(
+            "SELECT COUNT(*) FROM {} WHERE experiment_id = 'e9'",
+            wh.qualified(None, "xngin_experiments")
+        ),
+    )
+    .await;
+    assert_eq!(records, vec![vec!["0".to_string()]]);
+
+    // Text ids (ties ordered as text) and text strata beyond ASCII (ordered by their UTF-8
+    // bytes, as the local run orders them): equal to the local run reading the same table.
+    let tids = wh.qualified(None, "bqinwh_tids");
+    tables.push("bqinwh_tids".into());
+    wh.execute(
+        &format!(
+            "CREATE TABLE {tids} AS SELECT CONCAT('P-', CAST(id AS STRING)) AS pid, \
+             CASE WHEN MOD(id, 7) = 0 THEN 'Élan' WHEN MOD(id, 11) = 0 THEN 'zeta' \
+             WHEN MOD(id, 13) = 0 THEN 'Zürich' ELSE gender END AS gender, \
+             NULLIF(ethnicity, 'Asian') AS ethnicity, is_engaged FROM {}",
+            wh.qualified(None, "bqinwh_dwh")
+        ),
+        &[],
+    )
+    .await
+    .unwrap();
+    std::fs::write(
+        d.join("text.csv"),
+        "column_name,data_type,column_group,description,is_unique_id,is_strata,is_filter,is_metric\n\
+         pid,character varying,,Id,true,,,\n\
+         gender,character varying,,Gender,,true,true,\n\
+         ethnicity,character varying,,Ethnicity,,true,true,\n\
+         is_engaged,boolean,,Engaged?,,true,true,\n",
+    )
+    .unwrap();
+    let text = std::fs::read_to_string(&settings).unwrap();
+    let sheet = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/testing_sheet.csv");
+    let text = text.replace("\"bqinwh_dwh\"", "\"bqinwh_tids\"").replace(
+        &format!("{:?}", sheet.display().to_string()),
+        &format!("{:?}", d.join("text.csv").display().to_string()),
+    );
+    assert!(
+        text.contains("bqinwh_tids") && text.contains("text.csv"),
+        "{text}"
+    );
+    std::fs::write(&settings, text).unwrap();
+    for (i, misfit) in ["stratum", "global", "none"].iter().enumerate() {
+        let exp = format!("t{i}");
+        let table = format!("bqinwh_tasg{i}");
+        tables.push(table.clone());
+        let mut args = vec![
+            "--arms",
+            "c,t1,t2",
+            "--arm-weights",
+            "1,2,4",
+            "--strata",
+            "gender,ethnicity,is_engaged",
+            "--misfit-strategy",
+            misfit,
+            "--seed",
+            "11",
+            "--experiment-id",
+            &exp,
+            "--format",
+            "json",
+        ];
+        if i == 1 {
+            args.extend(["--sample-size", "5000"]);
+        }
+        let (f_local, f_wh) = (format!("tlocal{i}.csv"), format!("twh{i}.csv"));
+        let mut local = args.clone();
+        local.extend(["--output", &f_local]);
+        let mut inwh = args.clone();
+        inwh.extend(["--in-warehouse", "--write-table", &table, "--output", &f_wh]);
+        let (c1, o1, e1) = run(true, &local);
+        assert_eq!(c1, 0, "text case {i} local: {e1}");
+        let (c2, o2, e2) = run(true, &inwh);
+        assert_eq!(c2, 0, "text case {i} in warehouse: {e2}");
+        let local_bytes = std::fs::read(d.join(&f_local)).unwrap();
+        assert!(String::from_utf8_lossy(&local_bytes).contains("\nP-"));
+        assert!(String::from_utf8_lossy(&local_bytes).contains("Zürich"));
+        assert_eq!(
+            local_bytes,
+            std::fs::read(d.join(&f_wh)).unwrap(),
+            "text case {i}: files"
+        );
+        assert_eq!(record(&o1), record(&o2), "text case {i}: design records");
+        let cols = [&fixed[..], &["ethnicity", "gender", "is_engaged"]].concat();
+        let mut want = {
+            let mut r = csv::Reader::from_path(d.join(&f_local)).unwrap();
+            let h = r.headers().unwrap().clone();
+            let idx: Vec<usize> = cols
+                .iter()
+                .map(|c| h.iter().position(|x| x == *c).unwrap())
+                .collect();
+            r.records()
+                .map(|rec| {
+                    let rec = rec.unwrap();
+                    idx.iter()
+                        .map(|&i| rec[i].to_string())
+                        .collect::<Vec<String>>()
+                })
+                .collect::<Vec<_>>()
+        };
+        want.sort();
+        let mut got = table_rows(&table, &exp, &cols).await;
+        got.sort();
+        assert_eq!(got, want, "text case {i}: rows written");
+    }
+
+    let mut listed = wh.bigquery_client().unwrap().list_tables().await.unwrap();
+    listed.sort();
+    tables.sort();
+    assert_eq!(listed, tables, "no staging table left");
+}

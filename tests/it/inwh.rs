@@ -454,3 +454,142 @@ async fn identity(url: &str) {
         .unwrap();
     wh.close().await;
 }
+
+/// `--in-warehouse` on SQLite (here the embedded default warehouse), a local engine: the local
+/// algorithm assigns (a notice says so) and the table is written in one transaction, so the
+/// file, the design record and the rows written equal the local run's byte for byte, numeric
+/// strata included; the experiment guard and `--replace` work as for the local write.
+#[tokio::test]
+async fn in_warehouse_on_sqlite_is_the_local_run() {
+    let home = tempfile::tempdir().unwrap();
+    let d = home.path();
+    let run = |args: &[&str]| {
+        let out = common::xngin(d)
+            .current_dir(d)
+            .args(["assign", "--participant-type", "test_participant_type"])
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            common::stdout(&out),
+            common::stderr(&out),
+        )
+    };
+    let cases: Vec<Vec<&str>> = vec![
+        vec![
+            "--strata",
+            "gender,ethnicity,is_engaged",
+            "--arm-weights",
+            "1,2,3",
+        ],
+        vec!["--strata", "gender,income", "--misfit-strategy", "global"],
+        vec![
+            "--strata",
+            "ethnicity",
+            "--misfit-strategy",
+            "none",
+            "--arm-weights",
+            "2,3,5",
+        ],
+        vec![],
+        vec![
+            "--strata",
+            "ethnicity,is_engaged",
+            "--filter",
+            "gender includes Male",
+            "--sample-size",
+            "777",
+        ],
+    ];
+    let mut wh = None;
+    for (i, extra) in cases.iter().enumerate() {
+        let exp = format!("bq_e{i}");
+        let seed = (3000 + i * 7919).to_string();
+        let (local_t, wh_t) = (format!("bq_local{i}"), format!("bq_wh{i}"));
+        let (f_local, f_wh) = (format!("local{i}.csv"), format!("wh{i}.csv"));
+        let mut args = vec![
+            "--arms",
+            "c,t1,t2",
+            "--seed",
+            &seed,
+            "--experiment-id",
+            &exp,
+            "--format",
+            "json",
+        ];
+        args.extend(extra.iter());
+        let mut local = args.clone();
+        local.extend(["--write-table", &local_t, "--output", &f_local]);
+        let mut inwh = args.clone();
+        inwh.extend(["--in-warehouse", "--write-table", &wh_t, "--output", &f_wh]);
+        let (c1, o1, e1) = run(&local);
+        assert_eq!(c1, 0, "case {i} local: {e1}");
+        let (c2, o2, e2) = run(&inwh);
+        assert_eq!(c2, 0, "case {i} in warehouse: {e2}");
+        assert!(
+            e2.contains(
+                "SQLite is a local engine: --in-warehouse assigns with the local algorithm"
+            ),
+            "{e2}"
+        );
+        assert!(!e1.contains("SQLite is a local engine"), "{e1}");
+        let local_bytes = std::fs::read(d.join(&f_local)).unwrap();
+        assert!(local_bytes.len() > 5000, "case {i}");
+        assert_eq!(
+            local_bytes,
+            std::fs::read(d.join(&f_wh)).unwrap(),
+            "case {i}: files"
+        );
+        assert_eq!(record(&o1), record(&o2), "case {i}: design records");
+        let wh = match &wh {
+            Some(w) => w,
+            None => wh.insert(
+                Warehouse::connect(&Dsn::sqlite_file(&d.join("testing_dwh.db")))
+                    .await
+                    .unwrap(),
+            ),
+        };
+        let printed: serde_json::Value = serde_json::from_str(&o2).unwrap();
+        let strata: Vec<&str> = printed["strata_requested"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|s| s.as_str()).collect())
+            .unwrap_or_default();
+        let (a, b) = (
+            rows(wh, &local_t, &exp, &strata).await,
+            rows(wh, &wh_t, &exp, &strata).await,
+        );
+        assert!(a.len() > 700, "case {i}");
+        assert_eq!(a, b, "case {i}: rows written");
+    }
+    let wh = wh.unwrap();
+    // The guard and --replace.
+    let before = rows(&wh, "bq_wh0", "bq_e0", &[]).await;
+    let guard = [
+        "--arms",
+        "c,t1,t2",
+        "--seed",
+        "9",
+        "--experiment-id",
+        "bq_e0",
+        "--strata",
+        "gender",
+        "--write-table",
+        "bq_wh0",
+        "--in-warehouse",
+        "-q",
+    ];
+    let (c, _, e) = run(&guard);
+    assert_eq!(c, 3, "{e}");
+    assert!(
+        e.contains("already holds") && e.contains("--replace"),
+        "{e}"
+    );
+    assert_eq!(rows(&wh, "bq_wh0", "bq_e0", &[]).await, before);
+    let mut replace = guard.to_vec();
+    replace.push("--replace");
+    let (c, _, e) = run(&replace);
+    assert_eq!(c, 0, "{e}");
+    assert_ne!(rows(&wh, "bq_wh0", "bq_e0", &[]).await, before);
+    wh.close().await;
+}
