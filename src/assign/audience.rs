@@ -5,7 +5,6 @@
 //! they are converted (no per-row allocation); the id column is read as text and becomes integer
 //! ids when every value is a canonical integer that fits in i64 (exact, never through floats).
 
-use crate::input::names::*;
 use std::path::Path;
 
 use polars::prelude as pl;
@@ -99,37 +98,17 @@ fn check_columns(
     strata: &[String],
     cluster: Option<&str>,
 ) -> Result<()> {
-    let mut missing = Vec::new();
-    if !header.iter().any(|h| h == id_column) {
-        missing.push(format!(
-            "{src}: no column named {id_column} for {ID_COLUMN} (columns: {})",
-            header.join(", ")
-        ));
-    }
-    for s in strata {
-        if Some(s.as_str()) == cluster {
-            if !header.iter().any(|h| h == s) {
-                missing.push(format!(
-                    "{src}: no column named {s} for {CLUSTER_COLUMN} (columns: {})",
-                    header.join(", ")
-                ));
-            }
-        } else if s == id_column {
-            missing.push(format!(
-                "{src}: {s} is the id column; its values are all distinct, so it cannot be a stratum (remove it from {STRATA}/{METRICS})"
-            ));
-        } else if !header.iter().any(|h| h == s) {
-            missing.push(format!(
-                "{src}: no column named {s} in {STRATA}/{METRICS} (columns: {})",
-                header.join(", ")
-            ));
-        }
-    }
-    if missing.is_empty() {
-        Ok(())
-    } else {
-        Err(Error::Invalid(missing))
-    }
+    let names = header.iter().map(String::as_str).collect();
+    super::check_names(
+        &super::Names {
+            source: src,
+            noun: "column",
+            names,
+        },
+        id_column,
+        strata,
+        cluster,
+    )
 }
 
 fn polars_error(src: &str, what: &str, e: pl::PolarsError) -> Error {
@@ -955,6 +934,7 @@ impl std::hash::Hasher for FxHasher {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::input::names::*;
 
     #[test]
     fn reads_csv_with_big_ids_nulls_and_types() {

@@ -180,29 +180,88 @@ pub fn strata_fields(strata: &[String], metrics: &[String]) -> Vec<String> {
     v
 }
 
-/// Check that every stratum names a column of the table other than the id.
-pub fn check_strata(table: &Table, strata: &[String]) -> Result<()> {
+/// The names an audience offers: a file's or a table's columns, or a participant type's sheet
+/// fields (`noun` is "column" or "field"), for messages from `source`.
+pub(crate) struct Names<'a> {
+    pub source: &'a str,
+    pub noun: &'static str,
+    pub names: Vec<&'a str>,
+}
+
+/// The one check of an audience's id column, strata and cluster column against the names it
+/// offers, for files, participant types and tables alike: the cluster column cannot be the id
+/// (exit 2); each must exist and no stratum may be the id, every such problem reported together
+/// (exit 3). `strata` may hold the cluster column.
+pub(crate) fn check_names(
+    n: &Names,
+    id: &str,
+    strata: &[String],
+    cluster: Option<&str>,
+) -> Result<()> {
+    if let Some(c) = cluster {
+        cluster::check_not_id(c, id)?;
+    }
+    let (src, noun) = (n.source, n.noun);
+    let has = |x: &str| n.names.contains(&x);
+    let list = || n.names.join(", ");
     let mut errs = Vec::new();
+    if !has(id) {
+        errs.push(format!(
+            "{src}: no {noun} named {id} for {ID_COLUMN} ({noun}s: {})",
+            list()
+        ));
+    }
+    let cluster_missing = |c: &str| {
+        format!(
+            "{src}: no {noun} named {c} for {CLUSTER_COLUMN} ({noun}s: {})",
+            list()
+        )
+    };
     for s in strata {
-        if *s == table.id_column {
+        if Some(s.as_str()) == cluster {
+            if !has(s) {
+                errs.push(cluster_missing(s));
+            }
+        } else if s == id {
             errs.push(format!(
-                "{}: {s} is the unique id column; its values are all distinct, so it cannot be a stratum (remove it from {STRATA}/{METRICS})",
-                table.source
+                "{src}: {s} is the id column; its values are all distinct, so it cannot be a stratum \
+                 (remove it from {STRATA}/{METRICS})"
             ));
-        } else if table.column(s).is_none() {
-            let names: Vec<&str> = table.columns.iter().map(|c| c.name.as_str()).collect();
+        } else if !has(s) {
             errs.push(format!(
-                "{}: no column named {s} (available: {})",
-                table.source,
-                names.join(", ")
+                "{src}: no {noun} named {s} in {STRATA}/{METRICS} ({noun}s: {})",
+                list()
             ));
         }
+    }
+    if let Some(c) = cluster
+        && !strata.iter().any(|s| s == c)
+        && !has(c)
+    {
+        errs.push(cluster_missing(c));
     }
     if errs.is_empty() {
         Ok(())
     } else {
         Err(Error::Invalid(errs))
     }
+}
+
+/// Check that every stratum names a column of the table other than the id.
+pub fn check_strata(table: &Table, strata: &[String]) -> Result<()> {
+    let names = std::iter::once(table.id_column.as_str())
+        .chain(table.columns.iter().map(|c| c.name.as_str()))
+        .collect();
+    check_names(
+        &Names {
+            source: &table.source,
+            noun: "column",
+            names,
+        },
+        &table.id_column,
+        strata,
+        None,
+    )
 }
 
 /// Numeric strata must be finite: an infinite value can be neither binned nor used in the

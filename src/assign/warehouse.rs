@@ -69,42 +69,21 @@ pub(super) fn sheet_id_and_strata(
             .map(|c| c.column_name.clone())
             .ok_or_else(|| Error::invalid(format!("{label}: the sheet marks no column as is_unique_id; mark one or pass {ID_COLUMN}")))?,
     };
-    let mut errs = Vec::new();
-    let fields: Vec<&str> = sheet
+    let names = sheet
         .columns
         .iter()
         .map(|c| c.column_name.as_str())
         .collect();
-    if sheet.column(&id).is_none() {
-        errs.push(format!(
-            "{label}: no field named {id} for the id (fields: {})",
-            fields.join(", ")
-        ));
-    }
-    for s in strata {
-        if cluster_column == Some(s) {
-            if sheet.column(s).is_none() {
-                errs.push(format!(
-                    "{label}: no field named {s} for {CLUSTER_COLUMN} (fields: {})",
-                    fields.join(", ")
-                ));
-            } else {
-                super::cluster::check_not_id(s, &id)?;
-            }
-        } else if *s == id {
-            errs.push(format!(
-                "{label}: {s} is the unique id; its values are all distinct, so it cannot be a stratum (remove it from {STRATA}/{METRICS})"
-            ));
-        } else if sheet.column(s).is_none() {
-            errs.push(format!(
-                "{label}: no field named {s} in {STRATA}/{METRICS} (fields: {})",
-                fields.join(", ")
-            ));
-        }
-    }
-    if !errs.is_empty() {
-        return Err(Error::Invalid(errs));
-    }
+    super::check_names(
+        &super::Names {
+            source: label,
+            noun: "field",
+            names,
+        },
+        &id,
+        strata,
+        cluster_column.map(String::as_str),
+    )?;
     Ok(id)
 }
 
