@@ -188,7 +188,9 @@ mod tests {
 
     #[test]
     fn edges_from_the_order_statistics_alone_equal_the_edges_of_all_values() {
-        let mut s: Vec<f64> = (0..97).map(|i| ((i * 37) % 23) as f64 * 1.5 - 4.0).collect();
+        let mut s: Vec<f64> = (0..97)
+            .map(|i| ((i * 37) % 23) as f64 * 1.5 - 4.0)
+            .collect();
         s.sort_by(f64::total_cmp);
         for q in [1, 2, 3, 4, 5, 10, 96, 194] {
             let r = ranks(s.len(), q);
