@@ -738,7 +738,11 @@ async fn run_on(
                 k => (strata[j].expr.clone(), k == Kind::Text),
             })
             .collect();
-        let carry: Vec<String> = strata.iter().map(|s| s.expr.clone()).collect();
+        // (Float NaN carried as NULL, as the local run writes it.)
+        let carry: Vec<String> = strata
+            .iter()
+            .map(|s| if s.kind == Kind::Float { s.plain.clone() } else { s.expr.clone() })
+            .collect();
         // Outer parameters first (experiment id, created_at, arm names), in a derived table
         // that precedes the assignment query in the text (positional `?` on MySQL); then the
         // assignment query's own, then the relation's.
