@@ -250,6 +250,8 @@ async fn run_on(
         let (kind, expr) = match l.data_type {
             DataType::CharacterVarying => (Kind::Text, q(s)),
             DataType::Uuid => (Kind::Text, dialect.text_cast(&q(s))),
+            // Dates are text (YYYY-MM-DD) to the local run.
+            DataType::Date => (Kind::Text, dialect.text_cast(&q(s))),
             DataType::Boolean => (Kind::Bool, q(s)),
             // Unsigned 64-bit values beyond i64 are text to the local run.
             DataType::Integer | DataType::Bigint
@@ -260,7 +262,7 @@ async fn run_on(
             DataType::DoublePrecision => (Kind::Float, q(s)),
             other => {
                 return Err(unsupported(format!(
-                    "stratum {s} is of type {}; the warehouse computes text, uuid, boolean, integer and \
+                    "stratum {s} is of type {}; the warehouse computes text, uuid, date, boolean, integer and \
                      double precision strata (NUMERIC/DECIMAL values are read as f64 locally, which SQL does not \
                      reproduce exactly: cast the column to double precision in a view)",
                     type_name(other, &l.sql_type)

@@ -269,6 +269,12 @@ async fn identity(url: &str) {
             ],
             vec!["current_income", "gender", "potential_1"],
         ),
+        // A date stratum: its text (YYYY-MM-DD), NULL its own level, as locally.
+        (
+            "people",
+            vec!["--strata", "sample_date,is_engaged", "--arm-weights", "1,1,2"],
+            vec!["is_engaged", "sample_date"],
+        ),
     ];
     let mut tables = Vec::new();
     for (i, (ptype, extra, strata)) in cases.iter().enumerate() {
