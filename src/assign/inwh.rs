@@ -963,7 +963,7 @@ async fn run_on(
                 ),
             };
             let mut tests = Vec::new();
-            let moments = CellMoments::read(&mut tx, wh, &rows, numeric_covs.len(), n_strata as usize).await?;
+            let moments = CellMoments::read(&mut tx, &rows, numeric_covs.len(), n_strata as usize).await?;
             for t in 1..design.arms.len() {
                 tests.push(if counts[0] > 0 && counts[t] > 0 {
                     Some(moments.test(&mut tx, wh, &rows, t, &cells, &numeric_covs).await?)
@@ -1421,7 +1421,6 @@ impl CellMoments {
     /// The first pass over `rows` (`sid, arm, x0, …` and its parameters).
     async fn read(
         tx: &mut crate::warehouse::Tx,
-        _wh: &Warehouse,
         rows: &(String, Vec<Value>),
         k: usize,
         n_strata: usize,
@@ -1452,7 +1451,13 @@ impl CellMoments {
             unpack(&row, 2, k, &mut total);
         }
         let center = (1..w)
-            .map(|i| if total[0] > 0.0 { total[i] / total[0] } else { 0.0 })
+            .map(|i| {
+                if total[0] > 0.0 {
+                    total[i] / total[0]
+                } else {
+                    0.0
+                }
+            })
             .collect();
         if zz.is_empty() {
             zz = vec![Vec::new(); n_strata];
@@ -1461,7 +1466,10 @@ impl CellMoments {
     }
 
     fn of(&self, sid: usize, arm: usize) -> Option<&Vec<f64>> {
-        self.zz.get(sid).and_then(|a| a.get(arm)).filter(|m| m[0] > 0.0)
+        self.zz
+            .get(sid)
+            .and_then(|a| a.get(arm))
+            .filter(|m| m[0] > 0.0)
     }
 
     /// The balance test of arm `t` against arm 0 ([`balance::f_test_moments`]): the cells'
@@ -1491,7 +1499,10 @@ impl CellMoments {
         let mut n = 0.0f64;
         for (c, &s) in sids.iter().enumerate() {
             let zero = vec![0.0; w * w];
-            let (m0, mt) = (self.of(s, 0).unwrap_or(&zero), self.of(s, t).unwrap_or(&zero));
+            let (m0, mt) = (
+                self.of(s, 0).unwrap_or(&zero),
+                self.of(s, t).unwrap_or(&zero),
+            );
             mo.cells.push((c as u32, m0[0] + mt[0], mt[0], mt[0]));
             mo.zz.push(m0.iter().zip(mt).map(|(a, b)| a + b).collect());
             mo.zy.push(mt[..w].to_vec());
@@ -1530,7 +1541,11 @@ impl CellMoments {
             let mut params = rows.1.clone();
             let mut bound = Vec::new();
             for (i, v) in slopes.iter().chain(&self.center).enumerate() {
-                let name = if i < k { format!("b{i}") } else { format!("m{}", i - k) };
+                let name = if i < k {
+                    format!("b{i}")
+                } else {
+                    format!("m{}", i - k)
+                };
                 bound.push(format!(
                     "{} AS {name}",
                     wh.dialect().float_cast(&wh.placeholder(params.len() + 1))
@@ -1542,7 +1557,11 @@ impl CellMoments {
             let mut sums = pair_sums(k, |i| format!("d{i}"), "");
             sums.extend(pair_sums(k, |i| format!("d{i}"), "u"));
             sums.extend(pair_sums(k, |i| format!("d{i}"), "u * u"));
-            let ds: Vec<String> = d.iter().enumerate().map(|(i, e)| format!("{e} AS d{i}")).collect();
+            let ds: Vec<String> = d
+                .iter()
+                .enumerate()
+                .map(|(i, e)| format!("{e} AS d{i}"))
+                .collect();
             let sql = format!(
                 "SELECT sid, arm, {} FROM (SELECT r.sid, r.arm, {}, {} AS u FROM ({}) r CROSS JOIN (SELECT {}) p \
                  WHERE r.arm = 0 OR r.arm = {t}) g GROUP BY sid, arm",
@@ -1566,8 +1585,13 @@ impl CellMoments {
                     unpack(&row, 2 + p * per, k, m);
                 }
                 let y = if arm as usize == t { 1.0 } else { 0.0 };
-                let dc = y - constant[c]
-                    - slopes.iter().zip(&self.center).map(|(b, m)| b * m).sum::<f64>();
+                let dc = y
+                    - constant[c]
+                    - slopes
+                        .iter()
+                        .zip(&self.center)
+                        .map(|(b, m)| b * m)
+                        .sum::<f64>();
                 // Σ e² d̃ d̃' with e = dc − u, then in z = (1, x): z₀ = d̃₀, z_i = d̃_i + m_i d̃₀.
                 let e: Vec<f64> = (0..w * w)
                     .map(|i| dc * dc * s[0][i] - 2.0 * dc * s[1][i] + s[2][i])

@@ -64,7 +64,11 @@ fn record(json: &str) -> serde_json::Value {
 fn same_record(a: &serde_json::Value, b: &serde_json::Value, what: &str) {
     let (mut a, mut b) = (a.clone(), b.clone());
     let n = a["balance"].as_array().map_or(0, Vec::len);
-    assert_eq!(n, b["balance"].as_array().map_or(0, Vec::len), "{what}: balance tests");
+    assert_eq!(
+        n,
+        b["balance"].as_array().map_or(0, Vec::len),
+        "{what}: balance tests"
+    );
     for i in 0..n {
         for k in ["f_statistic", "p_value"] {
             let (x, y) = (&a["balance"][i][k], &b["balance"][i][k]);
@@ -272,7 +276,12 @@ async fn identity(url: &str) {
         // A date stratum: its text (YYYY-MM-DD), NULL its own level, as locally.
         (
             "people",
-            vec!["--strata", "sample_date,is_engaged", "--arm-weights", "1,1,2"],
+            vec![
+                "--strata",
+                "sample_date,is_engaged",
+                "--arm-weights",
+                "1,1,2",
+            ],
             vec!["is_engaged", "sample_date"],
         ),
     ];
@@ -585,17 +594,33 @@ async fn numeric_strata(url: &str) {
             let g = ["a", "b", "c", ""][(r % 4) as usize];
             params.extend([
                 Value::Int(id as i64),
-                if g.is_empty() { Value::Null } else { Value::Text(g.into()) },
-                if r % 17 == 0 { Value::Null } else { Value::Int(18 + (r >> 8) as i64 % 50) },
+                if g.is_empty() {
+                    Value::Null
+                } else {
+                    Value::Text(g.into())
+                },
+                if r % 17 == 0 {
+                    Value::Null
+                } else {
+                    Value::Int(18 + (r >> 8) as i64 % 50)
+                },
                 Value::Float(((r >> 16) % 10_007) as f64 / 7.0 - 300.0),
                 Value::Int(1 + ((r >> 24) % 3) as i64),
                 Value::Int(5),
-                if r % 11 == 0 { Value::Null } else { Value::Float(((r >> 32) % 1000) as f64 / 8.0) },
+                if r % 11 == 0 {
+                    Value::Null
+                } else {
+                    Value::Float(((r >> 32) % 1000) as f64 / 8.0)
+                },
                 Value::Int((1i64 << 53) + ((r >> 40) % 4) as i64),
             ]);
         }
         wh.execute(
-            &format!("INSERT INTO {} VALUES {}", wh.quote(&table), vals.join(", ")),
+            &format!(
+                "INSERT INTO {} VALUES {}",
+                wh.quote(&table),
+                vals.join(", ")
+            ),
             &params,
         )
         .await
@@ -605,7 +630,10 @@ async fn numeric_strata(url: &str) {
     if pg {
         // NaN: a missing value to the local run.
         wh.execute(
-            &format!("UPDATE {} SET w = 'NaN' WHERE id % 50 = 7", wh.quote(&table)),
+            &format!(
+                "UPDATE {} SET w = 'NaN' WHERE id % 50 = 7",
+                wh.quote(&table)
+            ),
             &[],
         )
         .await
@@ -624,7 +652,14 @@ async fn numeric_strata(url: &str) {
 
     let cases: Vec<(Vec<&str>, Vec<&str>)> = vec![
         (
-            vec!["--strata", "g,age,score", "--arms", "a,b", "--arm-weights", "1,2"],
+            vec![
+                "--strata",
+                "g,age,score",
+                "--arms",
+                "a,b",
+                "--arm-weights",
+                "1,2",
+            ],
             vec!["age", "g", "score"],
         ),
         (
@@ -632,11 +667,25 @@ async fn numeric_strata(url: &str) {
             vec!["few", "one", "score", "w"],
         ),
         (
-            vec!["--strata", "age,g", "--misfit-strategy", "none", "--quantiles", "3"],
+            vec![
+                "--strata",
+                "age,g",
+                "--misfit-strategy",
+                "none",
+                "--quantiles",
+                "3",
+            ],
             vec!["age", "g"],
         ),
         (
-            vec!["--strata", "g", "--metrics", "score", "--sample-size", "301"],
+            vec![
+                "--strata",
+                "g",
+                "--metrics",
+                "score",
+                "--sample-size",
+                "301",
+            ],
             vec!["g", "score"],
         ),
         // More quantiles than values: every value its own bin (order statistics streamed).
@@ -649,7 +698,14 @@ async fn numeric_strata(url: &str) {
             vec!["big", "g"],
         ),
         (
-            vec!["--strata", "w,age", "--filter", "g includes a", "--quantiles", "5"],
+            vec![
+                "--strata",
+                "w,age",
+                "--filter",
+                "g includes a",
+                "--quantiles",
+                "5",
+            ],
             vec!["age", "w"],
         ),
     ];
@@ -657,7 +713,11 @@ async fn numeric_strata(url: &str) {
     for (i, (extra, strata)) in cases.iter().enumerate() {
         let exp = format!("n{i}");
         let seed = (77 + i * 1031).to_string();
-        let arms = if extra.contains(&"--arms") { vec![] } else { vec!["--arms", "c,t1,t2"] };
+        let arms = if extra.contains(&"--arms") {
+            vec![]
+        } else {
+            vec!["--arms", "c,t1,t2"]
+        };
         let mut args = vec![
             "--participant-type",
             "nums",
@@ -671,10 +731,7 @@ async fn numeric_strata(url: &str) {
         ];
         args.extend(arms);
         args.extend(extra.iter());
-        let (local_t, wh_t) = (
-            common::unique("strata_local"),
-            common::unique("strata_wh"),
-        );
+        let (local_t, wh_t) = (common::unique("strata_local"), common::unique("strata_wh"));
         tables.extend([local_t.clone(), wh_t.clone()]);
         let (f_local, f_wh, f_stream) = (
             format!("local{i}.csv"),
@@ -699,7 +756,11 @@ async fn numeric_strata(url: &str) {
         r3["outputs"]["table"] = serde_json::Value::Null;
         same_record(&r1, &r3, &format!("case {i}: the streamed run"));
         let local_bytes = std::fs::read(d.join(&f_local)).unwrap();
-        assert_eq!(local_bytes, std::fs::read(d.join(&f_wh)).unwrap(), "case {i}: files");
+        assert_eq!(
+            local_bytes,
+            std::fs::read(d.join(&f_wh)).unwrap(),
+            "case {i}: files"
+        );
         assert_eq!(
             local_bytes,
             std::fs::read(d.join(&f_stream)).unwrap(),
@@ -716,7 +777,11 @@ async fn numeric_strata(url: &str) {
         // A numeric stratum without NULLs is tested by its values (one column), one with
         // NULLs by its bins: age's 4 bins and NULL, g's 3 values and NULL, score: 4 + 3 + 1.
         if i == 0 {
-            assert_eq!(r2["strata_used"], serde_json::json!(["age", "g", "score"]), "{r2}");
+            assert_eq!(
+                r2["strata_used"],
+                serde_json::json!(["age", "g", "score"]),
+                "{r2}"
+            );
             assert!(r2["balance"][0]["p_value"].is_f64(), "{r2}");
             assert_eq!(r2["balance"][0]["numerator_df"], 8, "{r2}");
         }
@@ -724,7 +789,10 @@ async fn numeric_strata(url: &str) {
     // An infinite value is refused as the local run refuses it (PostgreSQL stores infinity).
     if pg {
         wh.execute(
-            &format!("UPDATE {} SET score = 'Infinity' WHERE id = 3", wh.quote(&table)),
+            &format!(
+                "UPDATE {} SET score = 'Infinity' WHERE id = 3",
+                wh.quote(&table)
+            ),
             &[],
         )
         .await
@@ -743,7 +811,16 @@ async fn numeric_strata(url: &str) {
         let (c, _, e) = run(d, &args);
         assert_eq!(c, 3, "{e}");
         assert!(e.contains("score") && e.contains("infinite"), "{e}");
-        let local = ["--participant-type", "nums", "--arms", "a,b", "--strata", "score", "--output", "inf2.csv"];
+        let local = [
+            "--participant-type",
+            "nums",
+            "--arms",
+            "a,b",
+            "--strata",
+            "score",
+            "--output",
+            "inf2.csv",
+        ];
         let (c, _, e) = run(d, &local);
         assert_eq!(c, 3, "{e}");
     }
