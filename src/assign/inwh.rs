@@ -5,19 +5,25 @@
 //! 1. one aggregate query: row count, ids non-null and unique, the input fingerprint (Σ of the
 //!    unit keys as four 32-bit word sums), and per stratum its distinct and non-null counts
 //!    (the preprocessing rules of [`super::preprocess`]: single-valued and unique-valued
-//!    columns are dropped);
-//! 2. one `GROUP BY` of the kept strata: the strata cells and their sizes, which give the
-//!    stratum ids (dense rank of the cells in byte order, NULL last), the block counts and the
-//!    categorical codes of the balance regression;
-//! 3. the experiment guard (and `--replace`), then `INSERT INTO T … SELECT` of the keyed
+//!    columns are dropped), numeric strata by their least and greatest values;
+//! 2. per kept numeric stratum, its order statistics at the quantile edges' ranks, from which
+//!    [`super::qcut::edges_by`] interpolates the edges; the audience relation then carries each
+//!    one's bin (`CASE` over the edges, bound as parameters);
+//! 3. one `GROUP BY` of the kept strata (numeric ones by bin): the strata cells and their
+//!    sizes, which give the stratum ids (dense rank of the cells in level order, NULL last),
+//!    the block counts and the categorical codes of the balance regression;
+//! 4. the experiment guard (and `--replace`), then `INSERT INTO T … SELECT` of the keyed
 //!    assignment query of the dialect (the `keyed_assignment_sql` hook of
 //!    [`crate::warehouse::SqlDialect`]);
-//! 4. `GROUP BY stratum_id, arm_id` over the rows written: the arm counts and the balance test
-//!    from per-cell counts ([`super::balance::f_test_cells`]), identical to the local one;
-//! 5. the design record, then commit.
+//! 5. `GROUP BY stratum_id, arm_id` over the rows written: the arm counts and the balance test
+//!    from per-cell counts ([`super::balance::f_test_cells`]), identical to the local one; with
+//!    numeric covariates (numeric strata without NULLs) from per-cell moments and residual
+//!    sums ([`CellMoments`], [`super::balance::f_test_moments`]);
+//! 6. the design record, then commit.
 //!
-//! Supported: categorical strata (text, uuid, boolean) on engines whose dialect computes the
-//! keyed query; everything else is refused (exit 2) rather than computed differently.
+//! Supported: text, uuid, date, boolean, integer and double precision strata on engines whose
+//! dialect computes the keyed query; everything else is refused (exit 2) rather than computed
+//! differently.
 
 use super::balance::{self, Covariate};
 use super::data::{Ids, Table};
