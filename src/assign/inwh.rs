@@ -18,7 +18,7 @@
 //! 5. `GROUP BY stratum_id, arm_id` over the rows written: the arm counts and the balance test
 //!    from per-cell counts ([`super::balance::f_test_cells`]), identical to the local one; with
 //!    numeric covariates (numeric strata without NULLs) from per-cell moments and residual
-//!    sums ([`CellMoments`], [`super::balance::f_test_moments`]);
+//!    sums (`CellMoments`, [`super::balance::f_test_moments`]);
 //! 6. the design record, then commit.
 //!
 //! Supported: text, uuid, date, boolean, integer and double precision strata on engines whose
