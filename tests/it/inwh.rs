@@ -566,7 +566,7 @@ async fn numeric_strata(url: &str) {
     )
     .await
     .unwrap();
-    let n = 640u64;
+    let n = 1500u64;
     let mut h = 0x9E37_79B9_7F4A_7C15u64;
     let mut next = || {
         h ^= h << 13;
@@ -688,7 +688,8 @@ async fn numeric_strata(url: &str) {
             ],
             vec!["g", "score"],
         ),
-        // More quantiles than values: every value its own bin (order statistics streamed).
+        // More quantiles than a list of ranks holds (order statistics streamed), and more than
+        // few has values (each its own bin).
         (
             vec!["--strata", "score,few", "--quantiles", "1000"],
             vec!["few", "score"],
