@@ -266,6 +266,13 @@ async fn run_on(
                 (Kind::Int, q(s))
             }
             DataType::DoublePrecision => (Kind::Float, q(s)),
+            DataType::Bigint => {
+                return Err(unsupported(format!(
+                    "stratum {s} is an unsigned 64-bit integer ({}), whose values beyond 2^63 the local run reads \
+                     as text; cast it to a signed bigint in a view",
+                    l.sql_type
+                )));
+            }
             other => {
                 return Err(unsupported(format!(
                     "stratum {s} is of type {}; the warehouse computes text, uuid, date, boolean, integer and \

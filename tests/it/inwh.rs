@@ -545,6 +545,7 @@ few,integer,,Few,,true,true,
 one,integer,,One,,true,true,
 w,double precision,,W,,true,true,
 big,bigint,,Big,,true,true,
+amount,numeric,,Amount,,true,true,
 ";
 
 /// Numeric strata (integers with NULLs and ties, floats with and without NULLs, fewer distinct
@@ -626,6 +627,12 @@ async fn numeric_strata(url: &str) {
         .await
         .unwrap();
     }
+    wh.execute(
+        &format!("ALTER TABLE {} ADD amount NUMERIC(10, 2)", wh.quote(&table)),
+        &[],
+    )
+    .await
+    .unwrap();
     let pg = url.starts_with("postgres");
     if pg {
         // NaN: a missing value to the local run.
@@ -669,13 +676,13 @@ async fn numeric_strata(url: &str) {
         (
             vec![
                 "--strata",
-                "age,g",
+                "age,g,score",
                 "--misfit-strategy",
                 "none",
                 "--quantiles",
                 "3",
             ],
-            vec!["age", "g"],
+            vec!["age", "g", "score"],
         ),
         (
             vec![
@@ -787,6 +794,29 @@ async fn numeric_strata(url: &str) {
             assert_eq!(r2["balance"][0]["numerator_df"], 8, "{r2}");
         }
     }
+    // NUMERIC/DECIMAL strata are refused (exit 2), nothing computed.
+    let (c, _, e) = run(
+        d,
+        &[
+            "--participant-type",
+            "nums",
+            "--arms",
+            "a,b",
+            "--seed",
+            "1",
+            "--strata",
+            "amount,g",
+            "--in-warehouse",
+            "--output",
+            "dec.csv",
+        ],
+    );
+    assert_eq!(c, 2, "{e}");
+    assert!(
+        e.contains("amount") && e.contains("NUMERIC/DECIMAL") && e.lines().count() == 1,
+        "{e}"
+    );
+    assert!(!d.join("dec.csv").exists());
     // An infinite value is refused as the local run refuses it (PostgreSQL stores infinity).
     if pg {
         wh.execute(
