@@ -661,6 +661,15 @@ async fn run_on(
                 interior: if edges.len() > 2 { edges[1..edges.len() - 1].to_vec() } else { Vec::new() },
             });
         }
+        let n_edges: usize = bins.iter().map(|b| b.interior.len()).sum();
+        if n_edges > dialect.max_bound_params() / 2 {
+            return Err(unsupported(format!(
+                "--quantiles {}: the numeric strata have {n_edges} bin edges, more than {} binds in one \
+                 statement beside the rest; use fewer --quantiles",
+                design.quantiles,
+                dialect.product()
+            )));
+        }
         // The audience with each binned stratum's bin as column `xngin_bin_{j}`: the edges bound
         // first (from `first`), then the audience's own parameters.
         let relation = |first: usize| -> Result<(String, Vec<Value>)> {
