@@ -332,9 +332,10 @@ pub enum MomentTest {
 
 /// The balance test from per-cell moments (numeric covariates included), in passes: while it
 /// needs residual sums it returns the fitted values to sum them for (the fast fit's, then, for
-/// an ill-conditioned design, the dense fit's), and called again with them summed, the test. `covs` are the covariates as for the rows, the codes indexed by cell, and each numeric
+/// an ill-conditioned design, the dense fit's), and called again with them summed, the test.
+/// `covs` are the covariates as for the rows, the codes indexed by cell, and each numeric
 /// covariate any slice of one value per cell (its values are taken from the moments). The
-/// statistics are those [`f_test_grouped`] computes from the rows.
+/// statistics are those [`f_test_grouped`] computes from the rows, to rounding.
 pub fn f_test_moments(m: &Moments, n: usize, covs: &[Covariate]) -> MomentTest {
     let units = Units::Moments(m);
     let none = Sample::Rows { rows: &[], y: &[] };
