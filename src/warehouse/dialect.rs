@@ -446,6 +446,12 @@ mod tests {
         );
         assert_eq!(my.bool_to_float("c"), "(c * 1e0)");
         assert_eq!(lite.float_cast("c"), "CAST(c AS REAL)");
+        // NaN is NULL where floats hold it (PostgreSQL), the value itself elsewhere.
+        assert_eq!(
+            pg.float_nan_to_null("c"),
+            "NULLIF(c, CAST('NaN' AS DOUBLE PRECISION))"
+        );
+        assert_eq!(my.float_nan_to_null("c"), "c");
         assert!(lite.variance_needs_two_pass() && !pg.variance_needs_two_pass());
         assert!(!my.transactional_ddl() && pg.transactional_ddl() && lite.transactional_ddl());
     }
