@@ -101,10 +101,11 @@ pub struct Args {
     #[arg(long, value_name = "[SCHEMA.]TABLE")]
     write_table: Option<String>,
     /// Compute the assignment, balance test and design record inside the participant type's
-    /// warehouse (PostgreSQL, MySQL/MariaDB, BigQuery; text and boolean strata) and write it to
-    /// --write-table there (only aggregates leave the warehouse) and/or stream it to --output
-    /// FILE.csv. The same rows and design record as without the flag. On SQLite, a local
-    /// engine, the local algorithm runs and the table is written in one transaction.
+    /// warehouse (PostgreSQL, MySQL/MariaDB, BigQuery; text, date, boolean, integer and float
+    /// strata, NUMERIC/DECIMAL and timestamps not yet) and write it to --write-table there (only
+    /// aggregates leave the warehouse) and/or stream it to --output FILE.csv. The same rows and
+    /// design record as without the flag. On SQLite, a local engine, the local algorithm runs
+    /// and the table is written in one transaction.
     #[arg(long, requires = "participant_type", conflicts_with = "dsn")]
     in_warehouse: bool,
     /// Warehouse for --write-table (default: the participant type's warehouse).

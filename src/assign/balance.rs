@@ -66,6 +66,9 @@ const ILL_CONDITIONED: f64 = 1e-8;
 /// eliminations lose digits.
 const NEAR_ZERO: f64 = 1e-6;
 const FALLBACK: &str = "(ill-conditioned: dense)";
+/// A moments fit waiting for its residual sums (never reported: [`f_test_moments`] returns the
+/// fitted values instead).
+const NEEDS_RESIDUALS: &str = "(needs the residual sums)";
 const ALL_FIT: &str = "the strata predict every compared participant's arm exactly (each stratum lies in one arm), \
                        so no variation is left to test balance on";
 
@@ -192,6 +195,8 @@ enum Units<'a> {
     },
     /// (representative row, count, Σy, Σy²).
     Cells(Vec<(u32, f64, f64, f64)>),
+    /// Cells with numeric covariates, summed elsewhere ([`f_test_moments`]).
+    Moments(&'a Moments),
 }
 
 impl Units<'_> {
@@ -199,6 +204,7 @@ impl Units<'_> {
         match self {
             Units::Rows { rows, .. } => rows.len(),
             Units::Cells(c) => c.len(),
+            Units::Moments(m) => m.cells.len(),
         }
     }
 
@@ -222,6 +228,10 @@ impl Units<'_> {
             }
             Units::Cells(c) => {
                 let (r, n, sy, syy) = c[i];
+                (r as usize, n, sy, syy)
+            }
+            Units::Moments(m) => {
+                let (r, n, sy, syy) = m.cells[i];
                 (r as usize, n, sy, syy)
             }
         }
@@ -287,6 +297,60 @@ pub fn f_test_cells(cells: Vec<(u32, f64, f64, f64)>, n: usize, covs: &[Covariat
     from_units(&units, Some(g), &none, n, covs, true)
 }
 
+/// Per-cell sums of a balance regression with numeric covariates, computed elsewhere (in a
+/// warehouse, by GROUP BY; docs/assignment-algorithm.md §10). With K numeric covariates (in
+/// the order they appear in the covariates) and z = (1, x₁, …, x_K) per participant:
+pub struct Moments {
+    /// Per cell (participants with identical categorical covariates), `(row, count, Σy, Σy²)`
+    /// as for [`f_test_cells`]; `row` indexes the categorical covariates' codes.
+    pub cells: Vec<(u32, f64, f64, f64)>,
+    /// Per cell Σ z z' ((K+1)², row-major).
+    pub zz: Vec<Vec<f64>>,
+    /// Per cell Σ z·y (K+1).
+    pub zy: Vec<Vec<f64>>,
+    /// Per cell Σ e² z z' with e = y − fitted, for the fitted values of the fast fit
+    /// ([`MomentTest::Residuals`] with `dense` false); `None` until they are summed.
+    pub ezz: Option<Vec<Vec<f64>>>,
+    /// The same for the fitted values of the dense fit (asked for only when the fast fit is
+    /// ill-conditioned, as [`f_test_grouped`] then computes densely).
+    pub dense_ezz: Option<Vec<Vec<f64>>>,
+}
+
+/// What [`f_test_moments`] needs or found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MomentTest {
+    Done(Balance),
+    /// The fitted values whose residual sums it needs next: a participant of cell c has
+    /// fitted = `constant[c]` + Σ_k `slopes[k]`·x_k; the sums go to [`Moments::dense_ezz`] when
+    /// `dense`, else to [`Moments::ezz`].
+    Residuals {
+        constant: Vec<f64>,
+        slopes: Vec<f64>,
+        dense: bool,
+    },
+}
+
+/// The balance test from per-cell moments (numeric covariates included), in passes: while it
+/// needs residual sums it returns the fitted values to sum them for (the fast fit's, then, for
+/// an ill-conditioned design, the dense fit's), and called again with them summed, the test.
+/// `covs` are the covariates as for the rows, the codes indexed by cell, and each numeric
+/// covariate any slice of one value per cell (its values are taken from the moments). The
+/// statistics are those [`f_test_grouped`] computes from the rows, to rounding.
+pub fn f_test_moments(m: &Moments, n: usize, covs: &[Covariate]) -> MomentTest {
+    let units = Units::Moments(m);
+    let none = Sample::Rows { rows: &[], y: &[] };
+    let mut need = None;
+    let res = from_units_with(&units, None, &none, n, covs, true, Some(&mut need));
+    match need {
+        Some((constant, slopes, dense)) => MomentTest::Residuals {
+            constant,
+            slopes,
+            dense,
+        },
+        None => MomentTest::Done(res),
+    }
+}
+
 fn from_units(
     units: &Units,
     groups: Option<&[(u32, f64, f64, f64)]>,
@@ -294,6 +358,22 @@ fn from_units(
     n: usize,
     covs: &[Covariate],
     dense_fallback: bool,
+) -> Balance {
+    from_units_with(units, groups, sample, n, covs, dense_fallback, None)
+}
+
+/// The fitted values a moments fit asks for: per cell the constant part, the numeric slopes,
+/// and whether the dense fit asks.
+type Fitted = (Vec<f64>, Vec<f64>, bool);
+
+fn from_units_with(
+    units: &Units,
+    groups: Option<&[(u32, f64, f64, f64)]>,
+    sample: &Sample,
+    n: usize,
+    covs: &[Covariate],
+    dense_fallback: bool,
+    mut need: Option<&mut Option<Fitted>>,
 ) -> Balance {
     // Levels present among the compared units, per categorical covariate.
     let present: Vec<Vec<bool>> = covs
@@ -314,7 +394,15 @@ fn from_units(
         .map(|p| p.iter().filter(|x| **x).count())
         .collect();
     let (included, left_out) = screen(covs, &npres, n);
-    let mut test = fit(units, n, covs, &present, &npres, &included);
+    let mut test = fit(
+        units,
+        n,
+        covs,
+        &present,
+        &npres,
+        &included,
+        need.as_deref_mut(),
+    );
     if dense_fallback && test.as_ref().is_err_and(|e| e == FALLBACK) {
         // Ill-conditioned and small: the dense computation, on the covariates kept.
         let kept: Vec<&Covariate> = covs
@@ -322,7 +410,10 @@ fn from_units(
             .zip(&included)
             .filter_map(|(c, i)| i.then_some(c))
             .collect();
-        test = dense::f_test_dense_groups(sample, n, &kept, groups);
+        test = match units {
+            Units::Moments(m) => dense::f_test_dense_moments(m, n, &kept, need),
+            _ => dense::f_test_dense_groups(sample, n, &kept, groups),
+        };
     }
     Balance { left_out, test }
 }
@@ -417,6 +508,7 @@ fn fit(
     present: &[Vec<bool>],
     npres: &[usize],
     included: &[bool],
+    need: Option<&mut Option<Fitted>>,
 ) -> Result<FTest, NoTest> {
     let wide = widest(covs, npres, included);
     // The wide covariate: level -> coordinate (NONE: the dropped first level, or absent).
@@ -473,6 +565,13 @@ fn fit(
             }
         }
     }
+    // Moments: each column's index in the cells' z (0: the intercept and dummies, k + 1: the
+    // k-th numeric covariate), and the width of z.
+    let moments = match units {
+        Units::Moments(mo) => Some(*mo),
+        _ => None,
+    };
+    let (loc, nz) = numeric_locations(covs, &base, m);
     let entries = |r: usize, buf: &mut Vec<(usize, f64)>| {
         buf.clear();
         buf.push((0, 1.0));
@@ -528,6 +627,19 @@ fn fit(
             entries(r, &mut buf);
             nl += c;
             syl += sy;
+            if let Some(mo) = moments {
+                let (zz, zy) = (&mo.zz[u as usize], &mo.zy[u as usize]);
+                for &(a, _) in &buf {
+                    bl[a] += zz[loc[a] * nz];
+                    xty[a] += zy[loc[a]];
+                    for &(b, _) in &buf {
+                        if b <= a {
+                            cm[a * m + b] += zz[loc[a] * nz + loc[b]];
+                        }
+                    }
+                }
+                continue;
+            }
             for &(a, va) in &buf {
                 bl[a] += c * va;
                 xty[a] += va * sy;
@@ -600,6 +712,38 @@ fn fit(
             let (r, c, sy, syy) = units.get(u as usize);
             entries(r, buf);
             kb.clear();
+            if let Some(mo) = moments {
+                // (kept column, its index in z): the sums come from the cell's moments.
+                kb.extend(
+                    buf.iter()
+                        .filter(|(col, _)| pos[*col] != usize::MAX)
+                        .map(|(col, _)| (pos[*col], loc[*col] as f64)),
+                );
+                s.n += c;
+                s.sy += sy;
+                let zz = &mo.zz[u as usize];
+                for &(a, la) in &kb {
+                    s.b[a] += zz[la as usize * nz];
+                }
+                if fit.is_some()
+                    && let Some(ezz) = mo.ezz.as_ref().map(|e| &e[u as usize])
+                {
+                    s.de += ezz[0];
+                    for &(a, la) in &kb {
+                        s.be[a] += ezz[la as usize * nz];
+                    }
+                    if let Some(ce) = ce.as_deref_mut() {
+                        for &(a, la) in &kb {
+                            for &(b, lb) in &kb {
+                                if b <= a {
+                                    ce[a * mk + b] += ezz[la as usize * nz + lb as usize];
+                                }
+                            }
+                        }
+                    }
+                }
+                continue;
+            }
             kb.extend(
                 buf.iter()
                     .filter(|(col, _)| pos[*col] != usize::MAX)
@@ -632,6 +776,46 @@ fn fit(
         s
     };
 
+    // Moments without their residual sums: the fitted values they are to be summed for.
+    if let Some(mo) = moments
+        && mo.ezz.is_none()
+    {
+        let mut constant = vec![0.0f64; units.len()];
+        for l in 0..n_lev {
+            let idx = &by_level[start[l]..start[l + 1]];
+            if idx.is_empty() {
+                continue;
+            }
+            let bl = if coord[l] != NONE {
+                let s = level_sums(idx, None, None, &mut buf);
+                (s.sy - dot(&s.b, &beta_s)) / s.n
+            } else {
+                0.0
+            };
+            for &u in idx {
+                entries(units.get(u as usize).0, &mut buf);
+                constant[u as usize] = bl
+                    + buf
+                        .iter()
+                        .filter(|(col, _)| pos[*col] != usize::MAX && loc[*col] == 0)
+                        .map(|(col, _)| beta_s[pos[*col]])
+                        .sum::<f64>();
+            }
+        }
+        let mut slopes = vec![0.0f64; nz - 1];
+        for (j, &b) in base.iter().enumerate() {
+            if b != NONE
+                && matches!(covs[j], Covariate::Numeric(_))
+                && pos[b as usize] != usize::MAX
+            {
+                slopes[loc[b as usize] - 1] = beta_s[pos[b as usize]];
+            }
+        }
+        if let Some(need) = need {
+            *need = Some((constant, slopes, false));
+        }
+        return Err(NEEDS_RESIDUALS.into());
+    }
     // Pass B: the wide coefficients, the residual sums, H = F'MF (M the meat X'diag(e²)X,
     // F = [−D⁻¹B; I]) and Δ.
     let scale = n as f64 / (n - rk) as f64;
@@ -955,6 +1139,27 @@ fn fit(
     })
 }
 
+/// For design columns `0 … m−1` laid out by `base` (a numeric covariate's column, [`NONE`] for
+/// others): each column's index in a cell's z of [`Moments`] (0 for the intercept and dummies,
+/// k + 1 for the k-th numeric covariate in covariate order), and the width of z.
+fn numeric_locations<'a, C: std::borrow::Borrow<Covariate<'a>>>(
+    covs: &[C],
+    base: &[u32],
+    m: usize,
+) -> (Vec<usize>, usize) {
+    let mut loc = vec![0usize; m];
+    let mut k = 0;
+    for (j, c) in covs.iter().enumerate() {
+        if let Covariate::Numeric(_) = c.borrow() {
+            k += 1;
+            if base[j] != NONE && (base[j] as usize) < m {
+                loc[base[j] as usize] = k;
+            }
+        }
+    }
+    (loc, k + 1)
+}
+
 fn symmetrize_lower(a: &mut [f64], k: usize) {
     for i in 0..k {
         for j in 0..i {
@@ -1052,13 +1257,46 @@ pub(crate) mod dense {
         covs: &[&Covariate],
         grouped: Option<&[(u32, f64, f64, f64)]>,
     ) -> Result<FTest, NoTest> {
-        let each = |f: &mut dyn FnMut(usize, f64, f64, f64)| match grouped {
+        dense_impl(sample, n, covs, grouped, None)
+    }
+
+    /// Moments and the slot for the fitted values they need.
+    type WithNeed<'m, 'n> = (&'m Moments, Option<&'n mut Option<Fitted>>);
+
+    /// [`f_test_dense`] from the moments of [`super::f_test_moments`]: without their dense
+    /// residual sums, the fitted values to sum them for (in `need`).
+    pub fn f_test_dense_moments(
+        mo: &Moments,
+        n: usize,
+        covs: &[&Covariate],
+        need: Option<&mut Option<Fitted>>,
+    ) -> Result<FTest, NoTest> {
+        let none = Sample::Rows { rows: &[], y: &[] };
+        dense_impl(&none, n, covs, Some(&mo.cells), Some((mo, need)))
+    }
+
+    fn dense_impl(
+        sample: &Sample,
+        n: usize,
+        covs: &[&Covariate],
+        grouped: Option<&[(u32, f64, f64, f64)]>,
+        moments: Option<WithNeed>,
+    ) -> Result<FTest, NoTest> {
+        let (moments, need) = match moments {
+            Some((m, need)) => (Some(m), need),
+            None => (None, None),
+        };
+        // f(unit, row, count, Σy, Σy²).
+        let each_unit = |f: &mut dyn FnMut(usize, usize, f64, f64, f64)| match grouped {
             Some(g) => {
-                for &(r, c, sy, syy) in g.iter() {
-                    f(r as usize, c, sy, syy)
+                for (u, &(r, c, sy, syy)) in g.iter().enumerate() {
+                    f(u, r as usize, c, sy, syy)
                 }
             }
-            None => sample.for_each(&mut |r, yr| f(r, 1.0, yr, yr * yr)),
+            None => sample.for_each(&mut |r, yr| f(r, r, 1.0, yr, yr * yr)),
+        };
+        let each = |f: &mut dyn FnMut(usize, f64, f64, f64)| {
+            each_unit(&mut |_, r, c, sy, syy| f(r, c, sy, syy))
         };
         // Layout: column 0 the intercept; numeric covariates one column; categorical one column per
         // present level except the first present one.
@@ -1123,8 +1361,21 @@ pub(crate) mod dense {
         let mut xtx = vec![0.0f64; k * k];
         let mut xty = vec![0.0f64; k];
         let mut buf: Vec<(usize, f64)> = Vec::with_capacity(nz);
-        each(&mut |r, c, sy, _| {
+        let (loc, zw) = numeric_locations(covs, &base, k);
+        each_unit(&mut |u, r, c, sy, _| {
             row_entries(r, &mut buf);
+            if let Some(mo) = moments {
+                let (zz, zy) = (&mo.zz[u], &mo.zy[u]);
+                for &(a, _) in &buf {
+                    xty[a] += zy[loc[a]];
+                    for &(b, _) in &buf {
+                        if b <= a {
+                            xtx[a * k + b] += zz[loc[a] * zw + loc[b]];
+                        }
+                    }
+                }
+                return;
+            }
             for &(a, va) in &buf {
                 xty[a] += va * sy;
                 for &(b, vb) in &buf {
@@ -1171,12 +1422,46 @@ pub(crate) mod dense {
         for (i, &c) in keep.iter().enumerate() {
             pos[c] = i;
         }
+        if let Some(mo) = moments
+            && mo.dense_ezz.is_none()
+        {
+            // The fitted values of this fit, for the residual sums.
+            let mut constant = vec![0.0f64; mo.cells.len()];
+            let mut slopes = vec![0.0f64; zw - 1];
+            for (u, &(r, ..)) in mo.cells.iter().enumerate() {
+                row_entries(r as usize, &mut buf);
+                for &(col, _) in &buf {
+                    if pos[col] == usize::MAX {
+                        continue;
+                    }
+                    if loc[col] == 0 {
+                        constant[u] += beta[pos[col]];
+                    } else {
+                        slopes[loc[col] - 1] = beta[pos[col]];
+                    }
+                }
+            }
+            if let Some(need) = need {
+                *need = Some((constant, slopes, true));
+            }
+            return Err(NEEDS_RESIDUALS.into());
+        }
         // Meat: Σ e² x x' over kept columns.
         let mut meat = vec![0.0f64; rk * rk];
         let mut kb: Vec<(usize, f64)> = Vec::with_capacity(nz);
-        each(&mut |r, c, sy, syy| {
+        each_unit(&mut |u, r, c, sy, syy| {
             row_entries(r, &mut buf);
             kb.clear();
+            if let Some(ezz) = moments.and_then(|mo| mo.dense_ezz.as_ref()).map(|e| &e[u]) {
+                for &(a, _) in &buf {
+                    for &(b, _) in &buf {
+                        if pos[a] != usize::MAX && pos[b] != usize::MAX && pos[b] <= pos[a] {
+                            meat[pos[a] * rk + pos[b]] += ezz[loc[a] * zw + loc[b]];
+                        }
+                    }
+                }
+                return;
+            }
             kb.extend(
                 buf.iter()
                     .filter(|(col, _)| pos[*col] != usize::MAX)
@@ -1809,6 +2094,178 @@ mod tests {
             })
             .collect();
         (cols, numeric, y)
+    }
+
+    /// The balance test of `y` over all rows from per-cell moments ([`f_test_moments`], both
+    /// passes), the cells being the rows' tuples of categorical codes.
+    fn by_moments(cols: &[(Vec<u32>, u32, bool)], numeric: &[Vec<f64>], y: &[f64]) -> Balance {
+        let n = y.len();
+        let cat: Vec<usize> = (0..cols.len()).filter(|&j| !cols[j].2).collect();
+        let num: Vec<usize> = (0..cols.len()).filter(|&j| cols[j].2).collect();
+        let key = |i: usize| -> Vec<u32> { cat.iter().map(|&j| cols[j].0[i]).collect() };
+        let mut keys: Vec<Vec<u32>> = (0..n).map(key).collect();
+        keys.sort();
+        keys.dedup();
+        let cell_of: Vec<usize> = (0..n)
+            .map(|i| keys.binary_search(&key(i)).unwrap())
+            .collect();
+        let nz = num.len() + 1;
+        let z = |i: usize| -> Vec<f64> {
+            std::iter::once(1.0)
+                .chain(num.iter().map(|&j| numeric[j][i]))
+                .collect()
+        };
+        let mut mo = Moments {
+            cells: (0..keys.len()).map(|c| (c as u32, 0.0, 0.0, 0.0)).collect(),
+            zz: vec![vec![0.0; nz * nz]; keys.len()],
+            zy: vec![vec![0.0; nz]; keys.len()],
+            ezz: None,
+            dense_ezz: None,
+        };
+        for i in 0..n {
+            let c = cell_of[i];
+            let zi = z(i);
+            mo.cells[c].1 += 1.0;
+            mo.cells[c].2 += y[i];
+            mo.cells[c].3 += y[i] * y[i];
+            for a in 0..nz {
+                mo.zy[c][a] += zi[a] * y[i];
+                for b in 0..nz {
+                    mo.zz[c][a * nz + b] += zi[a] * zi[b];
+                }
+            }
+        }
+        let codes: Vec<Codes> = cols
+            .iter()
+            .map(|(_, _, _)| Codes::Owned(Vec::new()))
+            .collect();
+        let codes: Vec<Codes> = codes
+            .into_iter()
+            .enumerate()
+            .map(|(j, c)| match cat.iter().position(|&k| k == j) {
+                Some(p) => Codes::Owned(keys.iter().map(|k| k[p]).collect()),
+                None => c,
+            })
+            .collect();
+        let placeholder = vec![0.0; keys.len()];
+        let covs: Vec<Covariate> = cols
+            .iter()
+            .enumerate()
+            .map(|(j, (_, lv, is_num))| {
+                if *is_num {
+                    Covariate::Numeric(&placeholder)
+                } else {
+                    Covariate::Categorical {
+                        codes: &codes[j],
+                        levels: *lv,
+                    }
+                }
+            })
+            .collect();
+        for _ in 0..3 {
+            let (constant, slopes, dense) = match f_test_moments(&mo, n, &covs) {
+                MomentTest::Done(b) => return b,
+                MomentTest::Residuals {
+                    constant,
+                    slopes,
+                    dense,
+                } => (constant, slopes, dense),
+            };
+            let mut ezz = vec![vec![0.0; nz * nz]; keys.len()];
+            for i in 0..n {
+                let c = cell_of[i];
+                let zi = z(i);
+                let fitted =
+                    constant[c] + slopes.iter().zip(&zi[1..]).map(|(b, x)| b * x).sum::<f64>();
+                let e2 = zero_small((y[i] - fitted).powi(2), 1.0);
+                for a in 0..nz {
+                    for b in 0..nz {
+                        ezz[c][a * nz + b] += e2 * zi[a] * zi[b];
+                    }
+                }
+            }
+            if dense {
+                mo.dense_ezz = Some(ezz);
+            } else {
+                mo.ezz = Some(ezz);
+            }
+        }
+        panic!("residuals asked for more than twice")
+    }
+
+    /// Within 1e-9, relative for values above 1 (the tolerance of the fast-versus-dense test).
+    fn close(a: f64, b: f64) -> bool {
+        (a - b).abs() <= 1e-9 * a.abs().max(b.abs()).max(1.0)
+    }
+
+    #[test]
+    fn moments_give_the_test_of_the_rows_with_a_large_numeric_covariate() {
+        let (cols, mut numeric, y) = generate(400, &[(5, 0), (3, 2), (4, 0), (2, 2)], 0.4, 1, 7);
+        // Incomes around 30 000 and ages around 40.
+        numeric[1] = numeric[1].iter().map(|x| 30_000.0 + 900.0 * x).collect();
+        numeric[3] = numeric[3].iter().map(|x| 40.0 + 3.0 * x).collect();
+        let codes: Vec<Codes> = cols
+            .iter()
+            .map(|(c, _, _)| Codes::Owned(c.clone()))
+            .collect();
+        let covs: Vec<Covariate> = cols
+            .iter()
+            .enumerate()
+            .map(|(j, (_, lv, num))| {
+                if *num {
+                    Covariate::Numeric(&numeric[j])
+                } else {
+                    Covariate::Categorical {
+                        codes: &codes[j],
+                        levels: *lv,
+                    }
+                }
+            })
+            .collect();
+        let rows: Vec<u32> = (0..400).collect();
+        let want = f_test_grouped(&Sample::Rows { rows: &rows, y: &y }, &covs, None);
+        let got = by_moments(&cols, &numeric, &y);
+        let (w, g) = (want.test.unwrap(), got.test.unwrap());
+        assert!(close(w.f_statistic, g.f_statistic), "{w:?} {g:?}");
+        assert!(close(w.p_value, g.p_value), "{w:?} {g:?}");
+        assert_eq!(
+            (w.numerator_df, w.denominator_df),
+            (g.numerator_df, g.denominator_df)
+        );
+        assert_eq!(want.left_out, got.left_out);
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(1000))]
+        /// Per-cell moments in passes give the test of the rows (F and p to 1e-9), including
+        /// the ill-conditioned designs computed densely.
+        #[test]
+        fn moments_balance_test_equals_the_rows(
+            n in 4usize..90,
+            spec in proptest::collection::vec((0u32..9, 0u8..3), 1..4),
+            p_treat in 0.05f64..0.95,
+            skew in 0u32..4,
+            seed in 0u64..u64::MAX,
+        ) {
+            let (cols, numeric, y) = generate(n, &spec, p_treat, skew, seed);
+            let codes: Vec<Codes> = cols.iter().map(|(c, _, _)| Codes::Owned(c.clone())).collect();
+            let covs: Vec<Covariate> = cols.iter().enumerate().map(|(j, (_, lv, num))| {
+                if *num { Covariate::Numeric(&numeric[j]) } else { Covariate::Categorical { codes: &codes[j], levels: *lv } }
+            }).collect();
+            let rows: Vec<u32> = (0..n as u32).collect();
+            let want = f_test_grouped(&Sample::Rows { rows: &rows, y: &y }, &covs, None);
+            let got = by_moments(&cols, &numeric, &y);
+            proptest::prop_assert_eq!(&want.left_out, &got.left_out);
+            match (&want.test, &got.test) {
+                (Ok(w), Ok(g)) => {
+                    // Near-exact fits (F beyond 1e6: residuals near rounding noise) carry the
+                    // rounding of the sums' order in their digits; the others agree to 1e-9.
+                    proptest::prop_assert!(w.f_statistic > 1e6 || (close(w.f_statistic, g.f_statistic) && close(w.p_value, g.p_value)), "{:?} {:?}", w, g);
+                    proptest::prop_assert_eq!((w.numerator_df, w.denominator_df), (g.numerator_df, g.denominator_df));
+                }
+                (w, g) => proptest::prop_assert_eq!(w, g),
+            }
+        }
     }
 
     proptest::proptest! {

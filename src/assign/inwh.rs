@@ -5,19 +5,25 @@
 //! 1. one aggregate query: row count, ids non-null and unique, the input fingerprint (Σ of the
 //!    unit keys as four 32-bit word sums), and per stratum its distinct and non-null counts
 //!    (the preprocessing rules of [`super::preprocess`]: single-valued and unique-valued
-//!    columns are dropped);
-//! 2. one `GROUP BY` of the kept strata: the strata cells and their sizes, which give the
-//!    stratum ids (dense rank of the cells in byte order, NULL last), the block counts and the
-//!    categorical codes of the balance regression;
-//! 3. the experiment guard (and `--replace`), then `INSERT INTO T … SELECT` of the keyed
+//!    columns are dropped), numeric strata by their least and greatest values;
+//! 2. per kept numeric stratum, its order statistics at the quantile edges' ranks, from which
+//!    [`super::qcut::edges_by`] interpolates the edges; the audience relation then carries each
+//!    one's bin (`CASE` over the edges, bound as parameters);
+//! 3. one `GROUP BY` of the kept strata (numeric ones by bin): the strata cells and their
+//!    sizes, which give the stratum ids (dense rank of the cells in level order, NULL last),
+//!    the block counts and the categorical codes of the balance regression;
+//! 4. the experiment guard (and `--replace`), then `INSERT INTO T … SELECT` of the keyed
 //!    assignment query of the dialect (the `keyed_assignment_sql` hook of
 //!    [`crate::warehouse::SqlDialect`]);
-//! 4. `GROUP BY stratum_id, arm_id` over the rows written: the arm counts and the balance test
-//!    from per-cell counts ([`super::balance::f_test_cells`]), identical to the local one;
-//! 5. the design record, then commit.
+//! 5. `GROUP BY stratum_id, arm_id` over the rows written: the arm counts and the balance test
+//!    from per-cell counts ([`super::balance::f_test_cells`]), identical to the local one; with
+//!    numeric covariates (numeric strata without NULLs) from per-cell moments and residual
+//!    sums (`CellMoments`, [`super::balance::f_test_moments`]);
+//! 6. the design record, then commit.
 //!
-//! Supported: categorical strata (text, uuid, boolean) on engines whose dialect computes the
-//! keyed query; everything else is refused (exit 2) rather than computed differently.
+//! Supported: text, uuid, date, boolean, integer and double precision strata on engines whose
+//! dialect computes the keyed query; everything else is refused (exit 2) rather than computed
+//! differently.
 //!
 //! BigQuery has no client-held transaction: the queries run as jobs, the rows go into a
 //! staging table and one script applies the write ([`super::pushdown_bigquery`]). SQLite is a
@@ -39,19 +45,45 @@ use crate::output::notice;
 use crate::warehouse::load::{ColumnDef, create_table_sql};
 use crate::warehouse::{Value, Warehouse};
 
-/// How a stratum's values are compared: text by bytes, or booleans.
+/// How a stratum's values are compared: text by bytes, booleans, or numbers (integers or
+/// floats, binned into quantiles as f64 values).
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Kind {
     Text,
     Bool,
+    Int,
+    Float,
+}
+
+impl Kind {
+    fn numeric(self) -> bool {
+        matches!(self, Kind::Int | Kind::Float)
+    }
 }
 
 /// A requested stratum as the warehouse holds it.
 struct Stratum {
     name: String,
-    /// The SQL expression of its value (quoted column, cast to text for uuids).
+    /// The SQL expression of its value (quoted column, cast to text for uuids): what is carried
+    /// into the assignment.
     expr: String,
     kind: Kind,
+    /// Numeric strata: the value compared (NaN read as NULL), and the same as a double, as the
+    /// local run reads it.
+    plain: String,
+    num: String,
+}
+
+/// A kept numeric stratum's quantile bins: the interior edges e₁ … e_{b−1} (a value v is in
+/// bin k when e_k < v ≤ e_{k+1}, the lowest edge included in bin 0; NULL has no bin).
+struct Bins {
+    stratum: usize,
+    interior: Vec<f64>,
+}
+
+/// The bin column of numeric stratum `j` in the binned relation.
+fn bin_column(j: usize) -> String {
+    format!("xngin_bin_{j}")
 }
 
 fn unsupported(what: String) -> Error {
@@ -228,22 +260,47 @@ async fn run_on(
     let mut strata = Vec::new();
     for s in strata_names {
         let l = live_of(s).expect("checked");
+        let sql_type = l.sql_type.to_ascii_lowercase();
         let (kind, expr) = match l.data_type {
             DataType::CharacterVarying => (Kind::Text, q(s)),
             DataType::Uuid => (Kind::Text, dialect.text_cast(&q(s))),
+            // Dates are text (YYYY-MM-DD) to the local run.
+            DataType::Date => (Kind::Text, dialect.text_cast(&q(s))),
             DataType::Boolean => (Kind::Bool, q(s)),
+            // Unsigned 64-bit values beyond i64 are text to the local run.
+            DataType::Integer | DataType::Bigint
+                if !(sql_type.contains("bigint") && sql_type.contains("unsigned")) =>
+            {
+                (Kind::Int, q(s))
+            }
+            DataType::DoublePrecision => (Kind::Float, q(s)),
+            DataType::Bigint => {
+                return Err(unsupported(format!(
+                    "stratum {s} is an unsigned 64-bit integer ({}), whose values beyond 2^63 the local run reads \
+                     as text; cast it to a signed bigint in a view",
+                    l.sql_type
+                )));
+            }
             other => {
                 return Err(unsupported(format!(
-                    "stratum {s} is of type {}; only text and boolean strata are computed in the warehouse \
-                     so far (numeric strata need quantile bins)",
+                    "stratum {s} is of type {}; the warehouse computes text, uuid, date, boolean, integer and \
+                     double precision strata (NUMERIC/DECIMAL values are read as f64 locally, which SQL does not \
+                     reproduce exactly: cast the column to double precision in a view)",
                     type_name(other, &l.sql_type)
                 )));
             }
         };
+        let plain = match kind {
+            Kind::Float => dialect.float_nan_to_null(&expr),
+            _ => expr.clone(),
+        };
+        let num = dialect.float_cast(&plain);
         strata.push(Stratum {
             name: s.clone(),
             expr,
             kind,
+            plain,
+            num,
         });
     }
     // Filters, with their parameters numbered after the query's own (`first`).
@@ -289,6 +346,9 @@ async fn run_on(
         let t = match s.kind {
             Kind::Text => DataType::CharacterVarying,
             Kind::Bool => DataType::Boolean,
+            // As the local run writes integer and float columns.
+            Kind::Int => DataType::Bigint,
+            Kind::Float => DataType::DoublePrecision,
         };
         cols.push(ColumnDef::new(&s.name, t));
     }
@@ -373,14 +433,21 @@ async fn run_on(
         }
         let mut inner = vec![format!("{id_expr} AS xid")];
         for (j, s) in strata.iter().enumerate() {
-            let e = if s.kind == Kind::Text {
-                dialect.exact_text(&s.expr)
-            } else {
-                s.expr.clone()
+            let e = match s.kind {
+                Kind::Text => dialect.exact_text(&s.expr),
+                Kind::Int | Kind::Float => s.plain.clone(),
+                Kind::Bool => s.expr.clone(),
             };
             inner.push(format!("{e} AS s{j}"));
             sel.push(format!("COUNT(s{j})"));
         }
+        // Numeric strata: their least and greatest values (one value: dropped; infinite: refused).
+        let numeric: Vec<usize> = (0..strata.len()).filter(|&j| strata[j].kind.numeric()).collect();
+        for &j in &numeric {
+            sel.push(format!("MIN(s{j})"));
+            sel.push(format!("MAX(s{j})"));
+        }
+        let after_numeric = 7 + strata.len() + 2 * numeric.len();
         // The digest is computed once per row, not once per word that reads it.
         let once = dialect.no_inline_suffix();
         let build = |sampled: bool| -> Result<(String, Vec<Value>)> {
@@ -435,7 +502,7 @@ async fn run_on(
                 n - int(2)
             )));
         }
-        if int_like.is_some() && int(7 + strata.len()) == n {
+        if int_like.is_some() && int(after_numeric) == n {
             return Err(unsupported(format!(
                 "the text ids of {id} all look like integers, which the local run orders and stores as integers; \
                  not computed in the warehouse yet"
@@ -470,14 +537,15 @@ async fn run_on(
         let mut dropped = Vec::new();
         // Distinct values per stratum: counted over the strata cells (one hash aggregation of
         // the rows, then small sorts), not by COUNT(DISTINCT) over every row.
-        let distinct: Vec<u64> = if strata.is_empty() {
-            Vec::new()
-        } else {
+        // (Numeric strata: from their least and greatest values.)
+        let categorical: Vec<usize> = (0..strata.len()).filter(|&j| !strata[j].kind.numeric()).collect();
+        let mut distinct: Vec<u64> = vec![0; strata.len()];
+        if !categorical.is_empty() {
             let (rel, rel_params) = relation(1)?;
-            let exprs: Vec<String> = strata
+            let exprs: Vec<String> = categorical
                 .iter()
-                .enumerate()
-                .map(|(j, s)| {
+                .map(|&j| {
+                    let s = &strata[j];
                     let e = if s.kind == Kind::Text {
                         dialect.exact_text(&s.expr)
                     } else {
@@ -486,8 +554,8 @@ async fn run_on(
                     format!("{e} AS s{j}")
                 })
                 .collect();
-            let counts: Vec<String> = (0..strata.len()).map(|j| format!("COUNT(DISTINCT s{j})")).collect();
-            let groups: Vec<String> = (1..=strata.len()).map(|i| i.to_string()).collect();
+            let counts: Vec<String> = categorical.iter().map(|j| format!("COUNT(DISTINCT s{j})")).collect();
+            let groups: Vec<String> = (1..=categorical.len()).map(|i| i.to_string()).collect();
             let sql = format!(
                 "SELECT {} FROM (SELECT {} FROM {rel} GROUP BY {}) g",
                 counts.join(", "),
@@ -496,14 +564,48 @@ async fn run_on(
             );
             let r = tx.fetch_all(&sql, &rel_params).await?;
             let r = r.rows.first().cloned().unwrap_or_default();
-            (0..strata.len()).map(|j| int_of(&r, j)).collect()
-        };
+            for (i, &j) in categorical.iter().enumerate() {
+                distinct[j] = int_of(&r, i);
+            }
+        }
+        // Numeric strata: finite (as the local run checks), and one value or more.
+        let mut notes: Vec<String> = Vec::new();
+        for (i, &j) in numeric.iter().enumerate() {
+            let s = &strata[j];
+            let (lo, hi) = (&row[7 + strata.len() + 2 * i], &row[8 + strata.len() + 2 * i]);
+            for v in [lo, hi] {
+                if let Value::Float(f) = v
+                    && f.is_infinite()
+                {
+                    return Err(Error::invalid(format!(
+                        "{source}: column {} is infinite ({f}) in some row; strata and metrics must be finite numbers \
+                         (correct the value, or leave it empty for a missing value)",
+                        s.name
+                    )));
+                }
+            }
+            let values = int(7 + j);
+            distinct[j] = if values == 0 {
+                0
+            } else if lo == hi {
+                1
+            } else {
+                2
+            };
+            if u64::from(design.quantiles) > values {
+                notes.push(format!(
+                    "{QUANTILES} {} is more than the {values} value(s) of {} can fill: \
+                     each distinct value of {} is its own bin",
+                    design.quantiles, s.name, s.name
+                ));
+            }
+        }
         for (j, s) in strata.iter().enumerate() {
             let distinct = distinct[j];
             let non_null = int(7 + j);
             let reason = if distinct <= 1 {
                 Some("single value")
-            } else if distinct == non_null && non_null > 1 {
+            } else if distinct == non_null && non_null > 1 && !s.kind.numeric() {
                 Some("unique values (every row differs)")
             } else {
                 None
@@ -516,10 +618,102 @@ async fn run_on(
                 None => kept.push(j),
             }
         }
-        let mut notes: Vec<String> = dropped
-            .iter()
-            .map(|d| format!("stratum {} not used: {}", d.field, d.reason))
-            .collect();
+        notes.extend(
+            dropped
+                .iter()
+                .map(|d| format!("stratum {} not used: {}", d.field, d.reason)),
+        );
+        // Quantile bins of the kept numeric strata: edges interpolated here (super::qcut) from
+        // the order statistics the warehouse returns, one query per stratum.
+        let mut bins: Vec<Bins> = Vec::new();
+        for &j in kept.iter().filter(|&&j| strata[j].kind.numeric()) {
+            let values = int(7 + j) as usize;
+            let q = super::qcut::effective_quantiles(design.quantiles, values);
+            let ranks = super::qcut::ranks(values, q);
+            let (rel, rel_params) = relation(1)?;
+            let v = &strata[j].num;
+            let ordered = format!(
+                "SELECT v, ROW_NUMBER() OVER (ORDER BY v) AS r FROM (SELECT {v} AS v FROM {rel}) x WHERE v IS NOT NULL"
+            );
+            let mut at: Vec<f64> = vec![f64::NAN; ranks.len()];
+            let mut put = |r: Option<i64>, v: Option<f64>| {
+                if let (Some(r), Some(v)) = (r, v)
+                    && let Ok(i) = ranks.binary_search(&((r - 1) as usize))
+                {
+                    at[i] = v;
+                }
+            };
+            if ranks.len() <= 1000 {
+                // Ranks are numbers computed here, never user text.
+                let list: Vec<String> = ranks.iter().map(|r| (r + 1).to_string()).collect();
+                let sql = format!("SELECT r, v FROM ({ordered}) o WHERE r IN ({})", list.join(", "));
+                for row in tx.fetch_all(&sql, &rel_params).await?.rows {
+                    put(row[0].as_i64(), row[1].as_f64());
+                }
+            } else {
+                // More quantiles than a list holds: the values in order, the ranks picked.
+                let sql = format!("SELECT r, v FROM ({ordered}) o ORDER BY r");
+                tx.fetch_each(&sql, &rel_params, |row| {
+                    put(row[0].as_i64(), row[1].as_f64());
+                    Ok(())
+                })
+                .await?;
+            }
+            if at.iter().any(|v| v.is_nan()) {
+                return Err(Error::runtime(format!(
+                    "{source}: the warehouse returned {} of the {} order statistics of {}; nothing was written",
+                    at.iter().filter(|v| !v.is_nan()).count(),
+                    ranks.len(),
+                    strata[j].name
+                )));
+            }
+            let edges = super::qcut::edges_by(values, q, |r| at[ranks.binary_search(&r).unwrap_or(0)]);
+            bins.push(Bins {
+                stratum: j,
+                interior: if edges.len() > 2 { edges[1..edges.len() - 1].to_vec() } else { Vec::new() },
+            });
+        }
+        let n_edges: usize = bins.iter().map(|b| b.interior.len()).sum();
+        if n_edges > dialect.max_bound_params() / 2 {
+            return Err(unsupported(format!(
+                "{QUANTILES} {}: the numeric strata have {n_edges} bin edges, more than {} binds in one \
+                 statement beside the rest; use fewer {QUANTILES}",
+                design.quantiles,
+                dialect.product()
+            )));
+        }
+        // The audience with each binned stratum's bin as column `xngin_bin_{j}`: the edges bound
+        // first (from `first`), then the audience's own parameters.
+        let relation = |first: usize| -> Result<(String, Vec<Value>)> {
+            if bins.is_empty() {
+                return relation(first);
+            }
+            let mut p = Vec::new();
+            let mut cols = Vec::new();
+            for b in &bins {
+                let v = &strata[b.stratum].num;
+                let mut case = format!("CASE WHEN {v} IS NULL THEN NULL");
+                for (k, e) in b.interior.iter().enumerate() {
+                    let ph = dialect.float_cast(&wh.placeholder(first + p.len()));
+                    case.push_str(&format!(" WHEN {v} <= {ph} THEN {k}"));
+                    p.push(Value::Float(*e));
+                }
+                case.push_str(&format!(" ELSE {} END", b.interior.len()));
+                cols.push(format!("{case} AS {}", q(&bin_column(b.stratum))));
+            }
+            let (inner, ip) = relation(first + p.len())?;
+            p.extend(ip);
+            Ok((format!("(SELECT xr.*, {} FROM (SELECT * FROM {inner}) xr) xb", cols.join(", ")), p))
+        };
+        // A stratum's value in the strata cells and the assignment: its bin if numeric.
+        let cell_expr = |j: usize| -> String {
+            let s = &strata[j];
+            match s.kind {
+                Kind::Text => dialect.exact_text(&s.expr),
+                Kind::Bool => s.expr.clone(),
+                Kind::Int | Kind::Float => q(&bin_column(j)),
+            }
+        };
         // 2. The strata cells.
         let cells = if kept.is_empty() {
             if !strata.is_empty() {
@@ -530,17 +724,7 @@ async fn run_on(
             Cells::default()
         } else {
             let (rel, rel_params) = relation(1)?;
-            let exprs: Vec<String> = kept
-                .iter()
-                .map(|&j| {
-                    let s = &strata[j];
-                    if s.kind == Kind::Text {
-                        dialect.exact_text(&s.expr)
-                    } else {
-                        s.expr.clone()
-                    }
-                })
-                .collect();
+            let exprs: Vec<String> = kept.iter().map(|&j| cell_expr(j)).collect();
             let groups: Vec<String> = (1..=exprs.len()).map(|i| i.to_string()).collect();
             let sql = format!(
                 "SELECT {}, COUNT(*) FROM {rel} GROUP BY {}",
@@ -585,9 +769,16 @@ async fn run_on(
         let ph1 = wh.placeholder(1);
         let kept_cols: Vec<(String, bool)> = kept
             .iter()
-            .map(|&j| (strata[j].expr.clone(), strata[j].kind == Kind::Text))
+            .map(|&j| match strata[j].kind {
+                Kind::Int | Kind::Float => (q(&bin_column(j)), false),
+                k => (strata[j].expr.clone(), k == Kind::Text),
+            })
             .collect();
-        let carry: Vec<String> = strata.iter().map(|s| s.expr.clone()).collect();
+        // (Float NaN carried as NULL, as the local run writes it.)
+        let carry: Vec<String> = strata
+            .iter()
+            .map(|s| if s.kind == Kind::Float { s.plain.clone() } else { s.expr.clone() })
+            .collect();
         // Outer parameters first (experiment id, created_at, arm names), in a derived table
         // that precedes the assignment query in the text (positional `?` on MySQL); then the
         // assignment query's own, then the relation's.
@@ -789,10 +980,64 @@ async fn run_on(
         }
         // The balance test from the per-cell arm counts.
         let kept_names: Vec<String> = kept.iter().map(|&j| strata[j].name.clone()).collect();
+        // Numeric strata without NULLs enter the regression with their values (as locally):
+        // the test then comes from per-cell moments summed by the warehouse.
+        let numeric_covs: Vec<usize> = (0..kept.len())
+            .filter(|&c| strata[kept[c]].kind.numeric() && int(7 + kept[c]) == n)
+            .collect();
         let balance = if kept.is_empty() {
             Vec::new()
-        } else {
+        } else if numeric_covs.is_empty() {
             balance_tests(&design, &cells, &kept_names, &per_cell, &counts, &mut notes)
+        } else {
+            // The assigned rows: the table written, or the assignment query again.
+            let xs: Vec<String> = numeric_covs
+                .iter()
+                .enumerate()
+                .map(|(k, &c)| {
+                    let col = match &dest {
+                        Some(_) => q(&strata[kept[c]].name),
+                        None => format!("a.c{}", kept[c]),
+                    };
+                    format!("{} AS x{k}", dialect.float_cast(&col))
+                })
+                .collect();
+            let rows = match &dest {
+                Some((qualified, ..)) => (
+                    format!(
+                        "SELECT {} AS sid, {} AS arm, {} FROM {qualified} WHERE {} = {ph1}",
+                        q("stratum_id"),
+                        q("arm_id"),
+                        xs.join(", "),
+                        q("experiment_id")
+                    ),
+                    vec![exp.clone()],
+                ),
+                None => (
+                    format!("SELECT a.stratum_id AS sid, a.arm_id AS arm, {} {from}", xs.join(", ")),
+                    params.clone(),
+                ),
+            };
+            let mut tests = Vec::new();
+            let moments = CellMoments::read(&mut tx, &rows, numeric_covs.len(), n_strata as usize).await?;
+            for t in 1..design.arms.len() {
+                tests.push(if counts[0] > 0 && counts[t] > 0 {
+                    Some(moments.test(&mut tx, wh, &rows, t, &cells, &numeric_covs).await?)
+                } else {
+                    None
+                });
+            }
+            tests
+                .into_iter()
+                .enumerate()
+                .map(|(i, test)| {
+                    super::balance_pair(&design, i + 1, &counts, |c| kept_names[c].clone(), &mut notes, || {
+                        let res = test.expect("both arms have members");
+                        let left_out = res.left_out.into_iter().map(|lo| (lo.covariate, lo.why)).collect();
+                        (res.test.map(|f| (f, None)), left_out)
+                    })
+                })
+                .collect()
         };
         let outcome = Outcome {
             order: Vec::new(),
@@ -988,6 +1233,8 @@ impl CsvOut {
             self.buf.push(b',');
             match (v, kind) {
                 (Value::Null, _) => {}
+                // NaN is a missing value to the local run, written empty.
+                (Value::Float(f), _) if f.is_nan() => {}
                 (Value::Bool(b), _) => {
                     self.buf
                         .extend_from_slice(if *b { b"true" } else { b"false" })
@@ -1085,6 +1332,8 @@ struct Cells {
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 enum Level {
     Bool(bool),
+    /// A quantile bin.
+    Int(i64),
     Text(Vec<u8>),
     Null,
 }
@@ -1093,6 +1342,7 @@ fn level_of(v: &Value) -> Level {
     match v {
         Value::Null => Level::Null,
         Value::Bool(b) => Level::Bool(*b),
+        Value::Int(i) => Level::Int(*i),
         other => Level::Text(other.to_text().unwrap_or_default().into_bytes()),
     }
 }
@@ -1181,4 +1431,265 @@ fn balance_tests(
             )
         })
         .collect()
+}
+
+/// Per (stratum id, arm) sums of the numeric covariates x over the assigned rows: the count,
+/// Σ x and Σ x x' (the first pass of the balance test with numeric covariates).
+struct CellMoments {
+    /// Numeric covariates.
+    k: usize,
+    /// Per stratum id and arm: Σ z z' with z = (1, x) ((k+1)², row-major; [0] the count).
+    zz: Vec<Vec<Vec<f64>>>,
+    /// The covariates' means over the rows (the centers of the second pass).
+    center: Vec<f64>,
+}
+
+/// The sums `Σ z_i z_j` (i ≤ j, z = (1, x₀, …)) as SQL, each with `f` before it.
+fn pair_sums(k: usize, x: impl Fn(usize) -> String, f: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for i in 0..=k {
+        for j in i..=k {
+            let mut factors: Vec<String> = Vec::new();
+            if !f.is_empty() {
+                factors.push(f.to_string());
+            }
+            factors.extend([i, j].iter().filter(|&&v| v > 0).map(|&v| x(v - 1)));
+            if factors.is_empty() {
+                factors.push("1".into());
+            }
+            out.push(format!("SUM({})", factors.join(" * ")));
+        }
+    }
+    out
+}
+
+/// Fill a symmetric (k+1)² matrix from the sums of [`pair_sums`] starting at `row[at]`.
+fn unpack(row: &[Value], at: usize, k: usize, into: &mut [f64]) {
+    let w = k + 1;
+    let mut c = at;
+    for i in 0..w {
+        for j in i..w {
+            let v = row.get(c).and_then(Value::as_f64).unwrap_or(0.0);
+            into[i * w + j] += v;
+            if i != j {
+                into[j * w + i] += v;
+            }
+            c += 1;
+        }
+    }
+}
+
+impl CellMoments {
+    /// The first pass over `rows` (`sid, arm, x0, …` and its parameters).
+    async fn read(
+        tx: &mut super::pushdown_bigquery::Session<'_>,
+        rows: &(String, Vec<Value>),
+        k: usize,
+        n_strata: usize,
+    ) -> Result<CellMoments> {
+        let w = k + 1;
+        let sql = format!(
+            "SELECT sid, arm, {} FROM ({}) r GROUP BY sid, arm",
+            pair_sums(k, |i| format!("x{i}"), "").join(", "),
+            rows.0
+        );
+        let mut zz: Vec<Vec<Vec<f64>>> = Vec::new();
+        let mut total = vec![0.0f64; w * w];
+        for row in tx.fetch_all(&sql, &rows.1).await?.rows {
+            let (Some(sid), Some(arm)) = (row[0].as_i64(), row[1].as_i64()) else {
+                continue;
+            };
+            let (sid, arm) = (sid as usize, arm as usize);
+            if sid >= n_strata {
+                continue;
+            }
+            if zz.is_empty() {
+                zz = vec![Vec::new(); n_strata];
+            }
+            if zz[sid].len() <= arm {
+                zz[sid].resize(arm + 1, vec![0.0; w * w]);
+            }
+            unpack(&row, 2, k, &mut zz[sid][arm]);
+            unpack(&row, 2, k, &mut total);
+        }
+        let center = (1..w)
+            .map(|i| {
+                if total[0] > 0.0 {
+                    total[i] / total[0]
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        if zz.is_empty() {
+            zz = vec![Vec::new(); n_strata];
+        }
+        Ok(CellMoments { k, zz, center })
+    }
+
+    fn of(&self, sid: usize, arm: usize) -> Option<&Vec<f64>> {
+        self.zz
+            .get(sid)
+            .and_then(|a| a.get(arm))
+            .filter(|m| m[0] > 0.0)
+    }
+
+    /// The balance test of arm `t` against arm 0 ([`balance::f_test_moments`]): the cells'
+    /// moments, then per fitted values the warehouse asks for, the residual sums
+    /// Σ e² z z' (one pass over the rows of the two arms each).
+    async fn test(
+        &self,
+        tx: &mut super::pushdown_bigquery::Session<'_>,
+        wh: &Warehouse,
+        rows: &(String, Vec<Value>),
+        t: usize,
+        cells: &Cells,
+        numeric: &[usize],
+    ) -> Result<balance::Balance> {
+        let (k, w) = (self.k, self.k + 1);
+        // The compared cells, in stratum-id order.
+        let sids: Vec<usize> = (0..cells.sizes.len())
+            .filter(|&s| self.of(s, 0).is_some() || self.of(s, t).is_some())
+            .collect();
+        let mut mo = balance::Moments {
+            cells: Vec::with_capacity(sids.len()),
+            zz: Vec::with_capacity(sids.len()),
+            zy: Vec::with_capacity(sids.len()),
+            ezz: None,
+            dense_ezz: None,
+        };
+        let mut n = 0.0f64;
+        for (c, &s) in sids.iter().enumerate() {
+            let zero = vec![0.0; w * w];
+            let (m0, mt) = (
+                self.of(s, 0).unwrap_or(&zero),
+                self.of(s, t).unwrap_or(&zero),
+            );
+            mo.cells.push((c as u32, m0[0] + mt[0], mt[0], mt[0]));
+            mo.zz.push(m0.iter().zip(mt).map(|(a, b)| a + b).collect());
+            mo.zy.push(mt[..w].to_vec());
+            n += m0[0] + mt[0];
+        }
+        let n_kept = cells.levels.len();
+        let codes: Vec<Codes> = (0..n_kept)
+            .map(|j| Codes::Owned(sids.iter().map(|&s| cells.codes[s][j]).collect()))
+            .collect();
+        let placeholder = vec![0.0f64; sids.len()];
+        let covs: Vec<Covariate> = (0..n_kept)
+            .map(|j| {
+                if numeric.contains(&j) {
+                    Covariate::Numeric(&placeholder)
+                } else {
+                    Covariate::Categorical {
+                        codes: &codes[j],
+                        levels: cells.levels[j],
+                    }
+                }
+            })
+            .collect();
+        let slot: std::collections::HashMap<usize, usize> =
+            sids.iter().enumerate().map(|(c, &s)| (s, c)).collect();
+        for _ in 0..3 {
+            let (constant, slopes, dense) = match balance::f_test_moments(&mo, n as usize, &covs) {
+                balance::MomentTest::Done(b) => return Ok(b),
+                balance::MomentTest::Residuals {
+                    constant,
+                    slopes,
+                    dense,
+                } => (constant, slopes, dense),
+            };
+            // Σ u^p d̃ d̃' (p = 0, 1, 2) per (stratum id, arm), d̃ = (1, x − center) and
+            // u = Σ slope·(x − center): the slopes and centers bound after the rows' parameters.
+            let mut params = rows.1.clone();
+            let mut bound = Vec::new();
+            for (i, v) in slopes.iter().chain(&self.center).enumerate() {
+                let name = if i < k {
+                    format!("b{i}")
+                } else {
+                    format!("m{}", i - k)
+                };
+                bound.push(format!(
+                    "{} AS {name}",
+                    wh.dialect().float_cast(&wh.placeholder(params.len() + 1))
+                ));
+                params.push(Value::Float(*v));
+            }
+            let d: Vec<String> = (0..k).map(|i| format!("(r.x{i} - p.m{i})")).collect();
+            let u: Vec<String> = (0..k).map(|i| format!("{} * p.b{i}", d[i])).collect();
+            let mut sums = pair_sums(k, |i| format!("d{i}"), "");
+            sums.extend(pair_sums(k, |i| format!("d{i}"), "u"));
+            sums.extend(pair_sums(k, |i| format!("d{i}"), "u * u"));
+            let ds: Vec<String> = d
+                .iter()
+                .enumerate()
+                .map(|(i, e)| format!("{e} AS d{i}"))
+                .collect();
+            let sql = format!(
+                "SELECT sid, arm, {} FROM (SELECT r.sid, r.arm, {}, {} AS u FROM ({}) r CROSS JOIN (SELECT {}) p \
+                 WHERE r.arm = 0 OR r.arm = {t}) g GROUP BY sid, arm",
+                sums.join(", "),
+                ds.join(", "),
+                u.join(" + "),
+                rows.0,
+                bound.join(", ")
+            );
+            let per = w * (w + 1) / 2;
+            let mut ezz = vec![vec![0.0f64; w * w]; sids.len()];
+            for row in tx.fetch_all(&sql, &params).await?.rows {
+                let (Some(sid), Some(arm)) = (row[0].as_i64(), row[1].as_i64()) else {
+                    continue;
+                };
+                let Some(&c) = slot.get(&(sid as usize)) else {
+                    continue;
+                };
+                let mut s = [vec![0.0; w * w], vec![0.0; w * w], vec![0.0; w * w]];
+                for (p, m) in s.iter_mut().enumerate() {
+                    unpack(&row, 2 + p * per, k, m);
+                }
+                let y = if arm as usize == t { 1.0 } else { 0.0 };
+                let dc = y
+                    - constant[c]
+                    - slopes
+                        .iter()
+                        .zip(&self.center)
+                        .map(|(b, m)| b * m)
+                        .sum::<f64>();
+                // Σ e² d̃ d̃' with e = dc − u, then in z = (1, x): z₀ = d̃₀, z_i = d̃_i + m_i d̃₀.
+                let e: Vec<f64> = (0..w * w)
+                    .map(|i| dc * dc * s[0][i] - 2.0 * dc * s[1][i] + s[2][i])
+                    .collect();
+                if e[0] <= 1e-20 * s[0][0] {
+                    continue; // an exact fit: no residual variance (rounding noise)
+                }
+                let tm = |a: usize, i: usize| -> f64 {
+                    if a == i {
+                        1.0
+                    } else if i == 0 && a > 0 {
+                        self.center[a - 1]
+                    } else {
+                        0.0
+                    }
+                };
+                for a in 0..w {
+                    for b in 0..w {
+                        let mut v = 0.0;
+                        for i in 0..w {
+                            for j in 0..w {
+                                v += tm(a, i) * tm(b, j) * e[i * w + j];
+                            }
+                        }
+                        ezz[c][a * w + b] += v;
+                    }
+                }
+            }
+            if dense {
+                mo.dense_ezz = Some(ezz);
+            } else {
+                mo.ezz = Some(ezz);
+            }
+        }
+        Err(Error::runtime(
+            "the balance test asked for residual sums more than twice",
+        ))
+    }
 }

@@ -8,8 +8,8 @@
 //!
 //! Scope: categorical strata (text, compared by bytes, and booleans), NULL as its own value
 //! after all others; the caller has applied the preprocessing rules (which strata are kept)
-//! and chooses the relation (table and filters, or the sample). Numeric strata need quantile
-//! edges from the engine and are not handled here yet.
+//! and chooses the relation (table and filters, or the sample). Numeric strata arrive as their
+//! quantile bins, integer columns of the relation ([`super::inwh`] bins them).
 //!
 //! PostgreSQL: every value is a bound parameter: `$1` (or `$first`) the seed as text, `$2` the
 //! block pattern as an integer array literal (`{0,1,1}`), or without strata the lower bounds of

@@ -11,13 +11,15 @@
 
 /// The bin edges of the non-null values `sorted` (ascending, no NaN) for `q` quantiles.
 pub fn edges(sorted: &[f64], q: u32) -> Vec<f64> {
-    let n = sorted.len();
-    if n == 0 || q == 0 {
-        return Vec::new();
-    }
+    edges_by(sorted.len(), q, |i| sorted[i])
+}
+
+/// The interpolation points of the `q + 1` edges over `n` sorted values: for each, the ranks
+/// (0-based) of the two order statistics around the virtual index (n−1)·p and the fraction t
+/// between them.
+fn points(n: usize, q: u32) -> impl Iterator<Item = (usize, usize, f64)> {
     let step = 1.0 / q as f64;
-    let mut out: Vec<f64> = Vec::with_capacity(q as usize + 1);
-    for j in 0..=q {
+    (0..=q).map(move |j| {
         // numpy.linspace: j * step, the last point set to stop exactly.
         let p = if j == q { 1.0 } else { j as f64 * step };
         // nanpercentile(values, p * 100) divides by 100 again.
@@ -26,8 +28,31 @@ pub fn edges(sorted: &[f64], q: u32) -> Vec<f64> {
         let lo = virt.floor();
         let t = virt - lo;
         let lo = (lo as usize).min(n - 1);
-        let hi = (lo + 1).min(n - 1);
-        let (a, b) = (sorted[lo], sorted[hi]);
+        (lo, (lo + 1).min(n - 1), t)
+    })
+}
+
+/// The ranks (0-based, ascending, distinct) of the order statistics that the edges of `n`
+/// non-null values for `q` quantiles read: what a warehouse returns for [`edges_by`].
+pub fn ranks(n: usize, q: u32) -> Vec<usize> {
+    if n == 0 || q == 0 {
+        return Vec::new();
+    }
+    let mut r: Vec<usize> = points(n, q).flat_map(|(lo, hi, _)| [lo, hi]).collect();
+    r.sort_unstable();
+    r.dedup();
+    r
+}
+
+/// [`edges`] of `n` sorted values of which `at(rank)` gives the order statistics named by
+/// [`ranks`] (the only ones it reads): the same arithmetic wherever the values live.
+pub fn edges_by(n: usize, q: u32, at: impl Fn(usize) -> f64) -> Vec<f64> {
+    if n == 0 || q == 0 {
+        return Vec::new();
+    }
+    let mut out: Vec<f64> = Vec::with_capacity(q as usize + 1);
+    for (lo, hi, t) in points(n, q) {
+        let (a, b) = (at(lo), at(hi));
         let d = b - a;
         let e = if t >= 0.5 {
             b - d * (1.0 - t)
@@ -159,6 +184,25 @@ mod tests {
         assert_eq!(effective_quantiles(u32::MAX, 8), 16);
         assert_eq!(effective_quantiles(4, 8), 4);
         assert_eq!(effective_quantiles(4, 0), 1);
+    }
+
+    #[test]
+    fn edges_from_the_order_statistics_alone_equal_the_edges_of_all_values() {
+        let mut s: Vec<f64> = (0..97)
+            .map(|i| ((i * 37) % 23) as f64 * 1.5 - 4.0)
+            .collect();
+        s.sort_by(f64::total_cmp);
+        for q in [1, 2, 3, 4, 5, 10, 96, 194] {
+            let r = ranks(s.len(), q);
+            assert!(r.len() <= 2 * (q as usize + 1) && r.is_sorted(), "{r:?}");
+            let only = |i: usize| {
+                assert!(r.binary_search(&i).is_ok(), "rank {i} not listed for q {q}");
+                s[i]
+            };
+            assert_eq!(edges_by(s.len(), q, only), edges(&s, q), "q {q}");
+        }
+        assert_eq!(ranks(1, 4), vec![0]);
+        assert!(ranks(0, 4).is_empty());
     }
 
     #[test]

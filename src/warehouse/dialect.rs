@@ -195,6 +195,12 @@ pub trait SqlDialect: Send + Sync + std::fmt::Debug {
     /// `expr` as a double-precision float.
     fn float_cast(&self, expr: &str) -> String;
 
+    /// A float column's value with NaN read as NULL (the local run reads NaN as a missing
+    /// value). Default: the value itself (engines whose floats hold no NaN).
+    fn float_nan_to_null(&self, expr: &str) -> String {
+        expr.to_string()
+    }
+
     /// A boolean (or numeric) column as a float, 1.0 for true. Default: [`Self::float_cast`].
     fn bool_to_float(&self, expr: &str) -> String {
         self.float_cast(expr)
@@ -445,6 +451,12 @@ mod tests {
         );
         assert_eq!(my.bool_to_float("c"), "(c * 1e0)");
         assert_eq!(lite.float_cast("c"), "CAST(c AS REAL)");
+        // NaN is NULL where floats hold it (PostgreSQL), the value itself elsewhere.
+        assert_eq!(
+            pg.float_nan_to_null("c"),
+            "NULLIF(c, CAST('NaN' AS DOUBLE PRECISION))"
+        );
+        assert_eq!(my.float_nan_to_null("c"), "c");
         assert!(lite.variance_needs_two_pass() && !pg.variance_needs_two_pass());
         assert!(!my.transactional_ddl() && pg.transactional_ddl() && lite.transactional_ddl());
     }

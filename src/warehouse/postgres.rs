@@ -77,6 +77,11 @@ impl SqlDialect for Postgres {
         format!("CAST({expr} AS DOUBLE PRECISION)")
     }
 
+    /// NaN equals NaN in PostgreSQL (and sorts above every number).
+    fn float_nan_to_null(&self, expr: &str) -> String {
+        format!("NULLIF({expr}, CAST('NaN' AS DOUBLE PRECISION))")
+    }
+
     /// Booleans cannot be cast to a float directly: through INTEGER.
     fn bool_to_float(&self, expr: &str) -> String {
         self.float_cast(&format!("CAST({expr} AS INTEGER)"))

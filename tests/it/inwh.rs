@@ -59,6 +59,32 @@ fn record(json: &str) -> serde_json::Value {
     v
 }
 
+/// The balance F and p of two records agree to 1e-9 (relative above 1), and everything else is
+/// identical.
+fn same_record(a: &serde_json::Value, b: &serde_json::Value, what: &str) {
+    let (mut a, mut b) = (a.clone(), b.clone());
+    let n = a["balance"].as_array().map_or(0, Vec::len);
+    assert_eq!(
+        n,
+        b["balance"].as_array().map_or(0, Vec::len),
+        "{what}: balance tests"
+    );
+    for i in 0..n {
+        for k in ["f_statistic", "p_value"] {
+            let (x, y) = (&a["balance"][i][k], &b["balance"][i][k]);
+            if let (Some(x), Some(y)) = (x.as_f64(), y.as_f64()) {
+                assert!(
+                    (x - y).abs() <= 1e-9 * x.abs().max(y.abs()).max(1.0),
+                    "{what}: balance {i} {k} {x} vs {y}"
+                );
+                a["balance"][i][k] = serde_json::Value::Null;
+                b["balance"][i][k] = serde_json::Value::Null;
+            }
+        }
+    }
+    assert_eq!(a, b, "{what}: design records differ");
+}
+
 async fn rows(wh: &Warehouse, table: &str, exp: &str, strata: &[&str]) -> Vec<Vec<Option<String>>> {
     let mut cols = vec!["participant_id", "arm_id", "arm_name", "stratum_id"];
     cols.extend(strata);
@@ -226,6 +252,38 @@ async fn identity(url: &str) {
             ],
             vec!["gender"],
         ),
+        // Numeric metrics: income (4% NULL) binned and tested by its bins; current_income and
+        // the bigint potential_1 (no NULL) binned and tested by their values.
+        (
+            "people",
+            vec!["--strata", "gender,ethnicity", "--metrics", "income"],
+            vec!["ethnicity", "gender", "income"],
+        ),
+        (
+            "people",
+            vec![
+                "--strata",
+                "gender",
+                "--metrics",
+                "current_income,potential_1",
+                "--arm-weights",
+                "1,2,3",
+                "--misfit-strategy",
+                "global",
+            ],
+            vec!["current_income", "gender", "potential_1"],
+        ),
+        // A date stratum: its text (YYYY-MM-DD), NULL its own level, as locally.
+        (
+            "people",
+            vec![
+                "--strata",
+                "sample_date,is_engaged",
+                "--arm-weights",
+                "1,1,2",
+            ],
+            vec!["is_engaged", "sample_date"],
+        ),
     ];
     let mut tables = Vec::new();
     for (i, (ptype, extra, strata)) in cases.iter().enumerate() {
@@ -267,10 +325,10 @@ async fn identity(url: &str) {
         let (c3, o3, e3) = run(d, &stream);
         assert_eq!(c3, 0, "case {i} streamed: {e3}");
         let (r1, r2) = (record(&o1), record(&o2));
-        assert_eq!(r1, r2, "case {i}: design records differ");
+        same_record(&r1, &r2, &format!("case {i}"));
         let mut r3 = record(&o3);
         r3["outputs"]["table"] = serde_json::Value::Null;
-        assert_eq!(r1, r3, "case {i}: design record of the streamed run");
+        same_record(&r1, &r3, &format!("case {i}: the streamed run"));
         let local_bytes = std::fs::read(d.join(&f_local)).unwrap();
         assert_eq!(
             local_bytes,
@@ -309,7 +367,7 @@ async fn identity(url: &str) {
             .await
             .unwrap();
         let stored = stored.rows[0][0].to_text().unwrap();
-        assert_eq!(record(&stored), r2, "case {i}: stored record");
+        same_record(&record(&stored), &r2, &format!("case {i}: stored record"));
         if !strata.is_empty() && *ptype == "people" && i == 0 {
             assert!(r2["balance"][0]["p_value"].is_f64(), "{r2}");
         }
@@ -405,7 +463,6 @@ async fn identity(url: &str) {
 
     // Not supported yet: refused with exit 2, nothing written.
     for (extra, needle) in [
-        (vec!["--strata", "current_income"], "numeric strata"),
         (vec!["--strata", "gender", "--output", "out.parquet"], "CSV"),
         (
             vec!["--strata", "gender", "--cluster-column", "ethnicity"],
@@ -452,6 +509,366 @@ async fn identity(url: &str) {
     wh.execute(&format!("DROP TABLE IF EXISTS {}", wh.quote(&table)), &[])
         .await
         .unwrap();
+    wh.close().await;
+}
+
+#[tokio::test]
+async fn strata_numeric_in_the_warehouse_equal_the_local_bins_on_postgres() {
+    let Some(url) = pg_url("strata_numeric_in_the_warehouse_equal_the_local_bins_on_postgres")
+    else {
+        return;
+    };
+    let url = if url.contains("sslmode") {
+        url
+    } else {
+        format!("{url}?sslmode=disable")
+    };
+    numeric_strata(&url).await;
+}
+
+#[tokio::test]
+async fn strata_numeric_in_the_warehouse_equal_the_local_bins_on_mysql() {
+    let Some(url) = mysql_url("strata_numeric_in_the_warehouse_equal_the_local_bins_on_mysql")
+    else {
+        return;
+    };
+    numeric_strata(&url).await;
+}
+
+const NUM_SHEET: &str =
+    "column_name,data_type,column_group,description,is_unique_id,is_strata,is_filter,is_metric
+id,bigint,,Id,true,,,
+g,character varying,,G,,true,true,
+age,integer,,Age,,true,true,
+score,double precision,,Score,,true,true,true
+few,integer,,Few,,true,true,
+one,integer,,One,,true,true,
+w,double precision,,W,,true,true,
+big,bigint,,Big,,true,true,
+amount,numeric,,Amount,,true,true,
+";
+
+/// Numeric strata (integers with NULLs and ties, floats with and without NULLs, fewer distinct
+/// values than quantiles, a single value, bigints beyond 2^53 that f64 merges, NaN on
+/// PostgreSQL) mixed with a text stratum, every misfit strategy, a sample, a filter and more
+/// quantiles than values: the warehouse writes the local run's rows, file and record.
+async fn numeric_strata(url: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let table = common::unique("strata_src");
+    let wh = Warehouse::connect(&Dsn::parse(url).unwrap()).await.unwrap();
+    wh.execute(
+        &format!(
+            "CREATE TABLE {} (id BIGINT PRIMARY KEY, g VARCHAR(20), age INTEGER, score DOUBLE PRECISION, \
+             few INTEGER, one INTEGER, w DOUBLE PRECISION, big BIGINT)",
+            wh.quote(&table)
+        ),
+        &[],
+    )
+    .await
+    .unwrap();
+    let n = 1500u64;
+    let mut h = 0x9E37_79B9_7F4A_7C15u64;
+    let mut next = || {
+        h ^= h << 13;
+        h ^= h >> 7;
+        h ^= h << 17;
+        h
+    };
+    for chunk in (1..=n).collect::<Vec<_>>().chunks(100) {
+        let mut vals = Vec::new();
+        let mut params = Vec::new();
+        for &id in chunk {
+            let r = next();
+            // (PostgreSQL types a parameter by its column: INTEGER ones are bound as BIGINT.)
+            let ph: Vec<String> = (0..8)
+                .map(|i| {
+                    let p = wh.placeholder(params.len() + 1 + i);
+                    if url.starts_with("postgres") && [2, 4, 5].contains(&i) {
+                        format!("CAST({p} AS BIGINT)")
+                    } else {
+                        p
+                    }
+                })
+                .collect();
+            vals.push(format!("({})", ph.join(", ")));
+            let g = ["a", "b", "c", ""][(r % 4) as usize];
+            params.extend([
+                Value::Int(id as i64),
+                if g.is_empty() {
+                    Value::Null
+                } else {
+                    Value::Text(g.into())
+                },
+                if r % 17 == 0 {
+                    Value::Null
+                } else {
+                    Value::Int(18 + (r >> 8) as i64 % 50)
+                },
+                Value::Float(((r >> 16) % 10_007) as f64 / 7.0 - 300.0),
+                Value::Int(1 + ((r >> 24) % 3) as i64),
+                Value::Int(5),
+                if r % 11 == 0 {
+                    Value::Null
+                } else {
+                    Value::Float(((r >> 32) % 1000) as f64 / 8.0)
+                },
+                Value::Int((1i64 << 53) + ((r >> 40) % 4) as i64),
+            ]);
+        }
+        wh.execute(
+            &format!(
+                "INSERT INTO {} VALUES {}",
+                wh.quote(&table),
+                vals.join(", ")
+            ),
+            &params,
+        )
+        .await
+        .unwrap();
+    }
+    wh.execute(
+        &format!("ALTER TABLE {} ADD amount NUMERIC(10, 2)", wh.quote(&table)),
+        &[],
+    )
+    .await
+    .unwrap();
+    let pg = url.starts_with("postgres");
+    if pg {
+        // NaN: a missing value to the local run.
+        wh.execute(
+            &format!(
+                "UPDATE {} SET w = 'NaN' WHERE id % 50 = 7",
+                wh.quote(&table)
+            ),
+            &[],
+        )
+        .await
+        .unwrap();
+    }
+    std::fs::write(d.join("nums.csv"), NUM_SHEET).unwrap();
+    std::fs::write(
+        d.join("s.toml"),
+        format!(
+            "[[datasources]]\nid = \"wh\"\n[datasources.config]\ntype = \"remote\"\ndwh = \"{url}\"\n\
+             [[datasources.config.participants]]\nparticipant_type = \"nums\"\ntable_name = \"{table}\"\n\
+             sheet = {{ url = \"nums.csv\", worksheet = \"nums\" }}\n"
+        ),
+    )
+    .unwrap();
+
+    let cases: Vec<(Vec<&str>, Vec<&str>)> = vec![
+        (
+            vec![
+                "--strata",
+                "g,age,score",
+                "--arms",
+                "a,b",
+                "--arm-weights",
+                "1,2",
+            ],
+            vec!["age", "g", "score"],
+        ),
+        (
+            vec!["--strata", "few,one,score,w", "--misfit-strategy", "global"],
+            vec!["few", "one", "score", "w"],
+        ),
+        (
+            vec![
+                "--strata",
+                "age,g,score",
+                "--misfit-strategy",
+                "none",
+                "--quantiles",
+                "3",
+            ],
+            vec!["age", "g", "score"],
+        ),
+        (
+            vec![
+                "--strata",
+                "g",
+                "--metrics",
+                "score",
+                "--sample-size",
+                "301",
+            ],
+            vec!["g", "score"],
+        ),
+        // More quantiles than a list of ranks holds (order statistics streamed), and more than
+        // few has values (each its own bin).
+        (
+            vec!["--strata", "score,few", "--quantiles", "1000"],
+            vec!["few", "score"],
+        ),
+        (
+            vec!["--strata", "big,g", "--arm-weights", "1,1,2"],
+            vec!["big", "g"],
+        ),
+        (
+            vec![
+                "--strata",
+                "w,age",
+                "--filter",
+                "g includes a",
+                "--quantiles",
+                "5",
+            ],
+            vec!["age", "w"],
+        ),
+    ];
+    let mut tables = Vec::new();
+    for (i, (extra, strata)) in cases.iter().enumerate() {
+        let exp = format!("n{i}");
+        let seed = (77 + i * 1031).to_string();
+        let arms = if extra.contains(&"--arms") {
+            vec![]
+        } else {
+            vec!["--arms", "c,t1,t2"]
+        };
+        let mut args = vec![
+            "--participant-type",
+            "nums",
+            "--seed",
+            &seed,
+            "--experiment-id",
+            &exp,
+            "--format",
+            "json",
+            "-q",
+        ];
+        args.extend(arms);
+        args.extend(extra.iter());
+        let (local_t, wh_t) = (common::unique("strata_local"), common::unique("strata_wh"));
+        tables.extend([local_t.clone(), wh_t.clone()]);
+        let (f_local, f_wh, f_stream) = (
+            format!("local{i}.csv"),
+            format!("wh{i}.csv"),
+            format!("stream{i}.csv"),
+        );
+        let mut local = args.clone();
+        local.extend(["--write-table", &local_t, "--output", &f_local]);
+        let mut inwh = args.clone();
+        inwh.extend(["--write-table", &wh_t, "--in-warehouse", "--output", &f_wh]);
+        let mut stream = args.clone();
+        stream.extend(["--in-warehouse", "--output", &f_stream]);
+        let (c1, o1, e1) = run(d, &local);
+        assert_eq!(c1, 0, "case {i} local: {e1}");
+        let (c2, o2, e2) = run(d, &inwh);
+        assert_eq!(c2, 0, "case {i} in warehouse: {e2}");
+        let (c3, o3, e3) = run(d, &stream);
+        assert_eq!(c3, 0, "case {i} streamed: {e3}");
+        let (r1, r2) = (record(&o1), record(&o2));
+        same_record(&r1, &r2, &format!("case {i}"));
+        let mut r3 = record(&o3);
+        r3["outputs"]["table"] = serde_json::Value::Null;
+        same_record(&r1, &r3, &format!("case {i}: the streamed run"));
+        let local_bytes = std::fs::read(d.join(&f_local)).unwrap();
+        assert_eq!(
+            local_bytes,
+            std::fs::read(d.join(&f_wh)).unwrap(),
+            "case {i}: files"
+        );
+        assert_eq!(
+            local_bytes,
+            std::fs::read(d.join(&f_stream)).unwrap(),
+            "case {i}: streamed file"
+        );
+        let (a, b) = (
+            rows(&wh, &local_t, &exp, strata).await,
+            rows(&wh, &wh_t, &exp, strata).await,
+        );
+        assert_eq!(a.len(), b.len(), "case {i}: rows");
+        for (x, y) in a.iter().zip(&b) {
+            assert_eq!(x, y, "case {i}: rows differ");
+        }
+        // A numeric stratum without NULLs is tested by its values (one column), one with
+        // NULLs by its bins: age's 4 bins and NULL, g's 3 values and NULL, score: 4 + 3 + 1.
+        if i == 0 {
+            assert_eq!(
+                r2["strata_used"],
+                serde_json::json!(["age", "g", "score"]),
+                "{r2}"
+            );
+            assert!(r2["balance"][0]["p_value"].is_f64(), "{r2}");
+            assert_eq!(r2["balance"][0]["numerator_df"], 8, "{r2}");
+        }
+    }
+    // NUMERIC/DECIMAL strata are refused (exit 2), nothing computed.
+    let (c, _, e) = run(
+        d,
+        &[
+            "--participant-type",
+            "nums",
+            "--arms",
+            "a,b",
+            "--seed",
+            "1",
+            "--strata",
+            "amount,g",
+            "--in-warehouse",
+            "--output",
+            "dec.csv",
+        ],
+    );
+    assert_eq!(c, 2, "{e}");
+    assert!(
+        e.contains("amount") && e.contains("NUMERIC/DECIMAL") && e.lines().count() == 1,
+        "{e}"
+    );
+    assert!(!d.join("dec.csv").exists());
+    // An infinite value is refused as the local run refuses it (PostgreSQL stores infinity).
+    if pg {
+        wh.execute(
+            &format!(
+                "UPDATE {} SET score = 'Infinity' WHERE id = 3",
+                wh.quote(&table)
+            ),
+            &[],
+        )
+        .await
+        .unwrap();
+        let args = [
+            "--participant-type",
+            "nums",
+            "--arms",
+            "a,b",
+            "--strata",
+            "score",
+            "--in-warehouse",
+            "--output",
+            "inf.csv",
+        ];
+        let (c, _, e) = run(d, &args);
+        assert_eq!(c, 3, "{e}");
+        assert!(e.contains("score") && e.contains("infinite"), "{e}");
+        let local = [
+            "--participant-type",
+            "nums",
+            "--arms",
+            "a,b",
+            "--strata",
+            "score",
+            "--output",
+            "inf2.csv",
+        ];
+        let (c, _, e) = run(d, &local);
+        assert_eq!(c, 3, "{e}");
+    }
+    for t in tables.iter().chain([&table]) {
+        wh.execute(&format!("DROP TABLE IF EXISTS {}", wh.quote(t)), &[])
+            .await
+            .unwrap();
+        wh.execute(
+            &format!(
+                "DELETE FROM xngin_experiments WHERE assignment_table = {}",
+                wh.placeholder(1)
+            ),
+            &[Value::Text(t.clone())],
+        )
+        .await
+        .ok();
+    }
     wh.close().await;
 }
 
