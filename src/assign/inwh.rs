@@ -1002,8 +1002,14 @@ async fn run_on(
                     format!("{} AS x{k}", dialect.float_cast(&col))
                 })
                 .collect();
-            let rows = match &dest {
-                Some((qualified, ..)) => (
+            // (BigQuery: the rows are in the staging table until the write's script runs.)
+            let written = match (&dest, &staged) {
+                (Some(_), Some((_, (rows_stage, _)))) => Some(wh.qualified(None, rows_stage)),
+                (Some((qualified, ..)), None) => Some(qualified.clone()),
+                (None, _) => None,
+            };
+            let rows = match &written {
+                Some(qualified) => (
                     format!(
                         "SELECT {} AS sid, {} AS arm, {} FROM {qualified} WHERE {} = {ph1}",
                         q("stratum_id"),

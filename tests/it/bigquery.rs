@@ -1189,7 +1189,7 @@ async fn staging_tables_are_set_to_expire_through_tables_patch() {
 // ------------------------------------------- assign --in-warehouse
 
 /// `assign --in-warehouse` on the bundled warehouse in the emulator equals the local run on the
-/// embedded SQLite default, for text and boolean strata, each misfit strategy, no strata, a
+/// embedded SQLite default, for text, boolean and numeric strata, each misfit strategy, no strata, a
 /// filter and `--sample-size`: the `--output` CSV byte for byte, the written table's rows,
 /// the design record (but for the fields naming the engine), also when the rows are streamed
 /// out without a table. The experiment guard refuses a second write (exit 3, rows untouched),
@@ -1275,6 +1275,9 @@ async fn in_warehouse_assignment_on_bigquery_equals_the_local_one() {
                     format!("COALESCE(CAST({c} AS STRING), '')")
                 }
                 "is_engaged" => format!("COALESCE(LOWER(CAST({c} AS STRING)), '')"),
+                "income" | "current_income" | "potential_1" => {
+                    format!("COALESCE(CAST({c} AS STRING), '')")
+                }
                 _ => format!("COALESCE({c}, '')"),
             })
             .collect();
@@ -1343,6 +1346,20 @@ async fn in_warehouse_assignment_on_bigquery_equals_the_local_one() {
                 "global",
             ],
             vec!["gender"],
+        ), // Numeric strata: income has NULLs (binned, categorical in the balance test); the
+        // others are numeric covariates of the balance test, from aggregate moments.
+        (
+            vec!["--strata", "gender", "--metrics", "income"],
+            vec!["gender", "income"],
+        ),
+        (
+            vec![
+                "--metrics",
+                "current_income,potential_1",
+                "--misfit-strategy",
+                "global",
+            ],
+            vec!["current_income", "potential_1"],
         ),
     ];
     let mut tables = vec!["bqinwh_dwh".to_string(), "xngin_experiments".to_string()];
@@ -1392,16 +1409,30 @@ async fn in_warehouse_assignment_on_bigquery_equals_the_local_one() {
             "case {i}: streamed file"
         );
         let (r1, r2, r3) = (record(&o1), record(&o2), record(&o3));
-        assert_eq!(r1, r2, "case {i}: design records");
-        assert_eq!(r1, r3, "case {i}: design record of the streamed run");
+        common::same_record(&r1, &r2, &format!("case {i}: design records"));
+        common::same_record(
+            &r1,
+            &r3,
+            &format!("case {i}: design record of the streamed run"),
+        );
         let on_bq: Json = serde_json::from_str(&o2).unwrap();
         assert_eq!(on_bq["audience"]["datasource"], "bq", "case {i}");
         assert_eq!(on_bq["outputs"]["table"].as_str(), Some(table.as_str()));
         let mut cols = fixed.to_vec();
         cols.extend(strata.iter());
+        // Numbers compared as numbers: BigQuery's text of a FLOAT64 is not the CSV's.
+        let numbers = |rows: Vec<Vec<String>>| -> Vec<Vec<String>> {
+            rows.into_iter()
+                .map(|r| {
+                    r.into_iter()
+                        .map(|v| v.parse::<f64>().map_or(v, |f| f.to_string()))
+                        .collect()
+                })
+                .collect()
+        };
         assert_eq!(
-            table_rows(&table, &exp, &cols).await,
-            csv_rows(&f_local, &cols),
+            numbers(table_rows(&table, &exp, &cols).await),
+            numbers(csv_rows(&f_local, &cols)),
             "case {i}: rows written"
         );
         // The record stored beside the rows is the one printed.

@@ -141,3 +141,29 @@ pub async fn bq_warehouse(test: &str) -> Option<(xngin::warehouse::Warehouse, Bq
     bq.create_dataset_if_missing().await.unwrap();
     Some((xngin::warehouse::Warehouse::from_bigquery(bq), t, url))
 }
+
+/// The balance F and p of two design records agree to 1e-9 relative (absolute below 1: the
+/// local and in-warehouse sums are added in different orders), and everything else is identical.
+pub fn same_record(a: &serde_json::Value, b: &serde_json::Value, what: &str) {
+    let (mut a, mut b) = (a.clone(), b.clone());
+    let n = a["balance"].as_array().map_or(0, Vec::len);
+    assert_eq!(
+        n,
+        b["balance"].as_array().map_or(0, Vec::len),
+        "{what}: balance tests"
+    );
+    for i in 0..n {
+        for k in ["f_statistic", "p_value"] {
+            let (x, y) = (&a["balance"][i][k], &b["balance"][i][k]);
+            if let (Some(x), Some(y)) = (x.as_f64(), y.as_f64()) {
+                assert!(
+                    (x - y).abs() <= 1e-9 * x.abs().max(y.abs()).max(1.0),
+                    "{what}: balance {i} {k} {x} vs {y}"
+                );
+                a["balance"][i][k] = serde_json::Value::Null;
+                b["balance"][i][k] = serde_json::Value::Null;
+            }
+        }
+    }
+    assert_eq!(a, b, "{what}: design records differ");
+}

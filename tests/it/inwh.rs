@@ -59,32 +59,6 @@ fn record(json: &str) -> serde_json::Value {
     v
 }
 
-/// The balance F and p of two records agree to 1e-9 (relative above 1), and everything else is
-/// identical.
-fn same_record(a: &serde_json::Value, b: &serde_json::Value, what: &str) {
-    let (mut a, mut b) = (a.clone(), b.clone());
-    let n = a["balance"].as_array().map_or(0, Vec::len);
-    assert_eq!(
-        n,
-        b["balance"].as_array().map_or(0, Vec::len),
-        "{what}: balance tests"
-    );
-    for i in 0..n {
-        for k in ["f_statistic", "p_value"] {
-            let (x, y) = (&a["balance"][i][k], &b["balance"][i][k]);
-            if let (Some(x), Some(y)) = (x.as_f64(), y.as_f64()) {
-                assert!(
-                    (x - y).abs() <= 1e-9 * x.abs().max(y.abs()).max(1.0),
-                    "{what}: balance {i} {k} {x} vs {y}"
-                );
-                a["balance"][i][k] = serde_json::Value::Null;
-                b["balance"][i][k] = serde_json::Value::Null;
-            }
-        }
-    }
-    assert_eq!(a, b, "{what}: design records differ");
-}
-
 async fn rows(wh: &Warehouse, table: &str, exp: &str, strata: &[&str]) -> Vec<Vec<Option<String>>> {
     let mut cols = vec!["participant_id", "arm_id", "arm_name", "stratum_id"];
     cols.extend(strata);
@@ -325,10 +299,10 @@ async fn identity(url: &str) {
         let (c3, o3, e3) = run(d, &stream);
         assert_eq!(c3, 0, "case {i} streamed: {e3}");
         let (r1, r2) = (record(&o1), record(&o2));
-        same_record(&r1, &r2, &format!("case {i}"));
+        common::same_record(&r1, &r2, &format!("case {i}"));
         let mut r3 = record(&o3);
         r3["outputs"]["table"] = serde_json::Value::Null;
-        same_record(&r1, &r3, &format!("case {i}: the streamed run"));
+        common::same_record(&r1, &r3, &format!("case {i}: the streamed run"));
         let local_bytes = std::fs::read(d.join(&f_local)).unwrap();
         assert_eq!(
             local_bytes,
@@ -367,7 +341,7 @@ async fn identity(url: &str) {
             .await
             .unwrap();
         let stored = stored.rows[0][0].to_text().unwrap();
-        same_record(&record(&stored), &r2, &format!("case {i}: stored record"));
+        common::same_record(&record(&stored), &r2, &format!("case {i}: stored record"));
         if !strata.is_empty() && *ptype == "people" && i == 0 {
             assert!(r2["balance"][0]["p_value"].is_f64(), "{r2}");
         }
@@ -759,10 +733,10 @@ async fn numeric_strata(url: &str) {
         let (c3, o3, e3) = run(d, &stream);
         assert_eq!(c3, 0, "case {i} streamed: {e3}");
         let (r1, r2) = (record(&o1), record(&o2));
-        same_record(&r1, &r2, &format!("case {i}"));
+        common::same_record(&r1, &r2, &format!("case {i}"));
         let mut r3 = record(&o3);
         r3["outputs"]["table"] = serde_json::Value::Null;
-        same_record(&r1, &r3, &format!("case {i}: the streamed run"));
+        common::same_record(&r1, &r3, &format!("case {i}: the streamed run"));
         let local_bytes = std::fs::read(d.join(&f_local)).unwrap();
         assert_eq!(
             local_bytes,
