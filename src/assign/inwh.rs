@@ -351,8 +351,12 @@ async fn run_on(
             "COUNT(xid)".to_string(),
             if single_pk {
                 "COUNT(xid)".to_string()
-            } else {
+            } else if integer_ids {
                 "COUNT(DISTINCT xid)".to_string()
+            } else {
+                // By bytes: the column's collation may equate ids that differ by case or
+                // trailing spaces, which are distinct participants (as locally).
+                format!("COUNT(DISTINCT {})", dialect.exact_text("xid"))
             },
         ];
         for i in 0..4 {
