@@ -12,6 +12,7 @@ mod fields;
 mod filters;
 mod gsheets;
 mod inwh;
+mod inwh_identity;
 mod power;
 mod secrets;
 mod settings;
