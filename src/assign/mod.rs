@@ -36,6 +36,8 @@ pub mod stochatreat;
 pub mod warehouse;
 
 #[cfg(test)]
+mod distribution_tests;
+#[cfg(test)]
 mod proptests;
 
 pub use data::{Column, ColumnData, Ids, NULL_CODE, Table};
