@@ -160,17 +160,18 @@ pub async fn run(req: &Request) -> Result<Report> {
             fstat_thresh: req.fstat_thresh,
             cluster: None,
         },
-        (experiment_id, created_at, seed_given),
+        (experiment_id.clone(), created_at, seed_given),
     )
     .await;
     wh.close().await;
-    res.map_err(|e| match e {
-        Error::Conflict(raw) => Error::runtime(format!(
+    res.map_err(|e| match (e, &req.write_table) {
+        (Error::Conflict(raw), _) => Error::runtime(format!(
             "another run is writing the table {} at the same time, so this run wrote nothing ({raw}); \
              wait for it to finish, then run again (--replace to overwrite its rows of the same experiment)",
             req.write_table.as_deref().unwrap_or_default()
         )),
-        other => other,
+        (other, Some(t)) => super::warehouse::not_written(other, t, &experiment_id),
+        (other, None) => other,
     })
 }
 
