@@ -17,3 +17,4 @@ mod power;
 mod secrets;
 mod settings;
 mod sheet;
+mod write_killed;
