@@ -88,7 +88,7 @@ impl Gen {
 /// default collation, under which such ids collide (the local `--write-table` too), so those
 /// cases are streamed instead.
 fn colliding(a: u32) -> bool {
-    a % 4 == 0
+    a.is_multiple_of(4)
 }
 
 /// The table's columns.
@@ -150,9 +150,9 @@ fn rows(audiences: u32, seed: u64) -> (Vec<Vec<Value>>, Vec<u64>) {
                 // ("t9", "t9 "): distinct ids, equal under case-insensitive or PAD SPACE
                 // collations.
                 // Only in every fourth audience (see [`colliding`]).
-                (_, 5) if colliding(a) && n % 2 == 0 => format!("KEY{}", n - 1),
+                (_, 5) if colliding(a) && n.is_multiple_of(2) => format!("KEY{}", n - 1),
                 (_, 5) => format!("key{n}"),
-                (_, 6) if colliding(a) && n % 2 == 0 => format!("t{} ", n - 1),
+                (_, 6) if colliding(a) && n.is_multiple_of(2) => format!("t{} ", n - 1),
                 (_, 6) => format!("t{n}"),
                 (_, 7) => format!("-{n}"),
                 _ => format!("id_{n:x}"),

@@ -150,9 +150,12 @@ async fn killed_write(admin_url: &str, url: &str, mysql: bool, in_warehouse: boo
             // An id read from the server, not user input.
             wh.execute(&format!("KILL {id}"), &[]).await.unwrap();
         } else {
-            wh.execute("SELECT pg_terminate_backend(CAST($1 AS integer))", &[Value::Int(*id)])
-                .await
-                .unwrap();
+            wh.execute(
+                "SELECT pg_terminate_backend(CAST($1 AS integer))",
+                &[Value::Int(*id)],
+            )
+            .await
+            .unwrap();
         }
     }
     let out = tokio::task::spawn_blocking(move || run.join().unwrap())
