@@ -5,8 +5,8 @@
 //! one with `--filter "audience includes K"` and draws a random design over it: 2–5 arms with
 //! uneven weights, every misfit strategy, a sample or not, a seed, a subset of the strata
 //! (text with NULLs, skewed levels, levels that differ only by case or a trailing space, the
-//! empty string, non-ASCII text, booleans with NULLs, a unique-valued column), integer or text
-//! ids. The library is called directly (no process per case): the local run (reading the same
+//! empty string, non-ASCII text, booleans with NULLs, a unique-valued column, on PostgreSQL a
+//! uuid column), integer, text or (PostgreSQL) uuid ids. The library is called directly (no process per case): the local run (reading the same
 //! audience from the warehouse) and the in-warehouse run (written to a table and read back, or
 //! streamed) must give byte-identical assignment files and the same design record, balance F
 //! and p to 1e-9 relative.
@@ -36,8 +36,9 @@ const NUMERIC_STRATA: bool = false;
 /// Cases per engine by default: about a minute of a debug build on a 2-core machine.
 const DEFAULT_CASES: u32 = 400;
 
-/// The categorical strata columns of the table (chosen from in each case).
-const CATEGORICAL: [&str; 5] = ["g2", "g4", "g12", "flag", "uq"];
+/// The categorical strata columns of the table (chosen from in each case); `ug` (uuid) only on
+/// PostgreSQL.
+const CATEGORICAL: [&str; 6] = ["g2", "g4", "g12", "flag", "uq", "ug"];
 /// The numeric columns (strata only with [`NUMERIC_STRATA`]).
 const NUMERIC: [&str; 2] = ["x_int", "x_float"];
 
@@ -91,9 +92,9 @@ fn colliding(a: u32) -> bool {
     a.is_multiple_of(4)
 }
 
-/// The table's columns.
-fn columns() -> Vec<ColumnDef> {
-    vec![
+/// The table's columns; with `uuid` (PostgreSQL) a uuid id `uu` and a uuid stratum `ug`.
+fn columns(uuid: bool) -> Vec<ColumnDef> {
+    let mut c = vec![
         ColumnDef::new("id", DataType::Bigint).not_null(),
         ColumnDef::new("tid", DataType::CharacterVarying).not_null(),
         ColumnDef::new("audience", DataType::Integer).not_null(),
@@ -104,11 +105,16 @@ fn columns() -> Vec<ColumnDef> {
         ColumnDef::new("uq", DataType::CharacterVarying),
         ColumnDef::new("x_int", DataType::Integer),
         ColumnDef::new("x_float", DataType::DoublePrecision),
-    ]
+    ];
+    if uuid {
+        c.push(ColumnDef::new("uu", DataType::Uuid).not_null());
+        c.push(ColumnDef::new("ug", DataType::Uuid));
+    }
+    c
 }
 
 /// The rows of `audiences` audiences, and each audience's size.
-fn rows(audiences: u32, seed: u64) -> (Vec<Vec<Value>>, Vec<u64>) {
+fn rows(audiences: u32, seed: u64, uuid: bool) -> (Vec<Vec<Value>>, Vec<u64>) {
     let mut g = Gen(seed);
     let mut out = Vec::new();
     let mut sizes = Vec::new();
@@ -133,6 +139,7 @@ fn rows(audiences: u32, seed: u64) -> (Vec<Vec<Value>>, Vec<u64>) {
         let (r12, n12) = skew();
         let (rf, nf) = skew();
         let (_, nx) = skew();
+        let (ru, nu) = skew();
         for j in 0..size {
             n += 1;
             // Unique integer ids, spread over negatives and beyond 2^53 (an odd multiplier is
@@ -163,7 +170,7 @@ fn rows(audiences: u32, seed: u64) -> (Vec<Vec<Value>>, Vec<u64>) {
             let flag = g.level(2, rf, nf).map(|i| i == 0);
             let x_int = (g.below(100) >= nx).then(|| g.below(7) as i64 - 2);
             let x_float = (g.below(100) >= nx).then(|| (g.below(1000) as f64) / 8.0 - 20.0);
-            out.push(vec![
+            let mut row = vec![
                 Value::Int(id),
                 Value::Text(tid),
                 Value::Int(a as i64),
@@ -174,7 +181,17 @@ fn rows(audiences: u32, seed: u64) -> (Vec<Vec<Value>>, Vec<u64>) {
                 Value::Text(format!("u{j}")),
                 x_int.map_or(Value::Null, Value::Int),
                 x_float.map_or(Value::Null, Value::Float),
-            ]);
+            ];
+            if uuid {
+                // Unique (an odd multiplier is a bijection modulo 2^128), some with high bits.
+                let uu = u128::from(n).wrapping_mul(0x9E37_79B9_7F4A_7C15_F39C_C060_5CED_C835);
+                row.push(Value::Uuid(uuid::Uuid::from_u128(uu)));
+                let ug = g
+                    .level(3, ru, nu)
+                    .map(|i| uuid::Uuid::from_u128([0xFFFF_0000 << 96, 7, 0xA0 << 100][i]));
+                row.push(ug.map_or(Value::Null, Value::Uuid));
+            }
+            out.push(row);
         }
     }
     (out, sizes)
@@ -183,8 +200,9 @@ fn rows(audiences: u32, seed: u64) -> (Vec<Vec<Value>>, Vec<u64>) {
 const SHEET_HEAD: &str =
     "column_name,data_type,column_group,description,is_unique_id,is_strata,is_filter,is_metric\n";
 
-/// The settings: participant types `ints` (id) and `texts` (tid) over `table`.
-fn settings(dir: &Path, url: &str, table: &str) -> PathBuf {
+/// The settings: participant types `ints` (id), `texts` (tid) and with `uuid` `uuids` (uu)
+/// over `table`.
+fn settings(dir: &Path, url: &str, table: &str, uuid: bool) -> PathBuf {
     let mut common_rows = String::from("audience,integer,,Audience,,,true,\n");
     for c in ["g2", "g4", "g12", "uq"] {
         common_rows.push_str(&format!("{c},character varying,,{c},,true,true,\n"));
@@ -192,14 +210,24 @@ fn settings(dir: &Path, url: &str, table: &str) -> PathBuf {
     common_rows.push_str("flag,boolean,,flag,,true,true,\n");
     common_rows.push_str("x_int,integer,,x_int,,true,true,true\n");
     common_rows.push_str("x_float,double precision,,x_float,,true,true,true\n");
+    if uuid {
+        common_rows.push_str("ug,uuid,,ug,,true,true,\n");
+    }
     let ints = format!("{SHEET_HEAD}id,bigint,,Id,true,,,\n{common_rows}");
     let texts = format!("{SHEET_HEAD}tid,character varying,,Id,true,,,\n{common_rows}");
     std::fs::write(dir.join("ints.csv"), ints).unwrap();
     std::fs::write(dir.join("texts.csv"), texts).unwrap();
+    let uuids = format!("{SHEET_HEAD}uu,uuid,,Id,true,,,\n{common_rows}");
+    std::fs::write(dir.join("uuids.csv"), uuids).unwrap();
     let mut s = format!(
         "[[datasources]]\nid = \"dw\"\n[datasources.config]\ntype = \"remote\"\ndwh = \"{url}\"\n"
     );
-    for p in ["ints", "texts"] {
+    let types: &[&str] = if uuid {
+        &["ints", "texts", "uuids"]
+    } else {
+        &["ints", "texts"]
+    };
+    for p in types {
         s.push_str(&format!(
             "[[datasources.config.participants]]\nparticipant_type = \"{p}\"\ntable_name = \"{table}\"\n\
              sheet = {{ url = \"{}\", worksheet = \"{p}\" }}\n",
@@ -215,7 +243,8 @@ fn settings(dir: &Path, url: &str, table: &str) -> PathBuf {
 #[derive(Debug, Clone)]
 struct Case {
     audience: u32,
-    text_ids: bool,
+    /// The id column: 0 integer, 1 text, 2 uuid (text where there is no uuid column).
+    id_kind: u8,
     n_arms: usize,
     weights: Option<Vec<u32>>,
     misfit: MisfitStrategy,
@@ -234,7 +263,7 @@ fn case_strategy(audiences: u32) -> impl Strategy<Value = Case> {
     (
         (
             0..audiences,
-            any::<bool>(),
+            0u8..3,
             2usize..=5,
             proptest::option::of(proptest::collection::vec(1u32..=5, 5)),
             prop_oneof![
@@ -253,7 +282,7 @@ fn case_strategy(audiences: u32) -> impl Strategy<Value = Case> {
         ),
     )
         .prop_map(
-            |((audience, text_ids, n_arms, weights, misfit), (seed, p, quantiles, sample, wt))| {
+            |((audience, id_kind, n_arms, weights, misfit), (seed, p, quantiles, sample, wt))| {
                 let pick = p
                     .iter()
                     .enumerate()
@@ -265,7 +294,7 @@ fn case_strategy(audiences: u32) -> impl Strategy<Value = Case> {
                     .collect();
                 Case {
                     audience,
-                    text_ids,
+                    id_kind,
                     n_arms,
                     weights: weights.map(|w| w[..n_arms].to_vec()),
                     misfit,
@@ -286,8 +315,19 @@ struct Fixture {
     sizes: Vec<u64>,
     table: String,
     mysql: bool,
+    /// The table has the uuid columns (PostgreSQL).
+    uuid: bool,
     /// The cases both runs refused (the same way), with the local run's message.
     refused: std::sync::Mutex<Vec<String>>,
+}
+
+/// The case's id column: 0 integer, 1 text, 2 uuid.
+fn id_kind(f: &Fixture, c: &Case) -> u8 {
+    if c.id_kind == 2 && !f.uuid {
+        1
+    } else {
+        c.id_kind
+    }
 }
 
 fn request(f: &Fixture, c: &Case, output: PathBuf, write_table: Option<String>) -> Request {
@@ -299,13 +339,13 @@ fn request(f: &Fixture, c: &Case, output: PathBuf, write_table: Option<String>) 
     let strata: Vec<String> = names
         .iter()
         .zip(&c.pick)
-        .filter(|(_, p)| **p)
+        .filter(|(n, p)| **p && (f.uuid || *n != "ug"))
         .map(|(n, _)| n.clone())
         .collect();
     let n = f.sizes[c.audience as usize];
     Request {
         source: Source::ParticipantType {
-            name: if c.text_ids { "texts" } else { "ints" }.into(),
+            name: ["ints", "texts", "uuids"][id_kind(f, c) as usize].into(),
             settings: Some(f.settings.clone()),
             datasource: None,
             id_column: None,
@@ -359,9 +399,10 @@ fn close(a: Option<f64>, b: Option<f64>) -> bool {
 async fn check(f: &Fixture, c: &Case) -> Result<(), String> {
     let (lf, wf) = (f.dir.join("local.csv"), f.dir.join("wh.csv"));
     let local = xngin::assign::run::run(&request(f, c, lf.clone(), None)).await;
-    let table = (c.write_table && !(f.mysql && c.text_ids && colliding(c.audience))).then(|| {
+    let kind = id_kind(f, c);
+    let table = (c.write_table && !(f.mysql && kind == 1 && colliding(c.audience))).then(|| {
         let strata: String = c.pick.iter().map(|p| if *p { '1' } else { '0' }).collect();
-        format!("{}_{}{strata}", f.table, if c.text_ids { "t" } else { "i" })
+        format!("{}_{kind}_{strata}", f.table)
     });
     let mut req = request(f, c, wf.clone(), table);
     req.in_warehouse = true;
@@ -463,13 +504,14 @@ fn identity(url: &str) {
     let wh = rt
         .block_on(Warehouse::connect(&Dsn::parse(url).unwrap()))
         .unwrap();
-    let (data, sizes) = rows(audiences, 12);
+    let mysql = url.starts_with("mysql") || url.starts_with("mariadb");
+    let (data, sizes) = rows(audiences, 12, !mysql);
     let n_rows = data.len();
     rt.block_on(load_table(
         &wh,
         None,
         &table,
-        &columns(),
+        &columns(!mysql),
         data.into_iter().map(Ok),
         IfExists::Fail,
         &indicatif::ProgressBar::hidden(),
@@ -480,11 +522,12 @@ fn identity(url: &str) {
         started.elapsed().as_secs_f64()
     );
     let f = Fixture {
-        settings: settings(dir.path(), url, &table),
+        settings: settings(dir.path(), url, &table, !mysql),
         dir: dir.path().to_path_buf(),
         sizes,
         table: table.clone(),
-        mysql: url.starts_with("mysql") || url.starts_with("mariadb"),
+        mysql,
+        uuid: !mysql,
         refused: Default::default(),
     };
     xngin::output::set_quiet(true);
