@@ -198,17 +198,18 @@ pub async fn run(aud: &ParticipantAudience, d: &DesignRequest, out: &Outputs) ->
         target,
         // Cluster designs were refused above.
         d.with_seed(seed),
-        (experiment_id, created_at, seed_given),
+        (experiment_id.clone(), created_at, seed_given),
     )
     .await;
     wh.close().await;
-    res.map_err(|e| match e {
-        Error::Conflict(raw) => Error::runtime(format!(
+    res.map_err(|e| match (e, table_spec) {
+        (Error::Conflict(raw), _) => Error::runtime(format!(
             "another run is writing the table {} at the same time, so this run wrote nothing ({raw}); \
              wait for it to finish, then run again ({REPLACE} to overwrite its rows of the same experiment)",
             table_spec.unwrap_or_default()
         )),
-        other => other,
+        (other, Some(t)) => super::warehouse::not_written(other, t, &experiment_id),
+        (other, None) => other,
     })
 }
 
@@ -423,8 +424,12 @@ async fn run_on(
             "COUNT(xid)".to_string(),
             if single_pk {
                 "COUNT(xid)".to_string()
-            } else {
+            } else if integer_ids {
                 "COUNT(DISTINCT xid)".to_string()
+            } else {
+                // By bytes: the column's collation may equate ids that differ by case or
+                // trailing spaces, which are distinct participants (as locally).
+                format!("COUNT(DISTINCT {})", dialect.exact_text("xid"))
             },
         ];
         for i in 0..4 {

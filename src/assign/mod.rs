@@ -39,6 +39,8 @@ pub mod stochatreat;
 pub mod warehouse;
 
 #[cfg(test)]
+mod distribution_tests;
+#[cfg(test)]
 mod proptests;
 
 use crate::input::names::*;

@@ -316,20 +316,27 @@ pub fn mysql_assignment(a: &Audience, design: &Design, n_rows: u64) -> (String, 
         ),
         MisfitStrategy::Global => {
             ctes.push(format!(
-                "pl AS (SELECT pid, CAST(ROW_NUMBER() OVER (ORDER BY \
+                "pl AS (SELECT pid, tid, CAST(ROW_NUMBER() OVER (ORDER BY \
                  CAST(MD5(CONCAT('pool:', prm.xngin_seed, ':', tid)) AS BINARY), {tie}) AS SIGNED) - 1 AS pj, \
                  COUNT(*) OVER () AS ps FROM b CROSS JOIN prm WHERE j >= full_n)"
             ));
             ctes.push(format!(
-                "pf AS (SELECT pid, pj, ps - MOD(ps, {l}) AS pfull FROM pl)"
+                "pf AS (SELECT pid, tid, pj, ps - MOD(ps, {l}) AS pfull FROM pl)"
             ));
+            // Text ids are matched by their bytes: the column's collation may equate ids that
+            // differ by case or trailing spaces.
+            let same_id = if a.integer_ids {
+                "pf.pid = b.pid".to_string()
+            } else {
+                "CAST(pf.tid AS BINARY) = CAST(b.tid AS BINARY)".to_string()
+            };
             ctes.push(mask("SELECT 'global' AS lab"));
             format!(
                 "SELECT b.pid AS participant_id, \
                  CASE WHEN b.j < b.full_n THEN {} \
                       WHEN pf.pj < pf.pfull THEN {} \
                       ELSE {} END AS arm_id, \
-                 b.sid AS stratum_id{bc} FROM b LEFT JOIN pf ON pf.pid = b.pid \
+                 b.sid AS stratum_id{bc} FROM b LEFT JOIN pf ON {same_id} \
                  LEFT JOIN m ON pf.pj >= pf.pfull AND m.t = pf.pj - pf.pfull",
                 in_block("b.j"),
                 in_block("pf.pj"),

@@ -665,8 +665,22 @@ pub async fn write_table(
                  ({REPLACE} to overwrite its rows of the same experiment)",
                 record.experiment_id
             )),
-            other => other,
+            other => not_written(other, table_name, &record.experiment_id),
         })
+}
+
+/// A database failure of a write to `table` (a lost connection, a killed session, a value the
+/// table refuses) as one line naming the table and the experiment, which the transaction's
+/// rollback left without any row. Other errors (and conflicts, which the callers word
+/// themselves) are returned as they are.
+pub(super) fn not_written(e: Error, table: &str, experiment_id: &str) -> Error {
+    match e {
+        Error::Runtime(raw) if raw.starts_with("database ") => Error::runtime(format!(
+            "{table}: experiment {experiment_id} was not written, nothing of it is in the table ({raw}); \
+             fix the cause (for a lost connection, check the warehouse and the network) and run again"
+        )),
+        other => other,
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
