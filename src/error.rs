@@ -26,6 +26,10 @@ pub enum Error {
     /// A runtime failure: connection, I/O, data problem (exit 1).
     #[error("{0}")]
     Runtime(String),
+    /// The database failed a statement (a lost connection, a killed session, a value a table
+    /// refuses) (exit 1): callers that were writing name what was not written.
+    #[error("{0}")]
+    Database(String),
     /// A power check found at least one metric without enough units (exit 4).
     #[error("{0}")]
     Insufficient(String),
@@ -69,7 +73,10 @@ impl Error {
     /// The process exit code for this error (docs/architecture.md#errors-and-exit-codes).
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::Runtime(_) | Error::Conflict(_) | Error::NoSuchTable { .. } => 1,
+            Error::Runtime(_)
+            | Error::Database(_)
+            | Error::Conflict(_)
+            | Error::NoSuchTable { .. } => 1,
             Error::Usage(_) => 2,
             Error::Invalid(_) => 3,
             Error::Insufficient(_) => 4,
@@ -126,7 +133,7 @@ impl From<sqlx::Error> for Error {
             sqlx::Error::Io(io) => format!("database connection failed: {}", io_reason(io)),
             other => format!("database error: {other}"),
         };
-        Error::Runtime(crate::dsn::scrub_secrets(&msg))
+        Error::Database(crate::dsn::scrub_secrets(&msg))
     }
 }
 

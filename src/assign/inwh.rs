@@ -870,19 +870,16 @@ async fn run_on(
             if !x_exists && dialect.transactional_ddl() {
                 tx.execute(&if_not_exists(dialect, experiments_ddl(dialect, xq)), &[]).await?;
             }
-            let have = tx
-                .fetch_all(
-                    &format!("SELECT count(*) FROM {qualified} WHERE {} = {ph1}", q("experiment_id")),
+            let have = super::warehouse::first_count(
+                &tx.fetch_all(
+                    &super::warehouse::experiment_count_sql(dialect, qualified),
                     std::slice::from_ref(&exp),
                 )
-                .await?;
-            let have = have.rows.first().and_then(|r| r.first()).and_then(Value::as_i64).unwrap_or(0);
+                .await?,
+            );
             if have > 0 {
                 if !out.replace {
-                    return Err(Error::invalid(format!(
-                        "{dsn}: the table {shown} already holds {have} assignment(s) of experiment {experiment_id}; pass {REPLACE} to replace \
-                         them or choose another {EXPERIMENT_ID}"
-                    )));
+                    return Err(super::warehouse::already_holds(dsn, shown, have, &experiment_id));
                 }
                 // (BigQuery: deleted by the write's script.)
                 if staged.is_none() {

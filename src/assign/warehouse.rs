@@ -493,7 +493,7 @@ impl Staged<'_> {
 
 /// The experiment guard's query: how many rows of one experiment (bound first) the assignment
 /// table `qualified` holds.
-fn experiment_count_sql(dialect: &dyn SqlDialect, qualified: &str) -> String {
+pub(super) fn experiment_count_sql(dialect: &dyn SqlDialect, qualified: &str) -> String {
     format!(
         "SELECT count(*) FROM {qualified} WHERE {} = {}",
         dialect.quote_ident("experiment_id"),
@@ -502,7 +502,7 @@ fn experiment_count_sql(dialect: &dyn SqlDialect, qualified: &str) -> String {
 }
 
 /// The count of [`experiment_count_sql`].
-fn first_count(rows: &crate::warehouse::Rows) -> i64 {
+pub(super) fn first_count(rows: &crate::warehouse::Rows) -> i64 {
     rows.rows
         .first()
         .and_then(|r| r.first())
@@ -545,7 +545,7 @@ pub(super) async fn guard_experiment(
 }
 
 /// `--write-table` onto an experiment already in the table, without `--replace`.
-fn already_holds(dsn: &Dsn, shown: &str, have: i64, experiment_id: &str) -> Error {
+pub(super) fn already_holds(dsn: &Dsn, shown: &str, have: i64, experiment_id: &str) -> Error {
     Error::invalid(format!(
         "{dsn}: the table {shown} already holds {have} assignment(s) of experiment {experiment_id}; pass {REPLACE} to replace \
          them or choose another {EXPERIMENT_ID}"
@@ -675,7 +675,7 @@ pub async fn write_table(
 /// themselves) are returned as they are.
 pub(super) fn not_written(e: Error, table: &str, experiment_id: &str) -> Error {
     match e {
-        Error::Runtime(raw) if raw.starts_with("database ") => Error::runtime(format!(
+        Error::Database(raw) => Error::runtime(format!(
             "{table}: experiment {experiment_id} was not written, nothing of it is in the table ({raw}); \
              fix the cause (for a lost connection, check the warehouse and the network) and run again"
         )),
