@@ -868,7 +868,7 @@ async fn run_on(
                     .await?;
             }
             if !x_exists && dialect.transactional_ddl() {
-                tx.execute(&if_not_exists(dialect, experiments_ddl(dialect, xq)), &[]).await?;
+                tx.execute(&if_not_exists(dialect, experiments_ddl(dialect, xq, None)), &[]).await?;
             }
             let have = super::warehouse::first_count(
                 &tx.fetch_all(
@@ -1606,8 +1606,12 @@ impl CellMoments {
                     dense,
                 } => (constant, slopes, dense),
             };
-            // Σ u^p d̃ d̃' (p = 0, 1, 2) per (stratum id, arm), d̃ = (1, x − center) and
-            // u = Σ slope·(x − center): the slopes and centers bound after the rows' parameters.
+            // Σ v^p d̃ d̃' (p = 0, 1, 2) per (stratum id, arm), d̃ = (1, x − center),
+            // u = Σ slope·(x − center) and v = u − ū its deviation from the (stratum id, arm)
+            // mean ū (also returned): the slopes and centers bound after the rows' parameters.
+            // With e = (dc − ū) − v every term stays small when the fit is (nearly) exact, so
+            // rounding noise is recognised as an exact fit as it is in the local computation
+            // (the expansion in u itself would leave noise of 1e-16 · dc² per participant).
             let mut params = rows.1.clone();
             let mut bound = Vec::new();
             for (i, v) in slopes.iter().chain(&self.center).enumerate() {
@@ -1625,17 +1629,23 @@ impl CellMoments {
             let d: Vec<String> = (0..k).map(|i| format!("(r.x{i} - p.m{i})")).collect();
             let u: Vec<String> = (0..k).map(|i| format!("{} * p.b{i}", d[i])).collect();
             let mut sums = pair_sums(k, |i| format!("d{i}"), "");
-            sums.extend(pair_sums(k, |i| format!("d{i}"), "u"));
-            sums.extend(pair_sums(k, |i| format!("d{i}"), "u * u"));
+            sums.extend(pair_sums(k, |i| format!("d{i}"), "v"));
+            sums.extend(pair_sums(k, |i| format!("d{i}"), "v * v"));
+            sums.push("MIN(ub)".into());
             let ds: Vec<String> = d
                 .iter()
                 .enumerate()
                 .map(|(i, e)| format!("{e} AS d{i}"))
                 .collect();
+            let d_names: Vec<String> = (0..k).map(|i| format!("d{i}")).collect();
             let sql = format!(
-                "SELECT sid, arm, {} FROM (SELECT r.sid, r.arm, {}, {} AS u FROM ({}) r CROSS JOIN (SELECT {}) p \
-                 WHERE r.arm = 0 OR r.arm = {t}) g GROUP BY sid, arm",
+                "SELECT sid, arm, {} FROM (SELECT sid, arm, {}, u - ub AS v, ub FROM \
+                 (SELECT sid, arm, {}, u, AVG(u) OVER (PARTITION BY sid, arm) AS ub FROM \
+                 (SELECT r.sid, r.arm, {}, {} AS u FROM ({}) r CROSS JOIN (SELECT {}) p \
+                 WHERE r.arm = 0 OR r.arm = {t}) g0) g1) g GROUP BY sid, arm",
                 sums.join(", "),
+                d_names.join(", "),
+                d_names.join(", "),
                 ds.join(", "),
                 u.join(" + "),
                 rows.0,
@@ -1655,14 +1665,17 @@ impl CellMoments {
                     unpack(&row, 2 + p * per, k, m);
                 }
                 let y = if arm as usize == t { 1.0 } else { 0.0 };
+                let ub = row.get(2 + 3 * per).and_then(Value::as_f64).unwrap_or(0.0);
                 let dc = y
                     - constant[c]
                     - slopes
                         .iter()
                         .zip(&self.center)
                         .map(|(b, m)| b * m)
-                        .sum::<f64>();
-                // Σ e² d̃ d̃' with e = dc − u, then in z = (1, x): z₀ = d̃₀, z_i = d̃_i + m_i d̃₀.
+                        .sum::<f64>()
+                    - ub;
+                // Σ e² d̃ d̃' with e = dc − ū − v, then in z = (1, x): z₀ = d̃₀,
+                // z_i = d̃_i + m_i d̃₀.
                 let e: Vec<f64> = (0..w * w)
                     .map(|i| dc * dc * s[0][i] - 2.0 * dc * s[1][i] + s[2][i])
                     .collect();

@@ -180,18 +180,55 @@ pub(super) async fn create_before_transaction(
     if dialect.transactional_ddl() {
         return Ok(());
     }
+    let exact = exact_key_collation(wh).await?;
     if create_table {
+        let cols = with_key_collation(cols, exact.as_deref());
         wh.execute(
-            &if_not_exists(dialect, create_table_sql(dialect, qualified, cols)),
+            &if_not_exists(dialect, create_table_sql(dialect, qualified, &cols)),
             &[],
         )
         .await?;
     }
     if !experiments_exist {
-        wh.execute(&if_not_exists(dialect, experiments_ddl(dialect, xq)), &[])
-            .await?;
+        wh.execute(
+            &if_not_exists(dialect, experiments_ddl(dialect, xq, exact.as_deref())),
+            &[],
+        )
+        .await?;
     }
     Ok(())
+}
+
+/// The collation that makes text keys compare by bytes on this server, where the default
+/// does not ([`SqlDialect::exact_key_collation_sql`]); `None` elsewhere or when the server
+/// has none (then the default collation stays, as before).
+async fn exact_key_collation(wh: &Warehouse) -> Result<Option<String>> {
+    let Some(sql) = wh.dialect().exact_key_collation_sql() else {
+        return Ok(None);
+    };
+    Ok(wh
+        .fetch_all(sql, &[])
+        .await?
+        .rows
+        .first()
+        .and_then(|r| r.first())
+        .and_then(|v| match v {
+            Value::Text(s) => Some(s.clone()),
+            _ => None,
+        }))
+}
+
+/// `cols` with the text key columns given the collation `exact`: ids that differ only by case
+/// or trailing spaces are different participants and must not collide in the primary key.
+fn with_key_collation(cols: &[ColumnDef], exact: Option<&str>) -> Vec<ColumnDef> {
+    cols.iter()
+        .map(|c| ColumnDef {
+            collation: (c.primary_key && c.data_type == DataType::CharacterVarying)
+                .then(|| exact.map(str::to_string))
+                .flatten(),
+            ..c.clone()
+        })
+        .collect()
 }
 
 /// Replace the experiment's row of `xngin_experiments` (`xq`, quoted) inside the write's
@@ -614,9 +651,19 @@ fn column_value(c: &ColumnData, r: usize) -> Value {
     }
 }
 
-pub(super) fn experiments_ddl(dialect: &dyn SqlDialect, qualified: &str) -> String {
+/// `xngin_experiments`; `exact`: the collation of its text key columns
+/// ([`exact_key_collation`]).
+pub(super) fn experiments_ddl(
+    dialect: &dyn SqlDialect,
+    qualified: &str,
+    exact: Option<&str>,
+) -> String {
     let q = |s: &str| dialect.quote_ident(s);
     let varchar = dialect.ddl_type(DataType::CharacterVarying);
+    let key_varchar = format!(
+        "{varchar}{}",
+        exact.map(|c| dialect.collate_clause(c)).unwrap_or_default()
+    );
     let ts = dialect.ddl_type(DataType::TimestampWithTimeZone);
     let text = dialect.long_text_type();
     let key = dialect
@@ -624,7 +671,7 @@ pub(super) fn experiments_ddl(dialect: &dyn SqlDialect, qualified: &str) -> Stri
         .map(|k| format!(",\n    {k}"))
         .unwrap_or_default();
     format!(
-        "CREATE TABLE {qualified} (\n    {} {varchar} NOT NULL,\n    {} {varchar} NOT NULL,\n    {} {ts} NOT NULL,\n    {} {varchar} NOT NULL,\n    {} {varchar} NOT NULL,\n    {} {text} NOT NULL{key}\n)",
+        "CREATE TABLE {qualified} (\n    {} {key_varchar} NOT NULL,\n    {} {key_varchar} NOT NULL,\n    {} {ts} NOT NULL,\n    {} {varchar} NOT NULL,\n    {} {varchar} NOT NULL,\n    {} {text} NOT NULL{key}\n)",
         q("experiment_id"),
         q("assignment_table"),
         q("created_at"),
@@ -799,8 +846,11 @@ async fn write_table_inner(
                 .await?;
             }
             if !x_exists {
-                tx.execute(&if_not_exists(dialect, experiments_ddl(dialect, &xq)), &[])
-                    .await?;
+                tx.execute(
+                    &if_not_exists(dialect, experiments_ddl(dialect, &xq, None)),
+                    &[],
+                )
+                .await?;
             }
         }
         let exp = Value::Text(record.experiment_id.clone());

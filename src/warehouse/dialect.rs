@@ -92,6 +92,19 @@ pub trait SqlDialect: Send + Sync + std::fmt::Debug {
         Some(format!("PRIMARY KEY ({})", cols.join(", ")))
     }
 
+    /// A query returning the name of a collation that compares text keys by their exact
+    /// bytes (no case folding, no trailing-space padding), where the engine's default
+    /// collation does not; `None` where text keys already compare by bytes.
+    fn exact_key_collation_sql(&self) -> Option<&'static str> {
+        None
+    }
+
+    /// The DDL suffix giving a text column the collation `name` (from
+    /// [`SqlDialect::exact_key_collation_sql`]).
+    fn collate_clause(&self, name: &str) -> String {
+        format!(" COLLATE {}", self.quote_ident(name))
+    }
+
     /// Can a table name carry a schema (`schema.table`)?
     fn has_schemas(&self) -> bool {
         true

@@ -17,6 +17,8 @@ pub struct ColumnDef {
     pub data_type: DataType,
     pub not_null: bool,
     pub primary_key: bool,
+    /// A collation for a text column (see [`SqlDialect::exact_key_collation_sql`]).
+    pub collation: Option<String>,
 }
 
 impl ColumnDef {
@@ -26,6 +28,7 @@ impl ColumnDef {
             data_type,
             not_null: false,
             primary_key: false,
+            collation: None,
         }
     }
     pub fn not_null(mut self) -> Self {
@@ -53,6 +56,9 @@ pub fn create_table_sql(
                 dialect.quote_ident(&c.name),
                 dialect.ddl_type(c.data_type)
             );
+            if let Some(name) = &c.collation {
+                s.push_str(&dialect.collate_clause(name));
+            }
             if c.not_null {
                 s.push_str(" NOT NULL");
             }

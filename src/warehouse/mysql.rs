@@ -99,6 +99,21 @@ impl SqlDialect for Mysql {
         format!("CAST(CONVERT({col} USING utf8mb4) AS BINARY)")
     }
 
+    /// The default collations equate `Bob`, `bob` and `bob ` (and `utf8mb4_bin` still pads
+    /// trailing spaces), so two participants' ids could collide in an assignment table's primary
+    /// key. `utf8mb4_0900_bin` (MySQL 8) and `utf8mb4_nopad_bin` (MariaDB 10.2+) compare bytes.
+    fn exact_key_collation_sql(&self) -> Option<&'static str> {
+        Some(
+            "SELECT COLLATION_NAME FROM information_schema.COLLATIONS \
+             WHERE COLLATION_NAME IN ('utf8mb4_0900_bin', 'utf8mb4_nopad_bin') \
+             ORDER BY COLLATION_NAME LIMIT 1",
+        )
+    }
+
+    fn collate_clause(&self, name: &str) -> String {
+        format!(" CHARACTER SET utf8mb4 COLLATE {}", self.quote_ident(name))
+    }
+
     fn lower_matches_regex(&self, col: &str, p: &str) -> Option<String> {
         Some(format!("LOWER({col}) REGEXP {p}"))
     }

@@ -984,3 +984,91 @@ async fn in_warehouse_on_sqlite_is_the_local_run() {
     assert_ne!(rows(&wh, "bq_wh0", "bq_e0", &[]).await, before);
     wh.close().await;
 }
+
+/// Text ids that differ only by case or a trailing space (`p1`, `P1`, `p1 `) are different
+/// participants: MySQL/MariaDB's default collations equate them, so the assignment table's
+/// text keys get a byte-comparing collation and all of them are written, locally and in the
+/// warehouse; experiment ids `E` and `e` are different experiments.
+#[tokio::test]
+async fn ids_differing_by_case_or_trailing_space_are_all_written_on_mysql() {
+    let Some(url) = mysql_url("ids_differing_by_case_or_trailing_space_are_all_written_on_mysql")
+    else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let src = common::unique("inwh_case_src");
+    let wh = Warehouse::connect(&Dsn::parse(&url).unwrap()).await.unwrap();
+    wh.execute(
+        &format!(
+            "CREATE TABLE {} (pid VARCHAR(20) NOT NULL, gender VARCHAR(10), ethnicity VARCHAR(20), \
+             is_engaged BOOLEAN, current_income DOUBLE)",
+            wh.quote(&src)
+        ),
+        &[],
+    )
+    .await
+    .unwrap();
+    let mut ids = Vec::new();
+    for i in 0..40 {
+        ids.extend([format!("p{i}"), format!("P{i}"), format!("p{i} ")]);
+    }
+    for (i, id) in ids.iter().enumerate() {
+        wh.execute(
+            &format!(
+                "INSERT INTO {} VALUES (?, ?, 'x', TRUE, 1.5)",
+                wh.quote(&src)
+            ),
+            &[
+                Value::Text(id.clone()),
+                Value::Text(if i % 2 == 0 { "F" } else { "M" }.into()),
+            ],
+        )
+        .await
+        .unwrap();
+    }
+    settings(d, &url, &src, &src);
+    let (local_t, wh_t) = (common::unique("inwh_case_l"), common::unique("inwh_case_w"));
+    for (t, exp, extra) in [
+        (&local_t, "E", None),
+        (&local_t, "e", None),
+        (&wh_t, "E", Some("--in-warehouse")),
+    ] {
+        let mut args = vec![
+            "--participant-type",
+            "textids",
+            "--arms",
+            "c,t",
+            "--strata",
+            "gender",
+            "--seed",
+            "7",
+            "--experiment-id",
+            exp,
+            "--write-table",
+            t,
+            "-q",
+        ];
+        args.extend(extra);
+        let (code, _, err) = run(d, &args);
+        assert_eq!(code, 0, "{t} {exp}: {err}");
+    }
+    for (t, exp) in [(&local_t, "E"), (&local_t, "e"), (&wh_t, "E")] {
+        let got = rows(&wh, t, exp, &[]).await;
+        let mut written: Vec<String> = got.iter().map(|r| r[0].clone().unwrap()).collect();
+        written.sort();
+        let mut want = ids.clone();
+        want.sort();
+        assert_eq!(written, want, "{t} {exp}");
+    }
+    assert_eq!(
+        rows(&wh, &local_t, "E", &[]).await,
+        rows(&wh, &wh_t, "E", &[]).await
+    );
+    for t in [&src, &local_t, &wh_t] {
+        let _ = wh
+            .execute(&format!("DROP TABLE IF EXISTS {}", wh.quote(t)), &[])
+            .await;
+    }
+    wh.close().await;
+}

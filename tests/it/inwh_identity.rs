@@ -21,6 +21,7 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestRng, TestRunner};
 
 use crate::common::{self, mysql_url, pg_url};
+use xngin::assign::BalanceTest;
 use xngin::assign::MisfitStrategy;
 use xngin::assign::output::DesignRecord;
 use xngin::assign::run::{DesignRequest, Outputs, Request, TableOutput};
@@ -33,10 +34,13 @@ use xngin::warehouse::{Value, Warehouse};
 
 /// Numeric strata (quantile bins, numeric balance covariates) in the generated designs. Off:
 /// numeric strata are checked by `inwh::strata_numeric_*` and the BigQuery test; on, this
-/// generator finds tiny audiences with numeric covariates (about as many participants as
-/// parameters) where the warehouse's floating sums and the local ones differ beyond 1e-9
-/// (F = 143 at 1.3e-9 relative) or an exact fit is detected locally but not from the
-/// warehouse's moments — open in issue 12. `XNGIN_INWH_NUMERIC=1` turns it on.
+/// generator finds small audiences with numeric covariates and levels (nearly) entirely in one
+/// arm where the dense robust covariance (the small ill-conditioned designs' computation) loses
+/// digits: checked against a 60-digit solution, F = 3.0556 was off by 7.4e-10 locally and
+/// 2.2e-9 in the warehouse, F = 312.80 by 2.4e-9 locally and 2.1e-10 in the warehouse — open
+/// in issue 12. (Exact fits are now recognised from the warehouse's sums as locally.)
+/// `XNGIN_INWH_NUMERIC=1` turns it on; `XNGIN_INWH_DUMP=FILE` keeps a failing case's
+/// assignment file and the audience table for such a check.
 fn numeric_strata() -> bool {
     std::env::var_os("XNGIN_INWH_NUMERIC").is_some_and(|v| v == "1")
 }
@@ -92,10 +96,9 @@ impl Gen {
     }
 }
 
-/// Does audience `a` hold text ids that differ only by case or a trailing space? Not written
-/// to a MySQL/MariaDB assignment table: its `participant_id` primary key has the database's
-/// default collation, under which such ids collide (the local `--write-table` too), so those
-/// cases are streamed instead.
+/// Does audience `a` hold text ids that differ only by case or a trailing space? (Written to
+/// MySQL/MariaDB assignment tables too: their text keys compare bytes, so such ids are
+/// different participants there as well.)
 fn colliding(a: u32) -> bool {
     a.is_multiple_of(4)
 }
@@ -322,7 +325,6 @@ struct Fixture {
     dir: PathBuf,
     sizes: Vec<u64>,
     table: String,
-    mysql: bool,
     /// The table has the uuid columns (PostgreSQL).
     uuid: bool,
     /// The cases both runs refused (the same way), with the local run's message.
@@ -408,10 +410,15 @@ fn comparable(r: &DesignRecord) -> DesignRecord {
     r
 }
 
-fn close(a: Option<f64>, b: Option<f64>) -> bool {
-    match (a, b) {
-        (None, None) => true,
-        (Some(a), Some(b)) => a == b || (a - b).abs() <= 1e-9 * a.abs().max(b.abs()),
+/// F and p agree ([`common::balance_close`]), or both are absent.
+fn close(a: &BalanceTest, b: &BalanceTest) -> bool {
+    match (a.f_statistic, b.f_statistic, a.p_value, b.p_value) {
+        (None, None, None, None) => true,
+        (Some(fa), Some(fb), Some(pa), Some(pb)) => common::balance_close(
+            (fa, fb),
+            (pa, pb),
+            (a.numerator_df.unwrap_or(1), a.denominator_df.unwrap_or(1)),
+        ),
         _ => false,
     }
 }
@@ -423,7 +430,7 @@ async fn check(f: &Fixture, c: &Case) -> Result<(), String> {
         Err(e) => Err(e),
     };
     let kind = id_kind(f, c);
-    let table = (c.write_table && !(f.mysql && kind == 1 && colliding(c.audience))).then(|| {
+    let table = c.write_table.then(|| {
         let strata: String = c.pick.iter().map(|p| if *p { '1' } else { '0' }).collect();
         format!("{}_{kind}_{strata}", f.table)
     });
@@ -480,12 +487,15 @@ async fn check(f: &Fixture, c: &Case) -> Result<(), String> {
         ));
     }
     for (a, b) in lr.balance.iter().zip(&wr.balance) {
-        let same = close(a.f_statistic, b.f_statistic)
-            && close(a.p_value, b.p_value)
+        let same = close(a, b)
             && (a.n, a.numerator_df, a.denominator_df, &a.note, &a.left_out)
                 == (b.n, b.numerator_df, b.denominator_df, &b.note, &b.left_out)
             && a.balance_ok == b.balance_ok;
         if !same {
+            if let Some(dump) = std::env::var_os("XNGIN_INWH_DUMP") {
+                // The failing case's assignment file (the audience table is kept too).
+                let _ = std::fs::copy(&lf, dump);
+            }
             return Err(format!("balance differs: {a:?} / {b:?}"));
         }
     }
@@ -563,7 +573,6 @@ fn identity(url: &str) {
         dir: dir.path().to_path_buf(),
         sizes,
         table: table.clone(),
-        mysql,
         uuid: !mysql,
         refused: Default::default(),
     };
@@ -610,9 +619,13 @@ fn identity(url: &str) {
                 )
                 .await;
         }
-        wh.execute(&format!("DROP TABLE IF EXISTS {}", wh.quote(&table)), &[])
-            .await
-            .unwrap();
+        if std::env::var_os("XNGIN_INWH_DUMP").is_some() {
+            eprintln!("inwh_identity: kept the audiences in {table}");
+        } else {
+            wh.execute(&format!("DROP TABLE IF EXISTS {}", wh.quote(&table)), &[])
+                .await
+                .unwrap();
+        }
         wh.close().await;
     });
     if let Err(e) = result {
