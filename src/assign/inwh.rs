@@ -454,7 +454,7 @@ async fn run_on(
         }
         let after_numeric = 7 + strata.len() + 2 * numeric.len();
         // The digest is computed once per row, not once per word that reads it.
-        let once = dialect.no_inline_suffix();
+        let key = dialect.once_per_row(&key);
         let build = |sampled: bool| -> Result<(String, Vec<Value>)> {
         let mut sel = sel.clone();
         let (rel, rel_params) = relation_with(if int_like.is_some() { 3 } else { 2 }, sampled)?;
@@ -465,13 +465,13 @@ async fn run_on(
                 params.push(Value::Text(r"^(0|-?[1-9][0-9]*)$".into()));
                 format!(
                     "SELECT {} FROM (SELECT {key} AS h, x.* FROM (SELECT w.*, CASE WHEN {test} THEN 1 END AS xnum \
-                     FROM (SELECT {} FROM {rel}) w) x{once}) y",
+                     FROM (SELECT {} FROM {rel}) w) x) y",
                     sel.join(", "),
                     inner.join(", ")
                 )
             }
             None => format!(
-                "SELECT {} FROM (SELECT {key} AS h, x.* FROM (SELECT {} FROM {rel}) x{once}) y",
+                "SELECT {} FROM (SELECT {key} AS h, x.* FROM (SELECT {} FROM {rel}) x) y",
                 sel.join(", "),
                 inner.join(", ")
             ),

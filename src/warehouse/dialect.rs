@@ -260,11 +260,10 @@ pub trait SqlDialect: Send + Sync + std::fmt::Debug {
         None
     }
 
-    /// Appended to a subquery so that the engine evaluates its select list once per row rather
-    /// than inlining it into every reference (PostgreSQL inlines subqueries; `OFFSET 0` stops
-    /// it). Default: nothing.
-    fn no_inline_suffix(&self) -> &'static str {
-        ""
+    /// `expr` in a subquery's select list, so that the engine evaluates it once per row rather
+    /// than inlining it into every reference of the outer query. Default: `expr`.
+    fn once_per_row(&self, expr: &str) -> String {
+        expr.to_string()
     }
 
     /// `expr` (text) as an `ORDER BY` key that orders by the bytes of its UTF-8 text.

@@ -114,8 +114,12 @@ impl SqlDialect for Postgres {
         ))
     }
 
-    fn no_inline_suffix(&self) -> &'static str {
-        " OFFSET 0"
+    /// PostgreSQL inlines a simple subquery into every reference. A set-returning function in
+    /// its select list (one element: one row per row) keeps it a subquery; `OFFSET 0` would
+    /// too, but also keeps the scan off parallel workers (the input fingerprint's query over
+    /// 1M rows: 1.0 s with `OFFSET 0`, 0.67 s with this, 1.7 s inlined).
+    fn once_per_row(&self, expr: &str) -> String {
+        format!("unnest(ARRAY[{expr}])")
     }
 
     fn order_bytes(&self, expr: &str) -> String {
