@@ -454,7 +454,7 @@ async fn run_on(
         }
         let after_numeric = 7 + strata.len() + 2 * numeric.len();
         // The digest is computed once per row, not once per word that reads it.
-        let key = dialect.once_per_row(&key);
+        let key = dialect.digest_row(&key);
         let build = |sampled: bool| -> Result<(String, Vec<Value>)> {
         let mut sel = sel.clone();
         let (rel, rel_params) = relation_with(if int_like.is_some() { 3 } else { 2 }, sampled)?;

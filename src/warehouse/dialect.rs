@@ -254,16 +254,18 @@ pub trait SqlDialect: Send + Sync + std::fmt::Debug {
         None
     }
 
-    /// The 32-bit word `i` (0 = most significant) of the 32 lowercase hex digits `hex`, as an
-    /// integer that sums exactly (the input fingerprint's `unit_key_sum` from aggregates).
-    fn hex_word(&self, _hex: &str, _i: usize) -> Option<String> {
+    /// The 32-bit word `i` (0 = most significant) of a digest, as an integer that sums exactly
+    /// (the input fingerprint's `unit_key_sum` from aggregates); `digest` is the column holding
+    /// [`SqlDialect::digest_row`] of the 32 lowercase hex digits.
+    fn hex_word(&self, _digest: &str, _i: usize) -> Option<String> {
         None
     }
 
-    /// `expr` in a subquery's select list, so that the engine evaluates it once per row rather
-    /// than inlining it into every reference of the outer query. Default: `expr`.
-    fn once_per_row(&self, expr: &str) -> String {
-        expr.to_string()
+    /// The per-row value, in a subquery's select list, that [`SqlDialect::hex_word`] reads the
+    /// words of the 32 hex digits `hex` from, evaluated once per row (not inlined into each
+    /// word's reference). Default: `hex` itself.
+    fn digest_row(&self, hex: &str) -> String {
+        hex.to_string()
     }
 
     /// `expr` (text) as an `ORDER BY` key that orders by the bytes of its UTF-8 text.

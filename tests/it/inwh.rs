@@ -998,7 +998,9 @@ async fn ids_differing_by_case_or_trailing_space_are_all_written_on_mysql() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let src = common::unique("inwh_case_src");
-    let wh = Warehouse::connect(&Dsn::parse(&url).unwrap()).await.unwrap();
+    let wh = Warehouse::connect(&Dsn::parse(&url).unwrap())
+        .await
+        .unwrap();
     wh.execute(
         &format!(
             "CREATE TABLE {} (pid VARCHAR(20) NOT NULL, gender VARCHAR(10), ethnicity VARCHAR(20), \
