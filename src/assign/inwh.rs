@@ -101,8 +101,9 @@ fn type_name(t: DataType, declared: &str) -> String {
     }
 }
 
-/// Run `assign --in-warehouse`.
-pub async fn run(aud: &ParticipantAudience, d: &DesignRequest, out: &Outputs) -> Result<Report> {
+/// Run `assign --in-warehouse` of `req`, whose audience is `aud`.
+pub async fn run(req: &super::run::Request, aud: &ParticipantAudience) -> Result<Report> {
+    let (d, out) = (&req.design, &req.outputs);
     if out.table.as_ref().is_some_and(|t| t.dsn.is_some()) {
         return Err(Error::usage(format!(
             "{IN_WAREHOUSE} writes into the participant type's own warehouse; drop {DSN}"
@@ -153,14 +154,8 @@ pub async fn run(aud: &ParticipantAudience, d: &DesignRequest, out: &Outputs) ->
             "SQLite is a local engine: {IN_WAREHOUSE} assigns with the local algorithm (the same rows and \
              design record) and writes {WRITE_TABLE} in one transaction"
         ));
-        let req = super::run::Request {
-            audience: crate::audience::Audience::Participants(Box::new(aud.clone())),
-            design: d.clone(),
-            outputs: out.clone(),
-            in_warehouse: false,
-        };
         return super::run::run_local(
-            &req,
+            req,
             super::run::Identity {
                 seed,
                 seed_given,

@@ -279,7 +279,7 @@ pub async fn run(req: &Request) -> Result<Report> {
                 "{IN_WAREHOUSE} assigns a participant type inside its warehouse; it needs {PARTICIPANT_TYPE}, not {INPUT}"
             )));
         };
-        return super::inwh::run(aud, &req.design, &req.outputs).await;
+        return super::inwh::run(req, aud).await;
     }
     let id = identity(&req.design, &req.outputs);
     run_local(req, id).await
