@@ -188,23 +188,20 @@ pub fn same_record(a: &serde_json::Value, b: &serde_json::Value, what: &str) {
                 v["balance"][i]["denominator_df"].as_u64().unwrap_or(1),
             )
         };
-        match (
+        if let (Some(fa), Some(fb), Some(pa), Some(pb)) = (
             num(&a, "f_statistic"),
             num(&b, "f_statistic"),
             num(&a, "p_value"),
             num(&b, "p_value"),
         ) {
-            (Some(fa), Some(fb), Some(pa), Some(pb)) => {
-                assert!(
-                    balance_close((fa, fb), (pa, pb), df(&a)),
-                    "{what}: balance {i}: F {fa} vs {fb}, p {pa} vs {pb}"
-                );
-                for k in ["f_statistic", "p_value"] {
-                    a["balance"][i][k] = serde_json::Value::Null;
-                    b["balance"][i][k] = serde_json::Value::Null;
-                }
+            assert!(
+                balance_close((fa, fb), (pa, pb), df(&a)),
+                "{what}: balance {i}: F {fa} vs {fb}, p {pa} vs {pb}"
+            );
+            for k in ["f_statistic", "p_value"] {
+                a["balance"][i][k] = serde_json::Value::Null;
+                b["balance"][i][k] = serde_json::Value::Null;
             }
-            _ => {}
         }
     }
     assert_eq!(a, b, "{what}: design records differ");
