@@ -166,6 +166,15 @@ pub async fn run(req: &super::run::Request, aud: &ParticipantAudience) -> Result
         .await;
     }
     let dialect = dsn.dialect();
+    // Before connecting: an engine without the keyed query is refused as a usage error.
+    if dialect.hex_word("x", 0).is_none()
+        || (!dialect.has_transactions() && dialect.transaction_script(&[]).is_none())
+    {
+        return Err(unsupported(format!(
+            "{} does not compute the keyed assignment yet (the local run gives the same rows)",
+            dialect.product()
+        )));
+    }
     let table_spec = out.table.as_ref().map(|t| t.spec.as_str());
     let target = match table_spec {
         Some(t) => {
@@ -225,14 +234,6 @@ async fn run_on(
     let output = out.file.as_deref();
     let dialect = wh.dialect();
     let q = |s: &str| wh.quote(s);
-    if dialect.hex_word("x", 0).is_none()
-        || (!dialect.has_transactions() && dialect.transaction_script(&[]).is_none())
-    {
-        return Err(unsupported(format!(
-            "{} does not compute the keyed assignment yet; run without {IN_WAREHOUSE} to assign locally (the same rows)",
-            dialect.product()
-        )));
-    }
     let schema = resolved.schema_name.as_deref();
     let live = super::warehouse::live_columns(wh, resolved, label, id, strata_names).await?;
     let live_of = |c: &str| live.iter().find(|l| l.name == c);

@@ -23,7 +23,11 @@ impl SqlDialect for Postgres {
     }
 
     fn product(&self) -> &'static str {
-        "PostgreSQL"
+        if self.redshift {
+            "Redshift"
+        } else {
+            "PostgreSQL"
+        }
     }
 
     fn placeholder(&self, n: usize) -> String {
@@ -108,8 +112,11 @@ impl SqlDialect for Postgres {
     }
 
     /// The digest is a `bit(128)`: word `i` is its bits 32i.. (a shift and a truncating cast).
+    /// Not on Redshift: the keyed query binds arrays and uses `generate_series`, which Redshift
+    /// lacks on its leader node (docs/assignment-algorithm.md §10), so `--in-warehouse` is
+    /// refused there before connecting.
     fn hex_word(&self, digest: &str, i: usize) -> Option<String> {
-        Some(format!("({digest} << {})::bit(32)::bigint", 32 * i))
+        (!self.redshift).then(|| format!("({digest} << {})::bit(32)::bigint", 32 * i))
     }
 
     /// The hex digits as one `bit(128)` per row. PostgreSQL inlines a simple subquery into every

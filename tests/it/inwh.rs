@@ -1074,3 +1074,41 @@ async fn ids_differing_by_case_or_trailing_space_are_all_written_on_mysql() {
     }
     wh.close().await;
 }
+
+/// Redshift lacks what the keyed query uses (array parameters, `generate_series` on the leader
+/// node): `--in-warehouse` on a Redshift DSN is refused with exit 2 before connecting (the host
+/// does not resolve here, so a connection attempt would fail differently), naming Redshift.
+#[test]
+fn in_warehouse_on_redshift_is_refused_before_connecting() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    settings(
+        d,
+        "postgresql+psycopg2://u@nowhere.abc123.us-east-1.redshift.amazonaws.com:5439/db?sslmode=verify-full",
+        "people",
+        "people_v",
+    );
+    let (c, _, e) = run(
+        d,
+        &[
+            "--participant-type",
+            "people",
+            "--arms",
+            "a,b",
+            "--strata",
+            "gender",
+            "--seed",
+            "1",
+            "--write-table",
+            "out",
+            "--in-warehouse",
+        ],
+    );
+    assert_eq!(c, 2, "{e}");
+    assert!(
+        e.contains("Redshift does not compute the keyed assignment yet")
+            && e.contains("--in-warehouse")
+            && e.lines().count() == 1,
+        "{e}"
+    );
+}
