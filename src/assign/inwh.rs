@@ -206,6 +206,11 @@ pub async fn run(req: &super::run::Request, aud: &ParticipantAudience) -> Result
     )
     .await;
     wh.close().await;
+    if let (Err(Error::Conflict(raw)), Some(t)) = (&res, table_spec)
+        && let Some(e) = super::warehouse::folded_key_error(&dsn, t, raw).await
+    {
+        return Err(e);
+    }
     res.map_err(|e| match (e, table_spec) {
         (Error::Conflict(raw), _) => Error::runtime(format!(
             "another run is writing the table {} at the same time, so this run wrote nothing ({raw}); \

@@ -703,17 +703,56 @@ pub async fn write_table(
     pb: &ProgressBar,
 ) -> Result<()> {
     let table_name = dest.spec.as_str();
-    write_table_inner(dest, replace, target, table, outcome, design, record, pb)
-        .await
-        .map_err(|e| match e {
-            Error::Conflict(raw) => Error::runtime(format!(
-                "another run is writing the table {table_name} or experiment {} at the same time, \
+    let result = write_table_inner(dest, replace, target, table, outcome, design, record, pb).await;
+    if let Err(Error::Conflict(raw)) = &result
+        && let Some(dsn) = dest.dsn.as_ref().or(target.map(|t| &t.dsn))
+        && let Some(e) = folded_key_error(dsn, table_name, raw).await
+    {
+        return Err(e);
+    }
+    result.map_err(|e| match e {
+        Error::Conflict(raw) => Error::runtime(format!(
+            "another run is writing the table {table_name} or experiment {} at the same time, \
                  so this run wrote nothing ({raw}); wait for it to finish, then run again \
                  ({REPLACE} to overwrite its rows of the same experiment)",
-                record.experiment_id
-            )),
-            other => not_written(other, table_name, &record.experiment_id),
-        })
+            record.experiment_id
+        )),
+        other => not_written(other, table_name, &record.experiment_id),
+    })
+}
+
+/// A duplicate-key failure of a write into an existing MySQL/MariaDB table whose
+/// `participant_id` has a collation that folds text (the default ones ignore case, accents and
+/// trailing spaces): two of the run's distinct ids are one key there. Tables xngin creates
+/// compare bytes ([`SqlDialect::exact_key_collation_sql`]); a table created otherwise does not.
+/// `None` when that is not the cause (then the conflict is another run's). Looked up on a new
+/// connection, on the error path only.
+pub(super) async fn folded_key_error(dsn: &Dsn, table_spec: &str, raw: &str) -> Option<Error> {
+    let dialect = dsn.dialect();
+    let sql = dialect.column_collation_sql()?;
+    if !raw.contains("Duplicate entry") {
+        return None;
+    }
+    let (schema, name) = split_table(table_spec).ok()?;
+    let wh = Warehouse::connect(dsn).await.ok()?;
+    let found = wh
+        .fetch_all(
+            sql,
+            &[
+                schema.map_or(Value::Null, Value::Text),
+                Value::Text(name),
+                Value::Text("participant_id".into()),
+            ],
+        )
+        .await;
+    wh.close().await;
+    let collation = match found.ok()?.rows.first()?.first()? {
+        Value::Text(c) if !dialect.collation_is_exact(c) => c.clone(),
+        _ => return None,
+    };
+    Some(Error::runtime(format!(
+        "{table_spec}: two participant ids of this run are one key under the table's collation {collation}          (it ignores case, accents or trailing spaces), so this run wrote nothing ({raw}); write to a new          {WRITE_TABLE} (xngin creates it comparing bytes) or give the table's participant_id a binary          collation (e.g. utf8mb4_nopad_bin on MariaDB, utf8mb4_0900_bin on MySQL 8)"
+    )))
 }
 
 /// A database failure of a write to `table` (a lost connection, a killed session, a value the

@@ -99,6 +99,17 @@ pub trait SqlDialect: Send + Sync + std::fmt::Debug {
         None
     }
 
+    /// A query (parameters: the schema or NULL for the current one, the table, the column)
+    /// returning a text column's collation, on engines with
+    /// [`SqlDialect::exact_key_collation_sql`]; and whether a collation name compares bytes.
+    fn column_collation_sql(&self) -> Option<&'static str> {
+        None
+    }
+
+    fn collation_is_exact(&self, _name: &str) -> bool {
+        true
+    }
+
     /// The DDL suffix giving a text column the collation `name` (from
     /// [`SqlDialect::exact_key_collation_sql`]).
     fn collate_clause(&self, name: &str) -> String {

@@ -110,6 +110,18 @@ impl SqlDialect for Mysql {
         )
     }
 
+    fn column_collation_sql(&self) -> Option<&'static str> {
+        Some(
+            "SELECT COLLATION_NAME FROM information_schema.COLUMNS \
+             WHERE TABLE_SCHEMA = COALESCE(?, DATABASE()) AND TABLE_NAME = ? AND COLUMN_NAME = ?",
+        )
+    }
+
+    /// `*_bin` collations other than the `0900` and `nopad` ones still pad trailing spaces.
+    fn collation_is_exact(&self, name: &str) -> bool {
+        name.ends_with("_0900_bin") || name.ends_with("_nopad_bin") || name == "binary"
+    }
+
     fn collate_clause(&self, name: &str) -> String {
         format!(" CHARACTER SET utf8mb4 COLLATE {}", self.quote_ident(name))
     }

@@ -1067,7 +1067,48 @@ async fn ids_differing_by_case_or_trailing_space_are_all_written_on_mysql() {
         rows(&wh, &local_t, "E", &[]).await,
         rows(&wh, &wh_t, "E", &[]).await
     );
-    for t in [&src, &local_t, &wh_t] {
+    // A table created outside xngin with the default (case-insensitive) collation: the ids
+    // collide there, which is said as such (not as another run's write), and nothing is written.
+    let legacy = common::unique("inwh_case_legacy");
+    wh.execute(
+        &format!(
+            "CREATE TABLE {} (experiment_id VARCHAR(255) NOT NULL, participant_id VARCHAR(255) NOT NULL, \
+             arm_id INTEGER, arm_name VARCHAR(255), stratum_id INTEGER, created_at TIMESTAMP(6) NOT NULL, \
+             gender VARCHAR(255), PRIMARY KEY (experiment_id, participant_id))",
+            wh.quote(&legacy)
+        ),
+        &[],
+    )
+    .await
+    .unwrap();
+    for extra in [None, Some("--in-warehouse")] {
+        let mut args = vec![
+            "--participant-type",
+            "textids",
+            "--arms",
+            "c,t",
+            "--strata",
+            "gender",
+            "--seed",
+            "7",
+            "--experiment-id",
+            "L",
+            "--write-table",
+            &legacy,
+        ];
+        args.extend(extra);
+        let (code, _, err) = run(d, &args);
+        assert_eq!(code, 1, "{extra:?}: {err}");
+        assert!(
+            err.contains("one key under the table's collation")
+                && err.contains("wrote nothing")
+                && !err.contains("another run")
+                && err.lines().count() == 1,
+            "{extra:?}: {err}"
+        );
+        assert!(rows(&wh, &legacy, "L", &[]).await.is_empty());
+    }
+    for t in [&src, &local_t, &wh_t, &legacy] {
         let _ = wh
             .execute(&format!("DROP TABLE IF EXISTS {}", wh.quote(t)), &[])
             .await;
