@@ -885,7 +885,8 @@ async fn lookups_of_many_ids_are_batched_under_bigquerys_parameter_limit() {
 
 /// A write that fails inside its transaction leaves the previous rows whole: here the table
 /// has an extra NOT NULL column that the assignment does not fill, so the script's INSERT fails
-/// after its DELETE of the replaced experiment; BigQuery rolls the whole script back.
+/// after its DELETE of the replaced experiment; BigQuery rolls the whole script back. The same
+/// for `--in-warehouse` (issue 12, "failure halfway"), whose staging table is dropped as well.
 #[tokio::test]
 async fn a_failing_write_leaves_the_previous_rows_whole_on_bigquery() {
     let Some((wh, t, url)) = common::bq_warehouse("failing_write_bigquery").await else {
@@ -931,56 +932,67 @@ async fn a_failing_write_leaves_the_previous_rows_whole_on_bigquery() {
     .await
     .unwrap();
     let settings = bq_settings(dir.path(), &dataset, "people", &t.key);
-    let out = common::xngin(&home)
-        .env("XNGIN_BIGQUERY_API_URL", &url)
-        .arg("--settings")
-        .arg(&settings)
-        .args([
-            "assign",
-            "--participant-type",
-            "test_participant_type",
-            "--arms",
-            "control,treatment",
-            "--experiment-id",
-            "exp-1",
-            "--write-table",
-            "asg",
-            "--replace",
-            "--seed",
-            "3",
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1), "{}", common::stderr(&out));
-    let err = common::stderr(&out);
-    assert!(err.contains("note"), "{err}");
-    let rows = texts(
-        &wh,
-        &format!("SELECT CAST(participant_id AS STRING), note FROM {asg} ORDER BY participant_id"),
-    )
-    .await;
-    assert_eq!(
-        rows,
-        vec![
-            vec!["1".to_string(), "kept".into()],
-            vec!["2".into(), "kept".into()]
-        ]
-    );
-    let bq = wh.bigquery_client().unwrap();
-    let mut tables = bq.list_tables().await.unwrap();
-    tables.sort();
-    // The experiments table was created before the transaction (DDL cannot be part of one),
-    // empty; no design record, no staging table.
-    assert_eq!(tables, ["asg", "people", "xngin_experiments"]);
-    let records = texts(
-        &wh,
-        &format!(
-            "SELECT COUNT(*) FROM {}",
-            wh.qualified(None, "xngin_experiments")
-        ),
-    )
-    .await;
-    assert_eq!(records, vec![vec!["0".to_string()]]);
+    // The local write, then the in-warehouse one (rows staged, then one script).
+    for in_warehouse in [false, true] {
+        let out = common::xngin(&home)
+            .env("XNGIN_BIGQUERY_API_URL", &url)
+            .arg("--settings")
+            .arg(&settings)
+            .args([
+                "assign",
+                "--participant-type",
+                "test_participant_type",
+                "--arms",
+                "control,treatment",
+                "--experiment-id",
+                "exp-1",
+                "--write-table",
+                "asg",
+                "--replace",
+                "--seed",
+                "3",
+            ])
+            .args(in_warehouse.then_some("--in-warehouse"))
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "in warehouse {in_warehouse}: {}",
+            common::stderr(&out)
+        );
+        let err = common::stderr(&out);
+        assert!(err.contains("note"), "{err}");
+        let rows = texts(
+            &wh,
+            &format!(
+                "SELECT CAST(participant_id AS STRING), note FROM {asg} ORDER BY participant_id"
+            ),
+        )
+        .await;
+        assert_eq!(
+            rows,
+            vec![
+                vec!["1".to_string(), "kept".into()],
+                vec!["2".into(), "kept".into()]
+            ]
+        );
+        let bq = wh.bigquery_client().unwrap();
+        let mut tables = bq.list_tables().await.unwrap();
+        tables.sort();
+        // The experiments table was created before the transaction (DDL cannot be part of one),
+        // empty; no design record, no staging table.
+        assert_eq!(tables, ["asg", "people", "xngin_experiments"]);
+        let records = texts(
+            &wh,
+            &format!(
+                "SELECT COUNT(*) FROM {}",
+                wh.qualified(None, "xngin_experiments")
+            ),
+        )
+        .await;
+        assert_eq!(records, vec![vec!["0".to_string()]]);
+    }
 }
 
 // ------------------------------------------- settings: the BigQuery warehouse object
