@@ -142,6 +142,29 @@ pub async fn bq_warehouse(test: &str) -> Option<(xngin::warehouse::Warehouse, Bq
     Some((xngin::warehouse::Warehouse::from_bigquery(bq), t, url))
 }
 
+/// Drop test assignment tables and their design records (the `xngin_experiments` rows naming
+/// them; that table may not exist). Best effort: a test's cleanup never fails it.
+pub async fn drop_assignment_tables<S: AsRef<str>>(
+    wh: &xngin::warehouse::Warehouse,
+    tables: impl IntoIterator<Item = S>,
+) {
+    for t in tables {
+        let t = t.as_ref();
+        let _ = wh
+            .execute(&format!("DROP TABLE IF EXISTS {}", wh.quote(t)), &[])
+            .await;
+        let _ = wh
+            .execute(
+                &format!(
+                    "DELETE FROM xngin_experiments WHERE assignment_table = {}",
+                    wh.placeholder(1)
+                ),
+                &[xngin::warehouse::Value::Text(t.to_string())],
+            )
+            .await;
+    }
+}
+
 /// Two balance tests' F statistics agree to 1e-9 relative (the local and in-warehouse sums are
 /// added in different orders; looser for near-exact fits, see below), and their p values as closely as that lets them: p = sf(F) moves
 /// by pdf(F)·ΔF, so deep in the tail (p = 1e-128 at F = 177) a relative ΔF of 1e-9 becomes a

@@ -463,20 +463,7 @@ async fn identity(url: &str) {
         assert!(rows(&wh, &wh_t, "refused", &[]).await.is_empty());
     }
 
-    for t in &tables {
-        wh.execute(&format!("DROP TABLE IF EXISTS {}", wh.quote(t)), &[])
-            .await
-            .unwrap();
-        wh.execute(
-            &format!(
-                "DELETE FROM xngin_experiments WHERE assignment_table = {}",
-                wh.placeholder(1)
-            ),
-            &[Value::Text(t.clone())],
-        )
-        .await
-        .unwrap();
-    }
+    common::drop_assignment_tables(&wh, &tables).await;
     wh.execute(&format!("DROP VIEW IF EXISTS {}", wh.quote(&view)), &[])
         .await
         .unwrap();
@@ -829,20 +816,7 @@ async fn numeric_strata(url: &str) {
         let (c, _, e) = run(d, &local);
         assert_eq!(c, 3, "{e}");
     }
-    for t in tables.iter().chain([&table]) {
-        wh.execute(&format!("DROP TABLE IF EXISTS {}", wh.quote(t)), &[])
-            .await
-            .unwrap();
-        wh.execute(
-            &format!(
-                "DELETE FROM xngin_experiments WHERE assignment_table = {}",
-                wh.placeholder(1)
-            ),
-            &[Value::Text(t.clone())],
-        )
-        .await
-        .ok();
-    }
+    common::drop_assignment_tables(&wh, tables.iter().chain([&table])).await;
     wh.close().await;
 }
 
@@ -1108,11 +1082,7 @@ async fn ids_differing_by_case_or_trailing_space_are_all_written_on_mysql() {
         );
         assert!(rows(&wh, &legacy, "L", &[]).await.is_empty());
     }
-    for t in [&src, &local_t, &wh_t, &legacy] {
-        let _ = wh
-            .execute(&format!("DROP TABLE IF EXISTS {}", wh.quote(t)), &[])
-            .await;
-    }
+    common::drop_assignment_tables(&wh, [&src, &local_t, &wh_t, &legacy]).await;
     wh.close().await;
 }
 

@@ -604,21 +604,7 @@ fn identity(url: &str) {
             )
             .await
             .unwrap();
-        for r in &names.rows {
-            let t = r[0].to_text().unwrap();
-            let _ = wh
-                .execute(&format!("DROP TABLE IF EXISTS {}", wh.quote(&t)), &[])
-                .await;
-            let _ = wh
-                .execute(
-                    &format!(
-                        "DELETE FROM xngin_experiments WHERE assignment_table = {}",
-                        wh.placeholder(1)
-                    ),
-                    &[Value::Text(t)],
-                )
-                .await;
-        }
+        common::drop_assignment_tables(&wh, names.rows.iter().filter_map(|r| r[0].to_text())).await;
         if std::env::var_os("XNGIN_INWH_DUMP").is_some() {
             eprintln!("inwh_identity: kept the audiences in {table}");
         } else {

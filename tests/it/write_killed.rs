@@ -214,20 +214,7 @@ async fn killed_write(admin_url: &str, url: &str, mysql: bool, in_warehouse: boo
     assert_eq!(count(&wh, &target, "second").await, 3000);
     assert_eq!(records("second").await, 1);
 
-    for t in [&target, &source] {
-        wh.execute(&format!("DROP TABLE IF EXISTS {}", wh.quote(t)), &[])
-            .await
-            .unwrap();
-    }
-    wh.execute(
-        &format!(
-            "DELETE FROM xngin_experiments WHERE assignment_table = {}",
-            wh.placeholder(1)
-        ),
-        &[Value::Text(target.clone())],
-    )
-    .await
-    .unwrap();
+    common::drop_assignment_tables(&wh, [&target, &source]).await;
     wh.close().await;
 }
 
