@@ -128,6 +128,18 @@ pub async fn run(req: &super::run::Request, aud: &ParticipantAudience) -> Result
             file.display()
         )));
     }
+    // Before connecting (and before the seed's notice): an engine without the keyed query is
+    // refused as a usage error. SQLite, a local engine, runs the local algorithm below.
+    let dialect = aud.participants.dsn.dialect();
+    if aud.participants.dsn.engine != crate::dsn::Engine::Sqlite
+        && (dialect.hex_word("x", 0).is_none()
+            || (!dialect.has_transactions() && dialect.transaction_script(&[]).is_none()))
+    {
+        return Err(unsupported(format!(
+            "{} does not compute the keyed assignment yet (the local run gives the same rows)",
+            dialect.product()
+        )));
+    }
     let super::run::Identity {
         seed,
         seed_given,
@@ -164,16 +176,6 @@ pub async fn run(req: &super::run::Request, aud: &ParticipantAudience) -> Result
             },
         )
         .await;
-    }
-    let dialect = dsn.dialect();
-    // Before connecting: an engine without the keyed query is refused as a usage error.
-    if dialect.hex_word("x", 0).is_none()
-        || (!dialect.has_transactions() && dialect.transaction_script(&[]).is_none())
-    {
-        return Err(unsupported(format!(
-            "{} does not compute the keyed assignment yet (the local run gives the same rows)",
-            dialect.product()
-        )));
     }
     let table_spec = out.table.as_ref().map(|t| t.spec.as_str());
     let target = match table_spec {

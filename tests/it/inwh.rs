@@ -1088,7 +1088,8 @@ async fn ids_differing_by_case_or_trailing_space_are_all_written_on_mysql() {
 
 /// Redshift lacks what the keyed query uses (array parameters, `generate_series` on the leader
 /// node): `--in-warehouse` on a Redshift DSN is refused with exit 2 before connecting (the host
-/// does not resolve here, so a connection attempt would fail differently), naming Redshift.
+/// does not resolve here, so a connection attempt would fail differently), naming Redshift, in
+/// one line (no seed notice before it).
 #[test]
 fn in_warehouse_on_redshift_is_refused_before_connecting() {
     let dir = tempfile::tempdir().unwrap();
@@ -1108,8 +1109,6 @@ fn in_warehouse_on_redshift_is_refused_before_connecting() {
             "a,b",
             "--strata",
             "gender",
-            "--seed",
-            "1",
             "--write-table",
             "out",
             "--in-warehouse",
