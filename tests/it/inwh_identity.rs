@@ -32,16 +32,16 @@ use xngin::dsn::Dsn;
 use xngin::warehouse::load::{ColumnDef, IfExists, load_table};
 use xngin::warehouse::{Value, Warehouse};
 
-/// Numeric strata (quantile bins, numeric balance covariates) in the generated designs. Off:
-/// numeric strata are checked by `inwh::strata_numeric_*` and the BigQuery test; on, this
-/// generator finds small audiences with numeric covariates and levels (nearly) entirely in one
-/// arm where the dense robust covariance (the small ill-conditioned designs' computation) loses
-/// digits: checked against a 60-digit solution, F = 3.0556 was off by 7.4e-10 locally and
-/// 2.2e-9 in the warehouse, F = 312.80 by 2.4e-9 locally and 2.1e-10 in the warehouse — open
-/// in issue 12. (Exact fits are now recognised from the warehouse's sums as locally.)
-/// `XNGIN_INWH_NUMERIC=1` turns it on; `XNGIN_INWH_DUMP=FILE` keeps a failing case's
-/// assignment file and the audience table for such a check.
-fn numeric_strata() -> bool {
+/// Numeric strata whose column has no NULL in the audience, in the generated designs: those are
+/// balance covariates with their values, and small audiences with such covariates and levels
+/// (nearly) all in one arm are ill-conditioned: there every double-precision computation lands
+/// within a few 1e-9 (for F in the thousands, 1e-7) of the exact F, not closer — checked
+/// against a 60-digit solution, F = 3.0556 was off by 7.4e-10 locally and 2.2e-9 in the
+/// warehouse, F = 312.80 by 2.4e-9 and 2.1e-10, F = 94.189 by 2.6e-9 and 6.0e-9
+/// (docs/statistics.md, "Precision"). So they are in only with `XNGIN_INWH_NUMERIC=1`; numeric
+/// strata with NULLs (quantile bins and a NULL level, categorical covariates) always are.
+/// `XNGIN_INWH_DUMP=FILE` keeps a failing case's assignment file and the audience table.
+fn numeric_covariates() -> bool {
     std::env::var_os("XNGIN_INWH_NUMERIC").is_some_and(|v| v == "1")
 }
 
@@ -51,7 +51,7 @@ const DEFAULT_CASES: u32 = 750;
 /// The categorical strata columns of the table (chosen from in each case); `ug` (uuid) only on
 /// PostgreSQL.
 const CATEGORICAL: [&str; 6] = ["g2", "g4", "g12", "flag", "uq", "ug"];
-/// The numeric columns (strata only with [`numeric_strata()`]).
+/// The numeric columns (see [`numeric_covariates`]).
 const NUMERIC: [&str; 2] = ["x_int", "x_float"];
 
 /// Levels of `g12`: byte order differs from case-insensitive and accent-folding collations,
@@ -124,11 +124,13 @@ fn columns(uuid: bool) -> Vec<ColumnDef> {
     c
 }
 
-/// The rows of `audiences` audiences, and each audience's size.
-fn rows(audiences: u32, seed: u64, uuid: bool) -> (Vec<Vec<Value>>, Vec<u64>) {
+/// The rows of `audiences` audiences, each audience's size, and whether its `x_int` and
+/// `x_float` hold a NULL.
+fn rows(audiences: u32, seed: u64, uuid: bool) -> (Vec<Vec<Value>>, Vec<u64>, Vec<[bool; 2]>) {
     let mut g = Gen(seed);
     let mut out = Vec::new();
     let mut sizes = Vec::new();
+    let mut nulls = Vec::new();
     let mut n: u64 = 0;
     let text = |s: Option<&str>| s.map_or(Value::Null, |s| Value::Text(s.into()));
     for a in 0..audiences {
@@ -138,6 +140,7 @@ fn rows(audiences: u32, seed: u64, uuid: bool) -> (Vec<Vec<Value>>, Vec<u64>) {
             _ => 301 + g.below(900),
         };
         sizes.push(size);
+        nulls.push([false; 2]);
         // Per audience: the skew and NULL share of each column.
         let mut skew = || {
             (
@@ -181,6 +184,9 @@ fn rows(audiences: u32, seed: u64, uuid: bool) -> (Vec<Vec<Value>>, Vec<u64>) {
             let flag = g.level(2, rf, nf).map(|i| i == 0);
             let x_int = (g.below(100) >= nx).then(|| g.below(7) as i64 - 2);
             let x_float = (g.below(100) >= nx).then(|| (g.below(1000) as f64) / 8.0 - 20.0);
+            let seen = nulls.last_mut().expect("pushed");
+            seen[0] |= x_int.is_none();
+            seen[1] |= x_float.is_none();
             let mut row = vec![
                 Value::Int(id),
                 Value::Text(tid),
@@ -205,7 +211,7 @@ fn rows(audiences: u32, seed: u64, uuid: bool) -> (Vec<Vec<Value>>, Vec<u64>) {
             out.push(row);
         }
     }
-    (out, sizes)
+    (out, sizes, nulls)
 }
 
 const SHEET_HEAD: &str =
@@ -299,7 +305,7 @@ fn case_strategy(audiences: u32) -> impl Strategy<Value = Case> {
                     .enumerate()
                     .map(|(i, &x)| match i {
                         4 => x == 0,
-                        i if i >= CATEGORICAL.len() => numeric_strata() && x < 4,
+                        i if i >= CATEGORICAL.len() => x < 4,
                         _ => x < 4,
                     })
                     .collect();
@@ -324,6 +330,8 @@ struct Fixture {
     settings: PathBuf,
     dir: PathBuf,
     sizes: Vec<u64>,
+    /// Per audience: `x_int`, `x_float` hold a NULL.
+    numeric_nulls: Vec<[bool; 2]>,
     table: String,
     /// The table has the uuid columns (PostgreSQL).
     uuid: bool,
@@ -340,6 +348,24 @@ fn id_kind(f: &Fixture, c: &Case) -> u8 {
     }
 }
 
+/// The strata columns of a case (in [`CATEGORICAL`] then [`NUMERIC`] order): its picks,
+/// without `ug` where there is no uuid column and without numeric columns that are balance
+/// covariates unless [`numeric_covariates`].
+fn picked(f: &Fixture, c: &Case) -> Vec<bool> {
+    let nulls = f.numeric_nulls[c.audience as usize];
+    c.pick
+        .iter()
+        .enumerate()
+        .map(|(i, &p)| {
+            let kept = match i.checked_sub(CATEGORICAL.len()) {
+                Some(j) => nulls[j] || numeric_covariates(),
+                None => f.uuid || CATEGORICAL[i] != "ug",
+            };
+            p && kept
+        })
+        .collect()
+}
+
 async fn request(
     f: &Fixture,
     c: &Case,
@@ -353,8 +379,8 @@ async fn request(
         .collect();
     let strata: Vec<String> = names
         .iter()
-        .zip(&c.pick)
-        .filter(|(n, p)| **p && (f.uuid || *n != "ug"))
+        .zip(picked(f, c))
+        .filter(|(_, p)| *p)
         .map(|(n, _)| n.clone())
         .collect();
     let n = f.sizes[c.audience as usize];
@@ -431,7 +457,10 @@ async fn check(f: &Fixture, c: &Case) -> Result<(), String> {
     };
     let kind = id_kind(f, c);
     let table = c.write_table.then(|| {
-        let strata: String = c.pick.iter().map(|p| if *p { '1' } else { '0' }).collect();
+        let strata: String = picked(f, c)
+            .iter()
+            .map(|p| if *p { '1' } else { '0' })
+            .collect();
         format!("{}_{kind}_{strata}", f.table)
     });
     let inwh = match request(f, c, wf.clone(), table).await {
@@ -542,7 +571,7 @@ fn identity(url: &str) {
         .block_on(Warehouse::connect(&Dsn::parse(url).unwrap()))
         .unwrap();
     let mysql = url.starts_with("mysql") || url.starts_with("mariadb");
-    let (data, sizes) = rows(audiences, 12, !mysql);
+    let (data, sizes, numeric_nulls) = rows(audiences, 12, !mysql);
     let n_rows = data.len();
     rt.block_on(load_table(
         &wh,
@@ -572,6 +601,7 @@ fn identity(url: &str) {
         settings: settings(dir.path(), url, &table, !mysql),
         dir: dir.path().to_path_buf(),
         sizes,
+        numeric_nulls,
         table: table.clone(),
         uuid: !mysql,
         refused: Default::default(),
