@@ -1005,11 +1005,8 @@ async fn ids_differing_by_case_or_trailing_space_are_all_written_on_mysql() {
     }
     settings(d, &url, &src, &src);
     let (local_t, wh_t) = (common::unique("inwh_case_l"), common::unique("inwh_case_w"));
-    for (t, exp, extra) in [
-        (&local_t, "E", None),
-        (&local_t, "e", None),
-        (&wh_t, "E", Some("--in-warehouse")),
-    ] {
+    // One run into table `t` as experiment `exp` (in the warehouse or not).
+    let assign = |t: &str, exp: &str, in_warehouse: bool| {
         let mut args = vec![
             "--participant-type",
             "textids",
@@ -1025,8 +1022,15 @@ async fn ids_differing_by_case_or_trailing_space_are_all_written_on_mysql() {
             t,
             "-q",
         ];
-        args.extend(extra);
-        let (code, _, err) = run(d, &args);
+        args.extend(in_warehouse.then_some("--in-warehouse"));
+        run(d, &args)
+    };
+    for (t, exp, in_warehouse) in [
+        (&local_t, "E", false),
+        (&local_t, "e", false),
+        (&wh_t, "E", true),
+    ] {
+        let (code, _, err) = assign(t, exp, in_warehouse);
         assert_eq!(code, 0, "{t} {exp}: {err}");
     }
     for (t, exp) in [(&local_t, "E"), (&local_t, "e"), (&wh_t, "E")] {
@@ -1055,30 +1059,15 @@ async fn ids_differing_by_case_or_trailing_space_are_all_written_on_mysql() {
     )
     .await
     .unwrap();
-    for extra in [None, Some("--in-warehouse")] {
-        let mut args = vec![
-            "--participant-type",
-            "textids",
-            "--arms",
-            "c,t",
-            "--strata",
-            "gender",
-            "--seed",
-            "7",
-            "--experiment-id",
-            "L",
-            "--write-table",
-            &legacy,
-        ];
-        args.extend(extra);
-        let (code, _, err) = run(d, &args);
-        assert_eq!(code, 1, "{extra:?}: {err}");
+    for in_warehouse in [false, true] {
+        let (code, _, err) = assign(&legacy, "L", in_warehouse);
+        assert_eq!(code, 1, "in warehouse {in_warehouse}: {err}");
         assert!(
             err.contains("one key under the table's collation")
                 && err.contains("wrote nothing")
                 && !err.contains("another run")
                 && err.lines().count() == 1,
-            "{extra:?}: {err}"
+            "in warehouse {in_warehouse}: {err}"
         );
         assert!(rows(&wh, &legacy, "L", &[]).await.is_empty());
     }
