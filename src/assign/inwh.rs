@@ -1640,15 +1640,18 @@ impl CellMoments {
                 .enumerate()
                 .map(|(i, e)| format!("{e} AS d{i}"))
                 .collect();
-            let d_names: Vec<String> = (0..k).map(|i| format!("d{i}")).collect();
+            let d_names = (0..k)
+                .map(|i| format!("d{i}"))
+                .collect::<Vec<_>>()
+                .join(", ");
             let sql = format!(
                 "SELECT sid, arm, {} FROM (SELECT sid, arm, {}, u - ub AS v, ub FROM \
                  (SELECT sid, arm, {}, u, AVG(u) OVER (PARTITION BY sid, arm) AS ub FROM \
                  (SELECT r.sid, r.arm, {}, {} AS u FROM ({}) r CROSS JOIN (SELECT {}) p \
                  WHERE r.arm = 0 OR r.arm = {t}) g0) g1) g GROUP BY sid, arm",
                 sums.join(", "),
-                d_names.join(", "),
-                d_names.join(", "),
+                d_names,
+                d_names,
                 ds.join(", "),
                 u.join(" + "),
                 rows.0,

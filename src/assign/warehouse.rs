@@ -180,6 +180,9 @@ pub(super) async fn create_before_transaction(
     if dialect.transactional_ddl() {
         return Ok(());
     }
+    if !create_table && experiments_exist {
+        return Ok(());
+    }
     let exact = exact_key_collation(wh).await?;
     if create_table {
         let cols = with_key_collation(cols, exact.as_deref());
